@@ -1,0 +1,17 @@
+"""Keras 3 builders for the NFNet and ViT families, with exact analytic counts.
+
+Public API:
+  build(name, num_classes=1000, **overrides) -> keras.Model
+  names(family=None, mini=None) -> list[str]
+  stats(name, resolution=None, num_classes=1000) -> ModelStats
+  get_spec(name) -> ModelSpec
+"""
+
+from model_defs.registry import ModelSpec, UnknownModelError, build, get_spec, names, stats
+from model_defs.stats import ModelStats
+
+# Importing the family modules registers their variants.
+from model_defs import nfnet as _nfnet  # noqa: F401,E402
+from model_defs import vit as _vit  # noqa: F401,E402
+
+__all__ = ["build", "names", "stats", "get_spec", "ModelSpec", "ModelStats", "UnknownModelError"]

@@ -1,0 +1,1 @@
+"""NFNet family (placeholder until the builders land)."""

@@ -1,0 +1,81 @@
+"""The model registry behind ``model_defs.build``, ``names`` and ``stats``.
+
+Each family module (``nfnet.py``, ``vit.py``) registers one ``ModelSpec`` per
+variant at import time; the spec's ``config`` is that variant's row of the
+family's table, and its two functions build the Keras model or count it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Any, Callable, Mapping
+
+from model_defs.stats import ModelStats
+
+
+class UnknownModelError(ValueError):
+  """Raised for a model name that is not registered."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  name: str
+  family: str                     # 'nfnet' or 'vit'
+  config: Mapping[str, Any]       # the variant's architecture row
+  builder: Callable[..., Any]     # builder(config, num_classes, name=..., **overrides) -> keras.Model
+  counter: Callable[..., ModelStats]  # counter(config, resolution, num_classes, name=..., **overrides)
+  train_resolution: int
+  test_resolution: int
+  source: str                     # where the variant's numbers come from
+  mini: bool = False              # scaled-down CPU variant
+  description: str = ""
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+  if spec.name in _REGISTRY:
+    raise ValueError(f"model {spec.name!r} registered twice")
+  _REGISTRY[spec.name] = spec
+  return spec
+
+
+def get_spec(name: str) -> ModelSpec:
+  """The registered spec of ``name``; unknown names raise ``UnknownModelError``."""
+  try:
+    return _REGISTRY[name]
+  except KeyError:
+    close = difflib.get_close_matches(str(name), list(_REGISTRY), n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise UnknownModelError(
+        f"unknown model {name!r}.{hint} Known models: {', '.join(sorted(_REGISTRY))}"
+    ) from None
+
+
+def names(family: str | None = None, mini: bool | None = None) -> list[str]:
+  """Registered model names, optionally filtered by family and by mini/full scale."""
+  return [n for n, s in _REGISTRY.items()
+          if (family is None or s.family == family) and (mini is None or s.mini == mini)]
+
+
+def build(name: str, num_classes: int = 1000, **overrides):
+  """Builds the Keras model ``name`` (channels-last, any input resolution)."""
+  spec = get_spec(name)
+  if int(num_classes) < 1:
+    raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+  return spec.builder(spec.config, int(num_classes), name=name, **overrides)
+
+
+def stats(name: str, resolution: int | None = None, num_classes: int = 1000,
+          **overrides) -> ModelStats:
+  """Analytic params and forward MACs/FLOPs per image, without building the model.
+
+  ``resolution`` defaults to the variant's training resolution.
+  """
+  spec = get_spec(name)
+  resolution = spec.train_resolution if resolution is None else int(resolution)
+  if resolution < 1:
+    raise ValueError(f"resolution must be a positive integer, got {resolution!r}")
+  return spec.counter(spec.config, resolution, int(num_classes), name=name, **overrides)

@@ -1,0 +1,1 @@
+"""ViT family (placeholder until the builders land)."""

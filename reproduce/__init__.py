@@ -1,0 +1,1 @@
+"""Reproduction scripts and libraries for the NFNet-vs-ViT scaling study."""
