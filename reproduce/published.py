@@ -1,0 +1,182 @@
+"""Every published number the kit checks itself against, each with its source.
+
+This is the single source of truth for paper numbers: tests, the budget planner's
+calibration anchor and ``reproduce.compare`` all read them from here.
+
+Source keys (full references in docs/published.md):
+  P  = Smith, Brock, Berrada, De 2023, arXiv:2310.16764 ("ConvNets Match ViTs at Scale")
+  N  = Brock, De, Smith, Simonyan 2021, arXiv:2102.06171 (NFNets), Table 3 / Table 5
+  C  = DeepMind official NFNet code (deepmind-research/nfnets, base.py)
+  Z  = Zhai, Kolesnikov, Houlsby, Beyer 2022, arXiv:2106.04560 (Scaling ViTs), Table 2
+  S  = Alabdulmohsin et al. 2023, arXiv:2305.13035 (SoViT), Table 1 / Section 5
+  D  = derived by this kit from the architecture definition in N and C (not printed in a paper)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterable
+
+
+@dataclasses.dataclass(frozen=True)
+class Published:
+  """One published number.
+
+  Attributes:
+    key: unique id, ``"<model>.<quantity>"`` (e.g. ``"nfnet_f0.params"``).
+    model: kit model name, or a paper model label when the kit has no exact twin.
+    quantity: what is measured (``params``, ``gmacs``, ``gflops``, ``imagenet_top1``,
+      ``pretrain_core_hours``, ...).
+    value: the number, in ``unit``.
+    unit: e.g. ``"M params"``, ``"GMACs"``, ``"GFLOPs"``, ``"%"``, ``"TPU-v4 core hours"``.
+    convention: how it is counted (resolution, MAC vs FLOP, head, ...).
+    source: source key and location.
+    tolerance: the absolute difference at which a reproduction of it still passes.
+  """
+  key: str
+  model: str
+  quantity: str
+  value: float
+  unit: str
+  convention: str
+  source: str
+  tolerance: float
+
+
+def _nfnet_rows() -> list[Published]:
+  # (variant, params M, GMACs at test res, test res, ImageNet top-1 no extra data)
+  table = [
+      ("f0", 71.5, 12.38, 256, 83.6), ("f1", 132.6, 35.54, 320, 84.7),
+      ("f2", 193.8, 62.59, 352, 85.1), ("f3", 254.9, 114.76, 416, 85.7),
+      ("f4", 316.1, 215.24, 512, 85.9), ("f5", 377.2, 289.76, 544, 86.0),
+      ("f6", 438.4, 377.28, 576, 86.5),
+  ]
+  rows = []
+  for variant, params, gmacs, res, top1 in table:
+    model = f"nfnet_{variant}"
+    rows += [
+        Published(f"{model}.params", model, "params", params, "M params",
+                  "1000-class head", "N Table 3", 0.05),
+        Published(f"{model}.gmacs", model, "gmacs", gmacs, "GMACs",
+                  f"per image at {res} px; the paper's 'GFLOPs' column counts multiply-adds",
+                  "N Table 3", 0.005),
+        Published(f"{model}.imagenet_top1", model, "imagenet_top1", top1, "%",
+                  "ImageNet from scratch, no extra data" + (", with SAM" if variant == "f6" else ""),
+                  "N Table 3", 0.3),
+    ]
+  # Sizes not printed in N but derived from the official code's structure (C).
+  for variant, params in (("f7", 499.5), ("f3plus", 423.4), ("f7plus", 829.6)):
+    model = f"nfnet_{variant}"
+    rows.append(Published(f"{model}.params", model, "params", params, "M params",
+                          "1000-class head; widths [384,768,2048,2048] for '+'",
+                          "D from C base.py nfnet_params", 0.05))
+  return rows
+
+
+def _headline_rows() -> list[Published]:
+  v4 = "TPU-v4 core hours"
+  return [
+      # NFNet-F7+ pre-trained on JFT-4B, the paper's largest run (Figure 1).
+      Published("nfnet_f7plus.pretrain_core_hours", "nfnet_f7plus", "pretrain_core_hours",
+                110e3, v4, "8 epochs of JFT-4B at 224 px, batch 4096; estimated 'by eye' from steps/s",
+                "P Section 3", 5.5e3),
+      Published("nfnet_f7plus.pretrain_epochs", "nfnet_f7plus", "pretrain_epochs", 8, "epochs",
+                "JFT-4B", "P Section 3", 0.0),
+      Published("jft4b.dataset_size", "jft4b", "dataset_size", 4e9, "images",
+                "'roughly 4 billion labelled images'", "P Section 1", 0.0),
+      Published("nfnet_f7plus.finetune_core_hours", "nfnet_f7plus", "finetune_core_hours",
+                1.6e3, v4, "50 epochs ImageNet fine-tune at 384 px", "P Section 3", 0.2e3),
+      Published("nfnet_f7plus.pretrain_core_hours_v3", "nfnet_f7plus", "pretrain_core_hours_v3",
+                250e3, "TPU-v3 core hours",
+                "the text reads '250'; read as 250k (UNCONFIRMED)", "P Section 3", 25e3),
+      Published("nfnet_f7plus.imagenet_top1", "nfnet_f7plus", "imagenet_top1", 90.3, "%",
+                "JFT-4B pre-train, ImageNet fine-tune 384 px train / 480 px eval", "P Figure 1", 0.3),
+      Published("nfnet_f7plus_ra.imagenet_top1", "nfnet_f7plus", "imagenet_top1_ra", 90.4, "%",
+                "as above with repeated augmentation x4", "P Figure 1", 0.3),
+      Published("vit_giant14.imagenet_top1", "vit_giant14", "imagenet_top1", 90.2, "%",
+                "JFT-3B pre-train, fine-tuned at 518 px", "P Figure 1; S Table 1", 0.3),
+      Published("vit_giant14.pretrain_core_hours", "vit_giant14", "pretrain_core_hours",
+                120e3, v4, "authors' TPU-v4 estimate of the 210k TPU-v3 core-hour run",
+                "P Section 3", 12e3),
+      Published("vit_giant14.pretrain_core_hours_v3", "vit_giant14", "pretrain_core_hours_v3",
+                210e3, "TPU-v3 core hours", "16B examples seen", "P Section 3; S Section 5", 21e3),
+      Published("vit_gigantic14.imagenet_top1", "vit_gigantic14", "imagenet_top1", 90.45, "%",
+                "JFT-3B pre-train, fine-tuned at 518 px", "P Figure 1; Z Table 1", 0.3),
+      Published("vit_gigantic14.pretrain_core_hours", "vit_gigantic14", "pretrain_core_hours",
+                280e3, v4, "authors' TPU-v4 estimate of the >500k TPU-v3 core-hour run",
+                "P Section 3", 28e3),
+      Published("vit_gigantic14.pretrain_core_hours_v3", "vit_gigantic14",
+                "pretrain_core_hours_v3", 500e3, "TPU-v3 core hours", "a lower bound ('over')",
+                "P Section 3", 50e3),
+      Published("vit_so400m14.imagenet_top1", "vit_so400m14", "imagenet_top1", 90.3, "%",
+                "JFT-3B pre-train, fine-tuned at 518 px", "P Figure 1; S Table 1", 0.3),
+      Published("vit_so400m14.pretrain_core_hours", "vit_so400m14", "pretrain_core_hours",
+                130e3, v4, "authors' TPU-v4 estimate of the 230k TPU-v3 core-hour run",
+                "P Section 3", 13e3),
+      Published("vit_so400m14.pretrain_core_hours_v3", "vit_so400m14", "pretrain_core_hours_v3",
+                230e3, "TPU-v3 core hours", "40B examples seen", "P Section 3; S Section 5", 23e3),
+      Published("nfnet_f5_ra.imagenet_top1", "nfnet_f5", "imagenet_top1_ra", 86.8, "%",
+                "ImageNet only, repeated augmentation", "P Section 3 citing Fort et al. 2021", 0.3),
+  ]
+
+
+def _vit_rows() -> list[Published]:
+  # (model, params M, GFLOPs at 224 or None, params source)
+  table = [
+      ("vit_ti16", 5.7, 2.5), ("vit_s16", 22.1, 9.2), ("vit_b16", 86.6, 35.1),
+      ("vit_l16", 304.3, 122.9), ("vit_h14", 632.0, None), ("vit_giant14", 1011.0, 533.1),
+      ("vit_gigantic14", 1843.0, 965.3), ("vit_so400m14", 428.0, None),
+  ]
+  rows = []
+  for model, params, gflops in table:
+    rows.append(Published(f"{model}.params", model, "params", params, "M params",
+                          "224 px, 1000-class head", "Z Table 2; S Table 1 (So400m)",
+                          0.01 * params))
+    if gflops is not None:
+      rows.append(Published(f"{model}.gflops", model, "gflops", gflops, "GFLOPs",
+                            "per image at 224 px; Zhai et al. count FLOPs = 2 x MACs",
+                            "Z Table 2", 0.02 * gflops))
+  return rows
+
+
+def _claim_rows() -> list[Published]:
+  return [
+      Published("claim.optimal_lr_small_epochs", "nfnet", "optimal_lr_small_epochs", 1.6,
+                "learning rate", "batch 4096, cosine decay; optimum at small epoch budgets",
+                "P Section 2, Figure 3", 0.8),
+      Published("claim.optimal_epochs_gt1_above_core_hours", "nfnet",
+                "optimal_epochs_gt1_above_core_hours", 5e3, "TPU-v4 core hours",
+                "optimal epoch budget exceeds 1 above roughly this compute", "P Section 2", 2.5e3),
+      Published("claim.size_vs_epochs_exponent_ratio", "nfnet", "size_vs_epochs_exponent_ratio",
+                1.0, "ratio", "scale model size and epochs at the same rate", "P Section 2", 0.5),
+  ]
+
+
+ENTRIES: tuple[Published, ...] = tuple(
+    _nfnet_rows() + _vit_rows() + _headline_rows() + _claim_rows())
+_BY_KEY = {e.key: e for e in ENTRIES}
+assert len(_BY_KEY) == len(ENTRIES), "duplicate published key"
+
+
+def get(key: str) -> Published:
+  """The entry with ``key``; a KeyError names close keys."""
+  try:
+    return _BY_KEY[key]
+  except KeyError:
+    import difflib
+    close = difflib.get_close_matches(key, list(_BY_KEY), n=5)
+    raise KeyError(f"no published number {key!r}; close: {close}") from None
+
+
+def value(key: str) -> float:
+  return get(key).value
+
+
+def entries(model: str | None = None, quantity: str | None = None) -> list[Published]:
+  """Entries filtered by model and/or quantity."""
+  return [e for e in ENTRIES
+          if (model is None or e.model == model) and (quantity is None or e.quantity == quantity)]
+
+
+def as_dicts(items: Iterable[Published] = ENTRIES) -> list[dict]:
+  return [dataclasses.asdict(e) for e in items]
