@@ -149,6 +149,20 @@ def _claim_rows() -> list[Published]:
                 "optimal epoch budget exceeds 1 above roughly this compute", "P Section 2", 2.5e3),
       Published("claim.size_vs_epochs_exponent_ratio", "nfnet", "size_vs_epochs_exponent_ratio",
                 1.0, "ratio", "scale model size and epochs at the same rate", "P Section 2", 0.5),
+      # Qualitative claims as signs (-1 falls, +1 rises); a reproduction's sign counts only
+      # when its confidence interval excludes zero (reproduce/compare.py).
+      Published("claim.loss_vs_compute_slope_sign", "nfnet", "loss_vs_compute_slope_sign", -1.0,
+                "sign", "held-out loss falls linearly with compute on log-log axes",
+                "P Section 2, Figure 2", 0.0),
+      Published("claim.optimal_size_exponent_sign", "nfnet", "optimal_size_exponent_sign", 1.0,
+                "sign", "the optimal model size increases with the compute budget",
+                "P Section 2", 0.0),
+      Published("claim.optimal_epochs_exponent_sign", "nfnet", "optimal_epochs_exponent_sign",
+                1.0, "sign", "the optimal epoch budget increases with the compute budget",
+                "P Section 2", 0.0),
+      Published("claim.optimal_lr_vs_epochs_sign", "nfnet", "optimal_lr_vs_epochs_sign", -1.0,
+                "sign", "the optimal learning rate falls as the epoch budget rises",
+                "P Section 2, Figure 3", 0.0),
   ]
 
 

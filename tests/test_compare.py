@@ -1,0 +1,161 @@
+"""reproduce.compare: rows, PASS/FAIL, notes, TensorBoard/JSON output, exit codes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from reproduce import compare
+from reproduce import published
+from reproduce import scaling
+
+MODELS = {f"nfnet_mini_s{i}": 1e5 * 2.0 ** i for i in range(5)}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+  base = tmp_path_factory.mktemp("compare")
+  scaling.write_records(str(base / "runs"), scaling.synthetic_records(models=MODELS,
+                                                                      noise=0.005))
+  points = scaling.load_points(str(base / "runs" / "*"))
+  return base, points, scaling.fit_all(points, bootstrap=50)
+
+
+def _finetune_run(directory, name, model, top1):
+  record = scaling.synthetic_records(models={model: 1e6}, epochs=(8.0,), lr_factors=(1.0,),
+                                     hardware="tpu_v4")[0]
+  record["finetune_top1"] = top1
+  run = directory / name
+  run.mkdir(parents=True)
+  (run / "results.json").write_text(json.dumps(record))
+
+
+def test_row_pass_fail_and_difference():
+  entry = published.get("nfnet_f7plus.imagenet_top1")
+  inside = compare._row(entry, "finetune", entry.value + 0.9 * entry.tolerance)
+  outside = compare._row(entry, "finetune", entry.value - 1.1 * entry.tolerance)
+  assert inside.status == "PASS" and outside.status == "FAIL"
+  assert outside.difference == pytest.approx(-1.1 * entry.tolerance)
+  assert compare._row(entry, "finetune", float("nan")).status == "FAIL"
+
+
+def test_claims_on_synthetic_study_pass(study):
+  _, points, fits = study
+  result = compare.compare(points, fits, model_stats=False)
+  keys = {r["key"] for r in result["rows"]}
+  assert keys == {"claim.loss_vs_compute_slope_sign", "claim.optimal_size_exponent_sign",
+                  "claim.optimal_epochs_exponent_sign", "claim.size_vs_epochs_exponent_ratio",
+                  "claim.optimal_lr_vs_epochs_sign"}
+  assert result["passed"] and result["n_fail"] == 0, compare.format_table(result)
+  # CPU core hours are never compared with the paper's TPU-v4 core hours.
+  assert any("not TPU-v4 core hours" in n for n in result["notes"])
+
+
+def test_flat_study_fails_claims(study):
+  _, points, fits = study
+  flat = json.loads(scaling.fits_to_json(fits))
+  flat["loss_vs_compute"].update(b=-0.01, ci=dict(a=[1, 2], b=[-0.02, 0.0], E=[0, 0]))
+  flat["lr_trend"]["pooled_slope"] = 0.0
+  result = compare.compare(points, flat, model_stats=False)
+  status = {r["key"]: r["status"] for r in result["rows"]}
+  assert status["claim.loss_vs_compute_slope_sign"] == "FAIL"
+  assert status["claim.optimal_lr_vs_epochs_sign"] == "FAIL"
+  assert not result["passed"]
+
+
+def test_absolute_claims_only_in_tpu_v4_units(study):
+  _, _, fits = study
+  paper_units = json.loads(scaling.fits_to_json(fits))
+  paper_units["compute_unit"] = scaling.PAPER_COMPUTE_UNIT
+  paper_units["optimal"] = [dict(compute=1e3, epochs=0.5), dict(compute=4e3, epochs=1.0),
+                            dict(compute=6e3, epochs=2.0), dict(compute=2e4, epochs=4.0)]
+  for sweep in paper_units["optimal_lr"]:
+    sweep["batch_size"] = compare.PAPER_BATCH_SIZE
+  rows, _ = compare.claim_rows(paper_units)
+  by_key = {r.key: r for r in rows}
+  assert by_key["claim.optimal_epochs_gt1_above_core_hours"].ours == 6e3
+  assert by_key["claim.optimal_epochs_gt1_above_core_hours"].status == "PASS"
+  assert by_key["claim.optimal_lr_small_epochs"].ours == pytest.approx(1.6 * 0.25 ** -0.25)
+
+
+def test_finetune_rows(tmp_path):
+  _finetune_run(tmp_path, "f7plus_good", "nfnet_f7plus", 0.902)
+  _finetune_run(tmp_path, "vitg_bad", "vit_giant14", 0.85)
+  _finetune_run(tmp_path, "unknown", "nfnet_mini_f0", 0.5)
+  points = scaling.load_points(str(tmp_path / "*"))
+  rows, notes = compare.finetune_rows(points)
+  status = {r.key: (r.status, r.ours) for r in rows}
+  assert status["nfnet_f7plus.imagenet_top1"][0] == "PASS"
+  assert status["nfnet_f7plus.imagenet_top1"][1] == pytest.approx(90.2)
+  assert status["vit_giant14.imagenet_top1"][0] == "FAIL"
+  assert any("nfnet_mini_f0" in n for n in notes)
+
+
+def test_model_stats_rows_with_what_is_registered():
+  import model_defs
+
+  rows, notes = compare.model_stats_rows()
+  registered = set(model_defs.names())
+  assert all(r.model in registered for r in rows)
+  stats_models = {e.model for e in published.ENTRIES if e.quantity in compare.STATS_QUANTITIES}
+  for model in stats_models - registered:
+    assert any(n.startswith(model + ":") for n in notes), model
+
+
+def test_model_stats_rows_logic(monkeypatch):
+  import model_defs
+  from model_defs.stats import ModelStats
+
+  def fake_stats(name, resolution=None, num_classes=1000):
+    if name == "vit_b16":
+      return ModelStats(name, resolution, num_classes, params=86_600_000, macs=17_550_000_000)
+    if name == "vit_s16":
+      raise RuntimeError("half-written counter")
+    raise model_defs.UnknownModelError(name)
+
+  monkeypatch.setattr(model_defs, "stats", fake_stats)
+  rows, notes = compare.model_stats_rows()
+  assert {r.key: r.status for r in rows} == {"vit_b16.params": "PASS", "vit_b16.gflops": "PASS"}
+  assert any("vit_s16" in n and "half-written" in n for n in notes)
+  assert any("nfnet_f0" in n and "not registered" in n for n in notes)
+
+
+def test_outputs_table_json_and_tensorboard(study, tmp_path):
+  from tensorboard.backend.event_processing import event_accumulator
+
+  _, points, fits = study
+  result = compare.compare(points, fits, model_stats=False)
+  table = compare.format_table(result)
+  assert "claim.size_vs_epochs_exponent_ratio" in table and table.rstrip().endswith("PASS")
+  compare.write_json(str(tmp_path / "out.json"), result)
+  assert json.loads((tmp_path / "out.json").read_text())["n_rows"] == result["n_rows"]
+  compare.write_tensorboard(str(tmp_path / "tb"), result)
+  acc = event_accumulator.EventAccumulator(str(tmp_path / "tb" / "compare"))
+  acc.Reload()
+  assert "compare/table" in acc.PluginTagToContent("text")
+  assert "compare/n_fail" in acc.PluginTagToContent("scalars")
+
+
+def _main(*args):
+  return subprocess.run([sys.executable, "-m", "reproduce.compare", *args],
+                        capture_output=True, text=True, timeout=180)
+
+
+def test_cli_exit_codes(study, tmp_path):
+  base, _, _ = study
+  good = _main(f"--runs={base}/runs/*", "--model_stats=false", "--bootstrap=30",
+               f"--json_out={tmp_path}/good.json")
+  assert good.returncode == 0, good.stdout + good.stderr[-1500:]
+  assert json.loads((tmp_path / "good.json").read_text())["passed"] is True
+
+  _finetune_run(tmp_path / "bad", "vitg_bad", "vit_giant14", 0.80)
+  bad = _main(f"--runs={tmp_path}/bad/*", "--model_stats=false",
+              f"--json_out={tmp_path}/bad.json")
+  assert bad.returncode == 1
+  rows = json.loads((tmp_path / "bad.json").read_text())["rows"]
+  assert [r["status"] for r in rows if r["key"] == "vit_giant14.imagenet_top1"] == ["FAIL"]
+  assert "FAIL" in bad.stdout
+
+  empty = _main(f"--runs={tmp_path}/none_*")
+  assert empty.returncode == 2 and "none_" in empty.stderr
