@@ -1,1 +1,537 @@
-"""ViT family (placeholder until the builders land)."""
+"""Vision Transformer (ViT) family: variant table, Keras 3 builder, analytic counter.
+
+The architecture follows big_vision's ``models/vit.py`` (Zhai et al. 2022,
+Alabdulmohsin et al. 2023) and timm's ``VisionTransformer`` (pre-norm blocks,
+LayerNorm eps 1e-6, exact GELU, qkv bias), so that checkpoints of both load
+exactly (see ``model_defs.convert_vit``).
+
+Layout of the Keras model (layer names are part of the weight contract used by
+the converters):
+
+  embedding           Conv2D(patch x patch, stride patch, 'valid') -> (B, N, D)
+  pos_embedding       learned (1, N, D) table or fixed 2-D sin-cos; added *before*
+                      the class token is prepended (big_vision order; a timm
+                      class-token position row is folded into ``cls`` on import)
+  cls                 class token (pool_type 'token' only)
+  encoderblock_{i}_*  ln0 -> attn -> (+) -> ln1 -> mlp_fc1 -> gelu -> mlp_fc2 -> (+)
+  encoder_norm        final LayerNorm
+  pooling             'token': x[:, 0]; 'gap': mean over tokens (after the final
+                      norm, as big_vision); 'map': attention pooling with a
+                      learned probe (map_probe, map_attn, map_ln, map_fc1/2)
+  pre_logits          optional Dense(representation_size) + tanh
+  head                Dense(num_classes)
+
+All layers use keras.layers / keras.ops only, so the model runs on the
+TensorFlow and JAX backends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from model_defs import registry
+from model_defs.stats import ModelStats, Tally
+
+FAMILY = "vit"
+POOL_TYPES = ("token", "gap", "map")
+POSEMB_TYPES = ("learn", "sincos2d")
+
+# Options a caller may override at build/count time (model_defs.build(name, **overrides)).
+OVERRIDABLE = (
+    "image_size", "pool_type", "posemb", "representation_size", "dropout_rate",
+    "stochdepth_rate", "head_zeroinit", "qkv_bias", "layer_norm_eps", "gelu_approximate",
+)
+
+
+# --------------------------------------------------------------------------------------
+# Variant table (data). One row per size; adding a size is adding a row.
+# --------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class ViTRow:
+  """One ViT size: the numbers that define it and where they come from."""
+  name: str
+  patch: int
+  width: int
+  depth: int
+  mlp_dim: int
+  heads: int
+  source: str
+  pool_type: str = "token"
+  posemb: str = "learn"
+  train_resolution: int = 224
+  test_resolution: int = 384
+  mini: bool = False
+
+
+# Z = Zhai et al. 2022 Table 2, S = Alabdulmohsin et al. 2023, BV = big_vision decode_variant,
+# V = Dosovitskiy et al. 2021 (H/14). Test resolution: Z fine-tunes at 384 px below g and at
+# 518 px for g and G; SoViT's headline ImageNet number (90.3%) is also at 518 px (S Table 1).
+# Heads: Ti..H use the class token (ViT/AugReg/timm checkpoints); g, G (Z: "MAP head instead
+# of a [class] token") and So400m (S) use MAP, as trained in big_vision.
+VIT_TABLE: tuple[ViTRow, ...] = (
+    ViTRow("vit_ti16", 16, 192, 12, 768, 3, "Z Table 2; BV 'Ti/16'; timm vit_tiny_patch16_224"),
+    ViTRow("vit_s16", 16, 384, 12, 1536, 6, "Z Table 2; BV 'S/16'; timm vit_small_patch16_224"),
+    ViTRow("vit_b16", 16, 768, 12, 3072, 12, "Z Table 2; BV 'B/16'; timm vit_base_patch16_224"),
+    ViTRow("vit_b32", 32, 768, 12, 3072, 12, "Z Table 2; BV 'B/32'; timm vit_base_patch32_224"),
+    ViTRow("vit_l16", 16, 1024, 24, 4096, 16, "Z Table 2; BV 'L/16'; timm vit_large_patch16_224"),
+    ViTRow("vit_h14", 14, 1280, 32, 5120, 16, "V Table 1; BV 'H/14'; timm vit_huge_patch14_224"),
+    ViTRow("vit_giant14", 14, 1408, 40, 6144, 16, "Z Table 2 (ViT-g/14); BV 'g/14'",
+           pool_type="map", test_resolution=518),
+    ViTRow("vit_gigantic14", 14, 1664, 48, 8192, 16, "Z Table 2 (ViT-G/14); BV 'G/14'",
+           pool_type="map", test_resolution=518),
+    ViTRow("vit_so400m14", 14, 1152, 27, 4304, 16, "S (SoViT-400m/14); BV 'So400m/14'",
+           pool_type="map", test_resolution=518),
+)
+
+# CPU-scale family: 32 px, patch 4 (8x8 = 64 tokens), MLP ratio 4, head dim 16. GAP head and
+# fixed sin-cos position embedding as in big_vision's short-schedule plain-ViT baseline
+# (Beyer et al. 2022, "Better plain ViT baselines for ImageNet-1k"), which trains better than
+# a class token with a learned table when data and steps are few. Sizes are chosen so the
+# per-image MACs at 32 px (3.3M to 39.7M) span the mini NFNets' range (3.75M to 37.4M).
+_MINI_SRC = "this kit: CPU-scale ViT (patch 4 @ 32 px, mlp 4x, head dim 16)"
+VIT_MINI_TABLE: tuple[ViTRow, ...] = tuple(
+    ViTRow(name, 4, width, depth, 4 * width, width // 16, _MINI_SRC, pool_type="gap",
+           posemb="sincos2d", train_resolution=32, test_resolution=32, mini=True)
+    for name, width, depth in (
+        ("vit_mini_ti", 32, 3),   # ~3.3M MACs @ 32 px (1000 classes)
+        ("vit_mini_s", 48, 3),    # ~6.7M
+        ("vit_mini_m", 64, 4),    # ~15M
+        ("vit_mini_b", 80, 4),    # ~23M
+        ("vit_mini_l", 96, 5),    # ~40M
+    )
+)
+
+_DEFAULTS = dict(
+    representation_size=None,
+    dropout_rate=0.0,
+    stochdepth_rate=0.0,
+    head_zeroinit=True,      # big_vision default; the logits start at 0.
+    qkv_bias=True,
+    layer_norm_eps=1e-6,     # timm and flax (big_vision) both use 1e-6.
+    gelu_approximate=False,  # timm: exact erf GELU; flax nn.gelu (big_vision) is the tanh form.
+)
+
+
+def row_config(row: ViTRow) -> dict[str, Any]:
+  """The ModelSpec config of a table row (architecture + default options)."""
+  return dict(patch_size=row.patch, width=row.width, depth=row.depth, mlp_dim=row.mlp_dim,
+              num_heads=row.heads, pool_type=row.pool_type, posemb=row.posemb,
+              image_size=row.train_resolution, **_DEFAULTS)
+
+
+def resolve_config(config: Mapping[str, Any], **overrides) -> dict[str, Any]:
+  """Merges overrides into a config and validates the result.
+
+  Raises:
+    ValueError: for an unknown override or an invalid option value.
+  """
+  unknown = sorted(set(overrides) - set(OVERRIDABLE))
+  if unknown:
+    raise ValueError(f"unknown ViT override(s) {unknown}; allowed: {list(OVERRIDABLE)}")
+  cfg = dict(config)
+  cfg.update({k: v for k, v in overrides.items() if v is not None or k == "representation_size"})
+  if cfg["pool_type"] == "tok":  # big_vision's spelling
+    cfg["pool_type"] = "token"
+  if cfg["pool_type"] not in POOL_TYPES:
+    raise ValueError(f"pool_type must be one of {POOL_TYPES}, got {cfg['pool_type']!r}")
+  if cfg["posemb"] not in POSEMB_TYPES:
+    raise ValueError(f"posemb must be one of {POSEMB_TYPES}, got {cfg['posemb']!r}")
+  if cfg["width"] % cfg["num_heads"]:
+    raise ValueError(f"width {cfg['width']} is not divisible by num_heads {cfg['num_heads']}")
+  if cfg["posemb"] == "sincos2d" and cfg["width"] % 4:
+    raise ValueError(f"sincos2d position embedding needs width % 4 == 0, got {cfg['width']}")
+  cfg["image_size"] = int(cfg["image_size"])
+  if cfg["image_size"] < cfg["patch_size"]:
+    raise ValueError(f"image_size {cfg['image_size']} is smaller than the patch "
+                     f"size {cfg['patch_size']}")
+  for k in ("dropout_rate", "stochdepth_rate"):
+    if not 0.0 <= float(cfg[k]) < 1.0:
+      raise ValueError(f"{k} must be in [0, 1), got {cfg[k]!r}")
+  rep = cfg["representation_size"]
+  if rep is True:  # big_vision: rep_size=True means the model width
+    cfg["representation_size"] = cfg["width"]
+  elif rep in (False, 0):
+    cfg["representation_size"] = None
+  return cfg
+
+
+def grid_size(image_size: int, patch_size: int) -> int:
+  """Patches per side; a 'valid' patch conv drops any remainder pixels."""
+  return int(image_size) // int(patch_size)
+
+
+# --------------------------------------------------------------------------------------
+# Layers
+# --------------------------------------------------------------------------------------
+
+def posemb_sincos_2d(h: int, w: int, width: int, temperature: float = 10_000.0) -> np.ndarray:
+  """Fixed 2-D sin-cos position embedding, (1, h*w, width), as big_vision (MoCo v3 logic)."""
+  if width % 4:
+    raise ValueError(f"sincos2d needs width % 4 == 0, got {width}")
+  y, x = np.mgrid[:h, :w]
+  omega = np.arange(width // 4) / max(width // 4 - 1, 1)
+  omega = 1.0 / temperature**omega
+  y = np.einsum("m,d->md", y.reshape(-1).astype(np.float64), omega)
+  x = np.einsum("m,d->md", x.reshape(-1).astype(np.float64), omega)
+  pe = np.concatenate([np.sin(x), np.cos(x), np.sin(y), np.cos(y)], axis=1)
+  return pe[None].astype(np.float32)
+
+
+@keras.saving.register_keras_serializable(package="vit")
+class AddPositionEmbedding(layers.Layer):
+  """Adds a learned (``pos_embedding`` weight) or fixed sin-cos position embedding."""
+
+  def __init__(self, grid: int, kind: str = "learn", **kwargs):
+    super().__init__(**kwargs)
+    self.grid = int(grid)
+    self.kind = kind
+
+  def build(self, input_shape):
+    width = int(input_shape[-1])
+    if self.kind == "learn":
+      self.pos_embedding = self.add_weight(
+          name="pos_embedding", shape=(1, self.grid * self.grid, width),
+          initializer=keras.initializers.RandomNormal(stddev=1.0 / math.sqrt(width)))
+    else:
+      # A constant, not a weight: nothing to train, save or count.
+      self._sincos = posemb_sincos_2d(self.grid, self.grid, width)
+
+  def call(self, x):
+    if self.kind == "learn":
+      return x + ops.cast(self.pos_embedding, x.dtype)
+    return x + ops.cast(ops.convert_to_tensor(self._sincos), x.dtype)
+
+  def get_config(self):
+    return {**super().get_config(), "grid": self.grid, "kind": self.kind}
+
+
+@keras.saving.register_keras_serializable(package="vit")
+class PrependToken(layers.Layer):
+  """Prepends one learned token (the class token ``cls`` or a MAP ``probe``).
+
+  With ``replace=True`` the output is the token alone, tiled over the batch (the MAP query).
+  """
+
+  def __init__(self, initializer="zeros", replace: bool = False, **kwargs):
+    super().__init__(**kwargs)
+    self.initializer = keras.initializers.get(initializer)
+    self.replace = replace
+
+  def build(self, input_shape):
+    self.token = self.add_weight(name="token", shape=(1, 1, int(input_shape[-1])),
+                                 initializer=self.initializer)
+
+  def call(self, x):
+    tok = ops.tile(ops.cast(self.token, x.dtype), [ops.shape(x)[0], 1, 1])
+    return tok if self.replace else ops.concatenate([tok, x], axis=1)
+
+  def get_config(self):
+    return {**super().get_config(), "replace": self.replace,
+            "initializer": keras.initializers.serialize(self.initializer)}
+
+
+@keras.saving.register_keras_serializable(package="vit")
+class Attention(layers.Layer):
+  """Multi-head dot-product attention with one fused q/k/v projection.
+
+  Weights: ``qkv_kernel`` (D, 3D) with columns [q | k | v], each head-major
+  (head h owns columns h*hd:(h+1)*hd), optional ``qkv_bias`` (3D,),
+  ``out_kernel`` (D, D) and ``out_bias`` (D,). This is timm's fused ``qkv``
+  transposed, and flax's (D, H, hd) query/key/value kernels reshaped and
+  concatenated. Called with one input it is self-attention; called as
+  ``(query, context)`` the queries come from ``query`` and keys/values from
+  ``context`` (MAP pooling).
+  """
+
+  def __init__(self, num_heads: int, use_qkv_bias: bool = True, **kwargs):
+    super().__init__(**kwargs)
+    self.num_heads = int(num_heads)
+    self.use_qkv_bias = bool(use_qkv_bias)
+
+  def build(self, input_shape):
+    if isinstance(input_shape, (list, tuple)) and isinstance(input_shape[0], (list, tuple)):
+      input_shape = input_shape[0]
+    d = int(input_shape[-1])
+    self.width = d
+    # Xavier-uniform per projection as flax's (D, H, hd) kernels: fan_in = fan_out = D.
+    lim = math.sqrt(3.0 / d)
+    init = keras.initializers.RandomUniform(-lim, lim)
+    self.qkv_kernel = self.add_weight(name="qkv_kernel", shape=(d, 3 * d), initializer=init)
+    if self.use_qkv_bias:
+      self.qkv_bias = self.add_weight(name="qkv_bias", shape=(3 * d,), initializer="zeros")
+    self.out_kernel = self.add_weight(name="out_kernel", shape=(d, d), initializer=init)
+    self.out_bias = self.add_weight(name="out_bias", shape=(d,), initializer="zeros")
+
+  def _split_heads(self, t):
+    b, n = ops.shape(t)[0], ops.shape(t)[1]
+    t = ops.reshape(t, (b, n, self.num_heads, self.width // self.num_heads))
+    return ops.transpose(t, (0, 2, 1, 3))  # (B, H, N, hd)
+
+  def call(self, inputs):
+    d = self.width
+    kernel = ops.cast(self.qkv_kernel, self.compute_dtype)
+    bias = ops.cast(self.qkv_bias, self.compute_dtype) if self.use_qkv_bias else None
+    if isinstance(inputs, (list, tuple)):
+      query, context = inputs
+      q = ops.matmul(query, kernel[:, :d])
+      kv = ops.matmul(context, kernel[:, d:])
+      if bias is not None:
+        q, kv = q + bias[:d], kv + bias[d:]
+      k, v = kv[..., :d], kv[..., d:]
+    else:
+      qkv = ops.matmul(inputs, kernel)
+      if bias is not None:
+        qkv = qkv + bias
+      q, k, v = qkv[..., :d], qkv[..., d:2 * d], qkv[..., 2 * d:]
+    q, k, v = self._split_heads(q), self._split_heads(k), self._split_heads(v)
+    scale = 1.0 / math.sqrt(d // self.num_heads)
+    logits = ops.matmul(q * scale, ops.transpose(k, (0, 1, 3, 2)))  # (B, H, Nq, Nk)
+    probs = ops.softmax(logits, axis=-1)
+    out = ops.transpose(ops.matmul(probs, v), (0, 2, 1, 3))  # (B, Nq, H, hd)
+    out = ops.reshape(out, (ops.shape(out)[0], ops.shape(out)[1], d))
+    return ops.matmul(out, ops.cast(self.out_kernel, out.dtype)) + ops.cast(self.out_bias,
+                                                                             out.dtype)
+
+  def compute_output_shape(self, input_shape):
+    if isinstance(input_shape, (list, tuple)) and isinstance(input_shape[0], (list, tuple)):
+      return tuple(input_shape[0])
+    return tuple(input_shape)
+
+  def get_config(self):
+    return {**super().get_config(), "num_heads": self.num_heads,
+            "use_qkv_bias": self.use_qkv_bias}
+
+
+@keras.saving.register_keras_serializable(package="vit")
+class Gelu(layers.Layer):
+  """GELU; ``approximate=False`` is timm's erf form, True is flax's tanh form."""
+
+  def __init__(self, approximate: bool = False, **kwargs):
+    super().__init__(**kwargs)
+    self.approximate = bool(approximate)
+
+  def call(self, x):
+    return ops.gelu(x, approximate=self.approximate)
+
+  def get_config(self):
+    return {**super().get_config(), "approximate": self.approximate}
+
+
+@keras.saving.register_keras_serializable(package="vit")
+class DropPath(layers.Layer):
+  """Stochastic depth: drops a residual branch per sample, rescaling kept ones (timm)."""
+
+  def __init__(self, rate: float = 0.0, seed=None, **kwargs):
+    super().__init__(**kwargs)
+    self.rate = float(rate)
+    self.seed = seed
+    self.seed_generator = keras.random.SeedGenerator(seed)
+
+  def call(self, x, training=None):
+    if not training or self.rate == 0.0:
+      return x
+    keep = 1.0 - self.rate
+    shape = (ops.shape(x)[0],) + (1,) * (len(x.shape) - 1)
+    mask = ops.floor(keep + keras.random.uniform(shape, seed=self.seed_generator, dtype=x.dtype))
+    return x * mask / keep
+
+  def get_config(self):
+    return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="vit")
+class TakeToken(layers.Layer):
+  """Selects token 0 (class token / MAP output) of a (B, N, D) sequence."""
+
+  def call(self, x):
+    return x[:, 0]
+
+
+@keras.saving.register_keras_serializable(package="vit")
+class MeanTokens(layers.Layer):
+  """Global average over the token axis."""
+
+  def call(self, x):
+    return ops.mean(x, axis=1)
+
+
+# --------------------------------------------------------------------------------------
+# Builder
+# --------------------------------------------------------------------------------------
+
+def _dense(units, name, zero_kernel=False):
+  # big_vision's MlpBlock init: xavier-uniform kernel, N(0, 1e-6) bias.
+  return layers.Dense(
+      units, name=name,
+      kernel_initializer="zeros" if zero_kernel else "glorot_uniform",
+      bias_initializer=keras.initializers.RandomNormal(stddev=1e-6))
+
+
+def _mlp(x, cfg, prefix, dropout_rate):
+  y = _dense(cfg["mlp_dim"], f"{prefix}_fc1")(x)
+  y = Gelu(cfg["gelu_approximate"], name=f"{prefix}_gelu")(y)
+  if dropout_rate:
+    y = layers.Dropout(dropout_rate, name=f"{prefix}_drop")(y)
+  return _dense(cfg["width"], f"{prefix}_fc2")(y)
+
+
+def _ln(cfg, name):
+  return layers.LayerNormalization(epsilon=cfg["layer_norm_eps"], name=name)
+
+
+def build_vit(config: Mapping[str, Any], num_classes: int, name: str = "vit",
+              **overrides) -> keras.Model:
+  """Builds a ViT as a functional Keras model.
+
+  Args:
+    config: a row config (``row_config``): patch_size, width, depth, mlp_dim,
+      num_heads plus default options.
+    num_classes: classifier outputs.
+    name: model name.
+    **overrides: any of ``OVERRIDABLE``: image_size (fixes the position-embedding
+      grid), pool_type ('token' | 'gap' | 'map'), posemb ('learn' | 'sincos2d'),
+      representation_size (pre-logits Dense + tanh; None/False off, True = width),
+      dropout_rate, stochdepth_rate (linearly increasing over depth, 0 at block 0),
+      head_zeroinit, qkv_bias, layer_norm_eps, gelu_approximate.
+
+  Returns:
+    A keras.Model mapping (B, image_size, image_size, 3) images to (B, num_classes) logits.
+  """
+  cfg = resolve_config(config, **overrides)
+  width, depth, patch = cfg["width"], cfg["depth"], cfg["patch_size"]
+  grid = grid_size(cfg["image_size"], patch)
+  drop = float(cfg["dropout_rate"])
+
+  images = keras.Input((cfg["image_size"], cfg["image_size"], 3), name="images")
+  x = layers.Conv2D(width, patch, strides=patch, padding="valid", name="embedding",
+                    kernel_initializer="lecun_normal")(images)
+  x = layers.Reshape((grid * grid, width), name="to_tokens")(x)
+  x = AddPositionEmbedding(grid, cfg["posemb"], name="pos_embedding")(x)
+  if cfg["pool_type"] == "token":
+    x = PrependToken("zeros", name="cls")(x)
+  if drop:
+    x = layers.Dropout(drop, name="embedding_drop")(x)
+
+  for i in range(depth):
+    p = f"encoderblock_{i}"
+    # timm's linspace(0, rate, depth): the first block is never dropped.
+    sd = float(cfg["stochdepth_rate"]) * i / max(depth - 1, 1)
+    y = _ln(cfg, f"{p}_ln0")(x)
+    y = Attention(cfg["num_heads"], cfg["qkv_bias"], name=f"{p}_attn")(y)
+    if drop:
+      y = layers.Dropout(drop, name=f"{p}_attn_out_drop")(y)
+    if sd:
+      y = DropPath(sd, name=f"{p}_droppath0")(y)
+    x = layers.Add(name=f"{p}_add0")([x, y])
+    y = _ln(cfg, f"{p}_ln1")(x)
+    y = _mlp(y, cfg, f"{p}_mlp", drop)
+    if drop:
+      y = layers.Dropout(drop, name=f"{p}_mlp_out_drop")(y)
+    if sd:
+      y = DropPath(sd, name=f"{p}_droppath1")(y)
+    x = layers.Add(name=f"{p}_add1")([x, y])
+  x = _ln(cfg, "encoder_norm")(x)
+
+  if cfg["pool_type"] == "token":
+    x = TakeToken(name="take_cls")(x)
+  elif cfg["pool_type"] == "gap":
+    x = MeanTokens(name="gap")(x)
+  else:  # 'map': big_vision MAPHead (no dropout inside, as there)
+    lim = math.sqrt(6.0 / (1 + width))  # flax xavier-uniform on a (1, 1, D) param
+    probe = PrependToken(keras.initializers.RandomUniform(-lim, lim), replace=True,
+                         name="map_probe")(x)
+    z = Attention(cfg["num_heads"], cfg["qkv_bias"], name="map_attn")([probe, x])
+    y = _ln(cfg, "map_ln")(z)
+    y = _mlp(y, cfg, "map_mlp", 0.0)
+    x = TakeToken(name="map_take")(layers.Add(name="map_add")([z, y]))
+
+  if cfg["representation_size"]:
+    x = layers.Dense(cfg["representation_size"], activation="tanh", name="pre_logits")(x)
+  logits = layers.Dense(num_classes, name="head",
+                        kernel_initializer="zeros" if cfg["head_zeroinit"] else "glorot_uniform",
+                        bias_initializer="zeros")(x)
+  return keras.Model(images, logits, name=name)
+
+
+# --------------------------------------------------------------------------------------
+# Analytic counter
+# --------------------------------------------------------------------------------------
+
+def count_vit(config: Mapping[str, Any], resolution: int, num_classes: int,
+              name: str = "vit", **overrides) -> ModelStats:
+  """Exact parameter count and forward MACs per image of ``build_vit``.
+
+  MACs count the patch-embedding conv, every dense projection (qkv, out, MLP,
+  MAP head, pre-logits, classifier) and both attention matmuls (QK^T and AV);
+  LayerNorm, softmax, GELU, additions and pooling are not counted.
+  """
+  if "image_size" in overrides and overrides["image_size"] is not None:
+    if int(overrides["image_size"]) != int(resolution):
+      raise ValueError(f"image_size={overrides['image_size']} conflicts with "
+                       f"resolution={resolution}")
+  cfg = resolve_config(config, **{**overrides, "image_size": resolution})
+  d, mlp, patch = cfg["width"], cfg["mlp_dim"], cfg["patch_size"]
+  grid = grid_size(resolution, patch)
+  n = grid * grid
+  t = Tally()
+  t.conv(grid, grid, patch, 3, d)
+  if cfg["posemb"] == "learn":
+    t.add(params=n * d)
+  tokens = n + (1 if cfg["pool_type"] == "token" else 0)
+  if cfg["pool_type"] == "token":
+    t.add(params=d)
+  qkv_bias = bool(cfg["qkv_bias"])
+  for _ in range(cfg["depth"]):
+    t.add(params=2 * d)                                   # ln0
+    t.dense(d, 3 * d, bias=qkv_bias, tokens=tokens)       # fused q, k, v
+    t.add(macs=2 * tokens * tokens * d)                   # QK^T and AV over all heads
+    t.dense(d, d, tokens=tokens)                          # output projection
+    t.add(params=2 * d)                                   # ln1
+    t.dense(d, mlp, tokens=tokens)
+    t.dense(mlp, d, tokens=tokens)
+  t.add(params=2 * d)                                     # encoder_norm
+  feat = d
+  if cfg["pool_type"] == "map":
+    t.add(params=d)                                       # probe
+    t.dense(d, d, bias=qkv_bias, tokens=1)                # query from the probe
+    t.dense(d, 2 * d, bias=qkv_bias, tokens=n)            # keys and values from the tokens
+    t.add(macs=2 * n * d)                                 # one query: QK^T and AV
+    t.dense(d, d, tokens=1)                               # output projection
+    t.add(params=2 * d)                                   # map_ln
+    t.dense(d, mlp, tokens=1)
+    t.dense(mlp, d, tokens=1)
+  if cfg["representation_size"]:
+    t.dense(d, cfg["representation_size"])
+    feat = cfg["representation_size"]
+  t.dense(feat, num_classes)
+  return t.result(name, resolution, num_classes)
+
+
+# --------------------------------------------------------------------------------------
+# Registration
+# --------------------------------------------------------------------------------------
+
+def _describe(row: ViTRow) -> str:
+  return (f"ViT patch {row.patch}, width {row.width}, depth {row.depth}, mlp {row.mlp_dim}, "
+          f"heads {row.heads}, {row.pool_type} head, {row.posemb} posemb")
+
+
+def _register_all() -> None:
+  for row in VIT_TABLE + VIT_MINI_TABLE:
+    if row.name in registry.names(family=FAMILY):
+      continue  # module re-import (e.g. importlib.reload) must not fail
+    registry.register(registry.ModelSpec(
+        name=row.name, family=FAMILY, config=row_config(row), builder=build_vit,
+        counter=count_vit, train_resolution=row.train_resolution,
+        test_resolution=row.test_resolution, source=row.source, mini=row.mini,
+        description=_describe(row)))
+
+
+_register_all()
