@@ -1,0 +1,342 @@
+"""Optimisation pieces of the NFNet recipe: AGC, coupled weight decay, EMA, schedule.
+
+The NFNet update for one parameter W with (cross-replica reduced) gradient G is
+
+  G <- AGC(G, W)            unit-wise adaptive gradient clipping, lambda = 0.01
+  G <- G + wd * W           coupled weight decay, AFTER clipping (official order)
+  W <- SGD-Nesterov(W, G)   momentum 0.9
+  EMA <- d_t * EMA + (1 - d_t) * W,  d_t = min(d, (1 + t) / (10 + t))   (optional)
+
+All four live inside the optimizer's per-variable ``update_step``. With the
+TensorFlow backend, Keras calls ``update_step`` only after it has all-reduced
+(summed) the per-replica gradients, so clipping sees the same gradient on one
+device as on N replicas. Clipping in the train step instead would clip partial
+per-replica gradients (see docs/pretrain.md).
+
+Exclusions (defaults, all configurable):
+
+* AGC: the final classifier's weight (kernel). The engine passes it explicitly
+  (found structurally, see ``classifier_kernels``); ``exclude`` regexes on the
+  variable path add more.
+* Weight decay: every variable with fewer than two dimensions (biases, WS gains,
+  SkipInit gains, LayerNorm scales/offsets) and any variable whose last path
+  component matches ``NO_DECAY_NAME_PATTERN`` (gain / bias / skip_gain / scale /
+  beta / gamma), whatever its shape.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Callable, Iterable, Sequence
+
+import keras
+from keras import ops
+
+# Name rule for variables that never get weight decay, whatever their shape.
+NO_DECAY_NAME_PATTERN = r"(^|[_/])(gain|gains|bias|biases|skip_gain|skipinit_gain|scale|beta|gamma)$"
+
+VariableRule = Callable[[keras.Variable], bool]
+
+
+def unitwise_norm(x):
+  """L2 norm per output unit over the fan-in axes (official NFNet convention).
+
+  Scalars and vectors are treated as one unit (norm of the whole tensor, shape
+  ``()``); tensors of rank >= 2 (IO dense, HWIO conv kernels) reduce every axis
+  but the last and keep dims so the result broadcasts against ``x``.
+  """
+  rank = len(x.shape)
+  if rank <= 1:
+    return ops.sqrt(ops.sum(ops.square(x)))
+  return ops.sqrt(ops.sum(ops.square(x), axis=tuple(range(rank - 1)), keepdims=True))
+
+
+def num_units(shape) -> int:
+  """Number of AGC units of a parameter of ``shape``."""
+  return 1 if len(shape) <= 1 else int(shape[-1])
+
+
+def agc_clip(grad, param, clipping: float = 0.01, eps: float = 1e-3):
+  """Adaptive gradient clipping of one gradient tensor.
+
+  Args:
+    grad: gradient tensor.
+    param: the parameter tensor of the same shape.
+    clipping: lambda, the maximal allowed ratio ||G_i|| / max(||W_i||, eps).
+    eps: the floor on the parameter norm.
+
+  Returns:
+    (clipped_grad, clipped_mask): the mask holds one boolean per unit.
+  """
+  param_norm = unitwise_norm(param)
+  grad_norm = unitwise_norm(grad)
+  max_norm = ops.maximum(param_norm, eps) * clipping
+  # 1e-6 as in the official code: avoids 0/0 for units whose gradient is zero.
+  scaled = grad * (max_norm / ops.maximum(grad_norm, 1e-6))
+  keep = ops.less(grad_norm, max_norm)
+  return ops.where(keep, grad, scaled), ops.logical_not(keep)
+
+
+def default_no_decay(variable) -> bool:
+  """True for variables that get no weight decay (biases, gains, skip gains)."""
+  if len(variable.shape) <= 1:
+    return True
+  last = _path(variable).split("/")[-1].split(":")[0]
+  return re.search(NO_DECAY_NAME_PATTERN, last) is not None
+
+
+def _path(variable) -> str:
+  return str(getattr(variable, "path", None) or getattr(variable, "name", ""))
+
+
+def _matcher(rules) -> VariableRule:
+  """A predicate from None, a callable, a regex string, or a sequence of them."""
+  if rules is None:
+    return lambda v: False
+  if callable(rules):
+    return rules
+  if isinstance(rules, str):
+    rules = [rules]
+  predicates = []
+  for rule in rules:
+    if callable(rule):
+      predicates.append(rule)
+    else:
+      pattern = re.compile(rule)
+      predicates.append(lambda v, p=pattern: p.search(_path(v)) is not None)
+  return lambda v: any(p(v) for p in predicates)
+
+
+def classifier_kernels(model: keras.Model, num_classes: int | None = None) -> list:
+  """The final classifier's weight(s) of ``model``, found structurally.
+
+  The last trainable rank-2 variable whose output size is ``num_classes`` (the
+  model's output width when None). Returns [] if there is none.
+  """
+  if num_classes is None:
+    num_classes = int(model.outputs[0].shape[-1]) if getattr(model, "outputs", None) else None
+  for variable in reversed(model.trainable_variables):
+    if len(variable.shape) == 2 and (num_classes is None or int(variable.shape[-1]) == num_classes):
+      return [variable]
+  return []
+
+
+class _AGCMixin:
+  """Adds AGC, coupled weight decay, EMA and clip statistics to ``update_step``.
+
+  Mixed in front of a Keras optimizer class by ``with_agc``; do not use alone.
+  """
+
+  def _agc_setup(self, clipping, eps, exclude, exclude_variables, weight_decay,
+                 no_decay, ema_decay):
+    if getattr(self, "weight_decay", None):
+      raise ValueError(
+          "pass weight decay to with_agc(weight_decay=...) (coupled, after clipping), "
+          "not to the wrapped Keras optimizer (decoupled)")
+    self.agc_clipping = float(clipping)
+    self.agc_eps = float(eps)
+    self._agc_exclude = _matcher(exclude)
+    self._agc_exclude_ids = {id(v) for v in (exclude_variables or [])}
+    self._agc_exclude_paths = {_path(v) for v in (exclude_variables or [])}
+    self.coupled_weight_decay = float(weight_decay or 0.0)
+    self._no_decay = _matcher(default_no_decay if no_decay is None else no_decay)
+    self.ema_decay = None if not ema_decay else float(ema_decay)
+
+  def build(self, variables):
+    super().build(variables)
+    self.agc_clip_flags = []
+    self.decay_flags = []
+    self.agc_units = []
+    for v in variables:
+      excluded = (id(v) in self._agc_exclude_ids or _path(v) in self._agc_exclude_paths
+                  or self._agc_exclude(v))
+      self.agc_clip_flags.append(self.agc_clipping > 0 and not excluded)
+      self.decay_flags.append(self.coupled_weight_decay > 0 and not self._no_decay(v))
+      self.agc_units.append(num_units(v.shape))
+    # One scalar per variable, overwritten by each update: reading them after
+    # apply_gradients gives the last step's statistics on every replica.
+    self._agc_clipped_units = [
+        self.add_variable(shape=(), dtype="float32", name=f"agc_clipped_{i}")
+        for i in range(len(variables))]
+    self._grad_sq_norms = [
+        self.add_variable(shape=(), dtype="float32", name=f"grad_sq_norm_{i}")
+        for i in range(len(variables))]
+    self.ema_variables = []
+    if self.ema_decay:
+      self.ema_variables = self.add_optimizer_variables(variables, "ema")
+      for ema, v in zip(self.ema_variables, variables):
+        ema.assign(v)  # the EMA starts at the initial weights
+
+  def update_step(self, gradient, variable, learning_rate):
+    index = self._get_variable_index(variable)
+    gradient = ops.cast(gradient, variable.dtype)
+    self.assign(self._grad_sq_norms[index], ops.cast(ops.sum(ops.square(gradient)), "float32"))
+    if self.agc_clip_flags[index]:
+      gradient, clipped = agc_clip(gradient, variable, self.agc_clipping, self.agc_eps)
+      self.assign(self._agc_clipped_units[index], ops.sum(ops.cast(clipped, "float32")))
+    if self.decay_flags[index]:
+      gradient = gradient + ops.cast(self.coupled_weight_decay, variable.dtype) * variable
+    super().update_step(gradient, variable, learning_rate)
+    if self.ema_decay:
+      # iterations is incremented after all updates, so t = 0 on the first step.
+      t = ops.cast(self.iterations, "float32")
+      decay = ops.minimum(self.ema_decay, (1.0 + t) / (10.0 + t))
+      decay = ops.cast(decay, variable.dtype)
+      ema = self.ema_variables[index]
+      self.assign(ema, decay * ema + (1.0 - decay) * variable)
+
+  def agc_statistics(self) -> dict:
+    """The last update's global gradient norm (before clipping) and clip fraction.
+
+    ``agc_clip_fraction`` is the fraction of clip-eligible units whose gradient
+    was clipped. Call after ``apply_gradients`` (in the same replica context).
+    """
+    grad_norm = ops.sqrt(_add_all([v.value for v in self._grad_sq_norms]))
+    eligible = [i for i, f in enumerate(self.agc_clip_flags) if f]
+    total = float(sum(self.agc_units[i] for i in eligible))
+    if eligible and total > 0:
+      clipped = _add_all([self._agc_clipped_units[i].value for i in eligible])
+      fraction = clipped / total
+    else:
+      fraction = ops.convert_to_tensor(0.0, "float32")
+    return {"grad_norm": grad_norm, "agc_clip_fraction": fraction}
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(agc_clipping=self.agc_clipping, agc_eps=self.agc_eps,
+                  coupled_weight_decay=self.coupled_weight_decay, ema_decay=self.ema_decay)
+    return config
+
+
+def _add_all(tensors):
+  total = tensors[0]
+  for t in tensors[1:]:
+    total = total + t
+  return total
+
+
+_AGC_CLASSES: dict[type, type] = {}
+
+
+def _agc_class(base: type) -> type:
+  if issubclass(base, _AGCMixin):
+    return base
+  if base not in _AGC_CLASSES:
+    _AGC_CLASSES[base] = type(f"AGC{base.__name__}", (_AGCMixin, base), {})
+  return _AGC_CLASSES[base]
+
+
+def with_agc(optimizer, clipping: float = 0.01, eps: float = 1e-3,
+             exclude=None, exclude_variables: Iterable | None = None,
+             weight_decay: float = 0.0, no_decay=None, ema_decay: float | None = None,
+             **optimizer_kwargs):
+  """Wraps any Keras optimizer with AGC, coupled weight decay and EMA.
+
+  Args:
+    optimizer: a Keras optimizer class (built with ``optimizer_kwargs``) or an
+      unbuilt instance (converted in place and returned).
+    clipping: AGC lambda; 0 disables clipping.
+    eps: AGC floor on the unit-wise parameter norm.
+    exclude: variables not to clip: regex (searched in ``variable.path``),
+      callable ``(variable) -> bool``, or a sequence of them.
+    exclude_variables: explicit variables not to clip (the classifier kernel).
+    weight_decay: coupled L2 coefficient added to the clipped gradient.
+    no_decay: rule for variables without decay; default ``default_no_decay``.
+    ema_decay: EMA decay d (warm-up ``min(d, (1+t)/(10+t))``); None disables.
+    **optimizer_kwargs: passed to the optimizer class.
+
+  Returns:
+    The wrapped optimizer instance.
+  """
+  if isinstance(optimizer, type):
+    instance = _agc_class(optimizer)(**optimizer_kwargs)
+  else:
+    if optimizer_kwargs:
+      raise ValueError("optimizer_kwargs only apply when an optimizer class is given")
+    if optimizer.built:
+      raise ValueError("with_agc needs an optimizer that is not built yet")
+    instance = optimizer
+    instance.__class__ = _agc_class(type(optimizer))
+  instance._agc_setup(clipping, eps, exclude, exclude_variables, weight_decay, no_decay,
+                      ema_decay)
+  return instance
+
+
+def nfnet_sgd(learning_rate, momentum: float = 0.9, nesterov: bool = True, **agc_kwargs):
+  """The NFNet optimizer: SGD with Nesterov momentum wrapped with AGC."""
+  return with_agc(keras.optimizers.SGD, learning_rate=learning_rate, momentum=momentum,
+                  nesterov=nesterov, **agc_kwargs)
+
+
+@keras.saving.register_keras_serializable(package="reproduce")
+class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+  """Linear warm-up to ``base_lr`` then cosine decay to ``end_lr`` at ``total_steps``.
+
+  Step-based: ``lr(s) = base_lr * (s + 1) / warmup_steps`` for ``s < warmup_steps``
+  (so the first update already moves), then
+  ``end_lr + 0.5 * (base_lr - end_lr) * (1 + cos(pi * (s - warmup) / (total - warmup)))``,
+  clamped to ``end_lr`` past ``total_steps``. ``s`` is the optimizer's iteration
+  count before the update.
+  """
+
+  def __init__(self, base_lr: float, total_steps: int, warmup_steps: int = 0,
+               end_lr: float = 0.0):
+    if total_steps < 1:
+      raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+    if not 0 <= warmup_steps <= total_steps:
+      raise ValueError(f"warmup_steps must lie in [0, total_steps], got {warmup_steps}")
+    self.base_lr = float(base_lr)
+    self.total_steps = int(total_steps)
+    self.warmup_steps = int(warmup_steps)
+    self.end_lr = float(end_lr)
+
+  def __call__(self, step):
+    step = ops.cast(step, "float32")
+    warmup = float(max(self.warmup_steps, 1))
+    warm_lr = self.base_lr * (step + 1.0) / warmup
+    decay_steps = float(max(self.total_steps - self.warmup_steps, 1))
+    progress = ops.clip((step - self.warmup_steps) / decay_steps, 0.0, 1.0)
+    cosine_lr = self.end_lr + 0.5 * (self.base_lr - self.end_lr) * (1.0 + ops.cos(math.pi * progress))
+    if self.warmup_steps == 0:
+      return cosine_lr
+    return ops.where(step < self.warmup_steps, warm_lr, cosine_lr)
+
+  def get_config(self):
+    return {"base_lr": self.base_lr, "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps, "end_lr": self.end_lr}
+
+
+def schedule_from_plan(plan, end_lr: float = 0.0) -> WarmupCosine:
+  """The warm-up + cosine schedule of a ``budget.Plan``."""
+  if getattr(plan, "decay", "cosine") not in ("cosine", None):
+    raise ValueError(f"unsupported decay {plan.decay!r}; only 'cosine' is implemented")
+  warmup = min(int(plan.warmup_steps), int(plan.steps))
+  return WarmupCosine(plan.base_lr, int(plan.steps), warmup, end_lr)
+
+
+class swap_in_ema:
+  """Context manager: the model's trainable weights hold the EMA while inside.
+
+  No-op when the optimizer keeps no EMA. Call in cross-replica context (eagerly).
+  """
+
+  def __init__(self, optimizer):
+    self.optimizer = optimizer
+    self.active = bool(getattr(optimizer, "ema_variables", None))
+    self._saved = []
+
+  def __enter__(self):
+    if self.active:
+      variables = self.optimizer._trainable_variables
+      self._saved = [ops.convert_to_tensor(v) * 1 for v in variables]
+      for v, ema in zip(variables, self.optimizer.ema_variables):
+        v.assign(ema)
+    return self
+
+  def __exit__(self, *exc):
+    if self.active:
+      for v, saved in zip(self.optimizer._trainable_variables, self._saved):
+        v.assign(saved)
+      self._saved = []
+    return False

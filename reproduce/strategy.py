@@ -1,0 +1,125 @@
+"""Distribution strategy selection and the matching precision policy.
+
+``make_strategy('auto')`` picks, in order:
+  1. ``TPUStrategy`` when a TPU is named (``tpu=`` argument, or the ``TPU_NAME``
+     environment variable that Cloud TPU VMs and GKE set);
+  2. ``MirroredStrategy`` over all local GPUs when there are two or more;
+  3. ``OneDeviceStrategy`` on the single GPU, or on the CPU.
+
+Failures are raised as ``StrategyError`` with a one-line message; the CLI
+prints it and exits 2. Asking for a TPU without naming one fails at once,
+before any connection is attempted.
+"""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+
+STRATEGY_KINDS = ("auto", "tpu", "mirrored", "one_device")
+TPU_ENV_VARS = ("TPU_NAME",)
+
+
+class StrategyError(RuntimeError):
+  """A strategy could not be created; the message is one line."""
+
+
+def configured_tpu(tpu: str | None = None) -> str | None:
+  """The TPU name from the argument or the environment, else None."""
+  if tpu:
+    return tpu
+  for name in TPU_ENV_VARS:
+    if os.environ.get(name):
+      return os.environ[name]
+  return None
+
+
+def _one_line(error: BaseException) -> str:
+  text = str(error).strip().splitlines()
+  return f"{type(error).__name__}: {text[0] if text else ''}"
+
+
+def _tpu_strategy(tpu: str | None) -> tf.distribute.Strategy:
+  name = configured_tpu(tpu)
+  if not name:
+    raise StrategyError(
+        "no TPU named: pass --tpu=NAME (or --tpu=local on a TPU VM) or set TPU_NAME")
+  try:
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
+        tpu="" if name == "local" else name)
+    if name != "local":
+      tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+  except Exception as e:  # resolver/initialisation errors come in many types
+    raise StrategyError(f"cannot use TPU {name!r}: {_one_line(e)}") from None
+
+
+def make_strategy(kind: str = "auto", tpu: str | None = None) -> tf.distribute.Strategy:
+  """Creates the distribution strategy.
+
+  Args:
+    kind: 'auto', 'tpu', 'mirrored' or 'one_device'.
+    tpu: TPU name or 'local' (TPU VM); also read from TPU_NAME when None.
+
+  Returns:
+    A ``tf.distribute.Strategy``.
+
+  Raises:
+    StrategyError: unknown kind, no TPU named, or the TPU cannot be reached.
+  """
+  if kind not in STRATEGY_KINDS:
+    raise StrategyError(f"unknown strategy {kind!r}; choose one of {', '.join(STRATEGY_KINDS)}")
+  if kind == "tpu" or (kind == "auto" and configured_tpu(tpu)):
+    return _tpu_strategy(tpu)
+  gpus = tf.config.list_logical_devices("GPU")
+  if kind == "mirrored" or (kind == "auto" and len(gpus) > 1):
+    # Mirrored over all local devices of one kind: GPUs, else logical CPUs.
+    devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(devices=devices)
+  device = gpus[0].name if gpus else "/cpu:0"
+  return tf.distribute.OneDeviceStrategy(device)
+
+
+def is_tpu(strategy: tf.distribute.Strategy) -> bool:
+  return isinstance(strategy, (tf.distribute.TPUStrategy, tf.distribute.experimental.TPUStrategy))
+
+
+def is_mirrored(strategy: tf.distribute.Strategy) -> bool:
+  return isinstance(strategy, tf.distribute.MirroredStrategy)
+
+
+def policy_for(strategy: tf.distribute.Strategy) -> str:
+  """Keras dtype policy: bf16 activations on TPU (as NFNets), float32 elsewhere.
+
+  GPUs stay in float32: float16 would need loss scaling, and bf16 is only a
+  win on recent GPUs; set ``config.dtype_policy`` to override.
+  """
+  return "mixed_bfloat16" if is_tpu(strategy) else "float32"
+
+
+def supports_jit(strategy: tf.distribute.Strategy) -> bool:
+  """XLA inside the train step: off under Mirrored (fails on logical CPUs)."""
+  return not is_mirrored(strategy)
+
+
+def input_context_for(strategy: tf.distribute.Strategy,
+                      input_pipeline_id: int = 0,
+                      num_input_pipelines: int = 1) -> tf.distribute.InputContext:
+  """The InputContext one host would receive from ``distribute_datasets_from_function``.
+
+  Useful for building the per-host pipeline outside the strategy (tests,
+  inspection). On a multi-host TPU slice each host has its own pipeline id.
+  """
+  return tf.distribute.InputContext(
+      num_input_pipelines=num_input_pipelines,
+      input_pipeline_id=input_pipeline_id,
+      num_replicas_in_sync=strategy.num_replicas_in_sync)
+
+
+def distribute_dataset(strategy: tf.distribute.Strategy, dataset_fn):
+  """Per-host input: ``dataset_fn(input_context)`` must return a dataset batched
+  at ``input_context.get_per_replica_batch_size(global_batch)`` and sharded by
+  ``input_context.input_pipeline_id`` / ``num_input_pipelines``."""
+  return strategy.distribute_datasets_from_function(dataset_fn)

@@ -1,0 +1,165 @@
+"""AGC, weight decay, EMA and schedule of reproduce.optim against direct NumPy."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from reproduce import optim
+
+
+def _numpy_unit_norm(x):
+  if x.ndim <= 1:
+    return np.sqrt(np.sum(x ** 2))
+  return np.sqrt(np.sum(x ** 2, axis=tuple(range(x.ndim - 1)), keepdims=True))
+
+
+def _numpy_agc(g, w, clipping=0.01, eps=1e-3):
+  max_norm = np.maximum(_numpy_unit_norm(w), eps) * clipping
+  g_norm = _numpy_unit_norm(g)
+  clipped = g_norm >= max_norm
+  out = np.where(clipped, g * max_norm / np.maximum(g_norm, 1e-6), g)
+  return out, int(np.sum(clipped))
+
+
+def _params(rng):
+  """Conv (HWIO), dense (IO), scalar and vector params with mixed clipping."""
+  shapes = {"conv/kernel": (3, 3, 4, 8), "dense/kernel": (5, 6), "skip_gain": (),
+            "conv/gain": (8,), "head/kernel": (6, 3)}
+  weights, grads = {}, {}
+  for name, shape in shapes.items():
+    w = rng.normal(size=shape).astype(np.float32)
+    # Per-unit gradient scale spanning 'well below' to 'well above' the threshold.
+    scale = np.geomspace(1e-4, 1.0, num=shape[-1]) if len(shape) >= 2 else 1e-4
+    grads[name] = (rng.normal(size=shape) * scale).astype(np.float32)
+    weights[name] = w
+  weights["zero_vector"] = np.zeros((4,), np.float32)  # exercises the eps floor
+  grads["zero_vector"] = np.full((4,), 1e-3, np.float32)
+  return weights, grads
+
+
+def _variables(weights):
+  out = {}
+  for name, w in weights.items():
+    out[name] = keras.Variable(w, name=name.replace("/", "_"))
+  return out
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_agc_and_decay_match_numpy(weight_decay):
+  rng = np.random.default_rng(0)
+  weights, grads = _params(rng)
+  variables = _variables(weights)
+  order = list(weights)
+  head = variables["head/kernel"]
+  opt = optim.with_agc(keras.optimizers.SGD, learning_rate=1.0, momentum=0.0,
+                       clipping=0.01, eps=1e-3, exclude_variables=[head],
+                       weight_decay=weight_decay)
+  opt.apply_gradients([(grads[n], variables[n]) for n in order])
+
+  total_clipped, total_units = 0, 0
+  for name in order:
+    w, g = weights[name], grads[name]
+    if name == "head/kernel":
+      expected_g = g  # the classifier weight is never clipped
+    else:
+      expected_g, clipped = _numpy_agc(g, w)
+      total_clipped += clipped
+      total_units += 1 if w.ndim <= 1 else w.shape[-1]
+    decays = w.ndim >= 2  # no decay on scalars and vectors
+    if decays:
+      expected_g = expected_g + weight_decay * w
+    np.testing.assert_allclose(variables[name].numpy(), w - expected_g, rtol=1e-5, atol=1e-7,
+                               err_msg=name)
+  assert 0 < total_clipped < total_units  # the test covers both branches
+  stats = opt.agc_statistics()
+  np.testing.assert_allclose(float(stats["agc_clip_fraction"]), total_clipped / total_units,
+                             rtol=1e-6)
+  raw_norm = math.sqrt(sum(float(np.sum(grads[n] ** 2)) for n in order))
+  np.testing.assert_allclose(float(stats["grad_norm"]), raw_norm, rtol=1e-5)
+
+
+def test_exclude_by_path_regex():
+  rng = np.random.default_rng(1)
+  w = rng.normal(size=(5, 6)).astype(np.float32)
+  g = (rng.normal(size=(5, 6)) * 10).astype(np.float32)
+  var = keras.Variable(w, name="logits_kernel")
+  opt = optim.with_agc(keras.optimizers.SGD, learning_rate=1.0, momentum=0.0,
+                       exclude=r"logits")
+  opt.apply_gradients([(g, var)])
+  np.testing.assert_allclose(var.numpy(), w - g, rtol=1e-6)
+
+
+def test_default_no_decay_rules():
+  cases = {
+      ("bias", (8,)): True, ("gain", (8,)): True, ("skip_gain", ()): True,
+      ("kernel", (3, 3, 4, 8)): False, ("kernel", (4, 8)): False,
+      ("gain", (1, 1, 1, 8)): True, ("pos_embedding", (1, 16, 8)): False,
+  }
+  for (name, shape), expected in cases.items():
+    var = keras.Variable(np.zeros(shape, np.float32), name=name)
+    assert optim.default_no_decay(var) == expected, (name, shape)
+
+
+def test_nesterov_momentum_two_steps():
+  w0 = np.array([[1.0, -2.0], [0.5, 3.0]], np.float32)
+  g = np.array([[1e-3, -2e-3], [1e-3, 1e-3]], np.float32)  # below the clip threshold
+  var = keras.Variable(w0, name="kernel")
+  opt = optim.nfnet_sgd(0.1)
+  for _ in range(2):
+    opt.apply_gradients([(g, var)])
+  m1 = -0.1 * g
+  w1 = w0 + 0.9 * m1 - 0.1 * g
+  m2 = 0.9 * m1 - 0.1 * g
+  w2 = w1 + 0.9 * m2 - 0.1 * g
+  np.testing.assert_allclose(var.numpy(), w2, rtol=1e-6)
+
+
+def test_ema_warmup():
+  w0 = np.ones((2, 2), np.float32)
+  g = np.full((2, 2), 1e-3, np.float32)
+  var = keras.Variable(w0, name="kernel")
+  opt = optim.with_agc(keras.optimizers.SGD, learning_rate=1.0, momentum=0.0, clipping=0.0,
+                       ema_decay=0.999)
+  ema = w0.copy()
+  w = w0.copy()
+  for t in range(3):
+    opt.apply_gradients([(g, var)])
+    w = w - g
+    d = min(0.999, (1 + t) / (10 + t))
+    ema = d * ema + (1 - d) * w
+  np.testing.assert_allclose(opt.ema_variables[0].numpy(), ema, rtol=1e-6)
+  with optim.swap_in_ema(opt):
+    np.testing.assert_allclose(var.numpy(), ema, rtol=1e-6)
+  np.testing.assert_allclose(var.numpy(), w, rtol=1e-6)
+
+
+def test_rejects_decoupled_weight_decay():
+  with pytest.raises(ValueError, match="coupled"):
+    optim.with_agc(keras.optimizers.SGD(learning_rate=0.1, weight_decay=1e-4))
+
+
+def test_schedule_shape():
+  sched = optim.WarmupCosine(base_lr=1.6, total_steps=100, warmup_steps=10)
+  lrs = np.array([float(sched(s)) for s in range(0, 101)])
+  np.testing.assert_allclose(lrs[0], 0.16, rtol=1e-6)
+  np.testing.assert_allclose(lrs[9], 1.6, rtol=1e-6)
+  assert np.all(np.diff(lrs[:10]) > 0)          # linear warm-up
+  np.testing.assert_allclose(lrs[10], 1.6, rtol=1e-6)
+  assert np.all(np.diff(lrs[10:]) <= 1e-7)      # cosine decay
+  np.testing.assert_allclose(lrs[55], 0.8, rtol=1e-5)  # half way through the decay
+  assert abs(lrs[100]) < 1e-6
+  no_warm = optim.WarmupCosine(1.0, 10, 0)
+  np.testing.assert_allclose(float(no_warm(0)), 1.0, rtol=1e-6)
+
+
+def test_classifier_kernels_finds_head():
+  inputs = keras.Input((8, 8, 3))
+  x = keras.layers.Conv2D(4, 3)(inputs)
+  x = keras.layers.GlobalAveragePooling2D()(x)
+  x = keras.layers.Dense(7, name="hidden")(x)
+  out = keras.layers.Dense(5, name="head")(x)
+  model = keras.Model(inputs, out)
+  (kernel,) = optim.classifier_kernels(model)
+  assert kernel.path == "head/kernel"
