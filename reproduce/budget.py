@@ -531,6 +531,26 @@ def plan_from_epochs(model: str, epochs: float,
   return _plan(setup, steps, warmup_steps, lr)
 
 
+def plan_from_config(config, dataset_size: int, num_classes: int, num_replicas: int = 1) -> Plan:
+  """The plan of an experiment config (reproduce/configs): its budget, else its epochs.
+
+  ``config.dataset_size`` overrides ``dataset_size`` when set; the budget wins when both
+  ``config.budget_core_hours`` and ``config.epochs`` are set.
+  """
+  common = dict(
+      dataset_size=int(config.get("dataset_size") or dataset_size),
+      hardware=config.hardware, batch_size=int(config.batch_size),
+      resolution=config.get("resolution"), num_replicas=num_replicas,
+      num_classes=int(num_classes), mfu=config.get("mfu"),
+      images_per_second_per_core=config.get("images_per_second_per_core"),
+      warmup_steps=config.get("warmup_steps"), lr=config.get("base_lr"))
+  if config.get("budget_core_hours"):
+    return plan_from_budget(config.model, float(config.budget_core_hours), **common)
+  if config.get("epochs"):
+    return plan_from_epochs(config.model, float(config.epochs), **common)
+  raise PlanError("config.budget_core_hours", "or --config.epochs must be set")
+
+
 # ----------------------------------------------------------------------------------------
 # Sweeps and allocation.
 

@@ -48,29 +48,12 @@ def _first_line(error: BaseException) -> str:
   return lines[0] if lines else type(error).__name__
 
 
-def make_plan(config, source, num_replicas: int):
-  """The budget.Plan of ``config`` over ``source`` with ``num_replicas`` replicas."""
-  from reproduce import budget
-  common = dict(
-      dataset_size=int(config.get("dataset_size") or source.train_size),
-      hardware=config.hardware, batch_size=int(config.batch_size),
-      resolution=config.get("resolution"), num_replicas=num_replicas,
-      num_classes=int(source.num_classes), mfu=config.get("mfu"),
-      images_per_second_per_core=config.get("images_per_second_per_core"),
-      warmup_steps=config.get("warmup_steps"), lr=config.get("base_lr"))
-  if config.get("budget_core_hours"):
-    return budget.plan_from_budget(config.model, float(config.budget_core_hours), **common)
-  if config.get("epochs"):
-    return budget.plan_from_epochs(config.model, float(config.epochs), **common)
-  raise UsageError("set --config.budget_core_hours or --config.epochs")
-
-
 def run(config, model_dir: str, strategy_kind: str = "auto", tpu: str | None = None,
         data_dir: str | None = None, manual_dir: str | None = None,
         allow_config_change: bool = False) -> dict:
   """Everything ``main`` does, callable from Python; raises the library errors."""
   import model_defs
-  from reproduce import data, engine
+  from reproduce import budget, data, engine
   from reproduce import strategy as strategy_lib
   if not model_dir:
     raise UsageError("--model_dir is required")
@@ -78,7 +61,11 @@ def run(config, model_dir: str, strategy_kind: str = "auto", tpu: str | None = N
   strategy = strategy_lib.make_strategy(strategy_kind, tpu=tpu)
   source = data.load_source(config.dataset, data_dir=data_dir, manual_dir=manual_dir,
                             heldout_size=config.get("heldout_size"), seed=int(config.seed))
-  plan = make_plan(config, source, strategy.num_replicas_in_sync)
+  if not (config.get("budget_core_hours") or config.get("epochs")):
+    raise UsageError("set --config.budget_core_hours or --config.epochs")
+  plan = budget.plan_from_config(config, dataset_size=source.train_size,
+                                 num_classes=source.num_classes,
+                                 num_replicas=strategy.num_replicas_in_sync)
   return engine.train(config, plan, model_dir, strategy, allow_config_change=allow_config_change,
                       data_dir=data_dir, manual_dir=manual_dir, source=source)
 
