@@ -1,0 +1,278 @@
+"""NFNet family: published counts, exact build/count agreement, layers, signal propagation,
+grouped-conv implementations and the JAX backend."""
+
+import os
+import subprocess
+import sys
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import model_defs
+from model_defs import layers as nf_layers
+from model_defs.nfnet import block_plan, resolve_config
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ALPHA = 0.2
+
+# [N] Table 3 (F0-F6) and paper_facts.md section 5 (DERIVED F7, F3+, F7+); 1000 classes.
+PUBLISHED_PARAMS_M = {
+    "nfnet_f0": 71.5, "nfnet_f1": 132.6, "nfnet_f2": 193.8, "nfnet_f3": 254.9,
+    "nfnet_f4": 316.1, "nfnet_f5": 377.2, "nfnet_f6": 438.4, "nfnet_f7": 499.5,
+    "nfnet_f3plus": 423.4, "nfnet_f7plus": 829.6,
+}
+# [N] Table 3 "GFLOPs" (= MACs) at each variant's test resolution.
+PUBLISHED_GMACS_AT_TEST = {
+    "nfnet_f0": 12.38, "nfnet_f1": 35.54, "nfnet_f2": 62.59, "nfnet_f3": 114.76,
+    "nfnet_f4": 215.24, "nfnet_f5": 289.76, "nfnet_f6": 377.28,
+}
+MINI_NAMES = ["nfnet_mini_f0", "nfnet_mini_f1", "nfnet_mini_f3", "nfnet_mini_f3plus",
+              "nfnet_mini_f7", "nfnet_mini_f7plus"]
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+def test_registered_names():
+  full = [f"nfnet_f{i}{p}" for i in range(8) for p in ("", "plus")]
+  assert sorted(model_defs.names("nfnet", mini=False)) == sorted(full)
+  assert model_defs.names("nfnet", mini=True) == MINI_NAMES
+  for name in MINI_NAMES:
+    spec = model_defs.get_spec(name)
+    assert spec.mini and spec.train_resolution == spec.test_resolution == 32
+
+
+def test_unknown_name_lists_known_models():
+  with pytest.raises(model_defs.UnknownModelError) as error:
+    model_defs.build("nfnet_f9")
+  assert "nfnet_f0" in str(error.value) and "nfnet_mini_f7plus" in str(error.value)
+  with pytest.raises(model_defs.UnknownModelError):
+    model_defs.stats("nfnet_f9")
+
+
+def test_unknown_override_rejected():
+  with pytest.raises(ValueError, match="unknown NFNet override"):
+    model_defs.stats("nfnet_f0", depth=3)
+
+
+def test_variant_table():
+  f7 = model_defs.get_spec("nfnet_f7").config
+  assert f7["depths"] == (8, 16, 48, 24) and f7["dropout_rate"] == 0.5
+  assert (f7["randaugment_layers"], f7["randaugment_magnitude"]) == (4, 15)
+  assert model_defs.get_spec("nfnet_f3plus").config["widths"] == (384, 768, 2048, 2048)
+  assert model_defs.get_spec("nfnet_mini_f3plus").config["widths"] == (48, 96, 256, 256)
+  assert (model_defs.get_spec("nfnet_f4").train_resolution,
+          model_defs.get_spec("nfnet_f4").test_resolution) == (384, 512)
+
+
+# ----------------------------------------------------------------------------- counts
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMS_M))
+def test_params_match_published(name):
+  params_m = model_defs.stats(name, num_classes=1000).params / 1e6
+  assert abs(params_m - PUBLISHED_PARAMS_M[name]) <= 0.05, params_m
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_GMACS_AT_TEST))
+def test_macs_at_test_resolution_match_published(name):
+  spec = model_defs.get_spec(name)
+  stats = model_defs.stats(name, spec.test_resolution)
+  assert abs(stats.gmacs - PUBLISHED_GMACS_AT_TEST[name]) <= 0.01, stats.gmacs
+  assert stats.flops == 2 * stats.macs
+
+
+@pytest.mark.parametrize("name", ["nfnet_f0"] + MINI_NAMES)
+def test_build_count_params_equals_stats(name):
+  model = model_defs.build(name, num_classes=10)
+  assert model.count_params() == model_defs.stats(name, num_classes=10).params
+
+
+def test_any_resolution_and_output_shape():
+  model = model_defs.build("nfnet_mini_f0", num_classes=7)
+  assert tuple(model.input_shape) == (None, None, None, 3)
+  for size in (32, 45):  # odd sizes exercise SAME padding and the ceil-mode avg-pool
+    out = model(np.zeros((2, size, size, 3), "float32"))
+    assert tuple(out.shape) == (2, 7)
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+def test_scaled_ws_kernel_is_standardised():
+  conv = nf_layers.ScaledWSConv2D(8, 3, groups=2)
+  conv.build((None, 5, 5, 6))
+  w = np.asarray(conv.standardized_kernel())  # gain 1
+  fan_in = 3 * 3 * 3
+  np.testing.assert_allclose(w.mean(axis=(0, 1, 2)), 0.0, atol=1e-6)
+  np.testing.assert_allclose(fan_in * w.var(axis=(0, 1, 2)), 1.0, rtol=1e-4)
+  timm = nf_layers.ScaledWSConv2D(8, 3, groups=2, ws_eps_mode="timm")
+  timm.build((None, 5, 5, 6))
+  timm.kernel.assign(conv.kernel)
+  assert timm.ws_eps == 1e-5 and conv.ws_eps == 1e-4
+  assert not np.allclose(np.asarray(timm.standardized_kernel()), w, rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("strides", [1, 2])
+def test_grouped_conv_split_equals_native(strides):
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((2, 9, 9, 12)).astype("float32")
+  split = nf_layers.ScaledWSConv2D(24, 3, strides, groups=4, grouped_impl="split")
+  native = nf_layers.ScaledWSConv2D(24, 3, strides, groups=4, grouped_impl="native")
+  split.build(x.shape)
+  native.build(x.shape)
+  for dst, src in zip(native.weights, split.weights):
+    dst.assign(src.numpy() + rng.normal(0, 0.1, src.shape).astype("float32"))
+    src.assign(dst.numpy())
+  np.testing.assert_allclose(np.asarray(split(x)), np.asarray(native(x)), rtol=1e-5, atol=1e-5)
+
+
+def test_grouped_conv_setting_and_whole_model():
+  assert nf_layers.resolve_grouped_conv_impl("auto") in ("split", "native")
+  if not nf_layers.accelerator_available():
+    assert nf_layers.resolve_grouped_conv_impl("auto") == "split"
+  with pytest.raises(ValueError):
+    nf_layers.set_grouped_conv_impl("fast")
+  model = model_defs.build("nfnet_mini_f0", num_classes=5)
+  x = np.random.default_rng(1).standard_normal((2, 32, 32, 3)).astype("float32")
+  with nf_layers.grouped_conv_impl("split"):
+    split_out = np.asarray(model(x))
+  with nf_layers.grouped_conv_impl("native"):
+    native_out = np.asarray(model(x))
+  assert nf_layers.get_grouped_conv_impl() == "auto"
+  np.testing.assert_allclose(split_out, native_out, rtol=1e-5, atol=1e-6)
+
+
+def test_gamma_activation():
+  assert nf_layers.ACTIVATION_GAMMAS["gelu"] == 1.7015043497085571
+  assert nf_layers.ACTIVATION_GAMMAS["relu"] == 1.7139588594436646
+  assert nf_layers.ACTIVATION_GAMMAS["silu"] == 1.7881293296813965
+  z = np.random.default_rng(0).standard_normal(400_000).astype("float32")
+  for name in ("gelu", "relu", "silu", "tanh", "elu"):  # gamma * act(N(0,1)) has unit variance
+    out = np.asarray(nf_layers.GammaActivation(name)(z))
+    assert abs(out.var() - 1.0) < 0.02, (name, out.var())
+  x = np.array([-1.0, 0.5, 2.0], "float32")
+  tanh_form = np.asarray(nf_layers.GammaActivation("gelu", gelu_approximate=True)(x))
+  exact = np.asarray(nf_layers.GammaActivation("gelu", gelu_approximate=False)(x))
+  assert 1e-5 < np.abs(tanh_form - exact).max() < 1e-2
+
+
+def test_squeeze_excite_formula():
+  se = nf_layers.SqueezeExcite(0.5)
+  h = np.random.default_rng(0).standard_normal((2, 3, 3, 8)).astype("float32")
+  out = np.asarray(se(h))
+  assert se.fc1.units == 4
+  w1, b1 = se.fc1.kernel.numpy(), se.fc1.bias.numpy()
+  w2, b2 = se.fc2.kernel.numpy(), se.fc2.bias.numpy()
+  gate = 1 / (1 + np.exp(-(np.maximum(h.mean(axis=(1, 2)) @ w1 + b1, 0) @ w2 + b2)))
+  np.testing.assert_allclose(out, 2 * gate[:, None, None, :] * h, rtol=1e-5, atol=1e-6)
+
+
+def test_stochastic_depth_per_example_without_rescaling():
+  layer = nf_layers.StochasticDepth(0.5, seed=3)
+  x = np.ones((256, 2, 2, 3), "float32")
+  np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
+  out = np.asarray(layer(x, training=True))
+  per_example = out.reshape(256, -1)
+  assert set(np.unique(per_example)) <= {0.0, 1.0}  # kept examples are not rescaled
+  assert np.all(per_example.min(axis=1) == per_example.max(axis=1))  # whole example
+  assert 0.35 < per_example[:, 0].mean() < 0.65
+
+
+def test_block_stochdepth_rates_and_dropout():
+  cfg = resolve_config(model_defs.get_spec("nfnet_f0").config, stochdepth_rate=0.25)
+  plan = block_plan(cfg)
+  assert [b["stochdepth_rate"] for b in plan] == [0.25 * i / 12 for i in range(12)]
+  model = model_defs.build("nfnet_mini_f1", 10, dropout_rate=0.3, stochdepth_rate=0.2)
+  assert model.get_layer("dropout").rate == 0.3
+  assert model.get_layer("stage4_block6").stoch_depth.rate == pytest.approx(0.2 * 23 / 24)
+
+
+# ----------------------------------------------------------------------------- signal propagation
+
+
+def test_betas_follow_expected_variance_with_resets():
+  model = model_defs.build("nfnet_mini_f3", 10)
+  plan = block_plan(resolve_config(model_defs.get_spec("nfnet_mini_f3").config))
+  depths = model_defs.get_spec("nfnet_mini_f3").config["depths"]
+  for block in plan:
+    stage, index = (int(part.lstrip("stageblock")) for part in block["name"].split("_"))
+    if index > 1:    # within a stage: 1 + (k-1) alpha^2 since the reset
+      expected_var_in = 1.0 + (index - 1) * ALPHA ** 2
+    elif stage > 1:  # a transition sees the whole previous stage's growth ...
+      expected_var_in = 1.0 + depths[stage - 2] * ALPHA ** 2
+    else:            # ... except the first block, which sees the stem
+      expected_var_in = 1.0
+    assert model.get_layer(block["name"]).beta == pytest.approx(expected_var_in ** -0.5)
+    # ... and the variance is reset after every transition block.
+    k = index
+    assert block["expected_var_out"] == pytest.approx(1.0 + k * ALPHA ** 2)
+
+
+def test_signal_propagation_at_init():
+  """Measured residual-stream variance at init, skip gains set to 1, N(0,1) input.
+
+  Stage 1 (stride-1 transition, no pooling) must follow 1 + k alpha^2 to 25% in level and
+  5% in shape. Strided transitions reset the variance: it never exceeds (1 + alpha^2) x 1.25
+  and drops below the previous stage's final variance. (On white-noise input the 2x2
+  average-pool of spatially uncorrelated features also quarters the shortcut's variance, so
+  later stages sit below 1; within them the variance must never grow faster than the
+  alpha^2 / expected_var budget, and must not shrink by more than 3% per block.)
+  """
+  keras.utils.set_random_seed(1)
+  name = "nfnet_mini_f3"
+  model = model_defs.build(name, 10)
+  for variable in model.weights:
+    if variable.path.endswith("skip_gain"):
+      variable.assign(1.0)
+  plan = block_plan(resolve_config(model_defs.get_spec(name).config))
+  tap = keras.Model(model.inputs, [model.get_layer(b["name"]).output for b in plan])
+  x = np.random.default_rng(1).standard_normal((64, 32, 32, 3)).astype("float32")
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    outputs = tap(x, training=False)
+  variances = [float(np.asarray(o).var(axis=(0, 1, 2)).mean()) for o in outputs]
+
+  stage1 = [v / b["expected_var_out"] for v, b in zip(variances, plan)
+            if b["name"].startswith("stage1_")]
+  assert len(stage1) == 4
+  assert all(0.75 < r < 1.25 for r in stage1), stage1
+  assert max(stage1) / min(stage1) < 1.05, stage1
+
+  for i in range(1, len(plan)):
+    if plan[i]["name"].endswith("_block1"):  # transition: reset
+      assert variances[i] < variances[i - 1]
+      assert variances[i] < 1.25 * (1 + ALPHA ** 2)
+    else:
+      growth = variances[i] / variances[i - 1] - 1
+      budget = ALPHA ** 2 / plan[i]["expected_var_in"]
+      assert -0.03 < growth <= 1.2 * budget, (plan[i]["name"], growth, budget)
+
+
+# ----------------------------------------------------------------------------- JAX backend
+
+
+def test_jax_backend_forward_matches_tensorflow(tmp_path):
+  keras.utils.set_random_seed(0)
+  name = "nfnet_mini_f0"
+  model = model_defs.build(name, 10)
+  rng = np.random.default_rng(0)
+  weights = [w + rng.normal(0, 0.05, w.shape).astype(w.dtype) for w in model.get_weights()]
+  model.set_weights(weights)  # non-zero skip gains so every block contributes
+  images = rng.standard_normal((2, 32, 32, 3)).astype("float32")
+  tf_logits = np.asarray(model(images, training=False))
+  np.savez(tmp_path / "in.npz", model=name, num_classes=10, images=images,
+           **{f"w{i}": w for i, w in enumerate(weights)})
+  env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu",
+             PYTHONPATH=REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO_ROOT, "tests", "nfnet_jax_forward.py"),
+       str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
+      env=env, capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  out = np.load(tmp_path / "out.npz")
+  assert str(out["backend"]) == "jax"
+  rel = np.abs(out["logits"] - tf_logits).max() / np.abs(tf_logits).max()
+  assert rel < 1e-4, rel

@@ -1,0 +1,72 @@
+"""Keras NFNet vs timm ``dm_nfnet`` with the same (converted) weights.
+
+timm runs in a subprocess (``tests/nfnet_timm_reference.py``): importing timm or
+torchvision after TensorFlow crashes this machine. The subprocess randomises every timm
+parameter (skip gains, gains and biases are made non-zero) and saves the state dict,
+the input images and timm's logits; this process only reads the .npz.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import model_defs
+from model_defs.convert_nfnet import ConversionError, load_timm_state_dict
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUM_CLASSES = 10
+KERAS_NAMES = {"f0": "nfnet_f0", "mini_f0": "nfnet_mini_f0"}
+
+
+@pytest.fixture(scope="module")
+def timm_references(tmp_path_factory):
+  out_dir = tmp_path_factory.mktemp("timm_nfnet")
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO_ROOT, "tests", "nfnet_timm_reference.py"), str(out_dir),
+       "--configs", *KERAS_NAMES, "--resolution", "64", "--batch", "2",
+       "--num_classes", str(NUM_CLASSES)],
+      capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  references = {}
+  for config in KERAS_NAMES:
+    data = np.load(out_dir / f"{config}.npz")
+    state_dict = {k[len("state_dict/"):]: data[k] for k in data.files
+                  if k.startswith("state_dict/")}
+    references[config] = (state_dict, data["images_nhwc"], data["logits"])
+  return references
+
+
+@pytest.mark.parametrize("config", sorted(KERAS_NAMES))
+def test_logits_match_timm(timm_references, config):
+  state_dict, images, timm_logits = timm_references[config]
+  assert any(k.endswith("skipinit_gain") and np.all(v != 0) for k, v in state_dict.items())
+  model = model_defs.build(KERAS_NAMES[config], NUM_CLASSES, timm_compat=True)
+  load_timm_state_dict(model, state_dict)
+  logits = np.asarray(model(images, training=False))
+  rel = np.abs(logits - timm_logits).max() / np.abs(timm_logits).max()
+  assert rel <= 1e-4, rel
+
+  # The official numerics (tanh GELU, official WS epsilon) differ measurably from timm's.
+  official = model_defs.build(KERAS_NAMES[config], NUM_CLASSES)
+  with pytest.warns(UserWarning, match="timm_compat"):
+    load_timm_state_dict(official, state_dict)
+  official_rel = np.abs(np.asarray(official(images)) - timm_logits).max() / np.abs(timm_logits).max()
+  assert official_rel > 1e-3
+
+
+def test_conversion_errors_name_the_problem(timm_references):
+  state_dict, _, _ = timm_references["mini_f0"]
+  model = model_defs.build("nfnet_mini_f0", NUM_CLASSES, timm_compat=True)
+  broken = dict(state_dict)
+  del broken["stages.2.3.conv2b.gain"]
+  broken["stages.9.0.conv1.weight"] = state_dict["stages.0.0.conv1.weight"]
+  with pytest.raises(ConversionError) as error:
+    load_timm_state_dict(model, broken)
+  message = str(error.value)
+  assert "stage3_block4/conv2b/gain" in message and "stages.9.0.conv1.weight" in message
+  wrong_head = model_defs.build("nfnet_mini_f0", NUM_CLASSES + 1, timm_compat=True)
+  with pytest.raises(ConversionError, match="head.fc.weight"):
+    load_timm_state_dict(wrong_head, state_dict)
