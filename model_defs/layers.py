@@ -6,7 +6,7 @@ Layers:
   ScaledWSConv2D     convolution with Scaled Weight Standardisation (grouped or dense).
   GammaActivation    activation multiplied by its signal-preserving gain gamma.
   SqueezeExcite      SE gate used by NFNet blocks, output ``2 * sigmoid(...) * h``.
-  StochasticDepth    per-example residual-branch drop without rescaling.
+  StochasticDepth    per-example residual-branch drop (official NFNet: no rescaling; ViT: rescaled).
 
 Two deliberate, documented differences from timm's ``dm_nfnet_*`` models exist; both
 default to the official DeepMind JAX code and can be switched to timm's semantics:
@@ -313,28 +313,33 @@ class SqueezeExcite(keras.layers.Layer):
 class StochasticDepth(keras.layers.Layer):
   """Drops the whole residual branch of each example with probability ``rate``.
 
-  As the official ``StochDepth`` (``scale_by_keep=False``): kept examples are not
-  rescaled by ``1/(1-rate)``. Identity at inference.
+  ``scale_by_keep=False`` is the official NFNet ``StochDepth``: kept examples are not
+  rescaled by ``1/(1-rate)``. ``scale_by_keep=True`` is timm/big_vision's DropPath used by
+  the ViTs. Identity at inference. Works on inputs of any rank (one draw per example).
   """
 
-  def __init__(self, rate: float = 0.0, seed: int | None = None, **kwargs):
+  def __init__(self, rate: float = 0.0, seed: int | None = None, scale_by_keep: bool = False,
+               **kwargs):
     super().__init__(**kwargs)
     if not 0.0 <= rate < 1.0:
       raise ValueError(f"stochastic depth rate must be in [0, 1), got {rate!r}")
     self.rate = float(rate)
     self.seed = seed
+    self.scale_by_keep = bool(scale_by_keep)
     self.seed_generator = keras.random.SeedGenerator(seed)
 
   def call(self, x, training=None):
     if not training or self.rate == 0.0:
       return x
-    batch = ops.shape(x)[0]
-    uniform = keras.random.uniform((batch, 1, 1, 1), seed=self.seed_generator, dtype=x.dtype)
-    keep_mask = ops.floor(1.0 - self.rate + uniform)
-    return x * keep_mask
+    keep = 1.0 - self.rate
+    shape = (ops.shape(x)[0],) + (1,) * (len(x.shape) - 1)
+    keep_mask = ops.floor(keep + keras.random.uniform(shape, seed=self.seed_generator,
+                                                      dtype=x.dtype))
+    return x * keep_mask / keep if self.scale_by_keep else x * keep_mask
 
   def compute_output_shape(self, input_shape):
     return input_shape
 
   def get_config(self):
-    return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+    return {**super().get_config(), "rate": self.rate, "seed": self.seed,
+            "scale_by_keep": self.scale_by_keep}

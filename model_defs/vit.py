@@ -35,6 +35,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from model_defs.layers import StochasticDepth
 from model_defs import registry
 from model_defs.stats import ModelStats, Tally
 
@@ -325,28 +326,6 @@ class Gelu(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="vit")
-class DropPath(layers.Layer):
-  """Stochastic depth: drops a residual branch per sample, rescaling kept ones (timm)."""
-
-  def __init__(self, rate: float = 0.0, seed=None, **kwargs):
-    super().__init__(**kwargs)
-    self.rate = float(rate)
-    self.seed = seed
-    self.seed_generator = keras.random.SeedGenerator(seed)
-
-  def call(self, x, training=None):
-    if not training or self.rate == 0.0:
-      return x
-    keep = 1.0 - self.rate
-    shape = (ops.shape(x)[0],) + (1,) * (len(x.shape) - 1)
-    mask = ops.floor(keep + keras.random.uniform(shape, seed=self.seed_generator, dtype=x.dtype))
-    return x * mask / keep
-
-  def get_config(self):
-    return {**super().get_config(), "rate": self.rate, "seed": self.seed}
-
-
-@keras.saving.register_keras_serializable(package="vit")
 class TakeToken(layers.Layer):
   """Selects token 0 (class token / MAP output) of a (B, N, D) sequence."""
 
@@ -428,14 +407,14 @@ def build_vit(config: Mapping[str, Any], num_classes: int, name: str = "vit",
     if drop:
       y = layers.Dropout(drop, name=f"{p}_attn_out_drop")(y)
     if sd:
-      y = DropPath(sd, name=f"{p}_droppath0")(y)
+      y = StochasticDepth(sd, scale_by_keep=True, name=f"{p}_droppath0")(y)
     x = layers.Add(name=f"{p}_add0")([x, y])
     y = _ln(cfg, f"{p}_ln1")(x)
     y = _mlp(y, cfg, f"{p}_mlp", drop)
     if drop:
       y = layers.Dropout(drop, name=f"{p}_mlp_out_drop")(y)
     if sd:
-      y = DropPath(sd, name=f"{p}_droppath1")(y)
+      y = StochasticDepth(sd, scale_by_keep=True, name=f"{p}_droppath1")(y)
     x = layers.Add(name=f"{p}_add1")([x, y])
   x = _ln(cfg, "encoder_norm")(x)
 

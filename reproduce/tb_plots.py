@@ -127,7 +127,7 @@ def figure_loss_vs_compute(points: Sequence[Point], fits: dict):
     ax.plot([p.compute for p in group], [p.heldout_loss for p in group],
             marker=_marker(group[0].family), color=colors[model], label=model, zorder=3)
     for p in group:
-      ax.annotate(f"{p.epochs:g}ep", (p.compute, p.heldout_loss), fontsize=6,
+      ax.annotate(f"{p.epochs:.2g} ep", (p.compute, p.heldout_loss), fontsize=6,
                   textcoords="offset points", xytext=(3, 3), color=colors[model])
   front = fits["frontier"]
   ax.plot([f["compute"] for f in front], [f["heldout_loss"] for f in front], "k--",
