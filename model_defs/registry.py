@@ -42,6 +42,11 @@ def register(spec: ModelSpec) -> ModelSpec:
   return spec
 
 
+def unregister(name: str) -> None:
+  """Removes ``name`` (for models registered temporarily, e.g. by tests)."""
+  _REGISTRY.pop(name, None)
+
+
 def get_spec(name: str) -> ModelSpec:
   """The registered spec of ``name``; unknown names raise ``UnknownModelError``."""
   try:

@@ -99,7 +99,8 @@ def model_stats_rows(models: Sequence[str] | None = None) -> tuple[list[Row], li
       continue
     resolution = _resolution(entry.convention)
     try:
-      stats = model_defs.stats(entry.model, resolution=resolution, num_classes=1000)
+      stats = model_defs.stats(entry.model, resolution=resolution, num_classes=1000,
+                               **dict(entry.model_overrides))
     except model_defs.UnknownModelError:
       failed[entry.model] = f"{entry.model}: not registered in model_defs; skipped"
       continue

@@ -37,25 +37,6 @@ THROUGHPUT_FILE = "throughput.json"
 RUNS_DIR = "runs"
 FITS_DIR = "fits"
 
-_WORKDIR = flags.DEFINE_string("workdir", "study_runs", "Where runs, fits and logs go.")
-_NFNETS = flags.DEFINE_list("nfnet_models", list(DEFAULT_NFNETS), "ConvNets of the study.")
-_VITS = flags.DEFINE_list("vit_models", list(DEFAULT_VITS), "ViTs of the study.")
-_BUDGETS = flags.DEFINE_list(
-    "budgets_core_seconds", [f"{b:g}" for b in DEFAULT_BUDGETS_CORE_SECONDS],
-    "Compute budgets per run, in measured CPU core-seconds (the same for both families).")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Global batch size of every run.")
-_BASE_LR = flags.DEFINE_float(
-    "base_lr", 0.2, "Peak learning rate; <= 0 uses the planner's rule (budget.base_lr).")
-_MEASURE_STEPS = flags.DEFINE_integer("measure_steps", 4, "Timed steps per throughput measure.")
-_BOOTSTRAP = flags.DEFINE_integer("bootstrap", 200, "Bootstrap resamples for the fit CIs.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of data order, init and bootstrap.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data_dir for the prepared digits.")
-_STRICT = flags.DEFINE_bool("strict", False, "Exit 1 when a comparison row fails.")
-_WORKERS = flags.DEFINE_integer(
-    "workers", 2, "Runs trained at a time, each in its own process (graph building is "
-    "single-threaded, so 2 keep 2 cores busy); 0 trains in this process.")
-
-
 class StudyError(ValueError):
   """A bad flag value; one line."""
 
@@ -306,7 +287,30 @@ def run_study(workdir: str, nfnets, vits, budgets, batch_size: int, base_lr: flo
   return result
 
 
+def _define_flags() -> None:
+  """Defines the study's flags (only when run as a program, so importing this module from
+  Python or tests never clashes with another script's flags)."""
+  flags.DEFINE_string("workdir", "study_runs", "Where runs, fits and logs go.")
+  flags.DEFINE_list("nfnet_models", list(DEFAULT_NFNETS), "ConvNets of the study.")
+  flags.DEFINE_list("vit_models", list(DEFAULT_VITS), "ViTs of the study.")
+  flags.DEFINE_list(
+      "budgets_core_seconds", [f"{b:g}" for b in DEFAULT_BUDGETS_CORE_SECONDS],
+      "Compute budgets per run, in measured CPU core-seconds (the same for both families).")
+  flags.DEFINE_integer("batch_size", 32, "Global batch size of every run.")
+  flags.DEFINE_float(
+      "base_lr", 0.2, "Peak learning rate; <= 0 uses the planner's rule (budget.base_lr).")
+  flags.DEFINE_integer("measure_steps", 4, "Timed steps per throughput measure.")
+  flags.DEFINE_integer("bootstrap", 200, "Bootstrap resamples for the fit CIs.")
+  flags.DEFINE_integer("seed", 0, "Seed of data order, init and bootstrap.")
+  flags.DEFINE_string("data_dir", None, "tfds data_dir for the prepared digits.")
+  flags.DEFINE_bool("strict", False, "Exit 1 when a comparison row fails.")
+  flags.DEFINE_integer(
+      "workers", 2, "Runs trained at a time, each in its own process (graph building is "
+      "single-threaded, so 2 keep 2 cores busy); 0 trains in this process.")
+
+
 def main(argv):
+  FLAGS = flags.FLAGS  # noqa: N806
   if len(argv) > 1:
     print(f"error: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
     sys.exit(2)
@@ -315,21 +319,22 @@ def main(argv):
   user_errors = (StudyError, model_defs.UnknownModelError, data.DataError, budget.PlanError,
                  engine.EngineError, scaling.ScalingError)
   try:
-    if _WORKERS.value < 0:
-      raise StudyError(f"--workers must be >= 0 (0: in this process), got {_WORKERS.value}")
-    if _BATCH_SIZE.value < 1:
-      raise StudyError(f"--batch_size must be a positive integer, got {_BATCH_SIZE.value}")
+    if FLAGS.workers < 0:
+      raise StudyError(f"--workers must be >= 0 (0: in this process), got {FLAGS.workers}")
+    if FLAGS.batch_size < 1:
+      raise StudyError(f"--batch_size must be a positive integer, got {FLAGS.batch_size}")
     result = run_study(
-        _WORKDIR.value, _NFNETS.value, _VITS.value, parse_budgets(_BUDGETS.value),
-        _BATCH_SIZE.value, _BASE_LR.value if _BASE_LR.value > 0 else None,
-        _MEASURE_STEPS.value, _BOOTSTRAP.value, _SEED.value, _DATA_DIR.value,
-        _WORKERS.value)
+        FLAGS.workdir, FLAGS.nfnet_models, FLAGS.vit_models, parse_budgets(FLAGS.budgets_core_seconds),
+        FLAGS.batch_size, FLAGS.base_lr if FLAGS.base_lr > 0 else None,
+        FLAGS.measure_steps, FLAGS.bootstrap, FLAGS.seed, FLAGS.data_dir,
+        FLAGS.workers)
   except user_errors as e:
     print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
     sys.exit(2)
-  if _STRICT.value and not result["passed"]:
+  if FLAGS.strict and not result["passed"]:
     sys.exit(1)
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

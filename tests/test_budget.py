@@ -43,7 +43,7 @@ def fake_models():
         source="test fake", mini=mini))
   yield
   for name in _FAKES:
-    registry._REGISTRY.pop(name, None)
+    registry.unregister(name)
 
 
 COMMON = dict(dataset_size=1_000_000, hardware="tpu_v4", batch_size=1000, mfu=0.5)

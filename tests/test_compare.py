@@ -107,7 +107,7 @@ def test_model_stats_rows_logic(monkeypatch):
   import model_defs
   from model_defs.stats import ModelStats
 
-  def fake_stats(name, resolution=None, num_classes=1000):
+  def fake_stats(name, resolution=None, num_classes=1000, **overrides):
     if name == "vit_b16":
       return ModelStats(name, resolution, num_classes, params=86_600_000, macs=17_550_000_000)
     if name == "vit_s16":

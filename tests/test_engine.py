@@ -153,8 +153,10 @@ def run_script(script, env_extra=None, timeout=240, logical_cpus=None):
 
 @pytest.fixture(scope="module")
 def tiny():
+  from model_defs import registry
   register_tiny_model()
-  return TINY
+  yield TINY
+  registry.unregister(TINY)
 
 
 def _one_device():
@@ -403,9 +405,6 @@ def test_run_unusable_model_dir(tmp_path):
 @needs_data
 @pytest.mark.parametrize("model", ["nfnet_mini_f0", "vit_mini_ti"])
 def test_cli_mini_config_end_to_end(tmp_path, model):
-  import model_defs
-  if model not in model_defs.names():
-    pytest.skip(f"{model} not registered yet")
   model_dir = tmp_path / model
   flags = [f"--model_dir={model_dir}", f"--config.model={model}", "--config.budget_core_hours=0",
            "--config.epochs=0.03", "--config.batch_size=8", "--config.checkpoint_every_steps=2",

@@ -13,21 +13,17 @@ import pytest
 import model_defs
 from model_defs import layers as nf_layers
 from model_defs.nfnet import block_plan, resolve_config
+from reproduce import published
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALPHA = 0.2
 
 # [N] Table 3 (F0-F6) and paper_facts.md section 5 (DERIVED F7, F3+, F7+); 1000 classes.
-PUBLISHED_PARAMS_M = {
-    "nfnet_f0": 71.5, "nfnet_f1": 132.6, "nfnet_f2": 193.8, "nfnet_f3": 254.9,
-    "nfnet_f4": 316.1, "nfnet_f5": 377.2, "nfnet_f6": 438.4, "nfnet_f7": 499.5,
-    "nfnet_f3plus": 423.4, "nfnet_f7plus": 829.6,
-}
-# [N] Table 3 "GFLOPs" (= MACs) at each variant's test resolution.
-PUBLISHED_GMACS_AT_TEST = {
-    "nfnet_f0": 12.38, "nfnet_f1": 35.54, "nfnet_f2": 62.59, "nfnet_f3": 114.76,
-    "nfnet_f4": 215.24, "nfnet_f5": 289.76, "nfnet_f6": 377.28,
-}
+# Published sizes (reproduce/published.py is the single source): [N] Table 3 params and
+# "GFLOPs" (= MACs) at each variant's test resolution; F7/F3+/F7+ params derived from [C].
+PUBLISHED_PARAMS = {e.model: e for e in published.entries(quantity="params")
+                    if e.model.startswith("nfnet_")}
+PUBLISHED_GMACS_AT_TEST = {e.model: e for e in published.entries(quantity="gmacs")}
 MINI_NAMES = ["nfnet_mini_f0", "nfnet_mini_f1", "nfnet_mini_f3", "nfnet_mini_f3plus",
               "nfnet_mini_f7", "nfnet_mini_f7plus"]
 
@@ -70,17 +66,24 @@ def test_variant_table():
 # ----------------------------------------------------------------------------- counts
 
 
-@pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMS_M))
+def test_every_published_variant_is_checked():
+  assert len(PUBLISHED_PARAMS) == 10 and len(PUBLISHED_GMACS_AT_TEST) == 7
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMS))
 def test_params_match_published(name):
+  entry = PUBLISHED_PARAMS[name]
   params_m = model_defs.stats(name, num_classes=1000).params / 1e6
-  assert abs(params_m - PUBLISHED_PARAMS_M[name]) <= 0.05, params_m
+  assert abs(params_m - entry.value) <= entry.tolerance, params_m  # rounds to the 0.1M
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_GMACS_AT_TEST))
 def test_macs_at_test_resolution_match_published(name):
   spec = model_defs.get_spec(name)
   stats = model_defs.stats(name, spec.test_resolution)
-  assert abs(stats.gmacs - PUBLISHED_GMACS_AT_TEST[name]) <= 0.01, stats.gmacs
+  entry = PUBLISHED_GMACS_AT_TEST[name]
+  assert f"{spec.test_resolution} px" in entry.convention
+  assert abs(stats.gmacs - entry.value) <= entry.tolerance, stats.gmacs  # rounds to 0.01 G
   assert stats.flops == 2 * stats.macs
 
 

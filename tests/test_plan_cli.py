@@ -32,7 +32,7 @@ def fake_mini():
                                        train_resolution=16, test_resolution=16,
                                        source="test fake", mini=True))
   yield
-  registry._REGISTRY.pop("plan_cli_test_mini", None)
+  registry.unregister("plan_cli_test_mini")
 
 
 def run_in_process(capsys, *args):

@@ -13,6 +13,7 @@ import pytest
 
 import model_defs
 from model_defs import convert_vit, vit
+from reproduce import published
 
 FULL = ["vit_ti16", "vit_s16", "vit_b16", "vit_b32", "vit_l16", "vit_h14", "vit_giant14",
         "vit_gigantic14", "vit_so400m14"]
@@ -76,23 +77,19 @@ def test_stats_at_other_resolution():
   assert s.flops == 2 * s.macs
 
 
-# Published sizes at 224 px, 1000 classes. Zhai Table 2 (Ti..G), ViT paper (H/14) and
-# SoViT (So400m). Head used: class token for all except So400m, whose 428M includes the
-# MAP head (its default). Zhai's 1011M / 1843M for g and G match a token head (or no
-# head); with their MAP heads they are 1037M and 1882M (the latter is SoViT Table 1's G).
-PUBLISHED_PARAMS = {
-    "vit_ti16": (5.7e6, "token"), "vit_s16": (22.1e6, "token"), "vit_b16": (86.6e6, "token"),
-    "vit_l16": (304.3e6, "token"), "vit_h14": (632e6, "token"),
-    "vit_giant14": (1011e6, "token"), "vit_gigantic14": (1843e6, "token"),
-    "vit_so400m14": (428e6, "map"),
-}
+# Published sizes at 224 px, 1000 classes, from reproduce/published.py (the single source):
+# Zhai Table 2 (Ti..G), ViT paper (H/14), SoViT (So400m). Each entry names the head it counts:
+# class token for all except So400m, whose 428M includes the MAP head (its default). Zhai's
+# 1011M / 1843M for g and G match a token head; with MAP heads they are 1037M and 1882M.
+PUBLISHED_PARAMS = {e.model: e for e in published.entries(quantity="params")
+                    if e.model.startswith("vit_")}
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMS))
 def test_published_params(name):
-  value, pool = PUBLISHED_PARAMS[name]
-  params = model_defs.stats(name, 224, 1000, pool_type=pool).params
-  assert abs(params / value - 1) <= 0.01, (name, params)
+  entry = PUBLISHED_PARAMS[name]
+  params = model_defs.stats(name, 224, 1000, **dict(entry.model_overrides)).params
+  assert abs(params / (entry.value * 1e6) - 1) <= 0.01, (name, params)
 
 
 def test_gigantic_map_head_matches_sovit_count():
@@ -101,14 +98,14 @@ def test_gigantic_map_head_matches_sovit_count():
 
 
 # Zhai et al. Table 2 "GFLOPs" at 224 px are FLOPs = 2 x MACs (class-token heads).
-PUBLISHED_GFLOPS = {"vit_ti16": 2.5, "vit_s16": 9.2, "vit_b16": 35.1, "vit_l16": 122.9,
-                    "vit_giant14": 533.1, "vit_gigantic14": 965.3}
+PUBLISHED_GFLOPS = {e.model: e for e in published.entries(quantity="gflops")}
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_GFLOPS))
 def test_published_flops(name):
-  s = model_defs.stats(name, 224, 1000, pool_type="token")
-  assert abs(s.gflops / PUBLISHED_GFLOPS[name] - 1) <= 0.02, (name, s.gflops)
+  entry = PUBLISHED_GFLOPS[name]
+  s = model_defs.stats(name, 224, 1000, **dict(entry.model_overrides))
+  assert abs(s.gflops / entry.value - 1) <= 0.02, (name, s.gflops)
   assert s.flops == 2 * s.macs
 
 
