@@ -2,12 +2,12 @@
 
 import math
 
-import keras
 import pytest
 
 import model_defs
 from model_defs import registry
 from model_defs.stats import ModelStats
+from tiny_models import tiny_conv_builder
 from reproduce import budget, published
 
 HAS_NFNET = "nfnet_f7plus" in model_defs.names()
@@ -27,18 +27,11 @@ def _counter(config, resolution, num_classes, name=None, **overrides):
   return ModelStats(name, resolution, num_classes, int(config["params"]), macs)
 
 
-def _builder(config, num_classes, name=None, **overrides):
-  inputs = keras.Input((None, None, 3))
-  x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
-  x = keras.layers.GlobalAveragePooling2D()(x)
-  return keras.Model(inputs, keras.layers.Dense(num_classes)(x), name=name)
-
-
 @pytest.fixture(scope="module", autouse=True)
 def fake_models():
   for name, (gmacs, params, mini) in _FAKES.items():
     registry.register(registry.ModelSpec(
-        name, "nfnet", dict(gmacs=gmacs, params=params), _builder, _counter,
+        name, "nfnet", dict(gmacs=gmacs, params=params), tiny_conv_builder, _counter,
         train_resolution=32 if mini else 192, test_resolution=32 if mini else 256,
         source="test fake", mini=mini))
   yield
@@ -168,12 +161,13 @@ def test_sweep_and_allocation():
 
 
 def test_measured_throughput_on_cpu():
-  result = budget.measure_throughput("budget_test_mini", batch_size=4, resolution=16, steps=3,
+  # A real registered mini model (the smallest mini ViT traces in seconds).
+  result = budget.measure_throughput("vit_mini_ti", batch_size=4, resolution=32, steps=3,
                                      num_classes=10, warmup_steps=1, hardware="cpu")
   assert len(result.step_seconds) == 3 and result.cores == 1
   assert 0 < result.min <= result.median <= result.max
-  plan = budget.plan_from_epochs("budget_test_mini", 2, dataset_size=100, hardware="cpu",
-                                 batch_size=4, resolution=16, num_classes=10,
+  plan = budget.plan_from_epochs("vit_mini_ti", 2, dataset_size=100, hardware="cpu",
+                                 batch_size=4, resolution=32, num_classes=10,
                                  images_per_second_per_core=result.median)
   assert plan.throughput_source == "measured"
   assert plan.images_per_second_per_core == result.median

@@ -4,12 +4,12 @@ import json
 import subprocess
 import sys
 
-import keras
 import pytest
 
 import model_defs
 from model_defs import registry
 from model_defs.stats import ModelStats
+from tiny_models import tiny_conv_builder
 from reproduce import plan
 
 HAS_NFNET = "nfnet_f7plus" in model_defs.names()
@@ -19,16 +19,10 @@ def _counter(config, resolution, num_classes, name=None, **overrides):
   return ModelStats(name, resolution, num_classes, 5000, int(2e6 * (resolution / 32) ** 2))
 
 
-def _builder(config, num_classes, name=None, **overrides):
-  inputs = keras.Input((None, None, 3))
-  x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
-  x = keras.layers.GlobalAveragePooling2D()(x)
-  return keras.Model(inputs, keras.layers.Dense(num_classes)(x), name=name)
-
-
 @pytest.fixture(scope="module", autouse=True)
 def fake_mini():
-  registry.register(registry.ModelSpec("plan_cli_test_mini", "nfnet", {}, _builder, _counter,
+  registry.register(registry.ModelSpec("plan_cli_test_mini", "nfnet", {}, tiny_conv_builder,
+                                       _counter,
                                        train_resolution=16, test_resolution=16,
                                        source="test fake", mini=True))
   yield
