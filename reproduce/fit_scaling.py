@@ -15,7 +15,7 @@ import sys
 from absl import app
 from absl import flags
 
-from reproduce import scaling
+from reproduce.analysis import scaling
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("runs", None, "Glob(s), comma-separated, of run dirs or results.json files "

@@ -196,7 +196,7 @@ def _run(budget) -> str:
 def main(argv):
   if len(argv) > 1:
     _fail(f"unexpected arguments: {' '.join(argv[1:])}")
-  from reproduce import budget  # Deferred: imports model_defs (and TensorFlow).
+  from reproduce.planning import budget  # Deferred: imports model_defs (and TensorFlow).
   try:
     text = _run(budget)
   except budget.PlanError as e:

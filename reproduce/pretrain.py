@@ -53,8 +53,8 @@ def run(config, model_dir: str, strategy_kind: str = "auto", tpu: str | None = N
         allow_config_change: bool = False) -> dict:
   """Everything ``main`` does, callable from Python; raises the library errors."""
   import model_defs
-  from reproduce import budget, data, engine
-  from reproduce import strategy as strategy_lib
+  from reproduce.planning import budget, data, engine
+  from reproduce.train import strategy as strategy_lib
   if not model_dir:
     raise UsageError("--model_dir is required")
   model_defs.get_spec(config.model)  # unknown model: fail before any heavy work
@@ -72,8 +72,8 @@ def run(config, model_dir: str, strategy_kind: str = "auto", tpu: str | None = N
 
 def _user_errors() -> tuple:
   import model_defs
-  from reproduce import budget, data, engine
-  from reproduce import strategy as strategy_lib
+  from reproduce.planning import budget, data, engine
+  from reproduce.train import strategy as strategy_lib
   return (UsageError, model_defs.UnknownModelError, data.DataError, budget.PlanError,
           strategy_lib.StrategyError, engine.EngineError)
 
@@ -88,7 +88,7 @@ def main(argv):
           file=sys.stderr)
     sys.exit(2)
   user_errors = _user_errors()
-  from reproduce import engine
+  from reproduce.train import engine
   try:
     run(config, _MODEL_DIR.value, _STRATEGY.value, _TPU.value, _DATA_DIR.value,
         _MANUAL_DIR.value, _ALLOW_CONFIG_CHANGE.value)

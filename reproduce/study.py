@@ -89,7 +89,7 @@ def _init_worker() -> None:
 
 def _measure_one(model: str, batch_size: int, resolution: int, num_classes: int, steps: int):
   import keras
-  from reproduce import budget
+  from reproduce.planning import budget
   start = time.time()
   measured = budget.measure_throughput(model, batch_size, resolution, steps=steps,
                                        num_classes=num_classes, warmup_steps=1, hardware="cpu")
@@ -99,8 +99,9 @@ def _measure_one(model: str, batch_size: int, resolution: int, num_classes: int,
 
 def _train_one(config, plan, run_dir: str, data_dir: str | None):
   import keras
-  from reproduce import data, engine
-  from reproduce import strategy as strategy_lib
+  from reproduce import data
+  from reproduce.train import engine
+  from reproduce.train import strategy as strategy_lib
   start = time.time()
   source = data.load_source(config.dataset, data_dir=data_dir, seed=int(config.seed))
   results = engine.train(config, plan, run_dir, strategy_lib.make_strategy("one_device"),
@@ -165,7 +166,7 @@ def measure_models(pool, models, workdir: str, batch_size: int, resolution: int,
 
 def plan_runs(models, budgets, rates, source, batch_size, base_lr, seed):
   """(name, config, plan) of every feasible run; budgets below one step are skipped."""
-  from reproduce import budget
+  from reproduce.planning import budget
   runs, skipped = [], []
   for model in models:
     for b in budgets:
@@ -190,7 +191,7 @@ def _as_completed(futures):
 
 def train_runs(pool, runs, workdir: str, data_dir: str | None) -> None:
   """Trains every planned run (reusing finished ones), printing a line as each ends."""
-  from reproduce import engine
+  from reproduce.train import engine
   study_start = time.time()
   futures, reused = {}, []
   # Longest first (NFNets trace slowest) so the workers finish together.
@@ -231,7 +232,7 @@ def _progress(i, total, name, plan, results, status, study_start, eta) -> None:
 
 def fit_and_compare(workdir: str, bootstrap: int, seed: int) -> dict:
   """Scaling fits + TensorBoard figures + the comparison with the paper's claims."""
-  from reproduce import compare, scaling
+  from reproduce.analysis import compare, scaling
   points = scaling.load_points(os.path.join(workdir, RUNS_DIR, "*"), compute="planned")
   fits = scaling.fit_all(points, bootstrap=bootstrap, seed=seed)
   logdir = os.path.join(workdir, FITS_DIR)
@@ -315,7 +316,7 @@ def main(argv):
     print(f"error: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
     sys.exit(2)
   import model_defs
-  from reproduce import budget, data, engine, scaling
+  from reproduce.planning import budget, data, engine, scaling
   user_errors = (StudyError, model_defs.UnknownModelError, data.DataError, budget.PlanError,
                  engine.EngineError, scaling.ScalingError)
   try:

@@ -8,7 +8,8 @@ import model_defs
 from model_defs import registry
 from model_defs.stats import ModelStats
 from tiny_models import tiny_conv_builder
-from reproduce import budget, published
+from reproduce.core import published
+from reproduce.planning import budget
 
 HAS_NFNET = "nfnet_f7plus" in model_defs.names()
 needs_nfnet = pytest.mark.skipif(not HAS_NFNET, reason="NFNet registry not available yet")

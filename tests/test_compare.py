@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from reproduce import compare
-from reproduce import published
-from reproduce import scaling
+from reproduce.analysis import compare
+from reproduce.core import published
+from reproduce.analysis import scaling
 
 MODELS = {f"nfnet_mini_s{i}": 1e5 * 2.0 ** i for i in range(5)}
 

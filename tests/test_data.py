@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from reproduce import data
-from reproduce.datasets import randaugment as randaugment_lib
+from reproduce.data import randaugment as randaugment_lib
 
 RES = 16
 

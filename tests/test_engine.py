@@ -101,7 +101,7 @@ def fake_data(nan_from_step=None, train_size=64, heldout=24, res=RES):
 
 
 def tiny_plan(steps=8, lr=0.2, warmup=2, batch=8):
-  from reproduce import engine
+  from reproduce.train import engine
   return engine.StoredPlan(model=TINY, steps=steps, batch_size=batch, base_lr=lr,
                            warmup_steps=warmup, decay="cosine", resolution=RES,
                            dataset_size=64, epochs=steps * batch / 64, hardware="cpu",
@@ -160,7 +160,7 @@ def tiny():
 
 
 def _one_device():
-  from reproduce import strategy as strategy_lib
+  from reproduce.train import strategy as strategy_lib
   return strategy_lib.make_strategy("one_device")
 
 
@@ -169,7 +169,7 @@ def _one_device():
 
 
 def test_run_writes_checkpoints_tensorboard_results(tiny, tmp_path):
-  from reproduce import engine
+  from reproduce.train import engine
   model_dir = str(tmp_path / "run")
   config = tiny_config(steps_per_execution=2, eval_every_steps=4, checkpoint_every_steps=4,
                        log_every_steps=2, ema_decay=0.99)
@@ -204,7 +204,7 @@ def test_run_writes_checkpoints_tensorboard_results(tiny, tmp_path):
 
 
 def test_config_mismatch_refused(tiny, tmp_path):
-  from reproduce import engine
+  from reproduce.train import engine
   model_dir = str(tmp_path / "run")
   engine.train(tiny_config(), tiny_plan(steps=2), model_dir, _one_device(),
                data_module=fake_data(), verbose=False)
@@ -220,7 +220,7 @@ def test_config_mismatch_refused(tiny, tmp_path):
 
 
 def test_nan_stops_and_keeps_last_good_checkpoint(tiny, tmp_path):
-  from reproduce import engine
+  from reproduce.train import engine
   model_dir = str(tmp_path / "run")
   with pytest.raises(engine.TrainingDiverged, match="step 6") as info:
     engine.train(tiny_config(checkpoint_every_steps=2), tiny_plan(steps=10), model_dir,
@@ -234,7 +234,7 @@ def test_nan_stops_and_keeps_last_good_checkpoint(tiny, tmp_path):
 
 
 def test_loss_functions():
-  from reproduce import engine
+  from reproduce.train import engine
   logits = tf.constant([[2.0, 0.0, -1.0]])
   labels = tf.constant([[1.0, 0.0, 0.0]])
   log_p = tf.nn.log_softmax(logits).numpy()[0]
@@ -254,7 +254,7 @@ def test_loss_functions():
 _TRAIN_SCRIPT = """
   import json, sys
   import test_engine as h
-  from reproduce import engine, strategy as strategy_lib
+  from reproduce.train import engine, strategy as strategy_lib
   h.register_tiny_model()
   model_dir, steps = sys.argv[1], int(sys.argv[2])
   config = h.tiny_config(checkpoint_every_steps=3, steps_per_execution=2, ema_decay=0.9)
@@ -290,7 +290,7 @@ def test_kill9_then_resume_equals_uninterrupted(tmp_path):
 _MIRRORED_SCRIPT = """
   import numpy as np
   import test_engine as h
-  from reproduce import engine, strategy as strategy_lib
+  from reproduce.train import engine, strategy as strategy_lib
   h.register_tiny_model()
   import tempfile, os
   root = tempfile.mkdtemp()
@@ -393,7 +393,7 @@ def test_run_user_errors_are_one_line(tmp_path, monkeypatch, overrides, kwargs, 
 
 @needs_data
 def test_run_unusable_model_dir(tmp_path):
-  from reproduce import engine, pretrain
+  from reproduce.train import engine, pretrain
   blocker = tmp_path / "file"
   blocker.write_text("not a directory")
   with pytest.raises(engine.EngineError, match="model_dir") as info:

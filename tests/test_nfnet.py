@@ -13,7 +13,7 @@ import pytest
 import model_defs
 from model_defs import layers as nf_layers
 from model_defs.nfnet import block_plan, resolve_config
-from reproduce import published
+from reproduce.core import published
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALPHA = 0.2

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from reproduce import optim
+from reproduce.train import optim
 
 
 def _numpy_unit_norm(x):

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from reproduce import scaling
-from reproduce.scaling import Point, ScalingError
+from reproduce.analysis import scaling
+from reproduce.analysis.scaling import Point, ScalingError
 
 # Small grid: 4 sizes x 4 budgets x 3 LRs = 48 runs.
 SMALL_MODELS = {f"nfnet_mini_s{i}": 1e5 * 2.0 ** i for i in range(4)}
@@ -268,7 +268,7 @@ def tb_logdir(tmp_path_factory):
 def test_tensorboard_tags_load_with_event_multiplexer(tb_logdir):
   from tensorboard.backend.event_processing import event_multiplexer
   from tensorboard.util import tensor_util
-  from reproduce import tb_plots
+  from reproduce.analysis import tb_plots
 
   logdir, points, fits, written = tb_logdir
   mux = event_multiplexer.EventMultiplexer(size_guidance={"tensors": 0})
@@ -311,8 +311,8 @@ def test_logdir_files(tb_logdir):
 
 
 def test_figure_one_shows_published_points_with_units():
-  from reproduce import tb_plots
-  from reproduce import published
+  from reproduce.analysis import tb_plots
+  from reproduce.core import published
 
   rows = tb_plots.published_figure1_points()
   assert [r["label"] for r in rows] == [label for _, label in tb_plots.FIGURE1_PUBLISHED]

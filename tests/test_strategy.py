@@ -9,7 +9,7 @@ import time
 import pytest
 import tensorflow as tf
 
-from reproduce import strategy as strategy_lib
+from reproduce.train import strategy as strategy_lib
 
 
 def test_auto_without_tpu_or_gpu_is_one_device(monkeypatch):
@@ -66,7 +66,7 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
   import tensorflow as tf
   cpu = tf.config.list_physical_devices("CPU")[0]
   tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-  from reproduce import strategy as strategy_lib
+  from reproduce.train import strategy as strategy_lib
   strategy = strategy_lib.make_strategy("mirrored")
   assert strategy.num_replicas_in_sync == 2, strategy.num_replicas_in_sync
   assert not strategy_lib.supports_jit(strategy)

@@ -10,7 +10,10 @@ import types
 
 import pytest
 
-from reproduce import budget, engine, scaling, study
+from reproduce import study
+from reproduce.analysis import scaling
+from reproduce.planning import budget
+from reproduce.train import engine
 
 NFNETS = ("nfnet_mini_f0", "nfnet_mini_f1")
 VITS = ("vit_mini_ti", "vit_mini_s")

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from reproduce import scaling
+from reproduce.analysis import scaling
 
 READY_TIMEOUT_S = 45  # ~5 s on an idle machine; the CI box is shared
 

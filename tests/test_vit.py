@@ -13,7 +13,7 @@ import pytest
 
 import model_defs
 from model_defs import convert_vit, vit
-from reproduce import published
+from reproduce.core import published
 
 FULL = ["vit_ti16", "vit_s16", "vit_b16", "vit_b32", "vit_l16", "vit_h14", "vit_giant14",
         "vit_gigantic14", "vit_so400m14"]

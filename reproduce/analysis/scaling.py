@@ -817,7 +817,7 @@ def points_to_csv(points: Iterable[Point]) -> str:
 
 def write_tensorboard(logdir: str, points: Sequence[Point], fits: dict) -> dict:
   """Forwards to ``reproduce.tb_plots.write_tensorboard`` (imports TensorFlow)."""
-  from reproduce import tb_plots  # pylint: disable=g-import-not-at-top
+  from reproduce.analysis import tb_plots  # pylint: disable=g-import-not-at-top
   return tb_plots.write_tensorboard(logdir, points, fits)
 
 

@@ -185,7 +185,7 @@ def _py_reader(fetch: Callable[[int], tuple[bytes, np.ndarray]], num_classes: in
 
 
 def _load_digits(data_dir: str | None, heldout_size: int | None) -> DataSource:
-  from reproduce.datasets import digits  # registers the 'sklearn_digits' builder
+  from reproduce.data import digits  # registers the 'sklearn_digits' builder
   del digits
   data_dir = os.path.expanduser(data_dir or DEFAULT_DATA_CACHE)
   source = _load_tfds("digits", "sklearn_digits", data_dir, None, heldout_size,
@@ -573,7 +573,7 @@ def train_image(encoded: tf.Tensor, seed: tf.Tensor, resolution: int, settings: 
   if settings["flip"]:
     image = tf.image.stateless_random_flip_left_right(image, flip_seed)
   if settings["randaugment"]:
-    from reproduce.datasets.randaugment import randaugment
+    from reproduce.data.randaugment import randaugment
     layers, magnitude = settings["randaugment"]
     image = randaugment(tf.round(image), randaugment_seed, layers, magnitude)
   return _normalise(image, dtype)

@@ -24,7 +24,7 @@ import time
 from typing import Sequence
 
 import model_defs
-from reproduce import published
+from reproduce.core import published
 
 # Training step ~ forward + backward (backward ~ 2 x forward): the usual 3x convention
 # (Kaplan et al. 2020; Hoffmann et al. 2022). Overridable per plan.

@@ -29,8 +29,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from reproduce import optim
-from reproduce import strategy as strategy_lib
+from reproduce.train import optim
+from reproduce.train import strategy as strategy_lib
 
 RESULTS_SCHEMA = "nfnet-vit-scaling/results/v1"
 CONFIG_FILE = "config.json"

@@ -30,9 +30,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorboard.plugins.hparams import api as hp  # noqa: E402
 
-from reproduce import published  # noqa: E402
-from reproduce import scaling  # noqa: E402
-from reproduce.scaling import Point  # noqa: E402
+from reproduce.core import published  # noqa: E402
+from reproduce.analysis import scaling  # noqa: E402
+from reproduce.analysis.scaling import Point  # noqa: E402
 
 FITS_RUN = "fits"
 HPARAMS_RUN = "hparams"

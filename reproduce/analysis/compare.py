@@ -1,0 +1,321 @@
+"""Ours vs published: a PASS/FAIL table over every number we can compare.
+
+Rows appear only where the kit has a comparable number (docs/scaling.md):
+
+* ``model_stats``: analytic params / GMACs / GFLOPs of the full-size variants
+  (``model_defs.stats``) vs the published tables. Always available for registered models;
+  a model not (yet) registered is skipped with a note.
+* ``finetune``: a run's fine-tuned ImageNet top-1 (best run per model) vs the published
+  top-1 of that model.
+* ``claim``: the paper's claims measured on our fits: the loss-vs-compute slope is negative,
+  optimal size and epochs both grow with compute at a ratio near 1, the optimal LR falls
+  with the epoch budget; in TPU-v4 core hours with the paper's batch size also the
+  absolute claims (optimal LR ~1.6 at small budgets, optimal epochs > 1 above ~5k core hours).
+  Compute in any other unit is never compared with TPU-v4 core hours.
+
+``python -m reproduce.compare --runs=GLOB [--fits=fits.json] [--logdir=DIR] [--json_out=F]``
+prints the table, writes it to TensorBoard text and JSON, and exits 1 when a row fails (or
+nothing could be compared), 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from typing import Sequence
+
+from reproduce.core import published
+from reproduce.analysis import scaling
+
+STATS_QUANTITIES = {"params": ("params", 1e-6), "gmacs": ("macs", 1e-9),
+                    "gflops": ("flops", 1e-9)}
+PAPER_BATCH_SIZE = 4096  # the paper's pre-training batch ([P] Section 2)
+
+
+@dataclasses.dataclass
+class Row:
+  """One comparison. ``difference`` = ours - published; PASS when |difference| <= tolerance."""
+  key: str
+  kind: str
+  model: str
+  quantity: str
+  ours: float
+  published: float
+  unit: str
+  tolerance: float
+  source: str
+  note: str = ""
+
+  @property
+  def difference(self) -> float:
+    return self.ours - self.published
+
+  @property
+  def passed(self) -> bool:
+    # A hair of slack so values printed equal to the tolerance's precision pass.
+    return (math.isfinite(self.ours)
+            and abs(self.difference) <= self.tolerance + 1e-9 * max(1.0, abs(self.published)))
+
+  @property
+  def status(self) -> str:
+    return "PASS" if self.passed else "FAIL"
+
+  def to_dict(self) -> dict:
+    return dict(dataclasses.asdict(self), difference=self.difference, status=self.status)
+
+
+def _row(entry: published.Published, kind: str, ours: float, note: str = "") -> Row:
+  return Row(key=entry.key, kind=kind, model=entry.model, quantity=entry.quantity,
+             ours=float(ours), published=entry.value, unit=entry.unit,
+             tolerance=entry.tolerance, source=entry.source, note=note)
+
+
+# ----------------------------------------------------------------------------------------
+# Row makers. Each returns (rows, notes).
+
+
+def _resolution(convention: str) -> int | None:
+  match = re.search(r"(\d+)\s*px", convention)
+  return int(match.group(1)) if match else None
+
+
+def model_stats_rows(models: Sequence[str] | None = None) -> tuple[list[Row], list[str]]:
+  """Analytic params/GMACs/GFLOPs vs the published tables (1000-class heads)."""
+  try:
+    import model_defs  # pylint: disable=g-import-not-at-top
+  except Exception as e:  # pylint: disable=broad-except  (a broken package must not hide rows)
+    return [], [f"model_defs unavailable ({type(e).__name__}: {e}); model-stats rows skipped"]
+
+  rows, notes, failed = [], [], {}
+  entries = [e for e in published.ENTRIES if e.quantity in STATS_QUANTITIES
+             and (models is None or e.model in models)]
+  for entry in entries:
+    if entry.model in failed:
+      continue
+    resolution = _resolution(entry.convention)
+    try:
+      stats = model_defs.stats(entry.model, resolution=resolution, num_classes=1000,
+                               **dict(entry.model_overrides))
+    except model_defs.UnknownModelError:
+      failed[entry.model] = f"{entry.model}: not registered in model_defs; skipped"
+      continue
+    except Exception as e:  # pylint: disable=broad-except  (keep comparing the others)
+      failed[entry.model] = (f"{entry.model}: model_defs.stats failed "
+                             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+      continue
+    attribute, scale = STATS_QUANTITIES[entry.quantity]
+    rows.append(_row(entry, "model_stats", getattr(stats, attribute) * scale,
+                     note=f"model_defs.stats at {stats.resolution} px"))
+  notes += list(failed.values())
+  return rows, notes
+
+
+def finetune_rows(points: Sequence[scaling.Point]) -> tuple[list[Row], list[str]]:
+  """Best fine-tuned ImageNet top-1 per model vs the model's published top-1."""
+  rows, notes, best = [], [], {}
+  for p in points:
+    if p.finetune_top1 is not None and (p.model not in best
+                                         or p.finetune_top1 > best[p.model].finetune_top1):
+      best[p.model] = p
+  for model, p in sorted(best.items()):
+    try:
+      entry = published.get(f"{model}.imagenet_top1")
+    except KeyError:
+      notes.append(f"{model}: fine-tuned top-1 of {p.name} has no published counterpart")
+      continue
+    rows.append(_row(entry, "finetune", 100.0 * p.finetune_top1, note=f"run {p.name}"))
+  return rows, notes
+
+
+def _sign(estimate: float | None, ci: Sequence | None) -> tuple[float, str]:
+  """+1/-1 when the CI (or, without one, the estimate) is on one side of 0, else 0."""
+  if estimate is None or not math.isfinite(estimate):
+    return math.nan, "estimate undefined"
+  if ci and ci[0] is not None:
+    lo, hi = ci
+    sign = 1.0 if lo > 0 else -1.0 if hi < 0 else 0.0
+    return sign, f"estimate {estimate:.4g}, CI [{lo:.4g}, {hi:.4g}]"
+  sign = 1.0 if estimate > 0 else -1.0 if estimate < 0 else 0.0
+  return sign, f"estimate {estimate:.4g} (no CI)"
+
+
+def claim_rows(fits: dict, points: Sequence[scaling.Point] = ()) -> tuple[list[Row], list[str]]:
+  """The paper's claims measured on ``fits`` (``scaling.fit_all`` output)."""
+  rows, notes = [], []
+  law = fits["loss_vs_compute"]
+  slope_ci = law["ci"]["b"]
+  sign, note = _sign(-law["b"], None if slope_ci[0] is None else [-slope_ci[1], -slope_ci[0]])
+  rows.append(_row(published.get("claim.loss_vs_compute_slope_sign"), "claim", sign,
+                   f"log-log slope -b: {note}"))
+
+  opt = fits.get("optimal_scaling")
+  if opt:
+    for key, part in (("claim.optimal_size_exponent_sign", "params"),
+                      ("claim.optimal_epochs_exponent_sign", "epochs")):
+      sign, note = _sign(opt[part]["exponent"], opt[part]["ci"]["exponent"])
+      rows.append(_row(published.get(key), "claim", sign, f"{part} ~ C^alpha: {note}"))
+    ratio = opt["ratio"]
+    ci = ratio["ci"]
+    ci_text = f", CI [{ci[0]:.3g}, {ci[1]:.3g}]" if ci and ci[0] is not None else ""
+    rows.append(_row(published.get("claim.size_vs_epochs_exponent_ratio"), "claim",
+                     math.nan if ratio["value"] is None else ratio["value"],
+                     ("undefined: epochs exponent ~0" if ratio["value"] is None
+                      else f"{opt['n']} optimal runs ({fits['settings']['optimal']}){ci_text}")))
+  else:
+    notes.append("optimal size/epochs claims skipped: "
+                 + fits.get("notes", {}).get("optimal_scaling", "no fit"))
+
+  trend = fits.get("lr_trend")
+  if trend:
+    sign, note = _sign(trend["pooled_slope"], None)
+    rows.append(_row(published.get("claim.optimal_lr_vs_epochs_sign"), "claim", sign,
+                     f"pooled d log lr / d log epochs over {trend['n_models']} model(s): "
+                     f"{note}"))
+  else:
+    notes.append("optimal-LR trend claim skipped: "
+                 + fits.get("notes", {}).get("lr_trend", "no fit"))
+
+  # Absolute claims hold only in the paper's units and recipe.
+  if fits["compute_unit"] != scaling.PAPER_COMPUTE_UNIT:
+    notes.append(f"absolute claims (optimal LR 1.6, optimal epochs > 1 above 5k core hours) "
+                 f"skipped: our compute is in {fits['compute_unit']}, not "
+                 f"{scaling.PAPER_COMPUTE_UNIT}")
+    return rows, notes
+  sweeps = [s for s in (fits.get("optimal_lr") or []) if s.get("batch_size") == PAPER_BATCH_SIZE]
+  if sweeps:
+    smallest = min(s["epochs"] for s in sweeps)
+    lrs = [s["best_lr"] for s in sweeps if s["epochs"] == smallest]
+    rows.append(_row(published.get("claim.optimal_lr_small_epochs"), "claim",
+                     math.exp(sum(math.log(v) for v in lrs) / len(lrs)),
+                     f"geometric mean over {len(lrs)} model(s) at {smallest:g} epochs"))
+  else:
+    notes.append(f"optimal-LR value claim skipped: no LR sweeps at batch {PAPER_BATCH_SIZE}")
+  optimal = fits.get("optimal") or []
+  crossing = _epochs_crossing(optimal)
+  if crossing is not None:
+    rows.append(_row(published.get("claim.optimal_epochs_gt1_above_core_hours"), "claim",
+                     crossing, "smallest compute above which every optimal run has > 1 epoch"))
+  else:
+    notes.append("optimal-epochs > 1 claim skipped: optimal runs do not cross 1 epoch")
+  del points  # reserved for claims that need raw runs
+  return rows, notes
+
+
+def _epochs_crossing(optimal: Sequence[dict]) -> float | None:
+  ordered = sorted(optimal, key=lambda o: o["compute"])
+  above = [i for i, o in enumerate(ordered) if all(q["epochs"] > 1 for q in ordered[i:])]
+  if not above or above[0] == 0:
+    return None
+  return ordered[above[0]]["compute"]
+
+
+# ----------------------------------------------------------------------------------------
+# The comparison.
+
+
+def compare(points: Sequence[scaling.Point] = (), fits: dict | None = None, *,
+            model_stats: bool = True, models: Sequence[str] | None = None) -> dict:
+  """Every comparable row of ours vs published.
+
+  Args:
+    points: runs (for fine-tuned top-1 rows).
+    fits: ``scaling.fit_all`` output (for claim rows); None: no claim rows.
+    model_stats: include the analytic model-size rows.
+    models: restrict the model-stats rows to these models.
+
+  Returns:
+    dict: rows (list of Row.to_dict()), notes (why something was skipped), passed (every row
+    passed and there is at least one), n_rows, n_pass, n_fail.
+  """
+  rows, notes = [], []
+  for enabled, make in ((model_stats, lambda: model_stats_rows(models)),
+                        (bool(points), lambda: finetune_rows(points)),
+                        (fits is not None, lambda: claim_rows(fits, points))):
+    if enabled:
+      more_rows, more_notes = make()
+      rows += more_rows
+      notes += more_notes
+  n_fail = sum(not r.passed for r in rows)
+  if not rows:
+    notes.append("nothing comparable: no rows")
+  return dict(rows=[r.to_dict() for r in rows], notes=notes, passed=bool(rows) and n_fail == 0,
+              n_rows=len(rows), n_pass=len(rows) - n_fail, n_fail=n_fail)
+
+
+def _fmt(value: float) -> str:
+  if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    return "n/a"
+  return f"{value:.6g}"
+
+
+_COLUMNS = ("key", "ours", "published", "difference", "tolerance", "unit", "status")
+
+
+def table_rows(result: dict) -> list[list[str]]:
+  return [[r["key"], _fmt(r["ours"]), _fmt(r["published"]), _fmt(r["difference"]),
+           _fmt(r["tolerance"]), r["unit"], r["status"]] for r in result["rows"]]
+
+
+def format_table(result: dict) -> str:
+  """Plain-text table for the console, with notes and a verdict line."""
+  body = [list(_COLUMNS)] + table_rows(result)
+  widths = [max(len(line[i]) for line in body) for i in range(len(_COLUMNS))]
+  lines = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)) for line in body]
+  lines.insert(1, "  ".join("-" * w for w in widths))
+  lines += [f"note: {n}" for n in result["notes"]]
+  lines.append(f"{result['n_pass']}/{result['n_rows']} PASS -> "
+               f"{'PASS' if result['passed'] else 'FAIL'}")
+  return "\n".join(lines)
+
+
+def markdown_table(result: dict) -> str:
+  lines = ["| " + " | ".join(_COLUMNS) + " | note |", "|" + "---|" * (len(_COLUMNS) + 1)]
+  for cells, r in zip(table_rows(result), result["rows"]):
+    lines.append("| " + " | ".join(cells) + f" | {r['note']} |")
+  lines += [""] + [f"- {n}" for n in result["notes"]]
+  lines.append(f"\n**{result['n_pass']}/{result['n_rows']} PASS -> "
+               f"{'PASS' if result['passed'] else 'FAIL'}**")
+  return "\n".join(lines)
+
+
+def write_tensorboard(logdir: str, result: dict, run: str = "compare") -> None:
+  """The table as text ``compare/table`` and counts as scalars in run ``run`` of logdir."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  writer = tf.summary.create_file_writer(logdir.rstrip("/") + "/" + run)
+  with writer.as_default():
+    tf.summary.text("compare/table", markdown_table(result), step=0)
+    tf.summary.scalar("compare/n_fail", result["n_fail"], step=0)
+    tf.summary.scalar("compare/n_pass", result["n_pass"], step=0)
+  writer.close()
+
+
+def write_json(path: str, result: dict) -> None:
+  text = json.dumps(scaling._json_safe(result), indent=2)  # pylint: disable=protected-access
+  if "://" in path:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    with tf.io.gfile.GFile(path, "w") as f:
+      f.write(text)
+  else:
+    with open(path, "w") as f:
+      f.write(text)
+
+
+def run(runs_glob: str | None, fits_path: str | None, compute: str, bootstrap: int,
+        model_stats: bool) -> dict:
+  """Loads, fits when needed, compares. Raises ScalingError on bad input."""
+  points = scaling.load_points(runs_glob, compute) if runs_glob else []
+  notes = []
+  fits = None
+  if fits_path:
+    fits = scaling.load_fits(fits_path)
+  elif points:
+    try:
+      fits = scaling.fit_all(points, bootstrap=bootstrap)
+    except scaling.ScalingError as e:
+      notes.append(f"claims skipped: {e}")
+  result = compare(points, fits, model_stats=model_stats)
+  result["notes"] = notes + result["notes"]
+  return result

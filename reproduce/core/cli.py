@@ -1,0 +1,75 @@
+"""What every command-line main shares: quiet TensorFlow start-up and one-line errors.
+
+On CPUs with AVX-512/AMX, ``import tensorflow`` writes an absl "InitializeLog" warning and a
+oneDNN notice straight to file descriptor 2, whatever ``TF_CPP_MIN_LOG_LEVEL`` says. A user
+who mistypes a flag must see one line, so the mains (1) validate flags before TensorFlow is
+imported and (2) import it through ``import_tensorflow``, which sends descriptor 2 to a
+temporary file during the import and replays it only if the import fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from typing import NoReturn
+
+USAGE_EXIT_CODE = 2
+
+
+@contextlib.contextmanager
+def _stderr_captured():
+  """Descriptor 2 goes to a temporary file inside the block; replayed if the block raises."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile(mode="w+b") as sink:
+    os.dup2(sink.fileno(), 2)
+    try:
+      yield
+    except BaseException:
+      os.dup2(saved, 2)
+      sink.seek(0)
+      os.write(2, sink.read())
+      raise
+    finally:
+      os.dup2(saved, 2)
+      os.close(saved)
+
+
+def import_tensorflow():
+  """Imports TensorFlow and Keras with their start-up notices kept off stderr; returns tf."""
+  if "tensorflow" not in sys.modules:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with _stderr_captured():
+      import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
+      import keras  # pylint: disable=g-import-not-at-top,unused-import
+  return sys.modules["tensorflow"]
+
+
+def first_line(error: BaseException) -> str:
+  """The first line of an exception's message (KeyError quotes removed)."""
+  text = str(error).strip()
+  if isinstance(error, KeyError) and text[:1] in ("'", '"'):
+    text = text[1:-1]
+  lines = text.splitlines()
+  return lines[0] if lines else type(error).__name__
+
+
+def fail(message: str, exit_code: int = USAGE_EXIT_CODE) -> NoReturn:
+  """Prints ``error: message`` as one line on stderr and exits (2: bad input)."""
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(exit_code)
+
+
+def format_duration(seconds: float) -> str:
+  """``H:MM:SS`` (progress lines, ETAs, time breakdowns)."""
+  seconds = max(0, int(round(seconds)))
+  return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def format_interval(interval) -> str:
+  """``[lo, hi]`` of a confidence interval, ``n/a`` when unknown."""
+  if not interval or any(v is None for v in interval):
+    return "n/a"
+  return f"[{interval[0]:.3g}, {interval[1]:.3g}]"
