@@ -31,7 +31,7 @@ from reproduce.analysis import scaling
 
 STATS_QUANTITIES = {"params": ("params", 1e-6), "gmacs": ("macs", 1e-9),
                     "gflops": ("flops", 1e-9)}
-PAPER_BATCH_SIZE = 4096  # the paper's pre-training batch ([P] Section 2)
+PAPER_BATCH_SIZE = published.PAPER_BATCH_SIZE
 
 
 @dataclasses.dataclass

@@ -18,6 +18,11 @@ import dataclasses
 from typing import Iterable
 
 
+# The paper's pre-training recipe constants ([P] Section 2): every module reads them here.
+PAPER_BATCH_SIZE = 4096
+PAPER_PRETRAIN_RESOLUTION = 224
+
+
 @dataclasses.dataclass(frozen=True)
 class Published:
   """One published number.

@@ -30,9 +30,8 @@ from reproduce.core import published
 # (Kaplan et al. 2020; Hoffmann et al. 2022). Overridable per plan.
 TRAIN_FLOPS_PER_FORWARD = 3.0
 
-# Paper recipe constants ([P] Section 2); not measured numbers, so they live here.
-PAPER_BATCH_SIZE = 4096
-PAPER_PRETRAIN_RESOLUTION = 224
+PAPER_BATCH_SIZE = published.PAPER_BATCH_SIZE
+PAPER_PRETRAIN_RESOLUTION = published.PAPER_PRETRAIN_RESOLUTION
 DECAY = "cosine"
 
 # Figure 2 grid ([P] Figure 2 legend, Figure 3 x-axis ticks).
