@@ -34,7 +34,7 @@ def main(argv):
     cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
   if _BOOTSTRAP.value < 0:
     cli.fail(f"--bootstrap={_BOOTSTRAP.value}: expected a count >= 0")
-  cli.import_tensorflow()
+  cli.start_tensorflow()
   from reproduce.analysis import compare, scaling  # pylint: disable=g-import-not-at-top
   try:
     result = compare.run(_RUNS.value, _FITS.value, _COMPUTE.value, _BOOTSTRAP.value,

@@ -53,7 +53,9 @@ def run(config, model_dir: str, strategy_kind: str = "auto", tpu: str | None = N
         allow_config_change: bool = False) -> dict:
   """Everything ``main`` does, callable from Python; raises the library errors."""
   import model_defs
-  from reproduce.planning import budget, data, engine
+  from reproduce import data
+  from reproduce.planning import budget
+  from reproduce.train import engine
   from reproduce.train import strategy as strategy_lib
   if not model_dir:
     raise UsageError("--model_dir is required")
@@ -72,7 +74,9 @@ def run(config, model_dir: str, strategy_kind: str = "auto", tpu: str | None = N
 
 def _user_errors() -> tuple:
   import model_defs
-  from reproduce.planning import budget, data, engine
+  from reproduce import data
+  from reproduce.planning import budget
+  from reproduce.train import engine
   from reproduce.train import strategy as strategy_lib
   return (UsageError, model_defs.UnknownModelError, data.DataError, budget.PlanError,
           strategy_lib.StrategyError, engine.EngineError)

@@ -316,7 +316,10 @@ def main(argv):
     print(f"error: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
     sys.exit(2)
   import model_defs
-  from reproduce.planning import budget, data, engine, scaling
+  from reproduce import data
+  from reproduce.analysis import scaling
+  from reproduce.planning import budget
+  from reproduce.train import engine
   user_errors = (StudyError, model_defs.UnknownModelError, data.DataError, budget.PlanError,
                  engine.EngineError, scaling.ScalingError)
   try:

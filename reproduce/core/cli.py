@@ -37,14 +37,35 @@ def _stderr_captured():
       os.close(saved)
 
 
+INSTALL_HINT = ("TensorFlow is not installed: pip install -e '.[cpu]' (or '.[gpu]' on a GPU "
+                "machine, '.[tpu]' on a Cloud TPU VM)")
+
+
 def import_tensorflow():
-  """Imports TensorFlow and Keras with their start-up notices kept off stderr; returns tf."""
+  """Imports TensorFlow and Keras with their start-up notices kept off stderr; returns tf.
+
+  Raises:
+    ImportError: TensorFlow is not installed (the message says which extra to install).
+  """
   if "tensorflow" not in sys.modules:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with _stderr_captured():
-      import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
-      import keras  # pylint: disable=g-import-not-at-top,unused-import
+    try:
+      with _stderr_captured():
+        import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
+        import keras  # pylint: disable=g-import-not-at-top,unused-import
+    except ModuleNotFoundError as e:
+      if e.name != "tensorflow":
+        raise
+      raise ImportError(INSTALL_HINT) from None
   return sys.modules["tensorflow"]
+
+
+def start_tensorflow():
+  """``import_tensorflow`` for a main: a missing TensorFlow is one line and exit 2."""
+  try:
+    return import_tensorflow()
+  except ImportError as e:
+    fail(first_line(e))
 
 
 def first_line(error: BaseException) -> str:
