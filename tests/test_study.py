@@ -10,10 +10,10 @@ import types
 
 import pytest
 
-from reproduce import study
 from reproduce.analysis import scaling
-from reproduce.planning import budget
-from reproduce.train import engine
+from reproduce.core import fileio
+from reproduce.core import results as results_schema
+from reproduce.miniature import grid, study, workers
 
 NFNETS = ("nfnet_mini_f0", "nfnet_mini_f1")
 VITS = ("vit_mini_ti", "vit_mini_s")
@@ -30,7 +30,7 @@ def _fake_train(config, plan, run_dir, data_dir):
   core_seconds = plan.core_hours * 3600.0
   loss = (0.5 if plan.family == "vit" else 0.6) * core_seconds ** -0.4
   results = {
-      "schema": engine.RESULTS_SCHEMA, "model": plan.model, "family": plan.family,
+      "schema": results_schema.SCHEMA, "model": plan.model, "family": plan.family,
       "params": plan.params, "flops_per_image": plan.forward_flops_per_image,
       "resolution": plan.resolution, "dataset": config.dataset,
       "dataset_size": plan.dataset_size, "num_classes": plan.num_classes,
@@ -39,8 +39,7 @@ def _fake_train(config, plan, run_dir, data_dir):
       "planned_core_hours": plan.core_hours, "measured_core_hours": plan.core_hours,
       "heldout_loss": loss, "heldout_top1": 1.0 - loss / 3.0, "finetune_top1": None,
   }
-  os.makedirs(run_dir, exist_ok=True)
-  engine.write_json_atomic(os.path.join(run_dir, engine.RESULTS_FILE), results)
+  fileio.write_json(os.path.join(run_dir, results_schema.FILE), results)
   return results, 0.1
 
 
@@ -56,8 +55,8 @@ def fake_training(monkeypatch):
     calls["train"] += 1
     return _fake_train(*args)
 
-  monkeypatch.setattr(study, "_measure_one", measure)
-  monkeypatch.setattr(study, "_train_one", train)
+  monkeypatch.setattr(workers, "measure_job", measure)
+  monkeypatch.setattr(workers, "train_job", train)
   return calls
 
 
@@ -65,7 +64,7 @@ def test_study_end_to_end_and_resume(tmp_path, fake_training, capsys):
   workdir = str(tmp_path / "study")
   budgets = [3.0, 6.0, 12.0, 24.0]
   result = study.run_study(workdir, NFNETS, VITS, budgets, batch_size=32, base_lr=0.2,
-                           measure_steps=2, bootstrap=50, seed=0, data_dir=None, workers=0)
+                           measure_steps=2, bootstrap=50, seed=0, data_dir=None, workers_at_once=0)
   out = capsys.readouterr().out
   assert fake_training == {"train": 16, "measure": 4}
   assert "[16/16]" in out and "ETA" in out
@@ -85,7 +84,7 @@ def test_study_end_to_end_and_resume(tmp_path, fake_training, capsys):
 
   # A second invocation reuses every finished run and the cached throughputs.
   study.run_study(workdir, NFNETS, VITS, budgets, batch_size=32, base_lr=0.2,
-                  measure_steps=2, bootstrap=50, seed=0, data_dir=None, workers=0)
+                  measure_steps=2, bootstrap=50, seed=0, data_dir=None, workers_at_once=0)
   assert fake_training == {"train": 16, "measure": 4}
   assert capsys.readouterr().out.count("reused") == 16
 
@@ -93,7 +92,7 @@ def test_study_end_to_end_and_resume(tmp_path, fake_training, capsys):
 def test_plan_runs_matches_budgets_in_measured_core_seconds(fake_training):
   source = types.SimpleNamespace(train_size=1437, num_classes=10)
   rates = {m: _fake_measure(m, 32, 32, 10, 1)[0].median for m in NFNETS + VITS}
-  runs, skipped = study.plan_runs(NFNETS + VITS, [6.0], rates, source, 32, 0.2, 0)
+  runs, skipped = grid.plan_runs(NFNETS + VITS, [6.0], rates, source, 32, 0.2, 0)
   assert not skipped and len(runs) == 4
   for name, config, plan in runs:
     # Whole steps: within one step of the budget, never over it.
@@ -105,7 +104,7 @@ def test_plan_runs_matches_budgets_in_measured_core_seconds(fake_training):
 
 def test_tiny_budget_is_skipped_with_the_reason(fake_training):
   source = types.SimpleNamespace(train_size=1437, num_classes=10)
-  runs, skipped = study.plan_runs(["nfnet_mini_f1"], [0.001], {"nfnet_mini_f1": 200.0},
+  runs, skipped = grid.plan_runs(["nfnet_mini_f1"], [0.001], {"nfnet_mini_f1": 200.0},
                                   source, 32, 0.2, 0)
   assert runs == [] and "smaller than one training step" in skipped[0]
 
@@ -113,8 +112,8 @@ def test_tiny_budget_is_skipped_with_the_reason(fake_training):
 @pytest.mark.parametrize("values, message", [
     (["a"], "must be numbers"), (["0"], "must be positive"), ([], "must be positive")])
 def test_bad_budgets_name_the_flag(values, message):
-  with pytest.raises(study.StudyError, match="--budgets_core_seconds " + message):
-    study.parse_budgets(values)
+  with pytest.raises(grid.StudyError, match="--budgets_core_seconds " + message):
+    grid.parse_budgets(values)
 
 
 def test_unknown_model_fails_before_any_work(tmp_path, fake_training):

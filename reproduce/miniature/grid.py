@@ -1,0 +1,62 @@
+"""The study's grid: default models and budgets, run names, per-run configs and plans."""
+
+from __future__ import annotations
+
+from reproduce import planning
+
+# Compute-matched pairs: per-image MACs at 32 px are 3.4M / 3.2M and 6.2M / 6.6M.
+DEFAULT_NFNETS = ("nfnet_mini_f0", "nfnet_mini_f1")
+DEFAULT_VITS = ("vit_mini_ti", "vit_mini_s")
+DEFAULT_BUDGETS_CORE_SECONDS = (3.0, 6.0, 12.0, 24.0)
+RESOLUTION = 32
+
+
+class StudyError(ValueError):
+  """A bad flag value; one line naming the flag."""
+
+
+def parse_budgets(values) -> list[float]:
+  """Sorted unique positive budgets in core-seconds (``--budgets_core_seconds``)."""
+  try:
+    budgets = sorted({float(v) for v in values})
+  except ValueError:
+    raise StudyError(f"--budgets_core_seconds must be numbers, got {','.join(values)}") from None
+  if not budgets or budgets[0] <= 0:
+    raise StudyError("--budgets_core_seconds must be positive numbers")
+  return budgets
+
+
+def run_name(model: str, budget_core_seconds: float) -> str:
+  return f"{model}__{budget_core_seconds:g}cs"
+
+
+def study_config(model: str, budget_core_seconds: float, images_per_second_per_core: float,
+                 batch_size: int, base_lr: float | None, seed: int):
+  """The pretrain_mini config of one run of the study."""
+  from reproduce.configs import pretrain_mini  # pylint: disable=g-import-not-at-top
+  config = pretrain_mini.get_config()
+  config.model = model
+  config.resolution = RESOLUTION
+  config.budget_core_hours = budget_core_seconds / 3600.0
+  config.images_per_second_per_core = float(images_per_second_per_core)
+  config.batch_size = int(batch_size)
+  config.base_lr = base_lr
+  config.seed = int(seed)
+  config.log_every_steps = 10 ** 9  # the study prints its own progress line per run
+  return config
+
+
+def plan_runs(models, budgets, rates, source, batch_size, base_lr, seed):
+  """(name, config, plan) of every feasible run; budgets below one step are skipped."""
+  runs, skipped = [], []
+  for model in models:
+    for budget in budgets:
+      config = study_config(model, budget, rates[model], batch_size, base_lr, seed)
+      try:
+        plan = planning.plan_from_config(config, dataset_size=source.train_size,
+                                         num_classes=source.num_classes)
+      except planning.PlanError as e:
+        skipped.append(f"{run_name(model, budget)}: {e}")
+        continue
+      runs.append((run_name(model, budget), config, plan))
+  return runs, skipped

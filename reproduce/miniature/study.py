@@ -1,0 +1,78 @@
+"""The study end to end: data, throughput, training, fits, comparison."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from reproduce.core import cli
+from reproduce.core import fileio
+from reproduce.miniature import grid
+from reproduce.miniature import workers
+from reproduce.miniature.workers import say
+
+FITS_DIR = "fits"
+COMPARE_FILE = "compare.json"
+
+
+def fit_and_compare(workdir: str, bootstrap: int, seed: int) -> dict:
+  """Scaling fits + TensorBoard figures + the comparison with the paper's claims."""
+  from reproduce.analysis import compare, scaling  # pylint: disable=g-import-not-at-top
+  points = scaling.load_points(fileio.join(workdir, workers.RUNS_DIR, "*"), compute="planned")
+  fits = scaling.fit_all(points, bootstrap=bootstrap, seed=seed)
+  logdir = fileio.join(workdir, FITS_DIR)
+  scaling.write_tensorboard(logdir, points, fits)
+  result = compare.compare(points, fits, model_stats=False)
+  compare.write_tensorboard(logdir, result)
+  compare.write_json(fileio.join(workdir, COMPARE_FILE), result)
+  say(compare.format_table(result))
+  for family, fit in sorted(fits.get("per_family", {}).items()):
+    law = fit.get("fit") or {}
+    if law.get("b") is not None:
+      lo, hi = law["ci"]["b"]
+      say(f"{family} compute-efficient frontier: held-out loss ~ C^-{law['b']:.3f} "
+          f"(95% CI of the exponent {lo:.3f}..{hi:.3f}; {law['n']} runs)")
+  return result
+
+
+def check_models(nfnets, vits) -> list[str]:
+  """All models of the study; StudyError / UnknownModelError before any work."""
+  import model_defs  # pylint: disable=g-import-not-at-top
+  if not nfnets or not vits:
+    raise grid.StudyError("--nfnet_models and --vit_models must each name at least one model")
+  models = list(nfnets) + list(vits)
+  for model in models:
+    model_defs.get_spec(model)
+  return models
+
+
+def run_study(workdir: str, nfnets, vits, budgets, batch_size: int, base_lr: float | None,
+              measure_steps: int, bootstrap: int, seed: int, data_dir: str | None,
+              workers_at_once: int = 2) -> dict:
+  """The whole study; returns the comparison result."""
+  from reproduce import data  # pylint: disable=g-import-not-at-top
+  models = check_models(nfnets, vits)
+  fileio.makedirs(workdir)
+  start = time.time()
+  say(f"Miniature study in {os.path.abspath(workdir)}")
+  source = data.load_source("digits", data_dir=data_dir, seed=seed)
+  say(f"1/3 data: {source.name}, {source.train_size} train / {source.heldout_size} held-out "
+      f"images, {source.num_classes} classes. Measuring throughput (CPU, batch {batch_size}):")
+  with workers.make_pool(workers_at_once) as pool:
+    rates = workers.measure_models(pool, models, workdir, batch_size, grid.RESOLUTION,
+                                   source.num_classes, measure_steps)
+    runs, skipped = grid.plan_runs(models, budgets, rates, source, batch_size, base_lr, seed)
+    total = sum(plan.core_hours for _, _, plan in runs) * 3600.0
+    say(f"2/3 training {len(runs)} runs = {len(models)} models x {len(budgets)} budgets "
+        f"({', '.join(f'{b:g}' for b in budgets)} core-s), {total:.0f} core-s of training, "
+        f"{workers_at_once} at a time:")
+    for line in skipped:
+      say(f"  skipped {line}")
+    workers.train_runs(pool, runs, workdir, data_dir)
+  say("3/3 scaling fits and comparison with the paper's claims:")
+  result = fit_and_compare(workdir, bootstrap, seed)
+  say(f"Done in {cli.format_duration(time.time() - start)}. {result['n_pass']}/"
+      f"{result['n_rows']} comparison rows pass.")
+  say(f"TensorBoard logs: {os.path.abspath(workdir)} (fits and figures under {FITS_DIR}/)")
+  say(f"  view them: tensorboard --logdir {os.path.abspath(workdir)} --host 127.0.0.1")
+  return result

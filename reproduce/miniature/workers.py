@@ -1,0 +1,146 @@
+"""Worker processes of the study: throughput measurements and training runs.
+
+Each job runs in its own spawned process (one TensorFlow per process: graph building is
+single-threaded, so two workers keep two cores busy). ``workers=0`` runs jobs inline.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import time
+
+from reproduce.core import cli
+from reproduce.core import fileio
+from reproduce.core import results as results_schema
+
+THROUGHPUT_FILE = "throughput.json"
+RUNS_DIR = "runs"
+
+
+def say(line: str) -> None:
+  print(line, flush=True)
+
+
+def _init_worker() -> None:
+  """Set-up of a worker process: quiet TensorFlow, no Grappler rewrites."""
+  tf = cli.import_tensorflow()
+  # Grappler's graph rewrites cost ~15 s per traced run and buy nothing for runs this short.
+  tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+
+
+def measure_job(model: str, batch_size: int, resolution: int, num_classes: int, steps: int):
+  """(Throughput of the engine's own train step, seconds taken)."""
+  import keras  # pylint: disable=g-import-not-at-top
+  from reproduce.planning import budget  # pylint: disable=g-import-not-at-top
+  start = time.time()
+  measured = budget.measure_throughput(model, batch_size, resolution, steps=steps,
+                                       num_classes=num_classes, warmup_steps=1, hardware="cpu")
+  keras.backend.clear_session()
+  return measured, time.time() - start
+
+
+def train_job(config, plan, run_dir: str, data_dir: str | None):
+  """(results dict of one finished run, seconds taken)."""
+  import keras  # pylint: disable=g-import-not-at-top
+  from reproduce import data  # pylint: disable=g-import-not-at-top
+  from reproduce.train import engine  # pylint: disable=g-import-not-at-top
+  from reproduce.train import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
+  start = time.time()
+  source = data.load_source(config.dataset, data_dir=data_dir, seed=int(config.seed))
+  results = engine.train(config, plan, run_dir, strategy_lib.make_strategy("one_device"),
+                         source=source, verbose=False)
+  keras.backend.clear_session()
+  return results, time.time() - start
+
+
+class InlineExecutor:
+  """``--workers=0``: runs each job in this process when submitted (debugging, tests)."""
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    return False
+
+  def submit(self, fn, *args):
+    future = concurrent.futures.Future()
+    try:
+      future.set_result(fn(*args))
+    except Exception as e:  # pylint: disable=broad-except  # re-raised by future.result()
+      future.set_exception(e)
+    return future
+
+
+def make_pool(workers: int):
+  if workers == 0:
+    return InlineExecutor()
+  return concurrent.futures.ProcessPoolExecutor(
+      max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+      initializer=_init_worker)
+
+
+def measure_models(pool, models, workdir: str, batch_size: int, resolution: int,
+                   num_classes: int, steps: int) -> dict[str, float]:
+  """Images/s per core of each model, measured once and cached in workdir."""
+  path = fileio.join(workdir, THROUGHPUT_FILE)
+  cache = fileio.read_json(path) if fileio.exists(path) else {}
+  rates = cache.setdefault(f"batch{batch_size}_res{resolution}_classes{num_classes}", {})
+  todo = [m for m in models if m not in rates]
+  futures = {pool.submit(measure_job, m, batch_size, resolution, num_classes, steps): m
+             for m in todo}
+  for i, future in enumerate(concurrent.futures.as_completed(futures), 1):
+    model = futures[future]
+    measured, took = future.result()
+    rates[model] = measured.median
+    say(f"  measure [{i}/{len(todo)}] {model:<20} {measured.median:8.1f} img/s/core "
+        f"(min {measured.min:.1f}, max {measured.max:.1f}; {took:.0f} s)")
+    fileio.write_json(path, cache)
+  return {m: rates[m] for m in models}
+
+
+def _progress(i, total, name, plan, results, status, study_start, eta) -> None:
+  eta_text = "" if eta is None else f" ETA {cli.format_duration(eta)}"
+  say(f"  [{i:2d}/{total}] {name:<26} {plan.epochs:6.2f} ep {plan.steps:5d} steps  "
+      f"loss {results['heldout_loss']:.3f} top1 {results['heldout_top1']:.3f}  {status}  "
+      f"| elapsed {cli.format_duration(time.time() - study_start)}{eta_text}")
+
+
+def _submit_unfinished(pool, runs, workdir: str, data_dir: str | None):
+  """Futures of the runs without results.json, and (name, plan, results) of the others."""
+  futures, reused = {}, []
+  # Longest first (NFNets trace slowest) so the workers finish together.
+  order = sorted(runs, key=lambda r: -(r[2].core_hours * 3600.0 +
+                                        (30 if r[2].family == "nfnet" else 8)))
+  for name, config, plan in order:
+    run_dir = fileio.join(workdir, RUNS_DIR, name)
+    results_path = fileio.join(run_dir, results_schema.FILE)
+    if fileio.exists(results_path):
+      reused.append((name, plan, fileio.read_json(results_path)))
+    else:
+      futures[pool.submit(train_job, config, plan, run_dir, data_dir)] = (name, plan)
+  return futures, reused
+
+
+def train_runs(pool, runs, workdir: str, data_dir: str | None) -> None:
+  """Trains every planned run (reusing finished ones), printing a line as each ends."""
+  from reproduce.train import engine  # pylint: disable=g-import-not-at-top
+  study_start = time.time()
+  futures, reused = _submit_unfinished(pool, runs, workdir, data_dir)
+  total = len(runs)
+  for i, (name, plan, results) in enumerate(reused, 1):
+    _progress(i, total, name, plan, results, "reused", study_start, None)
+  # Remaining work in core-seconds of training, to turn the observed pace into an ETA.
+  remaining = sum(plan.core_hours for name, plan in futures.values()) * 3600.0
+  work_done = 0.0
+  for i, future in enumerate(concurrent.futures.as_completed(futures), len(reused) + 1):
+    name, plan = futures[future]
+    work_done += plan.core_hours * 3600.0
+    try:
+      results, took = future.result()
+    except engine.TrainingDiverged as e:  # a diverged run is a data point lost, not the study
+      say(f"  [{i:2d}/{total}] {name:<26} diverged: {cli.first_line(e)}")
+      continue
+    elapsed = time.time() - study_start
+    eta = elapsed / work_done * (remaining - work_done) if work_done else None
+    _progress(i, total, name, plan, results, f"{took:5.1f} s", study_start, eta)
