@@ -15,6 +15,8 @@ import sys
 import tempfile
 from typing import NoReturn
 
+from absl import flags
+
 USAGE_EXIT_CODE = 2
 
 
@@ -65,6 +67,15 @@ def start_tensorflow():
   try:
     return import_tensorflow()
   except ImportError as e:
+    fail(first_line(e))
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing for ``app.run(main, flags_parser=parse_flags)``: a bad or unknown
+  flag is one line and exit 2 (absl's own parser prints two lines and exits 1)."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
     fail(first_line(e))
 
 

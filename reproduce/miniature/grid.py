@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from reproduce import planning
-
 # Compute-matched pairs: per-image MACs at 32 px are 3.4M / 3.2M and 6.2M / 6.6M.
 DEFAULT_NFNETS = ("nfnet_mini_f0", "nfnet_mini_f1")
 DEFAULT_VITS = ("vit_mini_ti", "vit_mini_s")
@@ -48,6 +46,9 @@ def study_config(model: str, budget_core_seconds: float, images_per_second_per_c
 
 def plan_runs(models, budgets, rates, source, batch_size, base_lr, seed):
   """(name, config, plan) of every feasible run; budgets below one step are skipped."""
+  # Imported here: planning imports model_defs, hence TensorFlow, which the study's main
+  # starts only after its flags are validated.
+  from reproduce import planning  # pylint: disable=g-import-not-at-top
   runs, skipped = [], []
   for model in models:
     for budget in budgets:

@@ -1,0 +1,46 @@
+"""Every main turns bad input into one line on stderr and exit code 2, on every CPU.
+
+TF_CPP_MIN_LOG_LEVEL=0 makes TensorFlow print its start-up notices on any CPU (AVX-512/AMX
+machines print them even at level 3), so these cases see what such machines show.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MINI_CONFIG = "--config=reproduce/configs/pretrain_mini.py"
+
+CASES = [
+    ("plan", ["--nope"], "nope"),
+    ("plan", ["--model=nfnet_f0", "--budget_core_hours=-1"], "--budget_core_hours"),
+    ("plan", ["--model=nfnet_nope", "--epochs=1"], "nfnet_nope"),
+    ("pretrain", [], "--config"),
+    ("pretrain", [MINI_CONFIG, "--model_dir={tmp}/run", "--config.model=nfnet_nope"],
+     "nfnet_nope"),
+    ("pretrain", [MINI_CONFIG, "--model_dir={tmp}/run", "--strategy=gpu"], "strategy"),
+    ("fit_scaling", ["--runs={tmp}/none/*", "--logdir={tmp}/fits"], "{tmp}/none/*"),
+    ("fit_scaling", ["--logdir={tmp}/fits"], "--runs"),
+    ("compare", ["--runs={tmp}/none/*"], "{tmp}/none/*"),
+    ("compare", ["--compute=wall"], "compute"),
+    ("study", ["--workers=-1"], "--workers"),
+    ("study", ["--budgets_core_seconds=a"], "--budgets_core_seconds"),
+    ("study", ["--workdir={tmp}/study", "--nfnet_models=nfnet_nope"], "nfnet_nope"),
+]
+
+
+@pytest.mark.parametrize("main, args, needle", CASES,
+                         ids=[f"{m}:{' '.join(a) or 'no flags'}" for m, a, _ in CASES])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, main, args, needle):
+  args = [a.format(tmp=tmp_path) for a in args]
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0")
+  proc = subprocess.run([sys.executable, "-m", f"reproduce.{main}", *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=300)
+  lines = proc.stderr.splitlines()
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
+  assert needle.format(tmp=tmp_path) in lines[0]
