@@ -35,17 +35,21 @@ def main(argv):
   if _BOOTSTRAP.value < 0:
     cli.fail(f"--bootstrap={_BOOTSTRAP.value}: expected a count >= 0")
   cli.import_tensorflow()
-  from reproduce.analysis import compare, scaling  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top  (after TensorFlow's quiet start-up)
+  from reproduce.analysis import compare
+  from reproduce.analysis import outputs
+  from reproduce.analysis import runs
+  from reproduce.analysis import tensorboard
   try:
     result = compare.run(_RUNS.value, _FITS.value, _COMPUTE.value, _BOOTSTRAP.value,
                          _MODEL_STATS.value)
-  except scaling.ScalingError as e:
+  except runs.ScalingError as e:
     cli.fail(cli.first_line(e))
   print(compare.format_table(result))
   if _LOGDIR.value:
-    compare.write_tensorboard(_LOGDIR.value, result)
+    tensorboard.write_compare(_LOGDIR.value, result)
   if _JSON_OUT.value:
-    compare.write_json(_JSON_OUT.value, result)
+    outputs.write_compare_json(_JSON_OUT.value, result)
   raise SystemExit(0 if result["passed"] else 1)
 
 
