@@ -20,7 +20,8 @@ _RUNS = flags.DEFINE_string("runs", None, "Glob(s), comma-separated, of run dirs
 _FITS = flags.DEFINE_string("fits", None, "fits.json from fit_scaling (default: fit --runs here).")
 _LOGDIR = flags.DEFINE_string("logdir", None, "Write the table to TensorBoard text in "
                               "LOGDIR/compare.")
-_JSON_OUT = flags.DEFINE_string("json_out", None, "Write rows, notes and verdict to this JSON file.")
+_JSON_OUT = flags.DEFINE_string("json_out", None, "Write rows, notes and verdict to this JSON "
+                                "file.")
 _COMPUTE = flags.DEFINE_enum("compute", "planned", ["planned", "measured"],
                              "Compute of each run when fitting here: planned or measured "
                              "core hours.")

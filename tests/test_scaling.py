@@ -34,7 +34,8 @@ def _point(name, compute, loss, model="m", epochs=None, lr=1.0, params=1e6, fami
            top1=0.5, unit="CPU core hours"):
   # Default epochs = compute, so points are distinct runs, not one LR sweep.
   return Point(run=f"/runs/{name}", name=name, model=model, family=family, params=params,
-               flops_per_image=2 * params, epochs=compute if epochs is None else epochs, base_lr=lr, compute=compute,
+               flops_per_image=2 * params, epochs=compute if epochs is None else epochs,
+               base_lr=lr, compute=compute,
                compute_unit=unit, compute_kind="planned", heldout_loss=loss,
                heldout_top1=top1, batch_size=16, resolution=32, dataset="d")
 
