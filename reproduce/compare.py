@@ -20,7 +20,8 @@ _RUNS = flags.DEFINE_string("runs", None, "Glob(s), comma-separated, of run dirs
 _FITS = flags.DEFINE_string("fits", None, "fits.json from fit_scaling (default: fit --runs here).")
 _LOGDIR = flags.DEFINE_string("logdir", None, "Write the table to TensorBoard text in "
                               "LOGDIR/compare.")
-_JSON_OUT = flags.DEFINE_string("json_out", None, "Write rows, notes and verdict to this JSON file.")
+_JSON_OUT = flags.DEFINE_string("json_out", None, "Write rows, notes and verdict to this JSON "
+                                "file.")
 _COMPUTE = flags.DEFINE_enum("compute", "planned", ["planned", "measured"],
                              "Compute of each run when fitting here: planned or measured "
                              "core hours.")
@@ -35,17 +36,21 @@ def main(argv):
   if _BOOTSTRAP.value < 0:
     cli.fail(f"--bootstrap={_BOOTSTRAP.value}: expected a count >= 0")
   cli.start_tensorflow()
-  from reproduce.analysis import compare, scaling  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top  (after TensorFlow's quiet start-up)
+  from reproduce.analysis import compare
+  from reproduce.analysis import outputs
+  from reproduce.analysis import runs
+  from reproduce.analysis import tensorboard
   try:
     result = compare.run(_RUNS.value, _FITS.value, _COMPUTE.value, _BOOTSTRAP.value,
                          _MODEL_STATS.value)
-  except scaling.ScalingError as e:
+  except runs.ScalingError as e:
     cli.fail(cli.first_line(e))
   print(compare.format_table(result))
   if _LOGDIR.value:
-    compare.write_tensorboard(_LOGDIR.value, result)
+    tensorboard.write_compare(_LOGDIR.value, result)
   if _JSON_OUT.value:
-    compare.write_json(_JSON_OUT.value, result)
+    outputs.write_compare_json(_JSON_OUT.value, result)
   raise SystemExit(0 if result["passed"] else 1)
 
 

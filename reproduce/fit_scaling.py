@@ -10,46 +10,42 @@ on stderr and exits 2.
 
 from __future__ import annotations
 
-import sys
-
 from absl import app
 from absl import flags
 
-from reproduce.analysis import scaling
+from reproduce.core import cli
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("runs", None, "Glob(s), comma-separated, of run dirs or results.json files "
-                    "(local or gs://).", required=True)
-flags.DEFINE_string("logdir", None, "Output dir for TensorBoard, fits.json and points.csv.",
-                    required=True)
-flags.DEFINE_enum("compute", "planned", ["planned", "measured"],
-                  "Compute of each run: the plan's core hours or the measured ones.")
-flags.DEFINE_integer("bootstrap", 200, "Bootstrap resamples for confidence intervals.")
-flags.DEFINE_integer("seed", 0, "Bootstrap seed.")
-flags.DEFINE_bool("irreducible", False, "Fit L = E + a*C^-b instead of L = a*C^-b.")
-flags.DEFINE_enum("optimal", "frontier", ["frontier", "bucket"],
-                  "Which runs are 'optimal at compute C' for the size/epochs laws.")
+_RUNS = flags.DEFINE_string("runs", None, "Glob(s), comma-separated, of run dirs or "
+                            "results.json files (local or gs://).")
+_LOGDIR = flags.DEFINE_string("logdir", None, "Output dir for TensorBoard, fits.json and "
+                              "points.csv.")
+_COMPUTE = flags.DEFINE_enum("compute", "planned", ["planned", "measured"],
+                             "Compute of each run: the plan's core hours or the measured ones.")
+_BOOTSTRAP = flags.DEFINE_integer("bootstrap", 200, "Bootstrap resamples for confidence "
+                                  "intervals.")
+_SEED = flags.DEFINE_integer("seed", 0, "Bootstrap seed.")
+_IRREDUCIBLE = flags.DEFINE_bool("irreducible", False, "Fit L = E + a*C^-b instead of "
+                                 "L = a*C^-b.")
+_OPTIMAL = flags.DEFINE_enum("optimal", "frontier", ["frontier", "bucket"],
+                             "Which runs are 'optimal at compute C' for the size/epochs laws.")
 
 
 def summary_lines(fits: dict) -> list[str]:
   """A short human summary of ``fits``."""
   law = fits["loss_vs_compute"]
-
-  def ci(pair):
-    return "CI n/a" if pair[0] is None else f"CI [{pair[0]:.4g}, {pair[1]:.4g}]"
-
   e_text = f"{law['E']:.4g} + " if law["form"].startswith("L = E") else ""
   lines = [f"{fits['n_runs']} runs, compute in {fits['compute_kind']} {fits['compute_unit']}; "
            f"frontier {len(fits['frontier'])} points",
-           f"loss: L = {e_text}{law['a']:.4g} * C^-{law['b']:.4g}  (b {ci(law['ci']['b'])}, "
-           f"rmse(log L) {law['rmse_log']:.3g})"]
+           f"loss: L = {e_text}{law['a']:.4g} * C^-{law['b']:.4g}  "
+           f"(b CI {cli.format_interval(law['ci']['b'])}, rmse(log L) {law['rmse_log']:.3g})"]
   opt = fits.get("optimal_scaling")
   if opt:
     ratio = opt["ratio"]["value"]
-    lines.append(f"optimal params ~ C^{opt['params']['exponent']:.3g} "
-                 f"({ci(opt['params']['ci']['exponent'])}), epochs ~ "
-                 f"C^{opt['epochs']['exponent']:.3g} ({ci(opt['epochs']['ci']['exponent'])}), "
-                 f"ratio {'n/a' if ratio is None else f'{ratio:.3g}'}")
+    parts = [f"{part} ~ C^{opt[part]['exponent']:.3g} "
+             f"(CI {cli.format_interval(opt[part]['ci']['exponent'])})"
+             for part in ("params", "epochs")]
+    lines.append(f"optimal {', '.join(parts)}, ratio "
+                 f"{'n/a' if ratio is None else f'{ratio:.3g}'}")
   if fits.get("lr_trend"):
     lines.append(f"optimal LR ~ epochs^{fits['lr_trend']['pooled_slope']:.3g} "
                  f"({len(fits['optimal_lr'])} LR sweeps)")
@@ -59,18 +55,30 @@ def summary_lines(fits: dict) -> list[str]:
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  for flag in (_RUNS, _LOGDIR):
+    if not flag.value:
+      cli.fail(f"--{flag.name} is required")
+  if _BOOTSTRAP.value < 0:
+    cli.fail(f"--bootstrap={_BOOTSTRAP.value}: expected a count >= 0")
+  cli.start_tensorflow()
+  # pylint: disable=g-import-not-at-top  (after TensorFlow's quiet start-up)
+  from reproduce.analysis import fits as fits_lib
+  from reproduce.analysis import outputs
+  from reproduce.analysis import runs
+  from reproduce.analysis import tensorboard
   try:
-    points = scaling.load_points(FLAGS.runs, FLAGS.compute)
-    fits = scaling.fit_all(points, irreducible=FLAGS.irreducible, bootstrap=FLAGS.bootstrap,
-                           seed=FLAGS.seed, optimal=FLAGS.optimal)
-  except scaling.ScalingError as e:
-    print(f"fit_scaling: {e}", file=sys.stderr)
-    sys.exit(2)
-  written = scaling.write_tensorboard(FLAGS.logdir, points, fits)
+    points = runs.load_points(_RUNS.value, _COMPUTE.value)
+    fits = fits_lib.fit_all(points, irreducible=_IRREDUCIBLE.value, bootstrap=_BOOTSTRAP.value,
+                            seed=_SEED.value, optimal=_OPTIMAL.value)
+  except runs.ScalingError as e:
+    cli.fail(cli.first_line(e))
+  files = outputs.write_fit_files(_LOGDIR.value, points, fits)
+  tensorboard.write_fits(_LOGDIR.value, points, fits)
   print("\n".join(summary_lines(fits)))
-  print(f"wrote {', '.join(written['files'])} and TensorBoard runs under {FLAGS.logdir}")
+  print(f"wrote {', '.join(files)} and TensorBoard runs under {_LOGDIR.value}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -1,14 +1,19 @@
 """reproduce.compare: rows, PASS/FAIL, notes, TensorBoard/JSON output, exit codes."""
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
 from reproduce.analysis import compare
+from reproduce.analysis import fits as fits_lib
+from reproduce.analysis import outputs
+from reproduce.analysis import runs
+from reproduce.analysis import synthetic
+from reproduce.core import fileio
 from reproduce.core import published
-from reproduce.analysis import scaling
 
 MODELS = {f"nfnet_mini_s{i}": 1e5 * 2.0 ** i for i in range(5)}
 
@@ -16,15 +21,15 @@ MODELS = {f"nfnet_mini_s{i}": 1e5 * 2.0 ** i for i in range(5)}
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
   base = tmp_path_factory.mktemp("compare")
-  scaling.write_records(str(base / "runs"), scaling.synthetic_records(models=MODELS,
-                                                                      noise=0.005))
-  points = scaling.load_points(str(base / "runs" / "*"))
-  return base, points, scaling.fit_all(points, bootstrap=50)
+  synthetic.write_records(str(base / "runs"), synthetic.synthetic_records(models=MODELS,
+                                                                          noise=0.005))
+  points = runs.load_points(str(base / "runs" / "*"))
+  return base, points, fits_lib.fit_all(points, bootstrap=50)
 
 
 def _finetune_run(directory, name, model, top1):
-  record = scaling.synthetic_records(models={model: 1e6}, epochs=(8.0,), lr_factors=(1.0,),
-                                     hardware="tpu_v4")[0]
+  record = synthetic.synthetic_records(models={model: 1e6}, epochs=(8.0,), lr_factors=(1.0,),
+                                       hardware="tpu_v4")[0]
   record["finetune_top1"] = top1
   run = directory / name
   run.mkdir(parents=True)
@@ -54,7 +59,7 @@ def test_claims_on_synthetic_study_pass(study):
 
 def test_flat_study_fails_claims(study):
   _, points, fits = study
-  flat = json.loads(scaling.fits_to_json(fits))
+  flat = json.loads(fileio.dumps(fits))
   flat["loss_vs_compute"].update(b=-0.01, ci=dict(a=[1, 2], b=[-0.02, 0.0], E=[0, 0]))
   flat["lr_trend"]["pooled_slope"] = 0.0
   result = compare.compare(points, flat, model_stats=False)
@@ -66,8 +71,8 @@ def test_flat_study_fails_claims(study):
 
 def test_absolute_claims_only_in_tpu_v4_units(study):
   _, _, fits = study
-  paper_units = json.loads(scaling.fits_to_json(fits))
-  paper_units["compute_unit"] = scaling.PAPER_COMPUTE_UNIT
+  paper_units = json.loads(fileio.dumps(fits))
+  paper_units["compute_unit"] = runs.PAPER_COMPUTE_UNIT
   paper_units["optimal"] = [dict(compute=1e3, epochs=0.5), dict(compute=4e3, epochs=1.0),
                             dict(compute=6e3, epochs=2.0), dict(compute=2e4, epochs=4.0)]
   for sweep in paper_units["optimal_lr"]:
@@ -83,7 +88,7 @@ def test_finetune_rows(tmp_path):
   _finetune_run(tmp_path, "f7plus_good", "nfnet_f7plus", 0.902)
   _finetune_run(tmp_path, "vitg_bad", "vit_giant14", 0.85)
   _finetune_run(tmp_path, "unknown", "nfnet_mini_f0", 0.5)
-  points = scaling.load_points(str(tmp_path / "*"))
+  points = runs.load_points(str(tmp_path / "*"))
   rows, notes = compare.finetune_rows(points)
   status = {r.key: (r.status, r.ours) for r in rows}
   assert status["nfnet_f7plus.imagenet_top1"][0] == "PASS"
@@ -101,6 +106,30 @@ def test_model_stats_rows_with_what_is_registered():
   stats_models = {e.model for e in published.ENTRIES if e.quantity in compare.STATS_QUANTITIES}
   for model in stats_models - registered:
     assert any(n.startswith(model + ":") for n in notes), model
+
+
+def _model_size_keys() -> set:
+  """Keys of every published model-size number (params/GMACs/GFLOPs) of a registered model."""
+  import model_defs
+
+  registered = set(model_defs.names())
+  return {e.key for e in published.ENTRIES
+          if e.quantity in compare.STATS_QUANTITIES and e.model in registered}
+
+
+def _assert_model_size_rows_all_pass(rows):
+  size_rows = [r for r in rows if r["kind"] == "model_stats"]
+  assert {r["key"] for r in size_rows} == _model_size_keys()
+  assert [r["key"] for r in size_rows if r["status"] != "PASS"] == []
+  # Every NFNet GMACs row is counted at its own test resolution (256..576 px), not 224.
+  gmacs = {r["key"] for r in size_rows if r["quantity"] == "gmacs"}
+  assert gmacs == {e.key for e in published.entries(quantity="gmacs")} and len(gmacs) == 7
+
+
+def test_default_comparison_model_size_rows_pass():
+  result = compare.compare()  # the defaults: model_stats on
+  _assert_model_size_rows_all_pass(result["rows"])
+  assert result["passed"], compare.format_table(result)
 
 
 def test_model_stats_rows_logic(monkeypatch):
@@ -123,14 +152,15 @@ def test_model_stats_rows_logic(monkeypatch):
 
 def test_outputs_table_json_and_tensorboard(study, tmp_path):
   from tensorboard.backend.event_processing import event_accumulator
+  from reproduce.analysis import tensorboard as tb_writer
 
   _, points, fits = study
   result = compare.compare(points, fits, model_stats=False)
   table = compare.format_table(result)
   assert "claim.size_vs_epochs_exponent_ratio" in table and table.rstrip().endswith("PASS")
-  compare.write_json(str(tmp_path / "out.json"), result)
+  outputs.write_compare_json(str(tmp_path / "out.json"), result)
   assert json.loads((tmp_path / "out.json").read_text())["n_rows"] == result["n_rows"]
-  compare.write_tensorboard(str(tmp_path / "tb"), result)
+  tb_writer.write_compare(str(tmp_path / "tb"), result)
   acc = event_accumulator.EventAccumulator(str(tmp_path / "tb" / "compare"))
   acc.Reload()
   assert "compare/table" in acc.PluginTagToContent("text")
@@ -138,16 +168,20 @@ def test_outputs_table_json_and_tensorboard(study, tmp_path):
 
 
 def _main(*args):
+  # TF_CPP_MIN_LOG_LEVEL=0 makes TensorFlow print its start-up notices, as it does on
+  # AVX-512/AMX CPUs whatever the level; none of it may reach the user.
   return subprocess.run([sys.executable, "-m", "reproduce.compare", *args],
-                        capture_output=True, text=True, timeout=180)
+                        capture_output=True, text=True, timeout=180,
+                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0"))
 
 
 def test_cli_exit_codes(study, tmp_path):
   base, _, _ = study
-  good = _main(f"--runs={base}/runs/*", "--model_stats=false", "--bootstrap=30",
-               f"--json_out={tmp_path}/good.json")
+  good = _main(f"--runs={base}/runs/*", "--bootstrap=30", f"--json_out={tmp_path}/good.json")
   assert good.returncode == 0, good.stdout + good.stderr[-1500:]
-  assert json.loads((tmp_path / "good.json").read_text())["passed"] is True
+  written = json.loads((tmp_path / "good.json").read_text())
+  assert written["passed"] is True
+  _assert_model_size_rows_all_pass(written["rows"])
 
   _finetune_run(tmp_path / "bad", "vitg_bad", "vit_giant14", 0.80)
   bad = _main(f"--runs={tmp_path}/bad/*", "--model_stats=false",
@@ -157,5 +191,12 @@ def test_cli_exit_codes(study, tmp_path):
   assert [r["status"] for r in rows if r["key"] == "vit_giant14.imagenet_top1"] == ["FAIL"]
   assert "FAIL" in bad.stdout
 
+
+
+def test_cli_bad_input_is_one_line_exit_2(tmp_path):
   empty = _main(f"--runs={tmp_path}/none_*")
-  assert empty.returncode == 2 and "none_" in empty.stderr
+  assert empty.returncode == 2
+  assert empty.stderr.count("\n") == 1, empty.stderr
+  assert empty.stderr.startswith("error: no runs match") and "none_" in empty.stderr
+  flag = _main("--bootstrap=-3")
+  assert (flag.returncode, flag.stderr) == (2, "error: --bootstrap=-3: expected a count >= 0\n")

@@ -8,8 +8,15 @@ import sys
 import numpy as np
 import pytest
 
-from reproduce.analysis import scaling
-from reproduce.analysis.scaling import Point, ScalingError
+from reproduce.analysis import fits as fits_lib
+from reproduce.analysis import frontier
+from reproduce.analysis import outputs
+from reproduce.analysis import runs
+from reproduce.analysis import synthetic
+from reproduce.analysis.runs import Point, ScalingError
+from reproduce.core import fileio
+from reproduce.core import results
+from reproduce.planning.hardware import compute_unit
 
 # Small grid: 4 sizes x 4 budgets x 3 LRs = 48 runs.
 SMALL_MODELS = {f"nfnet_mini_s{i}": 1e5 * 2.0 ** i for i in range(4)}
@@ -27,7 +34,8 @@ def _point(name, compute, loss, model="m", epochs=None, lr=1.0, params=1e6, fami
            top1=0.5, unit="CPU core hours"):
   # Default epochs = compute, so points are distinct runs, not one LR sweep.
   return Point(run=f"/runs/{name}", name=name, model=model, family=family, params=params,
-               flops_per_image=2 * params, epochs=compute if epochs is None else epochs, base_lr=lr, compute=compute,
+               flops_per_image=2 * params, epochs=compute if epochs is None else epochs,
+               base_lr=lr, compute=compute,
                compute_unit=unit, compute_kind="planned", heldout_loss=loss,
                heldout_top1=top1, batch_size=16, resolution=32, dataset="d")
 
@@ -38,7 +46,7 @@ def _point(name, compute, loss, model="m", epochs=None, lr=1.0, params=1e6, fami
 
 def test_noiseless_power_law_exact():
   compute, loss = _law_data(12, b=0.15, a=4.0)
-  fit = scaling.fit_power_law(compute, loss, bootstrap=0)
+  fit = fits_lib.fit_power_law(compute, loss, bootstrap=0)
   assert fit["b"] == pytest.approx(0.15, abs=1e-3)
   assert fit["a"] == pytest.approx(4.0, rel=1e-3)
   assert fit["rmse_log"] < 1e-9
@@ -46,7 +54,7 @@ def test_noiseless_power_law_exact():
 
 def test_noiseless_irreducible_law_exact():
   compute, loss = _law_data(15, b=0.3, a=5.0, e=1.5)
-  fit = scaling.fit_power_law(compute, loss, irreducible=True, bootstrap=0)
+  fit = fits_lib.fit_power_law(compute, loss, irreducible=True, bootstrap=0)
   assert fit["form"] == "L = E + a*C^-b"
   assert fit["b"] == pytest.approx(0.3, abs=1e-3)
   assert fit["E"] == pytest.approx(1.5, abs=1e-3)
@@ -60,7 +68,7 @@ def test_noisy_exponent_within_ci_and_ci_shrinks_with_points():
     covered, widths[n] = 0, []
     for draw in range(20):
       compute, loss = _law_data(n, b=0.15, noise=0.03, seed=100 * n + draw)
-      fit = scaling.fit_power_law(compute, loss, bootstrap=200, seed=draw)
+      fit = fits_lib.fit_power_law(compute, loss, bootstrap=200, seed=draw)
       lo, hi = fit["ci"]["b"]
       assert lo < fit["b"] < hi
       covered += lo <= 0.15 <= hi
@@ -71,47 +79,47 @@ def test_noisy_exponent_within_ci_and_ci_shrinks_with_points():
 
 def test_irreducible_fit_ci_covers_truth():
   compute, loss = _law_data(30, b=0.3, a=5.0, e=1.5, noise=0.005, seed=4)
-  fit = scaling.fit_power_law(compute, loss, irreducible=True, bootstrap=100, seed=0)
+  fit = fits_lib.fit_power_law(compute, loss, irreducible=True, bootstrap=100, seed=0)
   assert fit["ci"]["b"][0] <= 0.3 <= fit["ci"]["b"][1]
   assert fit["ci"]["E"][0] <= 1.5 <= fit["ci"]["E"][1]
 
 
 def test_bootstrap_is_deterministic_per_seed():
   compute, loss = _law_data(10, noise=0.05, seed=3)
-  first = scaling.fit_power_law(compute, loss, bootstrap=50, seed=7)
-  again = scaling.fit_power_law(compute, loss, bootstrap=50, seed=7)
-  other = scaling.fit_power_law(compute, loss, bootstrap=50, seed=8)
+  first = fits_lib.fit_power_law(compute, loss, bootstrap=50, seed=7)
+  again = fits_lib.fit_power_law(compute, loss, bootstrap=50, seed=7)
+  other = fits_lib.fit_power_law(compute, loss, bootstrap=50, seed=8)
   assert first["ci"] == again["ci"]
   assert first["ci"]["b"] != other["ci"]["b"]
 
 
 def test_fit_exponent_recovers_slope():
   x = np.geomspace(1, 100, 6)
-  fit = scaling.fit_exponent(x, 3.0 * x ** 0.5, bootstrap=20)
+  fit = fits_lib.fit_exponent(x, 3.0 * x ** 0.5, bootstrap=20)
   assert fit["exponent"] == pytest.approx(0.5, abs=1e-9)
   assert fit["k"] == pytest.approx(3.0)
 
 
 def test_fit_all_recovers_synthetic_study():
-  records = scaling.synthetic_records(noise=0.0, b=0.1,
-                                      models={f"nfnet_mini_s{i}": 1e5 * 2.0 ** i
-                                              for i in range(7)})
+  records = synthetic.synthetic_records(noise=0.0, b=0.1,
+                                        models={f"nfnet_mini_s{i}": 1e5 * 2.0 ** i
+                                                for i in range(7)})
   points = [_from_record(i, r) for i, r in enumerate(records)]
-  fits = scaling.fit_all(points, bootstrap=50)
+  fits = fits_lib.fit_all(points, bootstrap=50)
   assert fits["loss_vs_compute"]["b"] == pytest.approx(0.1, abs=1e-3)
   opt = fits["optimal_scaling"]
   assert opt["params"]["exponent"] > 0 and opt["epochs"]["exponent"] > 0
   assert 0.8 < opt["ratio"]["value"] < 1.25  # the generator's truth is 1
   assert fits["lr_trend"]["pooled_slope"] == pytest.approx(-0.25)  # LR grid follows e^-0.25
   assert fits["notes"] == {}
-  json.loads(scaling.fits_to_json(fits))  # JSON-ready
+  json.loads(fileio.dumps(fits))  # JSON-ready
 
 
 def _from_record(i, r):
   return Point(run=f"r{i}", name=f"r{i}", model=r["model"], family=r["family"],
                params=r["params"], flops_per_image=r["flops_per_image"], epochs=r["epochs"],
                base_lr=r["base_lr"], compute=r["planned_core_hours"],
-               compute_unit=scaling.compute_unit(r["hardware"]), compute_kind="planned",
+               compute_unit=compute_unit(r["hardware"]), compute_kind="planned",
                heldout_loss=r["heldout_loss"], heldout_top1=r["heldout_top1"],
                batch_size=r["batch_size"], resolution=r["resolution"], dataset=r["dataset"])
 
@@ -123,13 +131,13 @@ def _from_record(i, r):
 def test_frontier_keeps_only_compute_efficient_points():
   points = [_point("a", 1, 5.0), _point("b", 2, 4.0), _point("c", 3, 4.5),  # c: dominated
             _point("d", 3, 3.9), _point("e", 10, 3.0), _point("f", 20, 3.0)]  # f: no gain
-  assert [p.name for p in scaling.frontier(points)] == ["a", "b", "d", "e"]
+  assert [p.name for p in frontier.frontier(points)] == ["a", "b", "d", "e"]
 
 
 def test_best_lr_points_reduce_each_sweep():
   points = [_point("lr1", 1, 3.0, lr=1.0), _point("lr2", 1, 2.5, lr=2.0),
             _point("lr4", 1, 2.8, lr=4.0), _point("other", 2, 2.9, epochs=2.0)]
-  assert sorted(p.name for p in scaling.best_lr_points(points)) == ["lr2", "other"]
+  assert sorted(p.name for p in frontier.best_lr_points(points)) == ["lr2", "other"]
 
 
 def test_optimal_lr_and_trend():
@@ -140,13 +148,13 @@ def test_optimal_lr_and_trend():
       points.append(_point(f"e{epochs}_lr{lr}", epochs, loss, epochs=epochs, lr=lr))
   points.append(_point("edge_lo", 9.0, 2.0, model="n", epochs=4.0, lr=0.1))
   points.append(_point("edge_hi", 9.0, 2.5, model="n", epochs=4.0, lr=0.2))
-  sweeps = scaling.optimal_lr(points)
+  sweeps = frontier.optimal_lr(points)
   by_key = {(s["model"], s["epochs"]): s for s in sweeps}
   assert [by_key[("m", e)]["best_lr"] for e in (0.5, 1.0, 2.0)] == [1.6, 0.8, 0.4]
   assert by_key[("m", 1.0)]["refined_lr"] == pytest.approx(0.8)
   assert not by_key[("m", 1.0)]["at_edge"]
   assert by_key[("n", 4.0)]["at_edge"] and by_key[("n", 4.0)]["best_lr"] == 0.1
-  trend = scaling.lr_trend(sweeps)
+  trend = frontier.lr_trend(sweeps)
   assert trend["per_model"]["m"]["slope"] == pytest.approx(-1.0)
   assert "n" not in trend["per_model"]  # one budget: no trend
   assert trend["pooled_slope"] == pytest.approx(-1.0)
@@ -156,7 +164,7 @@ def test_optimal_lr_and_trend():
 def test_bucket_optimal_points():
   points = [_point("a", 1, 5.0), _point("b", 1.1, 4.0), _point("c", 100, 3.0),
             _point("d", 110, 3.5, model="n")]
-  best = scaling.optimal_points(points, method="bucket", buckets=2)
+  best = frontier.optimal_points(points, method="bucket", buckets=2)
   assert [p.name for p in best] == ["b", "c"]
 
 
@@ -173,13 +181,13 @@ def _write_run(directory, name, record):
 
 
 def test_load_points_from_dirs_and_files(tmp_path):
-  records = scaling.synthetic_records(models=SMALL_MODELS, epochs=SMALL_EPOCHS)
-  scaling.write_records(str(tmp_path), records)
-  by_dir = scaling.load_points(str(tmp_path / "*"))
-  by_file = scaling.load_points([str(tmp_path / "*" / "results.json")])
+  records = synthetic.synthetic_records(models=SMALL_MODELS, epochs=SMALL_EPOCHS)
+  synthetic.write_records(str(tmp_path), records)
+  by_dir = runs.load_points(str(tmp_path / "*"))
+  by_file = runs.load_points([str(tmp_path / "*" / "results.json")])
   assert len(by_dir) == len(by_file) == len(records)
   assert by_dir[0].compute_unit == "CPU core hours"
-  measured = scaling.load_points(str(tmp_path / "*"), compute="measured")
+  measured = runs.load_points(str(tmp_path / "*"), compute="measured")
   assert measured[0].compute == pytest.approx(1.1 * by_dir[0].compute)
   assert len({p.name for p in by_dir}) == len(by_dir)
 
@@ -187,65 +195,77 @@ def test_load_points_from_dirs_and_files(tmp_path):
 def test_empty_glob_names_the_pattern(tmp_path):
   pattern = str(tmp_path / "nothing_here_*")
   with pytest.raises(ScalingError, match="nothing_here_"):
-    scaling.load_points(pattern)
+    runs.load_points(pattern)
 
 
 def test_run_without_results_is_named(tmp_path):
-  scaling.write_records(str(tmp_path), scaling.synthetic_records(models={"m_a": 1e5},
-                                                                 epochs=(1.0,)))
+  synthetic.write_records(str(tmp_path), synthetic.synthetic_records(models={"m_a": 1e5},
+                                                                     epochs=(1.0,)))
   os.makedirs(tmp_path / "crashed_run")
   with pytest.raises(ScalingError, match="crashed_run") as info:
-    scaling.load_points(str(tmp_path / "*"))
+    runs.load_points(str(tmp_path / "*"))
   assert "\n" not in str(info.value)
 
 
 def test_missing_field_is_named(tmp_path):
-  record = scaling.synthetic_records(models={"m_a": 1e5}, epochs=(1.0,), lr_factors=(1.0,))[0]
+  record = synthetic.synthetic_records(models={"m_a": 1e5}, epochs=(1.0,), lr_factors=(1.0,))[0]
   del record["heldout_loss"]
   _write_run(str(tmp_path), "broken_run", record)
   with pytest.raises(ScalingError, match=r"broken_run.*heldout_loss"):
-    scaling.load_points(str(tmp_path / "*"))
+    runs.load_points(str(tmp_path / "*"))
 
 
 def test_bad_values_and_schema_are_named(tmp_path):
-  record = scaling.synthetic_records(models={"m_a": 1e5}, epochs=(1.0,), lr_factors=(1.0,))[0]
+  record = synthetic.synthetic_records(models={"m_a": 1e5}, epochs=(1.0,), lr_factors=(1.0,))[0]
   _write_run(str(tmp_path), "wrong_schema", dict(record, schema="other/v9"))
   _write_run(str(tmp_path), "percent_top1", dict(record, heldout_top1=61.0))
   with pytest.raises(ScalingError) as info:
-    scaling.load_points(str(tmp_path / "*"))
+    runs.load_points(str(tmp_path / "*"))
   assert "wrong_schema" in str(info.value) and "percent_top1" in str(info.value)
 
 
 def test_too_few_points_names_the_runs():
   points = [_point("only_run_a", 1, 3.0), _point("only_run_b", 2, 2.0)]
   with pytest.raises(ScalingError, match=r"at least 3 points.*only_run_a.*only_run_b"):
-    scaling.fit_all(points)
+    fits_lib.fit_all(points)
   with pytest.raises(ScalingError, match="at least 4 points"):
-    scaling.fit_power_law([1, 2, 3], [3, 2, 1.5], irreducible=True)
+    fits_lib.fit_power_law([1, 2, 3], [3, 2, 1.5], irreducible=True)
 
 
 def test_mixed_compute_units_refused():
   points = [_point("cpu_run", 1, 3.0), _point("tpu_run", 2, 2.0, unit="TPU-v4 core hours"),
             _point("x", 3, 1.0)]
   with pytest.raises(ScalingError, match=r"mix compute units.*cpu_run.*tpu_run"):
-    scaling.fit_all(points)
+    fits_lib.fit_all(points)
 
 
 def test_missing_optional_analyses_become_notes():
   points = [_point(f"r{i}", 2.0 ** i, 3.0 * 2.0 ** (-0.1 * i), params=1e5 * 2 ** i)
             for i in range(5)]  # one LR per budget: no sweeps
-  fits = scaling.fit_all(points, bootstrap=10)
+  fits = fits_lib.fit_all(points, bootstrap=10)
   assert fits["optimal_lr"] is None and "optimal_lr" in fits["notes"]
   assert "lr_trend" in fits["notes"]
 
 
-def test_cli_error_is_one_line_exit_2(tmp_path):
+def test_cli_error_is_one_line_exit_2_with_tensorflow_chatter_on(tmp_path):
+  # TF_CPP_MIN_LOG_LEVEL=0 makes TensorFlow print its start-up notices, as it does on
+  # AVX-512/AMX CPUs whatever the level; the user must still see only the error.
   result = subprocess.run(
       [sys.executable, "-m", "reproduce.fit_scaling", f"--runs={tmp_path}/none_*",
-       f"--logdir={tmp_path}/tb"], capture_output=True, text=True, timeout=120)
+       f"--logdir={tmp_path}/tb"], capture_output=True, text=True, timeout=120,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0"))
   assert result.returncode == 2
-  lines = [line for line in result.stderr.splitlines() if line.startswith("fit_scaling:")]
-  assert len(lines) == 1 and "none_" in lines[0]
+  assert result.stderr.count("\n") == 1, result.stderr
+  assert result.stderr.startswith("error: no runs match") and "none_" in result.stderr
+
+
+def test_cli_flag_error_is_one_line_before_tensorflow(tmp_path):
+  result = subprocess.run(
+      [sys.executable, "-m", "reproduce.fit_scaling", f"--runs={tmp_path}/*",
+       f"--logdir={tmp_path}/tb", "--bootstrap=-1"], capture_output=True, text=True,
+      timeout=120, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0"))
+  assert (result.returncode, result.stderr) == (
+      2, "error: --bootstrap=-1: expected a count >= 0\n")
 
 
 # ----------------------------------------------------------------------------------------
@@ -254,34 +274,37 @@ def test_cli_error_is_one_line_exit_2(tmp_path):
 
 @pytest.fixture(scope="module")
 def tb_logdir(tmp_path_factory):
+  from reproduce.analysis import tensorboard as tb_writer
+
   base = tmp_path_factory.mktemp("scaling_tb")
-  records = scaling.synthetic_records(models=SMALL_MODELS, epochs=SMALL_EPOCHS, noise=0.01)
-  vit = scaling.synthetic_records(models={"vit_mini_a": 1.5e5, "vit_mini_b": 6e5},
-                                  epochs=SMALL_EPOCHS, lr_factors=(1.0,), noise=0.01, seed=1)
-  scaling.write_records(str(base / "runs"), records + vit)
-  points = scaling.load_points(str(base / "runs" / "*"))
-  fits = scaling.fit_all(points, bootstrap=20)
-  written = scaling.write_tensorboard(str(base / "tb"), points, fits)
-  return str(base / "tb"), points, fits, written
+  records = synthetic.synthetic_records(models=SMALL_MODELS, epochs=SMALL_EPOCHS, noise=0.01)
+  vit = synthetic.synthetic_records(models={"vit_mini_a": 1.5e5, "vit_mini_b": 6e5},
+                                    epochs=SMALL_EPOCHS, lr_factors=(1.0,), noise=0.01, seed=1)
+  synthetic.write_records(str(base / "runs"), records + vit)
+  points = runs.load_points(str(base / "runs" / "*"))
+  fits = fits_lib.fit_all(points, bootstrap=20)
+  files = outputs.write_fit_files(str(base / "tb"), points, fits)
+  written = tb_writer.write_fits(str(base / "tb"), points, fits)
+  return str(base / "tb"), points, fits, dict(written, files=files)
 
 
 def test_tensorboard_tags_load_with_event_multiplexer(tb_logdir):
   from tensorboard.backend.event_processing import event_multiplexer
   from tensorboard.util import tensor_util
-  from reproduce.analysis import tb_plots
+  from reproduce.analysis import tensorboard as tb_writer
 
   logdir, points, fits, written = tb_logdir
   mux = event_multiplexer.EventMultiplexer(size_guidance={"tensors": 0})
   mux.AddRunsFromDirectory(logdir)
   mux.Reload()
-  runs = mux.Runs()
-  assert "fits" in runs and "hparams" in runs
+  tb_runs = mux.Runs()
+  assert "fits" in tb_runs and "hparams" in tb_runs
   assert len(written["hparams_sessions"]) == len(points)
-  assert set(written["hparams_sessions"]) <= set(runs)
+  assert set(written["hparams_sessions"]) <= set(tb_runs)
 
   images = mux.PluginRunToTagToContent("images")["fits"]
-  assert set(tb_plots.IMAGE_TAGS.values()) <= set(images)
-  assert set(tb_plots.TEXT_TAGS) <= set(mux.PluginRunToTagToContent("text")["fits"])
+  assert set(tb_writer.IMAGE_TAGS.values()) <= set(images)
+  assert set(tb_writer.TEXT_TAGS) <= set(mux.PluginRunToTagToContent("text")["fits"])
   scalars = mux.PluginRunToTagToContent("scalars")["fits"]
   for tag in ("fit/loss_b", "fit/optimal_params_exponent", "fit/size_epochs_exponent_ratio",
               "fit/lr_trend_pooled_slope", "fit/nfnet/loss_b", "fit/vit/loss_b",
@@ -301,22 +324,22 @@ def test_tensorboard_tags_load_with_event_multiplexer(tb_logdir):
 
 def test_logdir_files(tb_logdir):
   logdir, points, _, _ = tb_logdir
-  fits = scaling.load_fits(os.path.join(logdir, "fits.json"))
-  assert fits["schema"] == scaling.FITS_SCHEMA and fits["n_runs"] == len(points)
+  fits = outputs.load_fits(os.path.join(logdir, "fits.json"))
+  assert fits["schema"] == results.FITS_SCHEMA and fits["n_runs"] == len(points)
   assert set(fits["per_family"]) == {"nfnet", "vit"}
   with open(os.path.join(logdir, "points.csv")) as f:
     lines = f.read().splitlines()
-  assert lines[0].split(",") == list(scaling.POINT_COLUMNS)
+  assert lines[0].split(",") == list(outputs.POINT_COLUMNS)
   assert len(lines) == len(points) + 1
 
 
 def test_figure_one_shows_published_points_with_units():
-  from reproduce.analysis import tb_plots
+  from reproduce.analysis import figures
   from reproduce.core import published
 
-  rows = tb_plots.published_figure1_points()
-  assert [r["label"] for r in rows] == [label for _, label in tb_plots.FIGURE1_PUBLISHED]
+  rows = figures.published_figure1_points()
+  assert [r["label"] for r in rows] == [label for _, label in figures.FIGURE1_PUBLISHED]
   f7 = next(r for r in rows if r["model"] == "nfnet_f7plus")
   assert f7["compute"] == published.value("nfnet_f7plus.pretrain_core_hours")
   assert f7["top1_error"] == pytest.approx(100 - published.value("nfnet_f7plus.imagenet_top1"))
-  assert all(r["compute_unit"] == scaling.PAPER_COMPUTE_UNIT for r in rows)
+  assert all(r["compute_unit"] == runs.PAPER_COMPUTE_UNIT for r in rows)

@@ -10,7 +10,7 @@ import types
 
 import pytest
 
-from reproduce.analysis import scaling
+from reproduce.analysis import runs
 from reproduce.core import fileio
 from reproduce.core import results as results_schema
 from reproduce.miniature import grid, study, workers
@@ -72,7 +72,7 @@ def test_study_end_to_end_and_resume(tmp_path, fake_training, capsys):
   assert "nfnet compute-efficient frontier: held-out loss ~ C^-0.4" in out
 
   # Budgets are matched across families: every budget has one run per model.
-  points = scaling.load_points(os.path.join(workdir, "runs", "*"))
+  points = runs.load_points(os.path.join(workdir, "runs", "*"))
   assert len(points) == 16
   assert {p.family for p in points} == {"nfnet", "vit"}
   fits = json.load(open(os.path.join(workdir, "fits", "fits.json")))

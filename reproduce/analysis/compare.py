@@ -13,21 +13,24 @@ Rows appear only where the kit has a comparable number (docs/scaling.md):
   absolute claims (optimal LR ~1.6 at small budgets, optimal epochs > 1 above ~5k core hours).
   Compute in any other unit is never compared with TPU-v4 core hours.
 
-``python -m reproduce.compare --runs=GLOB [--fits=fits.json] [--logdir=DIR] [--json_out=F]``
-prints the table, writes it to TensorBoard text and JSON, and exits 1 when a row fails (or
-nothing could be compared), 2 on bad input.
+``run`` is the library side of ``python -m reproduce.compare``; the table goes to TensorBoard
+through ``tensorboard.write_compare`` and to compare.json through ``outputs.write_compare_json``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 from typing import Sequence
 
+from reproduce.analysis import fits as fits_lib
+from reproduce.analysis import outputs
+from reproduce.analysis import runs
+from reproduce.analysis.frontier import best_per_group
+from reproduce.analysis.runs import PAPER_COMPUTE_UNIT, Point
+from reproduce.core import cli
 from reproduce.core import published
-from reproduce.analysis import scaling
 
 STATS_QUANTITIES = {"params": ("params", 1e-6), "gmacs": ("macs", 1e-9),
                     "gflops": ("flops", 1e-9)}
@@ -112,13 +115,11 @@ def model_stats_rows(models: Sequence[str] | None = None) -> tuple[list[Row], li
   return rows, notes
 
 
-def finetune_rows(points: Sequence[scaling.Point]) -> tuple[list[Row], list[str]]:
+def finetune_rows(points: Sequence[Point]) -> tuple[list[Row], list[str]]:
   """Best fine-tuned ImageNet top-1 per model vs the model's published top-1."""
-  rows, notes, best = [], [], {}
-  for p in points:
-    if p.finetune_top1 is not None and (p.model not in best
-                                         or p.finetune_top1 > best[p.model].finetune_top1):
-      best[p.model] = p
+  rows, notes = [], []
+  best = best_per_group([p for p in points if p.finetune_top1 is not None],
+                        lambda p: p.model, lambda p: -p.finetune_top1)
   for model, p in sorted(best.items()):
     try:
       entry = published.get(f"{model}.imagenet_top1")
@@ -136,13 +137,13 @@ def _sign(estimate: float | None, ci: Sequence | None) -> tuple[float, str]:
   if ci and ci[0] is not None:
     lo, hi = ci
     sign = 1.0 if lo > 0 else -1.0 if hi < 0 else 0.0
-    return sign, f"estimate {estimate:.4g}, CI [{lo:.4g}, {hi:.4g}]"
+    return sign, f"estimate {estimate:.4g}, CI {cli.format_interval(ci)}"
   sign = 1.0 if estimate > 0 else -1.0 if estimate < 0 else 0.0
   return sign, f"estimate {estimate:.4g} (no CI)"
 
 
-def claim_rows(fits: dict, points: Sequence[scaling.Point] = ()) -> tuple[list[Row], list[str]]:
-  """The paper's claims measured on ``fits`` (``scaling.fit_all`` output)."""
+def claim_rows(fits: dict, points: Sequence[Point] = ()) -> tuple[list[Row], list[str]]:
+  """The paper's claims measured on ``fits`` (``fits.fit_all`` output)."""
   rows, notes = [], []
   law = fits["loss_vs_compute"]
   slope_ci = law["ci"]["b"]
@@ -158,7 +159,7 @@ def claim_rows(fits: dict, points: Sequence[scaling.Point] = ()) -> tuple[list[R
       rows.append(_row(published.get(key), "claim", sign, f"{part} ~ C^alpha: {note}"))
     ratio = opt["ratio"]
     ci = ratio["ci"]
-    ci_text = f", CI [{ci[0]:.3g}, {ci[1]:.3g}]" if ci and ci[0] is not None else ""
+    ci_text = f", CI {cli.format_interval(ci)}" if ci and ci[0] is not None else ""
     rows.append(_row(published.get("claim.size_vs_epochs_exponent_ratio"), "claim",
                      math.nan if ratio["value"] is None else ratio["value"],
                      ("undefined: epochs exponent ~0" if ratio["value"] is None
@@ -178,10 +179,10 @@ def claim_rows(fits: dict, points: Sequence[scaling.Point] = ()) -> tuple[list[R
                  + fits.get("notes", {}).get("lr_trend", "no fit"))
 
   # Absolute claims hold only in the paper's units and recipe.
-  if fits["compute_unit"] != scaling.PAPER_COMPUTE_UNIT:
+  if fits["compute_unit"] != PAPER_COMPUTE_UNIT:
     notes.append(f"absolute claims (optimal LR 1.6, optimal epochs > 1 above 5k core hours) "
                  f"skipped: our compute is in {fits['compute_unit']}, not "
-                 f"{scaling.PAPER_COMPUTE_UNIT}")
+                 f"{PAPER_COMPUTE_UNIT}")
     return rows, notes
   sweeps = [s for s in (fits.get("optimal_lr") or []) if s.get("batch_size") == PAPER_BATCH_SIZE]
   if sweeps:
@@ -215,13 +216,13 @@ def _epochs_crossing(optimal: Sequence[dict]) -> float | None:
 # The comparison.
 
 
-def compare(points: Sequence[scaling.Point] = (), fits: dict | None = None, *,
+def compare(points: Sequence[Point] = (), fits: dict | None = None, *,
             model_stats: bool = True, models: Sequence[str] | None = None) -> dict:
   """Every comparable row of ours vs published.
 
   Args:
     points: runs (for fine-tuned top-1 rows).
-    fits: ``scaling.fit_all`` output (for claim rows); None: no claim rows.
+    fits: ``fits.fit_all`` output (for claim rows); None: no claim rows.
     model_stats: include the analytic model-size rows.
     models: restrict the model-stats rows to these models.
 
@@ -280,41 +281,18 @@ def markdown_table(result: dict) -> str:
   return "\n".join(lines)
 
 
-def write_tensorboard(logdir: str, result: dict, run: str = "compare") -> None:
-  """The table as text ``compare/table`` and counts as scalars in run ``run`` of logdir."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-  writer = tf.summary.create_file_writer(logdir.rstrip("/") + "/" + run)
-  with writer.as_default():
-    tf.summary.text("compare/table", markdown_table(result), step=0)
-    tf.summary.scalar("compare/n_fail", result["n_fail"], step=0)
-    tf.summary.scalar("compare/n_pass", result["n_pass"], step=0)
-  writer.close()
-
-
-def write_json(path: str, result: dict) -> None:
-  text = json.dumps(scaling._json_safe(result), indent=2)  # pylint: disable=protected-access
-  if "://" in path:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    with tf.io.gfile.GFile(path, "w") as f:
-      f.write(text)
-  else:
-    with open(path, "w") as f:
-      f.write(text)
-
-
 def run(runs_glob: str | None, fits_path: str | None, compute: str, bootstrap: int,
         model_stats: bool) -> dict:
   """Loads, fits when needed, compares. Raises ScalingError on bad input."""
-  points = scaling.load_points(runs_glob, compute) if runs_glob else []
+  points = runs.load_points(runs_glob, compute) if runs_glob else []
   notes = []
   fits = None
   if fits_path:
-    fits = scaling.load_fits(fits_path)
+    fits = outputs.load_fits(fits_path)
   elif points:
     try:
-      fits = scaling.fit_all(points, bootstrap=bootstrap)
-    except scaling.ScalingError as e:
+      fits = fits_lib.fit_all(points, bootstrap=bootstrap)
+    except runs.ScalingError as e:
       notes.append(f"claims skipped: {e}")
   result = compare(points, fits, model_stats=model_stats)
   result["notes"] = notes + result["notes"]

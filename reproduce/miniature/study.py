@@ -17,14 +17,16 @@ COMPARE_FILE = "compare.json"
 
 def fit_and_compare(workdir: str, bootstrap: int, seed: int) -> dict:
   """Scaling fits + TensorBoard figures + the comparison with the paper's claims."""
-  from reproduce.analysis import compare, scaling  # pylint: disable=g-import-not-at-top
-  points = scaling.load_points(fileio.join(workdir, workers.RUNS_DIR, "*"), compute="planned")
-  fits = scaling.fit_all(points, bootstrap=bootstrap, seed=seed)
+  # pylint: disable=g-import-not-at-top  (TensorFlow starts after the flags are checked)
+  from reproduce.analysis import compare, fits as fits_lib, outputs, runs, tensorboard
+  points = runs.load_points(fileio.join(workdir, workers.RUNS_DIR, "*"), compute="planned")
+  fits = fits_lib.fit_all(points, bootstrap=bootstrap, seed=seed)
   logdir = fileio.join(workdir, FITS_DIR)
-  scaling.write_tensorboard(logdir, points, fits)
+  outputs.write_fit_files(logdir, points, fits)
+  tensorboard.write_fits(logdir, points, fits)
   result = compare.compare(points, fits, model_stats=False)
-  compare.write_tensorboard(logdir, result)
-  compare.write_json(fileio.join(workdir, COMPARE_FILE), result)
+  tensorboard.write_compare(logdir, result)
+  outputs.write_compare_json(fileio.join(workdir, COMPARE_FILE), result)
   say(compare.format_table(result))
   for family, fit in sorted(fits.get("per_family", {}).items()):
     law = fit.get("fit") or {}

@@ -1,0 +1,234 @@
+"""The paper's figures as matplotlib figures, from the runs and their fits.
+
+Figures are on log axes with units; compute in a unit other than TPU-v4 core hours is never
+put on the paper's axis (Figure 1 then gets a second x-axis for the published points).
+``reproduce.analysis.tensorboard`` writes them as images (``png_bytes``).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: figures only ever go to PNG
+import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=g-import-not-at-top
+from matplotlib import ticker  # noqa: E402
+import numpy as np  # noqa: E402
+
+from reproduce.analysis.fits import predict  # noqa: E402
+from reproduce.analysis.frontier import best_lr_points, best_per_group  # noqa: E402
+from reproduce.analysis.runs import PAPER_COMPUTE_UNIT, Point  # noqa: E402
+from reproduce.core import cli  # noqa: E402
+from reproduce.core import published  # noqa: E402
+
+# The published points of the paper's Figure 1 (model key in published.py, legend label).
+FIGURE1_PUBLISHED = (("vit_giant14", "ViT-g/14"), ("vit_gigantic14", "ViT-G/14"),
+                     ("vit_so400m14", "SoViT-400m/14"), ("nfnet_f7plus", "NFNet-F7+ (paper)"))
+
+_FAMILY_MARKERS = {"nfnet": "o", "vit": "s"}
+
+
+def published_figure1_points() -> list[dict]:
+  """Figure 1's published points: label, compute (TPU-v4 core hours), top-1 error (%)."""
+  rows = []
+  for model, label in FIGURE1_PUBLISHED:
+    hours = published.get(f"{model}.pretrain_core_hours")
+    top1 = published.get(f"{model}.imagenet_top1")
+    rows.append(dict(model=model, label=label, compute=hours.value, compute_unit=hours.unit,
+                     top1_error=100.0 - top1.value, source=f"{hours.source}; {top1.source}"))
+  return rows
+
+
+def _model_colors(points: Sequence[Point]) -> dict:
+  models = sorted({p.model for p in points}, key=lambda m: (m.split("_")[0], m))
+  cmap = plt.get_cmap("tab10" if len(models) <= 10 else "tab20")
+  return {m: cmap(i % cmap.N) for i, m in enumerate(models)}
+
+
+def _marker(family: str) -> str:
+  return _FAMILY_MARKERS.get(family, "^")
+
+
+def _compute_label(fits: dict) -> str:
+  unit = fits["compute_unit"]
+  kind = fits.get("compute_kind", "planned")
+  label = f"pre-training compute ({kind} {unit})"
+  if unit != PAPER_COMPUTE_UNIT:
+    label += " - not TPU-v4 core hours"
+  return label
+
+
+def _plain_log_axis(axis) -> None:
+  """Log-axis tick labels as plain numbers (2.5, not 2.5x10^0): losses span < 1 decade."""
+  formatter = ticker.FuncFormatter(lambda v, _: f"{v:g}")
+  axis.set_major_formatter(formatter)
+  axis.set_minor_formatter(formatter)
+
+
+def _legend_outside(ax, handles=None, labels=None) -> None:
+  if handles is None:
+    handles, labels = ax.get_legend_handles_labels()
+  ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+            borderaxespad=0.0)
+
+
+def _by_model(points: Sequence[Point]) -> dict:
+  groups = {}
+  for p in sorted(points, key=lambda p: p.compute):
+    groups.setdefault(p.model, []).append(p)
+  return groups
+
+
+def figure_loss_vs_compute(points: Sequence[Point], fits: dict):
+  """Figure 2: held-out loss vs compute, one curve per model across epoch budgets."""
+  fig, ax = plt.subplots(figsize=(11, 5.5))
+  colors = _model_colors(points)
+  tuned = best_lr_points(points)
+  others = [p for p in points if p not in set(tuned)]
+  if others:
+    ax.scatter([p.compute for p in others], [p.heldout_loss for p in others], s=10,
+               color="0.75", label="other LRs of a sweep", zorder=1)
+  for model, group in _by_model(tuned).items():
+    ax.plot([p.compute for p in group], [p.heldout_loss for p in group],
+            marker=_marker(group[0].family), color=colors[model], label=model, zorder=3)
+    for p in group:
+      ax.annotate(f"{p.epochs:.2g} ep", (p.compute, p.heldout_loss), fontsize=6,
+                  textcoords="offset points", xytext=(3, 3), color=colors[model])
+  front = fits["frontier"]
+  ax.plot([f["compute"] for f in front], [f["heldout_loss"] for f in front], "k--",
+          marker="o", mfc="none", ms=10, lw=1, label="compute-efficient frontier", zorder=2)
+  law = fits["loss_vs_compute"]
+  grid = np.geomspace(min(p.compute for p in points), max(p.compute for p in points), 100)
+  e_text = f"{law['E']:.3g} + " if law["form"].startswith("L = E") else ""
+  ax.plot(grid, predict(law, grid), color="crimson", lw=2, alpha=0.8,
+          label=f"fit: L = {e_text}{law['a']:.3g} C^-{law['b']:.3f}, "
+                f"b {cli.format_interval(law['ci']['b'])}", zorder=4)
+  ax.set_xscale("log")
+  ax.set_yscale("log")
+  ax.set_xlabel(_compute_label(fits))
+  ax.set_ylabel("held-out loss")
+  _plain_log_axis(ax.yaxis)
+  ax.set_title("Held-out loss vs pre-training compute (cf. paper Figure 2)")
+  ax.grid(True, which="both", alpha=0.3)
+  _legend_outside(ax)
+  fig.tight_layout()
+  return fig
+
+
+def figure_top1_vs_compute(points: Sequence[Point], fits: dict):
+  """Figure 1: top-1 error vs compute, ours and the paper's published points."""
+  fig, ax = plt.subplots(figsize=(11, 5.5))
+  colors = _model_colors(points)
+  best = best_per_group(points, lambda p: p.sweep_key, lambda p: -p.top1)  # per LR sweep
+  for model, group in _by_model(best.values()).items():
+    ax.plot([p.compute for p in group], [100 * (1 - p.top1) for p in group],
+            marker=_marker(group[0].family), color=colors[model], label=f"{model} (ours)")
+  law = (fits.get("top1_error") or {}).get("fit")
+  if law:
+    grid = np.geomspace(min(p.compute for p in points), max(p.compute for p in points), 100)
+    ax.plot(grid, 100 * predict(law, grid), color="crimson", lw=1.5, alpha=0.8,
+            label=f"fit (ours): err ~ C^-{law['b']:.3f}")
+  source = fits.get("top1_error", {}).get("source", "heldout")
+  what = {"finetune": "fine-tuned top-1 error (%)", "heldout": "held-out top-1 error (%)"}
+  ax.set_ylabel(what.get(source, "top-1 error (%): fine-tuned where available, else held-out"))
+  ax.set_xlabel("ours: " + _compute_label(fits))
+  ax.set_xscale("log")
+  ax.set_yscale("log")
+
+  paper = published_figure1_points()
+  same_axis = fits["compute_unit"] == PAPER_COMPUTE_UNIT
+  pax = ax if same_axis else ax.twiny()
+  for i, row in enumerate(paper):
+    pax.scatter([row["compute"]], [row["top1_error"]], marker="*", s=160, zorder=5,
+                color=plt.get_cmap("Dark2")(i), edgecolor="k",
+                label=f"{row['label']} (published, {row['compute_unit']})")
+  if not same_axis:
+    pax.set_xscale("log")
+    pax.set_xlim(1e3, 1e6)  # the paper's Figure 1 decades, so the stars keep their spacing
+    pax.set_xlabel(f"published (stars): pre-training compute ({PAPER_COMPUTE_UNIT})")
+    handles, labels = ax.get_legend_handles_labels()
+    more_handles, more_labels = pax.get_legend_handles_labels()
+    _legend_outside(ax, handles + more_handles, labels + more_labels)
+  else:
+    _legend_outside(ax)
+  _plain_log_axis(ax.yaxis)
+  ax.set_title("Top-1 error vs pre-training compute (cf. paper Figure 1)", pad=28)
+  ax.grid(True, which="both", alpha=0.3)
+  fig.tight_layout()
+  return fig
+
+
+def figure_optimal_lr(fits: dict):
+  """Figure 3: optimal base LR vs epoch budget per model (open markers: grid edge)."""
+  fig, ax = plt.subplots(figsize=(7, 5))
+  sweeps = fits.get("optimal_lr") or []
+  models = sorted({s["model"] for s in sweeps})
+  cmap = plt.get_cmap("tab10")
+  for i, model in enumerate(models):
+    rows = sorted((s for s in sweeps if s["model"] == model), key=lambda s: s["epochs"])
+    color = cmap(i % 10)
+    ax.plot([s["epochs"] for s in rows], [s["best_lr"] for s in rows], color=color,
+            marker=_marker(rows[0]["family"]), label=model)
+    edge = [s for s in rows if s["at_edge"]]
+    ax.scatter([s["epochs"] for s in edge], [s["best_lr"] for s in edge], s=120,
+               facecolors="none", edgecolors=color)
+  trend = fits.get("lr_trend")
+  title = "Optimal learning rate vs epoch budget (cf. paper Figure 3)"
+  if trend:
+    title += f"\npooled slope d log(lr) / d log(epochs) = {trend['pooled_slope']:.3f}"
+  if not sweeps:
+    ax.text(0.5, 0.5, "no LR sweeps (runs differing only in base_lr)", ha="center",
+            transform=ax.transAxes)
+  ax.set_xscale("log", base=2)
+  ax.set_yscale("log", base=2)
+  ax.set_xlabel("epoch budget (epochs)")
+  ax.set_ylabel("optimal base learning rate (grid; circled: at grid edge)")
+  _plain_log_axis(ax.xaxis)
+  _plain_log_axis(ax.yaxis)
+  ax.set_title(title, fontsize=10)
+  ax.grid(True, which="both", alpha=0.3)
+  if sweeps:
+    ax.legend(fontsize=8)
+  return fig
+
+
+def figure_optimal_scaling(fits: dict):
+  """Optimal model size and optimal epochs vs compute, with their fitted laws."""
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+  optimal = fits.get("optimal") or []
+  law = fits.get("optimal_scaling")
+  for ax, key, ylabel in ((axes[0], "params", "optimal model size (parameters)"),
+                          (axes[1], "epochs", "optimal epoch budget (epochs)")):
+    ax.scatter([o["compute"] for o in optimal], [o[key] for o in optimal], color="k",
+               label=f"optimal runs ({fits['settings']['optimal']})")
+    if law and optimal:
+      grid = np.geomspace(min(o["compute"] for o in optimal),
+                          max(o["compute"] for o in optimal), 50)
+      part = law[key]
+      ci = cli.format_interval(part["ci"]["exponent"])
+      ax.plot(grid, part["k"] * grid ** part["exponent"], color="crimson",
+              label=f"fit: ~ C^{part['exponent']:.3f} {ci}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(_compute_label(fits), fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+  ratio = (law or {}).get("ratio") or {}
+  if ratio.get("value") is not None:
+    fig.suptitle(f"size/epochs exponent ratio = {ratio['value']:.3f} "
+                 f"{cli.format_interval(ratio['ci'])} (paper: ~1)")
+  else:
+    fig.suptitle("optimal size and epochs vs compute")
+  fig.tight_layout()
+  return fig
+
+
+def png_bytes(fig) -> bytes:
+  """The figure as PNG bytes; the figure is closed."""
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format="png", dpi=100)
+  plt.close(fig)
+  return buffer.getvalue()

@@ -1,0 +1,74 @@
+"""Synthetic runs that follow a known scaling law (tests, docs, dry runs of the pipeline)."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from reproduce.core import fileio
+from reproduce.core import results
+
+
+def synthetic_records(models: dict[str, float] | None = None,
+                      epochs: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0),
+                      lr_factors: Sequence[float] = (0.5, 1.0, 2.0), *, a: float = 3.0,
+                      b: float = 0.1, irreducible: float = 0.0, noise: float = 0.0,
+                      seed: int = 0, hours_per_param_epoch: float = 1e-6,
+                      hardware: str = "cpu", family: str | None = None) -> list[dict]:
+  """results.json records whose compute-optimal runs follow ``L = E + a * C^-b``.
+
+  Compute is ``hours_per_param_epoch * params * epochs``. A run's loss is the law at its
+  compute, raised by how far its size is from the optimal size sqrt(r * C / hours), r set
+  so the grid's centre is optimal (so optimal size and epochs both scale as C^0.5: exponent
+  ratio 1) and by how far its LR is from the optimal LR 1.6 * epochs^-0.25; then multiplied
+  by log-normal noise of std ``noise``.
+
+  Args:
+    models: model name -> params (default: five sizes 1e5..1.6e6, family from the name).
+    epochs: epoch budgets of every model.
+    lr_factors: each budget's LR sweep, as factors of the optimal LR.
+    a, b, irreducible: the law.
+    noise: log-normal noise std on the loss.
+    seed: noise seed.
+    hours_per_param_epoch: compute per parameter-epoch (core hours).
+    hardware: written to each record (sets the compute unit).
+    family: family of every model (default: the text before the first '_').
+
+  Returns:
+    A list of results.json dicts (schema ``reproduce.core.results.SCHEMA``).
+  """
+  models = models or {f"nfnet_mini_s{i}": 1e5 * 2.0 ** i for i in range(5)}
+  rng = np.random.default_rng(seed)
+  # Optimal size / optimal epochs = this ratio at every compute: the grid's centre is optimal.
+  sizes, budgets = list(models.values()), list(epochs)
+  ratio = math.sqrt(min(sizes) * max(sizes) / (min(budgets) * max(budgets)))
+  records = []
+  for model, params in models.items():
+    for e in epochs:
+      compute = hours_per_param_epoch * params * e
+      size_gap = math.log(params / math.sqrt(ratio * compute / hours_per_param_epoch))
+      for factor in lr_factors:
+        lr_opt = 1.6 * e ** -0.25
+        penalty = 1 + 0.02 * size_gap ** 2 + 0.03 * math.log2(factor) ** 2
+        loss = (irreducible + a * compute ** -b) * penalty * math.exp(noise * rng.normal())
+        top1 = float(np.clip(1.0 - 0.3 * loss / (irreducible + a), 0.0, 1.0))
+        records.append(dict(
+            schema=results.SCHEMA, model=model, family=family or model.split("_")[0],
+            params=params, flops_per_image=2.0 * params, resolution=32, dataset="synthetic",
+            dataset_size=1000, num_classes=10, epochs=e, steps=int(e * 100), batch_size=16,
+            base_lr=lr_opt * factor, hardware=hardware, planned_core_hours=compute,
+            measured_core_hours=compute * 1.1, heldout_loss=loss, heldout_top1=top1,
+            finetune_top1=None))
+  return records
+
+
+def write_records(directory: str, records: Sequence[dict]) -> list[str]:
+  """Writes each record to ``directory/<model>_e<epochs>_lr<lr>/results.json``; the dirs."""
+  dirs = []
+  for r in records:
+    run = fileio.join(directory, f"{r['model']}_e{r['epochs']:g}_lr{r['base_lr']:.4g}")
+    fileio.write_json(fileio.join(run, results.FILE), r, sort_keys=False)
+    dirs.append(run)
+  return dirs

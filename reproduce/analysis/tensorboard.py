@@ -1,0 +1,225 @@
+"""The analysis's TensorBoard writer: figures, scalars, text and the hparams table.
+
+``write_fits(logdir, points, fits)`` writes (docs/scaling.md lists every tag):
+
+  <logdir>/fits/                 run "fits": figures (images), fitted coefficients and
+                                 per-model loss vs compute (scalars), markdown summary (text)
+  <logdir>/hparams/              run "hparams": the hparams experiment config
+  <logdir>/hparams/<run name>/   one hparams session per training run
+
+``write_compare(logdir, result)`` adds run "compare" (the comparison table and its counts).
+fits.json and points.csv are written by ``reproduce.analysis.outputs``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Sequence
+
+import tensorflow as tf
+from tensorboard.plugins.hparams import api as hp
+
+from reproduce.analysis import compare
+from reproduce.analysis import figures
+from reproduce.analysis.frontier import best_lr_points
+from reproduce.analysis.runs import Point, single_unit
+from reproduce.core import cli
+from reproduce.core import fileio
+
+FITS_RUN = "fits"
+HPARAMS_RUN = "hparams"
+COMPARE_RUN = "compare"
+
+IMAGE_TAGS = {
+    "fig1": "figures/fig1_top1_error_vs_compute",
+    "fig2": "figures/fig2_loss_vs_compute",
+    "fig3": "figures/fig3_optimal_lr_vs_epochs",
+    "optimal": "figures/optimal_size_epochs_vs_compute",
+}
+TEXT_TAGS = ("summary/coefficients", "summary/frontier", "summary/notes")
+HPARAM_METRICS = ("heldout_loss", "heldout_top1", "core_hours")
+
+
+# ----------------------------------------------------------------------------------------
+# What is logged: scalars and markdown text.
+
+
+def fit_scalars(fits: dict) -> dict:
+  """The fitted numbers logged as scalars (tag -> value; missing fits are left out)."""
+  law = fits["loss_vs_compute"]
+  out = {"fit/loss_b": law["b"], "fit/loss_a": law["a"], "fit/loss_E": law["E"]}
+  if law["ci"]["b"][0] is not None:
+    out["fit/loss_b_ci_lo"], out["fit/loss_b_ci_hi"] = law["ci"]["b"]
+  for family, entry in fits.get("per_family", {}).items():
+    if entry.get("fit"):
+      out[f"fit/{family}/loss_b"] = entry["fit"]["b"]
+  opt = fits.get("optimal_scaling")
+  if opt:
+    out["fit/optimal_params_exponent"] = opt["params"]["exponent"]
+    out["fit/optimal_epochs_exponent"] = opt["epochs"]["exponent"]
+    if opt["ratio"]["value"] is not None:
+      out["fit/size_epochs_exponent_ratio"] = opt["ratio"]["value"]
+  if fits.get("lr_trend"):
+    out["fit/lr_trend_pooled_slope"] = fits["lr_trend"]["pooled_slope"]
+  top1 = (fits.get("top1_error") or {}).get("fit")
+  if top1:
+    out["fit/top1_error_b"] = top1["b"]
+  return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(v)}
+
+
+def coefficients_markdown(fits: dict) -> str:
+  """Markdown table of every fitted coefficient with its CI."""
+  level = f"{100 * fits['settings']['confidence']:g}%"
+  lines = [f"Compute: {fits['compute_kind']} {fits['compute_unit']}; {fits['n_runs']} runs; "
+           f"bootstrap {fits['settings']['bootstrap']} (seed {fits['settings']['seed']}).", "",
+           f"| fit | coefficient | value | {level} CI |", "|---|---|---|---|"]
+
+  def add(fit_name, coef, value, ci):
+    shown = "n/a" if value is None else f"{value:.4g}"
+    lines.append(f"| {fit_name} | {coef} | {shown} | {cli.format_interval(ci)} |")
+
+  law = fits["loss_vs_compute"]
+  for coef in ("a", "b", "E") if law["form"].startswith("L = E") else ("a", "b"):
+    add(f"loss vs compute ({law['form']})", coef, law[coef], law["ci"][coef])
+  for family, entry in fits.get("per_family", {}).items():
+    if entry.get("fit"):
+      add(f"{family} loss vs compute", "b", entry["fit"]["b"], entry["fit"]["ci"]["b"])
+  opt = fits.get("optimal_scaling")
+  if opt:
+    for part in ("params", "epochs"):
+      add(f"optimal {part} ~ C^alpha", "alpha", opt[part]["exponent"],
+          opt[part]["ci"]["exponent"])
+    add("size / epochs exponent ratio", "ratio", opt["ratio"]["value"], opt["ratio"]["ci"])
+  if fits.get("lr_trend"):
+    add("optimal LR ~ epochs^s (pooled)", "s", fits["lr_trend"]["pooled_slope"], None)
+  top1 = (fits.get("top1_error") or {}).get("fit")
+  if top1:
+    add("top-1 error vs compute", "b", top1["b"], top1["ci"]["b"])
+  return "\n".join(lines)
+
+
+def frontier_markdown(fits: dict) -> str:
+  lines = [f"| run | model | epochs | base_lr | compute ({fits['compute_unit']}) | loss |",
+           "|---|---|---|---|---|---|"]
+  for f in fits["frontier"]:
+    lines.append(f"| {f['name']} | {f['model']} | {f['epochs']:g} | {f['base_lr']:g} | "
+                 f"{f['compute']:.4g} | {f['heldout_loss']:.4f} |")
+  return "\n".join(lines)
+
+
+def notes_markdown(fits: dict) -> str:
+  notes = fits.get("notes") or {}
+  if not notes:
+    return "All fits ran."
+  return "\n".join(f"- **{name}**: {message}" for name, message in notes.items())
+
+
+def loss_curves(points: Sequence[Point], fits: dict) -> dict:
+  """Per-model and frontier loss vs compute as scalar series {tag: [(step, value)]}.
+
+  TensorBoard steps are integers, so step = rank of the run's compute among all distinct
+  computes; the series ``compute/at_index`` maps step -> compute.
+  """
+  computes = sorted({p.compute for p in points})
+  index = {c: i for i, c in enumerate(computes)}
+  curves = {}
+  for p in best_lr_points(points):
+    curves.setdefault(f"loss_vs_compute/{p.model}", []).append((index[p.compute],
+                                                                p.heldout_loss))
+  for f in fits["frontier"]:
+    curves.setdefault("loss_vs_compute/frontier", []).append((index[f["compute"]],
+                                                              f["heldout_loss"]))
+  curves["compute/at_index"] = list(enumerate(computes))
+  return curves
+
+
+# ----------------------------------------------------------------------------------------
+# Writers.
+
+
+def _image(fig) -> tf.Tensor:
+  return tf.image.decode_png(figures.png_bytes(fig), channels=4)[tf.newaxis]
+
+
+def write_fits(logdir: str, points: Sequence[Point], fits: dict) -> dict:
+  """Writes figures, scalars, text (run ``fits``) and the hparams table for ``fits``.
+
+  Args:
+    logdir: output directory (local or gs://); created if needed.
+    points: the runs the fits came from.
+    fits: ``fits.fit_all(points, ...)``.
+
+  Returns:
+    dict: images, scalars, text (tags written to run ``fits``), hparams_sessions (run dirs
+    under ``hparams/``).
+  """
+  points = list(points)
+  fileio.makedirs(logdir)
+  images = {
+      IMAGE_TAGS["fig2"]: lambda: figures.figure_loss_vs_compute(points, fits),
+      IMAGE_TAGS["fig1"]: lambda: figures.figure_top1_vs_compute(points, fits),
+      IMAGE_TAGS["fig3"]: lambda: figures.figure_optimal_lr(fits),
+      IMAGE_TAGS["optimal"]: lambda: figures.figure_optimal_scaling(fits),
+  }
+  scalars = fit_scalars(fits)
+  curves = loss_curves(points, fits)
+  texts = dict(zip(TEXT_TAGS, (coefficients_markdown(fits), frontier_markdown(fits),
+                               notes_markdown(fits))))
+  writer = tf.summary.create_file_writer(fileio.join(logdir, FITS_RUN))
+  with writer.as_default():
+    for tag, make in images.items():
+      tf.summary.image(tag, _image(make()), step=0)
+    for tag, value in scalars.items():
+      tf.summary.scalar(tag, value, step=0)
+    for tag, series in curves.items():
+      for step, value in series:
+        tf.summary.scalar(tag, float(value), step=int(step))
+    for tag, text in texts.items():
+      tf.summary.text(tag, text, step=0)
+  writer.close()
+  sessions = write_hparams(fileio.join(logdir, HPARAMS_RUN), points)
+  return dict(images=list(images), scalars=sorted(scalars) + sorted(curves),
+              text=list(texts), hparams_sessions=sessions)
+
+
+def _run_dir_name(name: str) -> str:
+  return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name)
+
+
+def write_hparams(hparams_dir: str, points: Sequence[Point]) -> list[str]:
+  """The hparams table: the experiment config in ``hparams_dir``, one session per run."""
+  def discrete(values):
+    return hp.Discrete(sorted(set(values)))
+
+  unit = single_unit(points)
+  hparams = {name: hp.HParam(name, discrete(getattr(p, name) for p in points))
+             for name in ("model", "family", "epochs", "base_lr", "params")}
+  metrics = [hp.Metric("heldout_loss", display_name="held-out loss"),
+             hp.Metric("heldout_top1", display_name="held-out top-1"),
+             hp.Metric("core_hours", display_name=f"compute ({unit})")]
+  writer = tf.summary.create_file_writer(hparams_dir)
+  with writer.as_default():
+    hp.hparams_config(hparams=list(hparams.values()), metrics=metrics)
+  writer.close()
+  sessions = []
+  for p in points:
+    name = _run_dir_name(p.name)
+    writer = tf.summary.create_file_writer(fileio.join(hparams_dir, name))
+    with writer.as_default():
+      hp.hparams({hparam: getattr(p, key) for key, hparam in hparams.items()}, trial_id=p.name)
+      for metric, value in zip(HPARAM_METRICS, (p.heldout_loss, p.heldout_top1, p.compute)):
+        tf.summary.scalar(metric, value, step=0)
+    writer.close()
+    sessions.append(f"{HPARAMS_RUN}/{name}")
+  return sessions
+
+
+def write_compare(logdir: str, result: dict, run: str = COMPARE_RUN) -> None:
+  """The comparison table as text ``compare/table`` and its counts as scalars in ``run``."""
+  writer = tf.summary.create_file_writer(fileio.join(logdir, run))
+  with writer.as_default():
+    tf.summary.text("compare/table", compare.markdown_table(result), step=0)
+    tf.summary.scalar("compare/n_fail", result["n_fail"], step=0)
+    tf.summary.scalar("compare/n_pass", result["n_pass"], step=0)
+  writer.close()
