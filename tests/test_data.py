@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -500,6 +501,15 @@ def test_tfrecord_glob_of_a_tfds_dataset_reads_its_metadata(multi_label_dir):
       source, global_batch_size=15, resolution=8, seed=0)))
   for example_id, target in zip(_pixel_ids(images), targets.numpy()):
     assert np.flatnonzero(target).tolist() == sorted(_multi_labels(example_id))
+
+
+def test_tfrecord_glob_with_unreadable_tfds_metadata_scans_the_labels(multi_label_dir, tmp_path):
+  copy = tmp_path / "copy"
+  shutil.copytree(multi_label_dir / "tfrecord" / "kit_test_multi_label" / "1.0.0", copy)
+  (copy / "dataset_info.json").write_text("{not json")
+  assert tfds_source.label_info_from_metadata(str(copy)) == (None, False)
+  source = data.load_source(f"tfrecord:{copy}/*.tfrecord*", heldout_size=5)
+  assert (source.num_classes, source.multi_label) == (5, True)  # labels 0..4 seen
 
 
 def test_digits_default_data_dir_is_the_kit_cache_under_home(tmp_path):

@@ -79,10 +79,11 @@ def label_info_from_metadata(directory: str) -> tuple[int | None, bool]:
   if not fileio.exists(fileio.join(directory, "dataset_info.json")):
     return None, False
   import tensorflow_datasets as tfds
+  from google.protobuf import json_format
   try:
     features = tfds.builder_from_directory(directory).info.features
     _, multi_label, num_classes = label_feature(features)
-  except (DataError, ValueError, OSError, tf.errors.OpError):
+  except (DataError, ValueError, OSError, tf.errors.OpError, json_format.Error):
     return None, False  # unreadable or unlabelled metadata: the caller scans the labels
   return num_classes, multi_label
 
@@ -96,7 +97,9 @@ def _builder(spec: str, name: str, data_dir: str | None):
   import tensorflow_datasets as tfds
   try:
     return tfds.builder(name, data_dir=data_dir)
-  except Exception as e:  # DatasetNotFoundError and its many siblings
+  except Exception as e:  # pylint: disable=broad-except
+    # DatasetNotFoundError, ValueError (bad config), AssertionError (bad version), ...: any
+    # failure to make the builder means TFDS has no usable dataset by that name.
     raise DataError(f"unknown dataset spec {spec!r}: TFDS has no dataset {name!r} "
                     f"({type(e).__name__})") from None
 
