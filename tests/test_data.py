@@ -1,18 +1,59 @@
-"""Tests for reproduce.data: sources, epoch-exact order, resume, sharding, preprocessing, errors."""
+"""Tests for reproduce.data: sources, epoch-exact order, resume, sharding, preprocessing,
+RandAugment ops and batch mixing against NumPy formulas, errors.
+
+Nothing here writes outside pytest's temporary directories: every prepared dataset lives in a
+``tmp_path``, and ``HOME`` points into one too (so the default cache dir is exercised safely).
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+import shutil
 
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from reproduce import data
 from reproduce.data import randaugment as randaugment_lib
+from reproduce.data import tfds_source
 
 RES = 16
+MULTI_LABEL_CLASSES = 7  # the builder declares 7 classes; its examples use only 0..4
+
+
+class KitTestMultiLabel(tfds.core.GeneratorBasedBuilder):
+  """20 constant 8x8 images (value 10*i) with 1 or 2 labels each, as a TFDS dataset."""
+
+  VERSION = tfds.core.Version("1.0.0")
+
+  def _info(self):
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+        "image": tfds.features.Image(shape=(8, 8, 3)),
+        "labels": tfds.features.Sequence(
+            tfds.features.ClassLabel(num_classes=MULTI_LABEL_CLASSES)),
+    }))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    return {"train": self._generate_examples()}
+
+  def _generate_examples(self):
+    for i in range(20):
+      yield i, {"image": np.full((8, 8, 3), 10 * i, np.uint8), "labels": _multi_labels(i)}
+
+
+def _multi_labels(i: int) -> list[int]:
+  return [i % 5, (i + 2) % 5] if i % 2 else [i % 5]
+
+
+@pytest.fixture(autouse=True)
+def _home_in_tmp(tmp_path, monkeypatch):
+  """Anything defaulting to ``~`` lands in this test's temporary directory."""
+  monkeypatch.setenv("HOME", str(tmp_path / "home"))
 
 
 def _write_jpeg(path, seed: int, height: int = 12, width: int = 10) -> None:
@@ -28,6 +69,16 @@ def digits_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def digits(digits_dir):
   return data.load_source("digits", data_dir=digits_dir)
+
+
+@pytest.fixture(scope="session")
+def multi_label_dir(tmp_path_factory):
+  """KitTestMultiLabel prepared twice: as array_record and as TFRecord files."""
+  root = tmp_path_factory.mktemp("multi_label")
+  for file_format in ("array_record", "tfrecord"):
+    builder = KitTestMultiLabel(data_dir=str(root / file_format))
+    builder.download_and_prepare(file_format=file_format)
+  return root
 
 
 @pytest.fixture(scope="session")
@@ -168,20 +219,226 @@ def test_train_and_eval_preprocessing_shapes(encoder):
 def test_randaugment_every_op_keeps_shape_and_range():
   image = tf.constant(np.random.default_rng(1).integers(0, 256, (16, 16, 3)), tf.float32)
   for op in range(len(randaugment_lib.OP_NAMES)):
-    out = randaugment_lib._apply_op(image, tf.constant(op), 1.5, tf.constant(-1.0))
+    out = randaugment_lib.apply_op(image, tf.constant(op), 1.5, tf.constant(-1.0))
     assert out.shape == (16, 16, 3), randaugment_lib.OP_NAMES[op]
     assert 0.0 <= float(tf.reduce_min(out)) and float(tf.reduce_max(out)) <= 255.0
 
 
-def test_mixing_keeps_targets_normalised():
-  images = tf.random.stateless_uniform([8, 6, 6, 3], [0, 1])
-  targets = tf.one_hot(tf.range(8) % 3, 3)
+# --- RandAugment ops against NumPy versions of their formulas -----------------------------
+
+STRENGTH = 0.7  # RandAugment level 7
+FILL = 128.0    # what the geometric ops show outside the source image
+
+
+def _test_image() -> np.ndarray:
+  """A non-square, integer-valued image in 30..220: a colour gradient plus noise."""
+  rows, cols = np.mgrid[0:20, 0:28].astype(np.float32)
+  noise = np.random.default_rng(0).integers(-20, 21, (20, 28, 3))
+  base = np.stack([30 + 5 * rows, 40 + 4 * cols, 120 + 2 * (rows - cols)], axis=-1)
+  return np.clip(base + noise, 30, 220).astype(np.float32)
+
+
+def _np_blend(degenerate, image, factor):
+  return np.clip(degenerate + max(factor, 0.0) * (image - degenerate), 0, 255)
+
+
+def _np_grey(image):
+  """ITU-R 601 luma, as tf.image.rgb_to_grayscale computes it."""
+  return image @ np.array([0.2989, 0.5870, 0.1140], np.float32)
+
+
+def _np_warp(image, x_in, y_in):
+  """Bilinear samples of ``image`` at input coordinates; FILL outside the image."""
+  height, width, _ = image.shape
+  x0, y0 = np.floor(x_in), np.floor(y_in)
+
+  def pixel(y, x):
+    inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
+    values = image[np.clip(y, 0, height - 1).astype(int), np.clip(x, 0, width - 1).astype(int)]
+    return np.where(inside[..., None], values, FILL)
+
+  wx, wy = (x_in - x0)[..., None], (y_in - y0)[..., None]
+  top = (1 - wx) * pixel(y0, x0) + wx * pixel(y0, x0 + 1)
+  bottom = (1 - wx) * pixel(y0 + 1, x0) + wx * pixel(y0 + 1, x0 + 1)
+  return (1 - wy) * top + wy * bottom
+
+
+def _np_geometric(image, name, sign):
+  """Output pixel (x, y) samples the input at the op's inverse map of (x, y)."""
+  height, width, _ = image.shape
+  y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+  if name == "rotate":  # about the image centre, by sign * 30 deg * strength
+    angle = sign * math.radians(30) * STRENGTH
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    return _np_warp(image, math.cos(angle) * (x - cx) - math.sin(angle) * (y - cy) + cx,
+                    math.sin(angle) * (x - cx) + math.cos(angle) * (y - cy) + cy)
+  shear, shift = sign * 0.3 * STRENGTH, sign * 0.45 * STRENGTH
+  return {"shear_x": lambda: _np_warp(image, x + shear * y, y),
+          "shear_y": lambda: _np_warp(image, x, y + shear * x),
+          "translate_x": lambda: _np_warp(image, x + shift * width, y),
+          "translate_y": lambda: _np_warp(image, x, y + shift * height)}[name]()
+
+
+def _np_equalize(image):
+  """PIL's equalize per channel: a LUT from the cumulative histogram."""
+  out = image.copy()
+  for c in range(3):
+    values = image[..., c].astype(int)
+    histogram = np.bincount(values.ravel(), minlength=256)
+    nonzero = histogram[histogram > 0]
+    step = (nonzero.sum() - nonzero[-1]) // 255
+    if step:
+      lut = np.concatenate([[0], (np.cumsum(histogram) + step // 2) // step])[:256]
+      out[..., c] = np.clip(lut, 0, 255)[values]
+  return out
+
+
+def _np_sharpness_degenerate(image):
+  """3x3 smoothing (centre weight 5 of 13) inside; PIL keeps the border pixels."""
+  kernel = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], np.float32) / 13
+  height, width, _ = image.shape
+  smooth = sum(kernel[i, j] * image[i:height - 2 + i, j:width - 2 + j]
+               for i in range(3) for j in range(3))
+  degenerate = image.copy()
+  degenerate[1:-1, 1:-1] = smooth
+  return degenerate
+
+
+def _np_op(image, name, sign):
+  enhance = 1 + sign * 0.9 * STRENGTH
+  if name == "identity":
+    return image
+  if name == "autocontrast":
+    low, high = image.min(axis=(0, 1)), image.max(axis=(0, 1))
+    return (image - low) * 255 / (high - low)
+  if name == "equalize":
+    return _np_equalize(image)
+  if name == "solarize":
+    return np.where(image >= 256 - 256 * STRENGTH, 255 - image, image)
+  if name == "posterize":
+    shift = 8 - max(1, 8 - round(4 * STRENGTH))
+    return ((image.astype(int) >> shift) << shift).astype(np.float32)
+  if name == "color":
+    return _np_blend(np.repeat(_np_grey(image)[..., None], 3, -1), image, enhance)
+  if name == "contrast":
+    return _np_blend(np.full_like(image, _np_grey(image).mean()), image, enhance)
+  if name == "brightness":
+    return _np_blend(np.zeros_like(image), image, enhance)
+  if name == "sharpness":
+    return _np_blend(_np_sharpness_degenerate(image), image, enhance)
+  return _np_geometric(image, name, sign)
+
+
+_SIGNED_OPS = ("rotate", "color", "contrast", "brightness", "sharpness", "shear_x", "shear_y",
+               "translate_x", "translate_y")
+_OP_CASES = [(name, sign) for name in randaugment_lib.OP_NAMES
+             for sign in ((1.0, -1.0) if name in _SIGNED_OPS else (1.0,))]
+
+
+@pytest.mark.parametrize("name, sign", _OP_CASES)
+def test_randaugment_op_matches_its_formula(name, sign):
+  image = _test_image()
+  out = randaugment_lib.apply_op(tf.constant(image), tf.constant(
+      randaugment_lib.OP_NAMES.index(name)), tf.constant(STRENGTH), tf.constant(sign)).numpy()
+  expected = _np_op(image, name, sign)
+  np.testing.assert_allclose(out, expected, atol=0.02, rtol=0, err_msg=name)
+  changed = np.abs(out - image).max()
+  assert changed == 0 if name == "identity" else changed > 5, (name, changed)
+
+
+def test_randaugment_layers_apply_uniformly_chosen_ops():
+  """One layer = one of the 14 ops at the requested strength, picked by the seed."""
+  image = tf.constant(_test_image())
+  candidates = {(name, sign): randaugment_lib.apply_op(
+      image, tf.constant(randaugment_lib.OP_NAMES.index(name)), tf.constant(STRENGTH),
+      tf.constant(sign)).numpy() for name, sign in _OP_CASES}
+  chosen = []
+  for seed in range(60):
+    out = randaugment_lib.randaugment(image, tf.constant([seed, 9]), 1, 10 * STRENGTH).numpy()
+    matches = [op for op, candidate in candidates.items() if np.array_equal(out, candidate)]
+    assert matches, f"seed {seed}: the output is none of the ops at strength {STRENGTH}"
+    chosen.append(matches[0][0])
+  assert len(set(chosen)) >= 12, sorted(set(chosen))
+  two_layers = randaugment_lib.randaugment(image, tf.constant([0, 9]), 2, 10 * STRENGTH)
+  assert not np.array_equal(two_layers.numpy(), image.numpy())
+
+
+# --- MixUp and CutMix ---------------------------------------------------------------------
+
+
+def _mixing_batch(batch: int = 8):
+  """Distinct random images, and one class per example (so a target names its partner)."""
+  images = tf.random.stateless_uniform([batch, 12, 10, 3], [5, 6], maxval=255.0)
+  return images, tf.one_hot(tf.range(batch), batch)
+
+
+def _check_mixup(images, labels, mixed, targets, offset=0):
+  """MixUp of a (sub-)batch: x' = lam x + (1 - lam) x[::-1], y' = lam y + (1 - lam) y[::-1]."""
+  size = len(images)
+  rows = np.arange(size)
+  lam = targets[rows, offset + rows]
+  np.testing.assert_allclose(lam, lam[0], rtol=1e-6)  # one lam per (sub-)batch
+  lam = float(lam[0])
+  assert 0.0 < lam < 1.0, f"MixUp did not mix (lam={lam})"
+  np.testing.assert_allclose(targets, lam * labels + (1 - lam) * labels[::-1], atol=1e-6)
+  np.testing.assert_allclose(mixed, lam * images + (1 - lam) * images[::-1], atol=1e-3)
+  return lam
+
+
+def _check_cutmix(images, labels, mixed, targets):
+  """CutMix: the partner's pixels inside one box, the original outside; labels by its area."""
+  pasted = np.any(mixed != images, axis=-1)
+  box = pasted[0]
+  assert all(np.array_equal(p, box) for p in pasted), "one box for the whole batch"
+  box_rows, box_cols = np.flatnonzero(box.any(1)), np.flatnonzero(box.any(0))
+  assert box.any(), "CutMix pasted nothing"
+  assert np.array_equal(box, np.outer(box.any(1), box.any(0))), "the pasted region is a box"
+  assert np.ptp(box_rows) == len(box_rows) - 1 and np.ptp(box_cols) == len(box_cols) - 1
+  np.testing.assert_array_equal(mixed[:, box], images[::-1][:, box])
+  np.testing.assert_array_equal(mixed[:, ~box], images[:, ~box])
+  area = box.mean()
+  assert 0.0 < area < 1.0
+  np.testing.assert_allclose(targets, (1 - area) * labels + area * labels[::-1], atol=1e-6)
+  return area
+
+
+def test_mixup_mixes_with_the_reversed_batch():
+  images, labels = _mixing_batch()
+  lams = set()
+  for seed in range(4):
+    mixed, targets = data.mix_batch(images, labels, tf.constant([seed, 4], tf.int64), 0.4, 0.0)
+    lams.add(_check_mixup(images.numpy(), labels.numpy(), mixed.numpy(), targets.numpy()))
+  assert len(lams) == 4, "lam changes with the seed"
+
+
+def test_mixup_lambda_follows_beta_alpha_alpha():
+  alpha = 0.3
+  images, labels = _mixing_batch(2)
+  lams = np.array([float(data.mix_batch(images, labels, tf.constant([seed, 1], tf.int64),
+                                        alpha, 0.0)[1][0, 0]) for seed in range(300)])
+  assert abs(lams.mean() - 0.5) < 0.06
+  beta_variance = 1 / (4 * (2 * alpha + 1))  # Var of Beta(a, a)
+  assert abs(lams.var() / beta_variance - 1) < 0.2, lams.var()
+
+
+def test_cutmix_pastes_a_box_of_the_reversed_batch():
+  images, labels = _mixing_batch()
+  areas = set()
+  for seed in range(4):
+    mixed, targets = data.mix_batch(images, labels, tf.constant([seed, 4], tf.int64), 0.0, 1.0)
+    areas.add(_check_cutmix(images.numpy(), labels.numpy(), mixed.numpy(), targets.numpy()))
+  assert len(areas) > 1, "the box changes with the seed"
+
+
+def test_mix_batch_with_both_mixes_up_the_first_half_and_cuts_the_second():
+  images, labels = _mixing_batch()
   seed = tf.constant([3, 4], tf.int64)
-  mixed, mixed_targets = data.mix_batch(images, targets, seed, 0.2, 1.0)
-  assert mixed.shape == images.shape
-  np.testing.assert_allclose(mixed_targets.numpy().sum(-1), 1.0, rtol=1e-5)
-  again = data.mix_batch(images, targets, seed, 0.2, 1.0)
-  np.testing.assert_array_equal(mixed.numpy(), again[0].numpy())
+  mixed, targets = data.mix_batch(images, labels, seed, 0.2, 1.0)
+  images, labels, mixed, targets = (t.numpy() for t in (images, labels, mixed, targets))
+  _check_mixup(images[:4], labels[:4], mixed[:4], targets[:4])
+  _check_cutmix(images[4:], labels[4:], mixed[4:], targets[4:])
+  again = data.mix_batch(tf.constant(images), tf.constant(labels), seed, 0.2, 1.0)
+  np.testing.assert_array_equal(mixed, again[0].numpy())
 
 
 # --- other sources ------------------------------------------------------------------------
@@ -205,16 +462,63 @@ def test_imagefolder_skips_corrupt_jpeg(tmp_path, caplog):
     data.load_source(f"imagefolder:{tmp_path}", skip_corrupt=False)
 
 
-def test_tfds_mock_imagenette():
-  import tensorflow_datasets as tfds
-  with tfds.testing.mock_data(num_examples=20):
-    source = data.load_source("tfds:imagenette", heldout_size=4)
-    assert (source.num_classes, source.train_size, source.heldout_size) == (10, 16, 4)
-    images, targets = next(iter(data.train_dataset(
-        source, global_batch_size=4, resolution=RES, seed=0)))
-    assert images.shape == (4, RES, RES, 3) and targets.shape == (4, 10)
-    _, _, mask = next(iter(data.heldout_dataset(source, global_batch_size=8, resolution=RES)))
-    assert mask.numpy().sum() == 4
+def _pixel_ids(images) -> list[int]:
+  """Example ids of constant images whose pixel value is 10 * id."""
+  pixels = np.asarray(images, np.float32) * data.STDDEV_RGB + data.MEAN_RGB
+  return np.round(pixels.mean(axis=(1, 2, 3)) / 10).astype(int).tolist()
+
+
+@pytest.mark.parametrize("spec", ["tfds:kit_test_multi_label", "kit_test_multi_label"])
+def test_tfds_multi_label_source_reads_each_example_with_its_labels(multi_label_dir, spec):
+  source = data.load_source(spec, data_dir=str(multi_label_dir / "array_record"),
+                            heldout_size=4)
+  assert (source.num_classes, source.multi_label) == (MULTI_LABEL_CLASSES, True)
+  assert (source.train_size, source.heldout_size) == (16, 4)
+  images, targets = next(iter(data.train_dataset(
+      source, global_batch_size=16, resolution=RES, seed=0)))
+  train_ids = _pixel_ids(images)
+  assert len(set(train_ids)) == 16 and set(train_ids) <= set(range(20))
+  for example_id, target in zip(train_ids, targets.numpy()):
+    assert np.flatnonzero(target).tolist() == sorted(_multi_labels(example_id))
+  images, _, mask = next(iter(data.heldout_dataset(source, global_batch_size=8, resolution=RES)))
+  heldout_ids = [i for i, m in zip(_pixel_ids(images), mask.numpy()) if m]
+  assert sorted(train_ids + heldout_ids) == list(range(20))
+
+
+def test_tfds_multi_label_default_heldout_is_the_papers_130k(multi_label_dir):
+  with pytest.raises(data.DataError, match="heldout_size=130000"):
+    data.load_source("kit_test_multi_label", data_dir=str(multi_label_dir / "array_record"))
+
+
+def test_tfrecord_glob_of_a_tfds_dataset_reads_its_metadata(multi_label_dir):
+  """num_classes comes from the TFDS metadata (7), not from the labels seen (0..4)."""
+  directory = multi_label_dir / "tfrecord" / "kit_test_multi_label" / "1.0.0"
+  assert tfds_source.label_info_from_metadata(str(directory)) == (MULTI_LABEL_CLASSES, True)
+  assert tfds_source.label_info_from_metadata(str(multi_label_dir)) == (None, False)
+  source = data.load_source(f"tfrecord:{directory}/*.tfrecord*", heldout_size=5)
+  assert (source.num_classes, source.multi_label, source.train_size) == (7, True, 15)
+  images, targets = next(iter(data.train_dataset(
+      source, global_batch_size=15, resolution=8, seed=0)))
+  for example_id, target in zip(_pixel_ids(images), targets.numpy()):
+    assert np.flatnonzero(target).tolist() == sorted(_multi_labels(example_id))
+
+
+def test_tfrecord_glob_with_unreadable_tfds_metadata_scans_the_labels(multi_label_dir, tmp_path):
+  copy = tmp_path / "copy"
+  shutil.copytree(multi_label_dir / "tfrecord" / "kit_test_multi_label" / "1.0.0", copy)
+  (copy / "dataset_info.json").write_text("{not json")
+  assert tfds_source.label_info_from_metadata(str(copy)) == (None, False)
+  source = data.load_source(f"tfrecord:{copy}/*.tfrecord*", heldout_size=5)
+  assert (source.num_classes, source.multi_label) == (5, True)  # labels 0..4 seen
+
+
+def test_digits_default_data_dir_is_the_kit_cache_under_home(tmp_path):
+  cache = tmp_path / "home" / ".cache" / "nfnet_vit_scaling" / "tensorflow_datasets"
+  assert tfds_source.digits_data_dir(None) == str(cache)
+  assert tfds_source.digits_data_dir("~/elsewhere") == str(tmp_path / "home" / "elsewhere")
+  source = data.load_source("digits")
+  assert f"in {cache}/sklearn_digits/1.0.0" in source.description
+  assert (cache / "sklearn_digits" / "1.0.0" / "dataset_info.json").is_file()
 
 
 def _write_tfrecords(directory, label_lists) -> None:

@@ -1,8 +1,11 @@
 """A stateless RandAugment for tf.data: the output is a pure function of (image, seed).
 
-Keras and keras-cv RandAugment layers draw from a stateful seed generator, so a resumed run
-would not see the same augmentations. This version takes an explicit ``seed`` (shape [2]
-int) and uses only ``tf.random.stateless_*`` ops.
+Why hand-written: exact resume needs every example's augmentation to be recomputable from
+(image, seed) alone, so that a run restarted at step ``s`` sees the very pixels the
+interrupted run would have seen. Keras' ``RandAugment`` (and keras-cv's) draw from a stateful
+``SeedGenerator`` whose state depends on how many images came before; they cannot give that.
+This version takes an explicit ``seed`` (shape [2] int) and uses only
+``tf.random.stateless_*`` ops.
 
 Magnitude. NFNets use RandAugment "levels" (F0: 4 layers at 5, F1/F2: 10, F3+: 15) on the
 usual 0-10 scale, which 15 exceeds. We map a level ``m`` to ``strength = m / 10`` and scale
@@ -91,9 +94,10 @@ def _sharpness_degenerate(image: tf.Tensor) -> tf.Tensor:
 @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.float32),
                               tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.float32),
                               tf.TensorSpec([], tf.float32)])
-def _apply_op(image: tf.Tensor, op_index: tf.Tensor, strength: tf.Tensor,
+def apply_op(image: tf.Tensor, op_index: tf.Tensor, strength: tf.Tensor,
               sign: tf.Tensor) -> tf.Tensor:
-  """One RandAugment op on a float32 [H, W, 3] image in 0..255."""
+  """Op ``OP_NAMES[op_index]`` at ``strength`` (level / 10) and ``sign`` (+-1) on a float32
+  [H, W, 3] image in 0..255."""
   height = tf.cast(tf.shape(image)[0], tf.float32)
   width = tf.cast(tf.shape(image)[1], tf.float32)
   enhance = 1.0 + sign * 0.9 * strength
@@ -157,5 +161,5 @@ def randaugment(image: tf.Tensor, seed: tf.Tensor, num_layers: int,
         tf.random.experimental.stateless_split(layer_seeds[layer], num=2))
     op_index = tf.random.stateless_uniform([], op_seed, 0, len(OP_NAMES), dtype=tf.int32)
     sign = tf.where(tf.random.stateless_uniform([], sign_seed) < 0.5, -1.0, 1.0)
-    out = tf.ensure_shape(_apply_op(out, op_index, strength, sign), image.shape)
+    out = tf.ensure_shape(apply_op(out, op_index, strength, sign), image.shape)
   return out

@@ -1,0 +1,122 @@
+"""The ``DataSource`` contract every loader returns, its one-line ``DataError``, and the
+held-out rule: the held-out set is the last ``heldout_size`` records of the train split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable
+
+import numpy as np
+import tensorflow as tf
+
+IMAGENET_HELDOUT = 10_000     # NFNet code's "minival": the last 10k train images
+MULTI_LABEL_HELDOUT = 130_000  # the paper's JFT-4B held-out set
+OTHER_HELDOUT_FRACTION = 0.1   # other single-label data: 10%, at most 10k
+OTHER_HELDOUT_MAX = 10_000
+
+AUGMENT_DEFAULTS = {
+    "crop": True,                     # Inception-style random-resized crop
+    "area_range": (0.08, 1.0),
+    "aspect_ratio_range": (3 / 4, 4 / 3),
+    "min_object_covered": 0.1,
+    "flip": True,                     # random horizontal flip
+    "randaugment": None,              # (num_layers, magnitude), e.g. (4, 5) or "405"
+    "mixup_alpha": 0.0,
+    "cutmix_alpha": 0.0,
+}
+
+
+class DataError(ValueError):
+  """Bad dataset spec, missing files or data; the message is one line."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DataSource:
+  """A random-access labelled image dataset with a carved-out held-out set.
+
+  Attributes:
+    name: the dataset spec it was loaded from.
+    num_classes: label space size.
+    train_size: examples in the train stream (held-out ones excluded).
+    heldout_size: examples in the held-out set.
+    multi_label: True for multi-hot (sigmoid) targets, False for one-hot (softmax).
+    train_records: record ids (into ``read``) of train examples, by train index.
+    heldout_records: record ids of held-out examples.
+    read: ``read(record_id) -> (encoded image bytes, float32 [num_classes] target)``; traceable
+      in tf.data.
+    augment_defaults: the source's default ``augment`` settings.
+    eval_crop_padding: pixels added before the centre crop at eval (None: NFNet rule).
+    skipped_corrupt: files dropped as unreadable (ImageFolder).
+    description: where the data was read from.
+  """
+  name: str
+  num_classes: int
+  train_size: int
+  heldout_size: int
+  multi_label: bool
+  train_records: np.ndarray = dataclasses.field(repr=False)
+  heldout_records: np.ndarray = dataclasses.field(repr=False)
+  read: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]] = dataclasses.field(repr=False)
+  augment_defaults: dict = dataclasses.field(default_factory=lambda: dict(AUGMENT_DEFAULTS),
+                                             repr=False)
+  eval_crop_padding: int | None = None
+  skipped_corrupt: int = 0
+  description: str = ""
+
+
+def describe(source: DataSource) -> dict[str, Any]:
+  """A JSON-able summary for logs and results.json."""
+  return {"dataset": source.name, "num_classes": source.num_classes,
+          "train_size": source.train_size, "heldout_size": source.heldout_size,
+          "multi_label": source.multi_label, "skipped_corrupt": source.skipped_corrupt,
+          "description": source.description}
+
+
+def split_heldout(spec: str, num_records: int, heldout_size: int | None, default: int,
+                  canonical_order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """Train/held-out record ids: the held-out set is the last ``heldout_size`` records."""
+  size = default if heldout_size is None else int(heldout_size)
+  if not 0 < size < num_records:
+    raise DataError(f"{spec}: heldout_size={size} must be in 1..{num_records - 1} "
+                    f"(the train split has {num_records} examples)")
+  order = np.arange(num_records) if canonical_order is None else canonical_order
+  return order[:num_records - size].astype(np.int64), order[num_records - size:].astype(np.int64)
+
+
+def fraction_heldout(num_records: int, fraction: float = OTHER_HELDOUT_FRACTION,
+                     at_most: int | None = OTHER_HELDOUT_MAX) -> int:
+  """``ceil(fraction * num_records)``, capped at ``at_most``."""
+  size = math.ceil(fraction * num_records)
+  return size if at_most is None else min(at_most, size)
+
+
+def default_heldout(num_records: int, multi_label: bool, name: str) -> int:
+  """ImageNet: NFNet's minival; multi-label: the paper's JFT set; else 10%, at most 10k."""
+  if name.startswith("imagenet2012"):
+    return IMAGENET_HELDOUT
+  if multi_label:
+    return MULTI_LABEL_HELDOUT
+  return fraction_heldout(num_records)
+
+
+def multi_hot(labels, num_classes: int) -> np.ndarray:
+  target = np.zeros([num_classes], np.float32)
+  target[np.asarray(labels, np.int64).reshape(-1)] = 1.0
+  return target
+
+
+def python_reader(fetch: Callable[[int], tuple[bytes, np.ndarray]], num_classes: int):
+  """Wraps a Python random-access ``fetch(record_id)`` as a ``DataSource.read``."""
+
+  def numpy_fetch(record_id):
+    encoded, target = fetch(int(record_id))
+    return np.asarray(encoded, dtype=object), target.astype(np.float32)
+
+  def read(record_id):
+    encoded, target = tf.numpy_function(numpy_fetch, [record_id], (tf.string, tf.float32),
+                                        stateful=False)
+    return tf.ensure_shape(encoded, []), tf.ensure_shape(target, [num_classes])
+
+  return read

@@ -1,0 +1,144 @@
+"""The per-host ``tf.data`` pipelines: the infinite, epoch-exact train stream and the
+padded held-out set, each sharded over ``tf.distribute`` input pipelines.
+
+The train stream is the concatenation of epochs, epoch ``e`` in ``example_order(source, seed,
+e)``; batch ``s`` is ``stream[s*B:(s+1)*B]``, so recreating the stream with ``start_step=s``
+resumes exactly. Augmentation seeds come from (seed, epoch, example index), mixing seeds from
+the stream position. See docs/data.md.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from reproduce.data import order
+from reproduce.data.datasource import DataError, DataSource
+from reproduce.data.mixing import mix_batch
+from reproduce.data.preprocess import eval_image, resolve_augment, train_image
+
+
+def _sharding(global_batch_size: int, input_context) -> tuple[int, int, int]:
+  """(per-replica batch, number of input pipelines, this pipeline's id)."""
+  if global_batch_size <= 0:
+    raise DataError(f"global_batch_size={global_batch_size} must be positive")
+  if input_context is None:
+    return global_batch_size, 1, 0
+  replicas = input_context.num_replicas_in_sync
+  pipelines = input_context.num_input_pipelines
+  if global_batch_size % replicas or replicas % pipelines:
+    raise DataError(f"global_batch_size={global_batch_size} must be a multiple of the "
+                    f"{replicas} replicas (and replicas of the {pipelines} input pipelines)")
+  return global_batch_size // replicas, pipelines, input_context.input_pipeline_id
+
+
+def _take_share(dataset: tf.data.Dataset, global_batch_size: int, pipelines: int,
+                pipeline_id: int) -> tf.data.Dataset:
+  """Keeps slice ``pipeline_id`` of every global batch (contiguous, B/pipelines elements)."""
+  if pipelines == 1:
+    return dataset
+  share = global_batch_size // pipelines
+  return dataset.batch(share, drop_remainder=True).shard(pipelines, pipeline_id).unbatch()
+
+
+def _options() -> tf.data.Options:
+  options = tf.data.Options()
+  options.deterministic = True
+  options.experimental_optimization.map_parallelization = True
+  return options
+
+
+def train_dataset(source: DataSource, *, global_batch_size: int, resolution: int, seed: int,
+                  start_step: int = 0, input_context: tf.distribute.InputContext | None = None,
+                  augment: dict | None = None, dtype=tf.float32) -> tf.data.Dataset:
+  """The infinite, epoch-exact train stream from batch ``start_step`` on.
+
+  Args:
+    source: from ``load_source``.
+    global_batch_size: examples per step over all replicas.
+    resolution: output height and width.
+    seed: fixes the example order of every epoch and all augmentation.
+    start_step: first batch of the stream (resume: the step to resume at).
+    input_context: ``tf.distribute.InputContext``; each pipeline yields per-replica batches
+      of ``global_batch_size / num_replicas_in_sync`` made of its contiguous slice of every
+      global batch.
+    augment: overrides of ``source.augment_defaults`` (keys of ``AUGMENT_DEFAULTS``).
+    dtype: image dtype (tf.bfloat16 on TPUs).
+
+  Returns:
+    A dataset of (images [b, res, res, 3] dtype, targets [b, num_classes] float32).
+  """
+  settings = resolve_augment(source, augment)
+  per_replica, pipelines, pipeline_id = _sharding(global_batch_size, input_context)
+  if start_step < 0:
+    raise DataError(f"start_step={start_step} must be >= 0")
+  num_examples = source.train_size
+  start = int(start_step) * int(global_batch_size)
+  first_epoch, first_offset = divmod(start, num_examples)
+  records = tf.constant(source.train_records, tf.int64)
+  seed = int(seed)
+
+  def epoch_positions(epoch):
+    # (epoch, position in epoch, train index) for the rest of this epoch.
+    begin = tf.where(epoch == first_epoch, tf.constant(first_offset, tf.int64), 0)
+    positions = tf.range(begin, num_examples, dtype=tf.int64)
+    epoch_order = order.order_tensor(num_examples, seed, epoch)
+    return tf.data.Dataset.from_tensor_slices(
+        (tf.fill(tf.shape(positions), epoch), positions, tf.gather(epoch_order, positions)))
+
+  dataset = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max)
+  dataset = dataset.flat_map(epoch_positions)
+  dataset = _take_share(dataset, global_batch_size, pipelines, pipeline_id)
+  augment_seed = order.base_seed(seed, order.AUGMENT_TAG)
+
+  def load(epoch, position, index):
+    encoded, target = source.read(tf.gather(records, index))
+    example_seed = order.fold_in(order.fold_in(augment_seed, epoch), index)
+    image = train_image(encoded, example_seed, resolution, settings, dtype)
+    return image, target, epoch * num_examples + position
+
+  dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+  dataset = dataset.batch(per_replica, drop_remainder=True)
+  if settings["mixup_alpha"] > 0 or settings["cutmix_alpha"] > 0:
+    mix_seed = order.base_seed(seed, order.MIX_TAG)
+
+    def mix(images, targets, stream_positions):
+      # Seeded by the stream position of the batch's first example: resumes identically.
+      images, targets = mix_batch(images, targets, order.fold_in(mix_seed, stream_positions[0]),
+                                  settings["mixup_alpha"], settings["cutmix_alpha"])
+      return images, targets, stream_positions
+
+    dataset = dataset.map(mix, num_parallel_calls=tf.data.AUTOTUNE)
+  dataset = dataset.map(lambda images, targets, _: (images, targets))
+  return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
+
+
+def heldout_dataset(source: DataSource, *, global_batch_size: int, resolution: int,
+                    input_context: tf.distribute.InputContext | None = None,
+                    dtype=tf.float32) -> tf.data.Dataset:
+  """The held-out set, once, in a fixed order, with eval preprocessing.
+
+  The last global batch is padded (repeating the last example) to full size so every
+  replica gets a full batch; the third element is a float32 mask, 0 on padding. Sum losses
+  times mask and divide by the mask's sum.
+
+  Returns:
+    A dataset of (images [b, res, res, 3], targets [b, num_classes], mask [b]).
+  """
+  per_replica, pipelines, pipeline_id = _sharding(global_batch_size, input_context)
+  count = source.heldout_size
+  padded = math.ceil(count / global_batch_size) * global_batch_size
+  records = tf.constant(source.heldout_records, tf.int64)
+  dataset = tf.data.Dataset.range(padded)
+  dataset = _take_share(dataset, global_batch_size, pipelines, pipeline_id)
+
+  def load(position):
+    encoded, target = source.read(tf.gather(records, tf.minimum(position, count - 1)))
+    image = eval_image(encoded, resolution, source.eval_crop_padding, dtype)
+    return image, target, tf.cast(position < count, tf.float32)
+
+  dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+  dataset = dataset.batch(per_replica, drop_remainder=True)
+  return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())

@@ -1,0 +1,87 @@
+"""Random access to TFRecord files of ``tf.train.Example``s, through an offset index.
+
+The index reads only the 12-byte record headers and keeps (file, offset, length) per record
+(20 bytes each); a record is then one ``os.pread`` on local files (thread-safe, so parallel
+``tf.data`` maps share one descriptor per thread) or one seek on remote ``tf.io.gfile`` paths.
+Binary reads at offsets are not whole-file I/O, so they bypass ``reproduce.core.fileio``.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+
+import numpy as np
+import tensorflow as tf
+
+from reproduce.core import fileio
+from reproduce.data.datasource import DataError, multi_hot
+
+IMAGE_KEYS = ("image", "image/encoded")
+LABEL_KEYS = ("label", "labels", "image/class/label")
+_HEADER_BYTES = 12  # uint64 length + uint32 masked crc
+_FOOTER_BYTES = 4   # uint32 masked crc of the data
+
+
+class TFRecordIndex:
+  """(file, offset, length) of every record in ``paths``, read from the record headers."""
+
+  def __init__(self, paths: list[str]):
+    self.paths = list(paths)
+    file_ids, offsets, lengths = [], [], []
+    for file_id, path in enumerate(self.paths):
+      with tf.io.gfile.GFile(path, "rb") as f:
+        position = 0
+        while True:
+          header = f.read(_HEADER_BYTES)
+          if len(header) < _HEADER_BYTES:
+            break
+          (length,) = struct.unpack("<Q", header[:8])
+          file_ids.append(file_id)
+          offsets.append(position + _HEADER_BYTES)
+          lengths.append(length)
+          position += _HEADER_BYTES + length + _FOOTER_BYTES
+          f.seek(position)
+    self.file_ids = np.asarray(file_ids, np.int32)
+    self.offsets = np.asarray(offsets, np.int64)
+    self.lengths = np.asarray(lengths, np.int64)
+    self._local = threading.local()
+
+  def __len__(self) -> int:
+    return len(self.offsets)
+
+  def record(self, record_id: int) -> bytes:
+    path = self.paths[self.file_ids[record_id]]
+    offset, length = int(self.offsets[record_id]), int(self.lengths[record_id])
+    if not fileio.is_remote(path):
+      descriptors = self._local.__dict__.setdefault("fds", {})
+      if path not in descriptors:
+        descriptors[path] = os.open(path, os.O_RDONLY)
+      return os.pread(descriptors[path], length, offset)
+    with tf.io.gfile.GFile(path, "rb") as f:
+      f.seek(offset)
+      return f.read(length)
+
+  def example_fetch(self, image_key: str | None, label_key: str | None, num_classes: int):
+    """``fetch(record_id) -> (encoded image, multi-hot target)`` for ``python_reader``."""
+
+    def fetch(record_id: int):
+      image, labels = parse_example(self.record(record_id), image_key, label_key)
+      return image, multi_hot(labels, num_classes)
+
+    return fetch
+
+
+def parse_example(serialized: bytes, image_key: str | None = None,
+                  label_key: str | None = None) -> tuple[bytes, list[int]]:
+  """(encoded image, labels) of a serialized Example; keys default to the first present."""
+  feature = tf.train.Example.FromString(serialized).features.feature
+  image_key = image_key if image_key and image_key in feature else next(
+      (k for k in IMAGE_KEYS if k in feature), None)
+  label_key = label_key if label_key and label_key in feature else next(
+      (k for k in LABEL_KEYS if k in feature), None)
+  if image_key is None or label_key is None:
+    raise DataError(f"TFRecord example lacks an image {IMAGE_KEYS} or label {LABEL_KEYS} "
+                    f"feature; it has {sorted(feature.keys())}")
+  return feature[image_key].bytes_list.value[0], list(feature[label_key].int64_list.value)

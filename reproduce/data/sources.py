@@ -1,0 +1,59 @@
+"""``load_source``: a dataset spec to a ``DataSource``.
+
+Specs:
+  ``digits``                 scikit-learn digits through the kit's TFDS builder (offline).
+  ``tfds:NAME`` or ``NAME``  a prepared TFDS dataset (``imagenet2012`` prepares from manual tars).
+  ``imagefolder:/root``      ``root/[train/]<class>/<image>`` files.
+  ``tfrecord:/path/glob*``   TFRecords of ``tf.train.Example`` with ``image`` (encoded) + ``label``.
+
+Every source is random access: a train example is addressed by its index ``0..train_size-1``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from reproduce.data.datasource import DataError, DataSource
+from reproduce.data.imagefolder_source import load_imagefolder
+from reproduce.data.tfds_source import load_digits, load_tfds
+from reproduce.data.tfrecord_source import load_tfrecord_glob
+
+_TFDS_NAME = re.compile(r"[a-z][a-z0-9_]*(/[\w.-]+)?(:[\d.*]+)?")
+_SPEC_HELP = "use digits, tfds:NAME, imagefolder:DIR or tfrecord:GLOB"
+
+
+def load_source(dataset: str, data_dir: str | None = None, manual_dir: str | None = None,
+                heldout_size: int | None = None, seed: int = 0, *,
+                skip_corrupt: bool = True) -> DataSource:
+  """Opens a dataset and carves the held-out set from its train split.
+
+  Args:
+    dataset: ``digits``, ``tfds:NAME`` / ``NAME``, ``imagefolder:/root``, ``tfrecord:/glob``.
+    data_dir: TFDS data directory (digits default: ``~/.cache/nfnet_vit_scaling/...``).
+    manual_dir: directory holding manually downloaded archives (imagenet2012 tars).
+    heldout_size: examples held out; default 20% for digits, 10k for imagenet2012, 130k for
+      multi-label data, else 10% (at most 10k).
+    seed: shuffles class-ordered sources (ImageFolder) before the held-out split is taken.
+    skip_corrupt: ImageFolder only: drop unreadable images with a warning (else DataError).
+
+  Returns:
+    The DataSource.
+
+  Raises:
+    DataError: unknown spec, missing or empty data, bad held-out size.
+  """
+  spec = dataset.strip()
+  if not spec:
+    raise DataError(f"--dataset is empty: {_SPEC_HELP}")
+  kind, _, rest = spec.partition(":")
+  if spec == "digits":
+    return load_digits(data_dir, heldout_size)
+  if kind == "imagefolder" and rest:
+    return load_imagefolder(spec, rest, heldout_size, seed, skip_corrupt)
+  if kind == "tfrecord" and rest:
+    return load_tfrecord_glob(spec, rest, heldout_size)
+  if kind == "tfds" and rest:
+    return load_tfds(spec, rest, data_dir, manual_dir, heldout_size)
+  if _TFDS_NAME.fullmatch(spec):
+    return load_tfds(spec, spec, data_dir, manual_dir, heldout_size)
+  raise DataError(f"unknown dataset spec {dataset!r}: {_SPEC_HELP}")
