@@ -6,9 +6,9 @@ r"""The miniature study: the paper's compute-matched NFNet-vs-ViT sweep on 2 CPU
 What it does, end to end, with the kit's real code paths:
   1. loads the embedded real dataset ('digits': scikit-learn's handwritten digits,
      prepared as a tfds dataset) through reproduce.data;
-  2. measures each model's training throughput on this machine (budget.measure_throughput);
+  2. measures each model's training throughput on this machine (train.throughput.measure);
   3. for every (model, budget) turns the budget, in measured CPU core-seconds, into a plan
-     (budget.plan_from_budget) and trains it with reproduce.engine (checkpoints,
+     (planning.plan_from_budget) and trains it with reproduce.engine (checkpoints,
      TensorBoard, results.json per run);
   4. fits the scaling laws (reproduce.scaling), writes the figures to TensorBoard and
      checks the paper's claims (reproduce.compare).
@@ -89,10 +89,10 @@ def _init_worker() -> None:
 
 def _measure_one(model: str, batch_size: int, resolution: int, num_classes: int, steps: int):
   import keras
-  from reproduce.planning import budget
+  from reproduce.train import throughput
   start = time.time()
-  measured = budget.measure_throughput(model, batch_size, resolution, steps=steps,
-                                       num_classes=num_classes, warmup_steps=1, hardware="cpu")
+  measured = throughput.measure(model, batch_size, resolution, steps=steps,
+                                num_classes=num_classes, warmup_steps=1, hardware="cpu")
   keras.backend.clear_session()
   return measured, time.time() - start
 
@@ -166,18 +166,18 @@ def measure_models(pool, models, workdir: str, batch_size: int, resolution: int,
 
 def plan_runs(models, budgets, rates, source, batch_size, base_lr, seed):
   """(name, config, plan) of every feasible run; budgets below one step are skipped."""
-  from reproduce.planning import budget
+  from reproduce import planning
   runs, skipped = [], []
   for model in models:
     for b in budgets:
       config = study_config(model, b, rates[model], batch_size, base_lr, seed)
       try:
-        plan = budget.plan_from_budget(
+        plan = planning.plan_from_budget(
             model, config.budget_core_hours, dataset_size=source.train_size, hardware="cpu",
             batch_size=batch_size, resolution=config.resolution,
             num_classes=source.num_classes, images_per_second_per_core=rates[model],
             lr=base_lr)
-      except budget.PlanError as e:
+      except planning.PlanError as e:
         skipped.append(f"{run_name(model, b)}: {e}")
         continue
       runs.append((run_name(model, b), config, plan))
@@ -299,7 +299,7 @@ def _define_flags() -> None:
       "Compute budgets per run, in measured CPU core-seconds (the same for both families).")
   flags.DEFINE_integer("batch_size", 32, "Global batch size of every run.")
   flags.DEFINE_float(
-      "base_lr", 0.2, "Peak learning rate; <= 0 uses the planner's rule (budget.base_lr).")
+      "base_lr", 0.2, "Peak learning rate; <= 0 uses the planner's rule (planning.base_lr).")
   flags.DEFINE_integer("measure_steps", 4, "Timed steps per throughput measure.")
   flags.DEFINE_integer("bootstrap", 200, "Bootstrap resamples for the fit CIs.")
   flags.DEFINE_integer("seed", 0, "Seed of data order, init and bootstrap.")
@@ -316,8 +316,10 @@ def main(argv):
     print(f"error: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
     sys.exit(2)
   import model_defs
-  from reproduce.planning import budget, data, engine, scaling
-  user_errors = (StudyError, model_defs.UnknownModelError, data.DataError, budget.PlanError,
+  from reproduce import data, planning
+  from reproduce.analysis import scaling
+  from reproduce.train import engine
+  user_errors = (StudyError, model_defs.UnknownModelError, data.DataError, planning.PlanError,
                  engine.EngineError, scaling.ScalingError)
   try:
     if FLAGS.workers < 0:

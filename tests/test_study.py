@@ -12,7 +12,6 @@ import pytest
 
 from reproduce import study
 from reproduce.analysis import scaling
-from reproduce.planning import budget
 from reproduce.train import engine
 
 NFNETS = ("nfnet_mini_f0", "nfnet_mini_f1")
