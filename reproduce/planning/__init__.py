@@ -26,7 +26,8 @@ from reproduce.planning.hardware import (HARDWARE, Hardware, compute_unit, get_h
 from reproduce.planning.lr import (WARMUP_CAP_STEPS, WARMUP_FRACTION, base_lr,
                                    default_warmup_steps, lr_grid, lr_rule, model_size_fraction)
 from reproduce.planning.mfu import anchor, anchor_mfu, calibration, hardware_mfu, implied_mfu
-from reproduce.planning.plan import DECAY, Plan, plan_from_budget, plan_from_config, plan_from_epochs
+from reproduce.planning.plan import (DECAY, Plan, plan_from_budget, plan_from_config,
+                                     plan_from_epochs)
 
 __all__ = [
     "Allocation", "DECAY", "FAMILIES", "FIGURE2_EPOCHS", "FIGURE2_MODELS", "HARDWARE", "Hardware",
