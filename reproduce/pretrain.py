@@ -53,8 +53,7 @@ def run(config, model_dir: str, strategy_kind: str = "auto", tpu: str | None = N
         allow_config_change: bool = False) -> dict:
   """Everything ``main`` does, callable from Python; raises the library errors."""
   import model_defs
-  from reproduce import data
-  from reproduce.planning import budget
+  from reproduce import data, planning
   from reproduce.train import engine
   from reproduce.train import strategy as strategy_lib
   if not model_dir:
@@ -65,20 +64,19 @@ def run(config, model_dir: str, strategy_kind: str = "auto", tpu: str | None = N
                             heldout_size=config.get("heldout_size"), seed=int(config.seed))
   if not (config.get("budget_core_hours") or config.get("epochs")):
     raise UsageError("set --config.budget_core_hours or --config.epochs")
-  plan = budget.plan_from_config(config, dataset_size=source.train_size,
-                                 num_classes=source.num_classes,
-                                 num_replicas=strategy.num_replicas_in_sync)
+  plan = planning.plan_from_config(config, dataset_size=source.train_size,
+                                   num_classes=source.num_classes,
+                                   num_replicas=strategy.num_replicas_in_sync)
   return engine.train(config, plan, model_dir, strategy, allow_config_change=allow_config_change,
                       data_dir=data_dir, manual_dir=manual_dir, source=source)
 
 
 def _user_errors() -> tuple:
   import model_defs
-  from reproduce import data
-  from reproduce.planning import budget
+  from reproduce import data, planning
   from reproduce.train import engine
   from reproduce.train import strategy as strategy_lib
-  return (UsageError, model_defs.UnknownModelError, data.DataError, budget.PlanError,
+  return (UsageError, model_defs.UnknownModelError, data.DataError, planning.PlanError,
           strategy_lib.StrategyError, engine.EngineError)
 
 

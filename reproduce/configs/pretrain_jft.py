@@ -9,7 +9,7 @@ excluded), coupled weight decay 1e-6, no EMA, crops + flips only.
 UNCONFIRMED (see docs/pretrain.md): softmax vs sigmoid loss on JFT-4B (softmax
 here, as the NFNet code default; sigmoid is the ViT/JFT choice), label
 smoothing on JFT, dropout/stochastic depth during pre-training, warm-up length
-(budget.default_warmup_steps: 5% capped at 5000 steps, the JFT-300M warm-up).
+(planning.default_warmup_steps: 5% capped at 5000 steps, the JFT-300M warm-up).
 
 JFT-4B is not public: set config.dataset to your TFRecords, e.g.
   --config.dataset='tfrecord:gs://YOUR_BUCKET/jft4b/train-*'

@@ -5,7 +5,7 @@
 
 The recipe is the JFT one (pretrain_jft.py) scaled down: SGD Nesterov 0.9, AGC
 0.01, coupled weight decay, label smoothing 0.1, cosine schedule; the budget
-planner (reproduce/budget.py) turns the core-hour budget into steps and LR.
+planner (reproduce/planning) turns the core-hour budget into steps and LR.
 """
 
 from ml_collections import config_dict
@@ -28,8 +28,8 @@ def get_config():
   config.images_per_second_per_core = config_dict.placeholder(float)
   # Optimiser (NFNet recipe).
   config.batch_size = 16
-  config.base_lr = config_dict.placeholder(float)      # default: budget.lr_rule
-  config.warmup_steps = config_dict.placeholder(int)   # default: budget.default_warmup_steps
+  config.base_lr = config_dict.placeholder(float)      # default: planning.lr_rule
+  config.warmup_steps = config_dict.placeholder(int)   # default: planning.default_warmup_steps
   config.momentum = 0.9
   config.nesterov = True
   config.agc_clipping = 0.01

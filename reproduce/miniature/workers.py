@@ -32,10 +32,10 @@ def _init_worker() -> None:
 def measure_job(model: str, batch_size: int, resolution: int, num_classes: int, steps: int):
   """(Throughput of the engine's own train step, seconds taken)."""
   import keras  # pylint: disable=g-import-not-at-top
-  from reproduce.planning import budget  # pylint: disable=g-import-not-at-top
+  from reproduce.train import throughput  # pylint: disable=g-import-not-at-top
   start = time.time()
-  measured = budget.measure_throughput(model, batch_size, resolution, steps=steps,
-                                       num_classes=num_classes, warmup_steps=1, hardware="cpu")
+  measured = throughput.measure(model, batch_size, resolution, steps=steps,
+                                num_classes=num_classes, warmup_steps=1, hardware="cpu")
   keras.backend.clear_session()
   return measured, time.time() - start
 

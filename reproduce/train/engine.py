@@ -7,7 +7,7 @@ returns the results dict that it also writes to ``model_dir/results.json``.
 Layout of ``model_dir`` (local path or gs://, all I/O through tf.io.gfile):
 
   config.json      resolved config; a restart with a different one is refused
-  plan.json        the budget.Plan; a restart continues this plan
+  plan.json        the planning.Plan; a restart continues this plan
   checkpoints/     tf.train.CheckpointManager (state file written last = atomic)
   tensorboard/     tf.summary events (scalars + hparams)
   results.json     written once the run has finished
@@ -264,7 +264,7 @@ def train(config, plan, model_dir: str, strategy: tf.distribute.Strategy | None 
 
   Args:
     config: ConfigDict/dict of the experiment (keys of ``DEFAULTS``).
-    plan: ``budget.Plan`` (model, steps, batch_size, base_lr, warmup_steps, resolution...).
+    plan: ``planning.Plan`` (model, steps, batch_size, base_lr, warmup_steps, resolution...).
     model_dir: run directory (local or gs://).
     strategy: a tf.distribute strategy; default ``make_strategy('auto')``.
     allow_config_change: accept a config different from model_dir/config.json.

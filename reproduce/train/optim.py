@@ -308,7 +308,7 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def schedule_from_plan(plan, end_lr: float = 0.0) -> WarmupCosine:
-  """The warm-up + cosine schedule of a ``budget.Plan``."""
+  """The warm-up + cosine schedule of a ``planning.Plan``."""
   if getattr(plan, "decay", "cosine") not in ("cosine", None):
     raise ValueError(f"unsupported decay {plan.decay!r}; only 'cosine' is implemented")
   warmup = min(int(plan.warmup_steps), int(plan.steps))

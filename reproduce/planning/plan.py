@@ -1,0 +1,241 @@
+"""``Plan``: a concrete run (integer steps, batch, LR, warm-up) and what it costs.
+
+One accounting rule, from a budget in core hours or in epochs:
+
+  core_hours = images x train_flops_per_image / (mfu x peak_flops_per_core) / 3600
+  train_flops_per_image = TRAIN_FLOPS_PER_FORWARD (3) x forward FLOPs at the train resolution
+
+with the calibrated MFU (``mfu.calibration``) or a measured images/s per core.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from reproduce.core import published
+from reproduce.planning import cost
+from reproduce.planning import lr as lr_rules  # not `lr`: the plan functions' LR override
+from reproduce.planning.mfu import hardware_mfu
+from reproduce.planning.errors import PlanError, positive
+from reproduce.planning.hardware import get_hardware, peak_flops_per_core
+
+DECAY = "cosine"
+
+# A budget within this many steps of the next whole step buys that step (absorbs float
+# round-off so budget -> plan -> core_hours -> plan is exact).
+_STEP_TOLERANCE = 1e-6
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """A concrete pre-training run. ``reproduce.pretrain`` consumes exactly this.
+
+  ``core_hours`` is defined from the integer ``steps``:
+  ``steps x batch_size / images_per_second_per_core / 3600``; ``epochs`` is
+  ``steps x batch_size / dataset_size``. So ``plan_from_epochs(p.epochs)`` and
+  ``plan_from_budget(p.core_hours)`` both give back ``p``.
+  """
+  model: str
+  family: str
+  params: int
+  hardware: str
+  num_cores: int
+  num_replicas: int
+  core_hours: float
+  wall_clock_hours: float
+  epochs: float
+  images: int
+  steps: int
+  batch_size: int
+  per_replica_batch_size: int
+  base_lr: float
+  warmup_steps: int
+  decay: str
+  mfu: float
+  peak_flops_per_core: float
+  dataset_size: int
+  resolution: int
+  num_classes: int
+  forward_flops_per_image: int
+  train_flops_per_image: int
+  train_flops_multiplier: float
+  total_train_flops: float
+  images_per_second_per_core: float
+  throughput_source: str  # "analytic" (calibrated MFU) or "measured"
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Setup:
+  """Everything about a plan except its length."""
+  model: str
+  family: str
+  params: int
+  hardware: str
+  num_cores: int
+  num_replicas: int
+  batch_size: int
+  dataset_size: int
+  resolution: int
+  num_classes: int
+  forward_flops: int
+  train_flops: int
+  multiplier: float
+  peak: float
+  mfu: float
+  images_per_second_per_core: float
+  throughput_source: str
+
+
+def _setup(model, dataset_size, hardware, batch_size, resolution, num_replicas, num_cores,
+           num_classes, mfu, images_per_second_per_core, train_flops_multiplier) -> _Setup:
+  if dataset_size is None:
+    dataset_size = published.value("jft4b.dataset_size")
+  dataset_size = positive("dataset_size", dataset_size, integer=True)
+  batch_size = positive("batch_size", batch_size, integer=True)
+  num_replicas = positive("num_replicas", num_replicas, integer=True)
+  num_classes = positive("num_classes", num_classes, integer=True)
+  multiplier = positive("train_flops_multiplier", train_flops_multiplier)
+  hw = get_hardware(hardware)
+  if batch_size % num_replicas:
+    raise PlanError("batch_size", f"={batch_size} must be divisible by "
+                    f"--num_replicas={num_replicas}")
+  spec = cost.model_spec(model)
+  resolution = cost.default_resolution(model) if resolution is None else positive(
+      "resolution", resolution, integer=True)
+  num_cores = num_replicas * hw.cores_per_device if num_cores is None else positive(
+      "num_cores", num_cores, integer=True)
+  stats = cost.model_stats(model, resolution, num_classes)
+  train_flops = int(round(multiplier * stats.flops))
+  peak = peak_flops_per_core(hardware)
+  if images_per_second_per_core is not None:
+    ips = positive("images_per_second_per_core", images_per_second_per_core)
+    mfu = ips * train_flops / peak
+    source = "measured"
+  else:
+    mfu = hardware_mfu(hardware) if mfu is None else positive("mfu", mfu)
+    ips = mfu * peak / train_flops
+    source = "analytic"
+  return _Setup(model, spec.family, stats.params, hardware, num_cores, num_replicas,
+                batch_size, dataset_size, resolution, num_classes, stats.flops, train_flops,
+                multiplier, peak, mfu, ips, source)
+
+
+def _core_hours(setup: _Setup, steps: int) -> float:
+  return steps * setup.batch_size / setup.images_per_second_per_core / 3600.0
+
+
+def _plan(setup: _Setup, steps: int, warmup_steps: int | None, base_lr: float | None) -> Plan:
+  images = steps * setup.batch_size
+  epochs = images / setup.dataset_size
+  core_hours = _core_hours(setup, steps)
+  if warmup_steps is None:
+    warmup_steps = lr_rules.default_warmup_steps(steps)
+  elif not 0 <= warmup_steps <= steps:
+    raise PlanError("warmup_steps", f"must be in [0, {steps}] (the plan's steps), "
+                    f"got {warmup_steps}")
+  if base_lr is None:
+    base_lr = lr_rules.base_lr(setup.model, epochs, setup.batch_size)
+  return Plan(
+      model=setup.model, family=setup.family, params=setup.params,
+      hardware=setup.hardware, num_cores=setup.num_cores, num_replicas=setup.num_replicas,
+      core_hours=core_hours, wall_clock_hours=core_hours / setup.num_cores,
+      epochs=epochs, images=images, steps=steps, batch_size=setup.batch_size,
+      per_replica_batch_size=setup.batch_size // setup.num_replicas,
+      base_lr=base_lr, warmup_steps=int(warmup_steps), decay=DECAY, mfu=setup.mfu,
+      peak_flops_per_core=setup.peak, dataset_size=setup.dataset_size,
+      resolution=setup.resolution, num_classes=setup.num_classes,
+      forward_flops_per_image=setup.forward_flops, train_flops_per_image=setup.train_flops,
+      train_flops_multiplier=setup.multiplier, total_train_flops=float(images) * setup.train_flops,
+      images_per_second_per_core=setup.images_per_second_per_core,
+      throughput_source=setup.throughput_source)
+
+
+def plan_from_budget(model: str, core_hours: float,
+                     dataset_size: int | None = None, hardware: str = "tpu_v4",
+                     batch_size: int = published.PAPER_BATCH_SIZE, resolution: int | None = None,
+                     num_replicas: int = 1, num_cores: int | None = None,
+                     num_classes: int = 1000, mfu: float | None = None,
+                     images_per_second_per_core: float | None = None,
+                     train_flops_multiplier: float = cost.TRAIN_FLOPS_PER_FORWARD,
+                     warmup_steps: int | None = None, lr: float | None = None) -> Plan:
+  """The longest run of ``model`` that fits in ``core_hours`` of ``hardware``.
+
+  Steps = floor(budget / cost of one step) (a budget within 1e-6 of a step buys it), so the
+  plan's ``core_hours`` is <= the budget and within one step of it.
+
+  Args:
+    model: registered model name.
+    core_hours: budget in ``hardware`` core hours.
+    dataset_size: images per epoch (default JFT-4B, 4e9).
+    hardware: key of ``HARDWARE``.
+    batch_size: global batch size.
+    resolution: training resolution (default ``default_resolution(model)``).
+    num_replicas: data-parallel replicas; must divide ``batch_size``.
+    num_cores: cores used (sets wall clock only); default replicas x cores per device.
+    num_classes: classifier width used for the FLOP count.
+    mfu: override the calibrated utilisation.
+    images_per_second_per_core: a measured throughput; replaces the analytic one.
+    train_flops_multiplier: training FLOPs per forward FLOP.
+    warmup_steps: override ``default_warmup_steps``.
+    lr: override the LR rule.
+
+  Raises:
+    PlanError: bad input; the message names the flag.
+  """
+  core_hours = positive("budget_core_hours", core_hours)
+  setup = _setup(model, dataset_size, hardware, batch_size, resolution, num_replicas,
+                 num_cores, num_classes, mfu, images_per_second_per_core,
+                 train_flops_multiplier)
+  step_cost = _core_hours(setup, 1)
+  steps = math.floor(core_hours / step_cost + _STEP_TOLERANCE)
+  if steps < 1:
+    raise PlanError("budget_core_hours", f"={core_hours:g} is smaller than one training step "
+                    f"({step_cost:.3g} core hours at --batch_size={setup.batch_size})")
+  return _plan(setup, steps, warmup_steps, lr)
+
+
+def plan_from_epochs(model: str, epochs: float,
+                     dataset_size: int | None = None, hardware: str = "tpu_v4",
+                     batch_size: int = published.PAPER_BATCH_SIZE, resolution: int | None = None,
+                     num_replicas: int = 1, num_cores: int | None = None,
+                     num_classes: int = 1000, mfu: float | None = None,
+                     images_per_second_per_core: float | None = None,
+                     train_flops_multiplier: float = cost.TRAIN_FLOPS_PER_FORWARD,
+                     warmup_steps: int | None = None, lr: float | None = None) -> Plan:
+  """A run of ``model`` for ``epochs`` passes over ``dataset_size`` images.
+
+  Steps = round(epochs x dataset_size / batch_size). Arguments as ``plan_from_budget``.
+  """
+  epochs = positive("epochs", epochs)
+  setup = _setup(model, dataset_size, hardware, batch_size, resolution, num_replicas,
+                 num_cores, num_classes, mfu, images_per_second_per_core,
+                 train_flops_multiplier)
+  steps = cost.steps_from_epochs(epochs, setup.dataset_size, setup.batch_size)
+  if steps < 1:
+    raise PlanError("epochs", f"={epochs:g} is less than one step of --batch_size="
+                    f"{setup.batch_size} over --dataset_size={setup.dataset_size}")
+  return _plan(setup, steps, warmup_steps, lr)
+
+
+def plan_from_config(config, dataset_size: int, num_classes: int, num_replicas: int = 1) -> Plan:
+  """The plan of an experiment config (reproduce/configs): its budget, else its epochs.
+
+  ``config.dataset_size`` overrides ``dataset_size`` when set; the budget wins when both
+  ``config.budget_core_hours`` and ``config.epochs`` are set.
+  """
+  common = dict(
+      dataset_size=int(config.get("dataset_size") or dataset_size),
+      hardware=config.hardware, batch_size=int(config.batch_size),
+      resolution=config.get("resolution"), num_replicas=num_replicas,
+      num_classes=int(num_classes), mfu=config.get("mfu"),
+      images_per_second_per_core=config.get("images_per_second_per_core"),
+      warmup_steps=config.get("warmup_steps"), lr=config.get("base_lr"))
+  if config.get("budget_core_hours"):
+    return plan_from_budget(config.model, float(config.budget_core_hours), **common)
+  if config.get("epochs"):
+    return plan_from_epochs(config.model, float(config.epochs), **common)
+  raise PlanError("config.budget_core_hours", "or --config.epochs must be set")
