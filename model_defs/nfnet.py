@@ -401,7 +401,8 @@ def variant_specs() -> list[registry.ModelSpec]:
     cfg = row_config(rows[base], plus=variant.endswith("plus"), mini=True)
     specs.append(_spec(
         f"nfnet_mini_{variant}", cfg, mini=True,
-        source=f"this kit: NFNet-{variant.upper()} depths, all widths / {MINI_WIDTH_DIVISOR}, 32 px",
+        source=f"this kit: NFNet-{variant.upper()} depths, all widths / {MINI_WIDTH_DIVISOR}, "
+               f"32 px",
         description=f"mini NFNet-{_display(variant)}: depths {list(rows[base].depths)}, "
                     f"widths {list(cfg['widths'])}, group width {cfg['group_width']}"))
   return specs

@@ -1,8 +1,9 @@
 """The model registry behind ``model_defs.build``, ``names`` and ``stats``.
 
 Each family module (``nfnet.py``, ``vit.py``) registers one ``ModelSpec`` per
-variant at import time (``register_family``, which tolerates a module reload); the spec's ``config`` is that variant's row of the
-family's table, and its two functions build the Keras model or count it.
+variant at import time with ``register_family``, which tolerates a module reload. The
+spec's ``config`` is that variant's row of the family's table, and its two functions
+build the Keras model or count it.
 """
 
 from __future__ import annotations

@@ -45,10 +45,9 @@ POOL_TYPES = ("token", "gap", "map")
 POSEMB_TYPES = ("learn", "sincos2d")
 
 # Options a caller may override at build/count time (model_defs.build(name, **overrides)).
-OVERRIDABLE = (
-    "image_size", "pool_type", "posemb", "representation_size", "dropout_rate",
-    "stochdepth_rate", "head_zeroinit", "qkv_bias", "layer_norm_eps", "gelu_approximate",
-)
+OVERRIDABLE = ("image_size", "pool_type", "posemb", "representation_size", "dropout_rate",
+               "stochdepth_rate", "head_zeroinit", "qkv_bias", "layer_norm_eps",
+               "gelu_approximate")
 
 
 # --------------------------------------------------------------------------------------

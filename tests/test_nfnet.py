@@ -311,7 +311,8 @@ def test_stochdepth_rates_follow_each_family():
   vit_model = model_defs.build("vit_mini_ti", 10, stochdepth_rate=0.3)
   assert vit_model.get_layer("encoderblock_2_droppath1").rate == pytest.approx(0.3)
   assert vit_model.get_layer("encoderblock_2_droppath1").scale_by_keep
-  assert not model_defs.build("nfnet_mini_f0", 10).get_layer("stage4_block3").stoch_depth.scale_by_keep
+  nf_block = model_defs.build("nfnet_mini_f0", 10).get_layer("stage4_block3")
+  assert not nf_block.stoch_depth.scale_by_keep
 
 
 # ----------------------------------------------------------------------------- JAX backend
