@@ -1,14 +1,14 @@
 """Loads timm ``dm_nfnet_f*`` (PyTorch) weights into a Keras NFNet from ``model_defs.nfnet``.
 
 Only NumPy is needed to convert a state dict; reading a ``.pth`` file imports
-``torch`` lazily (never timm or torchvision: importing those after TensorFlow can crash
-the process).
+``torch`` lazily (``model_defs.convert_common``; never timm or torchvision: importing
+those after TensorFlow can crash the process).
 
 To reproduce timm's outputs exactly, build the Keras model with timm's two numerical
 conventions (exact GELU and timm's weight-standardisation epsilon)::
 
   model = model_defs.build("nfnet_f0", num_classes=1000, timm_compat=True)
-  load_timm_state_dict(model, load_torch_checkpoint("dm_nfnet_f0.pth"))
+  load_timm_checkpoint(model, "dm_nfnet_f0.pth")
 
 Name mapping (timm -> Keras variable path):
   stem.conv{i}.{weight,gain,bias}                 stem_conv{i}/{kernel,gain,bias}
@@ -28,30 +28,19 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from model_defs.convert_common import ConversionError, load_torch_state_dict, to_numpy
+
+
 _CONV_PARAM = {"weight": "kernel", "gain": "gain", "bias": "bias"}
 
 
-class ConversionError(ValueError):
-  """Raised when a state dict does not match the Keras model exactly."""
+# The name this module has always exported for reading a .pth file.
+load_torch_checkpoint = load_torch_state_dict
 
 
-def _to_numpy(value: Any) -> np.ndarray:
-  if hasattr(value, "detach"):  # torch.Tensor, without importing torch
-    value = value.detach().cpu().float().numpy()
-  return np.asarray(value, dtype=np.float32)
-
-
-def load_torch_checkpoint(path: str) -> dict[str, np.ndarray]:
-  """Reads a timm ``.pth`` checkpoint into a dict of NumPy arrays (needs ``torch``)."""
-  import torch  # pylint: disable=import-outside-toplevel
-
-  checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-  for wrapper in ("state_dict", "model", "state_dict_ema"):
-    if isinstance(checkpoint, Mapping) and wrapper in checkpoint and isinstance(
-        checkpoint[wrapper], Mapping):
-      checkpoint = checkpoint[wrapper]
-      break
-  return {k: _to_numpy(v) for k, v in checkpoint.items()}
+def load_timm_checkpoint(model, path: str, check_options: bool = True):
+  """Loads a timm ``dm_nfnet_f*`` ``.pth`` file into ``model`` (``load_timm_state_dict``)."""
+  return load_timm_state_dict(model, load_torch_state_dict(path), check_options=check_options)
 
 
 def timm_key_to_keras_path(key: str) -> str | None:
@@ -118,7 +107,7 @@ def convert_timm_state_dict(model, state_dict: Mapping[str, Any]) -> dict[str, n
     if path not in targets:
       unmatched.append(f"{key} -> {path}")
       continue
-    converted[path] = (key, _to_keras_layout(key, _to_numpy(value)))
+    converted[path] = (key, _to_keras_layout(key, to_numpy(value)))
 
   problems = []
   if unrecognised:

@@ -16,7 +16,9 @@ before prepending the class token (big_vision). timm (and the original ViT/AugRe
 checkpoints) keep a (1, 1 + N, D) table added after the class token; its first row is
 constant per model, so it is folded into the class token on import. That is exact.
 
-No timm/torchvision import here; ``torch`` is imported only to read a .pth file.
+Every mismatch between a checkpoint and the model raises ``ConversionError`` (a
+ValueError, shared with ``model_defs.convert_nfnet``). No timm/torchvision import here;
+``torch`` is imported only to read a .pth file (``model_defs.convert_common``).
 """
 
 from __future__ import annotations
@@ -27,9 +29,13 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from model_defs.convert_common import ConversionError, load_torch_state_dict, to_numpy
+from model_defs.posemb_resampling import (resample_posemb, split_posemb_class_row,
+                                         square_grid_side)
+
+
 POSEMB_PATH = "pos_embedding/pos_embedding"
 CLS_PATH = "cls/token"
-_RESAMPLE_METHODS = ("bilinear", "bicubic")
 
 
 # --------------------------------------------------------------------------------------
@@ -41,15 +47,6 @@ def weights_dict(model) -> dict[str, np.ndarray]:
   return {v.path: np.asarray(v.numpy() if hasattr(v, "numpy") else v) for v in model.weights}
 
 
-def _to_numpy(x) -> np.ndarray:
-  if hasattr(x, "detach"):  # torch tensor, without importing torch
-    x = x.detach().cpu()
-    if str(x.dtype) == "torch.bfloat16":
-      x = x.float()
-    x = x.numpy()
-  return np.asarray(x)
-
-
 def assign_weights(model, weights: Mapping[str, Any], *, resample: bool = True,
                    method: str = "bicubic") -> None:
   """Assigns a full {path: array} dict to ``model``.
@@ -58,110 +55,26 @@ def assign_weights(model, weights: Mapping[str, Any], *, resample: bool = True,
   position embedding, which is resampled to the model's grid when ``resample``.
 
   Raises:
-    ValueError: naming missing/unexpected paths or mismatched shapes.
+    ConversionError: naming missing/unexpected paths or mismatched shapes.
   """
   variables = {v.path: v for v in model.weights}
   missing = sorted(set(variables) - set(weights))
   unexpected = sorted(set(weights) - set(variables))
   if missing or unexpected:
-    raise ValueError(f"weights do not match model {model.name!r}: missing {missing}, "
+    raise ConversionError(f"weights do not match model {model.name!r}: missing {missing}, "
                      f"unexpected {unexpected}")
   values = {}
   for path, var in variables.items():
-    value = _to_numpy(weights[path])
+    value = to_numpy(weights[path], dtype=None)
     want = tuple(var.shape)
     if value.shape != want:
       if path.endswith(POSEMB_PATH) and resample and len(want) == 3:
-        value = resample_posemb(value, _square_side(want[1], want, "model"), method=method)
+        value = resample_posemb(value, square_grid_side(want[1], want, "model"), method=method)
       else:
-        raise ValueError(f"shape mismatch for {path!r}: weights {value.shape}, model {want}")
+        raise ConversionError(f"shape mismatch for {path!r}: weights {value.shape}, model {want}")
     values[path] = value
   for path, var in variables.items():  # assign only after every check passed
     var.assign(values[path].astype(var.dtype))
-
-
-# --------------------------------------------------------------------------------------
-# Position-embedding resampling
-# --------------------------------------------------------------------------------------
-
-def _square_side(n: int, shape, what: str) -> int:
-  side = int(round(math.sqrt(n)))
-  if side * side != n:
-    raise ValueError(f"{what} position embedding of shape {tuple(shape)} has {n} patch "
-                     f"tokens, which is not a square grid")
-  return side
-
-
-def _cubic(t: np.ndarray, a: float = -0.75) -> np.ndarray:
-  # Keys cubic convolution kernel; a = -0.75 as PyTorch's bicubic (which timm uses).
-  t = np.abs(t)
-  return np.where(t <= 1, ((a + 2) * t - (a + 3)) * t * t + 1,
-                  np.where(t < 2, (((t - 5) * t + 8) * t - 4) * a, 0.0))
-
-
-def _interp_matrix(n_in: int, n_out: int, method: str) -> np.ndarray:
-  """(n_out, n_in) 1-D resampling matrix, half-pixel centres, edge-clamped (align_corners=False)."""
-  m = np.zeros((n_out, n_in), np.float64)
-  scale = n_in / n_out
-  for o in range(n_out):
-    src = (o + 0.5) * scale - 0.5
-    if method == "bilinear":
-      src = max(src, 0.0)
-      i0 = int(math.floor(src))
-      frac = src - i0
-      m[o, min(i0, n_in - 1)] += 1.0 - frac
-      m[o, min(i0 + 1, n_in - 1)] += frac
-    else:
-      i0 = int(math.floor(src))
-      frac = src - i0
-      for k in range(-1, 3):
-        m[o, min(max(i0 + k, 0), n_in - 1)] += _cubic(np.float64(k - frac))
-  return m
-
-
-def resample_posemb(posemb, new_grid, *, num_prefix_tokens: int = 0,
-                    method: str = "bicubic") -> np.ndarray:
-  """Resamples a learned position embedding to a new patch grid by 2-D interpolation.
-
-  Args:
-    posemb: (1, P + H*W, D) or (P + H*W, D) array; the first ``num_prefix_tokens``
-      rows (P, e.g. a timm class-token row) are kept unchanged, the rest must be a
-      square H x W grid (row-major, as the patch tokens).
-    new_grid: the new grid side (int) or (height, width).
-    num_prefix_tokens: rows before the grid that are not interpolated.
-    method: 'bicubic' (PyTorch/timm kernel, a=-0.75) or 'bilinear', both with
-      half-pixel centres (align_corners=False) and clamped edges, no antialiasing.
-
-  Returns:
-    float32 array (1, P + new_h*new_w, D).
-
-  Raises:
-    ValueError: for a non-square source grid, a bad shape or method.
-  """
-  pe = _to_numpy(posemb)
-  shape = pe.shape
-  if pe.ndim == 2:
-    pe = pe[None]
-  if pe.ndim != 3 or pe.shape[0] != 1:
-    raise ValueError(f"position embedding must be (1, tokens, width) or (tokens, width), "
-                     f"got shape {shape}")
-  if method not in _RESAMPLE_METHODS:
-    raise ValueError(f"method must be one of {_RESAMPLE_METHODS}, got {method!r}")
-  if not 0 <= num_prefix_tokens < pe.shape[1]:
-    raise ValueError(f"num_prefix_tokens={num_prefix_tokens} does not fit a position "
-                     f"embedding of shape {shape}")
-  prefix, grid = pe[:, :num_prefix_tokens], pe[0, num_prefix_tokens:]
-  side = _square_side(grid.shape[0], shape, "source")
-  new_h, new_w = (new_grid, new_grid) if np.ndim(new_grid) == 0 else tuple(new_grid)
-  new_h, new_w = int(new_h), int(new_w)
-  if new_h < 1 or new_w < 1:
-    raise ValueError(f"new grid must be positive, got {new_grid!r}")
-  grid = grid.reshape(side, side, -1).astype(np.float64)
-  if (new_h, new_w) != (side, side):
-    grid = np.einsum("ij,jkd,lk->ild", _interp_matrix(side, new_h, method), grid,
-                     _interp_matrix(side, new_w, method))
-  out = grid.reshape(1, new_h * new_w, -1).astype(np.float32)
-  return np.concatenate([prefix.astype(np.float32), out], axis=1)
 
 
 def load_weights_across_resolution(src_model, dst_model, *, method: str = "bicubic") -> None:
@@ -172,7 +85,7 @@ def load_weights_across_resolution(src_model, dst_model, *, method: str = "bicub
   recomputed by the destination model.
 
   Raises:
-    ValueError: when the two models differ in anything but the position grid.
+    ConversionError: when the two models differ in anything but the position grid.
   """
   assign_weights(dst_model, weights_dict(src_model), resample=True, method=method)
 
@@ -185,7 +98,8 @@ def _model_layout(model) -> dict[str, Any]:
   """Structure of a Keras ViT, read from its variables (and attention layers)."""
   paths = {v.path: tuple(v.shape) for v in model.weights}
   if "embedding/kernel" not in paths:
-    raise ValueError(f"model {model.name!r} is not a model_defs.vit ViT (no 'embedding/kernel')")
+    raise ConversionError(f"model {model.name!r} is not a model_defs.vit ViT "
+                          f"(no 'embedding/kernel')")
   depth = 0
   while f"encoderblock_{depth}_ln0/gamma" in paths:
     depth += 1
@@ -211,38 +125,23 @@ class _Source:
 
   def get(self, key: str, *, purpose: str = "") -> np.ndarray:
     if key not in self.params:
-      raise ValueError(f"{self.kind} checkpoint is missing key {key!r}"
+      raise ConversionError(f"{self.kind} checkpoint is missing key {key!r}"
                        f"{' (' + purpose + ')' if purpose else ''}")
     self.used.add(key)
-    return _to_numpy(self.params[key]).astype(np.float32)
+    return to_numpy(self.params[key])
 
   def check_all_used(self, strict: bool) -> None:
     extra = sorted(set(self.params) - self.used)
     if extra and strict:
-      raise ValueError(f"{self.kind} checkpoint has keys the model does not use (pass "
+      raise ConversionError(f"{self.kind} checkpoint has keys the model does not use (pass "
                        f"strict=False to ignore): {extra}")
 
 
 def _expect(value: np.ndarray, shape, key: str, kind: str) -> np.ndarray:
   if tuple(value.shape) != tuple(shape):
-    raise ValueError(f"{kind} key {key!r} has shape {tuple(value.shape)}, expected "
+    raise ConversionError(f"{kind} key {key!r} has shape {tuple(value.shape)}, expected "
                      f"{tuple(shape)} for this model")
   return value
-
-
-def _split_posemb(pe: np.ndarray, key: str, kind: str) -> tuple[np.ndarray | None, np.ndarray]:
-  """Splits (1, [1 +] N, D) into (class-token row or None, patch rows); N must be square."""
-  if pe.ndim == 2:
-    pe = pe[None]
-  if pe.ndim != 3 or pe.shape[0] != 1:
-    raise ValueError(f"{kind} key {key!r} has shape {pe.shape}, expected (1, tokens, width)")
-  t = pe.shape[1]
-  if int(round(math.sqrt(t))) ** 2 == t:
-    return None, pe
-  if t > 1 and int(round(math.sqrt(t - 1))) ** 2 == t - 1:
-    return pe[:, :1], pe[:, 1:]
-  raise ValueError(f"{kind} key {key!r} has shape {pe.shape}: neither {t} nor {t - 1} "
-                   f"tokens form a square patch grid")
 
 
 # --------------------------------------------------------------------------------------
@@ -258,87 +157,102 @@ def timm_to_keras(state_dict: Mapping[str, Any], model, *, strict: bool = True) 
   ``assign_weights`` resamples it.
 
   Raises:
-    ValueError: for missing keys, unused keys (``strict``), mismatched shapes, or
+    ConversionError: for missing keys, unused keys (``strict``), mismatched shapes, or
       timm features this ViT does not have (fc_norm/avg pool, LayerScale, register
       tokens, qk-norm, ...).
   """
   src = _Source(state_dict, "timm")
   lay = _model_layout(model)
-  d, paths = lay["width"], lay["paths"]
+  _reject_unsupported_timm_features(src)
+  out = _timm_embeddings(src, lay)
+  qb = lay["qkv_bias"]
+  for i in range(lay["depth"]):
+    b, k = f"blocks.{i}", f"encoderblock_{i}"
+    _timm_norm(src, out, f"{b}.norm1", f"{k}_ln0")
+    _timm_linear(src, out, f"{b}.attn.qkv", f"{k}_attn/qkv_kernel",
+                 f"{k}_attn/qkv_bias" if qb else None)
+    _timm_linear(src, out, f"{b}.attn.proj", f"{k}_attn/out_kernel", f"{k}_attn/out_bias")
+    _timm_norm(src, out, f"{b}.norm2", f"{k}_ln1")
+    _timm_linear(src, out, f"{b}.mlp.fc1", f"{k}_mlp_fc1/kernel", f"{k}_mlp_fc1/bias")
+    _timm_linear(src, out, f"{b}.mlp.fc2", f"{k}_mlp_fc2/kernel", f"{k}_mlp_fc2/bias")
+  if src.has(f"blocks.{lay['depth']}.norm1.weight"):
+    raise ConversionError(f"timm checkpoint has more than the model's {lay['depth']} blocks")
+  _timm_norm(src, out, "norm", "encoder_norm")
+  if lay["map"]:
+    _timm_map_head(src, lay, out)
+  elif src.has("attn_pool.latent"):
+    raise ConversionError("timm checkpoint has an attention pool ('attn_pool.*'); build the "
+                          "model with pool_type='map'")
+  if lay["pre_logits"]:
+    _timm_linear(src, out, "pre_logits.fc", "pre_logits/kernel", "pre_logits/bias")
+  _timm_linear(src, out, "head", "head/kernel", "head/bias")
+  src.check_all_used(strict)
+  return out
+
+
+def _reject_unsupported_timm_features(src: "_Source") -> None:
   if src.has("fc_norm.weight"):
-    raise ValueError("timm checkpoint has 'fc_norm' (global_pool='avg' normalises after "
-                     "pooling); model_defs.vit's 'gap' normalises before pooling as big_vision, "
-                     "so it cannot be converted exactly")
-  unsupported = sorted(k for k in state_dict
+    raise ConversionError("timm checkpoint has 'fc_norm' (global_pool='avg' normalises after "
+                          "pooling); model_defs.vit's 'gap' normalises before pooling as "
+                          "big_vision, so it cannot be converted exactly")
+  unsupported = sorted(k for k in src.params
                        if re.search(r"(^reg_token|\.ls[12]\.|norm_pre\.|q_norm|k_norm|"
                                     r"^patch_embed\.norm)", k))
   if unsupported:
-    raise ValueError(f"timm checkpoint uses features this ViT does not implement: {unsupported}")
+    raise ConversionError(f"timm checkpoint uses features this ViT does not implement: "
+                          f"{unsupported}")
 
+
+def _timm_embeddings(src: "_Source", lay: Mapping[str, Any]) -> dict[str, np.ndarray]:
+  """Patch embedding, class token and position table (its class row folded into ``cls``)."""
   out: dict[str, np.ndarray] = {}
   w = src.get("patch_embed.proj.weight")  # (D, 3, p, p) -> (p, p, 3, D)
-  out["embedding/kernel"] = _expect(w.transpose(2, 3, 1, 0), paths["embedding/kernel"],
+  out["embedding/kernel"] = _expect(w.transpose(2, 3, 1, 0), lay["paths"]["embedding/kernel"],
                                     "patch_embed.proj.weight", "timm")
   out["embedding/bias"] = src.get("patch_embed.proj.bias")
-
   has_cls = src.has("cls_token")
   if has_cls != lay["cls"]:
-    raise ValueError(f"timm checkpoint {'has' if has_cls else 'has no'} cls_token but the model "
-                     f"{'has' if lay['cls'] else 'has no'} class token: build the model with a "
-                     f"matching pool_type")
+    raise ConversionError(f"timm checkpoint {'has' if has_cls else 'has no'} cls_token but the "
+                          f"model {'has' if lay['cls'] else 'has no'} class token: build the "
+                          f"model with a matching pool_type")
   if lay["learn_posemb"]:
-    cls_row, pe = _split_posemb(src.get("pos_embed"), "pos_embed", "timm")
+    cls_row, pe = split_posemb_class_row(src.get("pos_embed"), "pos_embed", "timm")
     out[POSEMB_PATH] = pe
     if has_cls:
       cls = src.get("cls_token")
       out[CLS_PATH] = cls + cls_row if cls_row is not None else cls
   elif has_cls:
     out[CLS_PATH] = src.get("cls_token")
-
-  def linear(prefix: str, kernel_path: str, bias_path: str | None):
-    out[kernel_path] = src.get(f"{prefix}.weight").T
-    if bias_path is not None:
-      out[bias_path] = src.get(f"{prefix}.bias")
-
-  def norm(prefix: str, name: str):
-    out[f"{name}/gamma"] = src.get(f"{prefix}.weight")
-    out[f"{name}/beta"] = src.get(f"{prefix}.bias")
-
-  qb = lay["qkv_bias"]
-  for i in range(lay["depth"]):
-    b, k = f"blocks.{i}", f"encoderblock_{i}"
-    norm(f"{b}.norm1", f"{k}_ln0")
-    linear(f"{b}.attn.qkv", f"{k}_attn/qkv_kernel", f"{k}_attn/qkv_bias" if qb else None)
-    linear(f"{b}.attn.proj", f"{k}_attn/out_kernel", f"{k}_attn/out_bias")
-    norm(f"{b}.norm2", f"{k}_ln1")
-    linear(f"{b}.mlp.fc1", f"{k}_mlp_fc1/kernel", f"{k}_mlp_fc1/bias")
-    linear(f"{b}.mlp.fc2", f"{k}_mlp_fc2/kernel", f"{k}_mlp_fc2/bias")
-  if src.has(f"blocks.{lay['depth']}.norm1.weight"):
-    raise ValueError(f"timm checkpoint has more than the model's {lay['depth']} blocks")
-  norm("norm", "encoder_norm")
-
-  if lay["map"]:
-    if not src.has("attn_pool.latent"):
-      raise ValueError("model has a MAP head but the timm checkpoint has no 'attn_pool.*'")
-    out["map_probe/token"] = _expect(src.get("attn_pool.latent"), (1, 1, d),
-                                     "attn_pool.latent", "timm")
-    q, kv = src.get("attn_pool.q.weight"), src.get("attn_pool.kv.weight")
-    out["map_attn/qkv_kernel"] = np.concatenate([q.T, kv.T], axis=1)
-    if qb:
-      out["map_attn/qkv_bias"] = np.concatenate(
-          [src.get("attn_pool.q.bias"), src.get("attn_pool.kv.bias")])
-    linear("attn_pool.proj", "map_attn/out_kernel", "map_attn/out_bias")
-    norm("attn_pool.norm", "map_ln")
-    linear("attn_pool.mlp.fc1", "map_mlp_fc1/kernel", "map_mlp_fc1/bias")
-    linear("attn_pool.mlp.fc2", "map_mlp_fc2/kernel", "map_mlp_fc2/bias")
-  elif src.has("attn_pool.latent"):
-    raise ValueError("timm checkpoint has an attention pool ('attn_pool.*'); build the model "
-                     "with pool_type='map'")
-  if lay["pre_logits"]:
-    linear("pre_logits.fc", "pre_logits/kernel", "pre_logits/bias")
-  linear("head", "head/kernel", "head/bias")
-  src.check_all_used(strict)
   return out
+
+
+def _timm_map_head(src: "_Source", lay: Mapping[str, Any], out: dict) -> None:
+  """timm's ``attn_pool`` (separate q and kv projections) -> the Keras MAP head."""
+  if not src.has("attn_pool.latent"):
+    raise ConversionError("model has a MAP head but the timm checkpoint has no 'attn_pool.*'")
+  out["map_probe/token"] = _expect(src.get("attn_pool.latent"), (1, 1, lay["width"]),
+                                   "attn_pool.latent", "timm")
+  q, kv = src.get("attn_pool.q.weight"), src.get("attn_pool.kv.weight")
+  out["map_attn/qkv_kernel"] = np.concatenate([q.T, kv.T], axis=1)
+  if lay["qkv_bias"]:
+    out["map_attn/qkv_bias"] = np.concatenate(
+        [src.get("attn_pool.q.bias"), src.get("attn_pool.kv.bias")])
+  _timm_linear(src, out, "attn_pool.proj", "map_attn/out_kernel", "map_attn/out_bias")
+  _timm_norm(src, out, "attn_pool.norm", "map_ln")
+  _timm_linear(src, out, "attn_pool.mlp.fc1", "map_mlp_fc1/kernel", "map_mlp_fc1/bias")
+  _timm_linear(src, out, "attn_pool.mlp.fc2", "map_mlp_fc2/kernel", "map_mlp_fc2/bias")
+
+
+def _timm_linear(src: "_Source", out: dict, prefix: str, kernel_path: str,
+                 bias_path: str | None) -> None:
+  out[kernel_path] = src.get(f"{prefix}.weight").T  # torch Linear is (out, in)
+  if bias_path is not None:
+    out[bias_path] = src.get(f"{prefix}.bias")
+
+
+def _timm_norm(src: "_Source", out: dict, prefix: str, name: str) -> None:
+  out[f"{name}/gamma"] = src.get(f"{prefix}.weight")
+  out[f"{name}/beta"] = src.get(f"{prefix}.bias")
 
 
 def load_timm_state_dict(model, state_dict: Mapping[str, Any], *, strict: bool = True,
@@ -353,11 +267,7 @@ def load_timm_checkpoint(model, path: str, **kwargs) -> None:
     with np.load(path) as f:
       sd = {k: f[k] for k in f.files}
   else:
-    import torch  # only to read the pickle; never timm/torchvision
-    sd = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model"):
-      if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
-        sd = sd[key]
+    sd = load_torch_state_dict(path)
   load_timm_state_dict(model, sd, **kwargs)
 
 
@@ -392,7 +302,7 @@ def normalize_big_vision_params(params: Mapping[str, Any]) -> dict[str, np.ndarr
   inlined MAP head ('probe' at the top level). A (1, 1 + N, D) table keeps its
   class row as 'pos_embedding_cls' for the converter to fold into 'cls'.
   """
-  flat = {k: _to_numpy(v) for k, v in _flatten(params).items()}
+  flat = {k: to_numpy(v, dtype=None) for k, v in _flatten(params).items()}
   if flat and all(k.startswith("params/") for k in flat):
     flat = {k[len("params/"):]: v for k, v in flat.items()}
   out: dict[str, np.ndarray] = {}
@@ -414,7 +324,7 @@ def normalize_big_vision_params(params: Mapping[str, Any]) -> dict[str, np.ndarr
       k = f"MAPHead_0/{k}"
     out[k] = v
   if "pos_embedding" in out:
-    cls_row, pe = _split_posemb(out["pos_embedding"], "pos_embedding", "big_vision")
+    cls_row, pe = split_posemb_class_row(out["pos_embedding"], "pos_embedding", "big_vision")
     out["pos_embedding"] = pe
     if cls_row is not None:
       out["pos_embedding_cls"] = cls_row
@@ -425,26 +335,54 @@ def big_vision_to_keras(params: Mapping[str, Any], model, *, strict: bool = True
   """Maps big_vision ViT params (flat '/'-joined or nested) onto ``model``'s variables.
 
   Raises:
-    ValueError: for missing keys, unused keys (``strict``), a head-count or shape
+    ConversionError: for missing keys, unused keys (``strict``), a head-count or shape
       mismatch, or a head type the model was not built with.
   """
   src = _Source(normalize_big_vision_params(params), "big_vision")
   lay = _model_layout(model)
-  d, paths, heads = lay["width"], lay["paths"], lay["heads"]
+  out = _big_vision_embeddings(src, lay)
+  for i in range(lay["depth"]):
+    b, k = f"Transformer/encoderblock_{i}", f"encoderblock_{i}"
+    _bv_norm(src, out, f"{b}/LayerNorm_0", f"{k}_ln0")
+    _bv_attention(src, out, lay, f"{b}/MultiHeadDotProductAttention_0", f"{k}_attn")
+    _bv_norm(src, out, f"{b}/LayerNorm_1", f"{k}_ln1")
+    _bv_dense(src, out, f"{b}/MlpBlock_0/Dense_0", f"{k}_mlp_fc1")
+    _bv_dense(src, out, f"{b}/MlpBlock_0/Dense_1", f"{k}_mlp_fc2")
+  if src.has(f"Transformer/encoderblock_{lay['depth']}/LayerNorm_0/scale"):
+    raise ConversionError(f"big_vision checkpoint has more than the model's {lay['depth']} "
+                          f"blocks")
+  _bv_norm(src, out, "Transformer/encoder_norm", "encoder_norm")
+  if lay["map"]:
+    out["map_probe/token"] = src.get("MAPHead_0/probe", purpose="MAP head")
+    _bv_attention(src, out, lay, "MAPHead_0/MultiHeadDotProductAttention_0", "map_attn")
+    _bv_norm(src, out, "MAPHead_0/LayerNorm_0", "map_ln")
+    _bv_dense(src, out, "MAPHead_0/MlpBlock_0/Dense_0", "map_mlp_fc1")
+    _bv_dense(src, out, "MAPHead_0/MlpBlock_0/Dense_1", "map_mlp_fc2")
+  elif src.has("MAPHead_0/probe"):
+    raise ConversionError("big_vision checkpoint has a MAP head; build the model with "
+                          "pool_type='map'")
+  if lay["pre_logits"]:
+    _bv_dense(src, out, "pre_logits", "pre_logits")
+  _bv_dense(src, out, "head", "head")
+  src.check_all_used(strict)
+  return out
+
+
+def _big_vision_embeddings(src: "_Source", lay: Mapping[str, Any]) -> dict[str, np.ndarray]:
+  """Patch embedding, position table and class token (plus any old class row of the table)."""
   out: dict[str, np.ndarray] = {}
-  out["embedding/kernel"] = _expect(src.get("embedding/kernel"), paths["embedding/kernel"],
+  out["embedding/kernel"] = _expect(src.get("embedding/kernel"), lay["paths"]["embedding/kernel"],
                                     "embedding/kernel", "big_vision")
   out["embedding/bias"] = src.get("embedding/bias")
-
   if src.has("cls") != lay["cls"]:
-    raise ValueError(f"big_vision checkpoint {'has' if src.has('cls') else 'has no'} 'cls' "
-                     f"token but the model {'has' if lay['cls'] else 'has no'} class token: "
-                     f"build the model with a matching pool_type")
+    raise ConversionError(f"big_vision checkpoint {'has' if src.has('cls') else 'has no'} "
+                          f"'cls' token but the model {'has' if lay['cls'] else 'has no'} "
+                          f"class token: build the model with a matching pool_type")
   if lay["learn_posemb"]:
     out[POSEMB_PATH] = src.get("pos_embedding", purpose="learned position embedding")
   elif src.has("pos_embedding"):
-    raise ValueError("big_vision checkpoint has a learned 'pos_embedding' but the model was "
-                     "built with posemb='sincos2d'")
+    raise ConversionError("big_vision checkpoint has a learned 'pos_embedding' but the model "
+                          "was built with posemb='sincos2d'")
   if lay["cls"]:
     cls = src.get("cls")
     if src.has("pos_embedding_cls"):
@@ -452,57 +390,39 @@ def big_vision_to_keras(params: Mapping[str, Any], model, *, strict: bool = True
     out[CLS_PATH] = cls
   elif src.has("pos_embedding_cls"):
     src.get("pos_embedding_cls")  # old layout without a class token: row unused, as big_vision
-
-  def attention(prefix: str, name: str):
-    ws, bs = [], []
-    for part in ("query", "key", "value"):
-      k = src.get(f"{prefix}/{part}/kernel")
-      if k.ndim != 3 or k.shape[0] != d or k.shape[1] != heads:
-        raise ValueError(f"big_vision key '{prefix}/{part}/kernel' has shape {k.shape}, "
-                         f"expected ({d}, {heads}, {d // heads}) (width, heads, head dim)")
-      ws.append(k.reshape(d, d))
-      if lay["qkv_bias"]:
-        bs.append(src.get(f"{prefix}/{part}/bias").reshape(d))
-    out[f"{name}/qkv_kernel"] = np.concatenate(ws, axis=1)
-    if lay["qkv_bias"]:
-      out[f"{name}/qkv_bias"] = np.concatenate(bs)
-    ok = src.get(f"{prefix}/out/kernel")
-    out[f"{name}/out_kernel"] = _expect(ok, (heads, d // heads, d), f"{prefix}/out/kernel",
-                                        "big_vision").reshape(d, d)
-    out[f"{name}/out_bias"] = src.get(f"{prefix}/out/bias")
-
-  def dense(prefix: str, name: str):
-    out[f"{name}/kernel"] = src.get(f"{prefix}/kernel")
-    out[f"{name}/bias"] = src.get(f"{prefix}/bias")
-
-  def norm(prefix: str, name: str):
-    out[f"{name}/gamma"] = src.get(f"{prefix}/scale")
-    out[f"{name}/beta"] = src.get(f"{prefix}/bias")
-
-  for i in range(lay["depth"]):
-    b, k = f"Transformer/encoderblock_{i}", f"encoderblock_{i}"
-    norm(f"{b}/LayerNorm_0", f"{k}_ln0")
-    attention(f"{b}/MultiHeadDotProductAttention_0", f"{k}_attn")
-    norm(f"{b}/LayerNorm_1", f"{k}_ln1")
-    dense(f"{b}/MlpBlock_0/Dense_0", f"{k}_mlp_fc1")
-    dense(f"{b}/MlpBlock_0/Dense_1", f"{k}_mlp_fc2")
-  if src.has(f"Transformer/encoderblock_{lay['depth']}/LayerNorm_0/scale"):
-    raise ValueError(f"big_vision checkpoint has more than the model's {lay['depth']} blocks")
-  norm("Transformer/encoder_norm", "encoder_norm")
-
-  if lay["map"]:
-    out["map_probe/token"] = src.get("MAPHead_0/probe", purpose="MAP head")
-    attention("MAPHead_0/MultiHeadDotProductAttention_0", "map_attn")
-    norm("MAPHead_0/LayerNorm_0", "map_ln")
-    dense("MAPHead_0/MlpBlock_0/Dense_0", "map_mlp_fc1")
-    dense("MAPHead_0/MlpBlock_0/Dense_1", "map_mlp_fc2")
-  elif src.has("MAPHead_0/probe"):
-    raise ValueError("big_vision checkpoint has a MAP head; build the model with pool_type='map'")
-  if lay["pre_logits"]:
-    dense("pre_logits", "pre_logits")
-  dense("head", "head")
-  src.check_all_used(strict)
   return out
+
+
+def _bv_attention(src: "_Source", out: dict, lay: Mapping[str, Any], prefix: str,
+                  name: str) -> None:
+  """flax (D, H, hd) query/key/value kernels -> one fused (D, 3D) kernel; out (H, hd, D)."""
+  d, heads = lay["width"], lay["heads"]
+  ws, bs = [], []
+  for part in ("query", "key", "value"):
+    k = src.get(f"{prefix}/{part}/kernel")
+    if k.ndim != 3 or k.shape[0] != d or k.shape[1] != heads:
+      raise ConversionError(f"big_vision key '{prefix}/{part}/kernel' has shape {k.shape}, "
+                            f"expected ({d}, {heads}, {d // heads}) (width, heads, head dim)")
+    ws.append(k.reshape(d, d))
+    if lay["qkv_bias"]:
+      bs.append(src.get(f"{prefix}/{part}/bias").reshape(d))
+  out[f"{name}/qkv_kernel"] = np.concatenate(ws, axis=1)
+  if lay["qkv_bias"]:
+    out[f"{name}/qkv_bias"] = np.concatenate(bs)
+  ok = src.get(f"{prefix}/out/kernel")
+  out[f"{name}/out_kernel"] = _expect(ok, (heads, d // heads, d), f"{prefix}/out/kernel",
+                                      "big_vision").reshape(d, d)
+  out[f"{name}/out_bias"] = src.get(f"{prefix}/out/bias")
+
+
+def _bv_dense(src: "_Source", out: dict, prefix: str, name: str) -> None:
+  out[f"{name}/kernel"] = src.get(f"{prefix}/kernel")
+  out[f"{name}/bias"] = src.get(f"{prefix}/bias")
+
+
+def _bv_norm(src: "_Source", out: dict, prefix: str, name: str) -> None:
+  out[f"{name}/gamma"] = src.get(f"{prefix}/scale")
+  out[f"{name}/beta"] = src.get(f"{prefix}/bias")
 
 
 def load_big_vision_npz(model, path_or_params, *, strict: bool = True,

@@ -6,7 +6,7 @@ Layers:
   ScaledWSConv2D     convolution with Scaled Weight Standardisation (grouped or dense).
   GammaActivation    activation multiplied by its signal-preserving gain gamma.
   SqueezeExcite      SE gate used by NFNet blocks, output ``2 * sigmoid(...) * h``.
-  StochasticDepth    per-example residual-branch drop (official NFNet: no rescaling; ViT: rescaled).
+(Stochastic depth, shared with the ViTs, is ``model_defs.common.StochasticDepth``.)
 
 Two deliberate, documented differences from timm's ``dm_nfnet_*`` models exist; both
 default to the official DeepMind JAX code and can be switched to timm's semantics:
@@ -36,6 +36,8 @@ import math
 
 import keras
 from keras import ops
+
+from model_defs.common import conv_output_size
 
 GROUPED_CONV_IMPLS = ("auto", "split", "native")
 WS_EPS_MODES = ("official", "timm")
@@ -261,9 +263,9 @@ class ScaledWSConv2D(keras.layers.Layer):
     return ops.concatenate(outputs, axis=-1)
 
   def compute_output_shape(self, input_shape):
-    def out(size):
-      return None if size is None else -(-size // self.strides)
-    return (input_shape[0], out(input_shape[1]), out(input_shape[2]), self.filters)
+    height, width = (conv_output_size(size, self.kernel_size, self.strides)
+                     for size in input_shape[1:3])
+    return (input_shape[0], height, width, self.filters)
 
   def get_config(self):
     return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
@@ -307,39 +309,3 @@ class SqueezeExcite(keras.layers.Layer):
 
   def get_config(self):
     return {**super().get_config(), "hidden_ratio": self.hidden_ratio}
-
-
-@keras.saving.register_keras_serializable(package="nfnet")
-class StochasticDepth(keras.layers.Layer):
-  """Drops the whole residual branch of each example with probability ``rate``.
-
-  ``scale_by_keep=False`` is the official NFNet ``StochDepth``: kept examples are not
-  rescaled by ``1/(1-rate)``. ``scale_by_keep=True`` is timm/big_vision's DropPath used by
-  the ViTs. Identity at inference. Works on inputs of any rank (one draw per example).
-  """
-
-  def __init__(self, rate: float = 0.0, seed: int | None = None, scale_by_keep: bool = False,
-               **kwargs):
-    super().__init__(**kwargs)
-    if not 0.0 <= rate < 1.0:
-      raise ValueError(f"stochastic depth rate must be in [0, 1), got {rate!r}")
-    self.rate = float(rate)
-    self.seed = seed
-    self.scale_by_keep = bool(scale_by_keep)
-    self.seed_generator = keras.random.SeedGenerator(seed)
-
-  def call(self, x, training=None):
-    if not training or self.rate == 0.0:
-      return x
-    keep = 1.0 - self.rate
-    shape = (ops.shape(x)[0],) + (1,) * (len(x.shape) - 1)
-    keep_mask = ops.floor(keep + keras.random.uniform(shape, seed=self.seed_generator,
-                                                      dtype=x.dtype))
-    return x * keep_mask / keep if self.scale_by_keep else x * keep_mask
-
-  def compute_output_shape(self, input_shape):
-    return input_shape
-
-  def get_config(self):
-    return {**super().get_config(), "rate": self.rate, "seed": self.seed,
-            "scale_by_keep": self.scale_by_keep}

@@ -24,10 +24,11 @@ from typing import Any, Mapping
 import keras
 from keras import ops
 
-from model_defs import registry
+from model_defs import common, registry
+from model_defs.common import StochasticDepth, conv_output_size
 from model_defs.layers import (ACTIVATION_GAMMAS, WS_EPS_MODES, GammaActivation,
-                               ScaledWSConv2D, SqueezeExcite, StochasticDepth)
-from model_defs.stats import ModelStats, Tally, conv_output_size
+                               ScaledWSConv2D, SqueezeExcite)
+from model_defs.stats import ModelStats, Tally
 
 FAMILY = "nfnet"
 
@@ -115,16 +116,17 @@ def row_config(row: NFNetRow, plus: bool = False, mini: bool = False) -> dict[st
 
 
 def resolve_config(config: Mapping[str, Any], **overrides) -> dict[str, Any]:
-  """Merges overrides into a config and validates the result.
+  """Merges overrides (any of ``OVERRIDABLE``; None keeps the default) into a config.
 
   Raises:
     ValueError: for an unknown override or an invalid option value.
   """
-  unknown = sorted(set(overrides) - set(OVERRIDABLE))
-  if unknown:
-    raise ValueError(f"unknown NFNet override(s) {unknown}; allowed: {list(OVERRIDABLE)}")
-  cfg = dict(config)
-  cfg.update({k: v for k, v in overrides.items() if v is not None})
+  return common.resolve_config(config, overrides, family="NFNet", allowed=OVERRIDABLE,
+                               normalise=_normalise_options)
+
+
+def _normalise_options(cfg: dict[str, Any]) -> None:
+  """Expands ``timm_compat`` and checks the activation and WS epsilon mode, in place."""
   if cfg["timm_compat"]:
     cfg["gelu_approximate"] = False
     cfg["ws_eps_mode"] = "timm"
@@ -132,10 +134,6 @@ def resolve_config(config: Mapping[str, Any], **overrides) -> dict[str, Any]:
     raise ValueError(f"unknown activation {cfg['activation']!r}; known: {sorted(ACTIVATION_GAMMAS)}")
   if cfg["ws_eps_mode"] not in WS_EPS_MODES:
     raise ValueError(f"ws_eps_mode must be one of {WS_EPS_MODES}, got {cfg['ws_eps_mode']!r}")
-  for key in ("dropout_rate", "stochdepth_rate"):
-    if not 0.0 <= float(cfg[key]) < 1.0:
-      raise ValueError(f"{key} must be in [0, 1), got {cfg[key]!r}")
-  return cfg
 
 
 def mid_channels(out_channels: int, bottleneck_ratio: float, group_width: int) -> int:
@@ -154,7 +152,8 @@ def block_plan(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
   per block and is reset to 1 after each transition (first) block of a stage ([C]).
   """
   alpha = cfg["alpha"]
-  num_blocks = sum(cfg["depths"])
+  rates = common.stochdepth_rates(cfg["stochdepth_rate"], sum(cfg["depths"]),
+                                  last_block_gets_rate=False)
   in_ch = cfg["widths"][0] // 2
   expected_var = 1.0
   plan, index = [], 0
@@ -165,7 +164,7 @@ def block_plan(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
           name=f"stage{stage}_block{block + 1}", in_channels=in_ch, out_channels=width,
           stride=stride if block == 0 else 1, beta=1.0 / expected_var ** 0.5,
           expected_var_in=expected_var,
-          stochdepth_rate=cfg["stochdepth_rate"] * index / num_blocks))
+          stochdepth_rate=rates[index]))
       if block == 0:
         expected_var = 1.0
       expected_var += alpha ** 2
@@ -242,11 +241,9 @@ class NFBlock(keras.layers.Layer):
     self.skip_gain = self.add_weight(
         name="skip_gain", shape=(), initializer=keras.initializers.Constant(self.skip_gain_init))
 
-    def down(size):
-      return None if size is None else -(-size // self.stride)
-
     full = (batch, height, width)
-    strided = (batch, down(height), down(width))
+    strided = (batch, conv_output_size(height, 3, self.stride),
+               conv_output_size(width, 3, self.stride))
     self.act.build(input_shape)
     if self.shortcut_conv is not None:
       self.shortcut_conv.build(strided + (self.in_channels,))
@@ -272,9 +269,8 @@ class NFBlock(keras.layers.Layer):
     return h * (ops.cast(self.skip_gain, h.dtype) * self.alpha) + shortcut
 
   def compute_output_shape(self, input_shape):
-    def down(size):
-      return None if size is None else -(-size // self.stride)
-    return (input_shape[0], down(input_shape[1]), down(input_shape[2]), self.out_channels)
+    height, width = (conv_output_size(size, 3, self.stride) for size in input_shape[1:3])
+    return (input_shape[0], height, width, self.out_channels)
 
   def get_config(self):
     return {**super().get_config(), "out_channels": self.out_channels, "stride": self.stride,
@@ -387,29 +383,40 @@ def count_nfnet(config: Mapping[str, Any], resolution: int, num_classes: int,
 # --------------------------------------------------------------------------------------
 
 
-def _register_all() -> None:
+def variant_specs() -> list[registry.ModelSpec]:
+  """One ModelSpec per NFNet variant: F0..F7 and F0+..F7+, then the mini family."""
   rows = {row.variant: row for row in NFNET_TABLE}
+  specs = []
   for row in NFNET_TABLE:
     for plus in (False, True):
       cfg = row_config(row, plus=plus)
       widths = "[384,768,2048,2048] ('+')" if plus else "[256,512,1536,1536]"
-      registry.register(registry.ModelSpec(
-          name=f"nfnet_{cfg['variant']}", family=FAMILY, config=cfg, builder=build_nfnet,
-          counter=count_nfnet, train_resolution=cfg["train_resolution"],
-          test_resolution=cfg["test_resolution"],
+      specs.append(_spec(
+          f"nfnet_{cfg['variant']}", cfg,
           source=row.source + ("; '+' widths from [C] base.py" if plus else ""),
-          description=f"NFNet-{cfg['variant'].replace('plus', '+').upper()}: depths {list(row.depths)}, widths {widths}"))
+          description=f"NFNet-{_display(cfg['variant'])}: depths {list(row.depths)}, "
+                      f"widths {widths}"))
   for variant in MINI_VARIANTS:
     base = variant.replace("plus", "")
     cfg = row_config(rows[base], plus=variant.endswith("plus"), mini=True)
-    registry.register(registry.ModelSpec(
-        name=f"nfnet_mini_{variant}", family=FAMILY, config=cfg, builder=build_nfnet,
-        counter=count_nfnet, train_resolution=cfg["train_resolution"],
-        test_resolution=cfg["test_resolution"],
-        source=f"this kit: NFNet-{variant.upper()} depths, all widths / {MINI_WIDTH_DIVISOR}, 32 px",
-        mini=True,
-        description=f"mini NFNet-{variant.replace('plus', '+').upper()}: depths {list(rows[base].depths)}, "
+    specs.append(_spec(
+        f"nfnet_mini_{variant}", cfg, mini=True,
+        source=f"this kit: NFNet-{variant.upper()} depths, all widths / {MINI_WIDTH_DIVISOR}, "
+               f"32 px",
+        description=f"mini NFNet-{_display(variant)}: depths {list(rows[base].depths)}, "
                     f"widths {list(cfg['widths'])}, group width {cfg['group_width']}"))
+  return specs
 
 
-_register_all()
+def _display(variant: str) -> str:
+  return variant.replace("plus", "+").upper()
+
+
+def _spec(name: str, cfg: dict[str, Any], **fields) -> registry.ModelSpec:
+  return registry.ModelSpec(
+      name=name, family=FAMILY, config=cfg, builder=build_nfnet, counter=count_nfnet,
+      train_resolution=cfg["train_resolution"], test_resolution=cfg["test_resolution"],
+      **fields)
+
+
+registry.register_family(FAMILY, variant_specs())

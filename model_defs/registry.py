@@ -1,15 +1,16 @@
 """The model registry behind ``model_defs.build``, ``names`` and ``stats``.
 
 Each family module (``nfnet.py``, ``vit.py``) registers one ``ModelSpec`` per
-variant at import time; the spec's ``config`` is that variant's row of the
-family's table, and its two functions build the Keras model or count it.
+variant at import time with ``register_family``, which tolerates a module reload. The
+spec's ``config`` is that variant's row of the family's table, and its two functions
+build the Keras model or count it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from model_defs.stats import ModelStats
 
@@ -36,10 +37,27 @@ _REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register(spec: ModelSpec) -> ModelSpec:
+  """Adds one spec; a name that is already registered raises ValueError."""
   if spec.name in _REGISTRY:
     raise ValueError(f"model {spec.name!r} registered twice")
   _REGISTRY[spec.name] = spec
   return spec
+
+
+def register_family(family: str, specs: Iterable[ModelSpec]) -> None:
+  """Registers a family module's variants; safe to run again when the module is reloaded.
+
+  A name already registered by the same family is replaced in place (so the registry
+  points at the reloaded module's builder and counter, and ``names()`` keeps its order);
+  a name taken by another family still raises ValueError.
+  """
+  for spec in specs:
+    if spec.family != family:
+      raise ValueError(f"model {spec.name!r} is of family {spec.family!r}, not {family!r}")
+    previous = _REGISTRY.get(spec.name)
+    if previous is not None and previous.family != family:
+      raise ValueError(f"model {spec.name!r} is already registered by family {previous.family!r}")
+    _REGISTRY[spec.name] = spec
 
 
 def unregister(name: str) -> None:

@@ -11,7 +11,6 @@ The NFNet paper's "GFLOPs" column counts MACs; Zhai et al.'s ViT table counts FL
 from __future__ import annotations
 
 import dataclasses
-import math
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,15 +39,6 @@ class ModelStats:
     return dict(name=self.name, resolution=self.resolution,
                 num_classes=self.num_classes, params=self.params,
                 macs=self.macs, flops=self.flops)
-
-
-def conv_output_size(size: int, kernel: int, stride: int, padding: str = "same") -> int:
-  """Spatial output size of a convolution or pooling window."""
-  if padding == "same":
-    return math.ceil(size / stride)
-  if padding == "valid":
-    return (size - kernel) // stride + 1
-  raise ValueError(f"padding must be 'same' or 'valid', got {padding!r}")
 
 
 class Tally:

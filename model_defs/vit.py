@@ -21,8 +21,8 @@ the converters):
   pre_logits          optional Dense(representation_size) + tanh
   head                Dense(num_classes)
 
-All layers use keras.layers / keras.ops only, so the model runs on the
-TensorFlow and JAX backends.
+All layers use keras.layers / keras.ops only (the ViT's own layers are in
+``model_defs.vit_layers``), so the model runs on the TensorFlow and JAX backends.
 """
 
 from __future__ import annotations
@@ -32,22 +32,22 @@ import math
 from typing import Any, Mapping
 
 import keras
-import numpy as np
-from keras import layers, ops
+from keras import layers
 
-from model_defs.layers import StochasticDepth
-from model_defs import registry
+from model_defs import common, registry
+from model_defs.common import StochasticDepth, conv_output_size
 from model_defs.stats import ModelStats, Tally
+from model_defs.vit_layers import (AddPositionEmbedding, Attention, Gelu, MeanTokens,
+                                   PrependToken, TakeToken)
 
 FAMILY = "vit"
 POOL_TYPES = ("token", "gap", "map")
 POSEMB_TYPES = ("learn", "sincos2d")
 
 # Options a caller may override at build/count time (model_defs.build(name, **overrides)).
-OVERRIDABLE = (
-    "image_size", "pool_type", "posemb", "representation_size", "dropout_rate",
-    "stochdepth_rate", "head_zeroinit", "qkv_bias", "layer_norm_eps", "gelu_approximate",
-)
+OVERRIDABLE = ("image_size", "pool_type", "posemb", "representation_size", "dropout_rate",
+               "stochdepth_rate", "head_zeroinit", "qkv_bias", "layer_norm_eps",
+               "gelu_approximate")
 
 
 # --------------------------------------------------------------------------------------
@@ -128,16 +128,19 @@ def row_config(row: ViTRow) -> dict[str, Any]:
 
 
 def resolve_config(config: Mapping[str, Any], **overrides) -> dict[str, Any]:
-  """Merges overrides into a config and validates the result.
+  """Merges overrides (any of ``OVERRIDABLE``; None keeps the default, except for
+  ``representation_size`` where None turns the pre-logits layer off) into a config.
 
   Raises:
     ValueError: for an unknown override or an invalid option value.
   """
-  unknown = sorted(set(overrides) - set(OVERRIDABLE))
-  if unknown:
-    raise ValueError(f"unknown ViT override(s) {unknown}; allowed: {list(OVERRIDABLE)}")
-  cfg = dict(config)
-  cfg.update({k: v for k, v in overrides.items() if v is not None or k == "representation_size"})
+  return common.resolve_config(config, overrides, family="ViT", allowed=OVERRIDABLE,
+                               normalise=_normalise_options,
+                               none_overrides=("representation_size",))
+
+
+def _normalise_options(cfg: dict[str, Any]) -> None:
+  """Checks head, position embedding and sizes; spells options canonically, in place."""
   if cfg["pool_type"] == "tok":  # big_vision's spelling
     cfg["pool_type"] = "token"
   if cfg["pool_type"] not in POOL_TYPES:
@@ -152,193 +155,16 @@ def resolve_config(config: Mapping[str, Any], **overrides) -> dict[str, Any]:
   if cfg["image_size"] < cfg["patch_size"]:
     raise ValueError(f"image_size {cfg['image_size']} is smaller than the patch "
                      f"size {cfg['patch_size']}")
-  for k in ("dropout_rate", "stochdepth_rate"):
-    if not 0.0 <= float(cfg[k]) < 1.0:
-      raise ValueError(f"{k} must be in [0, 1), got {cfg[k]!r}")
   rep = cfg["representation_size"]
   if rep is True:  # big_vision: rep_size=True means the model width
     cfg["representation_size"] = cfg["width"]
   elif rep in (False, 0):
     cfg["representation_size"] = None
-  return cfg
 
 
 def grid_size(image_size: int, patch_size: int) -> int:
   """Patches per side; a 'valid' patch conv drops any remainder pixels."""
-  return int(image_size) // int(patch_size)
-
-
-# --------------------------------------------------------------------------------------
-# Layers
-# --------------------------------------------------------------------------------------
-
-def posemb_sincos_2d(h: int, w: int, width: int, temperature: float = 10_000.0) -> np.ndarray:
-  """Fixed 2-D sin-cos position embedding, (1, h*w, width), as big_vision (MoCo v3 logic)."""
-  if width % 4:
-    raise ValueError(f"sincos2d needs width % 4 == 0, got {width}")
-  y, x = np.mgrid[:h, :w]
-  omega = np.arange(width // 4) / max(width // 4 - 1, 1)
-  omega = 1.0 / temperature**omega
-  y = np.einsum("m,d->md", y.reshape(-1).astype(np.float64), omega)
-  x = np.einsum("m,d->md", x.reshape(-1).astype(np.float64), omega)
-  pe = np.concatenate([np.sin(x), np.cos(x), np.sin(y), np.cos(y)], axis=1)
-  return pe[None].astype(np.float32)
-
-
-@keras.saving.register_keras_serializable(package="vit")
-class AddPositionEmbedding(layers.Layer):
-  """Adds a learned (``pos_embedding`` weight) or fixed sin-cos position embedding."""
-
-  def __init__(self, grid: int, kind: str = "learn", **kwargs):
-    super().__init__(**kwargs)
-    self.grid = int(grid)
-    self.kind = kind
-
-  def build(self, input_shape):
-    width = int(input_shape[-1])
-    if self.kind == "learn":
-      self.pos_embedding = self.add_weight(
-          name="pos_embedding", shape=(1, self.grid * self.grid, width),
-          initializer=keras.initializers.RandomNormal(stddev=1.0 / math.sqrt(width)))
-    else:
-      # A constant, not a weight: nothing to train, save or count.
-      self._sincos = posemb_sincos_2d(self.grid, self.grid, width)
-
-  def call(self, x):
-    if self.kind == "learn":
-      return x + ops.cast(self.pos_embedding, x.dtype)
-    return x + ops.cast(ops.convert_to_tensor(self._sincos), x.dtype)
-
-  def get_config(self):
-    return {**super().get_config(), "grid": self.grid, "kind": self.kind}
-
-
-@keras.saving.register_keras_serializable(package="vit")
-class PrependToken(layers.Layer):
-  """Prepends one learned token (the class token ``cls`` or a MAP ``probe``).
-
-  With ``replace=True`` the output is the token alone, tiled over the batch (the MAP query).
-  """
-
-  def __init__(self, initializer="zeros", replace: bool = False, **kwargs):
-    super().__init__(**kwargs)
-    self.initializer = keras.initializers.get(initializer)
-    self.replace = replace
-
-  def build(self, input_shape):
-    self.token = self.add_weight(name="token", shape=(1, 1, int(input_shape[-1])),
-                                 initializer=self.initializer)
-
-  def call(self, x):
-    tok = ops.tile(ops.cast(self.token, x.dtype), [ops.shape(x)[0], 1, 1])
-    return tok if self.replace else ops.concatenate([tok, x], axis=1)
-
-  def get_config(self):
-    return {**super().get_config(), "replace": self.replace,
-            "initializer": keras.initializers.serialize(self.initializer)}
-
-
-@keras.saving.register_keras_serializable(package="vit")
-class Attention(layers.Layer):
-  """Multi-head dot-product attention with one fused q/k/v projection.
-
-  Weights: ``qkv_kernel`` (D, 3D) with columns [q | k | v], each head-major
-  (head h owns columns h*hd:(h+1)*hd), optional ``qkv_bias`` (3D,),
-  ``out_kernel`` (D, D) and ``out_bias`` (D,). This is timm's fused ``qkv``
-  transposed, and flax's (D, H, hd) query/key/value kernels reshaped and
-  concatenated. Called with one input it is self-attention; called as
-  ``(query, context)`` the queries come from ``query`` and keys/values from
-  ``context`` (MAP pooling).
-  """
-
-  def __init__(self, num_heads: int, use_qkv_bias: bool = True, **kwargs):
-    super().__init__(**kwargs)
-    self.num_heads = int(num_heads)
-    self.use_qkv_bias = bool(use_qkv_bias)
-
-  def build(self, input_shape):
-    if isinstance(input_shape, (list, tuple)) and isinstance(input_shape[0], (list, tuple)):
-      input_shape = input_shape[0]
-    d = int(input_shape[-1])
-    self.width = d
-    # Xavier-uniform per projection as flax's (D, H, hd) kernels: fan_in = fan_out = D.
-    lim = math.sqrt(3.0 / d)
-    init = keras.initializers.RandomUniform(-lim, lim)
-    self.qkv_kernel = self.add_weight(name="qkv_kernel", shape=(d, 3 * d), initializer=init)
-    if self.use_qkv_bias:
-      self.qkv_bias = self.add_weight(name="qkv_bias", shape=(3 * d,), initializer="zeros")
-    self.out_kernel = self.add_weight(name="out_kernel", shape=(d, d), initializer=init)
-    self.out_bias = self.add_weight(name="out_bias", shape=(d,), initializer="zeros")
-
-  def _split_heads(self, t):
-    b, n = ops.shape(t)[0], ops.shape(t)[1]
-    t = ops.reshape(t, (b, n, self.num_heads, self.width // self.num_heads))
-    return ops.transpose(t, (0, 2, 1, 3))  # (B, H, N, hd)
-
-  def call(self, inputs):
-    d = self.width
-    kernel = ops.cast(self.qkv_kernel, self.compute_dtype)
-    bias = ops.cast(self.qkv_bias, self.compute_dtype) if self.use_qkv_bias else None
-    if isinstance(inputs, (list, tuple)):
-      query, context = inputs
-      q = ops.matmul(query, kernel[:, :d])
-      kv = ops.matmul(context, kernel[:, d:])
-      if bias is not None:
-        q, kv = q + bias[:d], kv + bias[d:]
-      k, v = kv[..., :d], kv[..., d:]
-    else:
-      qkv = ops.matmul(inputs, kernel)
-      if bias is not None:
-        qkv = qkv + bias
-      q, k, v = qkv[..., :d], qkv[..., d:2 * d], qkv[..., 2 * d:]
-    q, k, v = self._split_heads(q), self._split_heads(k), self._split_heads(v)
-    scale = 1.0 / math.sqrt(d // self.num_heads)
-    logits = ops.matmul(q * scale, ops.transpose(k, (0, 1, 3, 2)))  # (B, H, Nq, Nk)
-    probs = ops.softmax(logits, axis=-1)
-    out = ops.transpose(ops.matmul(probs, v), (0, 2, 1, 3))  # (B, Nq, H, hd)
-    out = ops.reshape(out, (ops.shape(out)[0], ops.shape(out)[1], d))
-    return ops.matmul(out, ops.cast(self.out_kernel, out.dtype)) + ops.cast(self.out_bias,
-                                                                             out.dtype)
-
-  def compute_output_shape(self, input_shape):
-    if isinstance(input_shape, (list, tuple)) and isinstance(input_shape[0], (list, tuple)):
-      return tuple(input_shape[0])
-    return tuple(input_shape)
-
-  def get_config(self):
-    return {**super().get_config(), "num_heads": self.num_heads,
-            "use_qkv_bias": self.use_qkv_bias}
-
-
-@keras.saving.register_keras_serializable(package="vit")
-class Gelu(layers.Layer):
-  """GELU; ``approximate=False`` is timm's erf form, True is flax's tanh form."""
-
-  def __init__(self, approximate: bool = False, **kwargs):
-    super().__init__(**kwargs)
-    self.approximate = bool(approximate)
-
-  def call(self, x):
-    return ops.gelu(x, approximate=self.approximate)
-
-  def get_config(self):
-    return {**super().get_config(), "approximate": self.approximate}
-
-
-@keras.saving.register_keras_serializable(package="vit")
-class TakeToken(layers.Layer):
-  """Selects token 0 (class token / MAP output) of a (B, N, D) sequence."""
-
-  def call(self, x):
-    return x[:, 0]
-
-
-@keras.saving.register_keras_serializable(package="vit")
-class MeanTokens(layers.Layer):
-  """Global average over the token axis."""
-
-  def call(self, x):
-    return ops.mean(x, axis=1)
+  return conv_output_size(int(image_size), int(patch_size), int(patch_size), padding="valid")
 
 
 # --------------------------------------------------------------------------------------
@@ -365,6 +191,38 @@ def _ln(cfg, name):
   return layers.LayerNormalization(epsilon=cfg["layer_norm_eps"], name=name)
 
 
+def _encoder_block(x, cfg, prefix, drop, stochdepth_rate):
+  """Pre-norm block: x + attn(ln0(x)), then + mlp(ln1(x)); each branch dropped, then drop-path."""
+  for index, branch in enumerate(("attn", "mlp")):
+    y = _ln(cfg, f"{prefix}_ln{index}")(x)
+    if branch == "attn":
+      y = Attention(cfg["num_heads"], cfg["qkv_bias"], name=f"{prefix}_attn")(y)
+    else:
+      y = _mlp(y, cfg, f"{prefix}_mlp", drop)
+    if drop:
+      y = layers.Dropout(drop, name=f"{prefix}_{branch}_out_drop")(y)
+    if stochdepth_rate:
+      y = StochasticDepth(stochdepth_rate, scale_by_keep=True, name=f"{prefix}_droppath{index}")(y)
+    x = layers.Add(name=f"{prefix}_add{index}")([x, y])
+  return x
+
+
+def _pool(x, cfg):
+  """(B, N, D) tokens -> (B, D) features: class token, mean, or big_vision's MAP head."""
+  if cfg["pool_type"] == "token":
+    return TakeToken(name="take_cls")(x)
+  if cfg["pool_type"] == "gap":
+    return MeanTokens(name="gap")(x)
+  # 'map': big_vision MAPHead (no dropout inside, as there)
+  lim = math.sqrt(6.0 / (1 + cfg["width"]))  # flax xavier-uniform on a (1, 1, D) param
+  probe = PrependToken(keras.initializers.RandomUniform(-lim, lim), replace=True,
+                       name="map_probe")(x)
+  z = Attention(cfg["num_heads"], cfg["qkv_bias"], name="map_attn")([probe, x])
+  y = _ln(cfg, "map_ln")(z)
+  y = _mlp(y, cfg, "map_mlp", 0.0)
+  return TakeToken(name="map_take")(layers.Add(name="map_add")([z, y]))
+
+
 def build_vit(config: Mapping[str, Any], num_classes: int, name: str = "vit",
               **overrides) -> keras.Model:
   """Builds a ViT as a functional Keras model.
@@ -384,7 +242,7 @@ def build_vit(config: Mapping[str, Any], num_classes: int, name: str = "vit",
     A keras.Model mapping (B, image_size, image_size, 3) images to (B, num_classes) logits.
   """
   cfg = resolve_config(config, **overrides)
-  width, depth, patch = cfg["width"], cfg["depth"], cfg["patch_size"]
+  width, patch = cfg["width"], cfg["patch_size"]
   grid = grid_size(cfg["image_size"], patch)
   drop = float(cfg["dropout_rate"])
 
@@ -397,40 +255,12 @@ def build_vit(config: Mapping[str, Any], num_classes: int, name: str = "vit",
     x = PrependToken("zeros", name="cls")(x)
   if drop:
     x = layers.Dropout(drop, name="embedding_drop")(x)
-
-  for i in range(depth):
-    p = f"encoderblock_{i}"
-    # timm's linspace(0, rate, depth): the first block is never dropped.
-    sd = float(cfg["stochdepth_rate"]) * i / max(depth - 1, 1)
-    y = _ln(cfg, f"{p}_ln0")(x)
-    y = Attention(cfg["num_heads"], cfg["qkv_bias"], name=f"{p}_attn")(y)
-    if drop:
-      y = layers.Dropout(drop, name=f"{p}_attn_out_drop")(y)
-    if sd:
-      y = StochasticDepth(sd, scale_by_keep=True, name=f"{p}_droppath0")(y)
-    x = layers.Add(name=f"{p}_add0")([x, y])
-    y = _ln(cfg, f"{p}_ln1")(x)
-    y = _mlp(y, cfg, f"{p}_mlp", drop)
-    if drop:
-      y = layers.Dropout(drop, name=f"{p}_mlp_out_drop")(y)
-    if sd:
-      y = StochasticDepth(sd, scale_by_keep=True, name=f"{p}_droppath1")(y)
-    x = layers.Add(name=f"{p}_add1")([x, y])
+  rates = common.stochdepth_rates(float(cfg["stochdepth_rate"]), cfg["depth"],
+                                  last_block_gets_rate=True)
+  for i, rate in enumerate(rates):
+    x = _encoder_block(x, cfg, f"encoderblock_{i}", drop, rate)
   x = _ln(cfg, "encoder_norm")(x)
-
-  if cfg["pool_type"] == "token":
-    x = TakeToken(name="take_cls")(x)
-  elif cfg["pool_type"] == "gap":
-    x = MeanTokens(name="gap")(x)
-  else:  # 'map': big_vision MAPHead (no dropout inside, as there)
-    lim = math.sqrt(6.0 / (1 + width))  # flax xavier-uniform on a (1, 1, D) param
-    probe = PrependToken(keras.initializers.RandomUniform(-lim, lim), replace=True,
-                         name="map_probe")(x)
-    z = Attention(cfg["num_heads"], cfg["qkv_bias"], name="map_attn")([probe, x])
-    y = _ln(cfg, "map_ln")(z)
-    y = _mlp(y, cfg, "map_mlp", 0.0)
-    x = TakeToken(name="map_take")(layers.Add(name="map_add")([z, y]))
-
+  x = _pool(x, cfg)
   if cfg["representation_size"]:
     x = layers.Dense(cfg["representation_size"], activation="tanh", name="pre_logits")(x)
   logits = layers.Dense(num_classes, name="head",
@@ -502,15 +332,13 @@ def _describe(row: ViTRow) -> str:
           f"heads {row.heads}, {row.pool_type} head, {row.posemb} posemb")
 
 
-def _register_all() -> None:
-  for row in VIT_TABLE + VIT_MINI_TABLE:
-    if row.name in registry.names(family=FAMILY):
-      continue  # module re-import (e.g. importlib.reload) must not fail
-    registry.register(registry.ModelSpec(
-        name=row.name, family=FAMILY, config=row_config(row), builder=build_vit,
-        counter=count_vit, train_resolution=row.train_resolution,
-        test_resolution=row.test_resolution, source=row.source, mini=row.mini,
-        description=_describe(row)))
+def variant_specs() -> list[registry.ModelSpec]:
+  """One ModelSpec per row of ``VIT_TABLE`` and ``VIT_MINI_TABLE``."""
+  return [registry.ModelSpec(
+      name=row.name, family=FAMILY, config=row_config(row), builder=build_vit,
+      counter=count_vit, train_resolution=row.train_resolution,
+      test_resolution=row.test_resolution, source=row.source, mini=row.mini,
+      description=_describe(row)) for row in VIT_TABLE + VIT_MINI_TABLE]
 
 
-_register_all()
+registry.register_family(FAMILY, variant_specs())

@@ -1,6 +1,8 @@
 """NFNet family: published counts, exact build/count agreement, layers, signal propagation,
 grouped-conv implementations and the JAX backend."""
 
+import dataclasses
+import importlib
 import os
 import subprocess
 import sys
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 
 import model_defs
+from model_defs import common, nfnet, registry, vit
 from model_defs import layers as nf_layers
 from model_defs.nfnet import block_plan, resolve_config
 from reproduce.core import published
@@ -132,6 +135,17 @@ def test_grouped_conv_split_equals_native(strides):
   np.testing.assert_allclose(np.asarray(split(x)), np.asarray(native(x)), rtol=1e-5, atol=1e-5)
 
 
+def _randomise_every_weight(model, seed):
+  """Noise on every weight, and skip gains in [0.5, 1.5]: a fresh NFNet's skip gains are 0,
+  which would multiply every residual branch (and its grouped convs) by 0."""
+  rng = np.random.default_rng(seed)
+  for variable in model.weights:
+    if variable.path.endswith("skip_gain"):
+      variable.assign(rng.uniform(0.5, 1.5))
+    else:
+      variable.assign(variable.numpy() + rng.normal(0, 0.05, variable.shape).astype("float32"))
+
+
 def test_grouped_conv_setting_and_whole_model():
   assert nf_layers.resolve_grouped_conv_impl("auto") in ("split", "native")
   if not nf_layers.accelerator_available():
@@ -139,9 +153,18 @@ def test_grouped_conv_setting_and_whole_model():
   with pytest.raises(ValueError):
     nf_layers.set_grouped_conv_impl("fast")
   model = model_defs.build("nfnet_mini_f0", num_classes=5)
+  _randomise_every_weight(model, seed=2)
+  assert all(np.all(v.numpy() != 0) for v in model.weights)
   x = np.random.default_rng(1).standard_normal((2, 32, 32, 3)).astype("float32")
   with nf_layers.grouped_conv_impl("split"):
     split_out = np.asarray(model(x))
+    # Every block's residual branch reaches the logits: zeroing one skip gain changes them.
+    gain = model.get_layer("stage4_block3").skip_gain
+    kept = gain.numpy()
+    gain.assign(0.0)
+    without_last_branch = np.asarray(model(x))
+    gain.assign(kept)
+  assert np.abs(without_last_branch - split_out).max() > 1e-3 * np.abs(split_out).max()
   with nf_layers.grouped_conv_impl("native"):
     native_out = np.asarray(model(x))
   assert nf_layers.get_grouped_conv_impl() == "auto"
@@ -174,7 +197,7 @@ def test_squeeze_excite_formula():
 
 
 def test_stochastic_depth_per_example_without_rescaling():
-  layer = nf_layers.StochasticDepth(0.5, seed=3)
+  layer = common.StochasticDepth(0.5, seed=3)
   x = np.ones((256, 2, 2, 3), "float32")
   np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
   out = np.asarray(layer(x, training=True))
@@ -252,6 +275,44 @@ def test_signal_propagation_at_init():
       growth = variances[i] / variances[i - 1] - 1
       budget = ALPHA ** 2 / plan[i]["expected_var_in"]
       assert -0.03 < growth <= 1.2 * budget, (plan[i]["name"], growth, budget)
+
+
+# ----------------------------------------------------------------------------- shared scaffolding
+
+
+def test_family_modules_reload_without_duplicate_registration():
+  before = model_defs.names()
+  for module in (nfnet, vit):
+    importlib.reload(module)
+  assert model_defs.names() == before
+  assert model_defs.get_spec("nfnet_f0").builder is nfnet.build_nfnet
+  assert model_defs.get_spec("vit_b16").counter is vit.count_vit
+  assert model_defs.stats("nfnet_f0", 256).params == 71_489_284
+  spec = model_defs.get_spec("nfnet_mini_f0")
+  with pytest.raises(ValueError, match="already registered by family 'nfnet'"):
+    registry.register_family("vit", [dataclasses.replace(spec, family="vit")])
+  with pytest.raises(ValueError, match="registered twice"):
+    registry.register(spec)
+
+
+def test_conv_output_size():
+  assert [common.conv_output_size(s, 3, 2) for s in (32, 33, None)] == [16, 17, None]
+  assert common.conv_output_size(224, 16, 16, padding="valid") == 14
+  assert common.conv_output_size(230, 16, 16, padding="valid") == 14
+  with pytest.raises(ValueError, match="padding"):
+    common.conv_output_size(8, 3, 1, padding="full")
+
+
+def test_stochdepth_rates_follow_each_family():
+  assert common.stochdepth_rates(0.3, 4, last_block_gets_rate=False) == pytest.approx(
+      [0.0, 0.075, 0.15, 0.225])  # official NFNet: rate * i / num_blocks
+  assert common.stochdepth_rates(0.3, 4, last_block_gets_rate=True) == pytest.approx(
+      [0.0, 0.1, 0.2, 0.3])       # timm ViT: linspace(0, rate, num_blocks)
+  vit_model = model_defs.build("vit_mini_ti", 10, stochdepth_rate=0.3)
+  assert vit_model.get_layer("encoderblock_2_droppath1").rate == pytest.approx(0.3)
+  assert vit_model.get_layer("encoderblock_2_droppath1").scale_by_keep
+  nf_block = model_defs.build("nfnet_mini_f0", 10).get_layer("stage4_block3")
+  assert not nf_block.stoch_depth.scale_by_keep
 
 
 # ----------------------------------------------------------------------------- JAX backend

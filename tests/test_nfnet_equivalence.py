@@ -12,9 +12,12 @@ import sys
 
 import numpy as np
 import pytest
+import torch  # torch alone imports fine next to TensorFlow (timm/torchvision after it do not)
 
 import model_defs
-from model_defs.convert_nfnet import ConversionError, load_timm_state_dict
+from model_defs import convert_common, convert_vit
+from model_defs.convert_nfnet import (ConversionError, load_timm_checkpoint,
+                                      load_timm_state_dict, load_torch_checkpoint)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 10
@@ -70,3 +73,34 @@ def test_conversion_errors_name_the_problem(timm_references):
   wrong_head = model_defs.build("nfnet_mini_f0", NUM_CLASSES + 1, timm_compat=True)
   with pytest.raises(ConversionError, match="head.fc.weight"):
     load_timm_state_dict(wrong_head, state_dict)
+
+
+def _relative_error(logits, reference):
+  return np.abs(logits - reference).max() / np.abs(reference).max()
+
+
+@pytest.mark.parametrize("wrapper", [None, "state_dict", "state_dict_ema"])
+def test_pth_checkpoint_loads_through_the_path_loader(timm_references, tmp_path, wrapper):
+  """A real torch.save file (timm's tensors, optionally nested as training scripts save
+  them) goes through load_timm_checkpoint and gives timm's logits."""
+  state_dict, images, timm_logits = timm_references["mini_f0"]
+  tensors = {k: torch.from_numpy(v.copy()) for k, v in state_dict.items()}
+  path = tmp_path / "dm_nfnet_mini_f0.pth"
+  torch.save(tensors if wrapper is None else {wrapper: tensors, "epoch": 3}, path)
+  model = model_defs.build("nfnet_mini_f0", NUM_CLASSES, timm_compat=True)
+  assert load_timm_checkpoint(model, str(path)) is model
+  assert _relative_error(np.asarray(model(images, training=False)), timm_logits) <= 1e-4
+  arrays = load_torch_checkpoint(str(path))
+  assert sorted(arrays) == sorted(state_dict)
+  assert all(arrays[k].dtype == np.float32 for k in arrays)
+
+
+def test_torch_loader_errors_and_one_conversion_error(tmp_path):
+  assert convert_vit.ConversionError is ConversionError is convert_common.ConversionError
+  assert issubclass(ConversionError, ValueError)
+  path = tmp_path / "not_a_state_dict.pth"
+  torch.save([torch.zeros(2)], path)
+  with pytest.raises(ConversionError, match="not a state dict"):
+    convert_common.load_torch_state_dict(str(path))
+  bf16 = torch.arange(4, dtype=torch.float32).to(torch.bfloat16)
+  np.testing.assert_array_equal(convert_common.to_numpy(bf16), np.arange(4, dtype=np.float32))

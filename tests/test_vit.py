@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import model_defs
-from model_defs import convert_vit, vit
+from model_defs import convert_vit, vit, vit_layers
 from reproduce.core import published
 
 FULL = ["vit_ti16", "vit_s16", "vit_b16", "vit_b32", "vit_l16", "vit_h14", "vit_giant14",
@@ -148,7 +148,7 @@ def test_forward_and_regularisers():
 
 
 def test_sincos_posemb_is_fixed_and_matches_formula():
-  pe = vit.posemb_sincos_2d(2, 3, 8)
+  pe = vit_layers.posemb_sincos_2d(2, 3, 8)
   assert pe.shape == (1, 6, 8)
   # Token (row 1, col 2): x = 2, y = 1; omega = [1, 1e-4] for width // 4 = 2.
   omega = np.array([1.0, 1e-4])

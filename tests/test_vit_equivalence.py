@@ -11,9 +11,11 @@ import sys
 
 import numpy as np
 import pytest
+import torch  # torch alone imports fine next to TensorFlow (timm/torchvision after it do not)
 
 import model_defs
 from model_defs import convert_vit
+from model_defs.convert_common import ConversionError
 
 _SCRIPT = os.path.join(os.path.dirname(__file__), "vit_timm_reference.py")
 
@@ -55,12 +57,25 @@ def test_timm_missing_and_extra_keys(timm_ref):
   model = model_defs.build("vit_ti16")
   broken = dict(sd)
   del broken["blocks.3.mlp.fc1.weight"]
-  with pytest.raises(ValueError, match="blocks.3.mlp.fc1.weight"):
+  with pytest.raises(ConversionError, match="blocks.3.mlp.fc1.weight"):
     convert_vit.load_timm_state_dict(model, broken)
-  with pytest.raises(ValueError, match="extra.thing"):
+  with pytest.raises(ConversionError, match="extra.thing"):
     convert_vit.load_timm_state_dict(model, {**sd, "extra.thing": np.zeros(3)})
-  with pytest.raises(ValueError, match="class token"):
+  with pytest.raises(ConversionError, match="class token"):
     convert_vit.load_timm_state_dict(model_defs.build("vit_ti16", pool_type="gap"), sd)
+
+
+@pytest.mark.parametrize("wrapper,suffix", [(None, ".pth"), ("model", ".pth"), (None, ".bin")])
+def test_timm_checkpoint_file_loads(timm_ref, tmp_path, wrapper, suffix):
+  """A real torch.save file goes through load_timm_checkpoint and gives timm's logits."""
+  sd, images, ref = _load(timm_ref / "vit_tiny_token.npz")
+  tensors = {k: torch.from_numpy(v.copy()) for k, v in sd.items()}
+  path = tmp_path / f"vit_tiny{suffix}"
+  torch.save(tensors if wrapper is None else {wrapper: tensors, "optimizer": {}}, path)
+  model = model_defs.build("vit_ti16", num_classes=1000)
+  convert_vit.load_timm_checkpoint(model, str(path))
+  logits = np.asarray(model(images, training=False))
+  assert np.linalg.norm(logits - ref) / np.linalg.norm(ref) <= 1e-4
 
 
 def test_timm_into_other_resolution(timm_ref):

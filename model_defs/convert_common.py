@@ -1,0 +1,55 @@
+"""What the checkpoint converters share: their error type and their torch file I/O.
+
+``torch`` is imported only inside ``load_torch_state_dict``, and timm/torchvision never:
+importing torchvision after TensorFlow crashes the process on some machines.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+# Keys under which training scripts nest the weights in a saved checkpoint (timm's
+# train.py, torchvision references, DeiT); the first one present is used.
+STATE_DICT_WRAPPERS = ("state_dict", "model", "state_dict_ema")
+
+
+class ConversionError(ValueError):
+  """Raised when a checkpoint does not match the Keras model exactly."""
+
+
+def to_numpy(value: Any, dtype: Any = np.float32) -> np.ndarray:
+  """A torch tensor (without importing torch) or array-like as a NumPy array.
+
+  ``dtype=None`` keeps the value's own dtype; bfloat16 tensors become float32 since
+  NumPy has no bfloat16.
+  """
+  if hasattr(value, "detach"):  # a torch.Tensor
+    value = value.detach().cpu()
+    if str(value.dtype) == "torch.bfloat16":
+      value = value.float()
+    value = value.numpy()
+  return np.asarray(value, dtype=dtype)
+
+
+def load_torch_state_dict(path: str) -> dict[str, np.ndarray]:
+  """Reads a PyTorch ``.pth``/``.bin`` state dict as {name: float32 array} (needs ``torch``).
+
+  The file may hold the state dict itself or a training checkpoint that nests it under
+  one of ``STATE_DICT_WRAPPERS``. ``weights_only=True``: nothing but tensors and
+  containers is unpickled.
+
+  Raises:
+    ConversionError: if the file holds no mapping of parameter names.
+  """
+  import torch  # pylint: disable=import-outside-toplevel
+
+  checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+  for wrapper in STATE_DICT_WRAPPERS:
+    if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get(wrapper), Mapping):
+      checkpoint = checkpoint[wrapper]
+      break
+  if not isinstance(checkpoint, Mapping):
+    raise ConversionError(f"{path} holds a {type(checkpoint).__name__}, not a state dict")
+  return {key: to_numpy(value) for key, value in checkpoint.items()}
