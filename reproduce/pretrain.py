@@ -53,16 +53,16 @@ def run(config, model_dir: str, strategy_kind: str = "auto", tpu: str | None = N
   cli.import_tensorflow()
   import model_defs  # pylint: disable=g-import-not-at-top
   from reproduce import data  # pylint: disable=g-import-not-at-top
-  from reproduce.planning import budget  # pylint: disable=g-import-not-at-top
+  from reproduce import planning  # pylint: disable=g-import-not-at-top
   from reproduce.train import loop  # pylint: disable=g-import-not-at-top
   from reproduce.train import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
   model_defs.get_spec(config.model)  # unknown model: fail before any heavy work
   strategy = strategy_lib.make_strategy(strategy_kind, tpu=tpu)
   source = data.load_source(config.dataset, data_dir=data_dir, manual_dir=manual_dir,
                             heldout_size=config.get("heldout_size"), seed=int(config.seed))
-  plan = budget.plan_from_config(config, dataset_size=source.train_size,
-                                 num_classes=source.num_classes,
-                                 num_replicas=strategy.num_replicas_in_sync)
+  plan = planning.plan_from_config(config, dataset_size=source.train_size,
+                                   num_classes=source.num_classes,
+                                   num_replicas=strategy.num_replicas_in_sync)
   return loop.train(config, plan, model_dir, strategy, allow_config_change=allow_config_change,
                     data_dir=data_dir, manual_dir=manual_dir, source=source)
 
@@ -71,10 +71,10 @@ def user_errors() -> tuple:
   """The exception types ``run`` raises for bad input (one-line messages, exit 2)."""
   import model_defs  # pylint: disable=g-import-not-at-top
   from reproduce import data  # pylint: disable=g-import-not-at-top
-  from reproduce.planning import budget  # pylint: disable=g-import-not-at-top
+  from reproduce import planning  # pylint: disable=g-import-not-at-top
   from reproduce.train import rundir  # pylint: disable=g-import-not-at-top
   from reproduce.train import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
-  return (UsageError, model_defs.UnknownModelError, data.DataError, budget.PlanError,
+  return (UsageError, model_defs.UnknownModelError, data.DataError, planning.PlanError,
           strategy_lib.StrategyError, rundir.EngineError)
 
 

@@ -163,7 +163,7 @@ def test_config_defaults_come_from_the_base_config():
 
 
 def test_throughput_measures_the_engine_train_step(tiny, monkeypatch):
-  from reproduce.planning import budget
+  from reproduce import planning
   from reproduce.train import steps, throughput
   built = []
   original = steps.make_train_chunk
@@ -186,7 +186,7 @@ def test_throughput_measures_the_engine_train_step(tiny, monkeypatch):
                        (dict(steps=1.5), "--measure_steps"),
                        (dict(hardware="abacus"), "--hardware")):
     arguments = dict(dict(model_name=tiny, batch_size=4), **kwargs)
-    with pytest.raises(budget.PlanError) as info:
+    with pytest.raises(planning.PlanError) as info:
       throughput.measure(**arguments)
     assert str(info.value).startswith(flag), info.value
 

@@ -9,12 +9,19 @@ cost of the program the engine runs.
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 import statistics
 import time
 
-from reproduce.planning import budget
+import keras
+import numpy as np
+import tensorflow as tf
+
+from reproduce import planning
+from reproduce.train import inputs
+from reproduce.train import optim
+from reproduce.train import rundir
+from reproduce.train import steps as steps_lib
+from reproduce.train import strategy as strategy_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,19 +49,9 @@ class Throughput:
     return d
 
 
-def _count(flag: str, value) -> int:
-  """``value`` as a positive whole number, else ``PlanError`` naming ``--flag``."""
-  if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-      or not math.isfinite(value) or value < 1 or value != int(value)):
-    raise budget.PlanError(flag, f"must be a whole number > 0, got {value!r}")
-  return int(value)
-
-
 def _random_batches(strategy, batch_size: int, resolution: int, num_classes: int, seed: int,
                     dtype):
   """A distributed iterator repeating one random batch (images, one-hot labels)."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(seed)
   images = rng.standard_normal((batch_size, resolution, resolution, 3), dtype=np.float32)
   labels = np.eye(num_classes, dtype=np.float32)[rng.integers(0, num_classes, size=batch_size)]
@@ -69,9 +66,6 @@ def _random_batches(strategy, batch_size: int, resolution: int, num_classes: int
 
 def _engine_step(model_name, batch_size, resolution, num_classes, total_steps, config, strategy):
   """The loop's train chunk (same builders) for ``model_name``; returns (chunk, policy)."""
-  import keras  # pylint: disable=g-import-not-at-top
-  from reproduce.train import optim, rundir, steps  # pylint: disable=g-import-not-at-top
-  from reproduce.train import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
   config = dict(rundir.config_to_dict(config or {}), model=model_name, batch_size=batch_size)
   plan = rundir.StoredPlan(model=model_name, resolution=resolution, batch_size=batch_size,
                            steps=total_steps, warmup_steps=0, decay="cosine",
@@ -79,12 +73,13 @@ def _engine_step(model_name, batch_size, resolution, num_classes, total_steps, c
   policy = config["dtype_policy"] or strategy_lib.policy_for(strategy)
   keras.mixed_precision.set_global_policy(policy)
   with strategy.scope():
-    model = steps.build_model(config, plan, num_classes)
-    optimizer = steps.build_optimizer(config, optim.schedule_from_plan(plan), model, num_classes)
-  chunk = steps.make_train_chunk(
+    model = steps_lib.build_model(config, plan, num_classes)
+    schedule = optim.schedule_from_plan(plan)
+    optimizer = steps_lib.build_optimizer(config, schedule, model, num_classes)
+  chunk = steps_lib.make_train_chunk(
       strategy, model, optimizer, loss=config["loss"],
       label_smoothing=float(config["label_smoothing"] or 0.0), global_batch_size=batch_size,
-      jit_compile=steps.use_jit(config, strategy))
+      jit_compile=steps_lib.use_jit(config, strategy))
   return chunk, policy
 
 
@@ -102,17 +97,16 @@ def measure(model_name: str, batch_size: int, resolution: int | None = None, ste
     cores = replicas x ``cores_per_device`` of ``hardware`` (1 when not given).
 
   Raises:
-    planning.budget.PlanError: unknown model or hardware, or a count that is not > 0.
+    planning.PlanError: unknown model or hardware, or a count that is not > 0.
   """
-  batch_size = _count("measure_batch_size", batch_size)
-  steps = _count("measure_steps", steps)
-  num_classes = _count("num_classes", num_classes)
-  resolution = (budget.default_resolution(model_name) if resolution is None
-                else _count("resolution", resolution))  # unknown model -> --model
-  cores_per_device = budget.get_hardware(hardware).cores_per_device if hardware else 1
+  batch_size = planning.positive("measure_batch_size", batch_size, integer=True)
+  steps = planning.positive("measure_steps", steps, integer=True)
+  num_classes = planning.positive("num_classes", num_classes, integer=True)
+  default = planning.default_resolution(model_name)  # an unknown model is a --model error
+  resolution = default if resolution is None else planning.positive("resolution", resolution,
+                                                                     integer=True)
+  cores_per_device = planning.get_hardware(hardware).cores_per_device if hardware else 1
   warmup_steps = max(int(warmup_steps), 1)
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from reproduce.train import inputs  # pylint: disable=g-import-not-at-top
   strategy = tf.distribute.get_strategy()
   chunk, policy = _engine_step(model_name, batch_size, resolution, num_classes,
                                warmup_steps + steps, config, strategy)
