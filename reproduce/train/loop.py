@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 import keras
 import tensorflow as tf
 
+from reproduce import data
 from reproduce.core import fileio
 from reproduce.train import checkpoints as checkpoints_lib
 from reproduce.train import clock as clock_lib
@@ -65,11 +66,6 @@ class Run:
     return self.clock.wall_seconds() * self.num_cores / 3600.0
 
 
-def _data_module():
-  from reproduce import data  # pylint: disable=g-import-not-at-top
-  return data
-
-
 def set_up_runtime(config: dict, strategy: tf.distribute.Strategy | None, plan):
   """Determinism, seeds and precision policy; returns (strategy, dtype policy)."""
   strategy = strategy or strategy_lib.make_strategy("auto")
@@ -92,7 +88,7 @@ def build_run(config: dict, plan, model_dir: str, strategy, *, source=None, data
               optimizer_fn: OptimizerFn | None = None, clock=None, say=print) -> Run:
   """Builds every part of a run (nothing restored, nothing trained yet)."""
   strategy, policy = set_up_runtime(config, strategy, plan)
-  data_module = data_module or _data_module()
+  data_module = data_module or data
   if source is None:
     source = data_module.load_source(config["dataset"], data_dir=data_dir, manual_dir=manual_dir,
                                      heldout_size=config["heldout_size"], seed=int(config["seed"]))

@@ -33,7 +33,7 @@ Exclusions (defaults, all configurable):
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable
 
 import keras
 from keras import ops
