@@ -12,7 +12,6 @@ Bad input prints one line naming the flag on stderr and exits with status 2.
 """
 
 import json
-import sys
 
 from absl import app, flags
 
@@ -51,19 +50,6 @@ _ALLOCATE = flags.DEFINE_bool("allocate", False,
 _LR_GRID = flags.DEFINE_integer("lr_grid", None, "Also list N factor-2 LR candidates.")
 _FORMAT = flags.DEFINE_string("format", "table", "Output: table or json.")
 
-_HELP_FLAGS = ("-h", "--help", "--helpshort", "--helpfull")
-
-
-def _parse_flags(argv):
-  """Parses the flags; a bad flag is one line on stderr and exit status 2."""
-  if any(a in _HELP_FLAGS for a in argv[1:]):
-    print(__doc__)
-    print(flags.FLAGS.main_module_help())
-    sys.exit(0)
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    cli.fail(cli.first_line(e))
 
 
 def _sweep_epochs() -> list[float]:
@@ -185,4 +171,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

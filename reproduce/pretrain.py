@@ -6,22 +6,19 @@ r"""Budgeted pre-training: ``python -m reproduce.pretrain``.
       [--strategy=auto|tpu|mirrored|one_device] [--tpu=NAME|local] [--data_dir=DIR] \
       [--manual_dir=DIR] [--allow_config_change]
 
-Builds the plan (reproduce.budget) from the config's core-hour budget or epoch
-count, creates the strategy, and runs reproduce.engine.train. Re-running the
+Builds the plan (reproduce.planning) from the config's core-hour budget or epoch
+count, creates the strategy, and runs reproduce.train.loop.train. Re-running the
 same command resumes from the latest checkpoint in --model_dir. User errors
 print one line and exit 2; a diverged run prints one line and exits 1.
 """
 
 from __future__ import annotations
 
-import os
-import sys
+from absl import app
+from absl import flags
+from ml_collections import config_flags
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's start-up chatter out of errors
-
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from reproduce.core import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, e.g. reproduce/configs/pretrain_mini.py.",
@@ -40,67 +37,76 @@ class UsageError(ValueError):
   """A bad flag or config value; one line."""
 
 
-def _first_line(error: BaseException) -> str:
-  text = str(error).strip()
-  if isinstance(error, KeyError) and text.startswith(("'", '"')):
-    text = text[1:-1]
-  lines = text.splitlines()
-  return lines[0] if lines else type(error).__name__
+def check_usage(config, model_dir: str | None) -> None:
+  """The checks that need no TensorFlow; raises ``UsageError``."""
+  if not model_dir:
+    raise UsageError("--model_dir is required")
+  if not (config.get("budget_core_hours") or config.get("epochs")):
+    raise UsageError("set --config.budget_core_hours or --config.epochs")
 
 
 def run(config, model_dir: str, strategy_kind: str = "auto", tpu: str | None = None,
         data_dir: str | None = None, manual_dir: str | None = None,
         allow_config_change: bool = False) -> dict:
   """Everything ``main`` does, callable from Python; raises the library errors."""
-  import model_defs
-  from reproduce import data, planning
-  from reproduce.train import engine
-  from reproduce.train import strategy as strategy_lib
-  if not model_dir:
-    raise UsageError("--model_dir is required")
+  check_usage(config, model_dir)
+  cli.import_tensorflow()
+  import model_defs  # pylint: disable=g-import-not-at-top
+  from reproduce import data  # pylint: disable=g-import-not-at-top
+  from reproduce import planning  # pylint: disable=g-import-not-at-top
+  from reproduce.train import loop  # pylint: disable=g-import-not-at-top
+  from reproduce.train import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
   model_defs.get_spec(config.model)  # unknown model: fail before any heavy work
   strategy = strategy_lib.make_strategy(strategy_kind, tpu=tpu)
   source = data.load_source(config.dataset, data_dir=data_dir, manual_dir=manual_dir,
                             heldout_size=config.get("heldout_size"), seed=int(config.seed))
-  if not (config.get("budget_core_hours") or config.get("epochs")):
-    raise UsageError("set --config.budget_core_hours or --config.epochs")
   plan = planning.plan_from_config(config, dataset_size=source.train_size,
                                    num_classes=source.num_classes,
                                    num_replicas=strategy.num_replicas_in_sync)
-  return engine.train(config, plan, model_dir, strategy, allow_config_change=allow_config_change,
-                      data_dir=data_dir, manual_dir=manual_dir, source=source)
+  return loop.train(config, plan, model_dir, strategy, allow_config_change=allow_config_change,
+                    data_dir=data_dir, manual_dir=manual_dir, source=source)
 
 
-def _user_errors() -> tuple:
-  import model_defs
-  from reproduce import data, planning
-  from reproduce.train import engine
-  from reproduce.train import strategy as strategy_lib
+def user_errors() -> tuple:
+  """The exception types ``run`` raises for bad input (one-line messages, exit 2)."""
+  import model_defs  # pylint: disable=g-import-not-at-top
+  from reproduce import data  # pylint: disable=g-import-not-at-top
+  from reproduce import planning  # pylint: disable=g-import-not-at-top
+  from reproduce.train import rundir  # pylint: disable=g-import-not-at-top
+  from reproduce.train import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
   return (UsageError, model_defs.UnknownModelError, data.DataError, planning.PlanError,
-          strategy_lib.StrategyError, engine.EngineError)
+          strategy_lib.StrategyError, rundir.EngineError)
+
+
+def _checked_config():
+  """The parsed --config, after the checks that need no TensorFlow (else one line, exit 2)."""
+  config = _CONFIG.value
+  if config is None:
+    cli.fail("--config is required (e.g. reproduce/configs/pretrain_mini.py)")
+  try:
+    check_usage(config, _MODEL_DIR.value)
+  except OSError:  # ml_collections reports a config file that failed to load on first use
+    cli.fail(f"cannot load --config={config_flags.get_config_filename(flags.FLAGS['config'])}")
+  except UsageError as e:
+    cli.fail(cli.first_line(e))
+  return config
 
 
 def main(argv):
   if len(argv) > 1:
-    print(f"error: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
-    sys.exit(2)
-  config = _CONFIG.value
-  if config is None:
-    print("error: --config is required (e.g. reproduce/configs/pretrain_mini.py)",
-          file=sys.stderr)
-    sys.exit(2)
-  user_errors = _user_errors()
-  from reproduce.train import engine
+    cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  config = _checked_config()
+  cli.import_tensorflow()
+  from reproduce.train import losses  # pylint: disable=g-import-not-at-top
+  errors = user_errors()
   try:
     run(config, _MODEL_DIR.value, _STRATEGY.value, _TPU.value, _DATA_DIR.value,
         _MANUAL_DIR.value, _ALLOW_CONFIG_CHANGE.value)
-  except user_errors as e:
-    print(f"error: {_first_line(e)}", file=sys.stderr)
-    sys.exit(2)
-  except engine.TrainingDiverged as e:
-    print(f"error: {_first_line(e)}", file=sys.stderr)
-    sys.exit(1)
+  except errors as e:
+    cli.fail(cli.first_line(e))
+  except losses.TrainingDiverged as e:
+    cli.fail(cli.first_line(e), exit_code=1)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -62,9 +62,9 @@ def _user_errors() -> tuple:
   import model_defs  # pylint: disable=g-import-not-at-top
   from reproduce import data, planning  # pylint: disable=g-import-not-at-top
   from reproduce.analysis import runs  # pylint: disable=g-import-not-at-top
-  from reproduce.train import engine  # pylint: disable=g-import-not-at-top
+  from reproduce.train import rundir  # pylint: disable=g-import-not-at-top
   return (grid.StudyError, model_defs.UnknownModelError, data.DataError, planning.PlanError,
-          engine.EngineError, runs.ScalingError)
+          rundir.EngineError, runs.ScalingError)
 
 
 def main(argv):

@@ -19,7 +19,7 @@ ALLOWED = {
     "core": set(),
     "planning": {"core"},
     "data": {"core"},
-    "train": {"core", "planning", "data"},
+    "train": {"core", "planning", "data", "configs"},
     "analysis": {"core", "planning"},
     "configs": {"core", "configs"},
     "miniature": {"core", "planning", "data", "train", "analysis", "configs"},

@@ -1,7 +1,8 @@
-"""reproduce.engine: outputs, resume after kill -9, Mirrored == one device, NaN, config checks.
+"""The training engine (reproduce.train): outputs, resume after kill -9, Mirrored == one
+device, NaN, config checks, hooks, throughput, and the pretrain CLI.
 
-Unit tests use a tiny registered model and a synthetic data module with the
-reproduce.data API; subprocess tests import this file as a helper module.
+Unit tests use a tiny registered model and a synthetic data module with the reproduce.data
+API (tests/engine_helpers.py); subprocess scripts import the same helper module.
 """
 
 import glob
@@ -10,158 +11,13 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
-import types
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
-TINY = "engine_test_tiny"
-NUM_CLASSES = 4
-RES = 16
-
-
-# ----------------------------------------------------------------------------------------
-# Helpers (also used by the subprocess scripts).
-
-
-def register_tiny_model():
-  """Registers a tiny conv net with dropout (exercises the SeedGenerator state)."""
-  import keras
-  import model_defs
-  from model_defs import registry
-  from model_defs.stats import ModelStats
-  if TINY in model_defs.names():
-    return
-
-  def builder(config, num_classes, name=TINY, dropout=0.25, **unused):
-    inputs = keras.Input((None, None, 3))
-    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", name="stem")(inputs)
-    x = keras.layers.Activation("relu")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    x = keras.layers.Dense(8, name="hidden")(x)
-    if dropout:
-      x = keras.layers.Dropout(dropout)(x)
-    outputs = keras.layers.Dense(num_classes, name="head")(x)
-    return keras.Model(inputs, outputs, name=name)
-
-  def counter(config, resolution, num_classes, name=TINY, **unused):
-    params = 3 * 3 * 3 * 8 + 8 + 8 * 8 + 8 + 8 * num_classes + num_classes
-    return ModelStats(name=name, resolution=resolution, num_classes=num_classes,
-                      params=params, macs=(resolution // 2) ** 2 * 27 * 8)
-
-  registry.register(registry.ModelSpec(
-      name=TINY, family="nfnet", config={}, builder=builder, counter=counter,
-      train_resolution=RES, test_resolution=RES, source="test fixture", mini=True))
-
-
-def fake_data(nan_from_step=None, train_size=64, heldout=24, res=RES):
-  """A data module with the reproduce.data API over synthetic, learnable images."""
-  RES = res  # noqa: N806 (shadows the module default for the closures below)
-  rng = np.random.default_rng(0)
-  labels = np.arange(train_size + heldout) % NUM_CLASSES
-  images = rng.normal(size=(train_size + heldout, RES, RES, 3)).astype(np.float32) * 0.5
-  images += labels[:, None, None, None].astype(np.float32) * 0.3
-  onehot = np.eye(NUM_CLASSES, dtype=np.float32)[labels]
-  source = types.SimpleNamespace(name="synthetic", num_classes=NUM_CLASSES,
-                                 train_size=train_size, heldout_size=heldout, multi_label=False)
-
-  def load_source(dataset, data_dir=None, manual_dir=None, heldout_size=None, seed=0):
-    return source
-
-  def train_dataset(src, *, global_batch_size, resolution, seed, start_step=0,
-                    input_context=None, augment=None, dtype=tf.float32):
-    per_replica = (input_context.get_per_replica_batch_size(global_batch_size)
-                   if input_context else global_batch_size)
-    x, y = tf.constant(images[:train_size]), tf.constant(onehot[:train_size])
-
-    def example(i):
-      image = tf.gather(x, i % train_size)
-      if nan_from_step is not None:  # poison every batch from that step on
-        poison = i // global_batch_size >= nan_from_step
-        image = tf.where(poison, tf.fill(tf.shape(image), np.nan), image)
-      return tf.cast(image, dtype), tf.gather(y, i % train_size)
-
-    # Element i of the global stream; batch s = elements [s*B, (s+1)*B) for any start_step.
-    return tf.data.Dataset.range(start_step * global_batch_size, 2 ** 62).map(example).batch(
-        per_replica, drop_remainder=True)
-
-  def heldout_dataset(src, *, global_batch_size, resolution, input_context=None,
-                      dtype=tf.float32):
-    per_replica = (input_context.get_per_replica_batch_size(global_batch_size)
-                   if input_context else global_batch_size)
-    return tf.data.Dataset.from_tensor_slices(
-        (images[train_size:].astype(np.float32), onehot[train_size:])).map(
-            lambda a, b: (tf.cast(a, dtype), b)).batch(per_replica)
-
-  return types.SimpleNamespace(load_source=load_source, train_dataset=train_dataset,
-                               heldout_dataset=heldout_dataset)
-
-
-def tiny_plan(steps=8, lr=0.2, warmup=2, batch=8):
-  from reproduce.train import engine
-  return engine.StoredPlan(model=TINY, steps=steps, batch_size=batch, base_lr=lr,
-                           warmup_steps=warmup, decay="cosine", resolution=RES,
-                           dataset_size=64, epochs=steps * batch / 64, hardware="cpu",
-                           num_cores=2, core_hours=0.001)
-
-
-def tiny_config(**overrides):
-  config = dict(model=TINY, dataset="synthetic", batch_size=8, resolution=RES,
-                log_every_steps=0, eval_every_steps=0, checkpoint_every_steps=0,
-                checkpoint_every_secs=0, deterministic=True, weight_decay=1e-4,
-                label_smoothing=0.1, steps_per_execution=1, seed=3)
-  config.update(overrides)
-  return config
-
-
-def checkpoint_tensors(model_dir):
-  """All tensors of the latest checkpoint in model_dir, by key."""
-  path = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-  reader = tf.train.load_checkpoint(path)
-  return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
-          if "OBJECT_GRAPH" not in k and "save_counter" not in k and "elapsed" not in k}
-
-
-def scalar_values(model_dir, tag):
-  """The values of one TensorBoard scalar tag in model_dir/tensorboard."""
-  values = []
-  for path in sorted(glob.glob(os.path.join(model_dir, "tensorboard", "events.*"))):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      values += [float(tf.make_ndarray(v.tensor)) for v in event.summary.value if v.tag == tag]
-  return values
-
-
-def run_script(script, env_extra=None, timeout=240, logical_cpus=None):
-  prelude = ""
-  if logical_cpus:
-    prelude = textwrap.dedent(f"""
-      import tensorflow as tf
-      _cpu = tf.config.list_physical_devices("CPU")[0]
-      tf.config.set_logical_device_configuration(
-          _cpu, [tf.config.LogicalDeviceConfiguration()] * {logical_cpus})
-    """)
-  header = f"import sys; sys.path.insert(0, {TESTS_DIR!r})\n" + prelude
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env_extra or {}))
-  env.pop("TPU_NAME", None)
-  return subprocess.run([sys.executable, "-c", header + textwrap.dedent(script)],
-                        capture_output=True, text=True, timeout=timeout, env=env,
-                        cwd=os.path.dirname(TESTS_DIR))
-
-
-@pytest.fixture(scope="module")
-def tiny():
-  from model_defs import registry
-  register_tiny_model()
-  yield TINY
-  registry.unregister(TINY)
-
-
-def _one_device():
-  from reproduce.train import strategy as strategy_lib
-  return strategy_lib.make_strategy("one_device")
+from engine_helpers import (REPO_ROOT, checkpoint_tensors, fake_data, one_device, run_script,
+                            tiny_config, tiny_plan)
 
 
 # ----------------------------------------------------------------------------------------
@@ -169,13 +25,15 @@ def _one_device():
 
 
 def test_run_writes_checkpoints_tensorboard_results(tiny, tmp_path):
-  from reproduce.train import engine
+  from reproduce.core import results as schema
+  from reproduce.train import loop
   model_dir = str(tmp_path / "run")
   config = tiny_config(steps_per_execution=2, eval_every_steps=4, checkpoint_every_steps=4,
                        log_every_steps=2, ema_decay=0.99)
-  lines = []
-  results = engine.train(config, tiny_plan(steps=6), model_dir, _one_device(),
-                         data_module=fake_data(), log=lines.append)
+  lines, hook_calls = [], []
+  results = loop.train(config, tiny_plan(steps=6), model_dir, one_device(),
+                       data_module=fake_data(), log=lines.append,
+                       hooks=[lambda step, logs: hook_calls.append((step, dict(logs)))])
   on_disk = json.load(open(os.path.join(model_dir, "results.json")))
   assert on_disk["heldout_loss"] == pytest.approx(results["heldout_loss"])
   for key in ("schema", "model", "family", "params", "flops_per_image", "resolution", "dataset",
@@ -183,8 +41,22 @@ def test_run_writes_checkpoints_tensorboard_results(tiny, tmp_path):
               "hardware", "planned_core_hours", "measured_core_hours", "heldout_loss",
               "heldout_top1", "finetune_top1", "plan", "config"):
     assert key in on_disk, key
+  assert schema.problems(on_disk, "measured_core_hours") == []
   assert on_disk["steps"] == 6 and on_disk["eval_weights"] == "ema"
   assert on_disk["measured_core_hours"] > 0 and np.isfinite(on_disk["heldout_loss"])
+  # Training steps are part of the wall time; the overheads are the other named parts of it.
+  assert 0 < on_disk["training_core_hours"] < on_disk["measured_core_hours"]
+  overhead = on_disk["overhead_seconds"]
+  assert set(overhead) == {"startup", "tracing", "evaluation", "checkpointing"}
+  assert all(v >= 0 for v in overhead.values()) and overhead["evaluation"] > 0
+  assert overhead["checkpointing"] > 0 and overhead["startup"] > 0
+  training_seconds = on_disk["training_core_hours"] * 3600 / 2  # plan.num_cores = 2
+  assert training_seconds + sum(overhead.values()) <= on_disk["wall_seconds"] + 1e-6
+  # The hooks saw every chunk (steps_per_execution 2), with the logged values.
+  assert [step for step, _ in hook_calls] == [2, 4, 6]
+  assert "heldout" in hook_calls[1][1] and hook_calls[1][1]["total_steps"] == 6
+  assert all(np.isfinite(logs["loss"]) and logs["images_per_second"] > 0
+             for _, logs in hook_calls)
   assert json.load(open(os.path.join(model_dir, "config.json")))["steps_per_execution"] == 2
   assert json.load(open(os.path.join(model_dir, "plan.json")))["steps"] == 6
   assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")).endswith("ckpt-6")
@@ -198,33 +70,34 @@ def test_run_writes_checkpoints_tensorboard_results(tiny, tmp_path):
               "_hparams_/session_start_info"):
     assert tag in tags, (tag, sorted(tags))
   # A finished run restarted in place does no work and reports the same metrics.
-  again = engine.train(config, tiny_plan(steps=6), model_dir, _one_device(),
-                       data_module=fake_data(), verbose=False)
+  again = loop.train(config, tiny_plan(steps=6), model_dir, one_device(),
+                     data_module=fake_data(), verbose=False)
   assert again["heldout_loss"] == pytest.approx(results["heldout_loss"], rel=1e-6)
+  assert again["training_core_hours"] == pytest.approx(results["training_core_hours"])
 
 
 def test_config_mismatch_refused(tiny, tmp_path):
-  from reproduce.train import engine
+  from reproduce.train import loop, rundir
   model_dir = str(tmp_path / "run")
-  engine.train(tiny_config(), tiny_plan(steps=2), model_dir, _one_device(),
+  loop.train(tiny_config(), tiny_plan(steps=2), model_dir, one_device(),
+             data_module=fake_data(), verbose=False)
+  with pytest.raises(rundir.ConfigMismatchError) as info:
+    loop.train(tiny_config(weight_decay=0.5), tiny_plan(steps=2), model_dir, one_device(),
                data_module=fake_data(), verbose=False)
-  with pytest.raises(engine.ConfigMismatchError) as info:
-    engine.train(tiny_config(weight_decay=0.5), tiny_plan(steps=2), model_dir, _one_device(),
-                 data_module=fake_data(), verbose=False)
   message = str(info.value)
   assert "\n" not in message and "weight_decay" in message and "--allow_config_change" in message
-  results = engine.train(tiny_config(weight_decay=0.5), tiny_plan(steps=4), model_dir,
-                         _one_device(), data_module=fake_data(), verbose=False,
-                         allow_config_change=True)
+  results = loop.train(tiny_config(weight_decay=0.5), tiny_plan(steps=4), model_dir,
+                       one_device(), data_module=fake_data(), verbose=False,
+                       allow_config_change=True)
   assert results["steps"] == 4 and results["config"]["weight_decay"] == 0.5
 
 
 def test_nan_stops_and_keeps_last_good_checkpoint(tiny, tmp_path):
-  from reproduce.train import engine
+  from reproduce.train import losses, loop
   model_dir = str(tmp_path / "run")
-  with pytest.raises(engine.TrainingDiverged, match="step 6") as info:
-    engine.train(tiny_config(checkpoint_every_steps=2), tiny_plan(steps=10), model_dir,
-                 _one_device(), data_module=fake_data(nan_from_step=5), verbose=False)
+  with pytest.raises(losses.TrainingDiverged, match="step 6") as info:
+    loop.train(tiny_config(checkpoint_every_steps=2), tiny_plan(steps=10), model_dir,
+               one_device(), data_module=fake_data(nan_from_step=5), verbose=False)
   assert "ckpt-4" in str(info.value)
   latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
   assert latest.endswith("ckpt-4")
@@ -234,35 +107,114 @@ def test_nan_stops_and_keeps_last_good_checkpoint(tiny, tmp_path):
 
 
 def test_loss_functions():
-  from reproduce.train import engine
+  from reproduce.train import losses
   logits = tf.constant([[2.0, 0.0, -1.0]])
   labels = tf.constant([[1.0, 0.0, 0.0]])
   log_p = tf.nn.log_softmax(logits).numpy()[0]
   smooth = 0.9 * np.array([1, 0, 0]) + 0.1 / 3
-  np.testing.assert_allclose(engine.per_example_loss(labels, logits, "softmax", 0.1).numpy(),
+  np.testing.assert_allclose(losses.per_example_loss(labels, logits, "softmax", 0.1).numpy(),
                              [-(smooth * log_p).sum()], rtol=1e-6)
   z = logits.numpy()[0]
   target = 0.95 * np.array([1, 0, 0]) + 0.025
   bce = np.maximum(z, 0) - z * target + np.log1p(np.exp(-np.abs(z)))
-  np.testing.assert_allclose(engine.per_example_loss(labels, logits, "sigmoid", 0.05).numpy(),
+  np.testing.assert_allclose(losses.per_example_loss(labels, logits, "sigmoid", 0.05).numpy(),
                              [bce.sum()], rtol=1e-6)
+
+
+def test_model_fn_and_optimizer_fn_replace_the_defaults(tiny, tmp_path):
+  # What a fine-tuning script does: its own initialisation and optimizer, the same loop.
+  import keras
+  from reproduce.train import loop, steps
+  calls = []
+
+  def model_fn(config, plan, num_classes):
+    model = steps.build_model(config, plan, num_classes)
+    for variable in model.trainable_variables:
+      variable.assign(tf.zeros_like(variable) + 0.01)
+    calls.append("model")
+    return model
+
+  def optimizer_fn(config, schedule, model, num_classes):
+    calls.append("optimizer")
+    optimizer = keras.optimizers.SGD(schedule)
+    optimizer.build(model.trainable_variables)
+    return optimizer
+
+  seen = []
+  results = loop.train(tiny_config(), tiny_plan(steps=3), str(tmp_path / "ft"), one_device(),
+                       data_module=fake_data(), verbose=False, model_fn=model_fn,
+                       optimizer_fn=optimizer_fn, hooks=[lambda s, logs: seen.append(logs)])
+  assert calls == ["model", "optimizer"] and results["steps"] == 3
+  assert all(logs["grad_norm"] == 0.0 for logs in seen)  # plain SGD keeps no AGC statistics
+  assert np.isfinite(results["heldout_loss"])
+
+
+def test_config_defaults_come_from_the_base_config():
+  import importlib
+  from reproduce.configs import base
+  from reproduce.train import rundir
+  defaults = rundir.config_to_dict(base.get_config())
+  assert rundir.config_to_dict({}) == defaults
+  filled = rundir.config_to_dict({"batch_size": 8, "extra": 1})
+  assert filled == dict(defaults, batch_size=8, extra=1)
+  for name in ("pretrain_mini", "pretrain_jft", "pretrain_imagenet", "pretrain_i21k"):
+    config = importlib.import_module(f"reproduce.configs.{name}").get_config()
+    assert set(config.to_dict()) == set(defaults), name  # every config derives from base
+
+
+def test_throughput_measures_the_engine_train_step(tiny, monkeypatch):
+  from reproduce import planning
+  from reproduce.train import steps, throughput
+  built = []
+  original = steps.make_train_chunk
+
+  def spy(*args, **kwargs):
+    built.append(kwargs)
+    return original(*args, **kwargs)
+
+  monkeypatch.setattr(steps, "make_train_chunk", spy)
+  result = throughput.measure(tiny, batch_size=4, steps=3, num_classes=4, warmup_steps=1,
+                              hardware="cpu", config=dict(label_smoothing=0.2))
+  assert len(built) == 1 and built[0]["loss"] == "softmax"
+  assert built[0]["label_smoothing"] == 0.2 and built[0]["jit_compile"] is False
+  assert len(result.step_seconds) == 3 and result.cores == 1 and result.resolution == 16
+  assert 0 < result.min <= result.median <= result.max
+  assert result.images_per_second_per_core == result.median
+  assert result.to_dict()["images_per_second_per_core"] == result.median
+  for kwargs, flag in ((dict(model_name="no_such_model"), "--model"),
+                       (dict(batch_size=0), "--measure_batch_size"),
+                       (dict(steps=1.5), "--measure_steps"),
+                       (dict(hardware="abacus"), "--hardware")):
+    arguments = dict(dict(model_name=tiny, batch_size=4), **kwargs)
+    with pytest.raises(planning.PlanError) as info:
+      throughput.measure(**arguments)
+    assert str(info.value).startswith(flag), info.value
 
 
 # ----------------------------------------------------------------------------------------
 # Subprocess tests: kill -9 / resume, and Mirrored on two logical CPUs.
 
+# KILL_AT: 0 trains to the end; N > 0 kills the process (SIGKILL, an exact pre-emption) from
+# the loop's on_step hook after the first chunk that ends at or past step N.
 _TRAIN_SCRIPT = """
-  import json, sys
-  import test_engine as h
-  from reproduce.train import engine, strategy as strategy_lib
-  h.register_tiny_model()
-  model_dir, steps = sys.argv[1], int(sys.argv[2])
+  import json, os, signal
+  import engine_helpers as h
+  from reproduce.train import loop
+  h.register_engine_tiny_model()
+
+  def kill_at(step, logs):
+    if KILL_AT and step >= KILL_AT:
+      os.kill(os.getpid(), signal.SIGKILL)
+
   config = h.tiny_config(checkpoint_every_steps=3, steps_per_execution=2, ema_decay=0.9)
-  res = engine.train(config, h.tiny_plan(steps=steps), model_dir,
-                     strategy_lib.make_strategy("one_device"), data_module=h.fake_data(),
-                     verbose=False)
+  res = loop.train(config, h.tiny_plan(steps=11), MODEL_DIR, h.one_device(),
+                   data_module=h.fake_data(), verbose=False, hooks=[kill_at])
   print("RESULT", json.dumps([res["heldout_loss"], res["heldout_top1"], res["final_train_loss"]]))
 """
+
+
+def _train_script(model_dir, kill_at=0):
+  return _TRAIN_SCRIPT.replace("MODEL_DIR", repr(model_dir)).replace("KILL_AT", str(kill_at))
 
 
 def _result_line(proc):
@@ -273,25 +225,27 @@ def _result_line(proc):
 
 def test_kill9_then_resume_equals_uninterrupted(tmp_path):
   killed_dir, clean_dir = str(tmp_path / "killed"), str(tmp_path / "clean")
-  script = "\n".join([_TRAIN_SCRIPT.replace("sys.argv[1], int(sys.argv[2])", "MODEL_DIR, 11")])
-  killed = run_script(script.replace("MODEL_DIR", repr(killed_dir)), {"REPRODUCE_CRASH_AT_STEP": "7"})
+  killed = run_script(_train_script(killed_dir, kill_at=7))
   assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-  # The crash came after steps 7-8 ran but before any save past step 6.
+  # The kill came after steps 7-8 ran but before any save past step 6.
   assert tf.train.latest_checkpoint(os.path.join(killed_dir, "checkpoints")).endswith("ckpt-6")
-  resumed = _result_line(run_script(script.replace("MODEL_DIR", repr(killed_dir))))
-  clean = _result_line(run_script(script.replace("MODEL_DIR", repr(clean_dir))))
+  resumed = _result_line(run_script(_train_script(killed_dir)))
+  clean = _result_line(run_script(_train_script(clean_dir)))
   assert resumed == clean
   a, b = checkpoint_tensors(killed_dir), checkpoint_tensors(clean_dir)
   assert a.keys() == b.keys() and any("seed_generator" in k or "rng" in k for k in a)
   for key in a:
     np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+  # The clock survived the kill: the resumed run counts the killed attempt's time too.
+  killed_record = json.load(open(os.path.join(killed_dir, "results.json")))
+  assert killed_record["overhead_seconds"]["startup"] > 0
 
 
 _MIRRORED_SCRIPT = """
   import numpy as np
-  import test_engine as h
-  from reproduce.train import engine, strategy as strategy_lib
-  h.register_tiny_model()
+  import engine_helpers as h
+  from reproduce.train import loop, strategy as strategy_lib
+  h.register_engine_tiny_model()
   import tempfile, os
   root = tempfile.mkdtemp()
   config = h.tiny_config(model_overrides={"dropout": 0.0}, agc_clipping=0.01, steps_per_execution=2,
@@ -300,10 +254,10 @@ _MIRRORED_SCRIPT = """
   one = strategy_lib.make_strategy("one_device")
   mirrored = strategy_lib.make_strategy("mirrored")
   assert mirrored.num_replicas_in_sync == 2
-  single = engine.train(config, plan, os.path.join(root, "one"), one, data_module=h.fake_data(),
-                        verbose=False)
-  multi = engine.train(config, plan, os.path.join(root, "two"), mirrored,
-                       data_module=h.fake_data(), verbose=False)
+  single = loop.train(config, plan, os.path.join(root, "one"), one, data_module=h.fake_data(),
+                      verbose=False)
+  multi = loop.train(config, plan, os.path.join(root, "two"), mirrored,
+                     data_module=h.fake_data(), verbose=False)
   a, b = h.checkpoint_tensors(os.path.join(root, "one")), h.checkpoint_tensors(os.path.join(root, "two"))
   assert a.keys() == b.keys()
   worst = max(float(np.max(np.abs(a[k] - b[k]))) for k in a if a[k].dtype.kind == "f")
@@ -334,12 +288,12 @@ def _have_data_module():
 needs_data = pytest.mark.skipif(not _have_data_module(), reason="reproduce.data not available")
 
 
-def run_cli(*args, timeout=300):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+def run_cli(*args, timeout=300, config=MINI_CONFIG, tf_log_level="2"):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=tf_log_level)
   env.pop("TPU_NAME", None)
-  return subprocess.run([sys.executable, "-m", "reproduce.pretrain", f"--config={MINI_CONFIG}",
-                         *args], capture_output=True, text=True, timeout=timeout, env=env,
-                        cwd=os.path.dirname(TESTS_DIR))
+  config_flag = [f"--config={config}"] if config else []
+  return subprocess.run([sys.executable, "-m", "reproduce.pretrain", *config_flag, *args],
+                        capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO_ROOT)
 
 
 def assert_one_line_error(proc, *needles, code=2):
@@ -355,6 +309,23 @@ def test_cli_unknown_model_one_line_exit_2(tmp_path):
                         "nfnet_nope")
 
 
+@pytest.mark.parametrize("args, config, needle", [
+    (["--config.model=nfnet_nope"], MINI_CONFIG, "nfnet_nope"),
+    ([], None, "--config"),
+    (["--strategy=warp"], MINI_CONFIG, "--strategy"),
+    ([], "reproduce/configs/no_such_config.py", "no_such_config"),
+    (["--config.epochs=0", "--config.budget_core_hours=0"], MINI_CONFIG, "epochs"),
+])
+def test_cli_errors_are_exactly_one_line_with_tf_chatter_on(tmp_path, args, config, needle):
+  # TF_CPP_MIN_LOG_LEVEL=0 makes TensorFlow's start-up notices appear (as on AVX-512/AMX
+  # CPUs whatever the level): they must not reach the user on a flag error.
+  proc = run_cli(f"--model_dir={tmp_path / 'run'}", *args, config=config, tf_log_level="0")
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  lines = proc.stderr.splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr[-3000:]
+  assert needle in lines[0]
+
+
 def _mini_config(**overrides):
   from reproduce.configs import pretrain_mini
   config = pretrain_mini.get_config()
@@ -364,8 +335,8 @@ def _mini_config(**overrides):
 
 
 def _error_line(error):
-  from reproduce import pretrain
-  return pretrain._first_line(error)
+  from reproduce.core import cli
+  return cli.first_line(error)
 
 
 @pytest.mark.parametrize("overrides, kwargs, error_name, needle", [
@@ -384,7 +355,7 @@ def test_run_user_errors_are_one_line(tmp_path, monkeypatch, overrides, kwargs, 
     pytest.skip("reproduce.data not available")
   from reproduce import pretrain
   kwargs = dict(dict(model_dir=str(tmp_path / "run"), strategy_kind="one_device"), **kwargs)
-  with pytest.raises(pretrain._user_errors()) as info:
+  with pytest.raises(pretrain.user_errors()) as info:
     pretrain.run(_mini_config(**overrides), **kwargs)
   assert type(info.value).__name__ == error_name
   line = _error_line(info.value)
@@ -393,10 +364,11 @@ def test_run_user_errors_are_one_line(tmp_path, monkeypatch, overrides, kwargs, 
 
 @needs_data
 def test_run_unusable_model_dir(tmp_path):
-  from reproduce.train import engine, pretrain
+  from reproduce import pretrain
+  from reproduce.train import rundir
   blocker = tmp_path / "file"
   blocker.write_text("not a directory")
-  with pytest.raises(engine.EngineError, match="model_dir") as info:
+  with pytest.raises(rundir.EngineError, match="model_dir") as info:
     pretrain.run(_mini_config(budget_core_hours=None, epochs=0.05), str(blocker / "run"),
                  strategy_kind="one_device")
   assert "\n" not in str(info.value)

@@ -1,4 +1,4 @@
-"""AGC, weight decay, EMA and schedule of reproduce.optim against direct NumPy."""
+"""AGC, weight decay, EMA and schedule of reproduce.train.optim against direct NumPy."""
 
 import math
 
@@ -140,18 +140,50 @@ def test_rejects_decoupled_weight_decay():
     optim.with_agc(keras.optimizers.SGD(learning_rate=0.1, weight_decay=1e-4))
 
 
+def _nfnet_schedule(s, base, total, warmup, end=0.0):
+  """The official NFNet warm-up (base * s / W) then cosine to ``end`` at ``total``."""
+  if s < warmup:
+    return base * s / warmup
+  progress = min((s - warmup) / max(total - warmup, 1), 1.0)
+  return end + (base - end) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+@pytest.mark.parametrize("base, total, warmup, end", [
+    (1.6, 100, 10, 0.0), (1.0, 10, 0, 0.0), (0.4, 37, 5, 0.01), (0.2, 8, 8, 0.0)])
+def test_schedule_matches_the_formula(base, total, warmup, end):
+  sched = optim.warmup_cosine(base_lr=base, total_steps=total, warmup_steps=warmup, end_lr=end)
+  assert isinstance(sched, keras.optimizers.schedules.CosineDecay)
+  for s in range(total + 5):
+    np.testing.assert_allclose(float(sched(s)), _nfnet_schedule(s, base, total, warmup, end),
+                               rtol=1e-5, atol=1e-7, err_msg=f"step {s}")
+
+
 def test_schedule_shape():
-  sched = optim.WarmupCosine(base_lr=1.6, total_steps=100, warmup_steps=10)
+  sched = optim.warmup_cosine(base_lr=1.6, total_steps=100, warmup_steps=10)
   lrs = np.array([float(sched(s)) for s in range(0, 101)])
-  np.testing.assert_allclose(lrs[0], 0.16, rtol=1e-6)
-  np.testing.assert_allclose(lrs[9], 1.6, rtol=1e-6)
-  assert np.all(np.diff(lrs[:10]) > 0)          # linear warm-up
+  assert lrs[0] == 0.0                          # the first update does not move (official)
+  np.testing.assert_allclose(lrs[1], 0.16, rtol=1e-6)
+  assert np.all(np.diff(lrs[:11]) > 0)          # linear warm-up
   np.testing.assert_allclose(lrs[10], 1.6, rtol=1e-6)
   assert np.all(np.diff(lrs[10:]) <= 1e-7)      # cosine decay
   np.testing.assert_allclose(lrs[55], 0.8, rtol=1e-5)  # half way through the decay
   assert abs(lrs[100]) < 1e-6
-  no_warm = optim.WarmupCosine(1.0, 10, 0)
+  no_warm = optim.warmup_cosine(1.0, 10, 0)
   np.testing.assert_allclose(float(no_warm(0)), 1.0, rtol=1e-6)
+  with pytest.raises(ValueError):
+    optim.warmup_cosine(1.0, 10, 11)
+
+
+def test_schedule_from_plan():
+  from reproduce.train import rundir
+  plan = rundir.StoredPlan(steps=20, warmup_steps=4, base_lr=0.8, decay="cosine")
+  sched = optim.schedule_from_plan(plan)
+  for s in range(22):
+    np.testing.assert_allclose(float(sched(s)), _nfnet_schedule(s, 0.8, 20, 4), rtol=1e-5,
+                               atol=1e-7)
+  with pytest.raises(ValueError, match="decay"):
+    optim.schedule_from_plan(rundir.StoredPlan(steps=20, warmup_steps=4, base_lr=0.8,
+                                               decay="linear"))
 
 
 def test_classifier_kernels_finds_head():

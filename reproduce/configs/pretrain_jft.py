@@ -17,11 +17,11 @@ JFT-4B is not public: set config.dataset to your TFRecords, e.g.
 
 from ml_collections import config_dict
 
-from reproduce.configs import pretrain_mini
+from reproduce.configs import base
 
 
 def get_config():
-  config = pretrain_mini.get_config()
+  config = base.get_config()
   config.model = "nfnet_f0"
   config.dataset = "tfrecord:gs://YOUR_BUCKET/jft4b/train-*"  # placeholder: must be set
   config.heldout_size = 130_000

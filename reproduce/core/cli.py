@@ -70,9 +70,19 @@ def start_tensorflow():
     fail(first_line(e))
 
 
+HELP_FLAGS = ("-h", "--help", "--helpshort", "--helpfull", "-?")
+
+
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing for ``app.run(main, flags_parser=parse_flags)``: a bad or unknown
-  flag is one line and exit 2 (absl's own parser prints two lines and exits 1)."""
+  """absl's flag parsing for ``app.run(main, flags_parser=parse_flags)``.
+
+  A bad or unknown flag is one line and exit 2 (absl's own parser prints two lines and
+  exits 1); ``--help`` prints the main's docstring and its flags, and exits 0.
+  """
+  if any(arg in HELP_FLAGS for arg in argv[1:]):
+    print(sys.modules["__main__"].__doc__ or "")
+    print(flags.FLAGS.main_module_help())
+    sys.exit(0)
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:

@@ -44,11 +44,11 @@ def train_job(config, plan, run_dir: str, data_dir: str | None):
   """(results dict of one finished run, seconds taken)."""
   import keras  # pylint: disable=g-import-not-at-top
   from reproduce import data  # pylint: disable=g-import-not-at-top
-  from reproduce.train import engine  # pylint: disable=g-import-not-at-top
+  from reproduce.train import loop  # pylint: disable=g-import-not-at-top
   from reproduce.train import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
   start = time.time()
   source = data.load_source(config.dataset, data_dir=data_dir, seed=int(config.seed))
-  results = engine.train(config, plan, run_dir, strategy_lib.make_strategy("one_device"),
+  results = loop.train(config, plan, run_dir, strategy_lib.make_strategy("one_device"),
                          source=source, verbose=False)
   keras.backend.clear_session()
   return results, time.time() - start
@@ -124,7 +124,7 @@ def _submit_unfinished(pool, runs, workdir: str, data_dir: str | None):
 
 def train_runs(pool, runs, workdir: str, data_dir: str | None) -> None:
   """Trains every planned run (reusing finished ones), printing a line as each ends."""
-  from reproduce.train import engine  # pylint: disable=g-import-not-at-top
+  from reproduce.train import losses  # pylint: disable=g-import-not-at-top
   study_start = time.time()
   futures, reused = _submit_unfinished(pool, runs, workdir, data_dir)
   total = len(runs)
@@ -138,7 +138,7 @@ def train_runs(pool, runs, workdir: str, data_dir: str | None) -> None:
     work_done += plan.core_hours * 3600.0
     try:
       results, took = future.result()
-    except engine.TrainingDiverged as e:  # a diverged run is a data point lost, not the study
+    except losses.TrainingDiverged as e:  # a diverged run is a data point lost, not the study
       say(f"  [{i:2d}/{total}] {name:<26} diverged: {cli.first_line(e)}")
       continue
     elapsed = time.time() - study_start

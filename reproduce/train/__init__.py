@@ -1,5 +1,17 @@
-"""The training engine as parts: run directory, optimizer (AGC), strategy, steps,
-checkpoints, summaries, results, and the loop that strings them together.
+"""The training engine as parts, strung together by ``loop.train``:
 
-``pretrain`` and ``finetune`` compose these parts; nothing here imports ``analysis``.
+  rundir       model_dir layout, config.json / plan.json check-and-write, EngineError
+  losses       per-example losses, the uniform-guess reference, TrainingDiverged
+  optim        AGC + coupled weight decay + EMA optimizer wrapper, warm-up + cosine schedule
+  strategy     tf.distribute strategy and precision policy
+  steps        model and optimizer builders, train chunk / eval step for a strategy, Evaluator
+  inputs       per-host data pipelines handed to the strategy
+  clock        seconds by kind (training, startup, tracing, evaluation, checkpointing)
+  checkpoints  tf.train.CheckpointManager of model, optimizer, RNG states and clock
+  summaries    TensorBoard scalars and hparams, progress lines
+  results      the results.json record (schema in reproduce.core.results)
+  loop         ``train(config, plan, model_dir, ...)``: build, restore, train, finish
+  throughput   ``measure(...)``: the loop's own train step timed on random data
+
+``pretrain`` and a fine-tuning script compose these parts; nothing here imports ``analysis``.
 """

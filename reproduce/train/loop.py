@@ -1,0 +1,246 @@
+"""The training loop: builds a run from its parts, restores it, trains it in chunks, and
+finishes it with an evaluation, a checkpoint and ``results.json``.
+
+``train(config, plan, model_dir)`` runs ``plan.steps`` steps of the NFNet recipe (SGD
+Nesterov + AGC + coupled weight decay, warm-up + cosine, optional EMA). A second script (a
+fine-tune) reuses it with its own initialisation or optimizer (``model_fn``,
+``optimizer_fn``) and data (``source``, ``data_module``), or composes the parts itself:
+``rundir``, ``steps``, ``inputs``, ``checkpoints``, ``clock``, ``summaries``, ``results``.
+See docs/pretrain.md for resume, determinism and the TensorBoard tags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable, Sequence
+
+import keras
+import tensorflow as tf
+
+from reproduce import data
+from reproduce.core import fileio
+from reproduce.train import checkpoints as checkpoints_lib
+from reproduce.train import clock as clock_lib
+from reproduce.train import inputs
+from reproduce.train import losses
+from reproduce.train import optim
+from reproduce.train import results as results_lib
+from reproduce.train import rundir
+from reproduce.train import steps
+from reproduce.train import strategy as strategy_lib
+from reproduce.train import summaries as summaries_lib
+
+# on_step(step, logs) after every chunk; logs: loss, learning_rate, grad_norm,
+# agc_clip_fraction, images_per_second, core_hours, total_steps (+ heldout when evaluated).
+Hook = Callable[[int, dict], None]
+ModelFn = Callable[[dict, object, int], keras.Model]          # (config, plan, num_classes)
+OptimizerFn = Callable[[dict, object, keras.Model, int], object]  # (config, schedule, model, C)
+
+
+@dataclasses.dataclass
+class Run:
+  """The parts of one run, built by ``build_run``."""
+  config: dict
+  plan: object
+  model_dir: str
+  strategy: tf.distribute.Strategy
+  dtype_policy: str
+  data_module: object
+  source: object
+  model: keras.Model
+  optimizer: object
+  schedule: Callable
+  train_chunk: Callable
+  evaluate: steps.Evaluator
+  checkpoints: checkpoints_lib.RunCheckpoints
+  summaries: summaries_lib.Summaries
+  clock: clock_lib.RunClock
+  say: Callable[[str], None]
+
+  @property
+  def num_cores(self) -> int:
+    return int(getattr(self.plan, "num_cores", None) or self.strategy.num_replicas_in_sync)
+
+  def core_hours(self) -> float:
+    return self.clock.wall_seconds() * self.num_cores / 3600.0
+
+
+def set_up_runtime(config: dict, strategy: tf.distribute.Strategy | None, plan):
+  """Determinism, seeds and precision policy; returns (strategy, dtype policy)."""
+  strategy = strategy or strategy_lib.make_strategy("auto")
+  if int(plan.batch_size) % strategy.num_replicas_in_sync:
+    raise rundir.EngineError(f"batch_size {plan.batch_size} is not divisible by "
+                             f"{strategy.num_replicas_in_sync} replicas")
+  if config["loss"] not in losses.LOSSES:
+    raise rundir.EngineError(
+        f"config.loss={config['loss']!r} is unknown; use 'softmax' or 'sigmoid'")
+  if config["deterministic"]:
+    tf.config.experimental.enable_op_determinism()
+  keras.utils.set_random_seed(int(config["seed"]))
+  policy = config["dtype_policy"] or strategy_lib.policy_for(strategy)
+  keras.mixed_precision.set_global_policy(policy)
+  return strategy, policy
+
+
+def build_run(config: dict, plan, model_dir: str, strategy, *, source=None, data_module=None,
+              data_dir=None, manual_dir=None, model_fn: ModelFn | None = None,
+              optimizer_fn: OptimizerFn | None = None, clock=None, say=print) -> Run:
+  """Builds every part of a run (nothing restored, nothing trained yet)."""
+  strategy, policy = set_up_runtime(config, strategy, plan)
+  data_module = data_module or data
+  if source is None:
+    source = data_module.load_source(config["dataset"], data_dir=data_dir, manual_dir=manual_dir,
+                                     heldout_size=config["heldout_size"], seed=int(config["seed"]))
+  num_classes = int(source.num_classes)
+  schedule = optim.schedule_from_plan(plan)
+  with strategy.scope():
+    model = (model_fn or steps.build_model)(config, plan, num_classes)
+    optimizer = (optimizer_fn or steps.build_optimizer)(config, schedule, model, num_classes)
+  train_chunk = steps.make_train_chunk(
+      strategy, model, optimizer, loss=config["loss"],
+      label_smoothing=float(config["label_smoothing"] or 0.0),
+      global_batch_size=int(plan.batch_size), jit_compile=steps.use_jit(config, strategy))
+  heldout_fn = inputs.heldout_dataset_fn(strategy, data_module, source, config, plan,
+                                         inputs.input_dtype(policy))
+  checkpoints = checkpoints_lib.RunCheckpoints(
+      fileio.join(model_dir, rundir.CHECKPOINT_DIR), model, optimizer,
+      keep=int(config["keep_checkpoints"]), every_steps=int(config["checkpoint_every_steps"]),
+      every_secs=float(config["checkpoint_every_secs"] or 0.0))
+  return Run(config, plan, model_dir, strategy, policy, data_module, source, model, optimizer,
+             schedule, train_chunk, steps.Evaluator(strategy, model, optimizer, config["loss"],
+                                                    heldout_fn),
+             checkpoints, summaries_lib.Summaries(fileio.join(model_dir, rundir.TENSORBOARD_DIR)),
+             clock or clock_lib.RunClock(), say)
+
+
+def chunk_end(step: int, total_steps: int, config: dict) -> int:
+  """The next step at which the host must act: log, evaluate, checkpoint or finish."""
+  every = [max(1, int(config["steps_per_execution"]))]
+  every += [int(config[k]) for k in ("log_every_steps", "eval_every_steps",
+                                     "checkpoint_every_steps") if config[k]]
+  return min([total_steps] + [(step // b + 1) * b for b in every])
+
+
+def run_chunk(run: Run, iterator, step: int, end: int) -> dict:
+  """Trains steps ``step+1 .. end``; returns the chunk's logs (divergence raises)."""
+  start = time.time()
+  loss, grad_norm, clip_fraction = run.train_chunk(iterator, tf.constant(end - step))
+  loss, grad_norm, clip_fraction = float(loss), float(grad_norm), float(clip_fraction)
+  seconds = time.time() - start
+  run.clock.add_chunk(end - step, seconds)
+  num_classes = int(run.source.num_classes)
+  losses.check_divergence(end, loss, grad_norm,
+                          losses.reference_loss(run.config["loss"], num_classes),
+                          float(run.config["divergence_factor"] or 0.0), run.checkpoints.latest)
+  return {"loss": loss, "grad_norm": grad_norm, "agc_clip_fraction": clip_fraction,
+          "learning_rate": float(run.schedule(end - 1)),  # the LR of the chunk's last update
+          "images_per_second": (end - step) * int(run.plan.batch_size) / max(seconds, 1e-9),
+          "core_hours": run.core_hours(), "total_steps": int(run.plan.steps)}
+
+
+def evaluate(run: Run, step: int) -> dict:
+  """Held-out metrics at ``step``, written to TensorBoard."""
+  with run.clock.measure("evaluation"):
+    metrics = run.evaluate()
+  run.summaries.write_eval(step, metrics, run.core_hours())
+  return metrics
+
+
+def after_chunk(run: Run, step: int, logs: dict, hooks: Sequence[Hook]) -> None:
+  """Summaries, progress line, periodic evaluation and checkpoint, then the hooks."""
+  config, total = run.config, int(run.plan.steps)
+  run.summaries.write_train(step, logs)
+  log_every = int(config["log_every_steps"] or 0)
+  if log_every and (step % log_every == 0 or step == total):
+    run.say(summaries_lib.progress_line(step, total, logs, int(run.plan.batch_size)))
+  eval_every = int(config["eval_every_steps"] or 0)
+  if eval_every and step % eval_every == 0 and step < total:
+    logs["heldout"] = evaluate(run, step)
+    run.say(summaries_lib.eval_line(step, total, logs["heldout"]))
+  with run.clock.measure("checkpointing"):
+    run.checkpoints.save_if_due(step, run.clock)
+  for hook in hooks:
+    hook(step, logs)
+
+
+def run_chunks(run: Run, step: int, hooks: Sequence[Hook] = ()) -> float:
+  """Trains from ``step`` to ``plan.steps``; returns the last chunk's training loss."""
+  total, train_loss = int(run.plan.steps), float("nan")
+  if step >= total:
+    return train_loss
+  dtype = inputs.input_dtype(run.dtype_policy)
+  iterator = inputs.train_iterator(run.strategy, run.data_module, run.source, run.config,
+                                   run.plan, step, dtype)
+  while step < total:
+    end = chunk_end(step, total, run.config)
+    logs = run_chunk(run, iterator, step, end)
+    step, train_loss = end, logs["loss"]
+    after_chunk(run, step, logs, hooks)
+  return train_loss
+
+
+def finish(run: Run, step: int, train_loss: float) -> dict:
+  """Final checkpoint and evaluation; writes and returns the results record."""
+  with run.clock.measure("checkpointing"):
+    run.checkpoints.save(step, run.clock)
+  metrics = evaluate(run, step)
+  seconds = run.clock.totals()
+  run.summaries.write_core_hours(step, seconds["wall"] * run.num_cores / 3600.0)
+  summary = results_lib.RunSummary(run.model, run.source, run.strategy, run.dtype_policy, step,
+                                   metrics, train_loss, seconds, run.num_cores)
+  record = results_lib.record(run.config, run.plan, summary)
+  results_lib.write(run.model_dir, record)
+  run.say(f"done: step {step}/{run.plan.steps} heldout loss {metrics['loss']:.4f} "
+          f"top1 {metrics['top1']:.4f} core hours {record['measured_core_hours']:.4g}")
+  return record
+
+
+def train(config, plan, model_dir: str, strategy: tf.distribute.Strategy | None = None, *,
+          allow_config_change: bool = False, data_dir: str | None = None,
+          manual_dir: str | None = None, source=None, data_module=None,
+          model_fn: ModelFn | None = None, optimizer_fn: OptimizerFn | None = None,
+          hooks: Sequence[Hook] = (), verbose: bool = True,
+          log: Callable[[str], None] | None = None) -> dict:
+  """Trains ``plan.model`` for ``plan.steps`` steps, resuming from ``model_dir``.
+
+  Args:
+    config: ConfigDict/dict of the experiment; missing keys come from configs/base.py.
+    plan: a planning Plan (model, steps, batch_size, base_lr, warmup_steps, resolution...).
+    model_dir: run directory (local or gs://); see ``rundir``.
+    strategy: a tf.distribute strategy; default ``strategy.make_strategy('auto')``.
+    allow_config_change: accept a config different from model_dir/config.json.
+    data_dir, manual_dir: passed to ``data_module.load_source``.
+    source: an already loaded data source (skips ``load_source``).
+    data_module: ``load_source``, ``train_dataset``, ``heldout_dataset`` (default reproduce.data).
+    model_fn: ``(config, plan, num_classes) -> keras.Model`` (default ``steps.build_model``);
+      called in the strategy scope, before a checkpoint is restored.
+    optimizer_fn: ``(config, schedule, model, num_classes) -> built optimizer`` (default
+      ``steps.build_optimizer``).
+    hooks: ``on_step(step, logs)`` callables run after every chunk (progress, tests).
+    verbose: print progress lines; log: the printer (default ``print`` with flush).
+
+  Returns:
+    The results record, also written to ``model_dir/results.json``.
+
+  Raises:
+    rundir.EngineError / ConfigMismatchError: model_dir unusable or holding another config.
+    losses.TrainingDiverged: NaN/inf or diverging loss; the last good checkpoint is kept.
+  """
+  clock = clock_lib.RunClock()
+  log = log or (lambda line: print(line, flush=True))
+  say = log if verbose else (lambda line: None)
+  config = rundir.config_to_dict(config)
+  plan = rundir.prepare(model_dir, config, plan, allow_config_change)
+  run = build_run(config, plan, model_dir, strategy, source=source, data_module=data_module,
+                  data_dir=data_dir, manual_dir=manual_dir, model_fn=model_fn,
+                  optimizer_fn=optimizer_fn, clock=clock, say=say)
+  resumed_from = run.checkpoints.restore(clock)
+  step = int(run.optimizer.iterations.numpy())
+  if resumed_from:
+    say(f"resumed from {resumed_from} at step {step}/{plan.steps}")
+  else:
+    run.summaries.write_hparams(config, plan, summaries_lib.trial_id(model_dir))
+  clock.startup_done()
+  train_loss = run_chunks(run, step, hooks)
+  return finish(run, int(run.optimizer.iterations.numpy()), train_loss)

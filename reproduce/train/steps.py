@@ -1,0 +1,149 @@
+"""What a run computes: the model, the optimizer, and the train / eval steps for a strategy.
+
+``build_model`` and ``build_optimizer`` are the defaults of ``loop.train``; a fine-tuning
+script passes its own (pre-trained weights, another optimizer) and reuses the steps.
+``throughput.measure`` times the very same ``make_train_chunk``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from reproduce.train import losses
+from reproduce.train import optim
+from reproduce.train import strategy as strategy_lib
+
+
+def build_model(config: dict, plan, num_classes: int) -> keras.Model:
+  """The model of ``plan.model`` with ``config['model_overrides']``, built at the plan's size."""
+  import model_defs  # pylint: disable=g-import-not-at-top
+  overrides = dict(config.get("model_overrides") or {})
+  resolution = int(plan.resolution)
+  if model_defs.get_spec(plan.model).family == "vit" and "image_size" not in overrides:
+    overrides["image_size"] = resolution  # ViTs size their position embedding at build time
+  model = model_defs.build(plan.model, num_classes=num_classes, **overrides)
+  if not model.built:
+    model(tf.zeros((1, resolution, resolution, 3)), training=False)
+  return model
+
+
+def build_optimizer(config: dict, schedule, model: keras.Model, num_classes: int):
+  """The NFNet optimizer of ``config``: SGD Nesterov + AGC (classifier kernel excluded) +
+  coupled weight decay + optional EMA, built for the model's trainable variables."""
+  optimizer = optim.nfnet_sgd(
+      schedule, momentum=float(config["momentum"]), nesterov=bool(config["nesterov"]),
+      clipping=float(config["agc_clipping"] or 0.0), eps=float(config["agc_eps"]),
+      exclude=list(config["agc_exclude"] or []),
+      exclude_variables=optim.classifier_kernels(model, num_classes),
+      weight_decay=float(config["weight_decay"] or 0.0), ema_decay=config["ema_decay"])
+  optimizer.build(model.trainable_variables)
+  return optimizer
+
+
+def use_jit(config: dict, strategy: tf.distribute.Strategy) -> bool:
+  """XLA for the replica step: when the config asks and the strategy allows (TPUs compile
+  the whole step anyway)."""
+  return (bool(config["jit_compile"]) and strategy_lib.supports_jit(strategy)
+          and not strategy_lib.is_tpu(strategy))
+
+
+def _update_statistics(optimizer):
+  """(gradient norm, AGC clip fraction) of the last update; zeros for optimizers without AGC."""
+  if hasattr(optimizer, "agc_statistics"):
+    stats = optimizer.agc_statistics()
+    return stats["grad_norm"], stats["agc_clip_fraction"]
+  return tf.constant(0.0), tf.constant(0.0)
+
+
+def make_train_chunk(strategy: tf.distribute.Strategy, model: keras.Model, optimizer, *,
+                     loss: str, label_smoothing: float, global_batch_size: int,
+                     jit_compile: bool = False) -> Callable:
+  """``train_chunk(iterator, num_steps) -> (mean loss, grad norm, clip fraction)``.
+
+  Runs ``num_steps`` updates in one ``tf.function`` call on batches ``(images, labels, ...)``
+  of a distributed iterator; the norm and clip fraction are those of the last update.
+  """
+  num_replicas = strategy.num_replicas_in_sync
+
+  def replica_step(images, labels):
+    with tf.GradientTape() as tape:
+      logits = model(images, training=True)
+      per_example = losses.per_example_loss(labels, logits, loss, label_smoothing)
+      # Sum / global batch: the optimizer's SUM all-reduce then gives the mean.
+      value = tf.reduce_sum(per_example) / global_batch_size
+      if model.losses:
+        value += tf.add_n([tf.cast(l, tf.float32) for l in model.losses]) / num_replicas
+    grads = tape.gradient(value, model.trainable_variables)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    return (value,) + tuple(_update_statistics(optimizer))
+
+  if jit_compile:
+    replica_step = tf.function(replica_step, jit_compile=True)
+
+  def reduce(op, value):
+    return strategy.reduce(op, value, axis=None)
+
+  @tf.function
+  def train_chunk(iterator, num_steps):
+    loss_sum = tf.constant(0.0, tf.float32)
+    grad_norm = tf.constant(0.0, tf.float32)
+    clip_fraction = tf.constant(0.0, tf.float32)
+    for _ in tf.range(num_steps):
+      images, labels = next(iterator)[:2]
+      value, norm, clip = strategy.run(replica_step, args=(images, labels))
+      loss_sum += reduce(tf.distribute.ReduceOp.SUM, value)
+      # Identical on every replica (computed from the reduced gradient).
+      grad_norm = reduce(tf.distribute.ReduceOp.MEAN, norm)
+      clip_fraction = reduce(tf.distribute.ReduceOp.MEAN, clip)
+    return loss_sum / tf.cast(num_steps, tf.float32), grad_norm, clip_fraction
+
+  return train_chunk
+
+
+def make_eval_step(strategy: tf.distribute.Strategy, model: keras.Model, loss: str) -> Callable:
+  """``eval_step(batch) -> [loss sum, hits, examples]`` summed over replicas.
+
+  A batch is ``(images, labels[, weights])``; a hit is an argmax class that is labelled.
+  """
+
+  def replica_eval(batch):
+    images, labels = batch[0], batch[1]
+    logits = tf.cast(model(images, training=False), tf.float32)
+    per_example = losses.per_example_loss(labels, logits, loss, 0.0)
+    hits = tf.gather(tf.cast(labels, tf.float32), tf.argmax(logits, axis=-1), batch_dims=1) > 0
+    weights = tf.cast(batch[2], tf.float32) if len(batch) > 2 else tf.ones_like(per_example)
+    return (tf.reduce_sum(per_example * weights),
+            tf.reduce_sum(tf.cast(hits, tf.float32) * weights), tf.reduce_sum(weights))
+
+  @tf.function
+  def eval_step(batch):
+    outputs = strategy.run(replica_eval, args=(batch,))
+    return [strategy.reduce(tf.distribute.ReduceOp.SUM, o, axis=None) for o in outputs]
+
+  return eval_step
+
+
+class Evaluator:
+  """Held-out loss and top-1 of the model, with the optimizer's EMA weights when it keeps one."""
+
+  def __init__(self, strategy: tf.distribute.Strategy, model: keras.Model, optimizer,
+               loss: str, dataset_fn: Callable):
+    self._strategy = strategy
+    self._optimizer = optimizer
+    self._eval_step = make_eval_step(strategy, model, loss)
+    self._dataset_fn = dataset_fn
+    self._dataset = None
+
+  def __call__(self) -> dict:
+    if self._dataset is None:  # built on first use: most runs evaluate only at the end
+      self._dataset = self._strategy.distribute_datasets_from_function(self._dataset_fn)
+    totals = np.zeros(3, np.float64)
+    with optim.swap_in_ema(self._optimizer):
+      for batch in self._dataset:
+        totals += np.array([float(t) for t in self._eval_step(tuple(batch))])
+    count = max(totals[2], 1.0)
+    return {"loss": totals[0] / count, "top1": totals[1] / count, "examples": int(totals[2])}
