@@ -1,5 +1,5 @@
-"""Tests for reproduce.data: sources, epoch-exact order, resume, sharding, preprocessing,
-RandAugment ops and batch mixing against NumPy formulas, errors.
+"""Tests for reproduce.data: sources, epoch-exact order, resume, sharding, preprocessing and
+the eval crops, batch mixing against NumPy formulas, errors (RandAugment: test_randaugment.py).
 
 Nothing here writes outside pytest's temporary directories: every prepared dataset lives in a
 ``tmp_path``, and ``HOME`` points into one too (so the default cache dir is exercised safely).
@@ -8,7 +8,6 @@ Nothing here writes outside pytest's temporary directories: every prepared datas
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 
@@ -18,7 +17,6 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from reproduce import data
-from reproduce.data import randaugment as randaugment_lib
 from reproduce.data import tfds_source
 
 RES = 16
@@ -216,151 +214,61 @@ def test_train_and_eval_preprocessing_shapes(encoder):
   assert data.eval_crop_padding(224) == 32 and data.eval_crop_padding(32) == 5
 
 
-def test_randaugment_every_op_keeps_shape_and_range():
-  image = tf.constant(np.random.default_rng(1).integers(0, 256, (16, 16, 3)), tf.float32)
-  for op in range(len(randaugment_lib.OP_NAMES)):
-    out = randaugment_lib.apply_op(image, tf.constant(op), 1.5, tf.constant(-1.0))
-    assert out.shape == (16, 16, 3), randaugment_lib.OP_NAMES[op]
-    assert 0.0 <= float(tf.reduce_min(out)) and float(tf.reduce_max(out)) <= 255.0
+def _ramp_png(height: int = 48, width: int = 96) -> tuple[tf.Tensor, np.ndarray, np.ndarray]:
+  """A non-square PNG whose red channel is 2 * column and green 4 * row, so every pixel of
+  an output names the source point it came from (resampling keeps linear ramps)."""
+  rows, cols = np.mgrid[0:height, 0:width]
+  pixels = np.stack([2 * cols, 4 * rows, np.full_like(rows, 60)], -1).astype(np.uint8)
+  return tf.io.encode_png(pixels), rows, cols
 
 
-# --- RandAugment ops against NumPy versions of their formulas -----------------------------
-
-STRENGTH = 0.7  # RandAugment level 7
-FILL = 128.0    # what the geometric ops show outside the source image
-
-
-def _test_image() -> np.ndarray:
-  """A non-square, integer-valued image in 30..220: a colour gradient plus noise."""
-  rows, cols = np.mgrid[0:20, 0:28].astype(np.float32)
-  noise = np.random.default_rng(0).integers(-20, 21, (20, 28, 3))
-  base = np.stack([30 + 5 * rows, 40 + 4 * cols, 120 + 2 * (rows - cols)], axis=-1)
-  return np.clip(base + noise, 30, 220).astype(np.float32)
+def _source_points(image) -> tuple[np.ndarray, np.ndarray]:
+  """(source column, source row) of every output pixel of ``eval_image`` on ``_ramp_png``."""
+  pixels = image.numpy() * data.STDDEV_RGB + data.MEAN_RGB
+  return pixels[..., 0] / 2, pixels[..., 1] / 4
 
 
-def _np_blend(degenerate, image, factor):
-  return np.clip(degenerate + max(factor, 0.0) * (image - degenerate), 0, 255)
+def _expected_points(size, offset, scale):
+  """Half-pixel-centre resampling: output pixel k of the crop samples (k + offset + 0.5) *
+  scale - 0.5 of the source, per axis."""
+  return (np.arange(size) + offset + 0.5) * scale - 0.5
 
 
-def _np_grey(image):
-  """ITU-R 601 luma, as tf.image.rgb_to_grayscale computes it."""
-  return image @ np.array([0.2989, 0.5870, 0.1140], np.float32)
+@pytest.mark.parametrize("crop", ["nfnet", "vit"])
+def test_eval_crop_takes_the_protocols_pixels(crop):
+  """48x96 source, res 16, padding 8. nfnet: the whole image squashed to 24x24 (bicubic),
+  centre 16x16 at offset 4. vit: the shorter side to 24 (48x96 -> 24x48, area), centre
+  16x16 at offsets (4, 16)."""
+  encoded, _, _ = _ramp_png()
+  image = data.eval_image(encoded, 16, padding=8, crop=crop)
+  assert image.shape == (16, 16, 3)
+  columns, rows = _source_points(image)
+  if crop == "nfnet":
+    want_columns = _expected_points(16, 4, 96 / 24)  # squashed: 4 source px per output px
+  else:
+    want_columns = _expected_points(16, 16, 96 / 48)  # aspect kept: 2 source px per px
+  want_rows = _expected_points(16, 4, 48 / 24)
+  np.testing.assert_allclose(columns, np.broadcast_to(want_columns, (16, 16)), atol=0.02)
+  np.testing.assert_allclose(rows, np.broadcast_to(want_rows[:, None], (16, 16)), atol=0.02)
+  # nfnet shows 62% of the width (source columns 17.5..77.5), vit the central third.
+  assert (columns.min() < 32) == (crop == "nfnet") and (columns.max() > 64) == (crop == "nfnet")
 
 
-def _np_warp(image, x_in, y_in):
-  """Bilinear samples of ``image`` at input coordinates; FILL outside the image."""
-  height, width, _ = image.shape
-  x0, y0 = np.floor(x_in), np.floor(y_in)
-
-  def pixel(y, x):
-    inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
-    values = image[np.clip(y, 0, height - 1).astype(int), np.clip(x, 0, width - 1).astype(int)]
-    return np.where(inside[..., None], values, FILL)
-
-  wx, wy = (x_in - x0)[..., None], (y_in - y0)[..., None]
-  top = (1 - wx) * pixel(y0, x0) + wx * pixel(y0, x0 + 1)
-  bottom = (1 - wx) * pixel(y0 + 1, x0) + wx * pixel(y0 + 1, x0 + 1)
-  return (1 - wy) * top + wy * bottom
-
-
-def _np_geometric(image, name, sign):
-  """Output pixel (x, y) samples the input at the op's inverse map of (x, y)."""
-  height, width, _ = image.shape
-  y, x = np.mgrid[0:height, 0:width].astype(np.float64)
-  if name == "rotate":  # about the image centre, by sign * 30 deg * strength
-    angle = sign * math.radians(30) * STRENGTH
-    cx, cy = (width - 1) / 2, (height - 1) / 2
-    return _np_warp(image, math.cos(angle) * (x - cx) - math.sin(angle) * (y - cy) + cx,
-                    math.sin(angle) * (x - cx) + math.cos(angle) * (y - cy) + cy)
-  shear, shift = sign * 0.3 * STRENGTH, sign * 0.45 * STRENGTH
-  return {"shear_x": lambda: _np_warp(image, x + shear * y, y),
-          "shear_y": lambda: _np_warp(image, x, y + shear * x),
-          "translate_x": lambda: _np_warp(image, x + shift * width, y),
-          "translate_y": lambda: _np_warp(image, x, y + shift * height)}[name]()
-
-
-def _np_equalize(image):
-  """PIL's equalize per channel: a LUT from the cumulative histogram."""
-  out = image.copy()
-  for c in range(3):
-    values = image[..., c].astype(int)
-    histogram = np.bincount(values.ravel(), minlength=256)
-    nonzero = histogram[histogram > 0]
-    step = (nonzero.sum() - nonzero[-1]) // 255
-    if step:
-      lut = np.concatenate([[0], (np.cumsum(histogram) + step // 2) // step])[:256]
-      out[..., c] = np.clip(lut, 0, 255)[values]
-  return out
-
-
-def _np_sharpness_degenerate(image):
-  """3x3 smoothing (centre weight 5 of 13) inside; PIL keeps the border pixels."""
-  kernel = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], np.float32) / 13
-  height, width, _ = image.shape
-  smooth = sum(kernel[i, j] * image[i:height - 2 + i, j:width - 2 + j]
-               for i in range(3) for j in range(3))
-  degenerate = image.copy()
-  degenerate[1:-1, 1:-1] = smooth
-  return degenerate
-
-
-def _np_op(image, name, sign):
-  enhance = 1 + sign * 0.9 * STRENGTH
-  if name == "identity":
-    return image
-  if name == "autocontrast":
-    low, high = image.min(axis=(0, 1)), image.max(axis=(0, 1))
-    return (image - low) * 255 / (high - low)
-  if name == "equalize":
-    return _np_equalize(image)
-  if name == "solarize":
-    return np.where(image >= 256 - 256 * STRENGTH, 255 - image, image)
-  if name == "posterize":
-    shift = 8 - max(1, 8 - round(4 * STRENGTH))
-    return ((image.astype(int) >> shift) << shift).astype(np.float32)
-  if name == "color":
-    return _np_blend(np.repeat(_np_grey(image)[..., None], 3, -1), image, enhance)
-  if name == "contrast":
-    return _np_blend(np.full_like(image, _np_grey(image).mean()), image, enhance)
-  if name == "brightness":
-    return _np_blend(np.zeros_like(image), image, enhance)
-  if name == "sharpness":
-    return _np_blend(_np_sharpness_degenerate(image), image, enhance)
-  return _np_geometric(image, name, sign)
-
-
-_SIGNED_OPS = ("rotate", "color", "contrast", "brightness", "sharpness", "shear_x", "shear_y",
-               "translate_x", "translate_y")
-_OP_CASES = [(name, sign) for name in randaugment_lib.OP_NAMES
-             for sign in ((1.0, -1.0) if name in _SIGNED_OPS else (1.0,))]
-
-
-@pytest.mark.parametrize("name, sign", _OP_CASES)
-def test_randaugment_op_matches_its_formula(name, sign):
-  image = _test_image()
-  out = randaugment_lib.apply_op(tf.constant(image), tf.constant(
-      randaugment_lib.OP_NAMES.index(name)), tf.constant(STRENGTH), tf.constant(sign)).numpy()
-  expected = _np_op(image, name, sign)
-  np.testing.assert_allclose(out, expected, atol=0.02, rtol=0, err_msg=name)
-  changed = np.abs(out - image).max()
-  assert changed == 0 if name == "identity" else changed > 5, (name, changed)
-
-
-def test_randaugment_layers_apply_uniformly_chosen_ops():
-  """One layer = one of the 14 ops at the requested strength, picked by the seed."""
-  image = tf.constant(_test_image())
-  candidates = {(name, sign): randaugment_lib.apply_op(
-      image, tf.constant(randaugment_lib.OP_NAMES.index(name)), tf.constant(STRENGTH),
-      tf.constant(sign)).numpy() for name, sign in _OP_CASES}
-  chosen = []
-  for seed in range(60):
-    out = randaugment_lib.randaugment(image, tf.constant([seed, 9]), 1, 10 * STRENGTH).numpy()
-    matches = [op for op, candidate in candidates.items() if np.array_equal(out, candidate)]
-    assert matches, f"seed {seed}: the output is none of the ops at strength {STRENGTH}"
-    chosen.append(matches[0][0])
-  assert len(set(chosen)) >= 12, sorted(set(chosen))
-  two_layers = randaugment_lib.randaugment(image, tf.constant([0, 9]), 2, 10 * STRENGTH)
-  assert not np.array_equal(two_layers.numpy(), image.numpy())
+def test_eval_crop_default_padding_and_choice_by_source_or_caller(unique_folder):
+  encoded, _, _ = _ramp_png()
+  np.testing.assert_array_equal(data.eval_image(encoded, 16).numpy(),
+                                data.eval_image(encoded, 16, padding=2, crop="nfnet").numpy())
+  assert data.eval_crop_padding(16) == 2 and sorted(data.EVAL_CROPS) == ["nfnet", "vit"]
+  assert unique_folder.eval_crop == "nfnet"
+  first_record = unique_folder.heldout_records[0]
+  encoded = unique_folder.read(tf.constant(first_record))[0]
+  for crop in (None, "vit"):
+    images, _, _ = next(iter(data.heldout_dataset(unique_folder, global_batch_size=2,
+                                                  resolution=8, crop=crop)))
+    expected = data.eval_image(encoded, 8, unique_folder.eval_crop_padding, crop=crop or "nfnet")
+    np.testing.assert_array_equal(images[0].numpy(), expected.numpy())
+  with pytest.raises(data.DataError, match="eval crop 'centre'"):
+    data.heldout_dataset(unique_folder, global_batch_size=2, resolution=8, crop="centre")
 
 
 # --- MixUp and CutMix ---------------------------------------------------------------------

@@ -48,6 +48,8 @@ class DataSource:
       in tf.data.
     augment_defaults: the source's default ``augment`` settings.
     eval_crop_padding: pixels added before the centre crop at eval (None: NFNet rule).
+    eval_crop: the default eval crop protocol, "nfnet" (resize the whole image, crop) or
+      "vit" (resize the shorter side, crop).
     skipped_corrupt: files dropped as unreadable (ImageFolder).
     description: where the data was read from.
   """
@@ -62,6 +64,7 @@ class DataSource:
   augment_defaults: dict = dataclasses.field(default_factory=lambda: dict(AUGMENT_DEFAULTS),
                                              repr=False)
   eval_crop_padding: int | None = None
+  eval_crop: str = "nfnet"
   skipped_corrupt: int = 0
   description: str = ""
 

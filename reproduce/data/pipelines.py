@@ -17,7 +17,8 @@ import tensorflow as tf
 from reproduce.data import order
 from reproduce.data.datasource import DataError, DataSource
 from reproduce.data.mixing import mix_batch
-from reproduce.data.preprocess import eval_image, resolve_augment, train_image
+from reproduce.data.preprocess import (augment, check_eval_crop, crop_and_flip, eval_image,
+                                       normalise, resolve_augment)
 
 
 def _sharding(global_batch_size: int, input_context) -> tuple[int, int, int]:
@@ -48,6 +49,30 @@ def _options() -> tf.data.Options:
   options.deterministic = True
   options.experimental_optimization.map_parallelization = True
   return options
+
+
+def _mix_then_augment(dataset: tf.data.Dataset, settings: dict, seed: int,
+                      per_replica: int) -> tf.data.Dataset:
+  """MixUp/CutMix per batch, then RandAugment per (mixed) image, as the NFNet code
+  (augment_before_mix=False). Elements: (images, targets, stream positions, example seeds)."""
+  if settings["mixup_alpha"] > 0 or settings["cutmix_alpha"] > 0:
+    mix_seed = order.base_seed(seed, order.MIX_TAG)
+
+    def mix(images, targets, stream_positions, example_seeds):
+      # Seeded by the stream position of the batch's first example: resumes identically.
+      images, targets = mix_batch(images, targets, order.fold_in(mix_seed, stream_positions[0]),
+                                  settings["mixup_alpha"], settings["cutmix_alpha"])
+      return images, targets, stream_positions, example_seeds
+
+    dataset = dataset.map(mix, num_parallel_calls=tf.data.AUTOTUNE)
+  if settings["randaugment"]:
+    # Each image with the seed of the example at its batch position.
+    def augment_one(image, target, stream_position, example_seed):
+      return augment(image, example_seed, settings), target, stream_position, example_seed
+
+    dataset = dataset.unbatch().map(augment_one, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.batch(per_replica, drop_remainder=True)
+  return dataset
 
 
 def train_dataset(source: DataSource, *, global_batch_size: int, resolution: int, seed: int,
@@ -96,29 +121,23 @@ def train_dataset(source: DataSource, *, global_batch_size: int, resolution: int
   def load(epoch, position, index):
     encoded, target = source.read(tf.gather(records, index))
     example_seed = order.fold_in(order.fold_in(augment_seed, epoch), index)
-    image = train_image(encoded, example_seed, resolution, settings, dtype)
-    return image, target, epoch * num_examples + position
+    image = crop_and_flip(encoded, example_seed, resolution, settings)
+    return image, target, epoch * num_examples + position, example_seed
 
   dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
   dataset = dataset.batch(per_replica, drop_remainder=True)
-  if settings["mixup_alpha"] > 0 or settings["cutmix_alpha"] > 0:
-    mix_seed = order.base_seed(seed, order.MIX_TAG)
-
-    def mix(images, targets, stream_positions):
-      # Seeded by the stream position of the batch's first example: resumes identically.
-      images, targets = mix_batch(images, targets, order.fold_in(mix_seed, stream_positions[0]),
-                                  settings["mixup_alpha"], settings["cutmix_alpha"])
-      return images, targets, stream_positions
-
-    dataset = dataset.map(mix, num_parallel_calls=tf.data.AUTOTUNE)
-  dataset = dataset.map(lambda images, targets, _: (images, targets))
+  dataset = _mix_then_augment(dataset, settings, seed, per_replica)
+  dataset = dataset.map(lambda images, targets, *_: (normalise(images, dtype), targets))
   return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
 
 
 def heldout_dataset(source: DataSource, *, global_batch_size: int, resolution: int,
                     input_context: tf.distribute.InputContext | None = None,
-                    dtype=tf.float32) -> tf.data.Dataset:
+                    dtype=tf.float32, crop: str | None = None) -> tf.data.Dataset:
   """The held-out set, once, in a fixed order, with eval preprocessing.
+
+  ``crop``: the eval crop protocol, "nfnet" or "vit" (see ``eval_image``); None takes the
+  source's ``eval_crop``.
 
   The last global batch is padded (repeating the last example) to full size so every
   replica gets a full batch; the third element is a float32 mask, 0 on padding. Sum losses
@@ -128,6 +147,7 @@ def heldout_dataset(source: DataSource, *, global_batch_size: int, resolution: i
     A dataset of (images [b, res, res, 3], targets [b, num_classes], mask [b]).
   """
   per_replica, pipelines, pipeline_id = _sharding(global_batch_size, input_context)
+  crop = check_eval_crop(source.eval_crop if crop is None else crop)
   count = source.heldout_size
   padded = math.ceil(count / global_batch_size) * global_batch_size
   records = tf.constant(source.heldout_records, tf.int64)
@@ -136,7 +156,7 @@ def heldout_dataset(source: DataSource, *, global_batch_size: int, resolution: i
 
   def load(position):
     encoded, target = source.read(tf.gather(records, tf.minimum(position, count - 1)))
-    image = eval_image(encoded, resolution, source.eval_crop_padding, dtype)
+    image = eval_image(encoded, resolution, source.eval_crop_padding, dtype, crop)
     return image, target, tf.cast(position < count, tf.float32)
 
   dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)

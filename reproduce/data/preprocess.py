@@ -1,7 +1,8 @@
-"""Per-example preprocessing: decode + crop, bicubic resize, augmentation, normalisation.
+"""Per-example preprocessing: decode + crop, bicubic resize, RandAugment, normalisation, and
+the two eval crops (``EVAL_CROPS``).
 
-``train_image`` is a pure function of (encoded image, seed): all its randomness comes from
-``tf.random.stateless_*`` ops keyed by the seed. That is what makes resume exact: the
+Train preprocessing is a pure function of (encoded image, seed): all its randomness comes
+from ``tf.random.stateless_*`` ops keyed by the seed. That is what makes resume exact: the
 pipeline re-derives each example's seed from (seed, epoch, index) and gets the same pixels.
 Keras' preprocessing layers (``RandomCrop``, ``RandomFlip``, ``RandAugment``) draw from a
 stateful generator instead, so they are not used here.
@@ -35,6 +36,8 @@ def resolve_augment(source: DataSource, augment: dict | None) -> dict:
   if randaugment_setting is not None:
     layers, magnitude = randaugment_setting
     randaugment_setting = None if int(layers) == 0 else (int(layers), float(magnitude))
+    if randaugment_setting and float(magnitude) < 0:
+      raise DataError(f"augment randaugment level {magnitude} must be >= 0")
   settings["randaugment"] = randaugment_setting
   for key in ("mixup_alpha", "cutmix_alpha"):
     settings[key] = float(settings[key] or 0.0)
@@ -59,26 +62,32 @@ def _decode_and_crop(encoded: tf.Tensor, crop_box_fn) -> tf.Tensor:
   return tf.ensure_shape(image, [None, None, 3])
 
 
-def _normalise(image: tf.Tensor, dtype) -> tf.Tensor:
+def normalise(image: tf.Tensor, dtype=tf.float32) -> tf.Tensor:
+  """ImageNet mean/std on the 0..255 scale, cast to ``dtype``."""
   image = (tf.cast(image, tf.float32) - MEAN_RGB) / STDDEV_RGB
   return tf.cast(image, dtype)
 
 
-def _resize(image: tf.Tensor, resolution: int) -> tf.Tensor:
-  image = tf.image.resize(tf.cast(image, tf.float32), [resolution, resolution], method="bicubic")
+def _resize(image: tf.Tensor, size) -> tf.Tensor:
+  """Bicubic (no antialias, as the NFNet code), clipped to 0..255."""
+  image = tf.image.resize(tf.cast(image, tf.float32), size, method="bicubic")
   return tf.clip_by_value(image, 0.0, 255.0)
 
 
-def train_image(encoded: tf.Tensor, seed: tf.Tensor, resolution: int, settings: dict,
-                dtype=tf.float32) -> tf.Tensor:
-  """Train preprocessing of one encoded image; a pure function of (encoded, seed).
+def _example_seeds(seed: tf.Tensor) -> list[tf.Tensor]:
+  """(crop, flip, RandAugment) seeds of one example."""
+  return tf.unstack(tf.random.experimental.stateless_split(seed, num=3))
+
+
+def crop_and_flip(encoded: tf.Tensor, seed: tf.Tensor, resolution: int,
+                  settings: dict) -> tf.Tensor:
+  """The per-image train geometry: a float32 [res, res, 3] image in 0..255.
 
   Inception crop (random area/aspect box via stateless_sample_distorted_bounding_box, decoded
-  with decode_and_crop_jpeg), bicubic resize, optional flip and RandAugment, then ImageNet
-  mean/std normalisation.
+  with decode_and_crop_jpeg), bicubic resize, optional flip. A pure function of
+  (encoded, seed).
   """
-  crop_seed, flip_seed, randaugment_seed = tf.unstack(
-      tf.random.experimental.stateless_split(seed, num=3))
+  crop_seed, flip_seed, _ = _example_seeds(seed)
 
   def crop_box(shape):
     if not settings["crop"]:
@@ -91,13 +100,28 @@ def train_image(encoded: tf.Tensor, seed: tf.Tensor, resolution: int, settings: 
         use_image_if_no_bounding_boxes=True)
     return tf.stack([begin[0], begin[1], size[0], size[1]])
 
-  image = _resize(_decode_and_crop(encoded, crop_box), resolution)
+  image = _resize(_decode_and_crop(encoded, crop_box), [resolution, resolution])
   if settings["flip"]:
     image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-  if settings["randaugment"]:
-    layers, magnitude = settings["randaugment"]
-    image = randaugment(tf.round(image), randaugment_seed, layers, magnitude)
-  return _normalise(image, dtype)
+  return image
+
+
+def augment(image: tf.Tensor, seed: tf.Tensor, settings: dict) -> tf.Tensor:
+  """RandAugment (if ``settings`` asks for it) of one float 0..255 image, keyed by the seed
+  of the example it belongs to (for a mixed image: the example at its batch position)."""
+  if not settings["randaugment"]:
+    return image
+  layers, magnitude = settings["randaugment"]
+  return randaugment(image, _example_seeds(seed)[2], layers, magnitude)
+
+
+def train_image(encoded: tf.Tensor, seed: tf.Tensor, resolution: int, settings: dict,
+                dtype=tf.float32) -> tf.Tensor:
+  """Train preprocessing of one example without batch mixing; a pure function of
+  (encoded, seed): ``crop_and_flip``, ``augment``, ``normalise``. With mixing on, the
+  pipeline mixes between the first and the second step, as the NFNet code does."""
+  image = crop_and_flip(encoded, seed, resolution, settings)
+  return normalise(augment(image, seed, settings), dtype)
 
 
 def eval_crop_padding(resolution: int) -> int:
@@ -105,19 +129,45 @@ def eval_crop_padding(resolution: int) -> int:
   return 32 if resolution >= 224 else int(round(32 * resolution / 224))
 
 
+def _nfnet_crop(image: tf.Tensor, resolution: int, padding: int) -> tf.Tensor:
+  """DM resize_crop_32: the whole image to (res+pad)^2 (bicubic), centre crop res^2."""
+  size = resolution + padding
+  offset = (padding + 1) // 2
+  resized = _resize(image, [size, size])
+  return resized[offset:offset + resolution, offset:offset + resolution]
+
+
+def _vit_crop(image: tf.Tensor, resolution: int, padding: int) -> tf.Tensor:
+  """big_vision resize_small(res+pad) | central_crop(res): aspect kept, area resampling."""
+  shape = tf.cast(tf.shape(image)[:2], tf.float32)
+  ratio = float(resolution + padding) / tf.reduce_min(shape)
+  height, width = tf.unstack(tf.cast(tf.round(shape * ratio), tf.int32))
+  resized = tf.image.resize(tf.cast(image, tf.float32), [height, width], method="area")
+  top, left = (height - resolution) // 2, (width - resolution) // 2
+  return tf.clip_by_value(resized[top:top + resolution, left:left + resolution], 0.0, 255.0)
+
+
+EVAL_CROPS = {"nfnet": _nfnet_crop, "vit": _vit_crop}
+
+
+def check_eval_crop(crop: str) -> str:
+  if crop not in EVAL_CROPS:
+    raise DataError(f"eval crop {crop!r}: use one of {sorted(EVAL_CROPS)}")
+  return crop
+
+
 def eval_image(encoded: tf.Tensor, resolution: int, padding: int | None = None,
-               dtype=tf.float32) -> tf.Tensor:
-  """NFNet eval preprocessing: centre crop res/(res+padding) of the shorter side, bicubic resize.
+               dtype=tf.float32, crop: str = "nfnet") -> tf.Tensor:
+  """Eval preprocessing: the ``crop`` protocol, then ImageNet mean/std.
 
-  Same geometry as resizing the shorter side to ``res + padding`` and centre-cropping ``res``
-  (the official NFNet code crops first, which decodes less of each JPEG).
+  ``crop="nfnet"`` (the NFNet code's ``resize_crop_32``): resize the whole image, aspect
+  ratio ignored, to ``(res + padding)^2``, bicubic, and centre-crop ``res``.
+  ``crop="vit"`` (big_vision ``resize_small|central_crop``): resize the shorter side to
+  ``res + padding`` keeping the aspect ratio (area), and centre-crop ``res``.
+  ``padding`` defaults to ``eval_crop_padding(resolution)``.
   """
+  check_eval_crop(crop)
   padding = eval_crop_padding(resolution) if padding is None else int(padding)
-  fraction = resolution / (resolution + padding)
-
-  def centre_box(shape):
-    side = tf.cast(fraction * tf.cast(tf.minimum(shape[0], shape[1]), tf.float32), tf.int32)
-    side = tf.maximum(side, 1)
-    return tf.stack([(shape[0] - side + 1) // 2, (shape[1] - side + 1) // 2, side, side])
-
-  return _normalise(_resize(_decode_and_crop(encoded, centre_box), resolution), dtype)
+  image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+  image = EVAL_CROPS[crop](image, resolution, padding)
+  return normalise(tf.ensure_shape(image, [resolution, resolution, 3]), dtype)
