@@ -29,7 +29,9 @@ class Published:
   """One published number.
 
   Attributes:
-    key: unique id, ``"<model>.<quantity>"`` (e.g. ``"nfnet_f0.params"``).
+    key: unique id, ``"<model>.<quantity>"`` (e.g. ``"nfnet_f0.params"``); a suffix on the
+      model part (``vit_gigantic14_map``, ``nfnet_f7plus_ra``) tells apart two numbers of
+      one model's quantity.
     model: kit model name, or a paper model label when the kit has no exact twin.
     quantity: what is measured (``params``, ``gmacs``, ``gflops``, ``imagenet_top1``,
       ``pretrain_core_hours``, ...).
@@ -145,7 +147,7 @@ def _headline_rows() -> list[Published]:
 
 # ViT sizes, each under the convention of the table that prints it (docs/published.md).
 # Z Table 2: the body with a class token, no classifier. S Table 1 (MAP heads; its counting
-# is not stated): the only reading that gives both its G/14 and SoViT counts is a MAP head with
+# is not stated): the reading found to give both its G/14 and SoViT counts is a MAP head with
 # a 1000-class classifier, in whole millions rounded down. ViT-H/14's 632M (N Table 5,
 # V Table 1): the 1000-class class-token count.
 _TOKEN_HEADLESS = (("pool_type", "token"), ("include_top", False))
