@@ -1,9 +1,10 @@
 """Keras 3 builders for the NFNet and ViT families, with exact analytic counts.
 
 Public API:
-  build(name, num_classes=1000, **overrides) -> keras.Model
+  build(name, num_classes=1000, include_top=True, **overrides) -> keras.Model
   names(family=None, mini=None) -> list[str]
-  stats(name, resolution=None, num_classes=1000) -> ModelStats
+  stats(name, resolution=None, num_classes=1000, include_top=True, **overrides) -> ModelStats
+  (num_classes=0 or include_top=False: no classifier; the model outputs pooled features)
   get_spec(name) -> ModelSpec
 """
 

@@ -36,7 +36,13 @@ FAMILY = "nfnet"
 OVERRIDABLE = (
     "dropout_rate", "stochdepth_rate", "activation", "gelu_approximate", "ws_eps_mode",
     "ws_eps", "grouped_impl", "skip_gain_init", "image_size", "timm_compat",
+    "bottleneck_rounding",
 )
+
+# Bottleneck (ratio x width) in groups of ``group_width``: 'released' rounds down to whole
+# groups as [C] and timm do ("+" stage 1: 192 -> 128 channels); 'unrounded' keeps ratio x width
+# in as many groups as fit (192 in one group), which gives [N] Table 5's F4+ exactly.
+BOTTLENECK_ROUNDINGS = ("released", "unrounded")
 
 # --------------------------------------------------------------------------------------
 # Variant table (data). Sources: [N] Brock et al. 2021 Tables 1, 3 and App. A.3;
@@ -94,6 +100,7 @@ _DEFAULTS = dict(
     skip_gain_init=0.0,        # SkipInit
     image_size=None,           # None = any resolution
     timm_compat=False,         # shorthand for gelu_approximate=False, ws_eps_mode='timm'
+    bottleneck_rounding="released",  # see BOTTLENECK_ROUNDINGS
 )
 
 
@@ -136,13 +143,23 @@ def _normalise_options(cfg: dict[str, Any]) -> None:
     raise ValueError(f"ws_eps_mode must be one of {WS_EPS_MODES}, got {cfg['ws_eps_mode']!r}")
 
 
-def mid_channels(out_channels: int, bottleneck_ratio: float, group_width: int) -> int:
-  """Bottleneck width: ratio x out, rounded down to a multiple of the group width ([C])."""
-  groups = int(out_channels * bottleneck_ratio) // group_width
+def bottleneck_width(out_channels: int, bottleneck_ratio: float, group_width: int,
+                     rounding: str = "released") -> tuple[int, int]:
+  """(channels, groups) of a block's grouped 3x3 convs; ``rounding`` as BOTTLENECK_ROUNDINGS."""
+  channels = int(out_channels * bottleneck_ratio)
+  groups = channels // group_width
   if groups < 1:
     raise ValueError(f"bottleneck of {out_channels} x {bottleneck_ratio} is narrower than "
                      f"one group of {group_width}")
-  return groups * group_width
+  if rounding == "released":
+    return groups * group_width, groups
+  if rounding != "unrounded":
+    raise ValueError(f"bottleneck_rounding must be one of {BOTTLENECK_ROUNDINGS}, "
+                     f"got {rounding!r}")
+  if channels % groups:
+    raise ValueError(f"unrounded bottleneck of {channels} channels does not split into "
+                     f"{groups} equal groups")
+  return channels, groups
 
 
 def block_plan(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -193,7 +210,7 @@ class NFBlock(keras.layers.Layer):
                stochdepth_rate: float = 0.0, activation: str = "gelu",
                gelu_approximate: bool = True, ws_eps_mode: str = "official",
                ws_eps: float | None = None, grouped_impl: str | None = None,
-               skip_gain_init: float = 0.0, **kwargs):
+               skip_gain_init: float = 0.0, bottleneck_rounding: str = "released", **kwargs):
     super().__init__(**kwargs)
     self.out_channels = int(out_channels)
     self.stride = int(stride)
@@ -209,9 +226,10 @@ class NFBlock(keras.layers.Layer):
     self.ws_eps = ws_eps
     self.grouped_impl = grouped_impl
     self.skip_gain_init = float(skip_gain_init)
+    self.bottleneck_rounding = bottleneck_rounding
 
-    self.mid_channels = mid_channels(self.out_channels, self.bottleneck_ratio, self.group_width)
-    groups = self.mid_channels // self.group_width
+    self.mid_channels, groups = bottleneck_width(self.out_channels, self.bottleneck_ratio,
+                                                 self.group_width, bottleneck_rounding)
 
     def conv(filters, kernel, name, strides=1, groups=1):
       return ScaledWSConv2D(filters, kernel, strides, groups, ws_eps_mode=ws_eps_mode,
@@ -279,7 +297,8 @@ class NFBlock(keras.layers.Layer):
             "stochdepth_rate": self.stochdepth_rate, "activation": self.activation,
             "gelu_approximate": self.gelu_approximate, "ws_eps_mode": self.ws_eps_mode,
             "ws_eps": self.ws_eps, "grouped_impl": self.grouped_impl,
-            "skip_gain_init": self.skip_gain_init}
+            "skip_gain_init": self.skip_gain_init,
+            "bottleneck_rounding": self.bottleneck_rounding}
 
 
 def build_nfnet(config: Mapping[str, Any], num_classes: int, name: str = "nfnet",
@@ -288,15 +307,17 @@ def build_nfnet(config: Mapping[str, Any], num_classes: int, name: str = "nfnet"
 
   Args:
     config: a variant config (``row_config`` / ``get_spec(name).config``).
-    num_classes: classifier outputs.
+    num_classes: classifier outputs; 0 = no dropout and classifier (pooled features out).
     name: model name.
     **overrides: any of ``OVERRIDABLE``: dropout_rate, stochdepth_rate, activation,
       gelu_approximate, ws_eps_mode ('official' | 'timm'), ws_eps, grouped_impl,
       skip_gain_init, image_size (None = any resolution), timm_compat (exact GELU +
-      timm WS epsilon, to load timm ``dm_nfnet`` weights exactly).
+      timm WS epsilon, to load timm ``dm_nfnet`` weights exactly), bottleneck_rounding
+      ('released' | 'unrounded', see ``BOTTLENECK_ROUNDINGS``).
 
   Returns:
-    A ``keras.Model`` mapping images (B, H, W, 3) to logits (B, num_classes).
+    A ``keras.Model`` mapping images (B, H, W, 3) to logits (B, num_classes), or to
+    features (B, 2 x last width) when ``num_classes`` is 0.
   """
   cfg = resolve_config(config, **overrides)
   size = cfg["image_size"]
@@ -318,12 +339,16 @@ def build_nfnet(config: Mapping[str, Any], num_classes: int, name: str = "nfnet"
     x = NFBlock(block["out_channels"], block["stride"], block["beta"], cfg["alpha"],
                 cfg["group_width"], cfg["bottleneck_ratio"], cfg["se_ratio"],
                 block["stochdepth_rate"], cfg["activation"], cfg["gelu_approximate"],
-                skip_gain_init=cfg["skip_gain_init"], name=block["name"], **ws_kwargs)(x)
+                skip_gain_init=cfg["skip_gain_init"],
+                bottleneck_rounding=cfg["bottleneck_rounding"], name=block["name"],
+                **ws_kwargs)(x)
 
   x = ScaledWSConv2D(cfg["final_conv_multiplier"] * cfg["widths"][-1], 1, name="final_conv",
                      **ws_kwargs)(x)
   x = act("final_act")(x)
   x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+  if not num_classes:
+    return keras.Model(inputs, x, name=name)
   if cfg["dropout_rate"] > 0:
     x = keras.layers.Dropout(cfg["dropout_rate"], name="dropout")(x)
   outputs = keras.layers.Dense(
@@ -341,8 +366,9 @@ def count_nfnet(config: Mapping[str, Any], resolution: int, num_classes: int,
                 name: str = "nfnet", **overrides) -> ModelStats:
   """Exact parameter count and forward MACs per image at ``resolution``.
 
-  Counts WS-conv kernels, gains and biases, SE and classifier weights and biases, and
-  the skip gains; MACs of convolutions and dense layers (stats.py convention).
+  Counts WS-conv kernels, gains and biases, SE and classifier weights and biases (no
+  classifier when ``num_classes`` is 0), and the skip gains; MACs of convolutions and
+  dense layers (stats.py convention).
   """
   cfg = resolve_config(config, **overrides)
   tally = Tally()
@@ -357,8 +383,8 @@ def count_nfnet(config: Mapping[str, Any], resolution: int, num_classes: int,
 
   for block in block_plan(cfg):
     out_ch, stride = block["out_channels"], block["stride"]
-    mid = mid_channels(out_ch, cfg["bottleneck_ratio"], cfg["group_width"])
-    groups = mid // cfg["group_width"]
+    mid, groups = bottleneck_width(out_ch, cfg["bottleneck_ratio"], cfg["group_width"],
+                                   cfg["bottleneck_rounding"])
     out_size = conv_output_size(size, 3, stride)
     if stride > 1 or in_ch != out_ch:
       tally.conv(out_size, out_size, 1, in_ch, out_ch, **ws)  # shortcut after the avg-pool
@@ -374,7 +400,7 @@ def count_nfnet(config: Mapping[str, Any], resolution: int, num_classes: int,
 
   features = cfg["final_conv_multiplier"] * cfg["widths"][-1]
   tally.conv(size, size, 1, in_ch, features, **ws)
-  tally.dense(features, num_classes)
+  tally.dense(features, num_classes)  # nothing when headless (0 classes)
   return tally.result(name, resolution, num_classes)
 
 

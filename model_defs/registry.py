@@ -83,22 +83,36 @@ def names(family: str | None = None, mini: bool | None = None) -> list[str]:
           if (family is None or s.family == family) and (mini is None or s.mini == mini)]
 
 
-def build(name: str, num_classes: int = 1000, **overrides):
-  """Builds the Keras model ``name`` (channels-last, any input resolution)."""
+def _classes(num_classes: int, include_top: bool) -> int:
+  """The classifier's outputs; 0 (headless) when ``include_top`` is False."""
+  if not include_top:
+    return 0
+  if int(num_classes) < 0:
+    raise ValueError(f"num_classes must be >= 0 (0 = no classifier), got {num_classes!r}")
+  return int(num_classes)
+
+
+def build(name: str, num_classes: int = 1000, include_top: bool = True, **overrides):
+  """Builds the Keras model ``name`` (channels-last, any input resolution).
+
+  ``num_classes=0`` or ``include_top=False`` (keras.applications' spelling, which a
+  published entry's ``model_overrides`` can carry) leaves the classifier out: the model
+  outputs pooled features.
+  """
   spec = get_spec(name)
-  if int(num_classes) < 1:
-    raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
-  return spec.builder(spec.config, int(num_classes), name=name, **overrides)
+  return spec.builder(spec.config, _classes(num_classes, include_top), name=name, **overrides)
 
 
 def stats(name: str, resolution: int | None = None, num_classes: int = 1000,
-          **overrides) -> ModelStats:
+          include_top: bool = True, **overrides) -> ModelStats:
   """Analytic params and forward MACs/FLOPs per image, without building the model.
 
-  ``resolution`` defaults to the variant's training resolution.
+  ``resolution`` defaults to the variant's training resolution. ``num_classes=0`` or
+  ``include_top=False`` counts the network without its classifier (as ``build``).
   """
   spec = get_spec(name)
   resolution = spec.train_resolution if resolution is None else int(resolution)
   if resolution < 1:
     raise ValueError(f"resolution must be a positive integer, got {resolution!r}")
-  return spec.counter(spec.config, resolution, int(num_classes), name=name, **overrides)
+  return spec.counter(spec.config, resolution, _classes(num_classes, include_top), name=name,
+                      **overrides)

@@ -230,7 +230,7 @@ def build_vit(config: Mapping[str, Any], num_classes: int, name: str = "vit",
   Args:
     config: a row config (``row_config``): patch_size, width, depth, mlp_dim,
       num_heads plus default options.
-    num_classes: classifier outputs.
+    num_classes: classifier outputs; 0 = no ``head`` (the pooled, pre-logits features out).
     name: model name.
     **overrides: any of ``OVERRIDABLE``: image_size (fixes the position-embedding
       grid), pool_type ('token' | 'gap' | 'map'), posemb ('learn' | 'sincos2d'),
@@ -263,6 +263,8 @@ def build_vit(config: Mapping[str, Any], num_classes: int, name: str = "vit",
   x = _pool(x, cfg)
   if cfg["representation_size"]:
     x = layers.Dense(cfg["representation_size"], activation="tanh", name="pre_logits")(x)
+  if not num_classes:
+    return keras.Model(images, x, name=name)
   logits = layers.Dense(num_classes, name="head",
                         kernel_initializer="zeros" if cfg["head_zeroinit"] else "glorot_uniform",
                         bias_initializer="zeros")(x)
@@ -278,7 +280,8 @@ def count_vit(config: Mapping[str, Any], resolution: int, num_classes: int,
   """Exact parameter count and forward MACs per image of ``build_vit``.
 
   MACs count the patch-embedding conv, every dense projection (qkv, out, MLP,
-  MAP head, pre-logits, classifier) and both attention matmuls (QK^T and AV);
+  MAP head, pre-logits, classifier; none when ``num_classes`` is 0) and both attention
+  matmuls (QK^T and AV);
   LayerNorm, softmax, GELU, additions and pooling are not counted.
   """
   if "image_size" in overrides and overrides["image_size"] is not None:

@@ -21,12 +21,13 @@ from reproduce.core import published
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALPHA = 0.2
 
-# [N] Table 3 (F0-F6) and paper_facts.md section 5 (DERIVED F7, F3+, F7+); 1000 classes.
-# Published sizes (reproduce/published.py is the single source): [N] Table 3 params and
-# "GFLOPs" (= MACs) at each variant's test resolution; F7/F3+/F7+ params derived from [C].
+# Published sizes (reproduce/published.py is the single source), 1000 classes: [N] Table 3
+# params and "GFLOPs" (= MACs) at each variant's test resolution; F7/F3+/F7+ params derived
+# from [C]; F4+ from [N] Table 5, counted with its entry's model_overrides.
 PUBLISHED_PARAMS = {e.model: e for e in published.entries(quantity="params")
                     if e.model.startswith("nfnet_")}
 PUBLISHED_GMACS_AT_TEST = {e.model: e for e in published.entries(quantity="gmacs")}
+UNROUNDED = dict(bottleneck_rounding="unrounded")
 MINI_NAMES = ["nfnet_mini_f0", "nfnet_mini_f1", "nfnet_mini_f3", "nfnet_mini_f3plus",
               "nfnet_mini_f7", "nfnet_mini_f7plus"]
 
@@ -70,30 +71,102 @@ def test_variant_table():
 
 
 def test_every_published_variant_is_checked():
-  assert len(PUBLISHED_PARAMS) == 10 and len(PUBLISHED_GMACS_AT_TEST) == 7
+  assert len(PUBLISHED_PARAMS) == 11 and len(PUBLISHED_GMACS_AT_TEST) == 8
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMS))
 def test_params_match_published(name):
   entry = PUBLISHED_PARAMS[name]
-  params_m = model_defs.stats(name, num_classes=1000).params / 1e6
-  assert abs(params_m - entry.value) <= entry.tolerance, params_m  # rounds to the 0.1M
+  params_m = model_defs.stats(name, num_classes=1000, **dict(entry.model_overrides)).params / 1e6
+  assert abs(params_m - entry.value) <= entry.tolerance, params_m  # rounds to the print
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_GMACS_AT_TEST))
 def test_macs_at_test_resolution_match_published(name):
   spec = model_defs.get_spec(name)
-  stats = model_defs.stats(name, spec.test_resolution)
   entry = PUBLISHED_GMACS_AT_TEST[name]
+  stats = model_defs.stats(name, spec.test_resolution, **dict(entry.model_overrides))
   assert f"{spec.test_resolution} px" in entry.convention
-  assert abs(stats.gmacs - entry.value) <= entry.tolerance, stats.gmacs  # rounds to 0.01 G
+  assert abs(stats.gmacs - entry.value) <= entry.tolerance, stats.gmacs  # rounds to the print
   assert stats.flops == 2 * stats.macs
 
 
-@pytest.mark.parametrize("name", ["nfnet_f0"] + MINI_NAMES)
-def test_build_count_params_equals_stats(name):
-  model = model_defs.build(name, num_classes=10)
-  assert model.count_params() == model_defs.stats(name, num_classes=10).params
+# Default (released-rounding) params and MACs at the training resolution of every variant,
+# as counted before the bottleneck_rounding option existed: the default must not move.
+DEFAULT_COUNTS = {
+    "nfnet_f0": (71489284, 6977003520), "nfnet_f0plus": (118824516, 10999005184),
+    "nfnet_f1": (132634256, 17437921280), "nfnet_f1plus": (220357008, 27210002432),
+    "nfnet_f2": (193779228, 33139318784), "nfnet_f2plus": (321889500, 51508625408),
+    "nfnet_f3": (254924200, 67944292352), "nfnet_f3plus": (423421992, 105382952960),
+    "nfnet_f4": (316069172, 121122250752), "nfnet_f4plus": (524954484, 187619000320),
+    "nfnet_f5": (377214144, 169498382336), "nfnet_f5plus": (626486976, 262327709696),
+    "nfnet_f6": (438359116, 228292861952), "nfnet_f6plus": (728019468, 353101611008),
+    "nfnet_f7": (499504088, 298476539904), "nfnet_f7plus": (829551960, 461436497920),
+    "nfnet_mini_f0": (1466366, 3754496), "nfnet_mini_f1": (2432506, 6623744),
+    "nfnet_mini_f3": (4364786, 12362240), "nfnet_mini_f3plus": (7124866, 19407360),
+    "nfnet_mini_f7": (8229346, 23839232), "nfnet_mini_f7plus": (13528402, 37430784),
+}
+
+
+def test_default_bottleneck_rounding_is_the_released_codes():
+  assert sorted(DEFAULT_COUNTS) == sorted(model_defs.names("nfnet"))
+  for name, counts in DEFAULT_COUNTS.items():
+    for options in ({}, dict(bottleneck_rounding="released")):
+      stats = model_defs.stats(name, **options)
+      assert (stats.params, stats.macs) == counts, (name, options)
+    if "plus" not in name:  # base widths halve into whole groups: nothing to round
+      assert model_defs.stats(name, **UNROUNDED) == model_defs.stats(name), name
+  assert nfnet.bottleneck_width(384, 0.5, 128) == (128, 1)        # [C], timm
+  assert nfnet.bottleneck_width(384, 0.5, 128, "unrounded") == (192, 1)
+  assert nfnet.bottleneck_width(768, 0.5, 128, "unrounded") == (384, 3)
+  with pytest.raises(ValueError, match="bottleneck_rounding"):
+    model_defs.stats("nfnet_f0", bottleneck_rounding="nearest")
+
+
+def test_f4plus_unrounded_counts_nfnet_table5_exactly():
+  """[N] Table 5: F4+ 527M params, 367 GFLOPs (= MACs) at F4's 512 px test resolution."""
+  unrounded = model_defs.stats("nfnet_f4plus", 512, **UNROUNDED)
+  assert unrounded.params / 1e6 == pytest.approx(527.03, abs=0.01)
+  assert unrounded.gmacs == pytest.approx(367.41, abs=0.01)
+  released = model_defs.stats("nfnet_f4plus", 512)  # the released code's 128-channel stage 1
+  assert released.params / 1e6 == pytest.approx(524.95, abs=0.01)
+  assert released.gmacs == pytest.approx(333.39, abs=0.01)
+  assert round(released.gmacs) != published.value("nfnet_f4plus.gmacs")
+  assert dict(published.get("nfnet_f4plus.params").model_overrides) == UNROUNDED
+
+
+def test_unrounded_f3plus_f7plus_cost_about_ten_percent_more():
+  """docs/nfnet.md and docs/budget.md: what the option does to the paper's "+" models."""
+  expected = {  # name: (released M params, GMACs at 224; unrounded M params, GMACs at 224)
+      "nfnet_f3plus": (423.4, 51.72, 425.1, 56.92),
+      "nfnet_f7plus": (829.6, 100.74, 832.9, 111.18),
+  }
+  for name, (params, gmacs, params_u, gmacs_u) in expected.items():
+    released = model_defs.stats(name, 224)
+    unrounded = model_defs.stats(name, 224, **UNROUNDED)
+    assert (released.params / 1e6, released.gmacs) == pytest.approx((params, gmacs), abs=0.05)
+    assert (unrounded.params / 1e6, unrounded.gmacs) == pytest.approx((params_u, gmacs_u),
+                                                                      abs=0.05)
+    assert 1.09 < unrounded.macs / released.macs < 1.11
+
+
+@pytest.mark.parametrize("name,options", [
+    ("nfnet_mini_f3plus", dict(num_classes=10, **UNROUNDED)),
+    ("nfnet_f0plus", dict(num_classes=10, **UNROUNDED)),
+    ("nfnet_mini_f0", dict(num_classes=0)),
+    ("nfnet_mini_f7plus", dict(num_classes=10, include_top=False))])
+def test_build_count_params_equals_stats_with_options(name, options):
+  model = model_defs.build(name, **options)
+  assert model.count_params() == model_defs.stats(name, **options).params
+  config = model_defs.get_spec(name).config
+  if "bottleneck_rounding" in options:  # "+" stage 1 keeps 0.5 x width, in one group
+    block = model.get_layer("stage1_block1")
+    assert block.mid_channels == config["widths"][0] // 2 and block.conv2.groups == 1
+    assert block.get_config()["bottleneck_rounding"] == "unrounded"
+  else:  # headless: pooled features out, no dropout or classifier
+    assert tuple(model.output_shape) == (None, 2 * config["widths"][-1])
+    assert model_defs.stats(name, num_classes=0) == model_defs.stats(name, include_top=False)
+    assert model_defs.stats(name, num_classes=0).num_classes == 0
 
 
 def test_any_resolution_and_output_shape():

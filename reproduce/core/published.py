@@ -9,6 +9,7 @@ Source keys (full references in docs/published.md):
   C  = DeepMind official NFNet code (deepmind-research/nfnets, base.py)
   Z  = Zhai, Kolesnikov, Houlsby, Beyer 2022, arXiv:2106.04560 (Scaling ViTs), Table 2
   S  = Alabdulmohsin et al. 2023, arXiv:2305.13035 (SoViT), Table 1 / Section 5
+  V  = Dosovitskiy et al. 2021, arXiv:2010.11929 (ViT), Table 1
   D  = derived by this kit from the architecture definition in N and C (not printed in a paper)
 """
 
@@ -28,7 +29,9 @@ class Published:
   """One published number.
 
   Attributes:
-    key: unique id, ``"<model>.<quantity>"`` (e.g. ``"nfnet_f0.params"``).
+    key: unique id, ``"<model>.<quantity>"`` (e.g. ``"nfnet_f0.params"``); a suffix on the
+      model part (``vit_gigantic14_map``, ``nfnet_f7plus_ra``) tells apart two numbers of
+      one model's quantity.
     model: kit model name, or a paper model label when the kit has no exact twin.
     quantity: what is measured (``params``, ``gmacs``, ``gflops``, ``imagenet_top1``,
       ``pretrain_core_hours``, ...).
@@ -37,8 +40,10 @@ class Published:
     convention: how it is counted (resolution, MAC vs FLOP, head, ...).
     source: source key and location.
     tolerance: the absolute difference at which a reproduction of it still passes.
-    model_overrides: ``model_defs`` build overrides that give the configuration the number
-      was counted for (e.g. the class-token head of Zhai et al.'s table), as (key, value) pairs.
+    model_overrides: ``model_defs.stats`` overrides that give the configuration the number
+      was counted for, as (key, value) pairs: e.g. Zhai et al.'s class-token body without a
+      classifier (``pool_type="token"``, ``include_top=False``) or the NFNet paper's F4+
+      (``bottleneck_rounding="unrounded"``). Without them: a 1000-class head.
   """
   key: str
   model: str
@@ -78,6 +83,18 @@ def _nfnet_rows() -> list[Published]:
     rows.append(Published(f"{model}.params", model, "params", params, "M params",
                           "1000-class head; widths [384,768,2048,2048] for '+'",
                           "D from C base.py nfnet_params", 0.05))
+  # F4+ (N Table 5, whole units): counted exactly (527.03M, 367.41 GMACs) only when the
+  # 384-wide stage 1 keeps its 192-channel bottleneck in one group; the released code's
+  # rounding to 128 gives 524.95M / 333.39 (docs/nfnet.md).
+  unrounded = (("bottleneck_rounding", "unrounded"),)
+  rows += [
+      Published("nfnet_f4plus.params", "nfnet_f4plus", "params", 527.0, "M params",
+                "1000-class head; stage-1 bottleneck unrounded (192 channels, one group)",
+                "N Table 5", 0.5, unrounded),
+      Published("nfnet_f4plus.gmacs", "nfnet_f4plus", "gmacs", 367.0, "GMACs",
+                "per image at 512 px (F4's test resolution); the paper's 'GFLOPs' count "
+                "multiply-adds; stage-1 bottleneck unrounded", "N Table 5", 0.5, unrounded),
+  ]
   return rows
 
 
@@ -128,24 +145,45 @@ def _headline_rows() -> list[Published]:
   ]
 
 
+# ViT sizes, each under the convention of the table that prints it (docs/published.md).
+# Z Table 2: the body with a class token, no classifier. S Table 1 (MAP heads; its counting
+# is not stated): the reading found to give both its G/14 and SoViT counts is a MAP head with
+# a 1000-class classifier, in whole millions rounded down. ViT-H/14's 632M (N Table 5,
+# V Table 1): the 1000-class class-token count.
+_TOKEN_HEADLESS = (("pool_type", "token"), ("include_top", False))
+_MAP_1000 = (("pool_type", "map"),)
+
+
 def _vit_rows() -> list[Published]:
-  # (model, params M, GFLOPs at 224 or None, head the count is for)
-  table = [
-      ("vit_ti16", 5.7, 2.5, "token"), ("vit_s16", 22.1, 9.2, "token"),
-      ("vit_b16", 86.6, 35.1, "token"), ("vit_l16", 304.3, 122.9, "token"),
-      ("vit_h14", 632.0, None, "token"), ("vit_giant14", 1011.0, 533.1, "token"),
-      ("vit_gigantic14", 1843.0, 965.3, "token"), ("vit_so400m14", 428.0, None, "map"),
+  token = "224 px, class-token body, no classifier"
+  # (model, params M, tolerance = half the last printed digit, convention, source, overrides)
+  params = [
+      ("vit_ti16", 5.5, 0.05, token, "Z Table 2", _TOKEN_HEADLESS),
+      ("vit_s16", 22.0, 0.5, token, "Z Table 2", _TOKEN_HEADLESS),
+      ("vit_b16", 86.0, 0.5, token, "Z Table 2", _TOKEN_HEADLESS),
+      ("vit_l16", 303.0, 0.5, token, "Z Table 2", _TOKEN_HEADLESS),
+      ("vit_giant14", 1011.0, 0.5, token, "Z Table 2 (S Table 1 reprints it)",
+       _TOKEN_HEADLESS),
+      ("vit_gigantic14", 1843.0, 0.5, token, "Z Table 2", _TOKEN_HEADLESS),
+      ("vit_h14", 632.0, 0.5, "224 px, class token, 1000-class classifier (headless: 630.8M)",
+       "N Table 5; V Table 1", (("pool_type", "token"),)),
   ]
-  rows = []
-  for model, params, gflops, head in table:
-    source = "S Table 1" if model == "vit_so400m14" else "Z Table 2"
-    overrides = (("pool_type", head),)
-    rows.append(Published(f"{model}.params", model, "params", params, "M params",
-                          f"224 px, 1000-class {head} head", source, 0.01 * params, overrides))
-    if gflops is not None:
-      rows.append(Published(f"{model}.gflops", model, "gflops", gflops, "GFLOPs",
-                            f"per image at 224 px, {head} head; Zhai et al. count FLOPs = 2 x MACs",
-                            "Z Table 2", 0.02 * gflops, overrides))
+  rows = [Published(f"{model}.params", model, "params", value, "M params", convention, source,
+                    tolerance, overrides)
+          for model, value, tolerance, convention, source, overrides in params]
+  # Rounded down: a count in [value, value + 1) reproduces the print.
+  map_1000 = "224 px, MAP head, 1000-class classifier; whole millions, rounded down"
+  rows += [
+      Published("vit_gigantic14_map.params", "vit_gigantic14", "params", 1882.0, "M params",
+                map_1000, "S Table 1", 1.0, _MAP_1000),
+      Published("vit_so400m14.params", "vit_so400m14", "params", 428.0, "M params", map_1000,
+                "S Table 1", 1.0, _MAP_1000),
+  ]
+  for model, gflops in (("vit_ti16", 2.5), ("vit_s16", 9.2), ("vit_b16", 35.1),
+                        ("vit_l16", 122.9), ("vit_giant14", 533.1), ("vit_gigantic14", 965.3)):
+    rows.append(Published(f"{model}.gflops", model, "gflops", gflops, "GFLOPs",
+                          f"per image at {token}; Zhai et al. count FLOPs = 2 x MACs",
+                          "Z Table 2", 0.02 * gflops, _TOKEN_HEADLESS))
   return rows
 
 
