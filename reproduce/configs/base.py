@@ -1,8 +1,9 @@
 """Every config key the training engine reads, with its default: the one source of defaults.
 
-The experiment configs (pretrain_mini, pretrain_jft, pretrain_imagenet, pretrain_i21k) start
-from ``get_config()`` here and set what their recipe changes; the engine fills any key that a
-plain-dict config leaves out from here (``reproduce.train.rundir.config_to_dict``).
+The experiment configs (pretrain_mini, pretrain_mini_vit, pretrain_jft, pretrain_imagenet,
+pretrain_i21k) start from ``get_config()`` here and set what their recipe changes; the engine
+fills any key that a plain-dict config leaves out from here
+(``reproduce.train.rundir.config_to_dict``). docs/pretrain.md, "Recipes", says why.
 """
 
 from ml_collections import config_dict
