@@ -52,6 +52,16 @@ def test_the_engine_evaluates_at_the_eval_resolution(tiny, tmp_path):
   assert asked == [24] and record["resolution"] == 16 and np.isfinite(record["heldout_loss"])
 
 
+def test_the_eval_crop_is_passed_only_when_set():
+  from reproduce.train import inputs, rundir
+  calls = []
+  module = types.SimpleNamespace(heldout_dataset=lambda source, **kw: calls.append(kw))
+  for crop in (None, "vit"):
+    config = rundir.config_to_dict(dict(eval_crop=crop))
+    inputs.heldout_dataset_fn(one_device(), module, None, config, tiny_plan(), tf.float32)(None)
+  assert "crop" not in calls[0] and calls[1]["crop"] == "vit"
+
+
 def test_a_vit_refuses_an_eval_resolution_other_than_its_build_size():
   from reproduce.train import rundir, steps
   config = rundir.config_to_dict(dict(eval_resolution=40))
