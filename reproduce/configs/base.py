@@ -1,8 +1,9 @@
 """Every config key the training engine reads, with its default: the one source of defaults.
 
-The experiment configs (pretrain_mini, pretrain_jft, pretrain_imagenet, pretrain_i21k) start
-from ``get_config()`` here and set what their recipe changes; the engine fills any key that a
-plain-dict config leaves out from here (``reproduce.train.rundir.config_to_dict``).
+The experiment configs (pretrain_mini, pretrain_mini_vit, pretrain_jft, pretrain_imagenet,
+pretrain_i21k) start from ``get_config()`` here and set what their recipe changes; the engine
+fills any key that a plain-dict config leaves out from here
+(``reproduce.train.rundir.config_to_dict``). docs/pretrain.md, "Recipes", says why.
 """
 
 from ml_collections import config_dict
@@ -15,24 +16,34 @@ def get_config() -> config_dict.ConfigDict:
   config.model_overrides = config_dict.ConfigDict()    # builder overrides, e.g. drop_rate
   config.dataset = "digits"                            # a reproduce.data dataset name
   config.heldout_size = config_dict.placeholder(int)   # None: the data module's default
+  config.heldout_split = config_dict.placeholder(str)  # None: carve from train; or a TFDS split
   config.dataset_size = config_dict.placeholder(int)   # None: the source's train size
   config.resolution = config_dict.placeholder(int)     # None: the model's train resolution
+  config.eval_resolution = config_dict.placeholder(int)  # None: the training resolution
+  config.eval_crop = config_dict.placeholder(str)      # None: the source's ('nfnet'); or 'vit'
   # How long: core hours of `hardware`, or epochs (the budget wins when both are set).
   config.hardware = "cpu"                              # a planning hardware name
   config.budget_core_hours = config_dict.placeholder(float)
   config.epochs = config_dict.placeholder(float)
   config.mfu = config_dict.placeholder(float)          # None: the planner's calibrated MFU
   config.images_per_second_per_core = config_dict.placeholder(float)  # measured speed
-  # Optimiser: the NFNet recipe (SGD Nesterov + AGC + coupled weight decay, cosine).
+  # Optimiser: 'sgd_agc', the NFNet recipe (SGD Nesterov + AGC + coupled weight decay), or
+  # 'adamw' (the ViT recipe: Adam + decoupled weight decay, no AGC); both warm-up + cosine.
+  config.optimizer = "sgd_agc"
   config.batch_size = 16                               # global batch
   config.base_lr = config_dict.placeholder(float)      # None: the planner's LR rule
   config.warmup_steps = config_dict.placeholder(int)   # None: the planner's warm-up
-  config.momentum = 0.9
+  config.momentum = 0.9                                # sgd_agc
   config.nesterov = True
   config.agc_clipping = 0.01                           # AGC lambda; 0 disables clipping
   config.agc_eps = 1e-3
   config.agc_exclude = ()                              # regexes; the classifier is always excluded
-  config.weight_decay = 1e-6                           # coupled, after clipping
+  config.weight_decay = 1e-6                           # sgd_agc: coupled, after clipping;
+                                                       # adamw: decoupled, x the LR (Keras)
+  config.adam_b1 = 0.9                                 # adamw
+  config.adam_b2 = 0.999                               # adamw
+  config.adam_eps = 1e-8                               # adamw
+  config.grad_clip_norm = config_dict.placeholder(float)  # adamw: global-norm clip; None: off
   config.label_smoothing = 0.1
   config.loss = "softmax"                              # 'softmax' or 'sigmoid'
   config.ema_decay = config_dict.placeholder(float)    # None: no EMA

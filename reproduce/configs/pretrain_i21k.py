@@ -1,8 +1,10 @@
 """Public stand-in for JFT: ImageNet-21k (about 13M images, 21,841 classes) via tfds.
 
-Same recipe as pretrain_jft.py; the dataset name is resolved by reproduce.data
-(tfds builder; the images must be prepared under --data_dir / --manual_dir).
-ImageNet-21k has multi-label-free single labels, so softmax is the natural loss.
+Same recipe as pretrain_jft.py, so the miniature of the paper's setting keeps its choices:
+224 px training, held-out loss at 256 px with the NFNet crop (as the paper evaluates JFT),
+no dropout and no stochastic depth in pre-training. The dataset name is resolved by
+reproduce.data (tfds builder; the images must be prepared under --data_dir / --manual_dir).
+ImageNet-21k has single labels, so softmax is the natural loss.
 """
 
 from reproduce.configs import pretrain_jft

@@ -15,7 +15,7 @@ import re
 
 from reproduce.data.datasource import DataError, DataSource
 from reproduce.data.imagefolder_source import load_imagefolder
-from reproduce.data.tfds_source import load_digits, load_tfds
+from reproduce.data.tfds_source import load_digits, load_tfds, load_tfds_with_heldout_split
 from reproduce.data.tfrecord_source import load_tfrecord_glob
 
 _TFDS_NAME = re.compile(r"[a-z][a-z0-9_]*(/[\w.-]+)?(:[\d.*]+)?")
@@ -24,8 +24,9 @@ _SPEC_HELP = "use digits, tfds:NAME, imagefolder:DIR or tfrecord:GLOB"
 
 def load_source(dataset: str, data_dir: str | None = None, manual_dir: str | None = None,
                 heldout_size: int | None = None, seed: int = 0, *,
-                skip_corrupt: bool = True) -> DataSource:
-  """Opens a dataset and carves the held-out set from its train split.
+                skip_corrupt: bool = True, heldout_split: str | None = None) -> DataSource:
+  """Opens a dataset and carves the held-out set from its train split (or reads it from
+  ``heldout_split``).
 
   Args:
     dataset: ``digits``, ``tfds:NAME`` / ``NAME``, ``imagefolder:/root``, ``tfrecord:/glob``.
@@ -35,6 +36,8 @@ def load_source(dataset: str, data_dir: str | None = None, manual_dir: str | Non
       multi-label data, else 10% (at most 10k).
     seed: shuffles class-ordered sources (ImageFolder) before the held-out split is taken.
     skip_corrupt: ImageFolder only: drop unreadable images with a warning (else DataError).
+    heldout_split: TFDS only: the held-out set is this whole split (e.g. ImageNet's official
+      50k 'validation') and training uses the whole train split; None carves it from train.
 
   Returns:
     The DataSource.
@@ -46,6 +49,9 @@ def load_source(dataset: str, data_dir: str | None = None, manual_dir: str | Non
   if not spec:
     raise DataError(f"--dataset is empty: {_SPEC_HELP}")
   kind, _, rest = spec.partition(":")
+  if heldout_split:
+    return _with_heldout_split(spec, kind, rest, data_dir, manual_dir, heldout_size,
+                               heldout_split)
   if spec == "digits":
     return load_digits(data_dir, heldout_size)
   if kind == "imagefolder" and rest:
@@ -57,3 +63,16 @@ def load_source(dataset: str, data_dir: str | None = None, manual_dir: str | Non
   if _TFDS_NAME.fullmatch(spec):
     return load_tfds(spec, spec, data_dir, manual_dir, heldout_size)
   raise DataError(f"unknown dataset spec {dataset!r}: {_SPEC_HELP}")
+
+
+def _with_heldout_split(spec: str, kind: str, rest: str, data_dir, manual_dir,
+                        heldout_size: int | None, heldout_split: str) -> DataSource:
+  """A TFDS source whose held-out set is a whole split of its own."""
+  if heldout_size is not None:
+    raise DataError(f"{spec}: set heldout_size or heldout_split={heldout_split!r}, not both")
+  if kind == "tfds" and rest:
+    return load_tfds_with_heldout_split(spec, rest, data_dir, manual_dir, heldout_split)
+  if _TFDS_NAME.fullmatch(spec) and spec != "digits":
+    return load_tfds_with_heldout_split(spec, spec, data_dir, manual_dir, heldout_split)
+  raise DataError(f"heldout_split={heldout_split!r} needs a TFDS dataset (tfds:NAME), "
+                  f"not {spec!r}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from reproduce.core import fileio
@@ -47,6 +48,41 @@ def load_digits(data_dir: str | None, heldout_size: int | None) -> DataSource:
 def load_tfds(spec: str, name: str, data_dir: str | None,
               manual_dir: str | None, heldout_size: int | None) -> DataSource:
   """A prepared TFDS dataset (``imagenet2012`` prepares itself from ``manual_dir``)."""
+  builder = _prepared_builder(spec, name, data_dir, manual_dir)
+  return _source_from_builder(builder, spec, name, heldout_size)
+
+
+def load_tfds_with_heldout_split(spec: str, name: str, data_dir: str | None,
+                                 manual_dir: str | None, heldout_split: str) -> DataSource:
+  """A prepared TFDS dataset: all of 'train' to train on, all of ``heldout_split`` held out.
+
+  Record ids ``0..T-1`` are the train split's, ``T..T+H-1`` the held-out split's.
+  """
+  builder = _prepared_builder(spec, name, data_dir, manual_dir)
+  splits = builder.info.splits
+  if "train" not in splits or heldout_split not in splits:
+    raise DataError(f"TFDS dataset {name!r} lacks the 'train' or {heldout_split!r} split "
+                    f"(splits: {sorted(splits.keys())})")
+  label_key, multi_label, num_classes = label_feature(builder.info.features)
+  train_fetch, num_train = _train_fetch(builder, "image", label_key, num_classes)
+  heldout_fetch, num_heldout = _train_fetch(builder, "image", label_key, num_classes,
+                                            split=heldout_split)
+
+  def fetch(record_id: int):
+    if record_id < num_train:
+      return train_fetch(record_id)
+    return heldout_fetch(record_id - num_train)
+
+  return DataSource(
+      name=spec, num_classes=num_classes, train_size=num_train, heldout_size=num_heldout,
+      multi_label=multi_label, train_records=np.arange(num_train, dtype=np.int64),
+      heldout_records=np.arange(num_train, num_train + num_heldout, dtype=np.int64),
+      read=python_reader(fetch, num_classes),
+      description=f"tfds {builder.name} {builder.version} in {builder.data_dir}, "
+                  f"held out: its {heldout_split!r} split")
+
+
+def _prepared_builder(spec: str, name: str, data_dir: str | None, manual_dir: str | None):
   builder = _builder(spec, name, data_dir)
   if not builder.is_prepared():
     base_name = _base_name(name)
@@ -54,7 +90,7 @@ def load_tfds(spec: str, name: str, data_dir: str | None,
       raise DataError(f"TFDS dataset {name!r} is not prepared in {builder.data_dir}: run "
                       f"`tfds build {name} --data_dir=DIR` and pass --data_dir=DIR")
     _prepare_manual(builder, base_name, manual_dir)
-  return _source_from_builder(builder, spec, name, heldout_size)
+  return builder
 
 
 def label_feature(features) -> tuple[str, bool, int]:
@@ -144,19 +180,20 @@ def _prepare_manual(builder, base_name: str, manual_dir: str | None) -> None:
       download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
 
 
-def _train_fetch(builder, image_key: str, label_key: str, num_classes: int):
-  """(fetch(record_id) -> (encoded image, target), number of train records)."""
+def _train_fetch(builder, image_key: str, label_key: str, num_classes: int,
+                 split: str = "train"):
+  """(fetch(record_id) -> (encoded image, target), number of records) of a split."""
   import tensorflow_datasets as tfds
   file_format = str(getattr(builder.info, "file_format", "")).lower()
   if "array_record" in file_format:
     data_source = builder.as_data_source(
-        "train", decoders={image_key: tfds.decode.SkipDecoding()})
+        split, decoders={image_key: tfds.decode.SkipDecoding()})
 
     def fetch(record_id: int):
       example = data_source[record_id]
       return example[image_key], multi_hot(example[label_key], num_classes)
 
     return fetch, len(data_source)
-  paths = [os.fspath(p) for p in builder.info.splits["train"].filepaths]
+  paths = [os.fspath(p) for p in builder.info.splits[split].filepaths]
   index = TFRecordIndex(paths)
   return index.example_fetch(image_key, label_key, num_classes), len(index)

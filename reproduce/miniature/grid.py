@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Mapping
+
 # Compute-matched pairs: per-image MACs at 32 px are 3.4M / 3.2M and 6.2M / 6.6M.
 DEFAULT_NFNETS = ("nfnet_mini_f0", "nfnet_mini_f1")
 DEFAULT_VITS = ("vit_mini_ti", "vit_mini_s")
@@ -28,17 +30,34 @@ def run_name(model: str, budget_core_seconds: float) -> str:
   return f"{model}__{budget_core_seconds:g}cs"
 
 
-def study_config(model: str, budget_core_seconds: float, images_per_second_per_core: float,
-                 batch_size: int, base_lr: float | None, seed: int):
-  """The pretrain_mini config of one run of the study."""
+def family_config(model: str):
+  """The config of ``model``'s family: pretrain_mini (NFNets: SGD + AGC, the planner's LR
+  rule) or pretrain_mini_vit (ViTs: AdamW, base LR 1e-3)."""
+  import model_defs  # pylint: disable=g-import-not-at-top
   from reproduce.configs import pretrain_mini  # pylint: disable=g-import-not-at-top
-  config = pretrain_mini.get_config()
+  from reproduce.configs import pretrain_mini_vit  # pylint: disable=g-import-not-at-top
+  family = model_defs.get_spec(model).family
+  return (pretrain_mini_vit if family == "vit" else pretrain_mini).get_config()
+
+
+def study_config(model: str, budget_core_seconds: float, images_per_second_per_core: float,
+                 batch_size: int, base_lr, seed: int):
+  """The config of one run of the study: its family's recipe (``family_config``).
+
+  ``base_lr``: None keeps the family config's LR; a number applies to every model; a
+  mapping ``{family: lr}`` sets it per family (a family it omits keeps its config's).
+  """
+  import model_defs  # pylint: disable=g-import-not-at-top
+  config = family_config(model)
   config.model = model
   config.resolution = RESOLUTION
   config.budget_core_hours = budget_core_seconds / 3600.0
   config.images_per_second_per_core = float(images_per_second_per_core)
   config.batch_size = int(batch_size)
-  config.base_lr = base_lr
+  if isinstance(base_lr, Mapping):
+    base_lr = base_lr.get(model_defs.get_spec(model).family)
+  if base_lr is not None:
+    config.base_lr = float(base_lr)
   config.seed = int(seed)
   config.log_every_steps = 10 ** 9  # the study prints its own progress line per run
   return config

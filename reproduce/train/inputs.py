@@ -29,16 +29,37 @@ def train_iterator(strategy: tf.distribute.Strategy, data_module, source, config
   return iter(strategy.distribute_datasets_from_function(dataset_fn))
 
 
+def open_source(data_module, config: dict, data_dir: str | None = None,
+                manual_dir: str | None = None):
+  """``data_module.load_source`` of the config's dataset and held-out set.
+
+  ``heldout_split`` (e.g. ImageNet's official 'validation') is passed only when the config
+  sets one, so a data module without held-out splits serves every other config.
+  """
+  held_out = {"heldout_split": config["heldout_split"]} if config.get("heldout_split") else {}
+  return data_module.load_source(config["dataset"], data_dir=data_dir, manual_dir=manual_dir,
+                                 heldout_size=config["heldout_size"], seed=int(config["seed"]),
+                                 **held_out)
+
+
+def eval_resolution(config: dict, plan) -> int:
+  """The held-out resolution: ``config['eval_resolution']``, else the training resolution."""
+  return int(config.get("eval_resolution") or plan.resolution)
+
+
 def heldout_dataset_fn(strategy: tf.distribute.Strategy, data_module, source, config: dict,
                        plan, dtype: tf.DType) -> Callable:
-  """``fn(input_context)`` of the held-out set, batched at a multiple of the replica count."""
+  """``fn(input_context)`` of the held-out set at ``eval_resolution``, batched at a multiple
+  of the replica count. ``config['eval_crop']`` ('nfnet' / 'vit') is passed only when set
+  (None: the source's default crop)."""
   num_replicas = strategy.num_replicas_in_sync
   eval_batch = int(config["eval_batch_size"] or plan.batch_size)
   eval_batch -= eval_batch % num_replicas
+  crop = {"crop": config["eval_crop"]} if config.get("eval_crop") else {}
 
   def dataset_fn(ctx):
     return data_module.heldout_dataset(source, global_batch_size=eval_batch,
-                                       resolution=int(plan.resolution), input_context=ctx,
-                                       dtype=dtype)
+                                       resolution=eval_resolution(config, plan),
+                                       input_context=ctx, dtype=dtype, **crop)
 
   return dataset_fn

@@ -90,8 +90,7 @@ def build_run(config: dict, plan, model_dir: str, strategy, *, source=None, data
   strategy, policy = set_up_runtime(config, strategy, plan)
   data_module = data_module or data
   if source is None:
-    source = data_module.load_source(config["dataset"], data_dir=data_dir, manual_dir=manual_dir,
-                                     heldout_size=config["heldout_size"], seed=int(config["seed"]))
+    source = inputs.open_source(data_module, config, data_dir, manual_dir)
   num_classes = int(source.num_classes)
   schedule = optim.schedule_from_plan(plan)
   with strategy.scope():

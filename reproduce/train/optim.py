@@ -274,6 +274,20 @@ def nfnet_sgd(learning_rate, momentum: float = 0.9, nesterov: bool = True, **agc
                   nesterov=nesterov, **agc_kwargs)
 
 
+def adamw(learning_rate, variables, weight_decay: float = 0.0, no_decay=None,
+          **adam_kwargs) -> keras.optimizers.AdamW:
+  """The ViT recipe's optimizer: Keras AdamW (decoupled decay ``w -= lr * weight_decay * w``).
+
+  Variables matching ``no_decay`` (default ``default_no_decay``: biases, gains, LayerNorm
+  scales) get no decay, as in big_vision and timm; call before ``build``.
+  """
+  optimizer = keras.optimizers.AdamW(learning_rate=learning_rate,
+                                     weight_decay=float(weight_decay), **adam_kwargs)
+  rule = _matcher(default_no_decay if no_decay is None else no_decay)
+  optimizer.exclude_from_weight_decay(var_list=[v for v in variables if rule(v)])
+  return optimizer
+
+
 def warmup_cosine(base_lr: float, total_steps: int, warmup_steps: int = 0,
                   end_lr: float = 0.0) -> keras.optimizers.schedules.CosineDecay:
   """Linear warm-up to ``base_lr`` over ``warmup_steps``, then cosine decay to ``end_lr``.
