@@ -33,7 +33,11 @@ _BUDGETS = flags.DEFINE_list(
     "Compute budgets per run, in measured CPU core-seconds (the same for both families).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Global batch size of every run.")
 _BASE_LR = flags.DEFINE_float(
-    "base_lr", 0.2, "Peak learning rate; <= 0 uses the planner's LR rule.")
+    "base_lr", 0.0, "Peak learning rate of every model; <= 0: the per-family flags below.")
+_NFNET_BASE_LR = flags.DEFINE_float(
+    "nfnet_base_lr", 0.2, "Peak LR of the NFNets (SGD + AGC); <= 0: the planner's LR rule.")
+_VIT_BASE_LR = flags.DEFINE_float(
+    "vit_base_lr", 0.0, "Peak LR of the ViTs (AdamW); <= 0: the ViT config's (1e-3).")
 _MEASURE_STEPS = flags.DEFINE_integer("measure_steps", 4, "Timed steps per throughput measure.")
 _BOOTSTRAP = flags.DEFINE_integer("bootstrap", 200, "Bootstrap resamples for the fit CIs.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of data order, init and bootstrap.")
@@ -58,6 +62,14 @@ def _validated_flags() -> list[float]:
     cli.fail(cli.first_line(e))
 
 
+def _base_lrs():
+  """One LR for every model (--base_lr), else a {family: LR} map (None: the family's own)."""
+  if _BASE_LR.value > 0:
+    return _BASE_LR.value
+  return {family: (flag.value if flag.value > 0 else None)
+          for family, flag in (("nfnet", _NFNET_BASE_LR), ("vit", _VIT_BASE_LR))}
+
+
 def _user_errors() -> tuple:
   import model_defs  # pylint: disable=g-import-not-at-top
   from reproduce import data, planning  # pylint: disable=g-import-not-at-top
@@ -76,7 +88,7 @@ def main(argv):
   try:
     result = study.run_study(
         _WORKDIR.value, _NFNETS.value, _VITS.value, budgets, _BATCH_SIZE.value,
-        _BASE_LR.value if _BASE_LR.value > 0 else None, _MEASURE_STEPS.value,
+        _base_lrs(), _MEASURE_STEPS.value,
         _BOOTSTRAP.value, _SEED.value, _DATA_DIR.value, _WORKERS.value)
   except _user_errors() as e:
     cli.fail(cli.first_line(e))

@@ -48,7 +48,7 @@ def check_models(nfnets, vits) -> list[str]:
   return models
 
 
-def run_study(workdir: str, nfnets, vits, budgets, batch_size: int, base_lr: float | None,
+def run_study(workdir: str, nfnets, vits, budgets, batch_size: int, base_lr,
               measure_steps: int, bootstrap: int, seed: int, data_dir: str | None,
               workers_at_once: int = 2) -> dict:
   """The whole study; returns the comparison result."""

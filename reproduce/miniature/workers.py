@@ -13,6 +13,7 @@ import time
 from reproduce.core import cli
 from reproduce.core import fileio
 from reproduce.core import results as results_schema
+from reproduce.miniature import grid
 
 THROUGHPUT_FILE = "throughput.json"
 RUNS_DIR = "runs"
@@ -34,8 +35,10 @@ def measure_job(model: str, batch_size: int, resolution: int, num_classes: int, 
   import keras  # pylint: disable=g-import-not-at-top
   from reproduce.train import throughput  # pylint: disable=g-import-not-at-top
   start = time.time()
+  # Timed with the family's own recipe (ViTs: AdamW; NFNets: SGD + AGC), as it trains.
   measured = throughput.measure(model, batch_size, resolution, steps=steps,
-                                num_classes=num_classes, warmup_steps=1, hardware="cpu")
+                                num_classes=num_classes, warmup_steps=1, hardware="cpu",
+                                config=grid.family_config(model))
   keras.backend.clear_session()
   return measured, time.time() - start
 
@@ -86,17 +89,19 @@ def measure_models(pool, models, workdir: str, batch_size: int, resolution: int,
   path = fileio.join(workdir, THROUGHPUT_FILE)
   cache = fileio.read_json(path) if fileio.exists(path) else {}
   rates = cache.setdefault(f"batch{batch_size}_res{resolution}_classes{num_classes}", {})
-  todo = [m for m in models if m not in rates]
+  # The optimizer is part of a measurement's identity: a recipe change re-measures.
+  keys = {m: f"{m}@{grid.family_config(m).optimizer}" for m in models}
+  todo = [m for m in models if keys[m] not in rates]
   futures = {pool.submit(measure_job, m, batch_size, resolution, num_classes, steps): m
              for m in todo}
   for i, future in enumerate(concurrent.futures.as_completed(futures), 1):
     model = futures[future]
     measured, took = future.result()
-    rates[model] = measured.median
+    rates[keys[model]] = measured.median
     say(f"  measure [{i}/{len(todo)}] {model:<20} {measured.median:8.1f} img/s/core "
         f"(min {measured.min:.1f}, max {measured.max:.1f}; {took:.0f} s)")
     fileio.write_json(path, cache)
-  return {m: rates[m] for m in models}
+  return {m: rates[keys[m]] for m in models}
 
 
 def _progress(i, total, name, plan, results, status, study_start, eta) -> None:
