@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from absl import app
 from absl import flags
+from absl import logging
 
 from reproduce.core import cli
 from reproduce.evaluation import specs
@@ -105,6 +106,10 @@ def main(argv):
                 _MAX_EXAMPLES.value)
   except specs.EvaluationError as e:
     cli.fail(cli.first_line(e))
+  if not flags.FLAGS["verbosity"].present:
+    # tfds logs INFO lines ("Constructing tf.data.Dataset ...") under app.run; errors and
+    # results must be the only output.
+    logging.set_verbosity(logging.WARNING)
   cli.start_tensorflow()
   import model_defs  # pylint: disable=g-import-not-at-top
   try:

@@ -92,6 +92,29 @@ def test_mock_imagenet_and_real_reproduce_independent_metrics(tiny_1k, tmp_path)
           "eval/imagenet2012_real/reliability"} <= tags
 
 
+def test_mock_imagenet_a_scores_the_200_class_subset(tiny_1k, tmp_path):
+  model = model_defs.build(tiny_1k, num_classes=1000)
+  model(tf.zeros((1, RES, RES, 3)))
+  helpers.randomise(model, scale=2.0)
+  with tfds.testing.mock_data(num_examples=40):
+    builder = tfds.builder("imagenet_a")
+    examples = list(builder.as_dataset(split="test", shuffle_files=False,
+                                       decoders={"image": tfds.decode.SkipDecoding()}))
+    eval_set = datasets.open_set("imagenet_a", 1000)
+    result = runner.evaluate_set(model, eval_set, resolution=RES, crop="nfnet", batch_size=16)
+  # Mock labels cover all 1000 classes; only those among the subset's 200 are scorable.
+  position = {c: i for i, c in enumerate(helpers.PUBLISHED_A)}
+  images = np.stack([preprocess.eval_image(e["image"], RES).numpy() for e in examples])
+  logits = model.predict(images, verbose=0)[:, helpers.PUBLISHED_A]
+  labels = [{position[int(e["label"])]} if int(e["label"]) in position else set()
+            for e in examples]
+  want = helpers.loop_metrics(logits, labels)
+  assert result.entry["scored_classes"] == 200 and result.entry["examples"] == want["examples"]
+  assert result.entry["excluded"] == 40 - want["examples"] and want["examples"] > 0
+  for key in ("top1", "top5", "nll", "ece"):
+    assert result.entry[key] == pytest.approx(want[key], rel=1e-5, abs=1e-6), key
+
+
 def _tensorboard_tags(logdir):
   tags = set()
   for name in os.listdir(logdir):
