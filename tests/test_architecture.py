@@ -23,8 +23,9 @@ ALLOWED = {
     "analysis": {"core", "planning"},
     "configs": {"core", "configs"},
     "miniature": {"core", "planning", "data", "train", "analysis", "configs"},
+    "evaluation": {"core", "data", "train", "analysis"},
 }
-MAINS = {"plan", "pretrain", "fit_scaling", "compare", "study"}
+MAINS = {"plan", "pretrain", "fit_scaling", "compare", "study", "evaluate"}
 
 
 def _modules(package: str):

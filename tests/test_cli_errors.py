@@ -30,6 +30,11 @@ CASES = [
     ("study", ["--workers=-1"], "--workers"),
     ("study", ["--budgets_core_seconds=a"], "--budgets_core_seconds"),
     ("study", ["--workdir={tmp}/study", "--nfnet_models=nfnet_nope"], "nfnet_nope"),
+    ("evaluate", [], "--weights"),
+    ("evaluate", ["--weights={tmp}/none", "--datasets=imagenet"], "imagenet"),
+    ("evaluate", ["--weights={tmp}/none", "--resolution=2x"], "--resolution"),
+    ("evaluate", ["--weights={tmp}/none", "--crop=centre"], "crop"),
+    ("evaluate", ["--weights={tmp}/none"], "{tmp}/none"),
 ]
 
 

@@ -67,14 +67,23 @@ def read_json(path: str) -> Any:
 
 def write_text(path: str, text: str) -> None:
   """Writes ``text`` through a temporary file and a rename (atomic on local disks and GCS)."""
+  _write_atomic(path, text, "w")
+
+
+def write_bytes(path: str, content: bytes) -> None:
+  """``write_text`` for binary content (PNG images)."""
+  _write_atomic(path, content, "wb")
+
+
+def _write_atomic(path: str, content, mode: str) -> None:
   gfile = _gfile()
   path = expand(path)
   parent = os.path.dirname(path)
   if parent:
     gfile.makedirs(parent)
   tmp = f"{path}.tmp-{os.getpid()}"
-  with gfile.GFile(tmp, "w") as f:
-    f.write(text)
+  with gfile.GFile(tmp, mode) as f:
+    f.write(content)
   gfile.rename(tmp, path, overwrite=True)
 
 

@@ -1,0 +1,173 @@
+"""Evaluation sets: a dataset spec (see ``specs``) to labelled, preprocessed batches whose
+targets are multi-hot rows over the model's classes.
+
+A ``class_map`` (JSON file: class name -> model class index) maps the labels of ``tfds:``
+and ``imagefolder:`` sets (an ImageFolder folder missing from it is an error; a tfds label
+missing from it is unscored); without one, label i is model class i (ImageFolder: sorted
+folder names). When the mapped classes are fewer than the model's, logits are restricted to
+them, as ImageNet-A/-R restrict theirs to their 200 classes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import tensorflow as tf
+
+from reproduce.core import cli
+from reproduce.core import fileio
+from reproduce.evaluation import label_sets
+from reproduce.evaluation import preprocess
+from reproduce.evaluation import specs
+from reproduce.evaluation.specs import EvaluationError
+
+IMAGENET_CLASSES = 1000
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class EvalSet:
+  """A dataset to score, with its labels mapped to the model's classes.
+
+  Attributes:
+    name: the spec it came from (the key in results.json).
+    examples: ``fn(resolution, crop) -> tf.data`` of (image, dataset label ids [k]).
+    label_map: dataset label id -> model class index (-1: not a model class).
+    scored_classes: model classes the logits are restricted to (None: all of them).
+    description: where the data comes from.
+  """
+  name: str
+  examples: object
+  label_map: np.ndarray
+  scored_classes: np.ndarray | None
+  description: str
+
+
+def read_class_map(path: str) -> dict[str, int]:
+  """The JSON class map ``{class name: model class index}``."""
+  try:
+    mapping = json.loads(fileio.read_text(path))
+  except (OSError, tf.errors.OpError, ValueError) as e:
+    raise EvaluationError(f"cannot read --class_map={path}: {cli.first_line(e)}") from None
+  if not isinstance(mapping, dict) or not all(
+      isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in mapping.values()):
+    raise EvaluationError(f"--class_map={path} must be a JSON object of "
+                          "name -> class index >= 0")
+  return mapping
+
+
+def _mapped(names: list[str], class_map: dict[str, int] | None,
+            num_classes: int) -> tuple[np.ndarray, np.ndarray | None]:
+  """(label id -> model class, restricted classes or None) of labels called ``names``."""
+  if class_map is None:
+    label_map = np.arange(len(names), dtype=np.int64)
+  else:
+    label_map = np.array([class_map.get(n, -1) for n in names], np.int64)
+  too_big = label_map[label_map >= num_classes]
+  if too_big.size:
+    raise EvaluationError(f"class index {int(too_big[0])} is beyond the model's "
+                          f"{num_classes} classes")
+  classes = np.unique(label_map[label_map >= 0])
+  return label_map, (classes if len(classes) < num_classes else None)
+
+
+def _tfds_examples(name: str, split: str | None, label_key: str, data_dir: str | None):
+  """(examples fn, label names, description) of a tfds split; split None: validation if the
+  dataset has one, else test."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except Exception as e:  # pylint: disable=broad-except
+    # Any failure to make the builder (unknown name, bad config or version) is one cause.
+    raise EvaluationError(f"TFDS has no dataset {name!r} ({type(e).__name__})") from None
+  features = builder.info.features
+  if "image" not in features or label_key not in features:
+    raise EvaluationError(f"TFDS dataset {name!r} lacks an 'image' or {label_key!r} feature")
+  label = features[label_key]
+  if not split:
+    split = "test" if "test" in builder.info.splits and "validation" not in builder.info.splits \
+        else "validation"
+  names = list(getattr(label, "feature", label).names)
+
+  def examples(resolution: int, crop: str) -> tf.data.Dataset:
+    try:
+      dataset = builder.as_dataset(split=split, shuffle_files=False,
+                                   decoders={"image": tfds.decode.SkipDecoding()})
+    except (AssertionError, ValueError, KeyError) as e:
+      raise EvaluationError(f"TFDS dataset {name!r} split {split!r} is not available in "
+                            f"{builder.data_dir} ({cli.first_line(e)})") from None
+    return dataset.map(lambda ex: (preprocess.eval_image(ex["image"], resolution, crop),
+                                   tf.reshape(ex[label_key], [-1])),
+                       num_parallel_calls=tf.data.AUTOTUNE)
+
+  return examples, names, f"tfds {builder.name} {builder.version} {split}"
+
+
+def _imagefolder_examples(root: str):
+  """(examples fn, sorted folder names) of DIR/<folder>/<image files>."""
+  if not fileio.isdir(root):
+    raise EvaluationError(f"imagefolder {root!r} does not exist or is not a directory")
+  paths = [p for p in fileio.glob(fileio.join(root, "*", "*"))
+           if p.lower().endswith(IMAGE_EXTENSIONS)]
+  folders = sorted({p.rsplit("/", 2)[-2] for p in paths})
+  if not paths:
+    raise EvaluationError(f"imagefolder {root!r} has no images in class folders")
+  labels = [folders.index(p.rsplit("/", 2)[-2]) for p in paths]
+
+  def examples(resolution: int, crop: str) -> tf.data.Dataset:
+    dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
+
+    def load(path, label):
+      return preprocess.eval_image(tf.io.read_file(path), resolution, crop), tf.reshape(label, [1])
+
+    return dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+
+  return examples, folders, f"{len(paths)} images in {len(folders)} folders under {root}"
+
+
+def open_set(spec: str, num_classes: int, data_dir: str | None = None,
+             class_map: dict[str, int] | None = None) -> EvalSet:
+  """The EvalSet of ``spec`` for a model with ``num_classes`` outputs."""
+  spec = specs.check_dataset(spec)
+  if spec in specs.IMAGENET_SETS:
+    name, split, label_key, subset = specs.IMAGENET_SETS[spec]
+    if num_classes != IMAGENET_CLASSES:
+      raise EvaluationError(f"{spec} scores ImageNet classifiers ({IMAGENET_CLASSES} "
+                            f"classes); the model has {num_classes}")
+    examples, names, description = _tfds_examples(name, split, label_key, data_dir)
+    scored = np.array(label_sets.subset_indices(spec, names)) if subset else None
+    return EvalSet(spec, examples, np.arange(IMAGENET_CLASSES), scored, description)
+  kind, _, rest = spec.partition(":")
+  if kind == "imagefolder":
+    examples, names, description = _imagefolder_examples(fileio.expand(rest))
+    missing = [n for n in names if class_map is not None and n not in class_map]
+    if missing:
+      raise EvaluationError(f"{spec}: folder {missing[0]!r} is not in the class map "
+                            f"({len(missing)} folder(s) missing)")
+  else:
+    name, _, split = rest.partition("@")
+    examples, names, description = _tfds_examples(name, split or None, "label", data_dir)
+  label_map, scored = _mapped(names, class_map, num_classes)
+  return EvalSet(spec, examples, label_map, scored, description)
+
+
+def batches(eval_set: EvalSet, resolution: int, crop: str, batch_size: int, num_classes: int,
+            max_examples: int | None = None) -> tf.data.Dataset:
+  """(images [b, res, res, 3], multi-hot targets [b, num_classes]) in dataset order."""
+  dataset = eval_set.examples(resolution, crop)
+  if max_examples:
+    dataset = dataset.take(int(max_examples))
+  table = tf.constant(eval_set.label_map, tf.int64)
+
+  def target(image, labels):
+    classes = tf.gather(table, labels)
+    # one_hot of -1 (no model class) is all zeros; an empty label list sums to zeros.
+    hot = tf.reduce_sum(tf.one_hot(classes, num_classes, dtype=tf.float32), axis=0)
+    return image, tf.minimum(hot, 1.0)
+
+  dataset = dataset.map(target, num_parallel_calls=tf.data.AUTOTUNE).batch(int(batch_size))
+  options = tf.data.Options()
+  options.deterministic = True
+  return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)

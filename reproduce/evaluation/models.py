@@ -1,0 +1,171 @@
+"""Models for inference, from a training run directory or a converted-weights directory.
+
+  run directory       ``model_dir`` of ``reproduce.train`` (config.json, plan.json,
+                      checkpoints/): the model is rebuilt as the engine builds it
+                      (``steps.build_model``) and the latest checkpoint restored with its
+                      optimizer, whose EMA weights are used when it keeps them.
+  converted weights   ``model.json`` + ``model.weights.h5`` written by ``reproduce.convert``.
+
+``ema``: "auto" takes EMA weights when the source has them; "true" requires them; "false"
+requires raw weights (a converted directory holds one set, its model.json says which).
+A ViT evaluated at another resolution gets its position embedding resampled.
+
+Merge note: the converted-weights reader here is a minimal copy of the format of
+``model_defs/weights_file.py`` (convert branch); switch ``_load_converted`` to it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import keras
+import tensorflow as tf
+
+import model_defs
+from reproduce.core import cli
+from reproduce.core import fileio
+from reproduce.evaluation import specs
+from reproduce.train import checkpoints
+from reproduce.train import optim
+from reproduce.train import rundir
+from reproduce.train import steps
+
+WEIGHTS_FORMAT = "nfnet-vit-scaling/weights/v1"
+WEIGHTS_CONFIG = "model.json"
+WEIGHTS_FILE = "model.weights.h5"
+EMA_CHOICES = ("auto", "true", "false")
+# Checkpoint keys of the model's trainable variables (tracked through the optimizer).
+_TRAINABLE_KEY = re.compile(r"^optimizer/_trainable_variables/(\d+)/")
+
+
+class ModelLoadError(specs.EvaluationError):
+  """The weights cannot be found, read or matched; one line."""
+
+
+@dataclasses.dataclass
+class LoadedModel:
+  """A model with what is needed to evaluate it at any resolution."""
+  model: keras.Model
+  name: str
+  num_classes: int
+  overrides: dict             # build options apart from image_size
+  resolution: int             # the resolution it was trained / converted at
+  weights: str                # "ema" or "raw"
+  source: str                 # "run" or "converted"
+  path: str
+
+  def info(self) -> dict:
+    return {"model": self.name, "num_classes": self.num_classes,
+            "train_resolution": self.resolution, "weights": self.weights,
+            "source": self.source, "path": self.path}
+
+
+def choose_weights(ema: str, available: set[str], path: str) -> str:
+  """"ema" or "raw": the set of ``available`` ones that ``ema`` (auto/true/false) picks."""
+  if ema not in EMA_CHOICES:
+    raise ModelLoadError(f"--ema={ema!r}: use one of {list(EMA_CHOICES)}")
+  wanted = {"auto": "ema" if "ema" in available else "raw", "true": "ema", "false": "raw"}[ema]
+  if wanted not in available:
+    raise ModelLoadError(f"--ema={ema} but {path} has no {wanted.upper()} weights")
+  return wanted
+
+
+def checkpoint_classes(checkpoint_path: str) -> int:
+  """Output classes of a run's checkpoint: the width of its last rank-2 trainable variable
+  (the classifier, as ``optim.classifier_kernels`` finds it)."""
+  shapes = tf.train.load_checkpoint(checkpoint_path).get_variable_to_shape_map()
+  kernels = sorted((int(m.group(1)), shape) for key, shape in shapes.items()
+                   if (m := _TRAINABLE_KEY.match(key)) and len(shape) == 2)
+  if not kernels:
+    raise ModelLoadError(f"checkpoint {checkpoint_path} holds no classifier weights")
+  return int(kernels[-1][1][-1])
+
+
+def _load_run(path: str, ema: str) -> LoadedModel:
+  config = fileio.read_json(fileio.join(path, rundir.CONFIG_FILE))
+  plan = rundir.StoredPlan(**fileio.read_json(fileio.join(path, rundir.PLAN_FILE)))
+  directory = fileio.join(path, rundir.CHECKPOINT_DIR)
+  latest = tf.train.latest_checkpoint(directory)
+  if not latest:
+    raise ModelLoadError(f"run {path} has no checkpoint in {directory}")
+  num_classes = checkpoint_classes(latest)
+  model = steps.build_model(config, plan, num_classes)
+  optimizer = steps.build_optimizer(config, optim.schedule_from_plan(plan), model, num_classes)
+  checkpoints.RunCheckpoints(directory, model, optimizer, keep=1).restore()
+  weights = choose_weights(ema, {"raw", "ema"} if optimizer.ema_variables else {"raw"}, path)
+  if weights == "ema":
+    with optim.swap_in_ema(optimizer):
+      ema_weights = model.get_weights()
+    model.set_weights(ema_weights)
+  overrides = {k: v for k, v in dict(config.get("model_overrides") or {}).items()
+               if k != "image_size"}
+  return LoadedModel(model, plan.model, num_classes, overrides, int(plan.resolution), weights,
+                     "run", path)
+
+
+def _build(name: str, num_classes: int, overrides: dict, resolution: int) -> keras.Model:
+  """``model_defs.build``, ViTs (and fixed-size models) at ``resolution``, built."""
+  overrides = dict(overrides)
+  if model_defs.get_spec(name).family == "vit" or overrides.get("image_size"):
+    overrides["image_size"] = int(resolution)
+  model = model_defs.build(name, num_classes=num_classes, **overrides)
+  model(tf.zeros((1, resolution, resolution, 3)), training=False)
+  return model
+
+
+def _load_converted(path: str, ema: str) -> LoadedModel:
+  config_path = fileio.join(path, WEIGHTS_CONFIG)
+  info = fileio.read_json(config_path)
+  if not isinstance(info, dict) or info.get("format") != WEIGHTS_FORMAT:
+    raise ModelLoadError(f"{config_path} is not of format {WEIGHTS_FORMAT!r}")
+  missing = [k for k in ("model", "num_classes", "resolution") if k not in info]
+  if missing:
+    raise ModelLoadError(f"{config_path} lacks field(s) {missing}")
+  weights_path = fileio.join(path, WEIGHTS_FILE)
+  if not fileio.exists(weights_path):
+    raise ModelLoadError(f"{path} has no {WEIGHTS_FILE}")
+  weights = choose_weights(ema, {"ema" if info.get("ema") else "raw"}, path)
+  overrides = dict(info.get("model_overrides") or {})
+  model = _build(info["model"], int(info["num_classes"]), overrides, int(info["resolution"]))
+  model.load_weights(weights_path)
+  return LoadedModel(model, info["model"], int(info["num_classes"]), overrides,
+                     int(info["resolution"]), weights, "converted", path)
+
+
+def load(path: str, ema: str = "auto") -> LoadedModel:
+  """The model of a run directory or converted-weights directory at its own resolution."""
+  path = fileio.expand(path).rstrip("/")
+  loader = (_load_run if fileio.exists(fileio.join(path, rundir.CONFIG_FILE)) else
+            _load_converted if fileio.exists(fileio.join(path, WEIGHTS_CONFIG)) else None)
+  if loader is not None:
+    try:
+      return loader(path, ema)
+    except specs.EvaluationError:
+      raise
+    except (OSError, ValueError, AssertionError, tf.errors.OpError) as e:
+      # Unreadable JSON, missing or mismatched weights: the files do not hold this model.
+      raise ModelLoadError(f"cannot load --weights={path}: {cli.first_line(e)}") from None
+  raise ModelLoadError(f"--weights={path} is neither a run directory ({rundir.CONFIG_FILE}) "
+                       f"nor a converted-weights directory ({WEIGHTS_CONFIG})")
+
+
+def at_resolution(loaded: LoadedModel, resolution: int) -> keras.Model:
+  """The model for ``resolution`` inputs: itself when its input size allows, else rebuilt
+  there (ViT position embeddings resampled, bicubic)."""
+  height = loaded.model.inputs[0].shape[1] if loaded.model.inputs else None
+  if height in (None, resolution):
+    return loaded.model
+  model = _build(loaded.name, loaded.num_classes, loaded.overrides, resolution)
+  if model_defs.get_spec(loaded.name).family == "vit":
+    from model_defs import convert_vit  # pylint: disable=g-import-not-at-top
+    convert_vit.load_weights_across_resolution(loaded.model, model)
+  else:
+    model.set_weights(loaded.model.get_weights())
+  return model
+
+
+def load_for_inference(path: str, resolution: int, ema: str = "auto"):
+  """(keras.Model for ``resolution`` inputs, info dict) of a run or converted directory."""
+  loaded = load(path, ema)
+  return at_resolution(loaded, resolution), dict(loaded.info(), resolution=int(resolution))
