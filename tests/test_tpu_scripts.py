@@ -336,6 +336,15 @@ def test_tensorboard(cloud):
   assert "http://127.0.0.1:6007" in result.stdout
 
 
+def test_tensorboard_runs_in_the_background_with_a_pid_file(cloud):
+  cloud.run("tensorboard.sh", "--name=vm1", "--logdir=gs://bkt/my logs", **fake_vm_env(cloud))
+  home = cloud.state / "home" / "vm1"
+  args = wait_for(home / "python_args").read_bytes().decode().split("\0")[:-1]
+  assert args == ["-m", "tensorboard.main", "--logdir=gs://bkt/my logs", "--host=127.0.0.1",
+                  "--port=6006"]
+  assert (home / "reproduce_logs" / "tensorboard-6006.pid").read_text().strip().isdigit()
+
+
 # --- sweep ----------------------------------------------------------------------------------
 
 def test_sweep_first_pass_launches_one_run_per_vm(cloud):
@@ -359,6 +368,17 @@ def test_sweep_run_flags_reach_pretrain_exactly(cloud):
       f"--model_dir={RUNS_URL}/{RUNS[0]}", "--config.model=nfnet_f0",
       "--config.epochs=0.250000384", "--config.base_lr=1.6", "--strategy=tpu", "--tpu=local",
       "--config.dataset=tfrecord:gs://bkt/jft 4b/train-*", "--config.seed=3"]
+
+
+def test_sweep_probe_on_a_vm(cloud):
+  """Run by bash as the VM would: a run that ended without results.json is launched again."""
+  env = fake_vm_env(cloud)
+  sweep(cloud, "--pool=vm1", **env)
+  wait_for(cloud.state / "home" / "vm1" / "reproduce_logs" / f"{RUNS[0]}.exit")
+  cloud.clear_log()
+  result = sweep(cloud, "--pool=vm1", **env)
+  assert launched_runs(cloud) == [("vm1", RUNS[0])]
+  assert table(result.stdout)[RUNS[0]] == ("vm1", "running")
 
 
 def test_sweep_lr_grid(cloud):

@@ -188,15 +188,15 @@ tpu_ssh() {
   run "${TPU_VM[@]}" ssh "$1" --project="$PROJECT" --zone="$ZONE" --worker="$2" --command="$3"
 }
 
-# tpu_state NAME: sets STATE to the VM's state (READY, PREEMPTED, ...); under --dry_run prints
-# the describe command and takes READY.
+# tpu_state NAME: sets STATE to the VM's state (READY, PREEMPTED, ...; UNREACHABLE when describe
+# fails); under --dry_run prints the describe command and takes READY.
 tpu_state() {
   local cmd=("${TPU_VM[@]}" describe "$1" --project="$PROJECT" --zone="$ZONE" --format='value(state)')
   if ((DRY_RUN)); then
     quote_command "${cmd[@]}"
     STATE=READY
   else
-    STATE=$("${cmd[@]}") || fail "could not describe TPU VM $1"
+    STATE=$("${cmd[@]}") || STATE=UNREACHABLE
   fi
 }
 
@@ -229,7 +229,7 @@ remote_launch() {
   inner="$(quote_command "$REMOTE_PYTHON" -m "reproduce.$module" "$@")"
   inner+="; echo \$? > \"$d/$run.exit\""
   printf '%s' "mkdir -p \"$d\" && "
-  printf '%s' "if r=\$(cat \"$d/current\" 2>/dev/null) && kill -0 \"\$(cat \"$d/\$r.pid\" 2>/dev/null)\" 2>/dev/null; "
+  printf '%s' "if r=\$(cat \"$d/current\" 2>/dev/null) && [ ! -f \"$d/\$r.exit\" ] && kill -0 \"\$(cat \"$d/\$r.pid\" 2>/dev/null)\" 2>/dev/null; "
   printf '%s' "then echo \"busy: run \$r is still running\" >&2; exit 3; fi; "
   printf '%s' "rm -f \"$d/$run.exit\" && $(remote_cd_kit) || exit 1; "
   printf '%s' "nohup bash -c $(quote_command "$inner") > \"$d/$run.log\" 2>&1 < /dev/null & "

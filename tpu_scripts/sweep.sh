@@ -250,14 +250,15 @@ check_vms() {
     tpu_state "$vm"
     case "$STATE" in
       READY)
-        READY_VMS+=("$vm")
         if ((DRY_RUN)); then
           tpu_ssh "$vm" 0 "$(remote_probe)"
           probe=idle
-        else
-          probe=$(tpu_ssh "$vm" 0 "$(remote_probe)") || fail "could not reach TPU VM $vm"
-          probe=${probe##*$'\n'}
+        elif ! probe=$(tpu_ssh "$vm" 0 "$(remote_probe)"); then
+          note "could not reach TPU VM $vm by ssh: skipped this pass"
+          continue
         fi
+        READY_VMS+=("$vm")
+        probe=${probe##*$'\n'}
         read -r run word code <<<"$probe"
         if [[ $word == running ]]; then
           if [[ -n ${RUN_STATE[$run]:-} && ${RUN_STATE[$run]} != 'done' ]]; then

@@ -10,8 +10,8 @@ Usage: $SCRIPT_NAME --name=NAME (--logdir=gs://... | --bucket=B [--sweep_name=NA
                       [--port=6006] [--project=ID] [--zone=ZONE] [--dry_run]
 
 Starts tensorboard --logdir LOGDIR --host 127.0.0.1 --port PORT with nohup on worker 0 of TPU VM
-NAME (log: ~/reproduce_logs/tensorboard.log; a TensorBoard already serving PORT there is
-stopped first), then prints the command that forwards the port:
+NAME (log: ~/reproduce_logs/tensorboard-PORT.log; the TensorBoard this script started before
+on PORT is stopped first), then prints the command that forwards the port:
   gcloud compute tpus tpu-vm ssh NAME --zone ZONE -- -L PORT:127.0.0.1:PORT
 and the address to open (http://127.0.0.1:PORT). Only the ssh tunnel reaches it.
 
@@ -52,7 +52,10 @@ fi
 
 d=$REMOTE_LOG_DIR
 serve=$(quote_command "$REMOTE_PYTHON" -m tensorboard.main --logdir="$LOGDIR" --host=127.0.0.1 --port="$PORT")
-tpu_ssh "$NAME" 0 "mkdir -p \"$d\" && { pkill -f -- 'tensorboard.main .*--port=$PORT' || true; } && nohup $serve > \"$d/tensorboard.log\" 2>&1 < /dev/null & echo \"TensorBoard serving $LOGDIR\"" ||
-  fail "could not start TensorBoard on $NAME"
+pid="$d/tensorboard-$PORT.pid"
+start="mkdir -p \"$d\" || exit 1; kill \"\$(cat \"$pid\" 2>/dev/null)\" 2>/dev/null; "
+start+="nohup $serve > \"$d/tensorboard-$PORT.log\" 2>&1 < /dev/null & echo \$! > \"$pid\""
+start+="; echo \"TensorBoard serving $LOGDIR\""
+tpu_ssh "$NAME" 0 "$start" || fail "could not start TensorBoard on $NAME"
 forward=$(quote_command gcloud compute tpus tpu-vm ssh "$NAME" --project="$PROJECT" --zone="$ZONE" -- -L "$PORT:127.0.0.1:$PORT")
 printf 'Forward the port (keep it open), then browse http://127.0.0.1:%s\n  %s\n' "$PORT" "$forward"
