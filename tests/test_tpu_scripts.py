@@ -445,13 +445,25 @@ def test_sweep_marks_failed_runs_and_moves_on(cloud):
   assert f"run {RUNS[0]} exited with status 1 on vm1" in result.stderr
 
 
-def test_sweep_a_vm_whose_run_vanished_takes_the_next_run(cloud):
+@pytest.mark.parametrize("probe", [f"{RUNS[1]} gone", "idle"])  # rebooted; recreated by hand
+def test_sweep_a_run_that_lost_its_vm_goes_first(cloud, probe):
   sweep(cloud)
-  cloud.set_ssh_output("vm1", f"{RUNS[0]} gone")  # e.g. the VM was rebooted
-  cloud.set_ssh_output("vm2", f"{RUNS[1]} running")
+  cloud.set_ssh_output("vm1", f"{RUNS[0]} running")
+  cloud.set_ssh_output("vm2", probe)
   cloud.clear_log()
+  result = sweep(cloud)
+  assert launched_runs(cloud) == [("vm2", RUNS[1])]  # before the queued RUNS[2]
+  assert table(result.stdout)[RUNS[2]] == ("-", "queued")
+
+
+def test_sweep_counts_preempted_runs(cloud):
   sweep(cloud)
-  assert launched_runs(cloud) == [("vm1", RUNS[0])]
+  cloud.set_state("vm2", "PREEMPTED")
+  cloud.set_ssh_output("vm1", f"{RUNS[0]} running")
+  cloud.clear_log()
+  result = sweep(cloud)
+  assert table(result.stdout)[RUNS[1]] == ("vm2", "pre-empted")
+  assert "3 runs: done 0, running 1, pre-empted 1, queued 1, failed 0" in result.stdout
 
 
 def test_sweep_analysis_when_every_run_is_done(cloud):

@@ -192,13 +192,21 @@ state_add() {
 record_launch() {
   ((DRY_RUN)) && return 0
   mkdir -p "$STATE_DIR"
-  { state_lines launched | grep -v "^$1 " || true; } >"$STATE_DIR/launched.tmp"
+  { state_lines launched | grep -v -e "^$1 " -e " $2\$" || true; } >"$STATE_DIR/launched.tmp"
   printf '%s %s\n' "$1" "$2" >>"$STATE_DIR/launched.tmp"
   mv "$STATE_DIR/launched.tmp" "$STATE_DIR/launched"
 }
 
 last_run_on() {
   state_lines launched | awk -v vm="$1" '$1 == vm { print $2 }'
+}
+
+# mark_preempted RUN VM: a queued RUN that lost VM (pre-emption, recreation) goes first.
+mark_preempted() {
+  if [[ -n $1 && ${RUN_STATE[$1]:-} == queued ]]; then
+    RUN_STATE[$1]=pre-empted
+    RUN_VM[$1]=$2
+  fi
 }
 
 # --- one pass -------------------------------------------------------------------------------
@@ -267,6 +275,11 @@ check_vms() {
           fi
           continue
         fi
+        if [[ $word == gone ]]; then
+          mark_preempted "$run" "$vm"
+        elif [[ $run == idle ]]; then
+          mark_preempted "$(last_run_on "$vm")" "$vm"
+        fi
         if [[ $word == exited && $code != 0 && ${RUN_STATE[$run]:-x} != 'done' ]]; then
           note "run $run exited with status $code on $vm: failed (logs.sh --name=$vm --run=$run)"
           grep -qxF "$run" <<<"$(state_lines failed | awk '{ print $1 }')" ||
@@ -276,11 +289,7 @@ check_vms() {
         FREE_VMS+=("$vm")
         ;;
       PREEMPTED | TERMINATED)
-        run=$(last_run_on "$vm")
-        if [[ -n $run && ${RUN_STATE[$run]:-} == queued ]]; then
-          RUN_STATE[$run]=pre-empted
-          RUN_VM[$run]=$vm
-        fi
+        mark_preempted "$(last_run_on "$vm")" "$vm"
         if ((RECREATE)); then
           if recreate_vm "$vm"; then
             FREE_VMS+=("$vm")
