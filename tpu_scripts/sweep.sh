@@ -37,7 +37,8 @@ A run that exited non-zero (diverged, bad flags) is 'failed' and not relaunched 
   --sweep_name=NAME     sweep folder under gs://B/sweeps/ (default: figure2)
   --plan_json=FILE      the planner's --sweep --format=json output (default: run the planner here)
   --lr_grid=N           LR candidates per row (default: 1, the planner's base_lr)
-  --config=FILE         pre-training config (default: reproduce/configs/pretrain_jft.py)
+  --config=FILE         pre-training config, a path in the kit on the VMs
+                        (default: reproduce/configs/pretrain_jft.py)
   --dataset=SPEC        sets --config.dataset, e.g. 'tfrecord:gs://B/jft4b/train-*'
   --watch=SECONDS       repeat the pass every SECONDS until every run has ended
   --recreate            recreate pre-empted VMs (needs --accelerator_type and --repo or --wheel)
@@ -152,13 +153,14 @@ if not names:
   sys.exit("the sweep has no runs")'
 
 load_runs() {
-  local json tsv
+  local json tsv source="--plan_json=$PLAN_JSON"
+  [[ -n $PLAN_JSON ]] || source="the planner's output"
   if [[ -n $PLAN_JSON ]]; then
     json=$(<"$PLAN_JSON")
   else
     json=$(python3 -m reproduce.plan --sweep --format=json) || die "python -m reproduce.plan --sweep failed"
   fi
-  tsv=$(python3 -c "$PARSE_SWEEP" "$LR_GRID" 2>&1 <<<"$json") || die "--plan_json: ${tsv##*$'\n'}"
+  tsv=$(python3 -c "$PARSE_SWEEP" "$LR_GRID" 2>&1 <<<"$json") || die "$source: ${tsv##*$'\n'}"
   RUNS=()
   declare -gA MODEL=() EPOCHS=() LR=()
   local name model epochs lr
