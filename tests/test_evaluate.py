@@ -20,10 +20,10 @@ import model_defs
 import tiny_models
 from model_defs import posemb_resampling
 from model_defs import registry
-from reproduce import evaluate
+from reproduce.evaluation import run as run_lib
 from reproduce.evaluation import datasets
 from reproduce.evaluation import models
-from reproduce.evaluation import preprocess
+from reproduce import data
 from reproduce.evaluation import runner
 from reproduce.evaluation import specs
 
@@ -70,10 +70,10 @@ def test_mock_imagenet_and_real_reproduce_independent_metrics(tiny_1k, tmp_path)
     _classifier_for(model, reference["imagenet2012"][1], reference["imagenet2012_real"][1])
     weights = helpers.write_converted(model, str(tmp_path / "weights"), name=tiny_1k,
                                       num_classes=1000, resolution=RES)
-    record = evaluate.run(weights, ["imagenet2012", "imagenet2012_real"], [str(RES)],
+    record = run_lib.run(weights, ["imagenet2012", "imagenet2012_real"], [str(RES)],
                           batch_size=10, output=str(tmp_path / "out"), say=lambda _: None)
   for name, (encoded, label_sets_seen) in reference.items():
-    images = np.stack([preprocess.eval_image(e, RES, "nfnet").numpy() for e in encoded])
+    images = np.stack([data.eval_image(e, RES, crop="nfnet").numpy() for e in encoded])
     want = helpers.loop_metrics(model.predict(images, verbose=0), label_sets_seen)
     got = record["eval"][name][str(RES)]
     assert got["examples"] == want["examples"]
@@ -104,7 +104,7 @@ def test_mock_imagenet_a_scores_the_200_class_subset(tiny_1k, tmp_path):
     result = runner.evaluate_set(model, eval_set, resolution=RES, crop="nfnet", batch_size=16)
   # Mock labels cover all 1000 classes; only those among the subset's 200 are scorable.
   position = {c: i for i, c in enumerate(helpers.PUBLISHED_A)}
-  images = np.stack([preprocess.eval_image(e["image"], RES).numpy() for e in examples])
+  images = np.stack([data.eval_image(e["image"], RES).numpy() for e in examples])
   logits = model.predict(images, verbose=0)[:, helpers.PUBLISHED_A]
   labels = [{position[int(e["label"])]} if int(e["label"]) in position else set()
             for e in examples]
@@ -177,7 +177,7 @@ def test_run_directory_gains_an_eval_section_on_a_class_mapped_imagefolder(runs,
   class_map = tmp_path / "classes.json"
   class_map.write_text(json.dumps({"a": 0, "b": 2, "c": 3}))
   before = json.loads(open(os.path.join(runs["ema"], "results.json")).read())
-  evaluate.run(runs["ema"], [f"imagefolder:{folder}"], [], batch_size=4,
+  run_lib.run(runs["ema"], [f"imagefolder:{folder}"], [], batch_size=4,
                class_map=str(class_map), say=lambda _: None)
   after = json.loads(open(os.path.join(runs["ema"], "results.json")).read())
   entry = after["eval"][f"imagefolder:{folder}"][str(engine_helpers.RES)]
@@ -186,7 +186,7 @@ def test_run_directory_gains_an_eval_section_on_a_class_mapped_imagefolder(runs,
   loaded = models.load(runs["ema"], "auto")
   paths = sorted(os.path.join(folder, d, f) for d in "abc" for f in os.listdir(
       os.path.join(folder, d)))
-  images = np.stack([preprocess.eval_image(tf.io.read_file(p), engine_helpers.RES).numpy()
+  images = np.stack([data.eval_image(tf.io.read_file(p), engine_helpers.RES).numpy()
                      for p in paths])
   logits = loaded.model.predict(images, verbose=0)[:, [0, 2, 3]]  # restricted to the map
   want = helpers.loop_metrics(logits, [{"abc".index(p.split("/")[-2])} for p in paths])

@@ -16,6 +16,7 @@ import tempfile
 from typing import NoReturn
 
 from absl import flags
+from absl import logging
 
 USAGE_EXIT_CODE = 2
 
@@ -77,16 +78,21 @@ def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing for ``app.run(main, flags_parser=parse_flags)``.
 
   A bad or unknown flag is one line and exit 2 (absl's own parser prints two lines and
-  exits 1); ``--help`` prints the main's docstring and its flags, and exits 0.
+  exits 1); ``--help`` prints the main's docstring and its flags, and exits 0; absl logging
+  is at WARNING unless ``--verbosity`` is given.
   """
   if any(arg in HELP_FLAGS for arg in argv[1:]):
     print(sys.modules["__main__"].__doc__ or "")
     print(flags.FLAGS.main_module_help())
     sys.exit(0)
   try:
-    return flags.FLAGS(argv)
+    rest = flags.FLAGS(argv)
   except flags.Error as e:
     fail(first_line(e))
+  if not flags.FLAGS["verbosity"].present:
+    # Libraries (tfds) log INFO lines under app.run; errors and results are the output.
+    logging.set_verbosity(logging.WARNING)
+  return rest
 
 
 def first_line(error: BaseException) -> str:

@@ -18,8 +18,8 @@ import tensorflow as tf
 
 from reproduce.core import cli
 from reproduce.core import fileio
+from reproduce import data
 from reproduce.evaluation import label_sets
-from reproduce.evaluation import preprocess
 from reproduce.evaluation import specs
 from reproduce.evaluation.specs import EvaluationError
 
@@ -98,7 +98,7 @@ def _tfds_examples(name: str, split: str | None, label_key: str, data_dir: str |
     except (AssertionError, ValueError, KeyError) as e:
       raise EvaluationError(f"TFDS dataset {name!r} split {split!r} is not available in "
                             f"{builder.data_dir} ({cli.first_line(e)})") from None
-    return dataset.map(lambda ex: (preprocess.eval_image(ex["image"], resolution, crop),
+    return dataset.map(lambda ex: (data.eval_image(ex["image"], resolution, crop=crop),
                                    tf.reshape(ex[label_key], [-1])),
                        num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -120,7 +120,7 @@ def _imagefolder_examples(root: str):
     dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
 
     def load(path, label):
-      return preprocess.eval_image(tf.io.read_file(path), resolution, crop), tf.reshape(label, [1])
+      return data.eval_image(tf.io.read_file(path), resolution, crop=crop), tf.reshape(label, [1])
 
     return dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
 

@@ -24,7 +24,7 @@ IMAGENET_SETS = {
     "imagenet_sketch": ("imagenet_sketch", "test", "label", False),
 }
 SPEC_HELP = f"use {', '.join(IMAGENET_SETS)}, tfds:NAME[@SPLIT] or imagefolder:DIR"
-CROPS = ("nfnet", "vit")
+CROPS = ("nfnet", "vit")  # data.EVAL_CROPS, spelled out to check flags before TensorFlow
 
 
 class EvaluationError(ValueError):
