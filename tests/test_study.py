@@ -68,6 +68,9 @@ def test_study_end_to_end_and_resume(tmp_path, fake_training, capsys):
   out = capsys.readouterr().out
   assert fake_training == {"train": 16, "measure": 4}
   assert "[16/16]" in out and "ETA" in out
+  for model in NFNETS + VITS:  # one progress line per run, naming its own run
+    for budget in budgets:
+      assert out.count(f"] {grid.run_name(model, budget)} ") == 1, out
   assert "tensorboard --logdir" in out
   assert "nfnet compute-efficient frontier: held-out loss ~ C^-0.4" in out
 
