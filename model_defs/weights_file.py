@@ -59,6 +59,7 @@ def save(model, out_dir: str, *, name: str, num_classes: int, overrides: Mapping
   parent = os.path.dirname(out_dir)
   os.makedirs(parent, exist_ok=True)
   staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.", dir=parent)
+  os.chmod(staging, 0o755)  # mkdtemp's 0700 would hide the weights from other users
   try:
     model.save_weights(os.path.join(staging, WEIGHTS_FILE))
     with open(os.path.join(staging, CONFIG_FILE), "w", encoding="utf-8") as f:

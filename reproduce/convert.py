@@ -81,7 +81,7 @@ def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
   overrides = _check_flags()
-  cli.start_tensorflow()
+  tf = cli.start_tensorflow()
   # pylint: disable=g-import-not-at-top  (after TensorFlow's quiet start-up)
   import model_defs
   from model_defs import convert_sources
@@ -90,16 +90,21 @@ def main(argv):
     model, info = convert_sources.convert_checkpoint(
         _SOURCE.value, _INPUT.value, _MODEL.value, num_classes=_NUM_CLASSES.value,
         overrides=overrides, resolution=_RESOLUTION.value)
-    encoded = read_check_image(_CHECK_IMAGE.value) if _CHECK.value else None
-  except (ValueError, OSError, ImportError) as e:  # ConversionError, unknown model, ...
-    cli.fail(cli.first_line(e))
-  weights_file.save(model, _OUTPUT.value, **info)
+    top5 = None
+    if _CHECK.value:
+      top5 = describe_top5(model, read_check_image(_CHECK_IMAGE.value), info["resolution"],
+                           model_defs.get_spec(info["name"]).family)
+    weights_file.save(model, _OUTPUT.value, **info)
+  except (ValueError, OSError, ImportError) as e:
+    cli.fail(cli.first_line(e))  # a checkpoint that does not fit, an unknown model, ...
+  except tf.errors.InvalidArgumentError:
+    cli.fail(f"--check_image={_CHECK_IMAGE.value}: not an image TensorFlow decodes "
+             f"(JPEG, PNG, GIF, BMP, WebP)")
   print(f"wrote {_OUTPUT.value}: {info['name']}, {info['num_classes']} classes, "
         f"{info['resolution']} px, from {info['source']}"
         + (f", overrides {info['overrides']}" if info["overrides"] else ""))
-  if encoded is not None:
-    family = model_defs.get_spec(info["name"]).family
-    print(describe_top5(model, encoded, info["resolution"], family))
+  if top5:
+    print(top5)
 
 
 def read_check_image(path: str | None) -> bytes:

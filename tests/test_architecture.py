@@ -24,7 +24,7 @@ ALLOWED = {
     "configs": {"core", "configs"},
     "miniature": {"core", "planning", "data", "train", "analysis", "configs"},
 }
-MAINS = {"plan", "pretrain", "fit_scaling", "compare", "study"}
+MAINS = {"plan", "pretrain", "fit_scaling", "compare", "study", "convert"}
 
 
 def _modules(package: str):

@@ -30,6 +30,18 @@ CASES = [
     ("study", ["--workers=-1"], "--workers"),
     ("study", ["--budgets_core_seconds=a"], "--budgets_core_seconds"),
     ("study", ["--workdir={tmp}/study", "--nfnet_models=nfnet_nope"], "nfnet_nope"),
+    ("convert", [], "--source"),
+    ("convert", ["--source=haiku"], "haiku"),
+    ("convert", ["--source=deepmind", "--input={tmp}/F0_haiku.npz", "--model=nfnet_f0",
+                 "--output={tmp}/out"], "{tmp}/F0_haiku.npz"),
+    ("convert", ["--source=deepmind", "--input=README.md", "--model=nfnet_f0",
+                 "--output={tmp}/out", "--override=timm_compat"], "--override=timm_compat"),
+    ("convert", ["--source=deepmind", "--input=README.md", "--model=nfnet_nope",
+                 "--output={tmp}/out"], "nfnet_nope"),
+    ("convert", ["--source=big_vision", "--input=README.md", "--model=nfnet_f0",
+                 "--output={tmp}/out"], "big_vision"),
+    ("convert", ["--source=deepmind", "--input=README.md", "--model=nfnet_f0",
+                 "--output={tmp}/out"], "README.md is not a safe Haiku parameter pickle"),
 ]
 
 

