@@ -28,6 +28,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+# ConversionError is re-exported: callers catch convert_nfnet.ConversionError.
 from model_defs.convert_common import (ConversionError, assign_all, load_torch_state_dict,
                                        match_to_model, to_numpy)
 

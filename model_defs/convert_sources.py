@@ -105,7 +105,8 @@ def convert_checkpoint(source: str, path: str, model_name: str, *,
   classes = _head_classes(source, spec.family, params) if num_classes is None else num_classes
   overrides = {**default_overrides(source, spec.family), **dict(overrides or {})}
   if spec.family == "vit":
-    resolution = resolution or _vit_resolution(source, params, spec.config["patch_size"])
+    resolution = (resolution or overrides.pop("image_size", None)
+                  or _vit_resolution(source, params, spec.config["patch_size"]))
     model = model_defs.build(model_name, classes, **{**overrides,
                                                       "image_size": resolution or None})
     resolution = resolution or model.input_shape[1]

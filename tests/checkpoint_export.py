@@ -1,5 +1,7 @@
 """Test helpers that write checkpoints in other codebases' formats.
 
+``timm_nfnet_references``: randomised timm NFNets, their inputs and logits (subprocess).
+
 ``timm_to_haiku_tree``: a timm ``dm_nfnet`` state dict as DeepMind's released Haiku files.
 ``keras_vit_to_big_vision`` / ``keras_vit_to_timm``: a Keras ViT's weights under
 big_vision's and timm's names and layouts.
@@ -19,10 +21,38 @@ timm's names: ``stem.conv{1..4}``, ``stages.{s}.{b}.conv{1,2,2b,3}``,
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
+import subprocess
+import sys
 
 import numpy as np
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def timm_nfnet_references(out_dir, configs, num_classes: int, resolution: int = 64,
+                          batch: int = 2) -> dict:
+  """{config: (state dict, NHWC images, logits)} of randomised timm NFNets ('f0', 'mini_f0').
+
+  timm runs in a subprocess (tests/nfnet_timm_reference.py): importing timm or torchvision
+  after TensorFlow crashes this machine.
+  """
+  result = subprocess.run(
+      [sys.executable, os.path.join(TESTS_DIR, "nfnet_timm_reference.py"), str(out_dir),
+       "--configs", *configs, "--resolution", str(resolution), "--batch", str(batch),
+       "--num_classes", str(num_classes)],
+      capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  references = {}
+  for config in configs:
+    data = np.load(os.path.join(str(out_dir), f"{config}.npz"))
+    state_dict = {k[len("state_dict/"):]: data[k] for k in data.files
+                  if k.startswith("state_dict/")}
+    references[config] = (state_dict, data["images_nhwc"], data["logits"])
+  return references
+
 
 _TIMM_BLOCK_CONV = {"conv1": "conv0", "conv2": "conv1", "conv2b": "conv1b", "conv3": "conv2",
                     "downsample.conv": "conv_shortcut"}

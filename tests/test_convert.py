@@ -41,20 +41,8 @@ def relative_error(logits, reference) -> float:
 @pytest.fixture(scope="module")
 def timm_nfnets(tmp_path_factory):
   """{config: (state dict, NHWC images, timm logits)} for 'f0' and 'mini_f0'."""
-  out_dir = tmp_path_factory.mktemp("timm_nfnet")
-  result = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "tests", "nfnet_timm_reference.py"), str(out_dir),
-       "--configs", "f0", "mini_f0", "--resolution", "64", "--batch", "2",
-       "--num_classes", str(NUM_CLASSES)],
-      capture_output=True, text=True, timeout=300, check=False)
-  assert result.returncode == 0, result.stderr[-3000:]
-  references = {}
-  for config in ("f0", "mini_f0"):
-    data = np.load(out_dir / f"{config}.npz")
-    state_dict = {k[len("state_dict/"):]: data[k] for k in data.files
-                  if k.startswith("state_dict/")}
-    references[config] = (state_dict, data["images_nhwc"], data["logits"])
-  return references
+  return checkpoint_export.timm_nfnet_references(tmp_path_factory.mktemp("timm_nfnet"),
+                                                 ("f0", "mini_f0"), NUM_CLASSES)
 
 
 def test_deepmind_file_through_the_command_gives_timm_logits(timm_nfnets, tmp_path):
