@@ -43,7 +43,10 @@ def load_torch_state_dict(path: str) -> dict[str, np.ndarray]:
   Raises:
     ConversionError: if the file holds no mapping of parameter names.
   """
-  import torch  # pylint: disable=import-outside-toplevel
+  try:
+    import torch  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    raise ConversionError(f"reading {path} needs PyTorch (pip install torch)") from None
 
   checkpoint = torch.load(path, map_location="cpu", weights_only=True)
   for wrapper in STATE_DICT_WRAPPERS:
@@ -53,3 +56,43 @@ def load_torch_state_dict(path: str) -> dict[str, np.ndarray]:
   if not isinstance(checkpoint, Mapping):
     raise ConversionError(f"{path} holds a {type(checkpoint).__name__}, not a state dict")
   return {key: to_numpy(value) for key, value in checkpoint.items()}
+
+
+def match_to_model(model, sources, kind: str) -> dict[str, np.ndarray]:
+  """Checks a converted checkpoint against ``model`` and returns {variable path: array}.
+
+  Args:
+    model: the Keras model the checkpoint is meant for.
+    sources: (checkpoint name, Keras variable path or None when the name is not
+      recognised, array already in Keras layout) for every checkpoint parameter.
+    kind: what the checkpoint is, for the message ('timm', 'DeepMind', ...).
+
+  Raises:
+    ConversionError: whose first line names the first missing, unexpected or mis-shaped
+      parameter (what a command prints); further lines list every problem.
+  """
+  targets = {v.path: tuple(v.shape) for v in model.weights}
+  converted, unexpected = {}, []
+  for name, path, value in sources:
+    if path is None or path not in targets:
+      unexpected.append(name if path is None else f"{name} (-> {path})")
+    else:
+      converted[path] = (name, value)
+  missing = sorted(set(targets) - set(converted))
+  misshaped = sorted(f"{name} {tuple(value.shape)} -> {path} {targets[path]}"
+                     for path, (name, value) in converted.items()
+                     if tuple(value.shape) != targets[path])
+  problems = ([f"missing parameter {p!r} (no {kind} source)" for p in missing]
+              + [f"unexpected parameter {n!r}" for n in sorted(unexpected)]
+              + [f"mis-shaped parameter {m} (in Keras layout)" for m in misshaped])
+  if problems:
+    more = f" ({len(problems) - 1} more below)" if len(problems) > 1 else ""
+    raise ConversionError(f"cannot load the {kind} checkpoint into {model.name!r}: "
+                          f"{problems[0]}{more}\n  " + "\n  ".join(problems))
+  return {path: value for path, (_, value) in converted.items()}
+
+
+def assign_all(model, arrays) -> None:
+  """Assigns {variable path: array} to every variable of ``model`` (after all checks)."""
+  for variable in model.weights:
+    variable.assign(np.asarray(arrays[variable.path]).astype(variable.dtype))

@@ -28,7 +28,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from model_defs.convert_common import ConversionError, load_torch_state_dict, to_numpy
+# ConversionError is re-exported: callers catch convert_nfnet.ConversionError.
+from model_defs.convert_common import (ConversionError, assign_all, load_torch_state_dict,
+                                       match_to_model, to_numpy)
 
 
 _CONV_PARAM = {"weight": "kernel", "gain": "gain", "bias": "bias"}
@@ -94,38 +96,12 @@ def convert_timm_state_dict(model, state_dict: Mapping[str, Any]) -> dict[str, n
     {keras variable path: array in Keras layout} covering every model variable.
 
   Raises:
-    ConversionError: naming unrecognised or unused timm keys, Keras variables with no
-      source, and shape mismatches.
+    ConversionError: naming the first missing, unexpected or mis-shaped parameter on its
+      first line, and every problem on the next ones.
   """
-  targets = {v.path: v for v in model.weights}
-  converted, unrecognised, unmatched = {}, [], []
-  for key, value in state_dict.items():
-    path = timm_key_to_keras_path(key)
-    if path is None:
-      unrecognised.append(key)
-      continue
-    if path not in targets:
-      unmatched.append(f"{key} -> {path}")
-      continue
-    converted[path] = (key, _to_keras_layout(key, to_numpy(value)))
-
-  problems = []
-  if unrecognised:
-    problems.append(f"unrecognised timm keys: {sorted(unrecognised)}")
-  if unmatched:
-    problems.append(f"timm keys with no Keras variable: {sorted(unmatched)}")
-  missing = sorted(set(targets) - set(converted))
-  if missing:
-    problems.append(f"Keras variables with no timm source: {missing}")
-  mismatched = [f"{key} {value.shape} -> {path} {tuple(targets[path].shape)}"
-                for path, (key, value) in converted.items()
-                if tuple(value.shape) != tuple(targets[path].shape)]
-  if mismatched:
-    problems.append(f"shape mismatches (timm, in Keras layout -> Keras): {sorted(mismatched)}")
-  if problems:
-    raise ConversionError(f"cannot load the timm state dict into {model.name!r}:\n  "
-                          + "\n  ".join(problems))
-  return {path: value for path, (_, value) in converted.items()}
+  sources = [(key, timm_key_to_keras_path(key), _to_keras_layout(key, to_numpy(value)))
+             for key, value in state_dict.items()]
+  return match_to_model(model, sources, "timm")
 
 
 def load_timm_state_dict(model, state_dict: Mapping[str, Any], check_options: bool = True):
@@ -147,8 +123,7 @@ def load_timm_state_dict(model, state_dict: Mapping[str, Any], check_options: bo
   arrays = convert_timm_state_dict(model, state_dict)
   if check_options:
     _warn_if_not_timm_numerics(model)
-  for variable in model.weights:
-    variable.assign(arrays[variable.path].astype(variable.dtype))
+  assign_all(model, arrays)
   return model
 
 

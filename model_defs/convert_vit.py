@@ -23,7 +23,6 @@ ValueError, shared with ``model_defs.convert_nfnet``). No timm/torchvision impor
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any, Mapping
 

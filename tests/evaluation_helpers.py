@@ -3,7 +3,6 @@ converted-weights directory writer, and an ImageFolder of PNGs."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 
@@ -65,13 +64,10 @@ def loop_metrics(logits, label_sets_per_row, num_bins=15):
 
 def write_converted(model, out_dir, *, name, num_classes, resolution, overrides=None,
                     ema=False):
-  """The converted-weights directory format (model.json + model.weights.h5)."""
-  os.makedirs(out_dir, exist_ok=True)
-  model.save_weights(os.path.join(out_dir, "model.weights.h5"))
-  with open(os.path.join(out_dir, "model.json"), "w", encoding="utf-8") as f:
-    json.dump({"format": "nfnet-vit-scaling/weights/v1", "model": name,
-               "num_classes": num_classes, "model_overrides": overrides or {},
-               "resolution": resolution, "source": "test", "ema": ema}, f)
+  """The converted-weights directory format, through the kit's own writer."""
+  from model_defs import weights_file
+  weights_file.save(model, out_dir, name=name, num_classes=num_classes,
+                    overrides=overrides or {}, resolution=resolution, source="test", ema=ema)
   return out_dir
 
 

@@ -25,7 +25,7 @@ ALLOWED = {
     "miniature": {"core", "planning", "data", "train", "analysis", "configs"},
     "evaluation": {"core", "data", "train", "analysis"},
 }
-MAINS = {"plan", "pretrain", "fit_scaling", "compare", "study", "evaluate"}
+MAINS = {"plan", "pretrain", "fit_scaling", "compare", "study", "evaluate", "convert", "finetune"}
 
 
 def _modules(package: str):

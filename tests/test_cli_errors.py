@@ -35,6 +35,18 @@ CASES = [
     ("evaluate", ["--weights={tmp}/none", "--resolution=2x"], "--resolution"),
     ("evaluate", ["--weights={tmp}/none", "--crop=centre"], "crop"),
     ("evaluate", ["--weights={tmp}/none"], "{tmp}/none"),
+    ("convert", [], "--source"),
+    ("convert", ["--source=haiku"], "haiku"),
+    ("convert", ["--source=deepmind", "--input={tmp}/F0_haiku.npz", "--model=nfnet_f0",
+                 "--output={tmp}/out"], "{tmp}/F0_haiku.npz"),
+    ("convert", ["--source=deepmind", "--input=README.md", "--model=nfnet_f0",
+                 "--output={tmp}/out", "--override=timm_compat"], "--override=timm_compat"),
+    ("convert", ["--source=deepmind", "--input=README.md", "--model=nfnet_nope",
+                 "--output={tmp}/out"], "nfnet_nope"),
+    ("convert", ["--source=big_vision", "--input=README.md", "--model=nfnet_f0",
+                 "--output={tmp}/out"], "big_vision"),
+    ("convert", ["--source=deepmind", "--input=README.md", "--model=nfnet_f0",
+                 "--output={tmp}/out"], "README.md is not a safe Haiku parameter pickle"),
 ]
 
 

@@ -6,40 +6,24 @@ parameter (skip gains, gains and biases are made non-zero) and saves the state d
 the input images and timm's logits; this process only reads the .npz.
 """
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch  # torch alone imports fine next to TensorFlow (timm/torchvision after it do not)
 
+import checkpoint_export
 import model_defs
 from model_defs import convert_common, convert_vit
 from model_defs.convert_nfnet import (ConversionError, load_timm_checkpoint,
                                       load_timm_state_dict, load_torch_checkpoint)
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 10
 KERAS_NAMES = {"f0": "nfnet_f0", "mini_f0": "nfnet_mini_f0"}
 
 
 @pytest.fixture(scope="module")
 def timm_references(tmp_path_factory):
-  out_dir = tmp_path_factory.mktemp("timm_nfnet")
-  result = subprocess.run(
-      [sys.executable, os.path.join(REPO_ROOT, "tests", "nfnet_timm_reference.py"), str(out_dir),
-       "--configs", *KERAS_NAMES, "--resolution", "64", "--batch", "2",
-       "--num_classes", str(NUM_CLASSES)],
-      capture_output=True, text=True, timeout=300, check=False)
-  assert result.returncode == 0, result.stderr[-3000:]
-  references = {}
-  for config in KERAS_NAMES:
-    data = np.load(out_dir / f"{config}.npz")
-    state_dict = {k[len("state_dict/"):]: data[k] for k in data.files
-                  if k.startswith("state_dict/")}
-    references[config] = (state_dict, data["images_nhwc"], data["logits"])
-  return references
+  return checkpoint_export.timm_nfnet_references(tmp_path_factory.mktemp("timm_nfnet"),
+                                                 tuple(KERAS_NAMES), NUM_CLASSES)
 
 
 @pytest.mark.parametrize("config", sorted(KERAS_NAMES))

@@ -4,14 +4,12 @@
                       checkpoints/): the model is rebuilt as the engine builds it
                       (``steps.build_model``) and the latest checkpoint restored with its
                       optimizer, whose EMA weights are used when it keeps them.
-  converted weights   ``model.json`` + ``model.weights.h5`` written by ``reproduce.convert``.
+  converted weights   ``model.json`` + ``model.weights.h5`` written by ``reproduce.convert``
+                      (read by ``model_defs.weights_file``).
 
 ``ema``: "auto" takes EMA weights when the source has them; "true" requires them; "false"
 requires raw weights (a converted directory holds one set, its model.json says which).
 A ViT evaluated at another resolution gets its position embedding resampled.
-
-Merge note: the converted-weights reader here is a minimal copy of the format of
-``model_defs/weights_file.py`` (convert branch); switch ``_load_converted`` to it.
 """
 
 from __future__ import annotations
@@ -23,6 +21,7 @@ import keras
 import tensorflow as tf
 
 import model_defs
+from model_defs import weights_file
 from reproduce.core import cli
 from reproduce.core import fileio
 from reproduce.evaluation import specs
@@ -31,9 +30,6 @@ from reproduce.train import optim
 from reproduce.train import rundir
 from reproduce.train import steps
 
-WEIGHTS_FORMAT = "nfnet-vit-scaling/weights/v1"
-WEIGHTS_CONFIG = "model.json"
-WEIGHTS_FILE = "model.weights.h5"
 EMA_CHOICES = ("auto", "true", "false")
 # Checkpoint keys of the model's trainable variables (tracked through the optimizer).
 _TRAINABLE_KEY = re.compile(r"^optimizer/_trainable_variables/(\d+)/")
@@ -115,20 +111,12 @@ def _build(name: str, num_classes: int, overrides: dict, resolution: int) -> ker
 
 
 def _load_converted(path: str, ema: str) -> LoadedModel:
-  config_path = fileio.join(path, WEIGHTS_CONFIG)
-  info = fileio.read_json(config_path)
-  if not isinstance(info, dict) or info.get("format") != WEIGHTS_FORMAT:
-    raise ModelLoadError(f"{config_path} is not of format {WEIGHTS_FORMAT!r}")
-  missing = [k for k in ("model", "num_classes", "resolution") if k not in info]
-  if missing:
-    raise ModelLoadError(f"{config_path} lacks field(s) {missing}")
-  weights_path = fileio.join(path, WEIGHTS_FILE)
-  if not fileio.exists(weights_path):
-    raise ModelLoadError(f"{path} has no {WEIGHTS_FILE}")
+  try:
+    model, info = weights_file.load(path)
+  except weights_file.WeightsFileError as e:
+    raise ModelLoadError(cli.first_line(e)) from None
   weights = choose_weights(ema, {"ema" if info.get("ema") else "raw"}, path)
   overrides = dict(info.get("model_overrides") or {})
-  model = _build(info["model"], int(info["num_classes"]), overrides, int(info["resolution"]))
-  model.load_weights(weights_path)
   return LoadedModel(model, info["model"], int(info["num_classes"]), overrides,
                      int(info["resolution"]), weights, "converted", path)
 
@@ -137,7 +125,7 @@ def load(path: str, ema: str = "auto") -> LoadedModel:
   """The model of a run directory or converted-weights directory at its own resolution."""
   path = fileio.expand(path).rstrip("/")
   loader = (_load_run if fileio.exists(fileio.join(path, rundir.CONFIG_FILE)) else
-            _load_converted if fileio.exists(fileio.join(path, WEIGHTS_CONFIG)) else None)
+            _load_converted if fileio.exists(fileio.join(path, weights_file.CONFIG_FILE)) else None)
   if loader is not None:
     try:
       return loader(path, ema)
@@ -147,7 +135,7 @@ def load(path: str, ema: str = "auto") -> LoadedModel:
       # Unreadable JSON, missing or mismatched weights: the files do not hold this model.
       raise ModelLoadError(f"cannot load --weights={path}: {cli.first_line(e)}") from None
   raise ModelLoadError(f"--weights={path} is neither a run directory ({rundir.CONFIG_FILE}) "
-                       f"nor a converted-weights directory ({WEIGHTS_CONFIG})")
+                       f"nor a converted-weights directory ({weights_file.CONFIG_FILE})")
 
 
 def at_resolution(loaded: LoadedModel, resolution: int) -> keras.Model:

@@ -1,0 +1,163 @@
+"""Released checkpoints -> this kit's weights: ``python -m reproduce.convert``.
+
+  python -m reproduce.convert --source=deepmind --input=F0_haiku.npz --model=nfnet_f0 \
+      --output=converted/nfnet_f0 [--check] [--check_image=cat.jpg]
+  python -m reproduce.convert --source=timm --input=pytorch_model.bin --model=vit_b16 ...
+  python -m reproduce.convert --source=big_vision --input=ViT-B_16.npz --model=vit_b16 ...
+
+Sources: 'deepmind' (the released NFNet F0-F6 Haiku pickles, read without running their
+code), 'timm' (NFNet and ViT state dicts, .pth/.bin) and 'big_vision' (ViT .npz). Writes
+OUTPUT/model.json and OUTPUT/model.weights.h5 (``model_defs.weights_file``), which
+``reproduce.evaluate`` and ``reproduce.finetune`` read with --weights=OUTPUT. ``--check``
+runs the converted model on a test image and prints its top-5 classes. Bad input, or a
+checkpoint that does not fit the model (the first missing, unexpected or mis-shaped
+parameter is named), is one line on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from absl import app
+from absl import flags
+
+from reproduce.core import cli
+
+SOURCES = ("deepmind", "timm", "big_vision")
+
+_SOURCE = flags.DEFINE_enum("source", None, list(SOURCES), "Checkpoint format.")
+_INPUT = flags.DEFINE_string("input", None, "Checkpoint file.")
+_MODEL = flags.DEFINE_string("model", None, "model_defs name, e.g. nfnet_f0 or vit_b16.")
+_OUTPUT = flags.DEFINE_string("output", None, "Directory to write (replaced if it exists).")
+_NUM_CLASSES = flags.DEFINE_integer("num_classes", None,
+                                    "Classifier outputs (default: read from the checkpoint).")
+_RESOLUTION = flags.DEFINE_integer(
+    "resolution", None, "Resolution the weights are for (ViTs: the position-embedding grid, "
+    "resampled if it differs from the checkpoint's; default: the checkpoint's; NFNets: the "
+    "variant's test resolution).")
+_OVERRIDE = flags.DEFINE_multi_string(
+    "override", [], "Model build option KEY=VALUE (VALUE parsed as JSON, else a string), "
+    "e.g. timm_compat=true; repeatable.")
+_CHECK = flags.DEFINE_bool("check", False, "Run the converted model on a test image and print "
+                           "its top-5 classes.")
+_CHECK_IMAGE = flags.DEFINE_string("check_image", None, "Image for --check (default: "
+                                   "scikit-learn's sample photo china.jpg).")
+
+
+def parse_overrides(items: list[str]) -> dict:
+  """``KEY=VALUE`` strings as a dict (VALUE as JSON when it parses, else the string)."""
+  overrides = {}
+  for item in items:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+      raise ValueError(f"--override={item}: expected KEY=VALUE")
+    try:
+      overrides[key.strip()] = json.loads(value)
+    except json.JSONDecodeError:
+      overrides[key.strip()] = value
+  return overrides
+
+
+def _check_flags() -> dict:
+  """Flag problems found before TensorFlow starts; returns the parsed overrides."""
+  for flag in (_SOURCE, _INPUT, _MODEL, _OUTPUT):
+    if not flag.value:
+      cli.fail(f"--{flag.name} is required")
+  if not os.path.isfile(_INPUT.value):
+    cli.fail(f"--input={_INPUT.value}: no such file")
+  for flag in (_NUM_CLASSES, _RESOLUTION):
+    if flag.value is not None and flag.value < 1:
+      cli.fail(f"--{flag.name}={flag.value}: expected a positive integer")
+  if _CHECK_IMAGE.value and not os.path.isfile(_CHECK_IMAGE.value):
+    cli.fail(f"--check_image={_CHECK_IMAGE.value}: no such file")
+  try:
+    return parse_overrides(_OVERRIDE.value)
+  except ValueError as e:
+    cli.fail(cli.first_line(e))
+
+
+def main(argv):
+  if len(argv) > 1:
+    cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  overrides = _check_flags()
+  tf = cli.start_tensorflow()
+  # pylint: disable=g-import-not-at-top  (after TensorFlow's quiet start-up)
+  import model_defs
+  from model_defs import convert_sources
+  from model_defs import weights_file
+  try:
+    model, info = convert_sources.convert_checkpoint(
+        _SOURCE.value, _INPUT.value, _MODEL.value, num_classes=_NUM_CLASSES.value,
+        overrides=overrides, resolution=_RESOLUTION.value)
+    top5 = None
+    if _CHECK.value:
+      top5 = describe_top5(model, read_check_image(_CHECK_IMAGE.value), info["resolution"],
+                           model_defs.get_spec(info["name"]).family)
+    weights_file.save(model, _OUTPUT.value, **info)
+  except (ValueError, OSError, ImportError) as e:
+    cli.fail(cli.first_line(e))  # a checkpoint that does not fit, an unknown model, ...
+  except tf.errors.InvalidArgumentError:
+    cli.fail(f"--check_image={_CHECK_IMAGE.value}: not an image TensorFlow decodes "
+             f"(JPEG, PNG, GIF, BMP, WebP)")
+  print(f"wrote {_OUTPUT.value}: {info['name']}, {info['num_classes']} classes, "
+        f"{info['resolution']} px, from {info['source']}"
+        + (f", overrides {info['overrides']}" if info["overrides"] else ""))
+  if top5:
+    print(top5)
+
+
+def read_check_image(path: str | None) -> bytes:
+  """The encoded test image: ``path``, or scikit-learn's sample photo as a JPEG."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  if path:
+    return tf.io.read_file(path).numpy()
+  from sklearn.datasets import load_sample_image  # pylint: disable=g-import-not-at-top
+  return tf.io.encode_jpeg(load_sample_image("china.jpg"), quality=95).numpy()
+
+
+def check_logits(model, encoded: bytes, resolution: int, family: str):
+  """Logits of one image under the family's eval protocol (NFNet: ImageNet mean/std;
+  ViT: pixels scaled to [-1, 1], as big_vision and timm's AugReg ViTs)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from reproduce import data  # pylint: disable=g-import-not-at-top
+  image = np.asarray(data.eval_image(encoded, resolution))
+  if family == "vit":
+    image = (image * np.asarray(data.STDDEV_RGB) + np.asarray(data.MEAN_RGB)) / 127.5 - 1.0
+  return np.asarray(model(image[None], training=False))[0]
+
+
+def imagenet_class_names() -> list[str] | None:
+  """The 1000 ImageNet-1k class names in label order, from timm's data files when timm is
+  installed (read as text; timm is not imported); None otherwise."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.find_spec("timm")
+  if spec is None or not spec.submodule_search_locations:
+    return None
+  info = os.path.join(list(spec.submodule_search_locations)[0], "data", "_info")
+  try:
+    with open(os.path.join(info, "imagenet_synsets.txt"), encoding="utf-8") as f:
+      synsets = f.read().split()
+    with open(os.path.join(info, "imagenet_synset_to_lemma.txt"), encoding="utf-8") as f:
+      lemmas = dict(line.rstrip("\n").split("\t", 1) for line in f if "\t" in line)
+  except OSError:
+    return None
+  return [f"{s} {lemmas.get(s, '')}".strip() for s in synsets] if len(synsets) == 1000 else None
+
+
+def describe_top5(model, encoded: bytes, resolution: int, family: str) -> str:
+  """The top-5 classes of the check image with their probabilities, one per line."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  logits = check_logits(model, encoded, resolution, family)
+  probs = np.exp(logits - logits.max())
+  probs /= probs.sum()
+  names = imagenet_class_names() if len(logits) == 1000 else None
+  lines = [f"top-5 of the check image at {resolution} px:"]
+  for index in np.argsort(-logits)[:5]:
+    name = f"  {names[index]}" if names else ""
+    lines.append(f"  {int(index):5d}  p={probs[index]:.3f}{name}")
+  return "\n".join(lines)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=cli.parse_flags)
