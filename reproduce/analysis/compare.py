@@ -178,12 +178,14 @@ def _family_claims(family: str, fits: dict) -> tuple[list[Row], list[str]]:
   rows, notes = [], []
   entry = fits["per_family"][family]
   why_not = {part: (fits.get("notes") or {}).get(f"per_family.{family}.{part}", "no fit")
-             for part in ("optimal_scaling", "lr_trend")}
+             for part in ("fit", "optimal_scaling", "lr_trend")}
   law = entry.get("fit")
   if law:
     lo, hi = law["ci"]["b"]
     rows.append(_sign_row(published.get("claim.loss_vs_compute_slope_sign"), family, -law["b"],
                           None if lo is None else [-hi, -lo], "log-log slope -b"))
+  else:
+    notes.append(f"{family}: loss-law claim skipped: {why_not['fit']}")
   opt = entry.get("optimal_scaling")
   if opt:
     for key, part in (("claim.optimal_size_exponent_sign", "size"),
@@ -212,7 +214,8 @@ def _family_claims(family: str, fits: dict) -> tuple[list[Row], list[str]]:
 def _absolute_claims(family: str, entry: dict) -> tuple[list[Row], list[str]]:
   """The claims that hold only in TPU-v4 core hours at the paper's batch size."""
   rows, notes = [], []
-  sweeps = [s for s in (entry.get("optimal_lr") or []) if s.get("batch_size") == PAPER_BATCH_SIZE]
+  sweeps = [s for s in (entry.get("optimal_lr") or [])
+            if s.get("batch_size") == PAPER_BATCH_SIZE]
   if sweeps:
     smallest = min(s["epochs"] for s in sweeps)
     lrs = [s["best_lr"] for s in sweeps if s["epochs"] == smallest]
@@ -242,16 +245,15 @@ def claim_rows(fits: dict, points: Sequence[Point] = ()) -> tuple[list[Row], lis
   """
   del points  # reserved for claims that need raw runs
   per_family = fits.get("per_family") or {}
-  claimed = CLAIM_FAMILY
-  notes = [] if claimed in per_family else [
-      f"no {claimed} runs: the paper's claims (about {claimed}) are not judged"]
+  notes = [] if CLAIM_FAMILY in per_family else [
+      f"no {CLAIM_FAMILY} runs: the paper's claims (about {CLAIM_FAMILY}) are not judged"]
   paper_units = fits["compute_unit"] == PAPER_COMPUTE_UNIT
   if not paper_units:
     notes.append(f"absolute claims (optimal LR 1.6, optimal epochs > 1 above 5k core hours) "
                  f"skipped: our compute is in {fits['compute_unit']}, not "
                  f"{PAPER_COMPUTE_UNIT}")
   rows = []
-  for family in sorted(per_family, key=lambda f: (f != claimed, f)):
+  for family in sorted(per_family, key=lambda f: (f != CLAIM_FAMILY, f)):
     made = [_family_claims(family, fits)]
     if paper_units:
       made.append(_absolute_claims(family, per_family[family]))

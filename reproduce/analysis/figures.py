@@ -102,7 +102,8 @@ def figure_loss_vs_compute(points: Sequence[Point], fits: dict):
                   textcoords="offset points", xytext=(3, 3), color=colors[model])
   front = fits["frontier"]
   ax.plot([f["compute"] for f in front], [f["heldout_loss"] for f in front], "k--",
-          marker="o", mfc="none", ms=10, lw=1, label="compute-efficient frontier (all families)", zorder=2)
+          marker="o", mfc="none", ms=10, lw=1, zorder=2,
+          label="compute-efficient frontier (all families)")
   law = fits["loss_vs_compute"]
   grid = np.geomspace(min(p.compute for p in points), max(p.compute for p in points), 100)
   e_text = f"{law['E']:.3g} + " if law["form"].startswith("L = E") else ""

@@ -275,6 +275,8 @@ def fit_family(points: Sequence[Point], *, bootstrap: int = 200, seed: int = 0,
     its ScalingError message is in notes[part].
   """
   points = list(points)
+  if not points:
+    raise ScalingError("no runs to fit")
   family = points[0].family
   notes = {}
   tuned = fr.best_lr_points(points)

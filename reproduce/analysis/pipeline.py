@@ -135,9 +135,8 @@ def interval(samples: np.ndarray, name: str, estimate: float | None, confidence:
   """Normal interval of ``name`` from ``bootstrap_estimates`` rows (``log``: of its log)."""
   if estimate is None or not math.isfinite(estimate) or (log and estimate <= 0):
     return [None, None]
-  column = samples[:, ESTIMATES.index(name)] if len(samples) else np.zeros(0)
   centre = math.log(estimate) if log else estimate
-  lo, hi = boot.normal_interval(centre, column, confidence)
+  lo, hi = boot.normal_interval(centre, samples[:, ESTIMATES.index(name)], confidence)
   if lo is None or not log:
     return [lo, hi]
   return [math.exp(lo), math.exp(hi)]
