@@ -30,25 +30,40 @@ _OPTIMAL = flags.DEFINE_enum("optimal", "frontier", ["frontier", "bucket"],
                              "Which runs are 'optimal at compute C' for the size/epochs laws.")
 
 
-def summary_lines(fits: dict) -> list[str]:
-  """A short human summary of ``fits``."""
-  law = fits["loss_vs_compute"]
-  e_text = f"{law['E']:.4g} + " if law["form"].startswith("L = E") else ""
-  lines = [f"{fits['n_runs']} runs, compute in {fits['compute_kind']} {fits['compute_unit']}; "
-           f"frontier {len(fits['frontier'])} points",
-           f"loss: L = {e_text}{law['a']:.4g} * C^-{law['b']:.4g}  "
-           f"(b CI {cli.format_interval(law['ci']['b'])}, rmse(log L) {law['rmse_log']:.3g})"]
-  opt = fits.get("optimal_scaling")
+def _family_lines(family: str, entry: dict) -> list[str]:
+  """One family's own fits: the loss law, optimal size/epochs, the optimal-LR trend."""
+  law = entry.get("fit")
+  lines = [f"{family}: {entry['n_runs']} runs, frontier {len(entry['frontier'])} points"
+           + (f"; L = {law['a']:.4g} * C^-{law['b']:.4g} (b CI "
+              f"{cli.format_interval(law['ci']['b'])})" if law else "")]
+  opt = entry.get("optimal_scaling")
   if opt:
     ratio = opt["ratio"]["value"]
     parts = [f"{part} ~ C^{opt[part]['exponent']:.3g} "
              f"(CI {cli.format_interval(opt[part]['ci']['exponent'])})"
-             for part in ("params", "epochs")]
-    lines.append(f"optimal {', '.join(parts)}, ratio "
-                 f"{'n/a' if ratio is None else f'{ratio:.3g}'}")
-  if fits.get("lr_trend"):
-    lines.append(f"optimal LR ~ epochs^{fits['lr_trend']['pooled_slope']:.3g} "
-                 f"({len(fits['optimal_lr'])} LR sweeps)")
+             for part in ("size", "epochs")]
+    lines.append(f"{family}: optimal {', '.join(parts)}, ratio "
+                 f"{'n/a' if ratio is None else f'{ratio:.3g}'} "
+                 f"(CI {cli.format_interval(opt['ratio']['ci'])}); size = {opt['size_axis']}")
+  trend = entry.get("lr_trend")
+  if trend:
+    lines.append(f"{family}: optimal LR ~ epochs^{trend['pooled_slope']:.3g} "
+                 f"(CI {cli.format_interval(trend.get('ci'))}, "
+                 f"{len(entry['optimal_lr'])} LR sweeps)")
+  return lines
+
+
+def summary_lines(fits: dict) -> list[str]:
+  """A short human summary of ``fits``: the pooled law, then each family's own fits."""
+  law = fits["loss_vs_compute"]
+  e_text = f"{law['E']:.4g} + " if law["form"].startswith("L = E") else ""
+  lines = [f"{fits['n_runs']} runs, compute in {fits['compute_kind']} {fits['compute_unit']}; "
+           f"pooled frontier {len(fits['frontier'])} points",
+           f"loss: L = {e_text}{law['a']:.4g} * C^-{law['b']:.4g}  "
+           f"(pooled over families; b CI {cli.format_interval(law['ci']['b'])}, "
+           f"rmse(log L) {law['rmse_log']:.3g})"]
+  for family, entry in sorted(fits.get("per_family", {}).items()):
+    lines += _family_lines(family, entry)
   for name, note in fits.get("notes", {}).items():
     lines.append(f"skipped {name}: {note}")
   return lines

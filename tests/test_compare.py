@@ -49,9 +49,11 @@ def test_claims_on_synthetic_study_pass(study):
   _, points, fits = study
   result = compare.compare(points, fits, model_stats=False)
   keys = {r["key"] for r in result["rows"]}
-  assert keys == {"claim.loss_vs_compute_slope_sign", "claim.optimal_size_exponent_sign",
-                  "claim.optimal_epochs_exponent_sign", "claim.size_vs_epochs_exponent_ratio",
-                  "claim.optimal_lr_vs_epochs_sign"}
+  assert keys == {"claim.nfnet.loss_vs_compute_slope_sign",
+                  "claim.nfnet.optimal_size_exponent_sign",
+                  "claim.nfnet.optimal_epochs_exponent_sign",
+                  "claim.nfnet.size_vs_epochs_exponent_ratio",
+                  "claim.nfnet.optimal_lr_vs_epochs_sign"}
   assert result["passed"] and result["n_fail"] == 0, compare.format_table(result)
   # CPU core hours are never compared with the paper's TPU-v4 core hours.
   assert any("not TPU-v4 core hours" in n for n in result["notes"])
@@ -60,12 +62,13 @@ def test_claims_on_synthetic_study_pass(study):
 def test_flat_study_fails_claims(study):
   _, points, fits = study
   flat = json.loads(fileio.dumps(fits))
-  flat["loss_vs_compute"].update(b=-0.01, ci=dict(a=[1, 2], b=[-0.02, 0.0], E=[0, 0]))
-  flat["lr_trend"]["pooled_slope"] = 0.0
+  nfnet = flat["per_family"]["nfnet"]
+  nfnet["fit"].update(b=-0.01, ci=dict(a=[1, 2], b=[-0.02, 0.0], E=[0, 0]))
+  nfnet["lr_trend"].update(pooled_slope=0.0, ci=None)
   result = compare.compare(points, flat, model_stats=False)
   status = {r["key"]: r["status"] for r in result["rows"]}
-  assert status["claim.loss_vs_compute_slope_sign"] == "FAIL"
-  assert status["claim.optimal_lr_vs_epochs_sign"] == "FAIL"
+  assert status["claim.nfnet.loss_vs_compute_slope_sign"] == "FAIL"
+  assert status["claim.nfnet.optimal_lr_vs_epochs_sign"] == "FAIL"
   assert not result["passed"]
 
 
@@ -73,15 +76,19 @@ def test_absolute_claims_only_in_tpu_v4_units(study):
   _, _, fits = study
   paper_units = json.loads(fileio.dumps(fits))
   paper_units["compute_unit"] = runs.PAPER_COMPUTE_UNIT
-  paper_units["optimal"] = [dict(compute=1e3, epochs=0.5), dict(compute=4e3, epochs=1.0),
-                            dict(compute=6e3, epochs=2.0), dict(compute=2e4, epochs=4.0)]
-  for sweep in paper_units["optimal_lr"]:
+  nfnet = paper_units["per_family"]["nfnet"]
+  nfnet["optimal"] = [dict(compute=1e3, epochs=0.5), dict(compute=4e3, epochs=1.0),
+                      dict(compute=6e3, epochs=2.0), dict(compute=2e4, epochs=4.0)]
+  for sweep in nfnet["optimal_lr"]:
     sweep["batch_size"] = compare.PAPER_BATCH_SIZE
   rows, _ = compare.claim_rows(paper_units)
   by_key = {r.key: r for r in rows}
-  assert by_key["claim.optimal_epochs_gt1_above_core_hours"].ours == 6e3
-  assert by_key["claim.optimal_epochs_gt1_above_core_hours"].status == "PASS"
-  assert by_key["claim.optimal_lr_small_epochs"].ours == pytest.approx(1.6 * 0.25 ** -0.25)
+  assert by_key["claim.nfnet.optimal_epochs_gt1_above_core_hours"].ours == 6e3
+  assert by_key["claim.nfnet.optimal_epochs_gt1_above_core_hours"].status == "PASS"
+  assert by_key["claim.nfnet.optimal_lr_small_epochs"].ours == pytest.approx(1.6 * 0.25 ** -0.25)
+  rows, notes = compare.claim_rows(fits)  # CPU core hours: no absolute rows
+  assert not any(r.key.endswith("optimal_lr_small_epochs") for r in rows)
+  assert any("not TPU-v4" in n for n in notes)
 
 
 def test_finetune_rows(tmp_path):
@@ -157,7 +164,8 @@ def test_outputs_table_json_and_tensorboard(study, tmp_path):
   _, points, fits = study
   result = compare.compare(points, fits, model_stats=False)
   table = compare.format_table(result)
-  assert "claim.size_vs_epochs_exponent_ratio" in table and table.rstrip().endswith("PASS")
+  assert "claim.nfnet.size_vs_epochs_exponent_ratio" in table
+  assert table.rstrip().endswith("PASS")
   outputs.write_compare_json(str(tmp_path / "out.json"), result)
   assert json.loads((tmp_path / "out.json").read_text())["n_rows"] == result["n_rows"]
   tb_writer.write_compare(str(tmp_path / "tb"), result)

@@ -107,10 +107,14 @@ def test_fit_all_recovers_synthetic_study():
   points = [_from_record(i, r) for i, r in enumerate(records)]
   fits = fits_lib.fit_all(points, bootstrap=50)
   assert fits["loss_vs_compute"]["b"] == pytest.approx(0.1, abs=1e-3)
-  opt = fits["optimal_scaling"]
-  assert opt["params"]["exponent"] > 0 and opt["epochs"]["exponent"] > 0
+  nfnet = fits["per_family"]["nfnet"]
+  assert nfnet["fit"]["b"] == pytest.approx(0.1, abs=1e-3)
+  opt = nfnet["optimal_scaling"]
+  assert opt["size_axis"] == fits["size_axis"] == "flops_per_image"
+  assert opt["size"]["exponent"] > 0 and opt["epochs"]["exponent"] > 0
   assert 0.8 < opt["ratio"]["value"] < 1.25  # the generator's truth is 1
-  assert fits["lr_trend"]["pooled_slope"] == pytest.approx(-0.25)  # LR grid follows e^-0.25
+  assert nfnet["lr_trend"]["pooled_slope"] == pytest.approx(-0.25)  # LR grid follows e^-0.25
+  assert nfnet["lr_trend"]["ci"][0] < -0.25 < nfnet["lr_trend"]["ci"][1]
   assert fits["notes"] == {}
   json.loads(fileio.dumps(fits))  # JSON-ready
 
@@ -243,8 +247,9 @@ def test_missing_optional_analyses_become_notes():
   points = [_point(f"r{i}", 2.0 ** i, 3.0 * 2.0 ** (-0.1 * i), params=1e5 * 2 ** i)
             for i in range(5)]  # one LR per budget: no sweeps
   fits = fits_lib.fit_all(points, bootstrap=10)
-  assert fits["optimal_lr"] is None and "optimal_lr" in fits["notes"]
-  assert "lr_trend" in fits["notes"]
+  assert fits["per_family"]["nfnet"]["optimal_lr"] is None
+  assert "per_family.nfnet.optimal_lr" in fits["notes"]
+  assert "per_family.nfnet.lr_trend" in fits["notes"]
 
 
 def test_cli_error_is_one_line_exit_2_with_tensorflow_chatter_on(tmp_path):
@@ -306,8 +311,9 @@ def test_tensorboard_tags_load_with_event_multiplexer(tb_logdir):
   assert set(tb_writer.IMAGE_TAGS.values()) <= set(images)
   assert set(tb_writer.TEXT_TAGS) <= set(mux.PluginRunToTagToContent("text")["fits"])
   scalars = mux.PluginRunToTagToContent("scalars")["fits"]
-  for tag in ("fit/loss_b", "fit/optimal_params_exponent", "fit/size_epochs_exponent_ratio",
-              "fit/lr_trend_pooled_slope", "fit/nfnet/loss_b", "fit/vit/loss_b",
+  for tag in ("fit/loss_b", "fit/nfnet/optimal_size_exponent",
+              "fit/nfnet/size_epochs_exponent_ratio", "fit/nfnet/lr_trend_slope",
+              "fit/nfnet/loss_b", "fit/vit/loss_b", "fit/vit/optimal_size_exponent",
               "loss_vs_compute/nfnet_mini_s0", "loss_vs_compute/vit_mini_a",
               "loss_vs_compute/frontier", "compute/at_index"):
     assert tag in scalars, tag

@@ -82,7 +82,7 @@ def test_study_end_to_end_and_resume(tmp_path, fake_training, capsys):
   assert fits["per_family"]["nfnet"]["fit"]["b"] == pytest.approx(0.4, abs=1e-3)
   assert fits["per_family"]["vit"]["fit"]["b"] == pytest.approx(0.4, abs=1e-3)
   assert os.path.exists(os.path.join(workdir, "compare.json"))
-  assert any(r["key"] == "claim.loss_vs_compute_slope_sign" and r["status"] == "PASS"
+  assert any(r["key"] == "claim.nfnet.loss_vs_compute_slope_sign" and r["status"] == "PASS"
              for r in result["rows"])
 
   # A second invocation reuses every finished run and the cached throughputs.

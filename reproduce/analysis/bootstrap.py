@@ -84,3 +84,15 @@ def t_interval(estimate: float, samples: np.ndarray, dof: int,
     return [None, None]
   half = float(stats.t.ppf((1 + confidence) / 2, max(dof, 1)) * np.std(samples, ddof=1))
   return [estimate - half, estimate + half]
+
+
+def normal_interval(estimate: float, samples: np.ndarray,
+                    confidence: float) -> list[float | None]:
+  """estimate +- normal quantile x bootstrap SD: the interval of the whole-pipeline bootstrap.
+
+  In the coverage check of docs/scaling.md (runs from a known law, selections redone per
+  resample) it covered 90-98% for a nominal 95%; percentile intervals over-covered the size
+  and ratio exponents (99-100%: resamples that lose an optimal run give heavy tails), basic
+  ones under-covered (50-88%).
+  """
+  return t_interval(estimate, samples, math.inf, confidence)

@@ -7,11 +7,14 @@ Rows appear only where the kit has a comparable number (docs/scaling.md):
   a model not (yet) registered is skipped with a note.
 * ``finetune``: a run's fine-tuned ImageNet top-1 (best run per model) vs the published
   top-1 of that model.
-* ``claim``: the paper's claims measured on our fits: the loss-vs-compute slope is negative,
-  optimal size and epochs both grow with compute at a ratio near 1, the optimal LR falls
-  with the epoch budget; in TPU-v4 core hours with the paper's batch size also the
-  absolute claims (optimal LR ~1.6 at small budgets, optimal epochs > 1 above ~5k core hours).
-  Compute in any other unit is never compared with TPU-v4 core hours.
+* ``claim``: the paper's claims measured on each family's own fits (``claim.<family>.*``):
+  the loss-vs-compute slope is negative, optimal size and epochs both grow with compute at a
+  ratio near 1, the optimal LR falls with the epoch budget; in TPU-v4 core hours with the
+  paper's batch size also the absolute claims (optimal LR ~1.6 at small budgets, optimal
+  epochs > 1 above ~5k core hours). The claims are the paper's for NFNets
+  (``claim.nfnet.*``); the ViT rows beside them apply the same test, are marked "not a paper
+  claim" and are not counted in the verdict. Compute in any other unit is never compared
+  with TPU-v4 core hours.
 
 ``run`` is the library side of ``python -m reproduce.compare``; the table goes to TensorBoard
 through ``tensorboard.write_compare`` and to compare.json through ``outputs.write_compare_json``.
@@ -35,11 +38,18 @@ from reproduce.core import published
 STATS_QUANTITIES = {"params": ("params", 1e-6), "gmacs": ("macs", 1e-9),
                     "gflops": ("flops", 1e-9)}
 PAPER_BATCH_SIZE = published.PAPER_BATCH_SIZE
+# The paper states its scaling claims for NFNets; rows of other families are shown, not judged.
+CLAIM_FAMILY = published.get("claim.size_vs_epochs_exponent_ratio").model
+NOT_A_CLAIM = "not a paper claim (the paper states it for NFNets only); not in the verdict"
 
 
 @dataclasses.dataclass
 class Row:
-  """One comparison. ``difference`` = ours - published; PASS when |difference| <= tolerance."""
+  """One comparison. ``difference`` = ours - published; PASS when |difference| <= tolerance.
+
+  ``counted`` is False for a row shown for comparison only (a claim measured on a family the
+  paper does not make it for): its status is reported but not part of the verdict.
+  """
   key: str
   kind: str
   model: str
@@ -50,6 +60,7 @@ class Row:
   tolerance: float
   source: str
   note: str = ""
+  counted: bool = True
 
   @property
   def difference(self) -> float:
@@ -142,65 +153,113 @@ def _sign(estimate: float | None, ci: Sequence | None) -> tuple[float, str]:
   return sign, f"estimate {estimate:.4g} (no CI)"
 
 
-def claim_rows(fits: dict, points: Sequence[Point] = ()) -> tuple[list[Row], list[str]]:
-  """The paper's claims measured on ``fits`` (``fits.fit_all`` output)."""
+def _sign_row(entry: published.Published, family: str, estimate, ci, what: str) -> Row:
+  sign, note = _sign(estimate, ci)
+  return _claim_row(entry, family, sign, f"{what}: {note}")
+
+
+def _claim_row(entry: published.Published, family: str, ours: float, note: str) -> Row:
+  """``entry`` measured on ``family``'s own fits, keyed ``claim.<family>.<quantity>``.
+
+  The paper states its claims for ``entry.model`` (NFNets); the same test on another family
+  is shown beside it, marked, and not counted in the verdict.
+  """
+  row = _row(entry, "claim", ours, note)
+  row.key = f"claim.{family}.{entry.key[len('claim.'):]}"
+  row.model = family
+  if family != entry.model:
+    row.counted = False
+    row.note = f"{NOT_A_CLAIM} for {family}: {note}"
+  return row
+
+
+def _family_claims(family: str, fits: dict) -> tuple[list[Row], list[str]]:
+  """The qualitative claims measured on one family's fits (``fits.fit_family``)."""
   rows, notes = [], []
-  law = fits["loss_vs_compute"]
-  slope_ci = law["ci"]["b"]
-  sign, note = _sign(-law["b"], None if slope_ci[0] is None else [-slope_ci[1], -slope_ci[0]])
-  rows.append(_row(published.get("claim.loss_vs_compute_slope_sign"), "claim", sign,
-                   f"log-log slope -b: {note}"))
-
-  opt = fits.get("optimal_scaling")
+  entry = fits["per_family"][family]
+  why_not = {part: (fits.get("notes") or {}).get(f"per_family.{family}.{part}", "no fit")
+             for part in ("fit", "optimal_scaling", "lr_trend")}
+  law = entry.get("fit")
+  if law:
+    lo, hi = law["ci"]["b"]
+    rows.append(_sign_row(published.get("claim.loss_vs_compute_slope_sign"), family, -law["b"],
+                          None if lo is None else [-hi, -lo], "log-log slope -b"))
+  else:
+    notes.append(f"{family}: loss-law claim skipped: {why_not['fit']}")
+  opt = entry.get("optimal_scaling")
   if opt:
-    for key, part in (("claim.optimal_size_exponent_sign", "params"),
+    for key, part in (("claim.optimal_size_exponent_sign", "size"),
                       ("claim.optimal_epochs_exponent_sign", "epochs")):
-      sign, note = _sign(opt[part]["exponent"], opt[part]["ci"]["exponent"])
-      rows.append(_row(published.get(key), "claim", sign, f"{part} ~ C^alpha: {note}"))
+      rows.append(_sign_row(published.get(key), family, opt[part]["exponent"],
+                            opt[part]["ci"]["exponent"], f"{part} ~ C^alpha"))
     ratio = opt["ratio"]
-    ci = ratio["ci"]
-    ci_text = f", CI {cli.format_interval(ci)}" if ci and ci[0] is not None else ""
-    rows.append(_row(published.get("claim.size_vs_epochs_exponent_ratio"), "claim",
-                     math.nan if ratio["value"] is None else ratio["value"],
-                     ("undefined: epochs exponent ~0" if ratio["value"] is None
-                      else f"{opt['n']} optimal runs ({fits['settings']['optimal']}){ci_text}")))
+    ci_text = f", CI {cli.format_interval(ratio['ci'])}" if ratio["ci"][0] is not None else ""
+    rows.append(_claim_row(published.get("claim.size_vs_epochs_exponent_ratio"), family,
+                           math.nan if ratio["value"] is None else ratio["value"],
+                           ("undefined: epochs exponent ~0" if ratio["value"] is None else
+                            f"{opt['n']} optimal runs ({fits['settings']['optimal']}), size = "
+                            f"{opt['size_axis']}{ci_text}")))
   else:
-    notes.append("optimal size/epochs claims skipped: "
-                 + fits.get("notes", {}).get("optimal_scaling", "no fit"))
-
-  trend = fits.get("lr_trend")
+    notes.append(f"{family}: optimal size/epochs claims skipped: {why_not['optimal_scaling']}")
+  trend = entry.get("lr_trend")
   if trend:
-    sign, note = _sign(trend["pooled_slope"], None)
-    rows.append(_row(published.get("claim.optimal_lr_vs_epochs_sign"), "claim", sign,
-                     f"pooled d log lr / d log epochs over {trend['n_models']} model(s): "
-                     f"{note}"))
+    rows.append(_sign_row(published.get("claim.optimal_lr_vs_epochs_sign"), family,
+                          trend["pooled_slope"], trend.get("ci"),
+                          f"pooled d log lr / d log epochs over {trend['n_models']} model(s)"))
   else:
-    notes.append("optimal-LR trend claim skipped: "
-                 + fits.get("notes", {}).get("lr_trend", "no fit"))
+    notes.append(f"{family}: optimal-LR trend claim skipped: {why_not['lr_trend']}")
+  return rows, notes
 
-  # Absolute claims hold only in the paper's units and recipe.
-  if fits["compute_unit"] != PAPER_COMPUTE_UNIT:
-    notes.append(f"absolute claims (optimal LR 1.6, optimal epochs > 1 above 5k core hours) "
-                 f"skipped: our compute is in {fits['compute_unit']}, not "
-                 f"{PAPER_COMPUTE_UNIT}")
-    return rows, notes
-  sweeps = [s for s in (fits.get("optimal_lr") or []) if s.get("batch_size") == PAPER_BATCH_SIZE]
+
+def _absolute_claims(family: str, entry: dict) -> tuple[list[Row], list[str]]:
+  """The claims that hold only in TPU-v4 core hours at the paper's batch size."""
+  rows, notes = [], []
+  sweeps = [s for s in (entry.get("optimal_lr") or [])
+            if s.get("batch_size") == PAPER_BATCH_SIZE]
   if sweeps:
     smallest = min(s["epochs"] for s in sweeps)
     lrs = [s["best_lr"] for s in sweeps if s["epochs"] == smallest]
-    rows.append(_row(published.get("claim.optimal_lr_small_epochs"), "claim",
-                     math.exp(sum(math.log(v) for v in lrs) / len(lrs)),
-                     f"geometric mean over {len(lrs)} model(s) at {smallest:g} epochs"))
+    rows.append(_claim_row(published.get("claim.optimal_lr_small_epochs"), family,
+                           math.exp(sum(math.log(v) for v in lrs) / len(lrs)),
+                           f"geometric mean over {len(lrs)} model(s) at {smallest:g} epochs"))
   else:
-    notes.append(f"optimal-LR value claim skipped: no LR sweeps at batch {PAPER_BATCH_SIZE}")
-  optimal = fits.get("optimal") or []
-  crossing = _epochs_crossing(optimal)
+    notes.append(f"{family}: optimal-LR value claim skipped: no LR sweeps at batch "
+                 f"{PAPER_BATCH_SIZE}")
+  crossing = _epochs_crossing(entry.get("optimal") or [])
   if crossing is not None:
-    rows.append(_row(published.get("claim.optimal_epochs_gt1_above_core_hours"), "claim",
-                     crossing, "smallest compute above which every optimal run has > 1 epoch"))
+    rows.append(_claim_row(published.get("claim.optimal_epochs_gt1_above_core_hours"), family,
+                           crossing, "smallest compute above which every optimal run has > 1 "
+                           "epoch"))
   else:
-    notes.append("optimal-epochs > 1 claim skipped: optimal runs do not cross 1 epoch")
+    notes.append(f"{family}: optimal-epochs > 1 claim skipped: optimal runs do not cross 1 "
+                 "epoch")
+  return rows, notes
+
+
+def claim_rows(fits: dict, points: Sequence[Point] = ()) -> tuple[list[Row], list[str]]:
+  """The paper's claims measured on each family's own fits (``fits["per_family"]``).
+
+  Keys name the family: ``claim.nfnet.<quantity>`` are the paper's claims; every other
+  family's rows (``claim.vit.<quantity>``) apply the same test for comparison, are marked
+  "not a paper claim" and do not count in the verdict. The pooled frontier is never judged.
+  """
   del points  # reserved for claims that need raw runs
+  per_family = fits.get("per_family") or {}
+  notes = [] if CLAIM_FAMILY in per_family else [
+      f"no {CLAIM_FAMILY} runs: the paper's claims (about {CLAIM_FAMILY}) are not judged"]
+  paper_units = fits["compute_unit"] == PAPER_COMPUTE_UNIT
+  if not paper_units:
+    notes.append(f"absolute claims (optimal LR 1.6, optimal epochs > 1 above 5k core hours) "
+                 f"skipped: our compute is in {fits['compute_unit']}, not "
+                 f"{PAPER_COMPUTE_UNIT}")
+  rows = []
+  for family in sorted(per_family, key=lambda f: (f != CLAIM_FAMILY, f)):
+    made = [_family_claims(family, fits)]
+    if paper_units:
+      made.append(_absolute_claims(family, per_family[family]))
+    for more_rows, more_notes in made:
+      rows += more_rows
+      notes += more_notes
   return rows, notes
 
 
@@ -227,8 +286,9 @@ def compare(points: Sequence[Point] = (), fits: dict | None = None, *,
     models: restrict the model-stats rows to these models.
 
   Returns:
-    dict: rows (list of Row.to_dict()), notes (why something was skipped), passed (every row
-    passed and there is at least one), n_rows, n_pass, n_fail.
+    dict: rows (list of Row.to_dict()), notes (why something was skipped), passed (every
+    counted row passed and there is at least one), n_rows, n_pass, n_fail (counted rows),
+    n_info (rows shown for comparison only: ``Row.counted`` False).
   """
   rows, notes = [], []
   for enabled, make in ((model_stats, lambda: model_stats_rows(models)),
@@ -238,11 +298,15 @@ def compare(points: Sequence[Point] = (), fits: dict | None = None, *,
       more_rows, more_notes = make()
       rows += more_rows
       notes += more_notes
-  n_fail = sum(not r.passed for r in rows)
-  if not rows:
+  counted = [r for r in rows if r.counted]
+  n_fail = sum(not r.passed for r in counted)
+  if not counted:
     notes.append("nothing comparable: no rows")
-  return dict(rows=[r.to_dict() for r in rows], notes=notes, passed=bool(rows) and n_fail == 0,
-              n_rows=len(rows), n_pass=len(rows) - n_fail, n_fail=n_fail)
+  if len(counted) < len(rows):
+    notes.append(f"status in parentheses: {NOT_A_CLAIM}")
+  return dict(rows=[r.to_dict() for r in rows], notes=notes,
+              passed=bool(counted) and n_fail == 0, n_rows=len(counted),
+              n_pass=len(counted) - n_fail, n_fail=n_fail, n_info=len(rows) - len(counted))
 
 
 def _fmt(value: float) -> str:
@@ -254,9 +318,13 @@ def _fmt(value: float) -> str:
 _COLUMNS = ("key", "ours", "published", "difference", "tolerance", "unit", "status")
 
 
+def _status(row: dict) -> str:
+  return row["status"] if row.get("counted", True) else f"({row['status']})"
+
+
 def table_rows(result: dict) -> list[list[str]]:
   return [[r["key"], _fmt(r["ours"]), _fmt(r["published"]), _fmt(r["difference"]),
-           _fmt(r["tolerance"]), r["unit"], r["status"]] for r in result["rows"]]
+           _fmt(r["tolerance"]), r["unit"], _status(r)] for r in result["rows"]]
 
 
 def format_table(result: dict) -> str:

@@ -82,7 +82,11 @@ def _by_model(points: Sequence[Point]) -> dict:
 
 
 def figure_loss_vs_compute(points: Sequence[Point], fits: dict):
-  """Figure 2: held-out loss vs compute, one curve per model across epoch budgets."""
+  """Figure 2: held-out loss vs compute, one curve per model across epoch budgets.
+
+  The frontier and law drawn are pooled over families: the compute-matched comparison. The
+  paper's claims are judged on each family's own fits (``fits["per_family"]``).
+  """
   fig, ax = plt.subplots(figsize=(11, 5.5))
   colors = _model_colors(points)
   tuned = best_lr_points(points)
@@ -98,12 +102,13 @@ def figure_loss_vs_compute(points: Sequence[Point], fits: dict):
                   textcoords="offset points", xytext=(3, 3), color=colors[model])
   front = fits["frontier"]
   ax.plot([f["compute"] for f in front], [f["heldout_loss"] for f in front], "k--",
-          marker="o", mfc="none", ms=10, lw=1, label="compute-efficient frontier", zorder=2)
+          marker="o", mfc="none", ms=10, lw=1, zorder=2,
+          label="compute-efficient frontier (all families)")
   law = fits["loss_vs_compute"]
   grid = np.geomspace(min(p.compute for p in points), max(p.compute for p in points), 100)
   e_text = f"{law['E']:.3g} + " if law["form"].startswith("L = E") else ""
   ax.plot(grid, predict(law, grid), color="crimson", lw=2, alpha=0.8,
-          label=f"fit: L = {e_text}{law['a']:.3g} C^-{law['b']:.3f}, "
+          label=f"pooled fit: L = {e_text}{law['a']:.3g} C^-{law['b']:.3f}, "
                 f"b {cli.format_interval(law['ci']['b'])}", zorder=4)
   ax.set_xscale("log")
   ax.set_yscale("log")
@@ -160,68 +165,92 @@ def figure_top1_vs_compute(points: Sequence[Point], fits: dict):
   return fig
 
 
-def figure_optimal_lr(fits: dict):
-  """Figure 3: optimal base LR vs epoch budget per model (open markers: grid edge)."""
-  fig, ax = plt.subplots(figsize=(7, 5))
-  sweeps = fits.get("optimal_lr") or []
-  models = sorted({s["model"] for s in sweeps})
+def _family_panels(fits: dict, columns: int, width: float, height: float):
+  """One row of ``columns`` axes per family of ``fits["per_family"]`` (at least one row)."""
+  families = sorted(fits.get("per_family") or {}) or ["(no runs)"]
+  fig, axes = plt.subplots(len(families), columns, figsize=(width, height * len(families)),
+                           squeeze=False)
+  return fig, list(zip(families, axes))
+
+
+def _lr_panel(ax, family: str, entry: dict) -> None:
+  """One family's optimal base LR vs epoch budget per model (open markers: grid edge)."""
+  sweeps = entry.get("optimal_lr") or []
   cmap = plt.get_cmap("tab10")
-  for i, model in enumerate(models):
+  for i, model in enumerate(sorted({s["model"] for s in sweeps})):
     rows = sorted((s for s in sweeps if s["model"] == model), key=lambda s: s["epochs"])
     color = cmap(i % 10)
     ax.plot([s["epochs"] for s in rows], [s["best_lr"] for s in rows], color=color,
-            marker=_marker(rows[0]["family"]), label=model)
+            marker=_marker(family), label=model)
     edge = [s for s in rows if s["at_edge"]]
     ax.scatter([s["epochs"] for s in edge], [s["best_lr"] for s in edge], s=120,
                facecolors="none", edgecolors=color)
-  trend = fits.get("lr_trend")
-  title = "Optimal learning rate vs epoch budget (cf. paper Figure 3)"
+  trend = entry.get("lr_trend")
+  title = f"{family}: optimal LR vs epoch budget"
   if trend:
-    title += f"\npooled slope d log(lr) / d log(epochs) = {trend['pooled_slope']:.3f}"
+    title += (f"\npooled slope d log(lr) / d log(epochs) = {trend['pooled_slope']:.3f} "
+              f"{cli.format_interval(trend.get('ci'))}")
+  ax.set_title(title, fontsize=9)
   if not sweeps:
     ax.text(0.5, 0.5, "no LR sweeps (runs differing only in base_lr)", ha="center",
             transform=ax.transAxes)
+    return
   ax.set_xscale("log", base=2)
   ax.set_yscale("log", base=2)
-  ax.set_xlabel("epoch budget (epochs)")
-  ax.set_ylabel("optimal base learning rate (grid; circled: at grid edge)")
   _plain_log_axis(ax.xaxis)
   _plain_log_axis(ax.yaxis)
-  ax.set_title(title, fontsize=10)
-  ax.grid(True, which="both", alpha=0.3)
-  if sweeps:
-    ax.legend(fontsize=8)
+  ax.legend(fontsize=7)
+
+
+def figure_optimal_lr(fits: dict):
+  """Figure 3 per family: optimal base LR vs epoch budget per model."""
+  fig, panels = _family_panels(fits, 1, 7, 4.5)
+  for family, (ax,) in panels:
+    _lr_panel(ax, family, (fits.get("per_family") or {}).get(family, {}))
+    ax.set_xlabel("epoch budget (epochs)")
+    ax.set_ylabel("optimal base LR (circled: grid edge)", fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+  fig.suptitle("Optimal learning rate vs epoch budget (cf. paper Figure 3)", fontsize=10)
+  fig.tight_layout()
   return fig
 
 
+def _scaling_panel(ax, fits: dict, family: str, part: str) -> None:
+  """One family's optimal size (or epochs) vs compute with its fitted law."""
+  entry = (fits.get("per_family") or {}).get(family, {})
+  optimal = entry.get("optimal") or []
+  key = fits.get("size_axis", "params") if part == "size" else "epochs"
+  ax.scatter([o["compute"] for o in optimal], [o[key] for o in optimal], color="k",
+             marker=_marker(family), label=f"optimal runs ({fits['settings']['optimal']})")
+  law = (entry.get("optimal_scaling") or {}).get(part)
+  if law and optimal:
+    grid = np.geomspace(min(o["compute"] for o in optimal), max(o["compute"] for o in optimal),
+                        50)
+    ax.plot(grid, law["k"] * grid ** law["exponent"], color="crimson",
+            label=f"fit: ~ C^{law['exponent']:.3f} {cli.format_interval(law['ci']['exponent'])}")
+  ratio = (entry.get("optimal_scaling") or {}).get("ratio") or {}
+  title = family
+  if part == "size" and ratio.get("value") is not None:
+    title += (f": size/epochs exponent ratio {ratio['value']:.3f} "
+              f"{cli.format_interval(ratio['ci'])} (paper: ~1)")
+  ax.set_title(title, fontsize=9)
+  ax.set_xscale("log")
+  ax.set_yscale("log")
+  ax.set_xlabel(_compute_label(fits), fontsize=8)
+  ax.set_ylabel(f"optimal model size ({key})" if part == "size" else
+                "optimal epoch budget (epochs)", fontsize=8)
+  ax.grid(True, which="both", alpha=0.3)
+  if optimal:
+    ax.legend(fontsize=7)
+
+
 def figure_optimal_scaling(fits: dict):
-  """Optimal model size and optimal epochs vs compute, with their fitted laws."""
-  fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-  optimal = fits.get("optimal") or []
-  law = fits.get("optimal_scaling")
-  for ax, key, ylabel in ((axes[0], "params", "optimal model size (parameters)"),
-                          (axes[1], "epochs", "optimal epoch budget (epochs)")):
-    ax.scatter([o["compute"] for o in optimal], [o[key] for o in optimal], color="k",
-               label=f"optimal runs ({fits['settings']['optimal']})")
-    if law and optimal:
-      grid = np.geomspace(min(o["compute"] for o in optimal),
-                          max(o["compute"] for o in optimal), 50)
-      part = law[key]
-      ci = cli.format_interval(part["ci"]["exponent"])
-      ax.plot(grid, part["k"] * grid ** part["exponent"], color="crimson",
-              label=f"fit: ~ C^{part['exponent']:.3f} {ci}")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel(_compute_label(fits), fontsize=8)
-    ax.set_ylabel(ylabel)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-  ratio = (law or {}).get("ratio") or {}
-  if ratio.get("value") is not None:
-    fig.suptitle(f"size/epochs exponent ratio = {ratio['value']:.3f} "
-                 f"{cli.format_interval(ratio['ci'])} (paper: ~1)")
-  else:
-    fig.suptitle("optimal size and epochs vs compute")
+  """Per family: optimal model size (forward FLOPs per image) and epochs vs compute."""
+  fig, panels = _family_panels(fits, 2, 11, 4.2)
+  for family, axes in panels:
+    for ax, part in zip(axes, ("size", "epochs")):
+      _scaling_panel(ax, fits, family, part)
+  fig.suptitle("Optimal model size and epoch budget vs compute, per family")
   fig.tight_layout()
   return fig
 

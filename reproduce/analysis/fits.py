@@ -3,9 +3,13 @@
 * ``fit_power_law``: ``L = a * C^-b`` by log-log least squares, or ``L = E + a * C^-b``
   (``irreducible=True``) by ``scipy.optimize.curve_fit`` in log space.
 * ``fit_exponent`` / ``fit_optimal_scaling``: ``N_opt = k * C^alpha`` for optimal model size
-  and epochs; the paper's rule of thumb is alpha_size ~= alpha_epochs.
+  (forward FLOPs per image, ``pipeline.SIZE_AXIS``) and epochs; the paper's rule of thumb is
+  alpha_size ~= alpha_epochs.
+* ``fit_family``: one family's frontier, loss law, optimal size/epochs and LR trend, with
+  intervals from the whole-pipeline bootstrap (``reproduce.analysis.pipeline``).
 * ``fit_all``: every fit of a study in one JSON-ready dict (the content of fits.json,
-  docs/scaling.md).
+  docs/scaling.md): the pooled frontier for the compute-matched comparison, and each
+  family's own fits, on which the paper's claims are judged.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ import numpy as np
 
 from reproduce.analysis import bootstrap as boot
 from reproduce.analysis import frontier as fr
+from reproduce.analysis import pipeline
+from reproduce.analysis.pipeline import MIN_POINTS_LOGLOG, SIZE_AXIS, loglog, model_size
 from reproduce.analysis.runs import Point, ScalingError, list_names, point_names, single_unit
 from reproduce.core import results
 
-MIN_POINTS_LOGLOG = 3      # 2 parameters + 1 so the fit has a residual and a bootstrap
 MIN_POINTS_IRREDUCIBLE = 4  # 3 parameters + 1
 
 
@@ -38,12 +43,6 @@ def _check_xy(x, y, min_points: int, what: str, names: Sequence[str] | None):
   return x, y
 
 
-def _loglog(x, y) -> tuple[float, float]:
-  """(log coefficient, slope) of log y = c + s log x by least squares."""
-  slope, intercept = np.polyfit(np.log(x), np.log(y), 1)
-  return float(intercept), float(slope)
-
-
 def _fit_irreducible(x, y) -> tuple[float, float, float]:
   """(E, a, b) of y = E + a x^-b, least squares in log y (relative errors)."""
   from scipy import optimize  # pylint: disable=g-import-not-at-top
@@ -58,7 +57,7 @@ def _fit_irreducible(x, y) -> tuple[float, float, float]:
   best = None
   for fraction in (0.0, 0.25, 0.5, 0.75, 0.9, 0.97):  # start from the best E grid point
     e0 = fraction * ymin
-    c, s = _loglog(x, y - e0)
+    c, s = loglog(x, y - e0)
     residual = float(np.sum((model(lx - center, e0, c + s * center, -s) - ly) ** 2))
     if best is None or residual < best[0]:
       best = (residual, e0, c + s * center, max(-s, 1e-6))
@@ -126,7 +125,7 @@ def fit_power_law(compute, loss, *, irreducible: bool = False, bootstrap: int = 
   def fit_xy(xs, ys):
     if irreducible:
       return _fit_irreducible(xs, ys)
-    c, s = _loglog(xs, ys)
+    c, s = loglog(xs, ys)
     return 0.0, math.exp(c), -s
 
   try:
@@ -172,41 +171,45 @@ def fit_exponent(x, y, *, bootstrap: int = 200, seed: int = 0, confidence: float
     dict: form, k, exponent, ci {k, exponent}, n, bootstrap, seed, confidence.
   """
   x, y = _check_xy(x, y, MIN_POINTS_LOGLOG, what, names)
-  c, s = _loglog(x, y)
-  samples = boot.case_bootstrap(x, lambda i: _loglog(x[i], y[i]), 2, bootstrap, seed)
+  c, s = loglog(x, y)
+  samples = boot.case_bootstrap(x, lambda i: loglog(x[i], y[i]), 2, bootstrap, seed)
   return dict(form="y = k*x^exponent", **_exponent_record(c, s, samples, confidence),
               n=int(len(x)), bootstrap=int(bootstrap), seed=int(seed),
               confidence=float(confidence))
 
 
+
 def fit_optimal_scaling(optimal: Sequence[Point], *, bootstrap: int = 200, seed: int = 0,
                         confidence: float = 0.95) -> dict:
-  """Optimal params and epochs vs compute, and the ratio of their exponents.
+  """Optimal model size and epochs vs compute, and the ratio of their exponents.
 
-  Both laws are fitted on the same case-bootstrap resamples so the ratio's CI is paired.
+  Size is ``SIZE_AXIS`` (forward FLOPs per image). Both laws are fitted on the same
+  case-bootstrap resamples of ``optimal`` so the ratio's CI is paired; these CIs ignore how
+  the optimal runs were selected (``fit_family`` replaces them with whole-pipeline ones).
 
   Returns:
-    dict: params {k, exponent, ci}, epochs {k, exponent, ci}, ratio {value, ci}
-    (params exponent / epochs exponent; the paper's rule of thumb is 1), n, runs.
+    dict: size_axis, size {k, exponent, ci}, epochs {k, exponent, ci}, ratio {value, ci}
+    (size exponent / epochs exponent; the paper's rule of thumb is 1), n, runs.
 
   Raises:
     ScalingError: fewer than 3 optimal points.
   """
   names = [p.name for p in optimal]
   c = np.array([p.compute for p in optimal])
-  n_params = np.array([p.params for p in optimal])
+  size = np.array([model_size(p) for p in optimal])
   n_epochs = np.array([p.epochs for p in optimal])
-  _check_xy(c, n_params, MIN_POINTS_LOGLOG, "optimal size/epochs vs compute", names)
+  _check_xy(c, size, MIN_POINTS_LOGLOG, "optimal size/epochs vs compute", names)
 
   def fit(idx):
-    cp, sp = _loglog(c[idx], n_params[idx])
-    ce, se = _loglog(c[idx], n_epochs[idx])
-    return cp, sp, ce, se, (sp / se if abs(se) > 1e-12 else np.nan)
+    cs, ss = loglog(c[idx], size[idx])
+    ce, se = loglog(c[idx], n_epochs[idx])
+    return cs, ss, ce, se, (ss / se if abs(se) > 1e-12 else np.nan)
 
   full = fit(np.arange(len(c)))
   samples = boot.case_bootstrap(c, fit, 5, bootstrap, seed)
   return dict(
-      params=_exponent_record(full[0], full[1], samples[:, 0:2], confidence),
+      size_axis=SIZE_AXIS,
+      size=_exponent_record(full[0], full[1], samples[:, 0:2], confidence),
       epochs=_exponent_record(full[2], full[3], samples[:, 2:4], confidence),
       ratio=dict(value=None if not np.isfinite(full[4]) else float(full[4]),
                  ci=boot.percentile_interval(samples[:, 4], confidence)),
@@ -215,58 +218,105 @@ def fit_optimal_scaling(optimal: Sequence[Point], *, bootstrap: int = 200, seed:
 
 
 # ----------------------------------------------------------------------------------------
-# Every fit of a study.
+# One family, with whole-pipeline intervals.
 
 
 def _summary(p: Point) -> dict:
-  return dict(name=p.name, model=p.model, family=p.family, params=p.params, epochs=p.epochs,
-              base_lr=p.base_lr, compute=p.compute, heldout_loss=p.heldout_loss,
-              top1=p.top1, top1_source=p.top1_source)
+  return dict(name=p.name, model=p.model, family=p.family, params=p.params,
+              flops_per_image=p.flops_per_image, epochs=p.epochs, base_lr=p.base_lr,
+              compute=p.compute, heldout_loss=p.heldout_loss, top1=p.top1,
+              top1_source=p.top1_source)
 
 
-def _frontier_fit(front: Sequence[Point], loss, what: str, **kwargs) -> dict:
-  return fit_power_law([p.compute for p in front], [loss(p) for p in front],
-                       names=[p.name for p in front], what=what, **kwargs)
+def _attempt(notes: dict, name: str, fn):
+  """``fn()``, or None with its ScalingError message stored as ``notes[name]``."""
+  try:
+    return fn()
+  except ScalingError as e:
+    notes[name] = str(e)
+    return None
 
 
-def _per_family(tuned: Sequence[Point], notes: dict, boot_settings: dict) -> dict:
-  """Each family's own frontier and loss law; a law that cannot be fitted becomes a note."""
-  per_family = {}
-  for family in sorted({p.family for p in tuned}):
-    family_front = fr.frontier([p for p in tuned if p.family == family])
-    entry = dict(frontier=[p.name for p in family_front], fit=None)
-    try:
-      entry["fit"] = _frontier_fit(family_front, fr.heldout_loss, f"{family} frontier fit",
-                                   **boot_settings)
-    except ScalingError as e:
-      notes[f"per_family.{family}"] = str(e)
-    per_family[family] = entry
-  return per_family
+def _pipeline_intervals(entry: dict, samples: np.ndarray, confidence: float) -> None:
+  """Replaces the CIs of ``entry``'s fits with normal intervals from the pipeline bootstrap."""
+  def ci(name, estimate, log=False):
+    return pipeline.interval(samples, name, estimate, confidence, log)
+
+  law, scaling, trend = entry["fit"], entry["optimal_scaling"], entry["lr_trend"]
+  if law:
+    law["ci"] = dict(a=ci("log_a", law["a"], log=True), b=ci("b", law["b"]), E=[0.0, 0.0])
+  if scaling:
+    for part in ("size", "epochs"):
+      scaling[part]["ci"] = dict(k=ci(f"log_{part}_k", scaling[part]["k"], log=True),
+                                 exponent=ci(f"{part}_exponent", scaling[part]["exponent"]))
+    scaling["ratio"]["ci"] = ci("ratio", scaling["ratio"]["value"])
+  if trend:
+    trend["ci"] = ci("lr_slope", trend["pooled_slope"])
+  for record in (law, scaling, trend):
+    if record:
+      record.update(ci_method="normal", resample="case-pipeline")
 
 
-def _optional_fits(points: Sequence[Point], best: Sequence[Point], notes: dict,
-                   boot_settings: dict) -> dict:
-  """The analyses a study may lack the runs for; each failure is a note, not an error."""
-  def attempt(name, fn):
-    try:
-      return fn()
-    except ScalingError as e:
-      notes[name] = str(e)
-      return None
+def fit_family(points: Sequence[Point], *, bootstrap: int = 200, seed: int = 0,
+               confidence: float = 0.95, optimal: str = "frontier",
+               buckets: int | None = None) -> tuple[dict, dict]:
+  """One family's own fits: the way the paper's claims are stated (about NFNets).
 
-  optimal_scaling = attempt("optimal_scaling", lambda: fit_optimal_scaling(best, **boot_settings))
-  sweeps = attempt("optimal_lr", lambda: fr.optimal_lr(points))
-  trend = attempt("lr_trend", lambda: fr.lr_trend(sweeps)) if sweeps else None
+  The point estimates are fits to the selected runs (best LR per sweep, frontier, optimal
+  runs). Their intervals come from the whole-pipeline bootstrap: runs are resampled within
+  the family, every selection is redone and everything refitted in each resample
+  (``pipeline.FamilyRuns``); intervals are estimate +- normal quantile x bootstrap SD.
+
+  Returns:
+    (entry, notes). entry: n_runs, n_tuned, frontier (run names), fit (``L = a*C^-b`` on the
+    frontier, keys of ``fit_power_law``), optimal (summaries), optimal_scaling
+    (``fit_optimal_scaling``), optimal_lr (``frontier.optimal_lr``), lr_trend
+    (``frontier.lr_trend`` + ci of pooled_slope); a part that cannot be fitted is None and
+    its ScalingError message is in notes[part].
+  """
+  points = list(points)
+  if not points:
+    raise ScalingError("no runs to fit")
+  family = points[0].family
+  notes = {}
+  tuned = fr.best_lr_points(points)
+  front = fr.frontier(tuned)
+  best = fr.optimal_points(points, optimal, buckets)
+  sweeps = _attempt(notes, "optimal_lr", lambda: fr.optimal_lr(points))
+  entry = dict(
+      n_runs=len(points), n_tuned=len(tuned), frontier=[p.name for p in front],
+      fit=_attempt(notes, "fit", lambda: fit_power_law(
+          [p.compute for p in front], [p.heldout_loss for p in front], bootstrap=0,
+          names=[p.name for p in front], what=f"{family} frontier fit")),
+      optimal=[_summary(p) for p in best],
+      optimal_scaling=_attempt(notes, "optimal_scaling",
+                               lambda: fit_optimal_scaling(best, bootstrap=0)),
+      optimal_lr=sweeps,
+      lr_trend=_attempt(notes, "lr_trend", lambda: fr.lr_trend(sweeps)) if sweeps else None)
   if sweeps is None:
     notes.setdefault("lr_trend", "no LR sweeps")
+  samples = pipeline.bootstrap_estimates(
+      pipeline.FamilyRuns.from_points(points, optimal, buckets), bootstrap, seed)
+  _pipeline_intervals(entry, samples, confidence)
+  for record in (entry["fit"], entry["optimal_scaling"], entry["lr_trend"]):
+    if record:
+      record.update(bootstrap=int(bootstrap), bootstrap_ok=int(len(samples)), seed=int(seed),
+                    confidence=float(confidence))
+  return entry, notes
+
+
+# ----------------------------------------------------------------------------------------
+# Every fit of a study.
+
+
+def _top1_error(points: Sequence[Point], notes: dict, boot_settings: dict) -> dict:
+  """The pooled top-1 error frontier and its law (Figure 1's compute-matched comparison)."""
   error_front = fr.frontier(points, metric=lambda p: 1.0 - p.top1)
-  top1_fit = attempt("top1_error", lambda: _frontier_fit(
-      error_front, lambda p: max(1.0 - p.top1, 1e-12), "top-1 error frontier fit",
-      **boot_settings))
-  sources = sorted({p.top1_source for p in points})
-  return dict(optimal_scaling=optimal_scaling, optimal_lr=sweeps, lr_trend=trend,
-              top1_error=dict(source="+".join(sources),
-                              frontier=[_summary(p) for p in error_front], fit=top1_fit))
+  law = _attempt(notes, "top1_error", lambda: fit_power_law(
+      [p.compute for p in error_front], [max(1.0 - p.top1, 1e-12) for p in error_front],
+      names=[p.name for p in error_front], what="top-1 error frontier fit", **boot_settings))
+  return dict(source="+".join(sorted({p.top1_source for p in points})),
+              frontier=[_summary(p) for p in error_front], fit=law)
 
 
 def fit_all(points: Sequence[Point], *, irreducible: bool = False, bootstrap: int = 200,
@@ -274,45 +324,53 @@ def fit_all(points: Sequence[Point], *, irreducible: bool = False, bootstrap: in
             buckets: int | None = None) -> dict:
   """Every fit of the study, JSON-ready (the content of fits.json).
 
-  The loss-vs-compute law is required: its failure raises. The other analyses need runs the
-  study may not have (LR sweeps, several epoch budgets, a second family); when one cannot
-  be fitted its ScalingError message is stored under ``notes[<name>]`` instead.
+  ``per_family[family]`` (``fit_family``) holds each family's frontier, loss law, optimal
+  size/epochs and LR trend: the paper's claims are judged there. ``frontier`` and
+  ``loss_vs_compute`` pool every family: the compute-matched comparison of Figures 1-2, not a
+  claim. The pooled law is required (its failure raises); a per-family analysis the runs
+  cannot support stores its ScalingError message as ``notes["per_family.<family>.<part>"]``.
 
   Args:
     points: runs from ``load_points`` (one compute unit).
-    irreducible: fit ``L = E + a*C^-b`` for the loss frontier (else ``L = a*C^-b``).
+    irreducible: fit ``L = E + a*C^-b`` for the pooled loss frontier (else ``L = a*C^-b``).
     bootstrap, seed, confidence: bootstrap CI settings, shared by every fit.
     optimal, buckets: definition of "optimal at compute C" (see ``frontier.optimal_points``).
 
   Returns:
-    dict with schema, compute_unit, compute_kind, settings, n_runs, frontier, loss_vs_compute,
-    per_family, optimal, optimal_scaling, optimal_lr, lr_trend, top1_error, notes
-    (docs/scaling.md describes every field).
+    dict with schema, size_axis, compute_unit, compute_kind, settings, n_runs, n_tuned,
+    families, frontier, loss_vs_compute, per_family, top1_error, notes (docs/scaling.md).
 
   Raises:
-    ScalingError: mixed compute units, or too few frontier points for the loss law.
+    ScalingError: mixed compute units, or too few frontier points for the pooled loss law.
   """
   points = list(points)
   if not points:
     raise ScalingError("no runs to fit")
   unit = single_unit(points)
+  fr.check_optimal_method(optimal)
   boot_settings = dict(bootstrap=bootstrap, seed=seed, confidence=confidence)
   tuned = fr.best_lr_points(points)
   front = fr.frontier(tuned)
   try:
-    loss_fit = _frontier_fit(front, fr.heldout_loss, "loss-vs-compute frontier fit",
+    loss_fit = fit_power_law([p.compute for p in front], [p.heldout_loss for p in front],
+                             names=[p.name for p in front], what="loss-vs-compute frontier fit",
                              irreducible=irreducible, **boot_settings)
   except ScalingError as e:
     raise ScalingError(f"{e}; the frontier is taken over {len(points)} run(s): "
                        f"{point_names(points)}") from None
-  notes = {}
-  per_family = _per_family(tuned, notes, boot_settings)
-  best = fr.optimal_points(points, optimal, buckets)
-  optional = _optional_fits(points, best, notes, boot_settings)
+  notes, per_family = {}, {}
+  families = sorted({p.family for p in points})
+  for family in families:
+    per_family[family], family_notes = fit_family(
+        [p for p in points if p.family == family], optimal=optimal, buckets=buckets,
+        **boot_settings)
+    notes.update({f"per_family.{family}.{k}": v for k, v in family_notes.items()})
   return dict(
-      schema=results.FITS_SCHEMA, compute_unit=unit, compute_kind=points[0].compute_kind,
-      settings=dict(irreducible=irreducible, **boot_settings, optimal=optimal, buckets=buckets),
-      n_runs=len(points), n_tuned=len(tuned), frontier=[_summary(p) for p in front],
-      loss_vs_compute=loss_fit, per_family=per_family, optimal=[_summary(p) for p in best],
-      optimal_scaling=optional["optimal_scaling"], optimal_lr=optional["optimal_lr"],
-      lr_trend=optional["lr_trend"], top1_error=optional["top1_error"], notes=notes)
+      schema=results.FITS_SCHEMA, size_axis=SIZE_AXIS, compute_unit=unit,
+      compute_kind=points[0].compute_kind,
+      settings=dict(irreducible=irreducible, **boot_settings, optimal=optimal, buckets=buckets,
+                    family_intervals="whole-pipeline case bootstrap, normal"),
+      n_runs=len(points), n_tuned=len(tuned), families=families,
+      frontier=[_summary(p) for p in front], loss_vs_compute=dict(loss_fit, scope="pooled"),
+      per_family=per_family, top1_error=_top1_error(points, notes, boot_settings),
+      notes=notes)

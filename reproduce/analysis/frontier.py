@@ -4,6 +4,10 @@ Definitions as in Smith et al. 2023 (docs/scaling.md): runs that differ only in 
 form an LR sweep, whose lowest-loss run stands for its (model, epochs); the frontier holds
 the runs no cheaper run beats; the optimal LR of a sweep and its trend with the epoch budget
 are the paper's Figure 3.
+
+Each selection has one definition, on arrays (``lowest_per_group``, ``frontier_indices``,
+``bucket_indices``, ``within_group_slope``): the functions on ``Point`` lists call them, and
+so does the whole-pipeline bootstrap (``reproduce.analysis.pipeline``) in every resample.
 """
 
 from __future__ import annotations
@@ -37,13 +41,69 @@ def best_per_group(items: Iterable[T], group: Callable[[T], Hashable],
   return best
 
 
+def group_ids(keys: Sequence[Hashable]) -> np.ndarray:
+  """Integer id of each key, numbered in order of first appearance."""
+  ids = {}
+  return np.array([ids.setdefault(k, len(ids)) for k in keys], dtype=int)
+
+
+def lowest_per_group(groups: np.ndarray, scores: np.ndarray) -> np.ndarray:
+  """Indices of the lowest score of each group (integer ids); ties keep the earliest index."""
+  if not len(scores):
+    return np.zeros(0, dtype=int)
+  order = np.lexsort((np.arange(len(scores)), scores, groups))
+  sorted_groups = groups[order]
+  return order[np.r_[True, sorted_groups[1:] != sorted_groups[:-1]]]
+
+
+def frontier_indices(compute: np.ndarray, metric: np.ndarray) -> np.ndarray:
+  """Indices of the frontier, by compute: each beats every run of lower or equal compute."""
+  order = np.lexsort((metric, compute))  # stable: exact ties keep the earliest index
+  ordered = metric[order]
+  best_before = np.r_[np.inf, np.minimum.accumulate(ordered)[:-1]]
+  return order[ordered < best_before]
+
+
+def bucket_indices(compute: np.ndarray, loss: np.ndarray, buckets: int | None) -> np.ndarray:
+  """Per log-spaced compute bucket the lowest-loss index (default ceil(sqrt(n)) buckets)."""
+  if not len(compute):
+    return np.zeros(0, dtype=int)
+  n = buckets or max(1, math.ceil(math.sqrt(len(compute))))
+  logc = np.log(compute)
+  edges = np.linspace(logc.min(), logc.max(), n + 1)
+  bucket = np.clip(np.searchsorted(edges, logc, side="right") - 1, 0, n - 1)
+  chosen = lowest_per_group(bucket, loss)
+  return chosen[np.argsort(compute[chosen], kind="stable")]
+
+
+def within_group_slope(groups: np.ndarray, x: np.ndarray, y: np.ndarray,
+                       weight: np.ndarray | None = None) -> float:
+  """The common slope of y on x within groups (each group centred), each point counted
+  ``weight`` times (default once); NaN when x never varies within a group."""
+  if not len(x):
+    return math.nan
+  weight = np.ones(len(x)) if weight is None else np.asarray(weight, dtype=float)
+  total = np.maximum(np.bincount(groups, weight), 1e-300)
+  xc = x - (np.bincount(groups, weight * x) / total)[groups]
+  yc = y - (np.bincount(groups, weight * y) / total)[groups]
+  sxx = float(np.dot(weight * xc, xc))
+  return float(np.dot(weight * xc, yc)) / sxx if sxx > 1e-300 else math.nan
+
+
+def _arrays(points: Sequence[Point], metric: Callable[[Point], float]):
+  return (np.array([p.compute for p in points], dtype=float),
+          np.array([metric(p) for p in points], dtype=float))
+
+
 def best_lr_points(points: Sequence[Point]) -> list[Point]:
   """Per LR sweep (runs differing only in base_lr) the run with the lowest held-out loss.
 
   This is the paper's "base learning rate tuned separately for each epoch budget".
   """
-  best = best_per_group(points, lambda p: p.sweep_key, heldout_loss)
-  return sorted(best.values(), key=lambda p: (p.compute, p.model))
+  points = list(points)
+  losses = np.array([p.heldout_loss for p in points], dtype=float)
+  chosen = lowest_per_group(group_ids([p.sweep_key for p in points]), losses)
+  return sorted((points[i] for i in chosen), key=lambda p: (p.compute, p.model))
 
 
 def frontier(points: Sequence[Point],
@@ -53,13 +113,8 @@ def frontier(points: Sequence[Point],
   A point is on it when every run of lower or equal compute has a higher ``metric``
   (lower is better): the best result any run achieved for that much compute.
   """
-  ordered = sorted(points, key=lambda p: (p.compute, metric(p)))
-  result, best = [], math.inf
-  for p in ordered:
-    if metric(p) < best:
-      result.append(p)
-      best = metric(p)
-  return result
+  points = list(points)
+  return [points[i] for i in frontier_indices(*_arrays(points, metric))]
 
 
 def optimal_points(points: Sequence[Point], method: str = "frontier",
@@ -76,20 +131,16 @@ def optimal_points(points: Sequence[Point], method: str = "frontier",
   Returns:
     Points sorted by compute.
   """
+  check_optimal_method(method)
   tuned = best_lr_points(points)
   if method == "frontier":
     return frontier(tuned)
-  if method != "bucket":
+  return [tuned[i] for i in bucket_indices(*_arrays(tuned, heldout_loss), buckets)]
+
+
+def check_optimal_method(method: str) -> None:
+  if method not in ("frontier", "bucket"):
     raise ScalingError(f"optimal method must be 'frontier' or 'bucket', got {method!r}")
-  if not tuned:
-    return []
-  n = buckets or max(1, math.ceil(math.sqrt(len(tuned))))
-  logc = np.log([p.compute for p in tuned])
-  edges = np.linspace(logc.min(), logc.max(), n + 1)
-  index = np.clip(np.searchsorted(edges, logc, side="right") - 1, 0, n - 1)
-  best = best_per_group(zip(index, tuned), lambda pair: pair[0],
-                        lambda pair: pair[1].heldout_loss)
-  return sorted((p for _, p in best.values()), key=lambda p: p.compute)
 
 
 def _refined_lr(lrs: Sequence[float], losses: Sequence[float], i: int) -> float:
@@ -150,21 +201,22 @@ def lr_trend(sweeps: Sequence[dict]) -> dict:
   Raises:
     ScalingError: no model has sweeps at two epoch budgets.
   """
-  per_model, small, sxy, sxx = {}, {}, 0.0, 0.0
+  per_model, small = {}, {}
   for model in sorted({s["model"] for s in sweeps}):
     rows = sorted((s for s in sweeps if s["model"] == model), key=lambda s: s["epochs"])
     small[model] = rows[0]["best_lr"]
     x = np.log([s["epochs"] for s in rows])
-    y = np.log([s["best_lr"] for s in rows])
     if len(np.unique(x)) < 2:
       continue
-    slope = float(np.polyfit(x, y, 1)[0])
-    per_model[model] = dict(slope=slope, epochs=[s["epochs"] for s in rows],
+    y = np.log([s["best_lr"] for s in rows])
+    per_model[model] = dict(slope=within_group_slope(np.zeros(len(x), dtype=int), x, y),
+                            epochs=[s["epochs"] for s in rows],
                             best_lr=[s["best_lr"] for s in rows])
-    sxy += float(np.sum((x - x.mean()) * (y - y.mean())))
-    sxx += float(np.sum((x - x.mean()) ** 2))
   if not per_model:
     raise ScalingError("optimal-LR trend needs LR sweeps of one model at >= 2 epoch budgets; "
                        f"got sweeps for {list_names(sorted(small))}")
-  return dict(per_model=per_model, pooled_slope=sxy / sxx, small_epochs_lr=small,
+  pooled = within_group_slope(group_ids([s["model"] for s in sweeps]),
+                              np.log([s["epochs"] for s in sweeps]),
+                              np.log([s["best_lr"] for s in sweeps]))
+  return dict(per_model=per_model, pooled_slope=pooled, small_epochs_lr=small,
               n_models=len(per_model))

@@ -153,7 +153,8 @@ def _valid_records(files: Sequence[str], compute_field: str) -> list[dict]:
   return records
 
 
-def _point(path: str, name: str, r: dict, compute: str) -> Point:
+def point_from_record(path: str, name: str, r: dict, compute: str = "planned") -> Point:
+  """The ``Point`` of one results.json record ``r`` read from ``path``."""
   suffix = "/" + results.FILE
   return Point(
       run=path[:-len(suffix)] if path.endswith(suffix) else path, name=name,
@@ -187,7 +188,7 @@ def load_points(runs: str | Sequence[str], compute: str = "planned") -> list[Poi
                        f"got {compute!r}")
   files = _results_files(_matched_paths(runs))
   records = _valid_records(files, results.COMPUTE_FIELDS[compute])
-  points = [_point(path, name, record, compute)
+  points = [point_from_record(path, name, record, compute)
             for path, name, record in zip(files, _unique_names(files), records)]
   return sorted(points, key=lambda p: (p.compute, p.model, p.base_lr))
 

@@ -7,6 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
+from reproduce.analysis.runs import Point, point_from_record
 from reproduce.core import fileio
 from reproduce.core import results
 
@@ -16,14 +17,17 @@ def synthetic_records(models: dict[str, float] | None = None,
                       lr_factors: Sequence[float] = (0.5, 1.0, 2.0), *, a: float = 3.0,
                       b: float = 0.1, irreducible: float = 0.0, noise: float = 0.0,
                       seed: int = 0, hours_per_param_epoch: float = 1e-6,
-                      hardware: str = "cpu", family: str | None = None) -> list[dict]:
+                      hardware: str = "cpu", family: str | None = None,
+                      size_exponent: float = 0.5, size_penalty: float = 0.02,
+                      flops_per_param: float = 2.0) -> list[dict]:
   """results.json records whose compute-optimal runs follow ``L = E + a * C^-b``.
 
   Compute is ``hours_per_param_epoch * params * epochs``. A run's loss is the law at its
-  compute, raised by how far its size is from the optimal size sqrt(r * C / hours), r set
-  so the grid's centre is optimal (so optimal size and epochs both scale as C^0.5: exponent
-  ratio 1) and by how far its LR is from the optimal LR 1.6 * epochs^-0.25; then multiplied
-  by log-normal noise of std ``noise``.
+  compute, raised by ``1 + size_penalty * log(params / optimal size)^2`` where the optimal
+  size is ``k * C^size_exponent`` with k set so the grid's centre is optimal (so optimal
+  epochs scale as ``C^(1 - size_exponent)``; at 0.5 the exponent ratio is 1), and by how far
+  its LR is from the optimal LR 1.6 * epochs^-0.25; then multiplied by log-normal noise of
+  std ``noise``.
 
   Args:
     models: model name -> params (default: five sizes 1e5..1.6e6, family from the name).
@@ -35,40 +39,56 @@ def synthetic_records(models: dict[str, float] | None = None,
     hours_per_param_epoch: compute per parameter-epoch (core hours).
     hardware: written to each record (sets the compute unit).
     family: family of every model (default: the text before the first '_').
+    size_exponent: optimal size ~ C^size_exponent.
+    size_penalty: how fast the loss rises away from the optimal size. On a factor-2 grid
+      above ~0.6 a run between two optimal ones is never on the noiseless frontier, so the
+      noiseless pipeline recovers size_exponent exactly.
+    flops_per_param: ``flops_per_image = flops_per_param * params``.
 
   Returns:
     A list of results.json dicts (schema ``reproduce.core.results.SCHEMA``).
   """
   models = models or {f"nfnet_mini_s{i}": 1e5 * 2.0 ** i for i in range(5)}
   rng = np.random.default_rng(seed)
-  # Optimal size / optimal epochs = this ratio at every compute: the grid's centre is optimal.
   sizes, budgets = list(models.values()), list(epochs)
-  ratio = math.sqrt(min(sizes) * max(sizes) / (min(budgets) * max(budgets)))
+  centre_size = math.sqrt(min(sizes) * max(sizes))
+  centre_compute = hours_per_param_epoch * centre_size * math.sqrt(min(budgets) * max(budgets))
   records = []
   for model, params in models.items():
     for e in epochs:
       compute = hours_per_param_epoch * params * e
-      size_gap = math.log(params / math.sqrt(ratio * compute / hours_per_param_epoch))
+      size_gap = math.log(params / centre_size) - size_exponent * math.log(
+          compute / centre_compute)
       for factor in lr_factors:
         lr_opt = 1.6 * e ** -0.25
-        penalty = 1 + 0.02 * size_gap ** 2 + 0.03 * math.log2(factor) ** 2
+        penalty = 1 + size_penalty * size_gap ** 2 + 0.03 * math.log2(factor) ** 2
         loss = (irreducible + a * compute ** -b) * penalty * math.exp(noise * rng.normal())
         top1 = float(np.clip(1.0 - 0.3 * loss / (irreducible + a), 0.0, 1.0))
         records.append(dict(
             schema=results.SCHEMA, model=model, family=family or model.split("_")[0],
-            params=params, flops_per_image=2.0 * params, resolution=32, dataset="synthetic",
-            dataset_size=1000, num_classes=10, epochs=e, steps=int(e * 100), batch_size=16,
-            base_lr=lr_opt * factor, hardware=hardware, planned_core_hours=compute,
-            measured_core_hours=compute * 1.1, heldout_loss=loss, heldout_top1=top1,
-            finetune_top1=None))
+            params=params, flops_per_image=flops_per_param * params, resolution=32,
+            dataset="synthetic", dataset_size=1000, num_classes=10, epochs=e,
+            steps=int(e * 100), batch_size=16, base_lr=lr_opt * factor, hardware=hardware,
+            planned_core_hours=compute, measured_core_hours=compute * 1.1, heldout_loss=loss,
+            heldout_top1=top1, finetune_top1=None))
   return records
+
+
+def run_name(record: dict) -> str:
+  """``<model>_e<epochs>_lr<lr>``: the run directory of a synthetic record."""
+  return f"{record['model']}_e{record['epochs']:g}_lr{record['base_lr']:.4g}"
+
+
+def as_points(records: Sequence[dict], compute: str = "planned") -> list[Point]:
+  """The records as ``Point``s without writing them (as ``load_points`` would read them)."""
+  return [point_from_record(run_name(r), run_name(r), r, compute) for r in records]
 
 
 def write_records(directory: str, records: Sequence[dict]) -> list[str]:
   """Writes each record to ``directory/<model>_e<epochs>_lr<lr>/results.json``; the dirs."""
   dirs = []
   for r in records:
-    run = fileio.join(directory, f"{r['model']}_e{r['epochs']:g}_lr{r['base_lr']:.4g}")
+    run = fileio.join(directory, run_name(r))
     fileio.write_json(fileio.join(run, results.FILE), r, sort_keys=False)
     dirs.append(run)
   return dirs

@@ -45,23 +45,39 @@ HPARAM_METRICS = ("heldout_loss", "heldout_top1", "core_hours")
 # What is logged: scalars and markdown text.
 
 
+def _family_values(entry: dict) -> list[tuple[str, str, str, float | None, list | None]]:
+  """(scalar name, table row, coefficient, value, CI) of one family's fits (those present)."""
+  out = []
+  law = entry.get("fit")
+  if law:
+    out.append(("loss_b", "loss vs compute (L = a*C^-b)", "b", law["b"], law["ci"]["b"]))
+  opt = entry.get("optimal_scaling")
+  if opt:
+    for part in ("size", "epochs"):
+      out.append((f"optimal_{part}_exponent", f"optimal {part} ~ C^alpha", "alpha",
+                  opt[part]["exponent"], opt[part]["ci"]["exponent"]))
+    out.append(("size_epochs_exponent_ratio", "size / epochs exponent ratio", "ratio",
+                opt["ratio"]["value"], opt["ratio"]["ci"]))
+  trend = entry.get("lr_trend")
+  if trend:
+    out.append(("lr_trend_slope", "optimal LR ~ epochs^s (pooled over models)", "s",
+                trend["pooled_slope"], trend.get("ci")))
+  return out
+
+
 def fit_scalars(fits: dict) -> dict:
-  """The fitted numbers logged as scalars (tag -> value; missing fits are left out)."""
+  """The fitted numbers logged as scalars (tag -> value; missing fits are left out).
+
+  ``fit/loss_*`` are the pooled law (the compute-matched comparison); ``fit/<family>/*``
+  each family's own fits, on which the paper's claims are judged.
+  """
   law = fits["loss_vs_compute"]
   out = {"fit/loss_b": law["b"], "fit/loss_a": law["a"], "fit/loss_E": law["E"]}
   if law["ci"]["b"][0] is not None:
     out["fit/loss_b_ci_lo"], out["fit/loss_b_ci_hi"] = law["ci"]["b"]
   for family, entry in fits.get("per_family", {}).items():
-    if entry.get("fit"):
-      out[f"fit/{family}/loss_b"] = entry["fit"]["b"]
-  opt = fits.get("optimal_scaling")
-  if opt:
-    out["fit/optimal_params_exponent"] = opt["params"]["exponent"]
-    out["fit/optimal_epochs_exponent"] = opt["epochs"]["exponent"]
-    if opt["ratio"]["value"] is not None:
-      out["fit/size_epochs_exponent_ratio"] = opt["ratio"]["value"]
-  if fits.get("lr_trend"):
-    out["fit/lr_trend_pooled_slope"] = fits["lr_trend"]["pooled_slope"]
+    for name, _, _, value, _ in _family_values(entry):
+      out[f"fit/{family}/{name}"] = value
   top1 = (fits.get("top1_error") or {}).get("fit")
   if top1:
     out["fit/top1_error_b"] = top1["b"]
@@ -72,7 +88,8 @@ def coefficients_markdown(fits: dict) -> str:
   """Markdown table of every fitted coefficient with its CI."""
   level = f"{100 * fits['settings']['confidence']:g}%"
   lines = [f"Compute: {fits['compute_kind']} {fits['compute_unit']}; {fits['n_runs']} runs; "
-           f"bootstrap {fits['settings']['bootstrap']} (seed {fits['settings']['seed']}).", "",
+           f"bootstrap {fits['settings']['bootstrap']} (seed {fits['settings']['seed']}); "
+           f"model size = {fits.get('size_axis', 'params')}.", "",
            f"| fit | coefficient | value | {level} CI |", "|---|---|---|---|"]
 
   def add(fit_name, coef, value, ci):
@@ -81,18 +98,10 @@ def coefficients_markdown(fits: dict) -> str:
 
   law = fits["loss_vs_compute"]
   for coef in ("a", "b", "E") if law["form"].startswith("L = E") else ("a", "b"):
-    add(f"loss vs compute ({law['form']})", coef, law[coef], law["ci"][coef])
+    add(f"pooled loss vs compute ({law['form']})", coef, law[coef], law["ci"][coef])
   for family, entry in fits.get("per_family", {}).items():
-    if entry.get("fit"):
-      add(f"{family} loss vs compute", "b", entry["fit"]["b"], entry["fit"]["ci"]["b"])
-  opt = fits.get("optimal_scaling")
-  if opt:
-    for part in ("params", "epochs"):
-      add(f"optimal {part} ~ C^alpha", "alpha", opt[part]["exponent"],
-          opt[part]["ci"]["exponent"])
-    add("size / epochs exponent ratio", "ratio", opt["ratio"]["value"], opt["ratio"]["ci"])
-  if fits.get("lr_trend"):
-    add("optimal LR ~ epochs^s (pooled)", "s", fits["lr_trend"]["pooled_slope"], None)
+    for _, row, coef, value, ci in _family_values(entry):
+      add(f"{family}: {row}", coef, value, ci)
   top1 = (fits.get("top1_error") or {}).get("fit")
   if top1:
     add("top-1 error vs compute", "b", top1["b"], top1["ci"]["b"])

@@ -10,7 +10,7 @@ import math
 
 SCHEMA = "nfnet-vit-scaling/results/v1"
 FILE = "results.json"
-FITS_SCHEMA = "nfnet-vit-scaling/fits/v1"
+FITS_SCHEMA = "nfnet-vit-scaling/fits/v2"  # v2: per-family claims, FLOPs size axis
 
 # Which field holds a run's compute, by the name the CLIs use for it.
 COMPUTE_FIELDS = {"planned": "planned_core_hours", "measured": "measured_core_hours"}
