@@ -72,7 +72,7 @@ def test_study_end_to_end_and_resume(tmp_path, fake_training, capsys):
     for budget in budgets:
       assert out.count(f"] {grid.run_name(model, budget)} ") == 1, out
   assert "tensorboard --logdir" in out
-  assert "nfnet compute-efficient frontier: held-out loss ~ C^-0.4" in out
+  assert "nfnet: frontier loss ~ C^-0.4" in out
 
   # Budgets are matched across families: every budget has one run per model.
   points = runs.load_points(os.path.join(workdir, "runs", "*"))

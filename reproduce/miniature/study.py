@@ -28,13 +28,25 @@ def fit_and_compare(workdir: str, bootstrap: int, seed: int) -> dict:
   tensorboard.write_compare(logdir, result)
   outputs.write_compare_json(fileio.join(workdir, COMPARE_FILE), result)
   say(compare.format_table(result))
-  for family, fit in sorted(fits.get("per_family", {}).items()):
-    law = fit.get("fit") or {}
-    if law.get("b") is not None:
-      lo, hi = law["ci"]["b"]
-      say(f"{family} compute-efficient frontier: held-out loss ~ C^-{law['b']:.3f} "
-          f"(95% CI of the exponent {lo:.3f}..{hi:.3f}; {law['n']} runs)")
+  for family, per_family in sorted(fits.get("per_family", {}).items()):
+    say(family_summary(family, per_family))
   return result
+
+
+def family_summary(family: str, per_family: dict) -> str:
+  """One line per family: its frontier law and how its optimal size and epochs scale."""
+  law = per_family.get("fit") or {}
+  line = f"{family}:"
+  if law.get("b") is not None:
+    line += (f" frontier loss ~ C^-{law['b']:.3f} (95% CI {cli.format_interval(law['ci']['b'])};"
+             f" {law['n']} runs)")
+  scaling = per_family.get("optimal_scaling") or {}
+  if scaling.get("size") and scaling.get("epochs"):
+    size, epochs = scaling["size"], scaling["epochs"]
+    line += (f"; optimal size (forward FLOPs/image) ~ C^{size['exponent']:.2f} "
+             f"{cli.format_interval(size['ci']['exponent'])}, epochs ~ C^{epochs['exponent']:.2f} "
+             f"{cli.format_interval(epochs['ci']['exponent'])}")
+  return line
 
 
 def check_models(nfnets, vits) -> list[str]:
