@@ -27,7 +27,7 @@ def base_seed(seed: int, tag: int) -> tf.Tensor:
 
 
 def example_index(position, num_examples: int, seed, epoch, tag: int = ORDER_TAG) -> tf.Tensor:
-  """The example at ``position`` (scalar or vector, int64) of epoch ``epoch``'s permutation
+  """The example at ``position`` (scalar or vector, int64) of scalar epoch ``epoch``'s permutation
   of ``0..num_examples-1``, fixed by (seed, epoch, tag); traceable, O(1) memory per position."""
   epoch_seed = fold_in(base_seed(int(seed), tag), epoch)
   # index_shuffle's max_index is inclusive; index, max_index and output share one dtype.

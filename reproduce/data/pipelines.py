@@ -1,11 +1,12 @@
-"""The per-host ``tf.data`` pipelines: the infinite, epoch-exact train stream and the
-padded held-out set, each sharded over ``tf.distribute`` input pipelines.
+"""The per-host ``tf.data`` pipelines: the infinite, epoch-exact train stream and the padded
+held-out set, each sharded over ``tf.distribute`` input pipelines.
 
 The train stream is the concatenation of epochs, epoch ``e`` in ``example_order(source, seed,
 e)``, each position's example computed on its own (``order.example_index``: nothing N-sized);
-batch ``s`` is ``stream[s*B:(s+1)*B]``, so recreating the stream with ``start_step=s``
-resumes exactly, and each input pipeline computes only its slice of every global batch. Augmentation seeds come from (seed, epoch, example index), mixing seeds from
-the stream position. See docs/data.md.
+batch ``s`` is ``stream[s*B:(s+1)*B]``, so recreating the stream with ``start_step=s`` resumes
+exactly, and each input pipeline computes only its slice of every global batch. Augmentation
+seeds come from (seed, epoch, example index), mixing seeds from the stream position. See
+docs/data.md.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """TFDS datasets as ``DataSource``s: ``tfds:NAME`` / ``NAME``, and ``digits`` (the kit's
 ``sklearn_digits`` builder, prepared offline on first use).
 
-Random access to the train split: ``builder.as_data_source`` for array_record files, a
-TFRecord offset index (``record_index.TFRecordIndex``) for TFRecord files.
+Random access to the train split: an ArrayRecord data source over the split's file
+instructions (``record_index``) for array_record files, a TFRecord offset index
+(``record_index.TFRecordIndex``, one header pass at load) for TFRecord files.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import tensorflow as tf
 
 from reproduce.core import fileio
-from reproduce.data.record_index import TFRecordIndex
+from reproduce.data.record_index import TFRecordIndex, example_fetch, open_array_records
 from reproduce.data.datasource import (AUGMENT_DEFAULTS, DataError, DataSource, default_heldout,
                                        fraction_heldout, multi_hot, python_reader,
                                        split_heldout)
@@ -146,17 +147,13 @@ def _prepare_manual(builder, base_name: str, manual_dir: str | None) -> None:
 
 def _train_fetch(builder, image_key: str, label_key: str, num_classes: int):
   """(fetch(record_id) -> (encoded image, target), number of train records)."""
-  import tensorflow_datasets as tfds
   file_format = str(getattr(builder.info, "file_format", "")).lower()
   if "array_record" in file_format:
-    data_source = builder.as_data_source(
-        "train", decoders={image_key: tfds.decode.SkipDecoding()})
-
-    def fetch(record_id: int):
-      example = data_source[record_id]
-      return example[image_key], multi_hot(example[label_key], num_classes)
-
-    return fetch, len(data_source)
+    # TFDS writes Examples (encoded image, int64 labels); the shard lengths come from its
+    # metadata, so no file is opened before a record is read.
+    records = open_array_records(builder.info.splits["train"].file_instructions,
+                                 f"TFDS dataset {builder.name}")
+    return example_fetch(records, image_key, label_key, num_classes), len(records)
   paths = [os.fspath(p) for p in builder.info.splits["train"].filepaths]
   index = TFRecordIndex(paths)
-  return index.example_fetch(image_key, label_key, num_classes), len(index)
+  return example_fetch(index, image_key, label_key, num_classes), len(index)

@@ -14,7 +14,7 @@ from typing import Callable
 from reproduce.core import fileio
 from reproduce.data.datasource import (DataError, DataSource, default_heldout, python_reader,
                                        split_heldout)
-from reproduce.data.record_index import TFRecordIndex, parse_example
+from reproduce.data.record_index import TFRecordIndex, example_fetch, parse_example
 from reproduce.data.tfds_source import label_info_from_metadata
 
 
@@ -32,7 +32,7 @@ def load_tfrecord_glob(spec: str, pattern: str, heldout_size: int | None) -> Dat
       name=spec, num_classes=num_classes, train_size=len(train_ids),
       heldout_size=len(heldout_ids), multi_label=multi_label, train_records=train_ids,
       heldout_records=heldout_ids,
-      read=python_reader(index.example_fetch(None, None, num_classes), num_classes),
+      read=python_reader(example_fetch(index, None, None, num_classes), num_classes),
       description=f"{len(paths)} TFRecord files, {len(index)} records")
 
 
