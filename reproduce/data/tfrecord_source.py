@@ -22,18 +22,24 @@ def load_tfrecord_glob(spec: str, pattern: str, heldout_size: int | None) -> Dat
   paths = fileio.glob(pattern)
   if not paths:
     raise DataError(f"tfrecord glob {pattern!r} matches no files")
-  index = TFRecordIndex(paths)
-  if not len(index):
-    raise DataError(f"tfrecord glob {pattern!r}: {len(paths)} files but no records")
-  num_classes, multi_label = example_label_info(paths, len(index), index.record)
-  default = default_heldout(len(index), multi_label, "")
-  train_ids, heldout_ids = split_heldout(spec, len(index), heldout_size, default)
+  return example_files_source(spec, "TFRecord", paths, TFRecordIndex(paths), heldout_size)
+
+
+def example_files_source(spec: str, kind: str, paths: list[str], records,
+                         heldout_size: int | None) -> DataSource:
+  """A ``DataSource`` over random-access ``records`` (``len``, ``[record_id] -> bytes``) of
+  serialized Examples read from ``paths``; the held-out set is the last records."""
+  if not len(records):
+    raise DataError(f"{spec}: {len(paths)} {kind} files but no records")
+  num_classes, multi_label = example_label_info(paths, len(records), records.__getitem__)
+  default = default_heldout(len(records), multi_label, "")
+  train_ids, heldout_ids = split_heldout(spec, len(records), heldout_size, default)
   return DataSource(
       name=spec, num_classes=num_classes, train_size=len(train_ids),
       heldout_size=len(heldout_ids), multi_label=multi_label, train_records=train_ids,
       heldout_records=heldout_ids,
-      read=python_reader(example_fetch(index, None, None, num_classes), num_classes),
-      description=f"{len(paths)} TFRecord files, {len(index)} records")
+      read=python_reader(example_fetch(records, None, None, num_classes), num_classes),
+      description=f"{len(paths)} {kind} files, {len(records)} records")
 
 
 def example_label_info(paths: list[str], num_records: int,
