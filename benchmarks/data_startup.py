@@ -29,6 +29,7 @@ _SIZES = flags.DEFINE_list("sizes", ["100000", "1000000", "4000000"], "records p
 _SHARDS = flags.DEFINE_integer("shards", 16, "files per dataset")
 _FORMATS = flags.DEFINE_list("formats", ["arrayrecord", "tfrecord", "old_order"],
                              "arrayrecord, tfrecord (offset index), old_order (N-sized shuffle)")
+_GROUP_SIZE = flags.DEFINE_integer("group_size", 1, "ArrayRecord group_size of the written files")
 _BATCH = flags.DEFINE_integer("batch", 256, "global batch size of the first batch")
 _CHILD = flags.DEFINE_string("child", None, "internal: measure one FORMAT:DIR:N")
 
@@ -78,14 +79,16 @@ def _write_dataset(directory: str, num_records: int, shards: int, metadata_dir: 
   for shard in range(shards):
     name = f"{shard:05d}-of-{shards:05d}"
     records = [examples[i % 10] for i in range(bounds[shard], bounds[shard + 1])]
-    writer = array_record_module.ArrayRecordWriter(
-        f"{directory}/data.array_record-{name}", "group_size:1")
-    for record in records:
-      writer.write(record)
-    writer.close()
-    with tf.io.TFRecordWriter(f"{directory}/data.tfrecord-{name}") as tf_writer:
+    if "arrayrecord" in _FORMATS.value:
+      writer = array_record_module.ArrayRecordWriter(
+          f"{directory}/data.array_record-{name}", f"group_size:{_GROUP_SIZE.value}")
       for record in records:
-        tf_writer.write(record)
+        writer.write(record)
+      writer.close()
+    if "tfrecord" in _FORMATS.value:
+      with tf.io.TFRecordWriter(f"{directory}/data.tfrecord-{name}") as tf_writer:
+        for record in records:
+          tf_writer.write(record)
   for name in ("dataset_info.json", "features.json"):  # digits' metadata: 10 classes
     shutil.copy(os.path.join(metadata_dir, name), directory)
 

@@ -1,17 +1,20 @@
 """Remote paths (``gs://`` on Cloud TPU) without a network: TensorFlow's in-memory ``ram://``
 file system stands in for GCS. It goes through the same ``tf.io.gfile`` layer, so every path
 the kit handles as remote (``fileio.is_remote``) is exercised: file I/O, the training loop's
-checkpoints, results.json and TensorBoard events, and the fits read from and written to it.
+checkpoints, results.json and TensorBoard events, the fits read from and written to it, and
+TFRecord data read from it.
 """
 
 from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
 import engine_helpers as h
+from reproduce import data
 from reproduce.analysis import fits as fits_lib, outputs, runs
 from reproduce.core import fileio
 from reproduce.core import results as results_schema
@@ -134,3 +137,20 @@ def test_fits_read_ram_runs_and_write_ram_files(ram_runs, ram_root):
   assert all(fileio.exists(path) and path.startswith("ram://") for path in written)
   assert outputs.load_fits(written[0])["schema"] == results_schema.FITS_SCHEMA
   assert fileio.read_text(written[1]).splitlines()[0].startswith("name,")
+
+
+def test_tfrecord_data_read_from_ram(ram_root):
+  """TFRecord data on a remote file system: globbed, indexed and read through tf.io.gfile.
+  (ArrayRecord files are read by array_record's own file layer, not tf.io.gfile.)"""
+  png = tf.io.encode_png(np.zeros((4, 4, 3), np.uint8)).numpy()
+  for shard in range(2):
+    with tf.io.TFRecordWriter(f"{ram_root}/data/train.tfrecord-{shard}") as writer:
+      for label in range(5):
+        writer.write(tf.train.Example(features=tf.train.Features(feature={
+            "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[png])),
+            "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+        })).SerializeToString())
+  source = data.load_source(f"tfrecord:{ram_root}/data/train.tfrecord-*", heldout_size=2)
+  assert (source.num_classes, source.train_size, source.heldout_size) == (5, 8, 2)
+  _, targets = next(iter(data.train_dataset(source, global_batch_size=8, resolution=4, seed=0)))
+  assert sorted(np.argmax(targets.numpy(), -1).tolist()) == [0, 0, 1, 1, 2, 2, 3, 4]
