@@ -1,10 +1,12 @@
-"""Input data: sources (tfds, ImageFolder, TFRecords, embedded digits), epoch-exact order,
-stateless preprocessing and augmentation, and the per-host ``tf.data`` pipelines.
+"""Input data: sources (tfds, ImageFolder, TFRecords, ArrayRecords, embedded digits),
+epoch-exact order, stateless preprocessing and augmentation, and the per-host ``tf.data``
+pipelines.
 
 Modules: ``sources`` (``load_source``) over ``tfds_source``, ``tfrecord_source``,
-``imagefolder_source`` and ``record_index``; ``datasource`` (``DataSource``, held-out rule);
-``order``; ``preprocess``; ``randaugment``; ``mixing``; ``pipelines``; ``digits`` (a TFDS
-builder). The public API is re-exported here; the training package uses only these names.
+``arrayrecord_source``, ``imagefolder_source`` and ``record_index``; ``datasource``
+(``DataSource``, held-out rule); ``order``; ``preprocess``; ``randaugment``; ``mixing``;
+``pipelines``; ``digits`` (a TFDS builder). The public API is re-exported here; the training
+package uses only these names.
 """
 
 from reproduce.data.datasource import AUGMENT_DEFAULTS, DataError, DataSource, describe

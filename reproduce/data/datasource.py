@@ -42,8 +42,9 @@ class DataSource:
     train_size: examples in the train stream (held-out ones excluded).
     heldout_size: examples in the held-out set.
     multi_label: True for multi-hot (sigmoid) targets, False for one-hot (softmax).
-    train_records: record ids (into ``read``) of train examples, by train index.
-    heldout_records: record ids of held-out examples.
+    train_records: record ids (into ``read``) of train examples, by train index: a ``range``
+      where they are contiguous (no N-sized array), else an int64 array.
+    heldout_records: record ids of held-out examples (``range`` or array, likewise).
     read: ``read(record_id) -> (encoded image bytes, float32 [num_classes] target)``; traceable
       in tf.data.
     augment_defaults: the source's default ``augment`` settings.
@@ -58,8 +59,8 @@ class DataSource:
   train_size: int
   heldout_size: int
   multi_label: bool
-  train_records: np.ndarray = dataclasses.field(repr=False)
-  heldout_records: np.ndarray = dataclasses.field(repr=False)
+  train_records: range | np.ndarray = dataclasses.field(repr=False)
+  heldout_records: range | np.ndarray = dataclasses.field(repr=False)
   read: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]] = dataclasses.field(repr=False)
   augment_defaults: dict = dataclasses.field(default_factory=lambda: dict(AUGMENT_DEFAULTS),
                                              repr=False)
@@ -78,14 +79,28 @@ def describe(source: DataSource) -> dict[str, Any]:
 
 
 def split_heldout(spec: str, num_records: int, heldout_size: int | None, default: int,
-                  canonical_order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-  """Train/held-out record ids: the held-out set is the last ``heldout_size`` records."""
+                  canonical_order: np.ndarray | None = None
+                  ) -> tuple[range | np.ndarray, range | np.ndarray]:
+  """Train/held-out record ids: the held-out set is the last ``heldout_size`` records (of
+  ``canonical_order`` if given, else of the records: two ``range``s, nothing N-sized)."""
   size = default if heldout_size is None else int(heldout_size)
   if not 0 < size < num_records:
     raise DataError(f"{spec}: heldout_size={size} must be in 1..{num_records - 1} "
                     f"(the train split has {num_records} examples)")
-  order = np.arange(num_records) if canonical_order is None else canonical_order
-  return order[:num_records - size].astype(np.int64), order[num_records - size:].astype(np.int64)
+  if canonical_order is None:
+    return range(num_records - size), range(num_records - size, num_records)
+  order = canonical_order.astype(np.int64)
+  return order[:num_records - size], order[num_records - size:]
+
+
+def record_lookup(records: range | np.ndarray) -> Callable[[tf.Tensor], tf.Tensor]:
+  """``lookup(index) -> record id`` in tf.data: arithmetic for a ``range`` (no constant),
+  a gather from an int64 constant for an array."""
+  if isinstance(records, range):
+    start, step = records.start, records.step
+    return lambda index: start + tf.cast(index, tf.int64) * step
+  table = tf.constant(np.asarray(records, np.int64))
+  return lambda index: tf.gather(table, index)
 
 
 def fraction_heldout(num_records: int, fraction: float = OTHER_HELDOUT_FRACTION,

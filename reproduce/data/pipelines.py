@@ -1,10 +1,12 @@
-"""The per-host ``tf.data`` pipelines: the infinite, epoch-exact train stream and the
-padded held-out set, each sharded over ``tf.distribute`` input pipelines.
+"""The per-host ``tf.data`` pipelines: the infinite, epoch-exact train stream and the padded
+held-out set, each sharded over ``tf.distribute`` input pipelines.
 
 The train stream is the concatenation of epochs, epoch ``e`` in ``example_order(source, seed,
-e)``; batch ``s`` is ``stream[s*B:(s+1)*B]``, so recreating the stream with ``start_step=s``
-resumes exactly. Augmentation seeds come from (seed, epoch, example index), mixing seeds from
-the stream position. See docs/data.md.
+e)``, each position's example computed on its own (``order.example_index``: nothing N-sized);
+batch ``s`` is ``stream[s*B:(s+1)*B]``, so recreating the stream with ``start_step=s`` resumes
+exactly, and each input pipeline computes only its slice of every global batch. Augmentation
+seeds come from (seed, epoch, example index), mixing seeds from the stream position. See
+docs/data.md.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from reproduce.data import order
-from reproduce.data.datasource import DataError, DataSource
+from reproduce.data.datasource import DataError, DataSource, record_lookup
 from reproduce.data.mixing import mix_batch
 from reproduce.data.preprocess import (augment, check_eval_crop, crop_and_flip, eval_image,
                                        normalise, resolve_augment)
@@ -42,6 +44,18 @@ def _take_share(dataset: tf.data.Dataset, global_batch_size: int, pipelines: int
     return dataset
   share = global_batch_size // pipelines
   return dataset.batch(share, drop_remainder=True).shard(pipelines, pipeline_id).unbatch()
+
+
+def _own_stream_positions(start_step: int, global_batch_size: int, pipelines: int,
+                          pipeline_id: int) -> tf.data.Dataset:
+  """Stream positions this pipeline reads from batch ``start_step`` on: slice ``pipeline_id``
+  (``B/pipelines`` contiguous positions) of every global batch, computed, not filtered, so a
+  host never touches the other hosts' positions."""
+  share = global_batch_size // pipelines
+  offsets = tf.range(share, dtype=tf.int64) + pipeline_id * share
+  last_step = np.iinfo(np.int64).max // global_batch_size - 1
+  steps = tf.data.Dataset.range(int(start_step), last_step)
+  return steps.map(lambda step: step * global_batch_size + offsets).unbatch()
 
 
 def _options() -> tf.data.Options:
@@ -100,29 +114,18 @@ def train_dataset(source: DataSource, *, global_batch_size: int, resolution: int
   if start_step < 0:
     raise DataError(f"start_step={start_step} must be >= 0")
   num_examples = source.train_size
-  start = int(start_step) * int(global_batch_size)
-  first_epoch, first_offset = divmod(start, num_examples)
-  records = tf.constant(source.train_records, tf.int64)
+  train_record = record_lookup(source.train_records)
   seed = int(seed)
-
-  def epoch_positions(epoch):
-    # (epoch, position in epoch, train index) for the rest of this epoch.
-    begin = tf.where(epoch == first_epoch, tf.constant(first_offset, tf.int64), 0)
-    positions = tf.range(begin, num_examples, dtype=tf.int64)
-    epoch_order = order.order_tensor(num_examples, seed, epoch)
-    return tf.data.Dataset.from_tensor_slices(
-        (tf.fill(tf.shape(positions), epoch), positions, tf.gather(epoch_order, positions)))
-
-  dataset = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max)
-  dataset = dataset.flat_map(epoch_positions)
-  dataset = _take_share(dataset, global_batch_size, pipelines, pipeline_id)
+  dataset = _own_stream_positions(start_step, global_batch_size, pipelines, pipeline_id)
   augment_seed = order.base_seed(seed, order.AUGMENT_TAG)
 
-  def load(epoch, position, index):
-    encoded, target = source.read(tf.gather(records, index))
+  def load(stream_position):
+    epoch, position = stream_position // num_examples, stream_position % num_examples
+    index = order.example_index(position, num_examples, seed, epoch)
+    encoded, target = source.read(train_record(index))
     example_seed = order.fold_in(order.fold_in(augment_seed, epoch), index)
     image = crop_and_flip(encoded, example_seed, resolution, settings)
-    return image, target, epoch * num_examples + position, example_seed
+    return image, target, stream_position, example_seed
 
   dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
   dataset = dataset.batch(per_replica, drop_remainder=True)
@@ -150,12 +153,12 @@ def heldout_dataset(source: DataSource, *, global_batch_size: int, resolution: i
   crop = check_eval_crop(source.eval_crop if crop is None else crop)
   count = source.heldout_size
   padded = math.ceil(count / global_batch_size) * global_batch_size
-  records = tf.constant(source.heldout_records, tf.int64)
+  heldout_record = record_lookup(source.heldout_records)
   dataset = tf.data.Dataset.range(padded)
   dataset = _take_share(dataset, global_batch_size, pipelines, pipeline_id)
 
   def load(position):
-    encoded, target = source.read(tf.gather(records, tf.minimum(position, count - 1)))
+    encoded, target = source.read(heldout_record(tf.minimum(position, count - 1)))
     image = eval_image(encoded, resolution, source.eval_crop_padding, dtype, crop)
     return image, target, tf.cast(position < count, tf.float32)
 

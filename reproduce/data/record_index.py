@@ -1,9 +1,11 @@
-"""Random access to TFRecord files of ``tf.train.Example``s, through an offset index.
+"""Random access to files of ``tf.train.Example``s: ArrayRecord files through their own index
+(``open_array_records``), TFRecord files through an offset index (``TFRecordIndex``).
 
-The index reads only the 12-byte record headers and keeps (file, offset, length) per record
-(20 bytes each); a record is then one ``os.pread`` on local files (thread-safe, so parallel
-``tf.data`` maps share one descriptor per thread) or one seek on remote ``tf.io.gfile`` paths.
-Binary reads at offsets are not whole-file I/O, so they bypass ``reproduce.core.fileio``.
+The TFRecord index reads only the 12-byte record headers (but all of them, at load) and keeps
+(file, offset, length) per record (20 bytes each); a record is then one ``os.pread`` on local
+files (thread-safe, so parallel ``tf.data`` maps share one descriptor per thread) or one seek on
+remote ``tf.io.gfile`` paths. Binary reads at offsets are not whole-file I/O, so they bypass
+``reproduce.core.fileio``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -63,14 +66,31 @@ class TFRecordIndex:
       f.seek(offset)
       return f.read(length)
 
-  def example_fetch(self, image_key: str | None, label_key: str | None, num_classes: int):
-    """``fetch(record_id) -> (encoded image, multi-hot target)`` for ``python_reader``."""
+  __getitem__ = record
 
-    def fetch(record_id: int):
-      image, labels = parse_example(self.record(record_id), image_key, label_key)
-      return image, multi_hot(labels, num_classes)
 
-    return fetch
+def open_array_records(files: Sequence, what: str):
+  """An ``ArrayRecordDataSource`` (``len``, ``[record_id] -> bytes``) over ``files``: paths,
+  or TFDS ``FileInstruction``s (which need no file opened to count records)."""
+  from array_record.python import array_record_data_source  # pylint: disable=g-import-not-at-top
+  try:
+    # Default reader options: a file's chunk offsets (8 bytes per record) are loaded when
+    # it is first read. "index_storage_option:offloaded" would keep them on disk, but made
+    # random reads about 25x slower (array_record 0.8.6; docs/data.md).
+    return array_record_data_source.ArrayRecordDataSource(list(files))
+  except (OSError, ValueError, RuntimeError) as e:
+    message = str(e).splitlines()[0] if str(e) else type(e).__name__
+    raise DataError(f"{what}: unreadable ArrayRecord files ({message})") from None
+
+
+def example_fetch(records, image_key: str | None, label_key: str | None, num_classes: int):
+  """``fetch(record_id) -> (encoded image, multi-hot target)`` of serialized Examples."""
+
+  def fetch(record_id: int):
+    image, labels = parse_example(records[record_id], image_key, label_key)
+    return image, multi_hot(labels, num_classes)
+
+  return fetch
 
 
 def parse_example(serialized: bytes, image_key: str | None = None,

@@ -5,6 +5,8 @@ Specs:
   ``tfds:NAME`` or ``NAME``  a prepared TFDS dataset (``imagenet2012`` prepares from manual tars).
   ``imagefolder:/root``      ``root/[train/]<class>/<image>`` files.
   ``tfrecord:/path/glob*``   TFRecords of ``tf.train.Example`` with ``image`` (encoded) + ``label``.
+  ``arrayrecord:/path/glob*`` the same Examples in ArrayRecord files (scales: nothing read at
+                             start-up but the file footers).
 
 Every source is random access: a train example is addressed by its index ``0..train_size-1``.
 """
@@ -13,13 +15,14 @@ from __future__ import annotations
 
 import re
 
+from reproduce.data.arrayrecord_source import load_arrayrecord_glob
 from reproduce.data.datasource import DataError, DataSource
 from reproduce.data.imagefolder_source import load_imagefolder
 from reproduce.data.tfds_source import load_digits, load_tfds, load_tfds_with_heldout_split
 from reproduce.data.tfrecord_source import load_tfrecord_glob
 
 _TFDS_NAME = re.compile(r"[a-z][a-z0-9_]*(/[\w.-]+)?(:[\d.*]+)?")
-_SPEC_HELP = "use digits, tfds:NAME, imagefolder:DIR or tfrecord:GLOB"
+_SPEC_HELP = "use digits, tfds:NAME, imagefolder:DIR, tfrecord:GLOB or arrayrecord:GLOB"
 
 
 def load_source(dataset: str, data_dir: str | None = None, manual_dir: str | None = None,
@@ -29,7 +32,8 @@ def load_source(dataset: str, data_dir: str | None = None, manual_dir: str | Non
   ``heldout_split``).
 
   Args:
-    dataset: ``digits``, ``tfds:NAME`` / ``NAME``, ``imagefolder:/root``, ``tfrecord:/glob``.
+    dataset: ``digits``, ``tfds:NAME`` / ``NAME``, ``imagefolder:/root``, ``tfrecord:/glob``,
+      ``arrayrecord:/glob``.
     data_dir: TFDS data directory (digits default: ``~/.cache/nfnet_vit_scaling/...``).
     manual_dir: directory holding manually downloaded archives (imagenet2012 tars).
     heldout_size: examples held out; default 20% for digits, 10k for imagenet2012, 130k for
@@ -58,6 +62,8 @@ def load_source(dataset: str, data_dir: str | None = None, manual_dir: str | Non
     return load_imagefolder(spec, rest, heldout_size, seed, skip_corrupt)
   if kind == "tfrecord" and rest:
     return load_tfrecord_glob(spec, rest, heldout_size)
+  if kind == "arrayrecord" and rest:
+    return load_arrayrecord_glob(spec, rest, heldout_size)
   if kind == "tfds" and rest:
     return load_tfds(spec, rest, data_dir, manual_dir, heldout_size)
   if _TFDS_NAME.fullmatch(spec):

@@ -1,8 +1,9 @@
 """TFDS datasets as ``DataSource``s: ``tfds:NAME`` / ``NAME``, and ``digits`` (the kit's
 ``sklearn_digits`` builder, prepared offline on first use).
 
-Random access to the train split: ``builder.as_data_source`` for array_record files, a
-TFRecord offset index (``record_index.TFRecordIndex``) for TFRecord files.
+Random access to the train split: an ArrayRecord data source over the split's file
+instructions (``record_index``) for array_record files, a TFRecord offset index
+(``record_index.TFRecordIndex``, one header pass at load) for TFRecord files.
 """
 
 from __future__ import annotations
@@ -10,13 +11,12 @@ from __future__ import annotations
 import dataclasses
 import os
 
-import numpy as np
 import tensorflow as tf
 
 from reproduce.core import fileio
-from reproduce.data.record_index import TFRecordIndex
+from reproduce.data.record_index import TFRecordIndex, example_fetch, open_array_records
 from reproduce.data.datasource import (AUGMENT_DEFAULTS, DataError, DataSource, default_heldout,
-                                       fraction_heldout, multi_hot, python_reader,
+                                       fraction_heldout, python_reader,
                                        split_heldout)
 
 DEFAULT_DATA_CACHE = os.path.join("~", ".cache", "nfnet_vit_scaling", "tensorflow_datasets")
@@ -75,8 +75,8 @@ def load_tfds_with_heldout_split(spec: str, name: str, data_dir: str | None,
 
   return DataSource(
       name=spec, num_classes=num_classes, train_size=num_train, heldout_size=num_heldout,
-      multi_label=multi_label, train_records=np.arange(num_train, dtype=np.int64),
-      heldout_records=np.arange(num_train, num_train + num_heldout, dtype=np.int64),
+      multi_label=multi_label, train_records=range(num_train),
+      heldout_records=range(num_train, num_train + num_heldout),
       read=python_reader(fetch, num_classes),
       description=f"tfds {builder.name} {builder.version} in {builder.data_dir}, "
                   f"held out: its {heldout_split!r} split")
@@ -183,17 +183,13 @@ def _prepare_manual(builder, base_name: str, manual_dir: str | None) -> None:
 def _train_fetch(builder, image_key: str, label_key: str, num_classes: int,
                  split: str = "train"):
   """(fetch(record_id) -> (encoded image, target), number of records) of a split."""
-  import tensorflow_datasets as tfds
   file_format = str(getattr(builder.info, "file_format", "")).lower()
   if "array_record" in file_format:
-    data_source = builder.as_data_source(
-        split, decoders={image_key: tfds.decode.SkipDecoding()})
-
-    def fetch(record_id: int):
-      example = data_source[record_id]
-      return example[image_key], multi_hot(example[label_key], num_classes)
-
-    return fetch, len(data_source)
+    # TFDS writes Examples (encoded image, int64 labels); the shard lengths come from its
+    # metadata, so no file is opened before a record is read.
+    records = open_array_records(builder.info.splits[split].file_instructions,
+                                 f"TFDS dataset {builder.name}")
+    return example_fetch(records, image_key, label_key, num_classes), len(records)
   paths = [os.fspath(p) for p in builder.info.splits[split].filepaths]
   index = TFRecordIndex(paths)
-  return index.example_fetch(image_key, label_key, num_classes), len(index)
+  return example_fetch(index, image_key, label_key, num_classes), len(index)
