@@ -27,13 +27,7 @@ _CONFIG = config_flags.DEFINE_config_file(
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Fine-tune run directory; resumes.")
 _INIT = flags.DEFINE_string("init", None, "Pre-training run dir or converted-weights dir "
                             "(default: config.init).")
-_STRATEGY = flags.DEFINE_enum("strategy", "auto", ["auto", "tpu", "mirrored", "one_device"],
-                              "Distribution strategy.")
-_TPU = flags.DEFINE_string("tpu", None, "TPU name, or 'local' on a TPU VM (also TPU_NAME).")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data_dir / dataset root.")
-_MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "tfds manual_dir (ImageNet tars).")
-_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
-    "allow_config_change", False, "Resume --model_dir even if its config.json differs.")
+_RUN_FLAGS = cli.define_training_flags()
 
 
 def check_usage(config, model_dir: str | None, init: str | None) -> str:
@@ -76,14 +70,12 @@ def main(argv):
   cli.start_tensorflow()
   from reproduce.finetuning import run as run_lib  # pylint: disable=g-import-not-at-top
   from reproduce.train import losses  # pylint: disable=g-import-not-at-top
-  errors = user_errors()
   try:
-    run_lib.run(config, _MODEL_DIR.value, init, _STRATEGY.value, _TPU.value, _DATA_DIR.value,
-                _MANUAL_DIR.value, _ALLOW_CONFIG_CHANGE.value)
-  except errors as e:
-    cli.fail(cli.first_line(e))
-  except losses.TrainingDiverged as e:
+    run_lib.run(config, _MODEL_DIR.value, init, *(_RUN_FLAGS[k].value for k in _RUN_FLAGS))
+  except losses.TrainingDiverged as e:  # a diverged run: exit 1, its last good checkpoint kept
     cli.fail(cli.first_line(e), exit_code=1)
+  except user_errors() as e:
+    cli.fail(cli.first_line(e))
 
 
 if __name__ == "__main__":

@@ -24,8 +24,9 @@ ALLOWED = {
     "configs": {"core", "configs"},
     "miniature": {"core", "planning", "data", "train", "analysis", "configs"},
     "evaluation": {"core", "data", "train", "analysis"},
+    "finetuning": {"core", "planning", "data", "train", "evaluation", "configs"},
 }
-MAINS = {"plan", "pretrain", "fit_scaling", "compare", "study", "evaluate"}
+MAINS = {"plan", "pretrain", "fit_scaling", "compare", "study", "evaluate", "finetune"}
 
 
 def _modules(package: str):

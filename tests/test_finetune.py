@@ -101,7 +101,8 @@ def test_wrong_init_is_one_line_error(pretrained, tmp_path):
 
 
 def test_vit_position_embedding_is_resampled(tmp_path):
-  config = h.tiny_config(model="vit_mini_s", optimizer="adamw", weight_decay=0.0)
+  config = h.tiny_config(model="vit_mini_s", optimizer="adamw", weight_decay=0.0,
+                         model_overrides={"posemb": "learn"})  # a weight to resample
   loop.train(config, _plan(1, resolution=16, model="vit_mini_s"), str(tmp_path / "pt"),
              h.one_device(), data_module=h.fake_data(), verbose=False)
   init = init_lib.load_init(str(tmp_path / "pt"), 32)
