@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import engine_helpers
 from reproduce.train import sam
 from reproduce.train import steps
 
@@ -95,3 +96,44 @@ def test_step_cost_counts_both_passes():
   assert sam.from_config({"sam": "none", "sam_rho": 0.05, "sam_ascent_fraction": 0.2}) is None
   with pytest.raises(ValueError, match="sam"):
     sam.from_config({"sam": "asam", "sam_rho": 0.05, "sam_ascent_fraction": 0.2})
+
+
+_MIRRORED_SCRIPT = """
+import keras, numpy as np, tensorflow as tf
+from reproduce.train import sam, steps, strategy as strategy_lib
+
+def weights_after(strategy, form):
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(8, 5)).astype(np.float32)
+  y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 8)]
+  with strategy.scope():
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((5,))
+    model = keras.Model(inputs, keras.layers.Dense(3, kernel_initializer="random_normal")(inputs))
+    optimizer = keras.optimizers.SGD(0.5)
+    optimizer.build(model.trainable_variables)
+  step_fn = sam.sam_step_fn(0.3, 1.0 if form == "standard" else 0.5, form == "standard")
+  chunk = steps.make_train_chunk(strategy, model, optimizer, loss="softmax",
+                                 label_smoothing=0.0, global_batch_size=8, step_fn=step_fn)
+  dataset = tf.data.Dataset.from_tensors((x, y)).repeat().unbatch().batch(8)
+  chunk(iter(strategy.experimental_distribute_dataset(dataset)), tf.constant(2))
+  return [v.numpy() for v in model.trainable_variables]
+
+one = weights_after(strategy_lib.make_strategy("one_device"), "standard")
+two = strategy_lib.make_strategy("mirrored")
+assert two.num_replicas_in_sync == 2
+for a, b in zip(one, weights_after(two, "standard")):
+  np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+frac_one = weights_after(strategy_lib.make_strategy("one_device"), "fractional")
+frac_two = weights_after(two, "fractional")
+# Unsynchronised ascent: each replica perturbs on its own data, so two replicas differ.
+assert max(np.abs(a - b).max() for a, b in zip(frac_one, frac_two)) > 1e-6
+print("OK")
+"""
+
+
+def test_standard_sam_on_two_replicas_equals_one_device():
+  """Standard SAM ascends on the all-reduced gradient: 2 Mirrored replicas == 1 device;
+  the fractional form ascends per replica (unsynchronised), so it differs."""
+  proc = engine_helpers.run_script(_MIRRORED_SCRIPT, logical_cpus=2)
+  assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]
