@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -154,3 +156,23 @@ def test_kill9_then_resume_equals_uninterrupted(pretrained, tmp_path):
   assert a.keys() == b.keys()
   for key in a:
     np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_cli_finetune_mini_from_pretrain_mini(tmp_path):
+  """The two mains end to end on the embedded digits: 32 px pre-training, 48 px fine-tune."""
+  pt, tuned = str(tmp_path / "pt"), str(tmp_path / "ft")
+  commands = [["reproduce.pretrain", "--config=reproduce/configs/pretrain_mini.py",
+               f"--model_dir={pt}", "--config.epochs=0.1", "--config.budget_core_hours=None"],
+              ["reproduce.finetune", "--config=reproduce/configs/finetune_mini.py",
+               f"--model_dir={tuned}", f"--init={pt}", "--config.epochs=0.1"]]
+  for command in commands:
+    proc = subprocess.run([sys.executable, "-m", *command], cwd=h.REPO_ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+  record = json.load(open(os.path.join(tuned, "results.json")))
+  assert record["resolution"] == 48 and record["model"] == "nfnet_mini_f0"
+  assert 0.0 <= record["finetune_top1"] <= 1.0
+  assert record["finetune"]["augment_multiplicity"] == 4
+  assert record["finetune"]["unique_images_per_epoch"] == record["dataset_size"] // 4
+  assert record["finetune"]["init"]["source_resolution"] == 32
+  assert record["pretrain_core_hours"] > 0
