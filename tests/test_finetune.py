@@ -162,9 +162,10 @@ def test_cli_finetune_mini_from_pretrain_mini(tmp_path):
   """The two mains end to end on the embedded digits: 32 px pre-training, 48 px fine-tune."""
   pt, tuned = str(tmp_path / "pt"), str(tmp_path / "ft")
   commands = [["reproduce.pretrain", "--config=reproduce/configs/pretrain_mini.py",
-               f"--model_dir={pt}", "--config.epochs=0.1", "--config.budget_core_hours=None"],
+               f"--model_dir={pt}", "--config.budget_core_hours=0.0002"],
               ["reproduce.finetune", "--config=reproduce/configs/finetune_mini.py",
-               f"--model_dir={tuned}", f"--init={pt}", "--config.epochs=0.1"]]
+               f"--model_dir={tuned}", f"--init={pt}", "--config.epochs=0.1",
+               "--config.warmup_steps=2"]]
   for command in commands:
     proc = subprocess.run([sys.executable, "-m", *command], cwd=h.REPO_ROOT, capture_output=True,
                           text=True, timeout=600)
