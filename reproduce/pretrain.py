@@ -24,13 +24,7 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, e.g. reproduce/configs/pretrain_mini.py.",
     lock_config=True)
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Run directory (local or gs://); resumes.")
-_STRATEGY = flags.DEFINE_enum("strategy", "auto", ["auto", "tpu", "mirrored", "one_device"],
-                              "Distribution strategy.")
-_TPU = flags.DEFINE_string("tpu", None, "TPU name, or 'local' on a TPU VM (also TPU_NAME).")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data_dir / dataset root.")
-_MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "tfds manual_dir (ImageNet tars).")
-_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
-    "allow_config_change", False, "Resume --model_dir even if its config.json differs.")
+_RUN_FLAGS = cli.define_training_flags()
 
 
 class UsageError(ValueError):
@@ -100,8 +94,7 @@ def main(argv):
   from reproduce.train import losses  # pylint: disable=g-import-not-at-top
   errors = user_errors()
   try:
-    run(config, _MODEL_DIR.value, _STRATEGY.value, _TPU.value, _DATA_DIR.value,
-        _MANUAL_DIR.value, _ALLOW_CONFIG_CHANGE.value)
+    run(config, _MODEL_DIR.value, *(_RUN_FLAGS[k].value for k in _RUN_FLAGS))
   except errors as e:
     cli.fail(cli.first_line(e))
   except losses.TrainingDiverged as e:

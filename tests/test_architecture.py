@@ -24,6 +24,7 @@ ALLOWED = {
     "configs": {"core", "configs"},
     "miniature": {"core", "planning", "data", "train", "analysis", "configs"},
     "evaluation": {"core", "data", "train", "analysis"},
+    "finetuning": {"core", "planning", "data", "train", "evaluation", "configs"},
 }
 MAINS = {"plan", "pretrain", "fit_scaling", "compare", "study", "evaluate", "convert", "finetune"}
 

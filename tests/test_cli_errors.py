@@ -14,6 +14,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MINI_CONFIG = "--config=reproduce/configs/pretrain_mini.py"
+FINETUNE_CONFIG = "--config=reproduce/configs/finetune_mini.py"
 
 CASES = [
     ("plan", ["--nope"], "nope"),
@@ -47,6 +48,14 @@ CASES = [
                  "--output={tmp}/out"], "big_vision"),
     ("convert", ["--source=deepmind", "--input=README.md", "--model=nfnet_f0",
                  "--output={tmp}/out"], "README.md is not a safe Haiku parameter pickle"),
+    ("finetune", [], "--config"),
+    ("finetune", [FINETUNE_CONFIG, "--init={tmp}/pt"], "--model_dir"),
+    ("finetune", [FINETUNE_CONFIG, "--model_dir={tmp}/ft"], "--init"),
+    ("finetune", [FINETUNE_CONFIG, "--model_dir={tmp}/ft", "--init={tmp}/none"], "{tmp}/none"),
+    ("finetune", [FINETUNE_CONFIG, "--model_dir={tmp}/ft", "--init={tmp}/pt",
+                  "--config.epochs=None"], "--config.epochs"),
+    ("finetune", [FINETUNE_CONFIG, "--model_dir={tmp}/ft", "--init={tmp}/pt",
+                  "--strategy=gpu"], "strategy"),
 ]
 
 

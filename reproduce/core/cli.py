@@ -121,3 +121,17 @@ def format_interval(interval) -> str:
   if not interval or any(v is None for v in interval):
     return "n/a"
   return f"[{interval[0]:.3g}, {interval[1]:.3g}]"
+
+
+def define_training_flags() -> dict:
+  """The flags every training main shares (pretrain, finetune): strategy, tpu, data_dir,
+  manual_dir, allow_config_change, in the order of the mains' run() arguments; returns their
+  FlagHolders by name."""
+  return dict(
+      strategy=flags.DEFINE_enum("strategy", "auto", ["auto", "tpu", "mirrored", "one_device"],
+                                 "Distribution strategy."),
+      tpu=flags.DEFINE_string("tpu", None, "TPU name, or 'local' on a TPU VM (also TPU_NAME)."),
+      data_dir=flags.DEFINE_string("data_dir", None, "tfds data_dir / dataset root."),
+      manual_dir=flags.DEFINE_string("manual_dir", None, "tfds manual_dir (ImageNet tars)."),
+      allow_config_change=flags.DEFINE_bool(
+          "allow_config_change", False, "Resume --model_dir even if its config.json differs."))

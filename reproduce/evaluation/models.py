@@ -89,7 +89,8 @@ def _load_run(path: str, ema: str) -> LoadedModel:
   model = steps.build_model(config, plan, num_classes)
   optimizer = steps.build_optimizer(config, optim.schedule_from_plan(plan), model, num_classes)
   checkpoints.RunCheckpoints(directory, model, optimizer, keep=1).restore()
-  weights = choose_weights(ema, {"raw", "ema"} if optimizer.ema_variables else {"raw"}, path)
+  has_ema = bool(getattr(optimizer, "ema_variables", None))  # AdamW keeps none
+  weights = choose_weights(ema, {"raw", "ema"} if has_ema else {"raw"}, path)
   if weights == "ema":
     with optim.swap_in_ema(optimizer):
       ema_weights = model.get_weights()

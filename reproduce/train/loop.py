@@ -85,7 +85,8 @@ def set_up_runtime(config: dict, strategy: tf.distribute.Strategy | None, plan):
 
 def build_run(config: dict, plan, model_dir: str, strategy, *, source=None, data_module=None,
               data_dir=None, manual_dir=None, model_fn: ModelFn | None = None,
-              optimizer_fn: OptimizerFn | None = None, clock=None, say=print) -> Run:
+              optimizer_fn: OptimizerFn | None = None, clock=None, say=print,
+              step_fn: Callable | None = None) -> Run:
   """Builds every part of a run (nothing restored, nothing trained yet)."""
   strategy, policy = set_up_runtime(config, strategy, plan)
   data_module = data_module or data
@@ -99,7 +100,8 @@ def build_run(config: dict, plan, model_dir: str, strategy, *, source=None, data
   train_chunk = steps.make_train_chunk(
       strategy, model, optimizer, loss=config["loss"],
       label_smoothing=float(config["label_smoothing"] or 0.0),
-      global_batch_size=int(plan.batch_size), jit_compile=steps.use_jit(config, strategy))
+      global_batch_size=int(plan.batch_size), jit_compile=steps.use_jit(config, strategy),
+      step_fn=step_fn)
   heldout_fn = inputs.heldout_dataset_fn(strategy, data_module, source, config, plan,
                                          inputs.input_dtype(policy))
   checkpoints = checkpoints_lib.RunCheckpoints(
@@ -200,7 +202,7 @@ def train(config, plan, model_dir: str, strategy: tf.distribute.Strategy | None 
           manual_dir: str | None = None, source=None, data_module=None,
           model_fn: ModelFn | None = None, optimizer_fn: OptimizerFn | None = None,
           hooks: Sequence[Hook] = (), verbose: bool = True,
-          log: Callable[[str], None] | None = None) -> dict:
+          log: Callable[[str], None] | None = None, step_fn: Callable | None = None) -> dict:
   """Trains ``plan.model`` for ``plan.steps`` steps, resuming from ``model_dir``.
 
   Args:
@@ -218,6 +220,7 @@ def train(config, plan, model_dir: str, strategy: tf.distribute.Strategy | None 
       ``steps.build_optimizer``).
     hooks: ``on_step(step, logs)`` callables run after every chunk (progress, tests).
     verbose: print progress lines; log: the printer (default ``print`` with flush).
+    step_fn: replaces the plain gradient step (``steps.make_train_chunk``; e.g. SAM).
 
   Returns:
     The results record, also written to ``model_dir/results.json``.
@@ -233,7 +236,7 @@ def train(config, plan, model_dir: str, strategy: tf.distribute.Strategy | None 
   plan = rundir.prepare(model_dir, config, plan, allow_config_change)
   run = build_run(config, plan, model_dir, strategy, source=source, data_module=data_module,
                   data_dir=data_dir, manual_dir=manual_dir, model_fn=model_fn,
-                  optimizer_fn=optimizer_fn, clock=clock, say=say)
+                  optimizer_fn=optimizer_fn, clock=clock, say=say, step_fn=step_fn)
   resumed_from = run.checkpoints.restore(clock)
   step = int(run.optimizer.iterations.numpy())
   if resumed_from:

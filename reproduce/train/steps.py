@@ -91,25 +91,36 @@ def _update_statistics(optimizer):
 
 def make_train_chunk(strategy: tf.distribute.Strategy, model: keras.Model, optimizer, *,
                      loss: str, label_smoothing: float, global_batch_size: int,
-                     jit_compile: bool = False) -> Callable:
+                     jit_compile: bool = False, step_fn: Callable | None = None) -> Callable:
   """``train_chunk(iterator, num_steps) -> (mean loss, grad norm, clip fraction)``.
 
   Runs ``num_steps`` updates in one ``tf.function`` call on batches ``(images, labels, ...)``
   of a distributed iterator; the norm and clip fraction are those of the last update.
+  ``step_fn(model, optimizer, objective) -> update(images, labels) -> loss`` replaces the
+  plain gradient step (e.g. ``sam.sam_step_fn``); ``objective(labels, logits, extra_losses)``
+  is the per-replica loss below.
   """
   num_replicas = strategy.num_replicas_in_sync
 
-  def replica_step(images, labels):
+  def objective(labels, logits, extra_losses):
+    per_example = losses.per_example_loss(labels, logits, loss, label_smoothing)
+    # Sum / global batch: the optimizer's SUM all-reduce then gives the mean.
+    value = tf.reduce_sum(per_example) / global_batch_size
+    if extra_losses:
+      value += tf.add_n([tf.cast(l, tf.float32) for l in extra_losses]) / num_replicas
+    return value
+
+  def gradient_step(images, labels):
     with tf.GradientTape() as tape:
-      logits = model(images, training=True)
-      per_example = losses.per_example_loss(labels, logits, loss, label_smoothing)
-      # Sum / global batch: the optimizer's SUM all-reduce then gives the mean.
-      value = tf.reduce_sum(per_example) / global_batch_size
-      if model.losses:
-        value += tf.add_n([tf.cast(l, tf.float32) for l in model.losses]) / num_replicas
+      value = objective(labels, model(images, training=True), model.losses)
     grads = tape.gradient(value, model.trainable_variables)
     optimizer.apply_gradients(zip(grads, model.trainable_variables))
-    return (value,) + tuple(_update_statistics(optimizer))
+    return value
+
+  update = step_fn(model, optimizer, objective) if step_fn else gradient_step
+
+  def replica_step(images, labels):
+    return (update(images, labels),) + tuple(_update_statistics(optimizer))
 
   if jit_compile:
     replica_step = tf.function(replica_step, jit_compile=True)

@@ -1,0 +1,28 @@
+"""Miniature fine-tune on the embedded 'digits' at 48 px (the mini pre-training: 32 px).
+
+  python -m reproduce.pretrain --config=reproduce/configs/pretrain_mini.py --model_dir=/tmp/pt
+  python -m reproduce.finetune --config=reproduce/configs/finetune_mini.py \
+      --model_dir=/tmp/ft --init=/tmp/pt
+
+The recipe of finetune_imagenet.py scaled down: SAM (standard), dropout and stochastic depth,
+repeated augmentation with multiplicity 4 (compute constant per epoch), a zero head, warm-up
+and cosine; small batches and a short run for one CPU core, deterministic for exact resume.
+"""
+
+from ml_collections import config_dict
+
+from reproduce.configs import base
+from reproduce.configs import finetune_imagenet
+
+
+def get_config():
+  config = finetune_imagenet.add_finetune_keys(base.get_config())
+  config.model = ""
+  config.update(
+      dataset="digits", hardware="cpu", resolution=48, eval_resolution=48, epochs=2.0,
+      batch_size=16, base_lr=0.05, warmup_steps=10, weight_decay=1e-5, ema_decay=None,
+      sam="standard", sam_rho=0.05, augment_multiplicity=4,
+      steps_per_execution=4, log_every_steps=20, checkpoint_every_steps=100,
+      checkpoint_every_secs=60.0, keep_checkpoints=2, deterministic=True)
+  config.model_overrides = config_dict.ConfigDict(dict(dropout_rate=0.25, stochdepth_rate=0.1))
+  return config

@@ -1,0 +1,128 @@
+"""The starting point of a fine-tune: every weight but the classifier from ``--init``.
+
+``--init`` is a pre-training ``model_dir`` (the latest checkpoint; EMA weights when the run
+keeps them) or a converted-weights directory (``model.json`` + ``model.weights.h5``); both
+are read by ``reproduce.evaluation.models.load``. The source is brought to the fine-tune
+resolution first (NFNets take any input size; a ViT's position embedding is resampled,
+``models.at_resolution``). The fine-tune model gets a fresh head for its own classes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+
+from model_defs import weights_file
+from reproduce.core import fileio
+from reproduce.core import results as schema
+from reproduce.evaluation import models
+from reproduce.train import optim
+from reproduce.train import rundir
+from reproduce.train import steps
+
+HEAD_INITS = ("zeros", "model")
+
+
+class FinetuneError(ValueError):
+  """A fine-tune that cannot start from its --init; one line."""
+
+
+@dataclasses.dataclass
+class Initialisation:
+  """The non-head weights of the source, at the fine-tune resolution, plus its provenance."""
+  path: str
+  kind: str                   # "run" or "converted"
+  model: str
+  weights: str                # "ema" or "raw"
+  source_classes: int
+  source_resolution: int
+  arrays: list                # (path, array) of every copied variable, in model order
+  pretrain: dict              # the init run's compute (core hours), when it has results.json
+
+  def info(self) -> dict:
+    return {"path": self.path, "kind": self.kind, "model": self.model, "weights": self.weights,
+            "source_classes": self.source_classes,
+            "source_resolution": self.source_resolution}
+
+
+def head_variables(model: keras.Model, num_classes: int) -> list:
+  """The classifier's kernel and bias (found structurally, as the optimizer finds it)."""
+  kernels = optim.classifier_kernels(model, num_classes)
+  if not kernels:
+    raise FinetuneError(f"{model.name} has no classifier of width {num_classes}")
+  layer_path = kernels[0].path.rsplit("/", 1)[0]
+  return [v for v in model.weights if v.path.rsplit("/", 1)[0] == layer_path]
+
+
+def body_variables(model: keras.Model, num_classes: int) -> list:
+  """Every weight of ``model`` but its head and its random-seed states."""
+  head = {id(v) for v in head_variables(model, num_classes)}
+  return [v for v in model.weights if id(v) not in head and "seed_generator" not in v.path]
+
+
+def pretrain_compute(path: str, kind: str) -> dict:
+  """The init run's compute fields from its results.json (empty when there is none)."""
+  results_path = fileio.join(path, schema.FILE)
+  if kind != "run" or not fileio.exists(results_path):
+    return {}
+  record = fileio.read_json(results_path)
+  return {key: record.get(key) for key in ("planned_core_hours", "measured_core_hours",
+                                            "training_core_hours", "hardware", "model",
+                                            "heldout_top1")}
+
+
+def source_model(path: str) -> str:
+  """The model name of a run or converted-weights directory (without loading weights)."""
+  path = fileio.expand(path).rstrip("/")
+  for name in (rundir.CONFIG_FILE, weights_file.CONFIG_FILE):
+    if fileio.exists(fileio.join(path, name)):
+      model = (fileio.read_json(fileio.join(path, name)) or {}).get("model")
+      if model:
+        return str(model)
+  raise FinetuneError(f"--init={path} is neither a run directory ({rundir.CONFIG_FILE}) nor "
+                      f"a converted-weights directory ({weights_file.CONFIG_FILE})")
+
+
+def load_init(path: str, resolution: int, ema: str = "auto") -> Initialisation:
+  """Reads ``path`` and returns its non-head weights for ``resolution`` inputs."""
+  try:
+    loaded = models.load(path, ema)
+  except models.ModelLoadError as e:
+    raise FinetuneError(str(e).replace("--weights=", "--init=")) from None
+  model = models.at_resolution(loaded, int(resolution))
+  arrays = [(v.path, np.asarray(v.numpy())) for v in body_variables(model, loaded.num_classes)]
+  return Initialisation(loaded.path, loaded.source, loaded.name, loaded.weights,
+                        loaded.num_classes, loaded.resolution, arrays,
+                        pretrain_compute(loaded.path, loaded.source))
+
+
+def transfer(init: Initialisation, model: keras.Model, num_classes: int,
+             head_init: str = "model") -> None:
+  """Copies the source's body into ``model`` (same order and shapes) and sets its head."""
+  if head_init not in HEAD_INITS:
+    raise FinetuneError(f"config.head_init={head_init!r}: use one of {HEAD_INITS}")
+  targets = body_variables(model, num_classes)
+  if len(targets) != len(init.arrays):
+    raise FinetuneError(f"--init={init.path} holds {len(init.arrays)} body weights but "
+                        f"{model.name} has {len(targets)}: not the same architecture")
+  for variable, (source_path, array) in zip(targets, init.arrays):
+    if tuple(variable.shape) != array.shape:
+      raise FinetuneError(f"--init={init.path}: {source_path} has shape {array.shape}, "
+                          f"{variable.path} needs {tuple(variable.shape)}")
+    variable.assign(array)
+  if head_init == "zeros":  # a zero classifier starts from the uniform prediction
+    for variable in head_variables(model, num_classes):
+      variable.assign(np.zeros(variable.shape, variable.dtype))
+
+
+def model_fn(init: Initialisation, head_init: str = "model"):
+  """``loop.train``'s model_fn: the engine's model, initialised from ``init``."""
+
+  def build(config: dict, plan, num_classes: int) -> keras.Model:
+    model = steps.build_model(config, plan, num_classes)
+    transfer(init, model, num_classes, head_init)
+    return model
+
+  return build

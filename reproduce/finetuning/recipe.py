@@ -1,0 +1,64 @@
+"""The fine-tune's own config keys, its plan, and its compute accounting.
+
+Keys (defaults in ``DEFAULTS``; configs/finetune_imagenet.py and finetune_mini.py set them):
+``init`` (the source, or --init), ``head_init`` ('zeros' or 'model'), ``sam`` ('none',
+'standard', 'fractional'), ``sam_rho``, ``sam_ascent_fraction`` (fractional SAM's share of
+each replica's batch), ``augment_multiplicity`` (repeated augmentation; 1 = off).
+"""
+
+from __future__ import annotations
+
+import copy
+
+from reproduce.data import repeated
+from reproduce.train import sam
+
+DEFAULTS = dict(init="", head_init="model", sam="none", sam_rho=0.05, sam_ascent_fraction=0.2,
+                augment_multiplicity=1)
+
+
+def with_defaults(config: dict) -> dict:
+  """``config`` (a plain dict) with the fine-tune keys it lacks."""
+  return {**DEFAULTS, **config}
+
+
+def cost_factor(config: dict) -> float:
+  """Forward+backward passes per step relative to a plain step (SAM: 1 + ascent share)."""
+  return sam.step_cost(config["sam"] or "none", float(config["sam_ascent_fraction"]))
+
+
+def planning_config(config):
+  """The config the planner sees: a core-hour budget shrinks by the SAM cost factor so the
+  fine-tune, both passes counted, spends the budget (epochs need no change: repeated
+  augmentation keeps an epoch's compute)."""
+  planned = copy.deepcopy(config)
+  if planned.get("budget_core_hours"):
+    planned.budget_core_hours = float(planned.budget_core_hours) / cost_factor(planned)
+  return planned
+
+
+def accounting(config: dict, plan, record: dict, init_info: dict, pretrain: dict) -> dict:
+  """The fields a fine-tune adds to results.json."""
+  factor = cost_factor(config)
+  planned = record.get("planned_core_hours")
+  multiplicity = int(config["augment_multiplicity"] or 1)
+  dataset_size = int(record.get("dataset_size") or 0)
+  pretrain_hours = pretrain.get("planned_core_hours") or pretrain.get("training_core_hours")
+  return {
+      "finetune_top1": record["heldout_top1"],
+      # Measured hours count both SAM passes by themselves; the plan counts one pass a step.
+      "finetune_core_hours": record["training_core_hours"],
+      "finetune_planned_core_hours": None if planned is None else float(planned) * factor,
+      "pretrain_core_hours": pretrain_hours,
+      "finetune": {
+          "init": init_info, "pretrain": pretrain,
+          "sam": config["sam"], "sam_rho": float(config["sam_rho"]),
+          "sam_ascent_fraction": (1.0 if config["sam"] == "standard"
+                                  else float(config["sam_ascent_fraction"])),
+          "step_cost_factor": factor,
+          "augment_multiplicity": multiplicity,
+          "unique_images_per_epoch": repeated.unique_per_epoch(dataset_size, multiplicity),
+          "train_resolution": int(plan.resolution),
+          "eval_resolution": int(config.get("eval_resolution") or plan.resolution),
+      },
+  }
