@@ -153,7 +153,7 @@ class BudgetCheck:
               num_cores: int) -> str:
     """The warning: how far off, the cause and the fix."""
     measured = steps_done * int(self.plan.batch_size) / (training_seconds * num_cores)
-    planned = float(self.plan.images_per_second_per_core)
+    planned = int(self.plan.steps) * int(self.plan.batch_size) / (self.planned() * 3600.0)
     source = getattr(self.plan, "throughput_source", "given")
     note = getattr(self.plan, "throughput_note", "") or source
     if source == "analytic":
