@@ -93,7 +93,7 @@ def calibration_note(hardware: str, family: str) -> str:
   """Which calibration an analytic plan of ``family`` on ``hardware`` rests on, in words."""
   a = anchor()
   note = (f"MFU {hardware_mfu(hardware):.3f} calibrated on the paper's {a['model']} run "
-          f"({a['core_hours']:.4g} {a['hardware']} core hours)")
+          f"({a['core_hours']:,.0f} {a['hardware']} core hours)")
   if not get_hardware(hardware).mfu_calibrated:
     return note + f"; not calibrated on {hardware}: an assumption, measure instead"
   if family != "nfnet":
