@@ -32,14 +32,25 @@ def _check(plan):
 
 def test_ratio_outside_the_band_warns_once_naming_cause_and_fix():
   check, lines, texts = _check(_plan(core_hours=0.001, steps=100))
-  # 20 of 100 steps took 1.44 s on 1 core: projected 7.2 s = 0.002 core hours, 2x the plan.
-  assert check.check(20, 1.44, 20, 1) == pytest.approx(2.0)
-  assert check.check(40, 2.88, 40, 1) == pytest.approx(2.0)
+  # 20 of 100 steps took 1.44 s on 1 core: projected 7.2 s = 0.002 core hours, 2x the plan;
+  # mid-run that is inside the early band, at the end it is outside [0.8, 1.25].
+  assert check.check(20, 1.44, 20, 1, final=False) == pytest.approx(2.0)
+  assert lines == []
+  assert check.check(100, 7.2, 100, 1) == pytest.approx(2.0)
   assert check.check(100, 7.2, 100, 1) == pytest.approx(2.0)
   assert len(lines) == 1 and lines[0].startswith("warning:") and texts == lines
-  assert "2.00x" in lines[0] and "analytic throughput 444.4 images/s/core" in lines[0]  # 1600 images in 3.6 s
-  assert "measured 222.2" in lines[0]  # 20 x 16 images / 1.44 s
+  assert "2.00x" in lines[0] and "[0.8, 1.25]" in lines[0]
+  assert "analytic throughput 444.4 images/s/core" in lines[0]  # 1600 images in 3.6 s
+  assert "measured 222.2" in lines[0]  # 100 x 16 images / 7.2 s
   assert "config.images_per_second_per_core" in lines[0]
+
+
+def test_a_run_20x_over_warns_at_its_first_log_line():
+  check, lines, _ = _check(_plan(core_hours=0.001, steps=100))
+  assert check.check(20, 14.4, 20, 1, final=False) == pytest.approx(20.0)
+  check.check(40, 28.8, 40, 1, final=False)
+  check.check(100, 72.0, 100, 1)
+  assert len(lines) == 1 and "20.00x" in lines[0] and "[0.5, 2.0]" in lines[0]
 
 
 @pytest.mark.parametrize("seconds", [3.6 * 0.8, 3.6, 3.6 * 1.25])

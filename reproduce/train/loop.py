@@ -60,9 +60,10 @@ class Run:
   say: Callable[[str], None]
   budget: budgeting.BudgetCheck
 
-  def check_budget(self, step: int) -> float | None:
+  def check_budget(self, step: int, final: bool) -> float | None:
     """Training/planned core hours so far (projected to the plan); warns once when off."""
-    return self.budget.check(step, self.clock.totals()["training"], step, self.num_cores)
+    return self.budget.check(step, self.clock.totals()["training"], step, self.num_cores,
+                             final)
 
   @property
   def num_cores(self) -> int:
@@ -163,7 +164,7 @@ def after_chunk(run: Run, step: int, logs: dict, hooks: Sequence[Hook]) -> None:
   if log_every and (step % log_every == 0 or step == total):
     run.say(summaries_lib.progress_line(step, total, logs, int(run.plan.batch_size)))
     if run.clock.chunks_this_attempt > 1:  # the first chunk alone is mostly tracing
-      run.check_budget(step)
+      run.check_budget(step, final=False)
   eval_every = int(config["eval_every_steps"] or 0)
   if eval_every and step % eval_every == 0 and step < total:
     logs["heldout"] = evaluate(run, step)
@@ -205,7 +206,7 @@ def finish(run: Run, step: int, train_loss: float) -> dict:
   run.say(f"done: step {step}/{run.plan.steps} heldout loss {metrics['loss']:.4f} "
           f"top1 {metrics['top1']:.4f} core hours {record['measured_core_hours']:.4g}")
   run.say(results_lib.budget_line(record, seconds))
-  run.check_budget(step)
+  run.check_budget(step, final=True)
   return record
 
 
