@@ -11,6 +11,7 @@ Examples:
 Bad input prints one line naming the flag on stderr and exits with status 2.
 """
 
+import dataclasses
 import json
 
 from absl import app, flags
@@ -142,6 +143,10 @@ def _one_plan(as_json: bool) -> str:
     plan = planning.plan_from_budget(_MODEL.value, _BUDGET.value, **kwargs)
   else:
     plan = planning.plan_from_epochs(_MODEL.value, _EPOCHS.value, **kwargs)
+  if measured:
+    plan = dataclasses.replace(plan, throughput_note=(
+        f"measured {measured.median:.4g} images/s/core (--measure: the engine's train step, "
+        f"median of {measured.steps})"))
   lr_candidates = (planning.lr_grid(plan.base_lr, _LR_GRID.value)
                    if _LR_GRID.value is not None else None)
   if as_json:

@@ -7,7 +7,9 @@ r"""Budgeted pre-training: ``python -m reproduce.pretrain``.
       [--manual_dir=DIR] [--allow_config_change]
 
 Builds the plan (reproduce.planning) from the config's core-hour budget or epoch
-count, creates the strategy, and runs reproduce.train.loop.train. Re-running the
+count, creates the strategy, and runs reproduce.train.loop.train. On hardware with no
+calibrated MFU (cpu, GPUs) the plan rests on the engine's own train step, measured first
+and cached (reproduce.train.budgeting; docs/budget.md). Re-running the
 same command resumes from the latest checkpoint in --model_dir. User errors
 print one line and exit 2; a diverged run prints one line and exits 1.
 """
@@ -47,16 +49,16 @@ def run(config, model_dir: str, strategy_kind: str = "auto", tpu: str | None = N
   cli.import_tensorflow()
   import model_defs  # pylint: disable=g-import-not-at-top
   from reproduce import data  # pylint: disable=g-import-not-at-top
-  from reproduce import planning  # pylint: disable=g-import-not-at-top
+  from reproduce.train import budgeting  # pylint: disable=g-import-not-at-top
+  from reproduce.train import inputs  # pylint: disable=g-import-not-at-top
   from reproduce.train import loop  # pylint: disable=g-import-not-at-top
   from reproduce.train import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
   model_defs.get_spec(config.model)  # unknown model: fail before any heavy work
   strategy = strategy_lib.make_strategy(strategy_kind, tpu=tpu)
-  source = data.load_source(config.dataset, data_dir=data_dir, manual_dir=manual_dir,
-                            heldout_size=config.get("heldout_size"), seed=int(config.seed))
-  plan = planning.plan_from_config(config, dataset_size=source.train_size,
-                                   num_classes=source.num_classes,
-                                   num_replicas=strategy.num_replicas_in_sync)
+  source = inputs.open_source(data, config, data_dir, manual_dir)
+  plan = budgeting.plan_with_measured_throughput(config, source, strategy)
+  print(f"plan: {plan.steps} steps of batch {plan.batch_size}, {plan.core_hours:.4g} "
+        f"{plan.hardware} core hours; throughput {plan.throughput_note}", flush=True)
   return loop.train(config, plan, model_dir, strategy, allow_config_change=allow_config_change,
                     data_dir=data_dir, manual_dir=manual_dir, source=source)
 

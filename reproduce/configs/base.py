@@ -61,4 +61,5 @@ def get_config() -> config_dict.ConfigDict:
   config.dtype_policy = config_dict.placeholder(str)   # None: strategy.policy_for
   config.jit_compile = False                           # XLA on one-device CPU/GPU
   config.deterministic = False                         # enable_op_determinism (exact resume)
+  config.throughput_cache = config_dict.placeholder(str)  # None: see train/budgeting.cache_path
   return config

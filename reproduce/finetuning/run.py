@@ -9,6 +9,7 @@ from reproduce import data
 from reproduce.data import repeated
 from reproduce.finetuning import init as init_lib
 from reproduce.finetuning import recipe
+from reproduce.train import inputs
 from reproduce.train import loop
 from reproduce.train import results as results_lib
 from reproduce.train import rundir
@@ -80,10 +81,7 @@ def run(config, model_dir: str, init: str, strategy_kind: str = "auto", tpu: str
   check_config(recipe.with_defaults(rundir.config_to_dict(config)))
   model_defs.get_spec(model)
   strategy = strategy_lib.make_strategy(strategy_kind, tpu=tpu)
-  held_out = {"heldout_split": config.heldout_split} if config.get("heldout_split") else {}
-  source = data.load_source(config.dataset, data_dir=data_dir, manual_dir=manual_dir,
-                            heldout_size=config.get("heldout_size"), seed=int(config.seed),
-                            **held_out)
+  source = inputs.open_source(data, config, data_dir, manual_dir)
   plan = planning.plan_from_config(recipe.planning_config(config),
                                    dataset_size=source.train_size,
                                    num_classes=source.num_classes,

@@ -38,6 +38,11 @@ class Hardware:
   mfu_scale: float
   source: str
 
+  @property
+  def mfu_calibrated(self) -> bool:
+    """Whether the paper's anchor calibrates this kind's MFU (TPUs); else plans measure."""
+    return self.name.startswith("tpu_")
+
 
 _TC = "one TensorCore"
 HARDWARE: dict[str, Hardware] = {h.name: h for h in (

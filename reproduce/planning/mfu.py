@@ -4,6 +4,10 @@ Anchor (read from ``reproduce.core.published``): NFNet-F7+, 224 px, 8 epochs of 
 batch 4096, on TPU-v4 = 110k core hours. ``anchor_mfu`` is the utilisation at which the
 core-hour accounting reproduces it exactly; every analytic plan uses it (times the
 hardware's ``mfu_scale``). docs/budget.md has the worked numbers.
+
+The anchor calibrates TPUs only. The paper times no ViT itself (its ViT core hours are the
+authors' TPU-v3 -> v4 estimates), so ViT plans on TPU reuse the NFNet anchor, and say so
+(``calibration_note``); CPU and GPU plans should be measured (``reproduce.train.budgeting``).
 """
 
 from __future__ import annotations
@@ -83,3 +87,16 @@ def calibration() -> dict:
       v3_implied_mfu=implied_mfu(a["model"], a["epochs"], a["dataset_size"], v3_published,
                                  "tpu_v3", a["resolution"], a["batch_size"]),
   )
+
+
+def calibration_note(hardware: str, family: str) -> str:
+  """Which calibration an analytic plan of ``family`` on ``hardware`` rests on, in words."""
+  a = anchor()
+  note = (f"MFU {hardware_mfu(hardware):.3f} calibrated on the paper's {a['model']} run "
+          f"({a['core_hours']:,.0f} {a['hardware']} core hours)")
+  if not get_hardware(hardware).mfu_calibrated:
+    return note + f"; not calibrated on {hardware}: an assumption, measure instead"
+  if family != "nfnet":
+    return note + (f"; reused for {family}: the paper has no measured {family} anchor (its "
+                   "ViT core hours are the authors' TPU-v3 -> v4 estimates)")
+  return note

@@ -16,7 +16,7 @@ import math
 from reproduce.core import published
 from reproduce.planning import cost
 from reproduce.planning import lr as lr_rules  # not `lr`: the plan functions' LR override
-from reproduce.planning.mfu import hardware_mfu
+from reproduce.planning.mfu import calibration_note, hardware_mfu
 from reproduce.planning.errors import PlanError, positive
 from reproduce.planning.hardware import get_hardware, peak_flops_per_core
 
@@ -63,6 +63,7 @@ class Plan:
   total_train_flops: float
   images_per_second_per_core: float
   throughput_source: str  # "analytic" (calibrated MFU) or "measured"
+  throughput_note: str = ""  # which calibration or measurement, in words
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
@@ -88,6 +89,7 @@ class _Setup:
   mfu: float
   images_per_second_per_core: float
   throughput_source: str
+  throughput_note: str
 
 
 def _setup(model, dataset_size, hardware, batch_size, resolution, num_replicas, num_cores,
@@ -114,14 +116,18 @@ def _setup(model, dataset_size, hardware, batch_size, resolution, num_replicas, 
   if images_per_second_per_core is not None:
     ips = positive("images_per_second_per_core", images_per_second_per_core)
     mfu = ips * train_flops / peak
-    source = "measured"
-  else:
-    mfu = hardware_mfu(hardware) if mfu is None else positive("mfu", mfu)
+    source, note = "measured", f"given: {ips:.4g} images/s/core"
+  elif mfu is not None:
+    mfu = positive("mfu", mfu)
     ips = mfu * peak / train_flops
-    source = "analytic"
+    source, note = "analytic", f"MFU {mfu:.3g} given"
+  else:
+    mfu = hardware_mfu(hardware)
+    ips = mfu * peak / train_flops
+    source, note = "analytic", calibration_note(hardware, spec.family)
   return _Setup(model, spec.family, stats.params, hardware, num_cores, num_replicas,
                 batch_size, dataset_size, resolution, num_classes, stats.flops, train_flops,
-                multiplier, peak, mfu, ips, source)
+                multiplier, peak, mfu, ips, source, note)
 
 
 def _core_hours(setup: _Setup, steps: int) -> float:
@@ -151,7 +157,7 @@ def _plan(setup: _Setup, steps: int, warmup_steps: int | None, base_lr: float | 
       forward_flops_per_image=setup.forward_flops, train_flops_per_image=setup.train_flops,
       train_flops_multiplier=setup.multiplier, total_train_flops=float(images) * setup.train_flops,
       images_per_second_per_core=setup.images_per_second_per_core,
-      throughput_source=setup.throughput_source)
+      throughput_source=setup.throughput_source, throughput_note=setup.throughput_note)
 
 
 def plan_from_budget(model: str, core_hours: float,
@@ -221,21 +227,30 @@ def plan_from_epochs(model: str, epochs: float,
   return _plan(setup, steps, warmup_steps, lr)
 
 
-def plan_from_config(config, dataset_size: int, num_classes: int, num_replicas: int = 1) -> Plan:
+def plan_from_config(config, dataset_size: int, num_classes: int, num_replicas: int = 1,
+                     images_per_second_per_core: float | None = None,
+                     throughput_note: str | None = None) -> Plan:
   """The plan of an experiment config (reproduce/configs): its budget, else its epochs.
 
   ``config.dataset_size`` overrides ``dataset_size`` when set; the budget wins when both
-  ``config.budget_core_hours`` and ``config.epochs`` are set.
+  ``config.budget_core_hours`` and ``config.epochs`` are set. A measured
+  ``images_per_second_per_core`` (``reproduce.train.budgeting``) is used when the config sets
+  none, with ``throughput_note`` saying how it was measured.
   """
   common = dict(
       dataset_size=int(config.get("dataset_size") or dataset_size),
       hardware=config.hardware, batch_size=int(config.batch_size),
       resolution=config.get("resolution"), num_replicas=num_replicas,
       num_classes=int(num_classes), mfu=config.get("mfu"),
-      images_per_second_per_core=config.get("images_per_second_per_core"),
+      images_per_second_per_core=(config.get("images_per_second_per_core")
+                                  or images_per_second_per_core),
       warmup_steps=config.get("warmup_steps"), lr=config.get("base_lr"))
   if config.get("budget_core_hours"):
-    return plan_from_budget(config.model, float(config.budget_core_hours), **common)
-  if config.get("epochs"):
-    return plan_from_epochs(config.model, float(config.epochs), **common)
-  raise PlanError("config.budget_core_hours", "or --config.epochs must be set")
+    plan = plan_from_budget(config.model, float(config.budget_core_hours), **common)
+  elif config.get("epochs"):
+    plan = plan_from_epochs(config.model, float(config.epochs), **common)
+  else:
+    raise PlanError("config.budget_core_hours", "or --config.epochs must be set")
+  if throughput_note and not config.get("images_per_second_per_core"):
+    plan = dataclasses.replace(plan, throughput_note=throughput_note)
+  return plan

@@ -28,6 +28,7 @@ def plan_table(plan: Plan, lr_candidates: Sequence[float] | None = None) -> str:
                             f"({plan.train_flops_multiplier:g} x forward)"),
       ("images/s/core", f"{plan.images_per_second_per_core:.4g} ({plan.throughput_source}, "
                         f"MFU {plan.mfu:.3f} of {plan.peak_flops_per_core / 1e12:.4g} TFLOP/s)"),
+      ("throughput from", plan.throughput_note or plan.throughput_source),
   ]
   if lr_candidates:
     rows.append(("LR grid", ", ".join(f"{lr:g}" for lr in lr_candidates)))

@@ -12,6 +12,7 @@
   results      the results.json record (schema in reproduce.core.results)
   loop         ``train(config, plan, model_dir, ...)``: build, restore, train, finish
   throughput   ``measure(...)``: the loop's own train step timed on random data
+  budgeting    plans from a measured (cached) throughput; the training/planned core-hour check
 
 ``pretrain`` and a fine-tuning script compose these parts; nothing here imports ``analysis``.
 """

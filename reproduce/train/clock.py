@@ -43,6 +43,10 @@ class RunClock:
   def add_chunk(self, steps: int, seconds: float) -> None:
     self._chunks.append((steps, seconds))
 
+  @property
+  def chunks_this_attempt(self) -> int:
+    return len(self._chunks)
+
   def _training_and_tracing(self) -> tuple[float, float]:
     """The first chunk counts as training at the later chunks' rate; the rest is tracing."""
     if not self._chunks:

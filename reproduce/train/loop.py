@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from reproduce import data
 from reproduce.core import fileio
+from reproduce.train import budgeting
 from reproduce.train import checkpoints as checkpoints_lib
 from reproduce.train import clock as clock_lib
 from reproduce.train import inputs
@@ -57,6 +58,12 @@ class Run:
   summaries: summaries_lib.Summaries
   clock: clock_lib.RunClock
   say: Callable[[str], None]
+  budget: budgeting.BudgetCheck
+
+  def check_budget(self, step: int, final: bool) -> float | None:
+    """Training/planned core hours so far (projected to the plan); warns once when off."""
+    return self.budget.check(step, self.clock.totals()["training"], step, self.num_cores,
+                             final)
 
   @property
   def num_cores(self) -> int:
@@ -86,7 +93,7 @@ def set_up_runtime(config: dict, strategy: tf.distribute.Strategy | None, plan):
 def build_run(config: dict, plan, model_dir: str, strategy, *, source=None, data_module=None,
               data_dir=None, manual_dir=None, model_fn: ModelFn | None = None,
               optimizer_fn: OptimizerFn | None = None, clock=None, say=print,
-              step_fn: Callable | None = None) -> Run:
+              warn=print, step_fn: Callable | None = None) -> Run:
   """Builds every part of a run (nothing restored, nothing trained yet)."""
   strategy, policy = set_up_runtime(config, strategy, plan)
   data_module = data_module or data
@@ -108,11 +115,12 @@ def build_run(config: dict, plan, model_dir: str, strategy, *, source=None, data
       fileio.join(model_dir, rundir.CHECKPOINT_DIR), model, optimizer,
       keep=int(config["keep_checkpoints"]), every_steps=int(config["checkpoint_every_steps"]),
       every_secs=float(config["checkpoint_every_secs"] or 0.0))
+  summaries = summaries_lib.Summaries(fileio.join(model_dir, rundir.TENSORBOARD_DIR))
   return Run(config, plan, model_dir, strategy, policy, data_module, source, model, optimizer,
              schedule, train_chunk, steps.Evaluator(strategy, model, optimizer, config["loss"],
                                                     heldout_fn),
-             checkpoints, summaries_lib.Summaries(fileio.join(model_dir, rundir.TENSORBOARD_DIR)),
-             clock or clock_lib.RunClock(), say)
+             checkpoints, summaries, clock or clock_lib.RunClock(), say,
+             budgeting.BudgetCheck(plan, warn, summaries.write_budget_warning))
 
 
 def chunk_end(step: int, total_steps: int, config: dict) -> int:
@@ -155,6 +163,8 @@ def after_chunk(run: Run, step: int, logs: dict, hooks: Sequence[Hook]) -> None:
   log_every = int(config["log_every_steps"] or 0)
   if log_every and (step % log_every == 0 or step == total):
     run.say(summaries_lib.progress_line(step, total, logs, int(run.plan.batch_size)))
+    if run.clock.chunks_this_attempt > 1:  # the first chunk alone is mostly tracing
+      run.check_budget(step, final=False)
   eval_every = int(config["eval_every_steps"] or 0)
   if eval_every and step % eval_every == 0 and step < total:
     logs["heldout"] = evaluate(run, step)
@@ -171,8 +181,9 @@ def run_chunks(run: Run, step: int, hooks: Sequence[Hook] = ()) -> float:
   if step >= total:
     return train_loss
   dtype = inputs.input_dtype(run.dtype_policy)
-  iterator = inputs.train_iterator(run.strategy, run.data_module, run.source, run.config,
-                                   run.plan, step, dtype)
+  with run.clock.measure("startup"):  # the input pipeline's set-up
+    iterator = inputs.train_iterator(run.strategy, run.data_module, run.source, run.config,
+                                     run.plan, step, dtype)
   while step < total:
     end = chunk_end(step, total, run.config)
     logs = run_chunk(run, iterator, step, end)
@@ -194,6 +205,8 @@ def finish(run: Run, step: int, train_loss: float) -> dict:
   results_lib.write(run.model_dir, record)
   run.say(f"done: step {step}/{run.plan.steps} heldout loss {metrics['loss']:.4f} "
           f"top1 {metrics['top1']:.4f} core hours {record['measured_core_hours']:.4g}")
+  run.say(results_lib.budget_line(record, seconds))
+  run.check_budget(step, final=True)
   return record
 
 
@@ -231,12 +244,13 @@ def train(config, plan, model_dir: str, strategy: tf.distribute.Strategy | None 
   """
   clock = clock_lib.RunClock()
   log = log or (lambda line: print(line, flush=True))
-  say = log if verbose else (lambda line: None)
+  say = log if verbose else (lambda line: None)  # warnings go to ``log`` even when quiet
   config = rundir.config_to_dict(config)
   plan = rundir.prepare(model_dir, config, plan, allow_config_change)
   run = build_run(config, plan, model_dir, strategy, source=source, data_module=data_module,
                   data_dir=data_dir, manual_dir=manual_dir, model_fn=model_fn,
-                  optimizer_fn=optimizer_fn, clock=clock, say=say, step_fn=step_fn)
+                  optimizer_fn=optimizer_fn, clock=clock, say=say, warn=log,
+                  step_fn=step_fn)
   resumed_from = run.checkpoints.restore(clock)
   step = int(run.optimizer.iterations.numpy())
   if resumed_from:

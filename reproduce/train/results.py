@@ -2,8 +2,9 @@
 
 Besides the required fields, the record carries the run's own accounting:
 ``measured_core_hours`` (wall seconds over all attempts x cores), ``training_core_hours``
-(seconds inside train steps x cores) and ``overhead_seconds`` (startup, tracing,
-evaluation, checkpointing; see ``clock``).
+(seconds inside train steps x cores), ``training_over_planned`` (training over planned core
+hours: how well the budget was kept) and ``overhead_seconds`` (startup, tracing, evaluation,
+checkpointing; see ``clock``).
 """
 
 from __future__ import annotations
@@ -41,11 +42,32 @@ def _core_hours(seconds: float, num_cores: int) -> float:
   return seconds * num_cores / 3600.0
 
 
+def _ratio(numerator: float, denominator: float) -> float:
+  return numerator / denominator if denominator and denominator == denominator else float("nan")
+
+
+def budget_line(record_: dict, seconds: dict) -> str:
+  """``budget: training 0.0049 / planned 0.005 core hours = 0.98; overhead startup 3.1 s ...``.
+
+  ``seconds`` is the clock's totals; ``other`` is wall time in none of the named parts
+  (summaries, progress lines, hooks, writing results).
+  """
+  overhead = {k: seconds[k] for k in clock_lib.OVERHEADS}
+  overhead["other"] = max(seconds["wall"] - seconds["training"] - sum(overhead.values()), 0.0)
+  parts = ", ".join(f"{k} {v:.1f} s" for k, v in overhead.items())
+  return (f"budget: training {record_['training_core_hours']:.4g} / planned "
+          f"{record_['planned_core_hours']:.4g} core hours = "
+          f"{record_['training_over_planned']:.3g}; overhead {parts} "
+          f"(wall {seconds['wall']:.1f} s)")
+
+
 def record(config: dict, plan, run: RunSummary) -> dict:
   """The results.json record (every field of docs/architecture.md plus extras)."""
   import model_defs  # pylint: disable=g-import-not-at-top
   batch, train_size = int(plan.batch_size), getattr(run.source, "train_size", 0)
   num_classes = int(run.source.num_classes)
+  planned = float(getattr(plan, "core_hours", float("nan")))
+  training = _core_hours(run.seconds["training"], run.num_cores)
   return {
       "schema": schema.SCHEMA,
       "model": plan.model, "family": model_defs.get_spec(plan.model).family,
@@ -59,9 +81,10 @@ def record(config: dict, plan, run: RunSummary) -> dict:
       "epochs": float(getattr(plan, "epochs", run.step * batch / max(train_size or 1, 1))),
       "steps": run.step, "batch_size": batch, "base_lr": float(plan.base_lr),
       "hardware": getattr(plan, "hardware", config["hardware"]),
-      "planned_core_hours": float(getattr(plan, "core_hours", float("nan"))),
+      "planned_core_hours": planned,
       "measured_core_hours": _core_hours(run.seconds["wall"], run.num_cores),
-      "training_core_hours": _core_hours(run.seconds["training"], run.num_cores),
+      "training_core_hours": training,
+      "training_over_planned": _ratio(training, planned),
       "overhead_seconds": {k: run.seconds[k] for k in clock_lib.OVERHEADS},
       "wall_seconds": run.seconds["wall"],
       "heldout_loss": run.heldout["loss"], "heldout_top1": run.heldout["top1"],

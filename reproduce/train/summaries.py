@@ -3,7 +3,8 @@
 Tags (``model_dir/tensorboard``): ``train/loss``, ``train/learning_rate``,
 ``train/grad_norm``, ``train/agc_clip_fraction``, ``train/images_per_second``,
 ``train/core_hours``; ``heldout/loss``, ``heldout/top1``; ``heldout_vs_core_hours/loss``
-(x = micro core hours); the hparams plugin gets the flat config plus plan values.
+(x = micro core hours); ``budget/warning`` (text, when training/planned core hours leave
+[0.8, 1.25]); the hparams plugin gets the flat config plus plan values.
 """
 
 from __future__ import annotations
@@ -60,6 +61,12 @@ class Summaries:
       # The same curve against compute (micro core hours as the integer x-axis).
       tf.summary.scalar("heldout_vs_core_hours/loss", metrics["loss"],
                         step=int(round(core_hours * 1e6)))
+    self.writer.flush()
+
+  def write_budget_warning(self, step: int, text: str) -> None:
+    """The budget check's warning as TensorBoard text (tag ``budget/warning``)."""
+    with self.writer.as_default():
+      tf.summary.text("budget/warning", text, step=step)
     self.writer.flush()
 
   def flush(self) -> None:

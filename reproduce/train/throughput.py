@@ -85,12 +85,14 @@ def _engine_step(model_name, batch_size, resolution, num_classes, total_steps, c
 
 def measure(model_name: str, batch_size: int, resolution: int | None = None, steps: int = 5,
             num_classes: int = 1000, warmup_steps: int = 2, hardware: str | None = None,
-            seed: int = 0, config=None) -> Throughput:
+            seed: int = 0, config=None, steps_per_chunk: int = 1) -> Throughput:
   """Times ``steps`` train steps of ``model_name`` on the current devices.
 
   Uses the active ``tf.distribute`` strategy (default: one device); ``batch_size`` is the
   global batch; ``config`` (a config or dict; defaults from configs/base.py) gives the loss,
   optimizer settings, XLA and precision. Warm-up steps (at least one: tracing) are not timed.
+  ``steps_per_chunk`` > 1 times chunks of that many steps (as ``steps_per_execution`` runs
+  them); ``steps`` counts chunks then, and each rate is per step of its chunk.
 
   Returns:
     ``Throughput`` with min/median/max images/s per core over the timed steps;
@@ -101,6 +103,7 @@ def measure(model_name: str, batch_size: int, resolution: int | None = None, ste
   """
   batch_size = planning.positive("measure_batch_size", batch_size, integer=True)
   steps = planning.positive("measure_steps", steps, integer=True)
+  steps_per_chunk = planning.positive("steps_per_execution", steps_per_chunk, integer=True)
   num_classes = planning.positive("num_classes", num_classes, integer=True)
   default = planning.default_resolution(model_name)  # an unknown model is a --model error
   resolution = default if resolution is None else planning.positive("resolution", resolution,
@@ -109,17 +112,17 @@ def measure(model_name: str, batch_size: int, resolution: int | None = None, ste
   warmup_steps = max(int(warmup_steps), 1)
   strategy = tf.distribute.get_strategy()
   chunk, policy = _engine_step(model_name, batch_size, resolution, num_classes,
-                               warmup_steps + steps, config, strategy)
+                               (warmup_steps + steps) * steps_per_chunk, config, strategy)
   batches = _random_batches(strategy, batch_size, resolution, num_classes, seed,
                             inputs.input_dtype(policy))
-  one = tf.constant(1)
+  n = tf.constant(steps_per_chunk)
   for _ in range(warmup_steps):
-    float(chunk(batches, one)[0])
+    float(chunk(batches, n)[0])
   seconds = []
   for _ in range(steps):
     start = time.perf_counter()
-    float(chunk(batches, one)[0])  # a host value: the step has finished
-    seconds.append(time.perf_counter() - start)
+    float(chunk(batches, n)[0])  # a host value: the chunk has finished
+    seconds.append((time.perf_counter() - start) / steps_per_chunk)
   cores = strategy.num_replicas_in_sync * cores_per_device
   rates = [batch_size / s / cores for s in seconds]
   return Throughput(model_name, batch_size, resolution, steps, warmup_steps,
