@@ -70,10 +70,13 @@ def main(argv):
   cli.start_tensorflow()
   from reproduce.finetuning import run as run_lib  # pylint: disable=g-import-not-at-top
   from reproduce.train import losses  # pylint: disable=g-import-not-at-top
+  from reproduce.train import preemption  # pylint: disable=g-import-not-at-top
   try:
     run_lib.run(config, _MODEL_DIR.value, init, *(_RUN_FLAGS[k].value for k in _RUN_FLAGS))
   except losses.TrainingDiverged as e:  # a diverged run: exit 1, its last good checkpoint kept
     cli.fail(cli.first_line(e), exit_code=1)
+  except preemption.Preempted as e:  # checkpointed; the next launch resumes
+    cli.fail(cli.first_line(e), exit_code=preemption.EXIT_CODE)
   except user_errors() as e:
     cli.fail(cli.first_line(e))
 

@@ -92,8 +92,9 @@ def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
   config = _checked_config()
-  cli.import_tensorflow()
+  cli.start_tensorflow()
   from reproduce.train import losses  # pylint: disable=g-import-not-at-top
+  from reproduce.train import preemption  # pylint: disable=g-import-not-at-top
   errors = user_errors()
   try:
     run(config, _MODEL_DIR.value, *(_RUN_FLAGS[k].value for k in _RUN_FLAGS))
@@ -101,6 +102,8 @@ def main(argv):
     cli.fail(cli.first_line(e))
   except losses.TrainingDiverged as e:
     cli.fail(cli.first_line(e), exit_code=1)
+  except preemption.Preempted as e:  # checkpointed; the next launch resumes
+    cli.fail(cli.first_line(e), exit_code=preemption.EXIT_CODE)
 
 
 if __name__ == "__main__":

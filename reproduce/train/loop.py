@@ -26,6 +26,7 @@ from reproduce.train import clock as clock_lib
 from reproduce.train import inputs
 from reproduce.train import losses
 from reproduce.train import optim
+from reproduce.train import preemption
 from reproduce.train import results as results_lib
 from reproduce.train import rundir
 from reproduce.train import steps
@@ -175,8 +176,22 @@ def after_chunk(run: Run, step: int, logs: dict, hooks: Sequence[Hook]) -> None:
     hook(step, logs)
 
 
-def run_chunks(run: Run, step: int, hooks: Sequence[Hook] = ()) -> float:
-  """Trains from ``step`` to ``plan.steps``; returns the last chunk's training loss."""
+def stop_if_preempted(run: Run, step: int, watch: preemption.Watch | None) -> None:
+  """After SIGTERM: a checkpoint at ``step``, then ``Preempted``."""
+  if watch is None or not watch.requested:
+    return
+  with run.clock.measure("checkpointing"):
+    run.checkpoints.save(step, run.clock)
+  run.summaries.flush()
+  raise preemption.Preempted(step, run.checkpoints.latest)
+
+
+def run_chunks(run: Run, step: int, hooks: Sequence[Hook] = (),
+               watch: preemption.Watch | None = None) -> float:
+  """Trains from ``step`` to ``plan.steps``; returns the last chunk's training loss.
+
+  With a ``preemption.Watch``, a SIGTERM stops it after the current chunk with a checkpoint.
+  """
   total, train_loss = int(run.plan.steps), float("nan")
   if step >= total:
     return train_loss
@@ -189,6 +204,7 @@ def run_chunks(run: Run, step: int, hooks: Sequence[Hook] = ()) -> float:
     logs = run_chunk(run, iterator, step, end)
     step, train_loss = end, logs["loss"]
     after_chunk(run, step, logs, hooks)
+    stop_if_preempted(run, step, watch)
   return train_loss
 
 
@@ -241,6 +257,7 @@ def train(config, plan, model_dir: str, strategy: tf.distribute.Strategy | None 
   Raises:
     rundir.EngineError / ConfigMismatchError: model_dir unusable or holding another config.
     losses.TrainingDiverged: NaN/inf or diverging loss; the last good checkpoint is kept.
+    preemption.Preempted: SIGTERM arrived; a checkpoint at the current step was written.
   """
   clock = clock_lib.RunClock()
   log = log or (lambda line: print(line, flush=True))
@@ -258,5 +275,6 @@ def train(config, plan, model_dir: str, strategy: tf.distribute.Strategy | None 
   else:
     run.summaries.write_hparams(config, plan, summaries_lib.trial_id(model_dir))
   clock.startup_done()
-  train_loss = run_chunks(run, step, hooks)
+  with preemption.Watch() as watch:
+    train_loss = run_chunks(run, step, hooks, watch)
   return finish(run, int(run.optimizer.iterations.numpy()), train_loss)
