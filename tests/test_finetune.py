@@ -34,9 +34,9 @@ def _config(**overrides):
 
 
 @pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
+def pretrained(tmp_path_factory, tiny):
   """A tiny model pre-trained to full held-out accuracy on the 16 px synthetic task."""
-  h.register_engine_tiny_model()
+  del tiny  # registered for this module, unregistered after it
   model_dir = str(tmp_path_factory.mktemp("pretrain"))
   record = loop.train(h.tiny_config(agc_clipping=0.0), h.tiny_plan(steps=60, lr=0.2), model_dir,
                       h.one_device(), data_module=h.fake_data(), verbose=False)
