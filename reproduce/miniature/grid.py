@@ -10,8 +10,10 @@ DEFAULT_VITS = ("vit_mini_ti", "vit_mini_s")
 DEFAULT_BUDGETS_CORE_SECONDS = (3.0, 6.0, 12.0, 24.0)
 RESOLUTION = 32
 # Steps of every run's fine-tune (configs/finetune_mini.py: batch 16 at 48 px, standard SAM,
-# so each step costs two passes): the same small compute for every run, ~2-4 min in all.
-DEFAULT_FINETUNE_STEPS = 24
+# so each step costs two passes): the same small compute for every run. Measured on 2 busy
+# cores: ~25 s of tracing per NFNet process and ~0.2-0.45 s a step (ViTs ~6 s, 0.06-0.12 s),
+# so ~4 min for the default 16 runs; at 24-48 steps the fresh head had not learnt enough.
+DEFAULT_FINETUNE_STEPS = 64
 
 
 class StudyError(ValueError):
