@@ -76,10 +76,12 @@ def finetune_stage(pool, runs, rates, source, workdir: str, steps: int, seed: in
         "results.json hold")
     return
   finetunes = grid.plan_finetunes(runs, steps, rates, source, seed)
-  config = finetunes[0][1] if finetunes else None
-  say(f"3/4 fine-tuning every run for {steps} steps"
-      + (f" (batch {config.batch_size} at {config.resolution} px, SAM {config.sam}, "
-         f"repeated augmentation x{config.augment_multiplicity})" if config else "") + ":")
+  recipe = ""
+  if finetunes:
+    config = finetunes[0][1]  # finetune_mini: the same recipe for every run
+    recipe = (f" (batch {config.batch_size} at {config.resolution} px, SAM {config.sam}, "
+              f"repeated augmentation x{config.augment_multiplicity})")
+  say(f"3/4 fine-tuning every run for {steps} steps{recipe}:")
   cost = workers.finetune_runs(pool, finetunes, workdir, data_dir)
   say(f"  fine-tuning took {cli.format_duration(cost['wall_seconds'])} wall, "
       f"{cost['core_seconds']:.0f} core-s measured ({cost['ran']} run, {cost['reused']} "
