@@ -10,11 +10,14 @@ What it does, end to end, with the kit's real code paths (reproduce.miniature):
   3. for every (model, budget) turns the budget, in measured CPU core-seconds, into a plan
      (reproduce.planning) and trains it with the training engine (checkpoints,
      TensorBoard, results.json per run);
-  4. fits the scaling laws, writes the figures to TensorBoard and checks the paper's claims
+  4. fine-tunes every run with configs/finetune_mini.py at 48 px (SAM, repeated augmentation)
+     for the same small number of steps (--finetune_steps; 0 skips it) and writes its
+     held-out top-1, finetune_top1, into the run's results.json (the paper's Figure 1);
+  5. fits the scaling laws, writes the figures to TensorBoard and checks the paper's claims
      (reproduce.analysis).
 
-Re-running the same command resumes: finished runs are reused, an interrupted run
-continues from its last checkpoint, and throughput measurements are cached.
+Re-running the same command resumes: finished runs and fine-tunes are reused, an interrupted
+one continues from its last checkpoint, and throughput measurements are cached.
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ _NFNET_BASE_LR = flags.DEFINE_float(
 _VIT_BASE_LR = flags.DEFINE_float(
     "vit_base_lr", 0.0, "Peak LR of the ViTs (AdamW); <= 0: the ViT config's (1e-3).")
 _MEASURE_STEPS = flags.DEFINE_integer("measure_steps", 4, "Timed steps per throughput measure.")
+_FINETUNE_STEPS = flags.DEFINE_integer(
+    "finetune_steps", grid.DEFAULT_FINETUNE_STEPS,
+    "Fine-tuning steps of every run (configs/finetune_mini.py at 48 px, SAM: two passes a "
+    "step); the same for every run. 0 skips fine-tuning.")
 _BOOTSTRAP = flags.DEFINE_integer("bootstrap", 200, "Bootstrap resamples for the fit CIs.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of data order, init and bootstrap.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data_dir for the prepared digits.")
@@ -56,6 +63,8 @@ def _validated_flags() -> list[float]:
     cli.fail(f"--batch_size must be a positive integer, got {_BATCH_SIZE.value}")
   if _MEASURE_STEPS.value < 1:
     cli.fail(f"--measure_steps must be a positive integer, got {_MEASURE_STEPS.value}")
+  if _FINETUNE_STEPS.value < 0:
+    cli.fail(f"--finetune_steps must be >= 0 (0: no fine-tuning), got {_FINETUNE_STEPS.value}")
   try:
     return grid.parse_budgets(_BUDGETS.value)
   except grid.StudyError as e:
@@ -74,9 +83,10 @@ def _user_errors() -> tuple:
   import model_defs  # pylint: disable=g-import-not-at-top
   from reproduce import data, planning  # pylint: disable=g-import-not-at-top
   from reproduce.analysis import runs  # pylint: disable=g-import-not-at-top
+  from reproduce.finetuning import init  # pylint: disable=g-import-not-at-top
   from reproduce.train import rundir  # pylint: disable=g-import-not-at-top
   return (grid.StudyError, model_defs.UnknownModelError, data.DataError, planning.PlanError,
-          rundir.EngineError, runs.ScalingError)
+          rundir.EngineError, runs.ScalingError, init.FinetuneError)
 
 
 def main(argv):
@@ -89,7 +99,8 @@ def main(argv):
     result = study.run_study(
         _WORKDIR.value, _NFNETS.value, _VITS.value, budgets, _BATCH_SIZE.value,
         _base_lrs(), _MEASURE_STEPS.value,
-        _BOOTSTRAP.value, _SEED.value, _DATA_DIR.value, _WORKERS.value)
+        _BOOTSTRAP.value, _SEED.value, _DATA_DIR.value, _WORKERS.value,
+        finetune_steps=_FINETUNE_STEPS.value)
   except _user_errors() as e:
     cli.fail(cli.first_line(e))
   if _STRICT.value and not result["passed"]:

@@ -22,7 +22,7 @@ ALLOWED = {
     "train": {"core", "planning", "data", "configs"},
     "analysis": {"core", "planning"},
     "configs": {"core", "configs"},
-    "miniature": {"core", "planning", "data", "train", "analysis", "configs"},
+    "miniature": {"core", "planning", "data", "train", "analysis", "configs", "finetuning"},
     "evaluation": {"core", "data", "train", "analysis"},
     "finetuning": {"core", "planning", "data", "train", "evaluation", "configs"},
 }

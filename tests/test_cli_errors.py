@@ -29,6 +29,7 @@ CASES = [
     ("compare", ["--runs={tmp}/none/*"], "{tmp}/none/*"),
     ("compare", ["--compute=wall"], "compute"),
     ("study", ["--workers=-1"], "--workers"),
+    ("study", ["--finetune_steps=-1"], "--finetune_steps"),
     ("study", ["--budgets_core_seconds=a"], "--budgets_core_seconds"),
     ("study", ["--workdir={tmp}/study", "--nfnet_models=nfnet_nope"], "nfnet_nope"),
     ("evaluate", [], "--weights"),

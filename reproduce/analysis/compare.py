@@ -8,7 +8,8 @@ Rows appear only where the kit has a comparable number (docs/scaling.md):
 * ``finetune``: a run's fine-tuned ImageNet top-1 (best run per model) vs the published
   top-1 of that model.
 * ``claim``: the paper's claims measured on each family's own fits (``claim.<family>.*``):
-  the loss-vs-compute slope is negative, optimal size and epochs both grow with compute at a
+  the loss-vs-compute slope is negative, so is the slope of the fine-tuned top-1 error vs
+  pre-training compute (Figure 1; when runs carry ``finetune_top1``), optimal size and epochs both grow with compute at a
   ratio near 1, the optimal LR falls with the epoch budget; in TPU-v4 core hours with the
   paper's batch size also the absolute claims (optimal LR ~1.6 at small budgets, optimal
   epochs > 1 above ~5k core hours). The claims are the paper's for NFNets
@@ -158,6 +159,13 @@ def _sign_row(entry: published.Published, family: str, estimate, ci, what: str) 
   return _claim_row(entry, family, sign, f"{what}: {note}")
 
 
+def _slope_row(key: str, family: str, law: dict, what: str) -> Row:
+  """The sign of the log-log slope -b of a power law ``a*C^-b``, judged on its CI."""
+  lo, hi = law["ci"]["b"]
+  return _sign_row(published.get(key), family, -law["b"], None if lo is None else [-hi, -lo],
+                   what)
+
+
 def _claim_row(entry: published.Published, family: str, ours: float, note: str) -> Row:
   """``entry`` measured on ``family``'s own fits, keyed ``claim.<family>.<quantity>``.
 
@@ -177,15 +185,21 @@ def _family_claims(family: str, fits: dict) -> tuple[list[Row], list[str]]:
   """The qualitative claims measured on one family's fits (``fits.fit_family``)."""
   rows, notes = [], []
   entry = fits["per_family"][family]
-  why_not = {part: (fits.get("notes") or {}).get(f"per_family.{family}.{part}", "no fit")
+  all_notes = fits.get("notes") or {}
+  why_not = {part: all_notes.get(f"per_family.{family}.{part}", "no fit")
              for part in ("fit", "optimal_scaling", "lr_trend")}
   law = entry.get("fit")
   if law:
-    lo, hi = law["ci"]["b"]
-    rows.append(_sign_row(published.get("claim.loss_vs_compute_slope_sign"), family, -law["b"],
-                          None if lo is None else [-hi, -lo], "log-log slope -b"))
+    rows.append(_slope_row("claim.loss_vs_compute_slope_sign", family, law, "log-log slope -b"))
   else:
     notes.append(f"{family}: loss-law claim skipped: {why_not['fit']}")
+  finetuned = entry.get("finetune_fit")
+  if finetuned:
+    rows.append(_slope_row("claim.finetune_error_vs_compute_slope_sign", family, finetuned,
+                           f"fine-tuned error ~ C^-b, best run of {finetuned['n']} budgets"))
+  elif f"per_family.{family}.finetune_fit" in all_notes:  # no fine-tuned runs: no note
+    notes.append(f"{family}: fine-tuned error claim skipped: "
+                 f"{all_notes[f'per_family.{family}.finetune_fit']}")
   opt = entry.get("optimal_scaling")
   if opt:
     for key, part in (("claim.optimal_size_exponent_sign", "size"),

@@ -130,11 +130,18 @@ def figure_top1_vs_compute(points: Sequence[Point], fits: dict):
   for model, group in _by_model(best.values()).items():
     ax.plot([p.compute for p in group], [100 * (1 - p.top1) for p in group],
             marker=_marker(group[0].family), color=colors[model], label=f"{model} (ours)")
+  grid = np.geomspace(min(p.compute for p in points), max(p.compute for p in points), 100)
   law = (fits.get("top1_error") or {}).get("fit")
   if law:
-    grid = np.geomspace(min(p.compute for p in points), max(p.compute for p in points), 100)
     ax.plot(grid, 100 * predict(law, grid), color="crimson", lw=1.5, alpha=0.8,
             label=f"fit (ours): err ~ C^-{law['b']:.3f}")
+  for family, entry in sorted((fits.get("per_family") or {}).items()):
+    finetuned = entry.get("finetune_fit")
+    if finetuned:  # each family's own fine-tuned law, on its best run per budget
+      ax.plot(grid, 100 * predict(finetuned, grid), ls=":", lw=1.5, color="dimgray",
+              marker=_marker(family), markevery=20,
+              label=f"{family} fine-tuned fit: err ~ C^-{finetuned['b']:.3f}, "
+                    f"b {cli.format_interval(finetuned['ci']['b'])}")
   source = fits.get("top1_error", {}).get("source", "heldout")
   what = {"finetune": "fine-tuned top-1 error (%)", "heldout": "held-out top-1 error (%)"}
   ax.set_ylabel(what.get(source, "top-1 error (%): fine-tuned where available, else held-out"))

@@ -6,7 +6,8 @@
   (forward FLOPs per image, ``pipeline.SIZE_AXIS``) and epochs; the paper's rule of thumb is
   alpha_size ~= alpha_epochs.
 * ``fit_family``: one family's frontier, loss law, optimal size/epochs and LR trend, with
-  intervals from the whole-pipeline bootstrap (``reproduce.analysis.pipeline``).
+  intervals from the whole-pipeline bootstrap (``reproduce.analysis.pipeline``), and its
+  fine-tuned top-1 error law (``fit_finetune_error``, the paper's Figure 1).
 * ``fit_all``: every fit of a study in one JSON-ready dict (the content of fits.json,
   docs/scaling.md): the pooled frontier for the compute-matched comparison, and each
   family's own fits, on which the paper's claims are judged.
@@ -217,6 +218,33 @@ def fit_optimal_scaling(optimal: Sequence[Point], *, bootstrap: int = 200, seed:
       confidence=float(confidence))
 
 
+# Floor of a fitted top-1 error: a run with no error left would be -inf on log axes; 1e-3 is
+# below one image of the digits' held-out set.
+MIN_TOP1_ERROR = 1e-3
+
+
+def fit_finetune_error(points: Sequence[Point], *, bootstrap: int = 200, seed: int = 0,
+                       confidence: float = 0.95, what: str = "fine-tuned error fit") -> dict:
+  """Fine-tuned top-1 error vs pre-training compute (the paper's Figure 1): ``err = a*C^-b``
+  on the best fine-tuned run of each budget (``frontier.best_per_budget``), with the
+  residual-bootstrap intervals of ``fit_power_law``.
+
+  Returns:
+    ``fit_power_law``'s dict plus selection and n_finetuned (fine-tuned runs seen).
+
+  Raises:
+    ScalingError: fewer than 3 budgets with a fine-tuned run.
+  """
+  finetuned = [p for p in points if p.finetune_top1 is not None]
+  best = fr.best_per_budget(finetuned, lambda p: 1.0 - p.finetune_top1)
+  law = fit_power_law([p.compute for p in best],
+                      [max(1.0 - p.finetune_top1, MIN_TOP1_ERROR) for p in best],
+                      names=[p.name for p in best], what=what, bootstrap=bootstrap, seed=seed,
+                      confidence=confidence)
+  law.update(selection="best fine-tuned run per budget", n_finetuned=len(finetuned))
+  return law
+
+
 # ----------------------------------------------------------------------------------------
 # One family, with whole-pipeline intervals.
 
@@ -272,7 +300,8 @@ def fit_family(points: Sequence[Point], *, bootstrap: int = 200, seed: int = 0,
     frontier, keys of ``fit_power_law``), optimal (summaries), optimal_scaling
     (``fit_optimal_scaling``), optimal_lr (``frontier.optimal_lr``), lr_trend
     (``frontier.lr_trend`` + ci of pooled_slope); a part that cannot be fitted is None and
-    its ScalingError message is in notes[part].
+    its ScalingError message is in notes[part]. finetune_fit (``fit_finetune_error``) is None
+    without a note when no run was fine-tuned.
   """
   points = list(points)
   if not points:
@@ -302,6 +331,11 @@ def fit_family(points: Sequence[Point], *, bootstrap: int = 200, seed: int = 0,
     if record:
       record.update(bootstrap=int(bootstrap), bootstrap_ok=int(len(samples)), seed=int(seed),
                     confidence=float(confidence))
+  entry["finetune_fit"] = None
+  if any(p.finetune_top1 is not None for p in points):
+    entry["finetune_fit"] = _attempt(notes, "finetune_fit", lambda: fit_finetune_error(
+        points, bootstrap=bootstrap, seed=seed, confidence=confidence,
+        what=f"{family} fine-tuned error fit"))
   return entry, notes
 
 

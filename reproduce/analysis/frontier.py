@@ -117,6 +117,27 @@ def frontier(points: Sequence[Point],
   return [points[i] for i in frontier_indices(*_arrays(points, metric))]
 
 
+# Runs within this factor of compute of the cheapest run of their group share a budget: a run
+# spends its budget to within one step, and budgets of a study are further apart (it doubles).
+BUDGET_GAP = 1.4
+
+
+def best_per_budget(points: Sequence[Point], metric: Callable[[Point], float]) -> list[Point]:
+  """The run with the lowest ``metric`` of each compute budget, sorted by compute.
+
+  Unlike the frontier, a budget whose best run is worse than a cheaper one stays in, so a
+  fit through these points can show a trend of either sign.
+  """
+  ordered = sorted(points, key=lambda p: p.compute)
+  groups: list[list[Point]] = []
+  for p in ordered:
+    if groups and p.compute <= BUDGET_GAP * groups[-1][0].compute:
+      groups[-1].append(p)
+    else:
+      groups.append([p])
+  return [min(group, key=metric) for group in groups]
+
+
 def optimal_points(points: Sequence[Point], method: str = "frontier",
                    buckets: int | None = None) -> list[Point]:
   """The compute-optimal runs: "the optimal model at compute C".

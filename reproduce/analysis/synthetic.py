@@ -19,7 +19,8 @@ def synthetic_records(models: dict[str, float] | None = None,
                       seed: int = 0, hours_per_param_epoch: float = 1e-6,
                       hardware: str = "cpu", family: str | None = None,
                       size_exponent: float = 0.5, size_penalty: float = 0.02,
-                      flops_per_param: float = 2.0) -> list[dict]:
+                      flops_per_param: float = 2.0, finetune_b: float | None = None,
+                      finetune_a: float = 0.5) -> list[dict]:
   """results.json records whose compute-optimal runs follow ``L = E + a * C^-b``.
 
   Compute is ``hours_per_param_epoch * params * epochs``. A run's loss is the law at its
@@ -44,6 +45,8 @@ def synthetic_records(models: dict[str, float] | None = None,
       above ~0.6 a run between two optimal ones is never on the noiseless frontier, so the
       noiseless pipeline recovers size_exponent exactly.
     flops_per_param: ``flops_per_image = flops_per_param * params``.
+    finetune_b, finetune_a: when ``finetune_b`` is set, each run carries ``finetune_top1``
+      with error ``finetune_a * C^-finetune_b`` (times the same noise); else None.
 
   Returns:
     A list of results.json dicts (schema ``reproduce.core.results.SCHEMA``).
@@ -64,13 +67,15 @@ def synthetic_records(models: dict[str, float] | None = None,
         penalty = 1 + size_penalty * size_gap ** 2 + 0.03 * math.log2(factor) ** 2
         loss = (irreducible + a * compute ** -b) * penalty * math.exp(noise * rng.normal())
         top1 = float(np.clip(1.0 - 0.3 * loss / (irreducible + a), 0.0, 1.0))
+        finetuned = None if finetune_b is None else float(np.clip(
+            1.0 - finetune_a * compute ** -finetune_b * math.exp(noise * rng.normal()), 0, 1))
         records.append(dict(
             schema=results.SCHEMA, model=model, family=family or model.split("_")[0],
             params=params, flops_per_image=flops_per_param * params, resolution=32,
             dataset="synthetic", dataset_size=1000, num_classes=10, epochs=e,
             steps=int(e * 100), batch_size=16, base_lr=lr_opt * factor, hardware=hardware,
             planned_core_hours=compute, measured_core_hours=compute * 1.1, heldout_loss=loss,
-            heldout_top1=top1, finetune_top1=None))
+            heldout_top1=top1, finetune_top1=finetuned))
   return records
 
 

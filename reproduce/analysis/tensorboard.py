@@ -58,6 +58,10 @@ def _family_values(entry: dict) -> list[tuple[str, str, str, float | None, list 
                   opt[part]["exponent"], opt[part]["ci"]["exponent"]))
     out.append(("size_epochs_exponent_ratio", "size / epochs exponent ratio", "ratio",
                 opt["ratio"]["value"], opt["ratio"]["ci"]))
+  finetuned = entry.get("finetune_fit")
+  if finetuned:
+    out.append(("finetune_error_b", "fine-tuned top-1 error vs pre-training compute "
+                "(err = a*C^-b)", "b", finetuned["b"], finetuned["ci"]["b"]))
   trend = entry.get("lr_trend")
   if trend:
     out.append(("lr_trend_slope", "optimal LR ~ epochs^s (pooled over models)", "s",

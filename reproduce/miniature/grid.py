@@ -9,6 +9,11 @@ DEFAULT_NFNETS = ("nfnet_mini_f0", "nfnet_mini_f1")
 DEFAULT_VITS = ("vit_mini_ti", "vit_mini_s")
 DEFAULT_BUDGETS_CORE_SECONDS = (3.0, 6.0, 12.0, 24.0)
 RESOLUTION = 32
+# Steps of every run's fine-tune (configs/finetune_mini.py: batch 16 at 48 px, standard SAM,
+# so each step costs two passes): the same small compute for every run. Measured on 2 busy
+# cores: ~25 s of tracing per NFNet process and ~0.2-0.45 s a step (ViTs ~6 s, 0.06-0.12 s),
+# so ~4 min for the default 16 runs; at 24-48 steps the fresh head had not learnt enough.
+DEFAULT_FINETUNE_STEPS = 64
 
 
 class StudyError(ValueError):
@@ -80,3 +85,35 @@ def plan_runs(models, budgets, rates, source, batch_size, base_lr, seed):
         continue
       runs.append((run_name(model, budget), config, plan))
   return runs, skipped
+
+
+def finetune_config(model: str, steps: int, dataset_size: int, seed: int,
+                    images_per_second_per_core: float):
+  """configs/finetune_mini.py for ``model``, set to run exactly ``steps`` steps.
+
+  ``images_per_second_per_core`` is the pre-training rate; the plan's core hours scale it by
+  the pixel ratio (the fine-tune's measured core hours are what results.json reports).
+  """
+  from reproduce.configs import finetune_mini  # pylint: disable=g-import-not-at-top
+  config = finetune_mini.get_config()
+  config.model = model
+  config.epochs = steps * int(config.batch_size) / dataset_size  # the planner rounds to steps
+  config.warmup_steps = min(int(config.warmup_steps), max(steps // 4, 1))
+  config.images_per_second_per_core = (float(images_per_second_per_core)
+                                       * (RESOLUTION / int(config.resolution)) ** 2)
+  config.seed = int(seed)
+  config.log_every_steps = 10 ** 9  # the study prints its own line per fine-tune
+  return config
+
+
+def plan_finetunes(runs, steps: int, rates, source, seed: int):
+  """(name, config, plan) of the fine-tune of every planned run (``plan_runs``' names)."""
+  from reproduce import planning  # pylint: disable=g-import-not-at-top
+  finetunes = []
+  for name, pretrain_config, _ in runs:
+    model = pretrain_config.model
+    config = finetune_config(model, steps, source.train_size, seed, rates[model])
+    plan = planning.plan_from_config(config, dataset_size=source.train_size,
+                                     num_classes=source.num_classes)
+    finetunes.append((name, config, plan))
+  return finetunes

@@ -1,4 +1,4 @@
-"""Worker processes of the study: throughput measurements and training runs.
+"""Worker processes of the study: throughput measurements, training runs and fine-tunes.
 
 Each job runs in its own spawned process (one TensorFlow per process: graph building is
 single-threaded, so two workers keep two cores busy). ``workers=0`` runs jobs inline.
@@ -17,6 +17,9 @@ from reproduce.miniature import grid
 
 THROUGHPUT_FILE = "throughput.json"
 RUNS_DIR = "runs"
+FINETUNE_DIR = "finetune"
+# A fine-tune's fields copied into its pre-training run's results.json, where the fits read them.
+FINETUNE_FIELDS = ("finetune_top1", "finetune_core_hours", "finetune_planned_core_hours")
 
 
 def say(line: str) -> None:
@@ -53,6 +56,21 @@ def train_job(config, plan, run_dir: str, data_dir: str | None):
   source = data.load_source(config.dataset, data_dir=data_dir, seed=int(config.seed))
   results = loop.train(config, plan, run_dir, strategy_lib.make_strategy("one_device"),
                          source=source, verbose=False)
+  keras.backend.clear_session()
+  return results, time.time() - start
+
+
+def finetune_job(config, plan, init_dir: str, run_dir: str, data_dir: str | None):
+  """(results dict of the finished fine-tune of the run in ``init_dir``, seconds taken)."""
+  import keras  # pylint: disable=g-import-not-at-top
+  from reproduce import data  # pylint: disable=g-import-not-at-top
+  from reproduce.finetuning import run as finetuning  # pylint: disable=g-import-not-at-top
+  from reproduce.train import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
+  start = time.time()
+  source = data.load_source(config.dataset, data_dir=data_dir, seed=int(config.seed))
+  results = finetuning.finetune(config, plan, run_dir, init_dir,
+                                strategy_lib.make_strategy("one_device"), source=source,
+                                verbose=False, data_dir=data_dir)
   keras.backend.clear_session()
   return results, time.time() - start
 
@@ -149,3 +167,73 @@ def train_runs(pool, runs, workdir: str, data_dir: str | None) -> None:
     elapsed = time.time() - study_start
     eta = elapsed / work_done * (remaining - work_done) if work_done else None
     _progress(i, total, name, plan, results, f"{took:5.1f} s", study_start, eta)
+
+
+def record_finetune(pretrain_dir: str, finetune_dir: str, finetuned: dict) -> dict:
+  """Writes the fine-tune's fields into the pre-training run's results.json (atomically);
+  returns that record."""
+  path = fileio.join(pretrain_dir, results_schema.FILE)
+  record = fileio.read_json(path)
+  update = {key: finetuned.get(key) for key in FINETUNE_FIELDS}
+  update["finetune_run"] = finetune_dir
+  if any(record.get(key) != value for key, value in update.items()):
+    record.update(update)
+    fileio.write_json(path, record)
+  return record
+
+
+def _submit_finetunes(pool, finetunes, workdir: str, data_dir: str | None):
+  """Futures of the fine-tunes to run, and (name, results) of the finished ones."""
+  futures, reused = {}, []
+  for name, config, plan in finetunes:
+    pretrain_dir = fileio.join(workdir, RUNS_DIR, name)
+    finetune_dir = fileio.join(workdir, FINETUNE_DIR, name)
+    if not fileio.exists(fileio.join(pretrain_dir, results_schema.FILE)):
+      continue  # its pre-training diverged: nothing to fine-tune
+    results_path = fileio.join(finetune_dir, results_schema.FILE)
+    if not fileio.exists(results_path):
+      futures[pool.submit(finetune_job, config, plan, pretrain_dir, finetune_dir,
+                          data_dir)] = name
+      continue
+    results = fileio.read_json(results_path)
+    if results.get("steps") not in (None, plan.steps):
+      raise grid.StudyError(
+          f"{finetune_dir} fine-tuned for {results['steps']} steps, not --finetune_steps="
+          f"{plan.steps}: use another --workdir or delete {fileio.join(workdir, FINETUNE_DIR)}")
+    reused.append((name, results))
+  return futures, reused
+
+
+def finetune_runs(pool, finetunes, workdir: str, data_dir: str | None) -> dict:
+  """Fine-tunes every pre-trained run (reusing finished fine-tunes) and records each one's
+  ``finetune_top1`` in its pre-training results.json. Returns what the stage cost:
+  wall_seconds, core_seconds (measured, both SAM passes) of the fine-tunes run now, ran,
+  reused, diverged."""
+  from reproduce.train import losses  # pylint: disable=g-import-not-at-top
+  start = time.time()
+  futures, reused = _submit_finetunes(pool, finetunes, workdir, data_dir)
+  total = len(futures) + len(reused)
+  cost = dict(ran=0, reused=len(reused), diverged=0, core_seconds=0.0)
+
+  def finished(i, name, results, status):
+    record = record_finetune(fileio.join(workdir, RUNS_DIR, name),
+                             fileio.join(workdir, FINETUNE_DIR, name), results)
+    say(f"  [{i:2d}/{total}] fine-tune {name:<26} {results.get('steps') or 0:4d} steps at "
+        f"{results.get('resolution') or 0} px  top1 {results['finetune_top1']:.3f} (pre-trained "
+        f"{record['heldout_top1']:.3f})  {status}")
+
+  for i, (name, results) in enumerate(reused, 1):
+    finished(i, name, results, "reused")
+  for i, future in enumerate(concurrent.futures.as_completed(futures), len(reused) + 1):
+    name = futures[future]
+    try:
+      results, took = future.result()
+    except losses.TrainingDiverged as e:  # a lost fine-tune leaves its run without one
+      say(f"  [{i:2d}/{total}] fine-tune {name:<26} diverged: {cli.first_line(e)}")
+      cost["diverged"] += 1
+      continue
+    cost["ran"] += 1
+    cost["core_seconds"] += float(results.get("finetune_core_hours") or 0.0) * 3600.0
+    finished(i, name, results, f"{took:5.1f} s")
+  cost["wall_seconds"] = time.time() - start
+  return cost
