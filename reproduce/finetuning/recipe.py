@@ -9,6 +9,7 @@ each replica's batch), ``augment_multiplicity`` (repeated augmentation; 1 = off)
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 from reproduce.data import repeated
 from reproduce.train import sam
@@ -37,6 +38,20 @@ def planning_config(config):
   return planned
 
 
+def charged_plan(plan, config: dict):
+  """``plan`` with every pass of a step charged (core hours x ``cost_factor``), so the
+  engine's budget check and results.json's planned hours count both SAM passes."""
+  factor = cost_factor(config)
+  if factor == 1.0:
+    return plan
+  charged = float(plan.core_hours) * factor
+  if dataclasses.is_dataclass(plan):
+    return dataclasses.replace(plan, core_hours=charged)
+  plan = copy.copy(plan)
+  plan.core_hours = charged
+  return plan
+
+
 def accounting(config: dict, plan, record: dict, init_info: dict, pretrain: dict) -> dict:
   """The fields a fine-tune adds to results.json."""
   factor = cost_factor(config)
@@ -46,9 +61,9 @@ def accounting(config: dict, plan, record: dict, init_info: dict, pretrain: dict
   pretrain_hours = pretrain.get("planned_core_hours") or pretrain.get("training_core_hours")
   return {
       "finetune_top1": record["heldout_top1"],
-      # Measured hours count both SAM passes by themselves; the plan counts one pass a step.
+      # Both count every SAM pass: measured by the clock, planned by ``charged_plan``.
       "finetune_core_hours": record["training_core_hours"],
-      "finetune_planned_core_hours": None if planned is None else float(planned) * factor,
+      "finetune_planned_core_hours": planned,
       "pretrain_core_hours": pretrain_hours,
       "finetune": {
           "init": init_info, "pretrain": pretrain,

@@ -53,6 +53,7 @@ def finetune(config, plan, model_dir: str, init, strategy=None, *, source=None,
     raise init_lib.FinetuneError(f"--init={init.path} holds {init.model}, not {plan.model}")
   config["init"] = init.path
   multiplicity = int(config["augment_multiplicity"] or 1)
+  plan = recipe.charged_plan(plan, config)
   record = loop.train(
       config, plan, model_dir, strategy, allow_config_change=allow_config_change,
       data_dir=data_dir, manual_dir=manual_dir, source=source,
