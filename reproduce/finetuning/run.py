@@ -38,7 +38,7 @@ def check_config(config: dict) -> None:
 def finetune(config, plan, model_dir: str, init, strategy=None, *, source=None,
              data_module=None, hooks: Sequence = (), verbose: bool = True,
              allow_config_change: bool = False, data_dir: str | None = None,
-             manual_dir: str | None = None) -> dict:
+             manual_dir: str | None = None, log=None) -> dict:
   """Fine-tunes ``plan.model`` from ``init`` (a path or an ``Initialisation``) for
   ``plan.steps`` steps in ``model_dir``; resumes from ``model_dir``'s own checkpoint.
 
@@ -59,7 +59,7 @@ def finetune(config, plan, model_dir: str, init, strategy=None, *, source=None,
       data_dir=data_dir, manual_dir=manual_dir, source=source,
       data_module=repeated.data_module(data_module or data, multiplicity),
       model_fn=init_lib.model_fn(init, config["head_init"]), step_fn=sam.from_config(config),
-      hooks=hooks, verbose=verbose)
+      hooks=hooks, verbose=verbose, log=log)
   record.update(recipe.accounting(config, plan, record, init.info(), init.pretrain))
   results_lib.write(model_dir, record)
   return record

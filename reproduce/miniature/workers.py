@@ -54,8 +54,10 @@ def train_job(config, plan, run_dir: str, data_dir: str | None):
   from reproduce.train import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
   start = time.time()
   source = data.load_source(config.dataset, data_dir=data_dir, seed=int(config.seed))
+  # The engine's budget warning stays in results.json and TensorBoard; the study prints the
+  # training/planned ratio on each run's progress line instead.
   results = loop.train(config, plan, run_dir, strategy_lib.make_strategy("one_device"),
-                         source=source, verbose=False)
+                       source=source, verbose=False, log=_quiet)
   keras.backend.clear_session()
   return results, time.time() - start
 
@@ -70,7 +72,7 @@ def finetune_job(config, plan, init_dir: str, run_dir: str, data_dir: str | None
   source = data.load_source(config.dataset, data_dir=data_dir, seed=int(config.seed))
   results = finetuning.finetune(config, plan, run_dir, init_dir,
                                 strategy_lib.make_strategy("one_device"), source=source,
-                                verbose=False, data_dir=data_dir)
+                                verbose=False, data_dir=data_dir, log=_quiet)
   keras.backend.clear_session()
   return results, time.time() - start
 
@@ -122,10 +124,16 @@ def measure_models(pool, models, workdir: str, batch_size: int, resolution: int,
   return {m: rates[keys[m]] for m in models}
 
 
+def _quiet(line: str) -> None:
+  del line
+
+
 def _progress(i, total, name, plan, results, status, study_start, eta) -> None:
   eta_text = "" if eta is None else f" ETA {cli.format_duration(eta)}"
+  ratio = results.get("training_over_planned")
+  budget = "" if ratio is None else f" x{ratio:.2f} of plan"
   say(f"  [{i:2d}/{total}] {name:<26} {plan.epochs:6.2f} ep {plan.steps:5d} steps  "
-      f"loss {results['heldout_loss']:.3f} top1 {results['heldout_top1']:.3f}  {status}  "
+      f"loss {results['heldout_loss']:.3f} top1 {results['heldout_top1']:.3f}  {status}{budget}  "
       f"| elapsed {cli.format_duration(time.time() - study_start)}{eta_text}")
 
 
