@@ -43,9 +43,7 @@ while (($#)); do
   shift "$SHIFT"
 done
 
-require_gcloud
-require_project_zone
-require_tpu_name name "$NAME"
+require_vm_target "$NAME"
 require_accelerator_type "$ACCELERATOR_TYPE"
 VERSION=${VERSION:-$(default_runtime "$ACCELERATOR_TYPE")}
 matches version "$VERSION" '^[A-Za-z0-9._-]+$' "a runtime version such as tpu-ubuntu2204-base"

@@ -31,9 +31,7 @@ while (($#)); do
   shift "$SHIFT"
 done
 
-require_gcloud
-require_project_zone
-require_tpu_name name "$NAME"
+require_vm_target "$NAME"
 QUEUED_ID=${QUEUED_ID:-$NAME}
 require_tpu_name queued_id "$QUEUED_ID"
 

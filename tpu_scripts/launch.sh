@@ -49,9 +49,7 @@ done
 MODULE=$1
 shift
 
-require_gcloud
-require_project_zone
-require_tpu_name name "$NAME"
+require_vm_target "$NAME"
 matches worker "$WORKER" '^(all|[0-9]+)$' "all or a worker number"
 matches module "$MODULE" '^[a-z][a-z0-9_]*$' "a reproduce module such as pretrain, finetune, evaluate"
 model_dir=""

@@ -136,6 +136,13 @@ require_tpu_name() {
   matches "$1" "$2" '^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$' "a TPU VM name: lower-case letters, digits, '-'"
 }
 
+# The checks of every script that acts on one TPU VM (--name).
+require_vm_target() {
+  require_gcloud
+  require_project_zone
+  require_tpu_name name "$1"
+}
+
 require_accelerator_type() {
   [[ -n $1 ]] || die "no accelerator type: pass --accelerator_type, e.g. v4-8"
   matches accelerator_type "$1" '^(v2|v3|v4|v5p|v5litepod|v6e)-[1-9][0-9]*$' \

@@ -38,9 +38,7 @@ while (($#)); do
   shift "$SHIFT"
 done
 
-require_gcloud
-require_project_zone
-require_tpu_name name "$NAME"
+require_vm_target "$NAME"
 matches worker "$WORKER" '^(all|[0-9]+)$' "all or a worker number"
 matches lines "$LINES" '^[0-9]+$' "a number of lines"
 if [[ -n $RUN_NAME ]]; then

@@ -42,9 +42,7 @@ while (($#)); do
   shift "$SHIFT"
 done
 
-require_gcloud
-require_project_zone
-require_tpu_name name "$NAME"
+require_vm_target "$NAME"
 if ((!CHECK_ONLY)); then
   if [[ -n $WHEEL ]]; then
     [[ -z $GIT_REF ]] || die "--wheel and --git_ref are exclusive"

@@ -39,9 +39,7 @@ while (($#)); do
   shift "$SHIFT"
 done
 
-require_gcloud
-require_project_zone
-require_tpu_name name "$NAME"
+require_vm_target "$NAME"
 matches port "$PORT" '^[1-9][0-9]{2,4}$' "a port number such as 6006"
 if [[ -z $LOGDIR ]]; then
   require_bucket
