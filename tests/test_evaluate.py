@@ -225,13 +225,19 @@ def test_imagenet_sets_need_1000_classes():
     datasets.open_set("imagenet_a", 10)
 
 
-def test_vit_at_another_resolution_resamples_its_position_embedding(tmp_path):
+def _converted_mini_vit(tmp_path):
+  """A randomised 3-class vit_mini_ti at 16 px with a learned position embedding, converted."""
   model = model_defs.build("vit_mini_ti", num_classes=3, image_size=16, posemb="learn")
   model(tf.zeros((1, 16, 16, 3)))
   helpers.randomise(model, scale=0.1)
   weights = helpers.write_converted(model, str(tmp_path / "vit"), name="vit_mini_ti",
                                     num_classes=3, resolution=16,
                                     overrides={"posemb": "learn"})
+  return model, weights
+
+
+def test_vit_at_another_resolution_resamples_its_position_embedding(tmp_path):
+  model, weights = _converted_mini_vit(tmp_path)
   bigger, info = models.load_for_inference(weights, 24)
   assert info["resolution"] == 24 and bigger.outputs[0].shape[-1] == 3
 
@@ -244,12 +250,7 @@ def test_vit_at_another_resolution_resamples_its_position_embedding(tmp_path):
 
 
 def test_command_line_writes_every_resolution(tmp_path):
-  model = model_defs.build("vit_mini_ti", num_classes=3, image_size=16, posemb="learn")
-  model(tf.zeros((1, 16, 16, 3)))
-  helpers.randomise(model, scale=0.1)
-  weights = helpers.write_converted(model, str(tmp_path / "vit"), name="vit_mini_ti",
-                                    num_classes=3, resolution=16,
-                                    overrides={"posemb": "learn"})
+  model, weights = _converted_mini_vit(tmp_path)
   folder = helpers.write_imagefolder(str(tmp_path / "folder"), per_folder=2)
   out = tmp_path / "out"
   proc = subprocess.run(
