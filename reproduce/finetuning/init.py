@@ -117,12 +117,21 @@ def transfer(init: Initialisation, model: keras.Model, num_classes: int,
       variable.assign(np.zeros(variable.shape, variable.dtype))
 
 
+def initialiser(init: Initialisation, head_init: str = "model"):
+  """``loop.train``'s initialise: ``(model, num_classes)`` gets ``init``'s body and a head."""
+
+  def initialise(model: keras.Model, num_classes: int) -> None:
+    transfer(init, model, num_classes, head_init)
+
+  return initialise
+
+
 def model_fn(init: Initialisation, head_init: str = "model"):
-  """``loop.train``'s model_fn: the engine's model, initialised from ``init``."""
+  """A model_fn: the engine's model, initialised from ``init``."""
 
   def build(config: dict, plan, num_classes: int) -> keras.Model:
     model = steps.build_model(config, plan, num_classes)
-    transfer(init, model, num_classes, head_init)
+    initialiser(init, head_init)(model, num_classes)
     return model
 
   return build

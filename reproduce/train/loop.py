@@ -16,6 +16,7 @@ import time
 from typing import Callable, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from reproduce import data
@@ -40,26 +41,104 @@ ModelFn = Callable[[dict, object, int], keras.Model]          # (config, plan, n
 OptimizerFn = Callable[[dict, object, keras.Model, int], object]  # (config, schedule, model, C)
 
 
+# Config keys that shape only a run's plan or its bookkeeping: runs that differ in these alone
+# can share one ``Program`` (the same traced train step).
+PER_RUN_KEYS = ("budget_core_hours", "epochs", "mfu", "images_per_second_per_core", "base_lr",
+                "warmup_steps", "log_every_steps", "eval_every_steps", "checkpoint_every_steps",
+                "checkpoint_every_secs", "keep_checkpoints", "divergence_factor",
+                "throughput_cache", "init", "provenance")
+# Plan fields the traced program depends on.
+PROGRAM_PLAN_FIELDS = ("model", "batch_size", "resolution")
+
+
+def program_key(config: dict, plan) -> dict:
+  """What a ``Program`` is built for: the config less ``PER_RUN_KEYS``, and the plan's
+  model, batch size and resolution."""
+  key = {k: v for k, v in config.items() if k not in PER_RUN_KEYS}
+  key.update({f"plan.{k}": getattr(plan, k, None) for k in PROGRAM_PLAN_FIELDS})
+  return key
+
+
 @dataclasses.dataclass
-class Run:
-  """The parts of one run, built by ``build_run``."""
-  config: dict
-  plan: object
-  model_dir: str
+class Program:
+  """What a run traces and evaluates: model, optimizer, schedule, train chunk, evaluator.
+
+  Built once per model and recipe by ``build_program``; ``reset`` readies it for another run
+  that differs only in ``PER_RUN_KEYS`` and the plan's length and LR (another budget or LR
+  of a sweep): the initial weights and optimizer state come back and the schedule takes the
+  plan, so the traced train step is reused instead of traced again.
+  """
+  key: dict
   strategy: tf.distribute.Strategy
   dtype_policy: str
   data_module: object
   source: object
   model: keras.Model
   optimizer: object
-  schedule: Callable
+  schedule: optim.PlanSchedule
   train_chunk: Callable
   evaluate: steps.Evaluator
+  initial_state: list
+
+  def reset(self, config: dict, plan) -> None:
+    """Initial weights, fresh optimizer state and ``plan``'s schedule; raises
+    ``rundir.EngineError`` for a run this program was not built for."""
+    key = program_key(config, plan)
+    if key != self.key:
+      changed = sorted(k for k in set(key) | set(self.key) if key.get(k) != self.key.get(k))
+      raise rundir.EngineError(f"this program was built for another recipe: {changed} differ")
+    for variable, value in zip(self.variables(), self.initial_state):
+      variable.assign(value)
+    self.schedule.set(plan)
+
+  def variables(self) -> list:
+    return list(self.model.variables) + list(self.optimizer.variables)
+
+
+def build_program(config: dict, plan, strategy, *, source=None, data_module=None,
+                  data_dir=None, manual_dir=None, model_fn: ModelFn | None = None,
+                  optimizer_fn: OptimizerFn | None = None,
+                  step_fn: Callable | None = None) -> Program:
+  """Builds (does not yet trace) the program of ``plan.model`` on ``config``'s recipe."""
+  strategy, policy = set_up_runtime(config, strategy, plan)
+  data_module = data_module or data
+  if source is None:
+    source = inputs.open_source(data_module, config, data_dir, manual_dir)
+  num_classes = int(source.num_classes)
+  with strategy.scope():
+    schedule = optim.schedule_from_plan(plan)
+    model = (model_fn or steps.build_model)(config, plan, num_classes)
+    optimizer = (optimizer_fn or steps.build_optimizer)(config, schedule, model, num_classes)
+  train_chunk = steps.make_train_chunk(
+      strategy, model, optimizer, loss=config["loss"],
+      label_smoothing=float(config["label_smoothing"] or 0.0),
+      global_batch_size=int(plan.batch_size), jit_compile=steps.use_jit(config, strategy),
+      step_fn=step_fn)
+  heldout_fn = inputs.heldout_dataset_fn(strategy, data_module, source, config, plan,
+                                         inputs.input_dtype(policy))
+  evaluator = steps.Evaluator(strategy, model, optimizer, config["loss"], heldout_fn)
+  initial = [np.array(v.numpy()) for v in list(model.variables) + list(optimizer.variables)]
+  return Program(program_key(config, plan), strategy, policy, data_module, source, model,
+                 optimizer, schedule, train_chunk, evaluator, initial)
+
+
+@dataclasses.dataclass
+class Run:
+  """The parts of one run: its ``Program`` and its own directory, clock and budget check."""
+  config: dict
+  plan: object
+  model_dir: str
+  program: Program
   checkpoints: checkpoints_lib.RunCheckpoints
   summaries: summaries_lib.Summaries
   clock: clock_lib.RunClock
   say: Callable[[str], None]
   budget: budgeting.BudgetCheck
+
+  def __getattr__(self, name):  # model, optimizer, schedule, train_chunk... of the program
+    if name == "program":
+      raise AttributeError(name)
+    return getattr(self.program, name)
 
   def check_budget(self, step: int, final: bool) -> float | None:
     """Training/planned core hours so far (projected to the plan); warns once when off."""
@@ -94,33 +173,23 @@ def set_up_runtime(config: dict, strategy: tf.distribute.Strategy | None, plan):
 def build_run(config: dict, plan, model_dir: str, strategy, *, source=None, data_module=None,
               data_dir=None, manual_dir=None, model_fn: ModelFn | None = None,
               optimizer_fn: OptimizerFn | None = None, clock=None, say=print,
-              warn=print, step_fn: Callable | None = None) -> Run:
-  """Builds every part of a run (nothing restored, nothing trained yet)."""
-  strategy, policy = set_up_runtime(config, strategy, plan)
-  data_module = data_module or data
-  if source is None:
-    source = inputs.open_source(data_module, config, data_dir, manual_dir)
-  num_classes = int(source.num_classes)
-  schedule = optim.schedule_from_plan(plan)
-  with strategy.scope():
-    model = (model_fn or steps.build_model)(config, plan, num_classes)
-    optimizer = (optimizer_fn or steps.build_optimizer)(config, schedule, model, num_classes)
-  train_chunk = steps.make_train_chunk(
-      strategy, model, optimizer, loss=config["loss"],
-      label_smoothing=float(config["label_smoothing"] or 0.0),
-      global_batch_size=int(plan.batch_size), jit_compile=steps.use_jit(config, strategy),
-      step_fn=step_fn)
-  heldout_fn = inputs.heldout_dataset_fn(strategy, data_module, source, config, plan,
-                                         inputs.input_dtype(policy))
+              warn=print, step_fn: Callable | None = None,
+              program: Program | None = None) -> Run:
+  """Builds every part of a run (nothing restored, nothing trained yet); with ``program``,
+  resets and reuses it instead of building the model and its train step."""
+  if program is None:
+    program = build_program(config, plan, strategy, source=source, data_module=data_module,
+                            data_dir=data_dir, manual_dir=manual_dir, model_fn=model_fn,
+                            optimizer_fn=optimizer_fn, step_fn=step_fn)
+  else:
+    program.reset(config, plan)
   checkpoints = checkpoints_lib.RunCheckpoints(
-      fileio.join(model_dir, rundir.CHECKPOINT_DIR), model, optimizer,
+      fileio.join(model_dir, rundir.CHECKPOINT_DIR), program.model, program.optimizer,
       keep=int(config["keep_checkpoints"]), every_steps=int(config["checkpoint_every_steps"]),
       every_secs=float(config["checkpoint_every_secs"] or 0.0))
   summaries = summaries_lib.Summaries(fileio.join(model_dir, rundir.TENSORBOARD_DIR))
-  return Run(config, plan, model_dir, strategy, policy, data_module, source, model, optimizer,
-             schedule, train_chunk, steps.Evaluator(strategy, model, optimizer, config["loss"],
-                                                    heldout_fn),
-             checkpoints, summaries, clock or clock_lib.RunClock(), say,
+  return Run(config, plan, model_dir, program, checkpoints, summaries,
+             clock or clock_lib.RunClock(), say,
              budgeting.BudgetCheck(plan, warn, summaries.write_budget_warning))
 
 
@@ -231,7 +300,9 @@ def train(config, plan, model_dir: str, strategy: tf.distribute.Strategy | None 
           manual_dir: str | None = None, source=None, data_module=None,
           model_fn: ModelFn | None = None, optimizer_fn: OptimizerFn | None = None,
           hooks: Sequence[Hook] = (), verbose: bool = True,
-          log: Callable[[str], None] | None = None, step_fn: Callable | None = None) -> dict:
+          log: Callable[[str], None] | None = None, step_fn: Callable | None = None,
+          program: Program | None = None,
+          initialise: Callable[[keras.Model, int], None] | None = None) -> dict:
   """Trains ``plan.model`` for ``plan.steps`` steps, resuming from ``model_dir``.
 
   Args:
@@ -250,6 +321,10 @@ def train(config, plan, model_dir: str, strategy: tf.distribute.Strategy | None 
     hooks: ``on_step(step, logs)`` callables run after every chunk (progress, tests).
     verbose: print progress lines; log: the printer (default ``print`` with flush).
     step_fn: replaces the plain gradient step (``steps.make_train_chunk``; e.g. SAM).
+    program: a ``build_program`` result to reuse (reset to this plan, not traced again);
+      model_fn, optimizer_fn, step_fn, source and data_module are then the program's.
+    initialise: ``(model, num_classes)`` sets the starting weights (e.g. a fine-tune's
+      pre-trained body) before a checkpoint, if any, is restored.
 
   Returns:
     The results record, also written to ``model_dir/results.json``.
@@ -267,7 +342,10 @@ def train(config, plan, model_dir: str, strategy: tf.distribute.Strategy | None 
   run = build_run(config, plan, model_dir, strategy, source=source, data_module=data_module,
                   data_dir=data_dir, manual_dir=manual_dir, model_fn=model_fn,
                   optimizer_fn=optimizer_fn, clock=clock, say=say, warn=log,
-                  step_fn=step_fn)
+                  step_fn=step_fn, program=program)
+  if initialise is not None:
+    initialise(run.model, int(run.source.num_classes))
+    optim.restart_ema(run.optimizer)
   resumed_from = run.checkpoints.restore(clock)
   step = int(run.optimizer.iterations.numpy())
   if resumed_from:

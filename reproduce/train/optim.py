@@ -288,6 +288,18 @@ def adamw(learning_rate, variables, weight_decay: float = 0.0, no_decay=None,
   return optimizer
 
 
+def _cosine_arguments(base_lr: float, total_steps: int, warmup_steps: int, end_lr: float):
+  """``CosineDecay``'s arguments for ``warmup_cosine``'s schedule (checked)."""
+  if total_steps < 1:
+    raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+  if not 0 <= warmup_steps <= total_steps:
+    raise ValueError(f"warmup_steps must lie in [0, total_steps], got {warmup_steps}")
+  base_lr = float(base_lr)
+  return dict(decay_steps=max(int(total_steps) - int(warmup_steps), 1),
+              alpha=float(end_lr) / base_lr if base_lr else 0.0, warmup_target=base_lr,
+              warmup_steps=int(warmup_steps))
+
+
 def warmup_cosine(base_lr: float, total_steps: int, warmup_steps: int = 0,
                   end_lr: float = 0.0) -> keras.optimizers.schedules.CosineDecay:
   """Linear warm-up to ``base_lr`` over ``warmup_steps``, then cosine decay to ``end_lr``.
@@ -298,23 +310,48 @@ def warmup_cosine(base_lr: float, total_steps: int, warmup_steps: int = 0,
   held at ``end_lr`` past ``total_steps``. ``s`` is the optimizer's iteration count before
   the update.
   """
-  if total_steps < 1:
-    raise ValueError(f"total_steps must be >= 1, got {total_steps}")
-  if not 0 <= warmup_steps <= total_steps:
-    raise ValueError(f"warmup_steps must lie in [0, total_steps], got {warmup_steps}")
-  base_lr = float(base_lr)
   return keras.optimizers.schedules.CosineDecay(
-      initial_learning_rate=0.0, decay_steps=max(int(total_steps) - int(warmup_steps), 1),
-      alpha=float(end_lr) / base_lr if base_lr else 0.0, warmup_target=base_lr,
-      warmup_steps=int(warmup_steps))
+      initial_learning_rate=0.0, **_cosine_arguments(base_lr, total_steps, warmup_steps, end_lr))
 
 
-def schedule_from_plan(plan, end_lr: float = 0.0) -> keras.optimizers.schedules.CosineDecay:
-  """The warm-up + cosine schedule of a ``planning`` Plan."""
-  if getattr(plan, "decay", "cosine") not in ("cosine", None):
-    raise ValueError(f"unsupported decay {plan.decay!r}; only 'cosine' is implemented")
-  warmup = min(int(plan.warmup_steps), int(plan.steps))
-  return warmup_cosine(plan.base_lr, int(plan.steps), warmup, end_lr)
+class PlanSchedule(keras.optimizers.schedules.CosineDecay):
+  """``warmup_cosine`` of a plan, with its LR, warm-up and length held in variables.
+
+  ``set(plan)`` moves the schedule to another plan without changing the program that reads
+  it, so one traced train step serves every budget and LR of a model (the study's workers;
+  ``loop.Program``). The values equal ``warmup_cosine``'s for the same plan.
+  """
+
+  def __init__(self, plan, end_lr: float = 0.0):
+    self._end_lr = float(end_lr)
+    self._values = {key: keras.Variable(float(value), dtype="float32", trainable=False,
+                                        name=key)
+                    for key, value in self._arguments(plan).items()}
+    super().__init__(initial_learning_rate=0.0, **self._values)
+
+  def _arguments(self, plan) -> dict:
+    if getattr(plan, "decay", "cosine") not in ("cosine", None):
+      raise ValueError(f"unsupported decay {plan.decay!r}; only 'cosine' is implemented")
+    warmup = min(int(plan.warmup_steps), int(plan.steps))
+    return _cosine_arguments(plan.base_lr, int(plan.steps), warmup, self._end_lr)
+
+  def set(self, plan) -> None:
+    """Takes ``plan``'s base LR, steps and warm-up (``schedule_from_plan``'s rules)."""
+    for key, value in self._arguments(plan).items():
+      self._values[key].assign(float(value))
+
+
+def schedule_from_plan(plan, end_lr: float = 0.0) -> PlanSchedule:
+  """The warm-up + cosine schedule of a ``planning`` Plan (``PlanSchedule``)."""
+  return PlanSchedule(plan, end_lr)
+
+
+def restart_ema(optimizer) -> None:
+  """The EMA, when the optimizer keeps one, restarts at the current weights (after a
+  fine-tune has put the pre-trained weights in)."""
+  for ema, variable in zip(getattr(optimizer, "ema_variables", None) or [],
+                           optimizer._trainable_variables):
+    ema.assign(variable)
 
 
 class swap_in_ema:
