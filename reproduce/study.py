@@ -1,20 +1,19 @@
-r"""The miniature study: ``python -m reproduce.study`` (the kit's main job).
+r"""The miniature study: ``python -m reproduce.study`` (the kit's main job, ~13 min on 2 cores).
 
-  python -m reproduce.study                       # the embedded default, ~10-15 min
-  python -m reproduce.study --workdir=/tmp/study --budgets_core_seconds=4,8,16,32,64
+  python -m reproduce.study                       # the default grid
+  python -m reproduce.study --scale=4 --workers=8 # 4x longer runs on an 8-core machine
 
-What it does, end to end, with the kit's real code paths (reproduce.miniature):
-  1. loads the embedded real dataset ('digits': scikit-learn's handwritten digits,
-     prepared as a tfds dataset) through reproduce.data;
-  2. measures each model's training throughput on this machine (the engine's train step);
-  3. for every (model, budget) turns the budget, in measured CPU core-seconds, into a plan
-     (reproduce.planning) and trains it with the training engine (checkpoints,
-     TensorBoard, results.json per run);
-  4. fine-tunes every run with configs/finetune_mini.py at 48 px (SAM, repeated augmentation)
-     for the same small number of steps (--finetune_steps; 0 skips it) and writes its
-     held-out top-1, finetune_top1, into the run's results.json (the paper's Figure 1);
-  5. fits the scaling laws, writes the figures to TensorBoard and checks the paper's claims
-     (reproduce.analysis).
+What it does, end to end, with the kit's real code paths (reproduce.miniature; docs/study.md):
+  1. loads the embedded real dataset ('digits': scikit-learn's handwritten digits, prepared
+     as a tfds dataset) through reproduce.data;
+  2. runs one job per model in worker processes: it builds the model's train step once,
+     measures its throughput with it, trains an LR sweep (3 LRs, factor 2) at every budget
+     but the largest (budgets in measured CPU core-seconds, 100x apart end to end), trains
+     the largest budget at the LR its own sweeps predict, and fine-tunes the best run of
+     each budget (configs/finetune_mini.py at 48 px), the paper's Figure 1;
+  3. fits the scaling laws per family, predicts the largest budget from the smaller ones and
+     checks the paper's claims (reproduce.analysis); figures go to TensorBoard and report.md;
+  4. prints where the time went: training versus every named overhead.
 
 Re-running the same command resumes: finished runs and fine-tunes are reused, an interrupted
 one continues from its last checkpoint, and throughput measurements are cached.
@@ -22,6 +21,11 @@ one continues from its last checkpoint, and throughput measurements are cached.
 
 from __future__ import annotations
 
+import time
+
+_STARTED = time.time()  # the time breakdown counts from the command's start
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import app
 from absl import flags
 
@@ -29,62 +33,58 @@ from reproduce.core import cli
 from reproduce.miniature import grid
 
 _WORKDIR = flags.DEFINE_string("workdir", "study_runs", "Where runs, fits and logs go.")
-_NFNETS = flags.DEFINE_list("nfnet_models", list(grid.DEFAULT_NFNETS), "ConvNets of the study.")
-_VITS = flags.DEFINE_list("vit_models", list(grid.DEFAULT_VITS), "ViTs of the study.")
+_NFNETS = flags.DEFINE_list("nfnet_models", list(grid.DEFAULT_NFNETS),
+                            "ConvNets of the study, smallest first.")
+_VITS = flags.DEFINE_list("vit_models", list(grid.DEFAULT_VITS), "ViTs of the study, smallest first.")
 _BUDGETS = flags.DEFINE_list(
     "budgets_core_seconds", [f"{b:g}" for b in grid.DEFAULT_BUDGETS_CORE_SECONDS],
-    "Compute budgets per run, in measured CPU core-seconds (the same for both families).")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Global batch size of every run.")
-_BASE_LR = flags.DEFINE_float(
-    "base_lr", 0.0, "Peak learning rate of every model; <= 0: the per-family flags below.")
-_NFNET_BASE_LR = flags.DEFINE_float(
-    "nfnet_base_lr", 0.2, "Peak LR of the NFNets (SGD + AGC); <= 0: the planner's LR rule.")
-_VIT_BASE_LR = flags.DEFINE_float(
-    "vit_base_lr", 0.0, "Peak LR of the ViTs (AdamW); <= 0: the ViT config's (1e-3).")
-_MEASURE_STEPS = flags.DEFINE_integer("measure_steps", 4, "Timed steps per throughput measure.")
+    "Compute budgets per run, in measured CPU core-seconds (the same for both families); "
+    "the largest is the one the scaling laws predict.")
+_SCALE = flags.DEFINE_float("scale", 1.0, "Multiplies every budget (a longer study: e.g. 4 "
+                            "with --workers=8 on 8 cores takes about as long as the default).")
+_NFNET_LR = flags.DEFINE_float("nfnet_lr", grid.DEFAULT_LR_CENTRES["nfnet"],
+                               "Centre of the NFNets' LR sweep (SGD + AGC).")
+_VIT_LR = flags.DEFINE_float("vit_lr", grid.DEFAULT_LR_CENTRES["vit"],
+                             "Centre of the ViTs' LR sweep (AdamW).")
+_LR_POINTS = flags.DEFINE_integer("lr_points", grid.DEFAULT_LR_POINTS,
+                                  "Learning rates per sweep, on a factor-2 grid.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", grid.BATCH_SIZE, "Global batch size of every run.")
+_MEASURE_STEPS = flags.DEFINE_integer("measure_steps", 4,
+                                      "Timed chunks (of 4 steps) per throughput measurement.")
 _FINETUNE_STEPS = flags.DEFINE_integer(
     "finetune_steps", grid.DEFAULT_FINETUNE_STEPS,
-    "Fine-tuning steps of every run (configs/finetune_mini.py at 48 px, SAM: two passes a "
-    "step); the same for every run. 0 skips fine-tuning.")
+    "Fine-tuning steps of the best run of each (model, budget) (configs/finetune_mini.py at "
+    "48 px); the same for every run. 0 skips fine-tuning.")
 _BOOTSTRAP = flags.DEFINE_integer("bootstrap", 200, "Bootstrap resamples for the fit CIs.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of data order, init and bootstrap.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data_dir for the prepared digits.")
 _STRICT = flags.DEFINE_bool("strict", False, "Exit 1 when a comparison row fails.")
 _WORKERS = flags.DEFINE_integer(
-    "workers", 2, "Runs trained at a time, each in its own process (graph building is "
-    "single-threaded, so 2 keep 2 cores busy); 0 trains in this process.")
+    "workers", 2, "Models trained at a time, each in its own process on cores/workers cores "
+    "(one core each keeps small models efficient); 0 trains in this process.")
 
 
 def _validated_flags() -> list[float]:
-  """Checks the flags that need no TensorFlow; returns the budgets."""
-  if _WORKERS.value < 0:
-    cli.fail(f"--workers must be >= 0 (0: in this process), got {_WORKERS.value}")
-  if _BATCH_SIZE.value < 1:
-    cli.fail(f"--batch_size must be a positive integer, got {_BATCH_SIZE.value}")
-  if _MEASURE_STEPS.value < 1:
-    cli.fail(f"--measure_steps must be a positive integer, got {_MEASURE_STEPS.value}")
-  if _FINETUNE_STEPS.value < 0:
-    cli.fail(f"--finetune_steps must be >= 0 (0: no fine-tuning), got {_FINETUNE_STEPS.value}")
+  """Checks the flags that need no TensorFlow; returns the scaled budgets."""
+  for flag, minimum in ((_WORKERS, 0), (_BATCH_SIZE, 1), (_MEASURE_STEPS, 1),
+                        (_FINETUNE_STEPS, 0), (_LR_POINTS, 1), (_BOOTSTRAP, 0)):
+    if flag.value < minimum:
+      cli.fail(f"--{flag.name} must be an integer >= {minimum}, got {flag.value}")
+  for flag in (_SCALE, _NFNET_LR, _VIT_LR):
+    if flag.value <= 0:
+      cli.fail(f"--{flag.name} must be > 0, got {flag.value:g}")
   try:
-    return grid.parse_budgets(_BUDGETS.value)
+    return [b * _SCALE.value for b in grid.parse_budgets(_BUDGETS.value)]
   except grid.StudyError as e:
     cli.fail(cli.first_line(e))
 
 
-def _base_lrs():
-  """One LR for every model (--base_lr), else a {family: LR} map (None: the family's own)."""
-  if _BASE_LR.value > 0:
-    return _BASE_LR.value
-  return {family: (flag.value if flag.value > 0 else None)
-          for family, flag in (("nfnet", _NFNET_BASE_LR), ("vit", _VIT_BASE_LR))}
-
-
 def _user_errors() -> tuple:
-  import model_defs  # pylint: disable=g-import-not-at-top
-  from reproduce import data, planning  # pylint: disable=g-import-not-at-top
-  from reproduce.analysis import runs  # pylint: disable=g-import-not-at-top
-  from reproduce.finetuning import init  # pylint: disable=g-import-not-at-top
-  from reproduce.train import rundir  # pylint: disable=g-import-not-at-top
+  import model_defs
+  from reproduce import data, planning
+  from reproduce.analysis import runs
+  from reproduce.finetuning import init
+  from reproduce.train import rundir
   return (grid.StudyError, model_defs.UnknownModelError, data.DataError, planning.PlanError,
           rundir.EngineError, runs.ScalingError, init.FinetuneError)
 
@@ -94,13 +94,16 @@ def main(argv):
     cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
   budgets = _validated_flags()
   cli.start_tensorflow()
-  from reproduce.miniature import study  # pylint: disable=g-import-not-at-top
+  from reproduce.miniature import study
+  spec = study.StudySpec(
+      workdir=_WORKDIR.value, nfnets=tuple(_NFNETS.value), vits=tuple(_VITS.value),
+      budgets=tuple(budgets), lr_centres={"nfnet": _NFNET_LR.value, "vit": _VIT_LR.value},
+      lr_points=_LR_POINTS.value, batch_size=_BATCH_SIZE.value,
+      measure_steps=_MEASURE_STEPS.value, finetune_steps=_FINETUNE_STEPS.value,
+      bootstrap=_BOOTSTRAP.value, seed=_SEED.value, data_dir=_DATA_DIR.value,
+      workers=_WORKERS.value)
   try:
-    result = study.run_study(
-        _WORKDIR.value, _NFNETS.value, _VITS.value, budgets, _BATCH_SIZE.value,
-        _base_lrs(), _MEASURE_STEPS.value,
-        _BOOTSTRAP.value, _SEED.value, _DATA_DIR.value, _WORKERS.value,
-        finetune_steps=_FINETUNE_STEPS.value)
+    result = study.run_study(spec, started=_STARTED)
   except _user_errors() as e:
     cli.fail(cli.first_line(e))
   if _STRICT.value and not result["passed"]:

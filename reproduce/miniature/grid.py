@@ -1,17 +1,28 @@
-"""The study's grid: default models and budgets, run names, per-run configs and plans."""
+"""The study's grid: sizes, budgets, learning rates, and each run's config and plan.
+
+docs/study.md says why the grid is what it is. In short: three compute-matched sizes per
+family, five budgets spanning 100x, a factor-2 sweep of three learning rates at every budget
+but the largest, and at the largest budget each model trained once at the LR its own sweeps
+predict (the optimal-LR trend, Figure 3), so that budget tests the scaling laws' prediction.
+"""
 
 from __future__ import annotations
 
-from typing import Mapping
+import dataclasses
+from typing import Mapping, Sequence
 
-# Compute-matched pairs: per-image MACs at 32 px are 3.4M / 3.2M and 6.2M / 6.6M.
-DEFAULT_NFNETS = ("nfnet_mini_f0", "nfnet_mini_f1")
-DEFAULT_VITS = ("vit_mini_ti", "vit_mini_s")
-DEFAULT_BUDGETS_CORE_SECONDS = (3.0, 6.0, 12.0, 24.0)
+# Compute-matched pairs (per-image MACs at 32 px): 3.4M / 3.2M, 6.2M / 6.6M, 12.0M / 14.9M.
+DEFAULT_NFNETS = ("nfnet_mini_f0", "nfnet_mini_f1", "nfnet_mini_f3")
+DEFAULT_VITS = ("vit_mini_ti", "vit_mini_s", "vit_mini_m")
+# Budgets in measured CPU core-seconds: 100x in four steps of sqrt(10); ``--scale`` multiplies.
+DEFAULT_BUDGETS_CORE_SECONDS = (0.8, 2.5, 8.0, 25.0, 80.0)
+# The centre of each family's LR sweep (the sweep is centre x 2^k, k = -1, 0, 1).
+DEFAULT_LR_CENTRES = {"nfnet": 0.2, "vit": 1e-3}
+DEFAULT_LR_POINTS = 3
 RESOLUTION = 32
-# Steps of every run's fine-tune (configs/finetune_mini.py at 48 px, batch 16, without the
-# regularisers: see ``finetune_config``): the same small compute for every run, about 3 min
-# for the default 16 runs on 2 cores (mostly NFNet tracing).
+BATCH_SIZE = 32
+# Steps of every fine-tune (configs/finetune_mini.py at 48 px, batch 16, without the
+# regularisers: see ``finetune_config``), the same small compute for every fine-tuned run.
 DEFAULT_FINETUNE_STEPS = 64
 # The ImageNet recipe's regularisers, off for a 64-step fine-tune on 1,437 images: measured on
 # vit_mini_ti (24 core-s) at 64 steps, held-out top-1 0.54 with them (SAM, repeated
@@ -36,13 +47,62 @@ def parse_budgets(values) -> list[float]:
   return budgets
 
 
-def run_name(model: str, budget_core_seconds: float) -> str:
-  return f"{model}__{budget_core_seconds:g}cs"
+def lr_sweep(centre: float, points: int) -> tuple[float, ...]:
+  """``points`` learning rates on a factor-2 grid around ``centre`` (ascending)."""
+  low = -((points - 1) // 2)
+  return tuple(float(centre) * 2.0 ** k for k in range(low, low + points))
+
+
+def size_budgets(rank: int, sizes: int, budgets: Sequence[float]) -> list[float]:
+  """The budgets the ``rank``-th smallest of ``sizes`` models trains at: the smallest skips
+  the largest budget, the largest skips the smallest, the others train at all (a band:
+  every budget has at least two sizes, so its optimal size can move)."""
+  budgets = list(budgets)
+  if sizes == 1 or len(budgets) < 3:
+    return budgets
+  if rank == 0:
+    return budgets[:-1]
+  if rank == sizes - 1:
+    return budgets[1:]
+  return budgets
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelGrid:
+  """One model's share of the study: its sweep budgets (each at every LR of ``lrs``) and,
+  when it trains at the study's largest budget, that budget (one run, predicted LR)."""
+  model: str
+  family: str
+  sweep_budgets: tuple[float, ...]
+  lrs: tuple[float, ...]
+  top_budget: float | None
+
+  def planned_core_seconds(self) -> float:
+    return sum(self.sweep_budgets) * len(self.lrs) + (self.top_budget or 0.0)
+
+
+def make_grid(nfnets: Sequence[str], vits: Sequence[str], budgets: Sequence[float],
+              lr_centres: Mapping[str, float], lr_points: int) -> list[ModelGrid]:
+  """Every model's ``ModelGrid``, each family's models in the order given (small to large)."""
+  budgets = sorted(budgets)
+  top = budgets[-1] if len(budgets) > 1 else None
+  grids = []
+  for family, models in (("nfnet", nfnets), ("vit", vits)):
+    lrs = lr_sweep(lr_centres[family], lr_points)
+    for rank, model in enumerate(models):
+      own = size_budgets(rank, len(models), budgets)
+      grids.append(ModelGrid(model, family, tuple(b for b in own if b != top), lrs,
+                             top if top in own else None))
+  return grids
+
+
+def run_name(model: str, budget_core_seconds: float, lr: float) -> str:
+  return f"{model}__{budget_core_seconds:g}cs__lr{lr:g}"
 
 
 def family_config(model: str):
-  """The config of ``model``'s family: pretrain_mini (NFNets: SGD + AGC, the planner's LR
-  rule) or pretrain_mini_vit (ViTs: AdamW, base LR 1e-3)."""
+  """The config of ``model``'s family: pretrain_mini (NFNets: SGD + AGC) or
+  pretrain_mini_vit (ViTs: AdamW)."""
   import model_defs  # pylint: disable=g-import-not-at-top
   from reproduce.configs import pretrain_mini  # pylint: disable=g-import-not-at-top
   from reproduce.configs import pretrain_mini_vit  # pylint: disable=g-import-not-at-top
@@ -51,45 +111,31 @@ def family_config(model: str):
 
 
 def study_config(model: str, budget_core_seconds: float, images_per_second_per_core: float,
-                 batch_size: int, base_lr, seed: int):
-  """The config of one run of the study: its family's recipe (``family_config``).
-
-  ``base_lr``: None keeps the family config's LR; a number applies to every model; a
-  mapping ``{family: lr}`` sets it per family (a family it omits keeps its config's).
-  """
-  import model_defs  # pylint: disable=g-import-not-at-top
+                 lr: float, seed: int, batch_size: int = BATCH_SIZE):
+  """The config of one run of the study: its family's recipe (``family_config``)."""
   config = family_config(model)
   config.model = model
   config.resolution = RESOLUTION
   config.budget_core_hours = budget_core_seconds / 3600.0
   config.images_per_second_per_core = float(images_per_second_per_core)
   config.batch_size = int(batch_size)
-  if isinstance(base_lr, Mapping):
-    base_lr = base_lr.get(model_defs.get_spec(model).family)
-  if base_lr is not None:
-    config.base_lr = float(base_lr)
+  config.base_lr = float(lr)
   config.seed = int(seed)
   config.log_every_steps = 10 ** 9  # the study prints its own progress line per run
+  # Runs of seconds: a checkpoint a minute bounds what a kill loses; one kept is enough.
+  config.checkpoint_every_steps = 0
+  config.keep_checkpoints = 1
   return config
 
 
-def plan_runs(models, budgets, rates, source, batch_size, base_lr, seed):
-  """(name, config, plan) of every feasible run; budgets below one step are skipped."""
-  # Imported here: planning imports model_defs, hence TensorFlow, which the study's main
-  # starts only after its flags are validated.
+def plan_run(model: str, budget: float, rate: float, lr: float, seed: int, source,
+             batch_size: int = BATCH_SIZE):
+  """(config, plan) of one run; ``planning.PlanError`` when the budget buys no step."""
   from reproduce import planning  # pylint: disable=g-import-not-at-top
-  runs, skipped = [], []
-  for model in models:
-    for budget in budgets:
-      config = study_config(model, budget, rates[model], batch_size, base_lr, seed)
-      try:
-        plan = planning.plan_from_config(config, dataset_size=source.train_size,
-                                         num_classes=source.num_classes)
-      except planning.PlanError as e:
-        skipped.append(f"{run_name(model, budget)}: {e}")
-        continue
-      runs.append((run_name(model, budget), config, plan))
-  return runs, skipped
+  config = study_config(model, budget, rate, lr, seed, batch_size)
+  plan = planning.plan_from_config(config, dataset_size=source.train_size,
+                                   num_classes=source.num_classes)
+  return config, plan
 
 
 def finetune_config(model: str, steps: int, dataset_size: int, seed: int,
@@ -111,17 +157,15 @@ def finetune_config(model: str, steps: int, dataset_size: int, seed: int,
                                        * (RESOLUTION / int(config.resolution)) ** 2)
   config.seed = int(seed)
   config.log_every_steps = 10 ** 9  # the study prints its own line per fine-tune
+  config.checkpoint_every_steps = 0
+  config.keep_checkpoints = 1
   return config
 
 
-def plan_finetunes(runs, steps: int, rates, source, seed: int):
-  """(name, config, plan) of the fine-tune of every planned run (``plan_runs``' names)."""
+def plan_finetune(model: str, steps: int, rate: float, seed: int, source):
+  """(config, plan) of the fine-tune of one of ``model``'s runs."""
   from reproduce import planning  # pylint: disable=g-import-not-at-top
-  finetunes = []
-  for name, pretrain_config, _ in runs:
-    model = pretrain_config.model
-    config = finetune_config(model, steps, source.train_size, seed, rates[model])
-    plan = planning.plan_from_config(config, dataset_size=source.train_size,
-                                     num_classes=source.num_classes)
-    finetunes.append((name, config, plan))
-  return finetunes
+  config = finetune_config(model, steps, source.train_size, seed, rate)
+  plan = planning.plan_from_config(config, dataset_size=source.train_size,
+                                   num_classes=source.num_classes)
+  return config, plan

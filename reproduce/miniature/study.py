@@ -1,24 +1,127 @@
-"""The study end to end: data, throughput, training, fine-tuning, fits, comparison."""
+"""The study end to end: data, one job per model (measure, sweeps, prediction run,
+fine-tunes), fits, the prediction test, the comparison, the report and the time breakdown."""
 
 from __future__ import annotations
 
+import dataclasses
+import multiprocessing
 import os
+import queue as queue_lib
 import time
 
 from reproduce.core import cli
 from reproduce.core import fileio
-from reproduce.miniature import grid
+from reproduce.miniature import accounting
+from reproduce.miniature import grid as grid_lib
 from reproduce.miniature import workers
-from reproduce.miniature.workers import say
 
 FITS_DIR = "fits"
 COMPARE_FILE = "compare.json"
+BREAKDOWN_FILE = "time_breakdown.json"
 # Figure 1 as a file too (both families on one compute-matched plot), beside fits.json.
 FIGURE1_PNG = "fig1_top1_error_vs_compute.png"
 
 
-def fit_and_compare(workdir: str, bootstrap: int, seed: int) -> dict:
-  """Scaling fits + TensorBoard figures + the comparison with the paper's claims."""
+def say(line: str) -> None:
+  print(line, flush=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class StudySpec:
+  """What the study's flags ask for."""
+  workdir: str
+  nfnets: tuple[str, ...]
+  vits: tuple[str, ...]
+  budgets: tuple[float, ...]
+  lr_centres: dict
+  lr_points: int
+  batch_size: int
+  measure_steps: int
+  finetune_steps: int
+  bootstrap: int
+  seed: int
+  data_dir: str | None
+  workers: int
+
+
+def check_models(nfnets, vits) -> list[str]:
+  """All models of the study; StudyError / UnknownModelError before any work."""
+  import model_defs  # pylint: disable=g-import-not-at-top
+  if not nfnets or not vits:
+    raise grid_lib.StudyError("--nfnet_models and --vit_models must each name at least one "
+                              "model")
+  models = list(nfnets) + list(vits)
+  for model in models:
+    model_defs.get_spec(model)
+  return models
+
+
+def describe_grid(grids, budgets) -> None:
+  """The grid in a few lines: sizes, budgets, LRs, runs and planned compute."""
+  runs = sum(len(g.sweep_budgets) * len(g.lrs) + (g.top_budget is not None) for g in grids)
+  total = sum(g.planned_core_seconds() for g in grids)
+  say(f"2/4 training {runs} runs ({total:.0f} core-s planned): budgets "
+      f"{', '.join(f'{b:g}' for b in budgets)} core-s ({budgets[-1] / budgets[0]:.0f}x)")
+  for g in grids:
+    top = "" if g.top_budget is None else f"; {g.top_budget:g} at the predicted LR"
+    say(f"  {g.model:<16} sweeps at {', '.join(f'{b:g}' for b in g.sweep_budgets)} core-s x "
+        f"LR {', '.join(f'{lr:g}' for lr in g.lrs)}{top}")
+
+
+class Progress:
+  """Prints the workers' events with a count, the elapsed time and an ETA."""
+
+  def __init__(self, grids, finetune_steps: int):
+    self.total = sum(len(g.sweep_budgets) * len(g.lrs) + (g.top_budget is not None)
+                     for g in grids)
+    if finetune_steps:
+      self.total += sum(len(g.sweep_budgets) + (g.top_budget is not None) for g in grids)
+    self.planned = sum(g.planned_core_seconds() for g in grids)
+    self.done, self.done_core_seconds, self.start = 0, 0.0, time.time()
+
+  def show(self, event: dict) -> None:
+    if event["kind"] == "measured":
+      low, high = event["spread"]
+      say(f"  measured {event['name']:<16} {event['rate']:8.1f} img/s/core (min {low:.1f}, "
+          f"max {high:.1f}; {event['seconds']:.0f} s with tracing)")
+      return
+    if event["kind"] == "skipped":
+      say(f"  skipped {event['name']}: {event['error']}")
+      return
+    self.done += 1
+    if event["kind"] == "run":
+      self.done_core_seconds += float(event["results"].get("planned_core_hours") or 0) * 3600
+    elapsed = time.time() - self.start
+    eta = None
+    if self.done_core_seconds and event.get("status") != "reused":
+      left = max(self.planned - self.done_core_seconds, 0.0)
+      eta = elapsed * left / self.done_core_seconds
+    say(workers.format_progress(event, self.done, self.total, elapsed, eta))
+
+
+def run_jobs(pool, grids, settings: workers.Settings, progress: Progress, inline: bool) -> list:
+  """Runs every model's job, printing events as they come; returns the jobs' costs."""
+  manager = None if inline else multiprocessing.Manager()
+  events = queue_lib.Queue() if inline else manager.Queue()
+  try:
+    futures = workers.submit_models(pool, grids, settings, events)
+    pending = set(futures)
+    while pending:
+      try:
+        progress.show(events.get(timeout=0.5))
+      except queue_lib.Empty:
+        pass
+      pending = {f for f in pending if not f.done()}
+    while not events.empty():
+      progress.show(events.get())
+    return [future.result() for future in futures]
+  finally:
+    if manager is not None:
+      manager.shutdown()
+
+
+def fit_and_compare(workdir: str, bootstrap: int, seed: int):
+  """Scaling fits, figures, the comparison; returns (points, fits, comparison)."""
   # pylint: disable=g-import-not-at-top  (TensorFlow starts after the flags are checked)
   from reproduce.analysis import compare, figures, fits as fits_lib, outputs, runs, tensorboard
   points = runs.load_points(fileio.join(workdir, workers.RUNS_DIR, "*"), compute="planned")
@@ -34,7 +137,7 @@ def fit_and_compare(workdir: str, bootstrap: int, seed: int) -> dict:
   say(compare.format_table(result))
   for family, per_family in sorted(fits.get("per_family", {}).items()):
     say(family_summary(family, per_family))
-  return result
+  return points, fits, result
 
 
 def family_summary(family: str, per_family: dict) -> str:
@@ -57,67 +160,38 @@ def family_summary(family: str, per_family: dict) -> str:
   return line
 
 
-def check_models(nfnets, vits) -> list[str]:
-  """All models of the study; StudyError / UnknownModelError before any work."""
-  import model_defs  # pylint: disable=g-import-not-at-top
-  if not nfnets or not vits:
-    raise grid.StudyError("--nfnet_models and --vit_models must each name at least one model")
-  models = list(nfnets) + list(vits)
-  for model in models:
-    model_defs.get_spec(model)
-  return models
-
-
-def finetune_stage(pool, runs, rates, source, workdir: str, steps: int, seed: int,
-                   data_dir: str | None) -> None:
-  """Fine-tunes every pre-trained run for ``steps`` steps (0: skipped) and prints the cost."""
-  if steps <= 0:
-    say("3/4 fine-tuning skipped (--finetune_steps=0): the fits use what the runs' "
-        "results.json hold")
-    return
-  finetunes = grid.plan_finetunes(runs, steps, rates, source, seed)
-  recipe = ""
-  if finetunes:
-    config = finetunes[0][1]  # finetune_mini: the same recipe for every run
-    recipe = (f" (batch {config.batch_size} at {config.resolution} px, SAM {config.sam}, "
-              f"repeated augmentation x{config.augment_multiplicity})")
-  say(f"3/4 fine-tuning every run for {steps} steps{recipe}:")
-  cost = workers.finetune_runs(pool, finetunes, workdir, data_dir)
-  say(f"  fine-tuning took {cli.format_duration(cost['wall_seconds'])} wall, "
-      f"{cost['core_seconds']:.0f} core-s measured ({cost['ran']} run, {cost['reused']} "
-      f"reused, {cost['diverged']} diverged)")
-
-
-def run_study(workdir: str, nfnets, vits, budgets, batch_size: int, base_lr,
-              measure_steps: int, bootstrap: int, seed: int, data_dir: str | None,
-              workers_at_once: int = 2,
-              finetune_steps: int = grid.DEFAULT_FINETUNE_STEPS) -> dict:
-  """The whole study; returns the comparison result."""
+def run_study(spec: StudySpec, started: float | None = None) -> dict:
+  """The whole study; returns the comparison result. ``started``: when the command began
+  (the time breakdown counts from there)."""
   from reproduce import data  # pylint: disable=g-import-not-at-top
-  models = check_models(nfnets, vits)
-  fileio.makedirs(workdir)
-  start = time.time()
-  say(f"Miniature study in {os.path.abspath(workdir)}")
-  source = data.load_source("digits", data_dir=data_dir, seed=seed)
+  started = started or time.time()
+  check_models(spec.nfnets, spec.vits)
+  fileio.makedirs(spec.workdir)
+  say(f"Miniature study in {os.path.abspath(spec.workdir)}")
+  clock = accounting.StudyClock(started, spec.workers)
+  with clock.phase("data preparation"):
+    source = data.load_source("digits", data_dir=spec.data_dir, seed=spec.seed)
   say(f"1/4 data: {source.name}, {source.train_size} train / {source.heldout_size} held-out "
-      f"images, {source.num_classes} classes. Measuring throughput (CPU, batch {batch_size}):")
-  with workers.make_pool(workers_at_once) as pool:
-    rates = workers.measure_models(pool, models, workdir, batch_size, grid.RESOLUTION,
-                                   source.num_classes, measure_steps)
-    runs, skipped = grid.plan_runs(models, budgets, rates, source, batch_size, base_lr, seed)
-    total = sum(plan.core_hours for _, _, plan in runs) * 3600.0
-    say(f"2/4 training {len(runs)} runs = {len(models)} models x {len(budgets)} budgets "
-        f"({', '.join(f'{b:g}' for b in budgets)} core-s), {total:.0f} core-s of training, "
-        f"{workers_at_once} at a time:")
-    for line in skipped:
-      say(f"  skipped {line}")
-    workers.train_runs(pool, runs, workdir, data_dir)
-    finetune_stage(pool, runs, rates, source, workdir, finetune_steps, seed, data_dir)
-  say("4/4 scaling fits and comparison with the paper's claims:")
-  result = fit_and_compare(workdir, bootstrap, seed)
-  say(f"Done in {cli.format_duration(time.time() - start)}. {result['n_pass']}/"
+      f"images, {source.num_classes} classes")
+  grids = grid_lib.make_grid(spec.nfnets, spec.vits, spec.budgets, spec.lr_centres,
+                             spec.lr_points)
+  describe_grid(grids, spec.budgets)
+  settings = workers.Settings(spec.workdir, spec.data_dir, spec.seed, spec.batch_size,
+                              spec.measure_steps, spec.finetune_steps)
+  progress = Progress(grids, spec.finetune_steps)
+  with clock.phase("workers"):
+    with workers.make_pool(spec.workers) as pool:
+      costs = run_jobs(pool, grids, settings, progress, inline=spec.workers == 0)
+  say("3/4 scaling fits, the prediction and the comparison with the paper's claims:")
+  with clock.phase("fits and report"):
+    _, _, result = fit_and_compare(spec.workdir, spec.bootstrap, spec.seed)
+  breakdown = clock.breakdown(costs)
+  fileio.write_json(fileio.join(spec.workdir, BREAKDOWN_FILE), breakdown)
+  say("4/4 where the time went:")
+  for line in accounting.format_breakdown(breakdown):
+    say(line)
+  say(f"Done in {cli.format_duration(breakdown['wall_seconds'])}. {result['n_pass']}/"
       f"{result['n_rows']} comparison rows pass.")
-  say(f"TensorBoard logs: {os.path.abspath(workdir)} (fits and figures under {FITS_DIR}/; "
-      f"Figure 1 also as {fileio.join(FITS_DIR, FIGURE1_PNG)})")
-  say(f"  view them: tensorboard --logdir {os.path.abspath(workdir)} --host 127.0.0.1")
+  say(f"TensorBoard logs: {os.path.abspath(spec.workdir)} (fits and figures under {FITS_DIR}/)")
+  say(f"  view them: tensorboard --logdir {os.path.abspath(spec.workdir)} --host 127.0.0.1")
   return result

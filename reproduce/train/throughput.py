@@ -115,16 +115,42 @@ def measure(model_name: str, batch_size: int, resolution: int | None = None, ste
                                (warmup_steps + steps) * steps_per_chunk, config, strategy)
   batches = _random_batches(strategy, batch_size, resolution, num_classes, seed,
                             inputs.input_dtype(policy))
+  _, seconds = time_chunks(chunk, batches, steps, warmup_steps, steps_per_chunk)
+  return _throughput(model_name, batch_size, resolution, warmup_steps, seconds,
+                     strategy.num_replicas_in_sync, cores_per_device)
+
+
+def time_chunks(chunk, iterator, steps: int, warmup_steps: int, steps_per_chunk: int):
+  """(seconds of the warm-up chunks, seconds per step of each timed chunk)."""
   n = tf.constant(steps_per_chunk)
+  start = time.perf_counter()
   for _ in range(warmup_steps):
-    float(chunk(batches, n)[0])
+    float(chunk(iterator, n)[0])
+  warmup_seconds = time.perf_counter() - start
   seconds = []
   for _ in range(steps):
     start = time.perf_counter()
-    float(chunk(batches, n)[0])  # a host value: the chunk has finished
+    float(chunk(iterator, n)[0])  # a host value: the chunk has finished
     seconds.append((time.perf_counter() - start) / steps_per_chunk)
-  cores = strategy.num_replicas_in_sync * cores_per_device
+  return warmup_seconds, seconds
+
+
+def _throughput(model_name, batch_size, resolution, warmup_steps, seconds, num_replicas,
+                cores_per_device) -> Throughput:
+  cores = num_replicas * cores_per_device
   rates = [batch_size / s / cores for s in seconds]
-  return Throughput(model_name, batch_size, resolution, steps, warmup_steps,
-                    strategy.num_replicas_in_sync, cores, tuple(seconds), min(rates),
-                    statistics.median(rates), max(rates))
+  return Throughput(model_name, batch_size, resolution, len(seconds), warmup_steps,
+                    num_replicas, cores, tuple(seconds), min(rates), statistics.median(rates),
+                    max(rates))
+
+
+def measure_program(program, config: dict, plan, steps: int, steps_per_chunk: int,
+                    cores_per_device: int = 1) -> tuple[Throughput, float]:
+  """Times ``steps`` chunks of a ``loop.Program``'s own train step on the run's real input
+  pipeline (the first chunk traces it and is not timed); returns (throughput, seconds of
+  that first chunk). The caller resets the program before training with it."""
+  iterator = inputs.train_iterator(program.strategy, program.data_module, program.source,
+                                   config, plan, 0, inputs.input_dtype(program.dtype_policy))
+  first, seconds = time_chunks(program.train_chunk, iterator, steps, 1, steps_per_chunk)
+  return _throughput(plan.model, int(plan.batch_size), int(plan.resolution), 1, seconds,
+                     program.strategy.num_replicas_in_sync, cores_per_device), first

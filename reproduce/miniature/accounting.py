@@ -1,0 +1,83 @@
+"""Where the study's time goes: training versus every named overhead, in core-seconds.
+
+The study occupies ``cores`` cores for its whole wall time; what is not training is
+overhead: the study's own phases (data preparation, fits and report, while the workers'
+cores wait), the workers' start-up, model building, tracing, throughput measurement,
+evaluation, checkpointing, per-run set-up, and cores left idle when one worker has finished
+before another. The overhead share is ``1 - training / (cores x wall)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+
+from reproduce.core import cli
+
+# Kinds the jobs report (workers.run_cost and model_runs), in the order printed.
+JOB_KINDS = ("worker startup", "job setup", "program build", "throughput measurement",
+             "tracing", "startup", "evaluation", "checkpointing")
+LABELS = {"startup": "run set-up (input pipelines, restore)"}
+OVERHEAD_GOAL = 0.25
+
+
+def study_cores(workers: int) -> int:
+  """Cores the study occupies: its workers' threads, or the whole machine inline."""
+  cores = os.cpu_count() or 1
+  return cores if workers == 0 else workers * max(1, cores // workers)
+
+
+class StudyClock:
+  """The study's own phases, timed from the command's start."""
+
+  def __init__(self, started: float, workers: int):
+    self.started = started
+    self.cores = study_cores(workers)
+    self.phases = {"process start": time.time() - started}
+
+  @contextlib.contextmanager
+  def phase(self, name: str):
+    start = time.time()
+    try:
+      yield
+    finally:
+      self.phases[name] = self.phases.get(name, 0.0) + time.time() - start
+
+  def breakdown(self, job_costs) -> dict:
+    """Core-seconds by kind; ``job_costs``: what each ``workers.model_job`` returned."""
+    wall = time.time() - self.started
+    jobs = {}
+    for job in job_costs:
+      for kind, seconds in job["cost"].items():
+        jobs[kind] = jobs.get(kind, 0.0) + seconds
+    training = jobs.get("training", 0.0)
+    kinds = {LABELS.get(k, k): jobs.get(k, 0.0) for k in JOB_KINDS}
+    named = sum(kinds.values()) + training
+    kinds["other in jobs (results, files, scheduling)"] = max(jobs.get("job wall", 0.0) - named,
+                                                              0.0)
+    busy = self.phases.get("workers", 0.0) * self.cores
+    kinds["cores idle while others worked"] = max(busy - jobs.get("job wall", 0.0), 0.0)
+    for name in ("process start", "data preparation", "fits and report"):
+      kinds[name] = self.phases.get(name, 0.0) * self.cores
+    total = wall * self.cores
+    return dict(wall_seconds=wall, cores=self.cores, training_core_seconds=training,
+                overhead_fraction=max(1.0 - training / total, 0.0) if total else None,
+                overhead_goal=OVERHEAD_GOAL, overhead_core_seconds=kinds,
+                traces={job["model"]: job["traces"] for job in job_costs})
+
+
+def format_breakdown(breakdown: dict) -> list[str]:
+  """The breakdown as printed lines (core-seconds and shares of cores x wall)."""
+  total = breakdown["wall_seconds"] * breakdown["cores"]
+  lines = [f"  wall {cli.format_duration(breakdown['wall_seconds'])} on {breakdown['cores']} "
+           f"cores = {total:.0f} core-s; training {breakdown['training_core_seconds']:.0f} "
+           f"core-s ({breakdown['training_core_seconds'] / total:.0%})"]
+  for kind, seconds in sorted(breakdown["overhead_core_seconds"].items(),
+                              key=lambda item: -item[1]):
+    lines.append(f"    {kind:<44} {seconds:7.1f} core-s  {seconds / total:6.1%}")
+  share = breakdown["overhead_fraction"]
+  verdict = "within" if share <= breakdown["overhead_goal"] else "ABOVE"
+  lines.append(f"  time not spent training: {share:.1%} of the wall time ({verdict} the "
+               f"{breakdown['overhead_goal']:.0%} goal)")
+  return lines
