@@ -44,27 +44,31 @@ class StudyClock:
     finally:
       self.phases[name] = self.phases.get(name, 0.0) + time.time() - start
 
-  def breakdown(self, job_costs) -> dict:
-    """Core-seconds by kind; ``job_costs``: what each ``workers.model_job`` returned."""
-    wall = time.time() - self.started
-    jobs = {}
-    for job in job_costs:
-      for kind, seconds in job["cost"].items():
-        jobs[kind] = jobs.get(kind, 0.0) + seconds
-    training = jobs.get("training", 0.0)
-    kinds = {LABELS.get(k, k): jobs.get(k, 0.0) for k in JOB_KINDS}
-    named = sum(kinds.values()) + training
-    kinds["other in jobs (results, files, scheduling)"] = max(jobs.get("job wall", 0.0) - named,
-                                                              0.0)
-    busy = self.phases.get("workers", 0.0) * self.cores
-    kinds["cores idle while others worked"] = max(busy - jobs.get("job wall", 0.0), 0.0)
-    for name in ("process start", "data preparation", "fits and report"):
-      kinds[name] = self.phases.get(name, 0.0) * self.cores
-    total = wall * self.cores
-    return dict(wall_seconds=wall, cores=self.cores, training_core_seconds=training,
-                overhead_fraction=max(1.0 - training / total, 0.0) if total else None,
-                overhead_goal=OVERHEAD_GOAL, overhead_core_seconds=kinds,
-                traces={job["model"]: job["traces"] for job in job_costs})
+  def breakdown(self, jobs) -> dict:
+    """``breakdown_from`` this clock, now."""
+    return breakdown_from(self, jobs, wall=time.time() - self.started)
+
+
+def breakdown_from(clock: StudyClock, jobs, wall: float) -> dict:
+  """Core-seconds by kind; ``jobs``: what each ``workers.model_job`` returned."""
+  totals = {}
+  for job in jobs:
+    for kind, seconds in job["cost"].items():
+      totals[kind] = totals.get(kind, 0.0) + seconds
+  training = totals.get("training", 0.0)
+  kinds = {LABELS.get(k, k): totals[k] for k in JOB_KINDS if k in totals}
+  named = sum(kinds.values()) + training
+  kinds["other in jobs (results, files, scheduling)"] = max(totals.get("job wall", 0.0) - named,
+                                                            0.0)
+  busy = clock.phases.get("workers", 0.0) * clock.cores
+  kinds["cores idle while others worked"] = max(busy - totals.get("job wall", 0.0), 0.0)
+  for name in ("process start", "data preparation", "fits and report"):
+    kinds[name] = clock.phases.get(name, 0.0) * clock.cores
+  total = wall * clock.cores
+  return dict(wall_seconds=wall, cores=clock.cores, training_core_seconds=training,
+              overhead_fraction=max(1.0 - training / total, 0.0) if total else None,
+              overhead_goal=OVERHEAD_GOAL, overhead_core_seconds=kinds,
+              traces={job["model"]: job["traces"] for job in jobs})
 
 
 def format_breakdown(breakdown: dict) -> list[str]:
