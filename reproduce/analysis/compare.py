@@ -322,7 +322,8 @@ _PREDICTED = {"loss": ("held-out loss", "held-out loss of the best run"),
 def prediction_rows(predictions: dict) -> tuple[list[Row], list[str]]:
   """``prediction.<family>.<part>``: observed (ours) vs predicted (published column) at the
   largest budget (``prediction.predict_all``); PASS when inside the predicted interval (the
-  tolerance is the interval's half on the observed side). Only NFNet rows count."""
+  tolerance is the interval's half on the observed side, plus for a size the half grid step
+  the observed size stands for). Only NFNet rows count."""
   rows, notes = [], []
   for family in sorted(predictions, key=lambda f: (f != CLAIM_FAMILY, f)):
     record = predictions[family]
@@ -333,8 +334,11 @@ def prediction_rows(predictions: dict) -> tuple[list[Row], list[str]]:
                      f"{made.get('note') or record.get('note') or 'no interval'}")
         continue
       lo, hi = made["interval"]
-      side = hi - made["predicted"] if made["observed"] >= made["predicted"] else (
-          made["predicted"] - lo)
+      below, above = made.get("observed_range") or (made["observed"], made["observed"])
+      if made["observed"] >= made["predicted"]:  # the interval's half + the grid's half step
+        side = hi - made["predicted"] + made["observed"] - (0.0 if below is None else below)
+      else:
+        side = made["predicted"] - lo + (math.inf if above is None else above) - made["observed"]
       note = (f"{what} at compute {record['compute']:.4g}: predicted "
               f"{made['predicted']:.4g} {cli.format_interval(made['interval'])} from "
               f"{len(record['budgets']) - 1} smaller budgets, observed {made['observed']:.4g} "

@@ -115,7 +115,8 @@ class FamilyRuns:
     """The optimal runs the size and epochs laws are fitted on, and what the fit is.
 
     ``"interior"``: the optima not at the edge of the sizes trained at their budget
-    (``edges``), when at least ``MIN_POINTS_LOGLOG`` of them span compute. Otherwise every
+    (``edges``), when at least ``MIN_POINTS_LOGLOG`` of them span compute and two sizes (with
+    three sizes trained at every budget, only the middle one is interior). Otherwise every
     optimum, and the size exponent is only a bound: ``"lower bound"`` when each edge optimum
     can only raise the slope (largest size above the mean compute, smallest below),
     ``"upper bound"`` when each can only lower it, else ``"no bound"``. A given ``basis``
@@ -125,8 +126,10 @@ class FamilyRuns:
     edge = smallest | largest
     if basis is not None:
       return (optimal[~edge] if basis == "interior" else optimal), basis
-    if not edge.any() or _fittable(self.log_compute[optimal[~edge]]):
-      return optimal[~edge], "interior"
+    interior = optimal[~edge]
+    if not edge.any() or (_fittable(self.log_compute[interior])
+                          and np.ptp(self.log_size[interior]) > 0):
+      return interior, "interior"
     side = largest.astype(float) - smallest  # +1 largest, -1 smallest, 0 the only size
     pull = (side * np.sign(self.log_compute[optimal] - self.log_compute[optimal].mean()))[edge]
     if np.all(side[edge] != 0) and np.all(pull >= 0):

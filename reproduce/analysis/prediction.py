@@ -61,6 +61,15 @@ def _band(estimate, samples, computes: np.ndarray, confidence: float) -> dict:
               lo=[i[0] for i in intervals], hi=[i[1] for i in intervals])
 
 
+def _size_range(p: Point, group: Sequence[Point]) -> list[float | None]:
+  """The sizes ``p`` stands for among those trained at its budget: from the geometric
+  midpoint with the next smaller size to that with the next larger (None: unbounded)."""
+  sizes = sorted({model_size(q) for q in group})
+  i = sizes.index(model_size(p))
+  return [math.sqrt(sizes[i - 1] * sizes[i]) if i > 0 else None,
+          math.sqrt(sizes[i] * sizes[i + 1]) if i + 1 < len(sizes) else None]
+
+
 def _edge_of(p: Point, group: Sequence[Point]) -> str | None:
   sizes = [model_size(q) for q in group]
   if min(sizes) == max(sizes):
@@ -82,8 +91,15 @@ def _size_part(runs, estimate, samples, log_compute, observed, held, confidence)
     return dict(observed_size, predicted=None, interval=[None, None],
                 observed=model_size(observed), inside=None,
                 note="too few optimal runs below the largest budget for the optimal-size law")
-  part = _judged(math.exp(centre), _exp_interval(centre, draws, confidence),
-                 model_size(observed), **observed_size)
+  interval = _exp_interval(centre, draws, confidence)
+  stands_for = _size_range(observed, held)
+  part = dict(predicted=math.exp(centre), interval=interval, observed=model_size(observed),
+              observed_range=stands_for, **observed_size)
+  # Sizes are a grid: the best size stands for every size nearer to it than to its
+  # neighbours, so the prediction holds when its interval meets that range.
+  part["inside"] = None if interval[0] is None else bool(
+      (stands_for[0] is None or interval[1] >= stands_for[0])
+      and (stands_for[1] is None or interval[0] <= stands_for[1]))
   if basis != "interior":
     part.update(inside=None, note=f"optimal-size law fitted on edge optima: its exponent is "
                 f"a {basis}, so the prediction is not judged")
@@ -100,7 +116,8 @@ def predict_family(points: Sequence[Point], *, bootstrap: int = 200, seed: int =
     (budget compute, increasing), compute (the largest budget's), law {a, b, ci_b} (the
     frontier law of the smaller budgets), train_frontier and held_out (runs: name, model,
     compute, heldout_loss), band {compute, centre, lo, hi}, loss and optimal_size
-    {predicted, interval, observed, inside (None: not judged), ...}, observed_run,
+    {predicted, interval, observed, inside (None: not judged), ...; optimal_size also
+    observed_range: the sizes the best, a grid size, stands for}, observed_run,
     confidence, bootstrap_ok.
   """
   points = list(points)
