@@ -227,18 +227,19 @@ def _scaling_panel(ax, fits: dict, family: str, part: str) -> None:
   entry = (fits.get("per_family") or {}).get(family, {})
   optimal = entry.get("optimal") or []
   key = fits.get("size_axis", "params") if part == "size" else "epochs"
+  basis = (entry.get("optimal_scaling") or {}).get("basis", "interior")
   for at_edge, style in ((False, dict(color="k")),
                          (True, dict(facecolors="none", edgecolors="k", s=80))):
     shown = [o for o in optimal if bool(o.get("edge")) == at_edge]
     if shown:
       ax.scatter([o["compute"] for o in shown], [o[key] for o in shown], marker=_marker(family),
-                 label=("edge optima (not fitted)" if at_edge else
+                 label=(("edge optima (not fitted)" if basis == "interior" else
+                         "edge optima (fitted: the law is only a bound)") if at_edge else
                         f"optimal runs ({fits['settings']['optimal']})"), **style)
   law = (entry.get("optimal_scaling") or {}).get(part)
   if law and optimal:
     grid = np.geomspace(min(o["compute"] for o in optimal), max(o["compute"] for o in optimal),
                         50)
-    basis = (entry.get("optimal_scaling") or {}).get("basis", "interior")
     ax.plot(grid, law["k"] * grid ** law["exponent"], color="crimson",
             ls="-" if basis == "interior" else "--",
             label=f"fit: ~ C^{law['exponent']:.3f} {cli.format_interval(law['ci']['exponent'])}"
@@ -247,7 +248,8 @@ def _scaling_panel(ax, fits: dict, family: str, part: str) -> None:
   title = family
   if part == "size" and ratio.get("value") is not None:
     title += (f": size/epochs exponent ratio {ratio['value']:.3f} "
-              f"{cli.format_interval(ratio['ci'])} (paper: ~1)")
+              f"{cli.format_interval(ratio['ci'])} (paper: ~1)"
+              + ("" if basis == "interior" else " - not judged: edge optima"))
   ax.set_title(title, fontsize=9)
   ax.set_xscale("log")
   ax.set_yscale("log")

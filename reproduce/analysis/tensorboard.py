@@ -55,8 +55,10 @@ def _family_values(entry: dict) -> list[tuple[str, str, str, float | None, list 
     out.append(("loss_b", "loss vs compute (L = a*C^-b)", "b", law["b"], law["ci"]["b"]))
   opt = entry.get("optimal_scaling")
   if opt:
+    basis = opt.get("basis", "interior")
+    shown = "" if basis == "interior" else f" ({basis}: edge optima)"
     for part in ("size", "epochs"):
-      out.append((f"optimal_{part}_exponent", f"optimal {part} ~ C^alpha", "alpha",
+      out.append((f"optimal_{part}_exponent", f"optimal {part} ~ C^alpha{shown}", "alpha",
                   opt[part]["exponent"], opt[part]["ci"]["exponent"]))
     out.append(("size_epochs_exponent_ratio", "size / epochs exponent ratio", "ratio",
                 opt["ratio"]["value"], opt["ratio"]["ci"]))
