@@ -122,6 +122,7 @@ def laws_markdown(fits: dict, predictions: dict) -> str:
 def breakdown_markdown(breakdown: dict, wall_seconds: float, cores: int,
                        training_core_seconds: float) -> str:
   """The time breakdown: seconds and share of the wall time per category, then the totals."""
+  wall_seconds = max(wall_seconds, 1e-9)  # a share of nothing is 0%, not an error
   lines = ["| category | seconds | share of wall time |", "|---|---|---|"]
   for category, seconds in breakdown.items():
     lines.append(f"| {category} | {seconds:.1f} | {100 * seconds / wall_seconds:.1f}% |")
@@ -190,11 +191,9 @@ def plain_words(fits: dict, comparison: dict, predictions: dict) -> str:
   return " ".join(sentences)
 
 
-def report_markdown(points: Sequence[Point], fits: dict, comparison: dict, predictions: dict,
-                    breakdown: dict, *, wall_seconds: float, cores: int,
-                    training_core_seconds: float) -> str:
+def report_markdown(fits: dict, comparison: dict, predictions: dict, breakdown: dict, *,
+                    wall_seconds: float, cores: int, training_core_seconds: float) -> str:
   """The text of report.md (figures referenced by their ``FIGURE_FILES`` names)."""
-  del points  # the figures take them; the text is made from the fits
   figure_lines = [line for name, caption in FIGURE_FILES.items()
                   for line in (f"![{name}]({name})", "", caption, "")]
   return "\n".join([
@@ -230,7 +229,7 @@ def write_report(workdir: str, points: Sequence[Point], fits: dict, comparison: 
   for name, make in _figures(points, fits, predictions).items():
     paths.append(fileio.join(workdir, name))
     fileio.write_bytes(paths[-1], figures.png_bytes(make()))
-  text = report_markdown(points, fits, comparison, predictions, breakdown,
+  text = report_markdown(fits, comparison, predictions, breakdown,
                          wall_seconds=wall_seconds, cores=cores,
                          training_core_seconds=training_core_seconds)
   report = fileio.join(workdir, REPORT_FILE)
