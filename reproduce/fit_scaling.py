@@ -44,7 +44,9 @@ def _family_lines(family: str, entry: dict) -> list[str]:
              for part in ("size", "epochs")]
     lines.append(f"{family}: optimal {', '.join(parts)}, ratio "
                  f"{'n/a' if ratio is None else f'{ratio:.3g}'} "
-                 f"(CI {cli.format_interval(opt['ratio']['ci'])}); size = {opt['size_axis']}")
+                 f"(CI {cli.format_interval(opt['ratio']['ci'])}); size = {opt['size_axis']}"
+                 + ("" if opt.get("basis", "interior") == "interior" else
+                    f"; size exponent only a {opt['basis']} (edge optima)"))
   trend = entry.get("lr_trend")
   if trend:
     lines.append(f"{family}: optimal LR ~ epochs^{trend['pooled_slope']:.3g} "

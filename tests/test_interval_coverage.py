@@ -6,7 +6,10 @@ the optimal size and LR, times log-normal noise (5%). The size penalty 0.7 is ab
 smallest at which the noiseless pipeline still recovers every exponent exactly (so "the
 truth" below is the law's) while off-optimal runs still compete under noise: the selection
 noise the intervals must include. A nominal 95% interval must cover the truth in 90-98% of
-200 replicates (docs/scaling.md lists other designs).
+200 replicates (docs/scaling.md lists other designs); the size and epochs exponents and their
+ratio may over-cover (up to 100%): they are fitted on interior optima only (an optimum at the
+smallest or largest size of its budget is left out), 5 of this design's 8, and on a grid of
+sizes their estimate equals the truth exactly in ~40% of replicates.
 """
 
 import numpy as np
@@ -54,5 +57,7 @@ def test_nominal_95_intervals_cover_the_truth_90_to_98_percent():
       covered[name] += lo <= TRUTH[name] <= hi
   coverage = {name: count / REPLICATES for name, count in covered.items()}
   print("coverage of nominal 95% intervals:", coverage)
-  assert all(0.90 <= c <= 0.98 for c in coverage.values()), coverage
+  conservative = {"size", "epochs", "ratio"}  # over-coverage allowed (module docstring)
+  assert all(0.90 <= c <= (1.0 if name in conservative else 0.98)
+             for name, c in coverage.items()), coverage
   assert np.isfinite(list(coverage.values())).all()

@@ -10,10 +10,12 @@ TensorBoard output, and the comparison with the published numbers.
   figures      the paper's figures (matplotlib)
   tensorboard  the TensorBoard writer: figures, scalars, text, hparams, comparison table
   outputs      fits.json, points.csv and compare.json (atomic writes), load_fits
-  compare      ours vs published: the PASS/FAIL rows (claims per family)
+  compare      ours vs published: the PASS/FAIL rows (claims per family, predictions)
+  prediction   each family's law fitted on all budgets but the largest, predicting it
+  report       the study's report.md, its figures, the same text in TensorBoard
   synthetic    runs that follow a known law (tests, docs)
 
-Imports run runs <- frontier <- (bootstrap) pipeline <- fits <- (figures, compare) <-
-tensorboard. Reads files only;
+Imports run runs <- frontier <- (bootstrap) pipeline <- (fits, prediction) <- (figures,
+compare) <- tensorboard <- report. Reads files only;
 never imports ``train`` or ``data``.
 """

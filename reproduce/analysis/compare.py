@@ -17,6 +17,9 @@ Rows appear only where the kit has a comparable number (docs/scaling.md):
   claim" and are not counted in the verdict. Compute in any other unit is never compared
   with TPU-v4 core hours.
 
+* ``prediction``: each family's law fitted on all budgets but the largest predicts the
+  largest (``prediction.predict_all``); PASS when the observed value is inside the interval.
+
 ``run`` is the library side of ``python -m reproduce.compare``; the table goes to TensorBoard
 through ``tensorboard.write_compare`` and to compare.json through ``outputs.write_compare_json``.
 """
@@ -181,6 +184,31 @@ def _claim_row(entry: published.Published, family: str, ours: float, note: str) 
   return row
 
 
+_OTHER_BOUND = {"lower bound": "upper bound", "upper bound": "lower bound"}
+
+
+def _exponent_ci(opt: dict, part: str) -> tuple[list | None, str]:
+  """The CI a sign is judged on, and the row's text. Fitted on edge optima, an exponent is
+  only a bound: a lower bound's CI extends to +inf, an upper one's to -inf (epochs move
+  against size at a fixed budget, so their bound is the other one)."""
+  basis = opt.get("basis", "interior")
+  ci = opt[part]["ci"]["exponent"]
+  if basis == "interior":
+    return ci, f"{part} ~ C^alpha"
+  basis = _OTHER_BOUND.get(basis, basis) if part == "epochs" else basis
+  estimate = opt[part]["exponent"]
+  lo, hi = (estimate, estimate) if ci[0] is None else ci
+  bounded = {"lower bound": [lo, math.inf], "upper bound": [-math.inf, hi]}
+  return (bounded.get(basis, [-math.inf, math.inf]),
+          f"{part} ~ C^alpha, a {basis} (edge optima: {', '.join(opt['edge_runs'])})")
+
+
+def _why_no_ratio(opt: dict) -> str:
+  if opt.get("basis", "interior") != "interior":
+    return f"size exponent is only a {opt['basis']} (too few interior optima)"
+  return "epochs exponent ~0"
+
+
 def _family_claims(family: str, fits: dict) -> tuple[list[Row], list[str]]:
   """The qualitative claims measured on one family's fits (``fits.fit_family``)."""
   rows, notes = [], []
@@ -204,13 +232,15 @@ def _family_claims(family: str, fits: dict) -> tuple[list[Row], list[str]]:
   if opt:
     for key, part in (("claim.optimal_size_exponent_sign", "size"),
                       ("claim.optimal_epochs_exponent_sign", "epochs")):
-      rows.append(_sign_row(published.get(key), family, opt[part]["exponent"],
-                            opt[part]["ci"]["exponent"], f"{part} ~ C^alpha"))
-    ratio = opt["ratio"]
+      ci, what = _exponent_ci(opt, part)
+      rows.append(_sign_row(published.get(key), family, opt[part]["exponent"], ci, what))
+    ratio = dict(opt["ratio"])
+    if opt.get("basis", "interior") != "interior":
+      ratio["value"] = None
     ci_text = f", CI {cli.format_interval(ratio['ci'])}" if ratio["ci"][0] is not None else ""
     rows.append(_claim_row(published.get("claim.size_vs_epochs_exponent_ratio"), family,
                            math.nan if ratio["value"] is None else ratio["value"],
-                           ("undefined: epochs exponent ~0" if ratio["value"] is None else
+                           (f"undefined: {_why_no_ratio(opt)}" if ratio["value"] is None else
                             f"{opt['n']} optimal runs ({fits['settings']['optimal']}), size = "
                             f"{opt['size_axis']}{ci_text}")))
   else:
@@ -285,12 +315,49 @@ def _epochs_crossing(optimal: Sequence[dict]) -> float | None:
   return ordered[above[0]]["compute"]
 
 
+_PREDICTED = {"loss": ("held-out loss", "held-out loss of the best run"),
+              "optimal_size": ("flops_per_image", "model size of the best run")}
+
+
+def prediction_rows(predictions: dict) -> tuple[list[Row], list[str]]:
+  """``prediction.<family>.<part>``: observed (ours) vs predicted (published column) at the
+  largest budget (``prediction.predict_all``); PASS when inside the predicted interval (the
+  tolerance is the interval's half on the observed side, plus for a size the half grid step
+  the observed size stands for). Only NFNet rows count."""
+  rows, notes = [], []
+  for family in sorted(predictions, key=lambda f: (f != CLAIM_FAMILY, f)):
+    record = predictions[family]
+    for part, (unit, what) in _PREDICTED.items():
+      made = record.get(part) or {}
+      if made.get("inside") is None:
+        notes.append(f"{family}: prediction of the {part.replace('_', ' ')} not judged: "
+                     f"{made.get('note') or record.get('note') or 'no interval'}")
+        continue
+      lo, hi = made["interval"]
+      below, above = made.get("observed_range") or (made["observed"], made["observed"])
+      if made["observed"] >= made["predicted"]:  # the interval's half + the grid's half step
+        side = hi - made["predicted"] + made["observed"] - (0.0 if below is None else below)
+      else:
+        side = made["predicted"] - lo + (math.inf if above is None else above) - made["observed"]
+      note = (f"{what} at compute {record['compute']:.4g}: predicted "
+              f"{made['predicted']:.4g} {cli.format_interval(made['interval'])} from "
+              f"{len(record['budgets']) - 1} smaller budgets, observed {made['observed']:.4g} "
+              f"({record['observed_run']}): {'inside' if made['inside'] else 'outside'}")
+      rows.append(Row(key=f"prediction.{family}.{part}", kind="prediction", model=family,
+                      quantity=part, ours=made["observed"], published=made["predicted"],
+                      unit=unit, tolerance=side, source="law fitted on the smaller budgets",
+                      note=note if family == CLAIM_FAMILY else f"{NOT_A_CLAIM}: {note}",
+                      counted=family == CLAIM_FAMILY))
+  return rows, notes
+
+
 # ----------------------------------------------------------------------------------------
 # The comparison.
 
 
 def compare(points: Sequence[Point] = (), fits: dict | None = None, *,
-            model_stats: bool = True, models: Sequence[str] | None = None) -> dict:
+            model_stats: bool = True, models: Sequence[str] | None = None,
+            predictions: dict | None = None) -> dict:
   """Every comparable row of ours vs published.
 
   Args:
@@ -298,6 +365,7 @@ def compare(points: Sequence[Point] = (), fits: dict | None = None, *,
     fits: ``fits.fit_all`` output (for claim rows); None: no claim rows.
     model_stats: include the analytic model-size rows.
     models: restrict the model-stats rows to these models.
+    predictions: ``prediction.predict_all`` output (prediction rows); None: none.
 
   Returns:
     dict: rows (list of Row.to_dict()), notes (why something was skipped), passed (every
@@ -307,7 +375,8 @@ def compare(points: Sequence[Point] = (), fits: dict | None = None, *,
   rows, notes = [], []
   for enabled, make in ((model_stats, lambda: model_stats_rows(models)),
                         (bool(points), lambda: finetune_rows(points)),
-                        (fits is not None, lambda: claim_rows(fits, points))):
+                        (fits is not None, lambda: claim_rows(fits, points)),
+                        (predictions is not None, lambda: prediction_rows(predictions))):
     if enabled:
       more_rows, more_notes = make()
       rows += more_rows

@@ -227,19 +227,29 @@ def _scaling_panel(ax, fits: dict, family: str, part: str) -> None:
   entry = (fits.get("per_family") or {}).get(family, {})
   optimal = entry.get("optimal") or []
   key = fits.get("size_axis", "params") if part == "size" else "epochs"
-  ax.scatter([o["compute"] for o in optimal], [o[key] for o in optimal], color="k",
-             marker=_marker(family), label=f"optimal runs ({fits['settings']['optimal']})")
+  basis = (entry.get("optimal_scaling") or {}).get("basis", "interior")
+  for at_edge, style in ((False, dict(color="k")),
+                         (True, dict(facecolors="none", edgecolors="k", s=80))):
+    shown = [o for o in optimal if bool(o.get("edge")) == at_edge]
+    if shown:
+      ax.scatter([o["compute"] for o in shown], [o[key] for o in shown], marker=_marker(family),
+                 label=(("edge optima (not fitted)" if basis == "interior" else
+                         "edge optima (fitted: the law is only a bound)") if at_edge else
+                        f"optimal runs ({fits['settings']['optimal']})"), **style)
   law = (entry.get("optimal_scaling") or {}).get(part)
   if law and optimal:
     grid = np.geomspace(min(o["compute"] for o in optimal), max(o["compute"] for o in optimal),
                         50)
     ax.plot(grid, law["k"] * grid ** law["exponent"], color="crimson",
-            label=f"fit: ~ C^{law['exponent']:.3f} {cli.format_interval(law['ci']['exponent'])}")
+            ls="-" if basis == "interior" else "--",
+            label=f"fit: ~ C^{law['exponent']:.3f} {cli.format_interval(law['ci']['exponent'])}"
+                  + ("" if basis == "interior" else f" ({basis}: edge optima)"))
   ratio = (entry.get("optimal_scaling") or {}).get("ratio") or {}
   title = family
   if part == "size" and ratio.get("value") is not None:
     title += (f": size/epochs exponent ratio {ratio['value']:.3f} "
-              f"{cli.format_interval(ratio['ci'])} (paper: ~1)")
+              f"{cli.format_interval(ratio['ci'])} (paper: ~1)"
+              + ("" if basis == "interior" else " - not judged: edge optima"))
   ax.set_title(title, fontsize=9)
   ax.set_xscale("log")
   ax.set_yscale("log")
@@ -258,6 +268,51 @@ def figure_optimal_scaling(fits: dict):
     for ax, part in zip(axes, ("size", "epochs")):
       _scaling_panel(ax, fits, family, part)
   fig.suptitle("Optimal model size and epoch budget vs compute, per family")
+  fig.tight_layout()
+  return fig
+
+
+def _prediction_panel(ax, family: str, record: dict) -> None:
+  """The law of the smaller budgets, its interval band out to the largest, the observed."""
+  ax.set_title(f"{family}: predicted vs observed at the largest budget", fontsize=9)
+  if record.get("status") != "ok":
+    ax.text(0.5, 0.5, record.get("note") or "no prediction", ha="center", wrap=True,
+            fontsize=8, transform=ax.transAxes)
+    return
+  band, law, loss = record["band"], record["law"], record["loss"]
+  ax.plot(band["compute"], band["centre"], color="crimson",
+          label=f"law of the smaller budgets: L = {law['a']:.3g} C^-{law['b']:.3f}")
+  if band["lo"][0] is not None:
+    ax.fill_between(band["compute"], band["lo"], band["hi"], color="crimson", alpha=0.15,
+                    label=f"{100 * record['confidence']:g}% interval (whole-pipeline bootstrap)")
+  for runs, style in ((record["train_frontier"], dict(color="k", label="fitted frontier")),
+                      (record["held_out"], dict(color="0.6", label="largest budget's runs"))):
+    ax.scatter([r["compute"] for r in runs], [r["heldout_loss"] for r in runs], s=18, **style)
+  observed = next(r for r in record["held_out"] if r["name"] == record["observed_run"])
+  ax.scatter([observed["compute"]], [loss["observed"]], marker="*", s=200, color="gold",
+             edgecolor="k", zorder=5, label=f"observed best: {observed['model']} "
+             f"({'inside' if loss['inside'] else 'outside'} the interval)")
+  ax.errorbar([record["compute"]], [loss["predicted"]], fmt="none", ecolor="crimson",
+              yerr=[[loss["predicted"] - (loss["interval"][0] or loss["predicted"])],
+                    [(loss["interval"][1] or loss["predicted"]) - loss["predicted"]]],
+              capsize=4)
+  ax.set_xscale("log")
+  ax.set_yscale("log")
+  _plain_log_axis(ax.yaxis)
+  ax.set_xlabel("pre-training compute (core hours)", fontsize=8)
+  ax.set_ylabel("held-out loss", fontsize=8)
+  ax.grid(True, which="both", alpha=0.3)
+  ax.legend(fontsize=7)
+
+
+def figure_prediction(predictions: dict):
+  """Per family: the loss law fitted on all budgets but the largest, extrapolated with its
+  interval band, and the largest budget's observed best run (``prediction.predict_all``)."""
+  families = sorted(predictions) or ["(no runs)"]
+  fig, axes = plt.subplots(1, len(families), figsize=(6.5 * len(families), 4.5), squeeze=False)
+  for family, ax in zip(families, axes[0]):
+    _prediction_panel(ax, family, predictions.get(family, {}))
+  fig.suptitle("A scaling law, tested: the largest budget predicted from the smaller ones")
   fig.tight_layout()
   return fig
 

@@ -285,6 +285,27 @@ def _pipeline_intervals(entry: dict, samples: np.ndarray, confidence: float) -> 
       record.update(ci_method="normal", resample="case-pipeline")
 
 
+def _optimal_part(points: Sequence[Point], runs: pipeline.FamilyRuns,
+                  notes: dict) -> tuple[list[dict], dict | None]:
+  """(optimal run summaries with their ``edge``, ``fit_optimal_scaling`` of the runs
+  ``runs.size_law_runs`` keeps, with its ``basis`` and ``edge_runs``)."""
+  chosen = runs.select(np.arange(len(points)))[2]
+  smallest, largest = runs.edges[0][chosen], runs.edges[1][chosen]
+  edges = [("only size" if low and high else "smallest" if low else "largest" if high else None)
+           for low, high in zip(smallest, largest)]
+  optimal = [dict(_summary(points[i]), edge=edge) for i, edge in zip(chosen, edges)]
+  kept, basis = runs.size_law_runs(chosen)
+  scaling = _attempt(notes, "optimal_scaling",
+                     lambda: fit_optimal_scaling([points[i] for i in kept], bootstrap=0))
+  if scaling:
+    scaling.update(basis=basis, edge_runs=[o["name"] for o in optimal if o["edge"]])
+  elif basis != "interior" or any(edges):
+    notes["optimal_scaling"] = (f"{notes.get('optimal_scaling', 'no fit')}; "
+                                f"{sum(map(bool, edges))} of {len(edges)} optima at the edge "
+                                "of their budget's sizes")
+  return optimal, scaling
+
+
 def fit_family(points: Sequence[Point], *, bootstrap: int = 200, seed: int = 0,
                confidence: float = 0.95, optimal: str = "frontier",
                buckets: int | None = None) -> tuple[dict, dict]:
@@ -297,8 +318,11 @@ def fit_family(points: Sequence[Point], *, bootstrap: int = 200, seed: int = 0,
 
   Returns:
     (entry, notes). entry: n_runs, n_tuned, frontier (run names), fit (``L = a*C^-b`` on the
-    frontier, keys of ``fit_power_law``), optimal (summaries), optimal_scaling
-    (``fit_optimal_scaling``), optimal_lr (``frontier.optimal_lr``), lr_trend
+    frontier, keys of ``fit_power_law``), optimal (summaries; ``edge``: "smallest",
+    "largest" or "only size" when the optimum is at the edge of the sizes trained at its
+    budget, else None), optimal_scaling (``fit_optimal_scaling`` on the interior optima, with
+    ``basis`` "interior"; with too few of them, on every optimum with ``basis`` "lower bound",
+    "upper bound" or "no bound" for the size exponent; ``edge_runs``), optimal_lr (``frontier.optimal_lr``), lr_trend
     (``frontier.lr_trend`` + ci of pooled_slope); a part that cannot be fitted is None and
     its ScalingError message is in notes[part]. finetune_fit (``fit_finetune_error``) is None
     without a note when no run was fine-tuned.
@@ -310,22 +334,20 @@ def fit_family(points: Sequence[Point], *, bootstrap: int = 200, seed: int = 0,
   notes = {}
   tuned = fr.best_lr_points(points)
   front = fr.frontier(tuned)
-  best = fr.optimal_points(points, optimal, buckets)
+  runs = pipeline.FamilyRuns.from_points(points, optimal, buckets)
+  best, scaling = _optimal_part(points, runs, notes)
   sweeps = _attempt(notes, "optimal_lr", lambda: fr.optimal_lr(points))
   entry = dict(
       n_runs=len(points), n_tuned=len(tuned), frontier=[p.name for p in front],
       fit=_attempt(notes, "fit", lambda: fit_power_law(
           [p.compute for p in front], [p.heldout_loss for p in front], bootstrap=0,
           names=[p.name for p in front], what=f"{family} frontier fit")),
-      optimal=[_summary(p) for p in best],
-      optimal_scaling=_attempt(notes, "optimal_scaling",
-                               lambda: fit_optimal_scaling(best, bootstrap=0)),
+      optimal=best, optimal_scaling=scaling,
       optimal_lr=sweeps,
       lr_trend=_attempt(notes, "lr_trend", lambda: fr.lr_trend(sweeps)) if sweeps else None)
   if sweeps is None:
     notes.setdefault("lr_trend", "no LR sweeps")
-  samples = pipeline.bootstrap_estimates(
-      pipeline.FamilyRuns.from_points(points, optimal, buckets), bootstrap, seed)
+  samples = pipeline.bootstrap_estimates(runs, bootstrap, seed)
   _pipeline_intervals(entry, samples, confidence)
   for record in (entry["fit"], entry["optimal_scaling"], entry["lr_trend"]):
     if record:

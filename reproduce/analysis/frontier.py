@@ -122,20 +122,57 @@ def frontier(points: Sequence[Point],
 BUDGET_GAP = 1.4
 
 
+def budget_ids(points: Sequence[Point]) -> np.ndarray:
+  """Budget id of each point, numbered by increasing budget.
+
+  Runs that carry a ``budget`` (results.json ``config.budget_core_hours``) share it exactly;
+  a run without one joins the cheapest run of its group when within ``BUDGET_GAP`` of its
+  compute (older results.json files have no budget).
+  """
+  keys: list = [None] * len(points)
+  start = None
+  for i in sorted(range(len(points)), key=lambda i: points[i].compute):
+    p = points[i]
+    if p.budget is not None:
+      keys[i] = (p.budget, 0)
+      continue
+    if start is None or p.compute > BUDGET_GAP * start:
+      start = p.compute
+    keys[i] = (start, 1)
+  number = {key: n for n, key in enumerate(sorted(set(keys)))}
+  return np.array([number[k] for k in keys], dtype=int)
+
+
+def budget_groups(points: Sequence[Point]) -> list[list[Point]]:
+  """The runs of each budget (``budget_ids``), by increasing budget."""
+  points = list(points)
+  ids = budget_ids(points)
+  return [[p for p, i in zip(points, ids) if i == b] for b in sorted(set(ids.tolist()))]
+
+
 def best_per_budget(points: Sequence[Point], metric: Callable[[Point], float]) -> list[Point]:
   """The run with the lowest ``metric`` of each compute budget, sorted by compute.
 
   Unlike the frontier, a budget whose best run is worse than a cheaper one stays in, so a
   fit through these points can show a trend of either sign.
   """
-  ordered = sorted(points, key=lambda p: p.compute)
-  groups: list[list[Point]] = []
-  for p in ordered:
-    if groups and p.compute <= BUDGET_GAP * groups[-1][0].compute:
-      groups[-1].append(p)
-    else:
-      groups.append([p])
-  return [min(group, key=metric) for group in groups]
+  return sorted((min(group, key=metric) for group in budget_groups(points)),
+                key=lambda p: p.compute)
+
+
+def edge_optima(budget: np.ndarray, log_size: np.ndarray, present: np.ndarray,
+                optimal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(at smallest, at largest): per ``optimal`` index, whether its size is the smallest or
+  the largest among the runs ``present`` at its budget (both when only one size was there).
+
+  An optimum at the grid's edge only bounds the true optimal size: it may lie outside.
+  """
+  lowest = np.full(int(budget.max()) + 1 if len(budget) else 0, np.inf)
+  highest = np.full(len(lowest), -np.inf)
+  np.minimum.at(lowest, budget[present], log_size[present])
+  np.maximum.at(highest, budget[present], log_size[present])
+  ids, sizes = budget[optimal], log_size[optimal]
+  return sizes <= lowest[ids], sizes >= highest[ids]
 
 
 def optimal_points(points: Sequence[Point], method: str = "frontier",

@@ -11,6 +11,7 @@ family, ``bootstrap.case_bootstrap``) refits the whole pipeline in each resample
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Sequence
 
@@ -66,6 +67,7 @@ class FamilyRuns:
   sweep: np.ndarray     # LR sweep id of each run
   model: np.ndarray     # model id of each run
   lr_id: np.ndarray     # id of each run's base LR
+  budget: np.ndarray    # budget id of each run (``frontier.budget_ids``)
   optimal: str = "frontier"
   buckets: int | None = None
 
@@ -85,25 +87,69 @@ class FamilyRuns:
                log_lr=np.log(column(p.base_lr for p in points)),
                sweep=fr.group_ids([p.sweep_key for p in points]),
                model=fr.group_ids([p.model for p in points]),
-               lr_id=fr.group_ids([p.base_lr for p in points]), optimal=optimal,
-               buckets=buckets)
+               lr_id=fr.group_ids([p.base_lr for p in points]),
+               budget=fr.budget_ids(points), optimal=optimal, buckets=buckets)
+
+  def select(self, present: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(best LR of each sweep, frontier, optimal runs) among the distinct runs ``present``."""
+    tuned = present[fr.lowest_per_group(self.sweep[present], self.loss[present])]
+    front = tuned[fr.frontier_indices(self.compute[tuned], self.loss[tuned])]
+    if self.optimal == "frontier":
+      return tuned, front, front
+    return tuned, front, tuned[fr.bucket_indices(self.compute[tuned], self.loss[tuned],
+                                                 self.buckets)]
+
+  @functools.cached_property
+  def edges(self) -> tuple[np.ndarray, np.ndarray]:
+    """(at smallest, at largest) of every run among the sizes trained at its budget."""
+    everything = np.arange(len(self.compute))
+    return fr.edge_optima(self.budget, self.log_size, everything, everything)
+
+  @functools.cached_property
+  def size_basis(self) -> str:
+    """What the size law of all the runs is (``size_law_runs``); resamples keep it."""
+    return self.size_law_runs(self.select(np.arange(len(self.compute)))[2])[1]
+
+  def size_law_runs(self, optimal: np.ndarray,
+                    basis: str | None = None) -> tuple[np.ndarray, str]:
+    """The optimal runs the size and epochs laws are fitted on, and what the fit is.
+
+    ``"interior"``: the optima not at the edge of the sizes trained at their budget
+    (``edges``), when at least ``MIN_POINTS_LOGLOG`` of them span compute and two sizes (with
+    three sizes trained at every budget, only the middle one is interior). Otherwise every
+    optimum, and the size exponent is only a bound: ``"lower bound"`` when each edge optimum
+    can only raise the slope (largest size above the mean compute, smallest below),
+    ``"upper bound"`` when each can only lower it, else ``"no bound"``. A given ``basis``
+    (a resample keeps that of all the runs) picks interior optima only ("interior") or all.
+    """
+    smallest, largest = self.edges[0][optimal], self.edges[1][optimal]
+    edge = smallest | largest
+    if basis is not None:
+      return (optimal[~edge] if basis == "interior" else optimal), basis
+    interior = optimal[~edge]
+    if not edge.any() or (_fittable(self.log_compute[interior])
+                          and np.ptp(self.log_size[interior]) > 0):
+      return interior, "interior"
+    side = largest.astype(float) - smallest  # +1 largest, -1 smallest, 0 the only size
+    pull = (side * np.sign(self.log_compute[optimal] - self.log_compute[optimal].mean()))[edge]
+    if np.all(side[edge] != 0) and np.all(pull >= 0):
+      return optimal, "lower bound"
+    if np.all(side[edge] != 0) and np.all(pull <= 0):
+      return optimal, "upper bound"
+    return optimal, "no bound"
 
   def estimates(self, indices: np.ndarray) -> np.ndarray:
     """Every estimate of ``ESTIMATES`` on the runs ``indices`` (a resample: with repeats).
 
-    The best LR of each sweep, the frontier and the optimal runs are selected among the
-    distinct runs, then fitted with each selected run weighted by how often it was drawn,
-    as a case bootstrap counts a repeated case; an estimate the resample cannot give (too
+    The best LR of each sweep, the frontier and the optimal runs (edge optima excluded:
+    ``size_law_runs``) are selected among the distinct runs, then fitted with each selected
+    run weighted by how often it was drawn, as a case bootstrap counts a repeated case; an estimate the resample cannot give (too
     few points) is NaN. On ``arange(n)`` these are the reported point estimates.
     """
     count = np.bincount(np.asarray(indices, dtype=int), minlength=len(self.compute))
     present = np.flatnonzero(count)
-    tuned = present[fr.lowest_per_group(self.sweep[present], self.loss[present])]
-    front = tuned[fr.frontier_indices(self.compute[tuned], self.loss[tuned])]
-    if self.optimal == "frontier":
-      optimal = front
-    else:
-      optimal = tuned[fr.bucket_indices(self.compute[tuned], self.loss[tuned], self.buckets)]
+    tuned, front, optimal = self.select(present)
+    optimal, _ = self.size_law_runs(optimal, self.size_basis)
     out = np.full(len(ESTIMATES), np.nan)
     if _fittable(self.log_compute[front]):
       log_a, slope = _line(self.log_compute[front], self.log_loss[front], count[front])

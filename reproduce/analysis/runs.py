@@ -34,6 +34,8 @@ class Point:
     compute: pre-training compute in ``compute_unit`` (planned or measured core hours).
     compute_kind: ``"planned"`` or ``"measured"``.
     finetune_top1: fine-tuned ImageNet top-1 (fraction) or None.
+    budget: the compute budget the run was planned for (results.json
+      ``config.budget_core_hours``), or None (older runs): runs of one budget share it.
     Other fields are copied from results.json (top-1 values are fractions in [0, 1]).
   """
   run: str
@@ -54,6 +56,7 @@ class Point:
   resolution: int | None = None
   dataset: str | None = None
   hardware: str | None = None
+  budget: float | None = None
 
   @property
   def top1(self) -> float:
@@ -156,6 +159,7 @@ def _valid_records(files: Sequence[str], compute_field: str) -> list[dict]:
 def point_from_record(path: str, name: str, r: dict, compute: str = "planned") -> Point:
   """The ``Point`` of one results.json record ``r`` read from ``path``."""
   suffix = "/" + results.FILE
+  budget = (r.get("config") or {}).get("budget_core_hours")
   return Point(
       run=path[:-len(suffix)] if path.endswith(suffix) else path, name=name,
       model=str(r["model"]), family=str(r["family"]), params=float(r["params"]),
@@ -165,7 +169,8 @@ def point_from_record(path: str, name: str, r: dict, compute: str = "planned") -
       heldout_loss=float(r["heldout_loss"]), heldout_top1=float(r["heldout_top1"]),
       finetune_top1=None if r.get("finetune_top1") is None else float(r["finetune_top1"]),
       batch_size=r.get("batch_size"), resolution=r.get("resolution"),
-      dataset=r.get("dataset"), hardware=r.get("hardware"))
+      dataset=r.get("dataset"), hardware=r.get("hardware"),
+      budget=None if budget is None else float(budget))
 
 
 def load_points(runs: str | Sequence[str], compute: str = "planned") -> list[Point]:

@@ -20,7 +20,8 @@ def synthetic_records(models: dict[str, float] | None = None,
                       hardware: str = "cpu", family: str | None = None,
                       size_exponent: float = 0.5, size_penalty: float = 0.02,
                       flops_per_param: float = 2.0, finetune_b: float | None = None,
-                      finetune_a: float = 0.5) -> list[dict]:
+                      finetune_a: float = 0.5,
+                      budgets: Sequence[float] | None = None) -> list[dict]:
   """results.json records whose compute-optimal runs follow ``L = E + a * C^-b``.
 
   Compute is ``hours_per_param_epoch * params * epochs``. A run's loss is the law at its
@@ -47,18 +48,23 @@ def synthetic_records(models: dict[str, float] | None = None,
     flops_per_param: ``flops_per_image = flops_per_param * params``.
     finetune_b, finetune_a: when ``finetune_b`` is set, each run carries ``finetune_top1``
       with error ``finetune_a * C^-finetune_b`` (times the same noise); else None.
+    budgets: when set, compute budgets (core hours) instead of ``epochs``: every model
+      trains at every budget (epochs = budget / (hours_per_param_epoch * params)), and each
+      record carries ``config.budget_core_hours``, as the study's runs do.
 
   Returns:
     A list of results.json dicts (schema ``reproduce.core.results.SCHEMA``).
   """
   models = models or {f"nfnet_mini_s{i}": 1e5 * 2.0 ** i for i in range(5)}
   rng = np.random.default_rng(seed)
-  sizes, budgets = list(models.values()), list(epochs)
+  sizes = list(models.values())
   centre_size = math.sqrt(min(sizes) * max(sizes))
-  centre_compute = hours_per_param_epoch * centre_size * math.sqrt(min(budgets) * max(budgets))
+  computes = budgets or [hours_per_param_epoch * centre_size * e for e in epochs]
+  centre_compute = math.sqrt(min(computes) * max(computes))
   records = []
   for model, params in models.items():
-    for e in epochs:
+    for i, e in enumerate(epochs if budgets is None else
+                          [c / (hours_per_param_epoch * params) for c in budgets]):
       compute = hours_per_param_epoch * params * e
       size_gap = math.log(params / centre_size) - size_exponent * math.log(
           compute / centre_compute)
@@ -75,7 +81,8 @@ def synthetic_records(models: dict[str, float] | None = None,
             dataset="synthetic", dataset_size=1000, num_classes=10, epochs=e,
             steps=int(e * 100), batch_size=16, base_lr=lr_opt * factor, hardware=hardware,
             planned_core_hours=compute, measured_core_hours=compute * 1.1, heldout_loss=loss,
-            heldout_top1=top1, finetune_top1=finetuned))
+            heldout_top1=top1, finetune_top1=finetuned,
+            **({} if budgets is None else dict(config=dict(budget_core_hours=budgets[i])))))
   return records
 
 

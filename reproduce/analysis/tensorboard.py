@@ -7,7 +7,8 @@
   <logdir>/hparams/              run "hparams": the hparams experiment config
   <logdir>/hparams/<run name>/   one hparams session per training run
 
-``write_compare(logdir, result)`` adds run "compare" (the comparison table and its counts).
+``write_compare(logdir, result)`` adds run "compare" (the comparison table and its counts);
+``write_report_text(logdir, markdown)`` run "report" (the study's report.md).
 fits.json and points.csv are written by ``reproduce.analysis.outputs``.
 """
 
@@ -30,6 +31,7 @@ from reproduce.core import fileio
 FITS_RUN = "fits"
 HPARAMS_RUN = "hparams"
 COMPARE_RUN = "compare"
+REPORT_RUN = "report"
 
 IMAGE_TAGS = {
     "fig1": "figures/fig1_top1_error_vs_compute",
@@ -53,8 +55,10 @@ def _family_values(entry: dict) -> list[tuple[str, str, str, float | None, list 
     out.append(("loss_b", "loss vs compute (L = a*C^-b)", "b", law["b"], law["ci"]["b"]))
   opt = entry.get("optimal_scaling")
   if opt:
+    basis = opt.get("basis", "interior")
+    shown = "" if basis == "interior" else f" ({basis}: edge optima)"
     for part in ("size", "epochs"):
-      out.append((f"optimal_{part}_exponent", f"optimal {part} ~ C^alpha", "alpha",
+      out.append((f"optimal_{part}_exponent", f"optimal {part} ~ C^alpha{shown}", "alpha",
                   opt[part]["exponent"], opt[part]["ci"]["exponent"]))
     out.append(("size_epochs_exponent_ratio", "size / epochs exponent ratio", "ratio",
                 opt["ratio"]["value"], opt["ratio"]["ci"]))
@@ -236,3 +240,13 @@ def write_compare(logdir: str, result: dict, run: str = COMPARE_RUN) -> None:
     tf.summary.scalar("compare/n_fail", result["n_fail"], step=0)
     tf.summary.scalar("compare/n_pass", result["n_pass"], step=0)
   writer.close()
+
+
+def write_report_text(logdir: str, markdown: str, run: str = REPORT_RUN) -> str:
+  """The study's report as text ``report/markdown`` in ``run``; returns the run's directory."""
+  run_dir = fileio.join(logdir, run)
+  writer = tf.summary.create_file_writer(run_dir)
+  with writer.as_default():
+    tf.summary.text("report/markdown", markdown, step=0)
+  writer.close()
+  return run_dir

@@ -1,0 +1,238 @@
+"""The study's report: ``report.md`` with its figures beside it, and the same text in TensorBoard.
+
+``write_report`` takes plain data (the runs, ``fits.fit_all``, ``compare.compare``,
+``prediction.predict_all`` and the time breakdown the study measured) and writes, in the
+study's work directory: report.md (a paragraph in plain words, the comparison table, every
+fitted law with its interval, the figures, where the time went) and one PNG per figure.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from reproduce.analysis import compare
+from reproduce.analysis import figures
+from reproduce.analysis import tensorboard
+from reproduce.analysis.runs import Point
+from reproduce.core import cli
+from reproduce.core import fileio
+
+REPORT_FILE = "report.md"
+# File name (beside report.md) -> caption; the figures are ``figures.*``.
+FIGURE_FILES = {
+    "fig1_top1_error_vs_compute.png": "Figure 1: top-1 error vs pre-training compute (fine-"
+                                      "tuned where runs were fine-tuned), with each family's "
+                                      "law and the paper's published models (stars).",
+    "fig2_loss_vs_compute.png": "Figure 2: held-out loss vs compute, one curve per model "
+                                "across budgets (best LR), the frontier and its law.",
+    "fig3_optimal_lr_vs_epochs.png": "Figure 3: the optimal base LR of each sweep vs the epoch "
+                                     "budget (circled: at the edge of the LR grid).",
+    "optimal_size_epochs_vs_compute.png": "Optimal model size (forward FLOPs per image) and "
+                                          "epochs vs compute; open markers are edge optima, "
+                                          "not fitted.",
+    "prediction_largest_budget.png": "The prediction: the law of the smaller budgets, its "
+                                     "interval extrapolated, the largest budget's best run.",
+}
+
+
+def _figures(points: Sequence[Point], fits: dict, predictions: dict) -> dict:
+  makers = (lambda: figures.figure_top1_vs_compute(points, fits),
+            lambda: figures.figure_loss_vs_compute(points, fits),
+            lambda: figures.figure_optimal_lr(fits),
+            lambda: figures.figure_optimal_scaling(fits),
+            lambda: figures.figure_prediction(predictions))
+  return dict(zip(FIGURE_FILES, makers))
+
+
+def _value(value, digits: int = 4) -> str:
+  if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    return "n/a"
+  return f"{value:.{digits}g}"
+
+
+def _law_rows(entry: dict) -> list[tuple[str, str, str, list | None]]:
+  """(law, coefficient, value, CI) of one family's fitted laws (those present)."""
+  rows = []
+  law = entry.get("fit")
+  if law:
+    rows += [("frontier loss: L = a*C^-b", c, _value(law[c]), law["ci"][c]) for c in "ab"]
+  opt = entry.get("optimal_scaling")
+  if opt:
+    basis = "" if opt.get("basis", "interior") == "interior" else f" ({opt['basis']})"
+    for part in ("size", "epochs"):
+      what = f"optimal {part}: {part} = k*C^alpha{basis}"
+      rows += [(what, "k", _value(opt[part]["k"]), opt[part]["ci"]["k"]),
+               (what, "alpha", _value(opt[part]["exponent"]), opt[part]["ci"]["exponent"])]
+    rows.append(("size / epochs exponent ratio (paper: ~1)", "ratio",
+                 _value(opt["ratio"]["value"]), opt["ratio"]["ci"]))
+  trend = entry.get("lr_trend")
+  if trend:
+    rows.append(("optimal LR trend (Figure 3): lr ~ epochs^s, pooled", "s",
+                 _value(trend["pooled_slope"]), trend.get("ci")))
+  finetuned = entry.get("finetune_fit")
+  if finetuned:
+    rows += [("fine-tuned top-1 error (Figure 1): err = a*C^-b", c, _value(finetuned[c]),
+              finetuned["ci"][c]) for c in "ab"]
+  return rows
+
+
+def _prediction_lines(record: dict | None) -> list[str]:
+  if not record:
+    return []
+  if record.get("status") != "ok":
+    return [f"- prediction: not made: {record.get('note')}"]
+  lines = [f"- prediction at the largest budget (compute {_value(record['compute'])}), law "
+           f"fitted on the {len(record['budgets']) - 1} smaller budgets: "
+           f"L = {_value(record['law']['a'])}*C^-{_value(record['law']['b'])}"]
+  for part, what in (("loss", "held-out loss"), ("optimal_size", "optimal size (FLOPs/image)")):
+    made = record[part]
+    verdict = ("not judged" if made["inside"] is None else
+               "inside" if made["inside"] else "outside")
+    lines.append(f"  - {what}: predicted {_value(made['predicted'])} "
+                 f"{cli.format_interval(made['interval'])}, observed "
+                 f"{_value(made['observed'])} ({record['observed_run']}): {verdict}"
+                 + (f"; {made['note']}" if made.get("note") else ""))
+  return lines
+
+
+def laws_markdown(fits: dict, predictions: dict) -> str:
+  """Every fitted law of every family with its interval, then its prediction and notes."""
+  level = f"{100 * fits['settings']['confidence']:g}%"
+  lines = [f"Compute in {fits['compute_kind']} {fits['compute_unit']}; intervals: {level}, "
+           f"{fits['settings'].get('family_intervals', 'bootstrap')} "
+           f"({fits['settings']['bootstrap']} resamples)."]
+  notes = fits.get("notes") or {}
+  for family, entry in sorted((fits.get("per_family") or {}).items()):
+    lines += ["", f"### {family}", "", f"| law | coefficient | value | {level} CI |",
+              "|---|---|---|---|"]
+    lines += [f"| {law} | {coef} | {value} | {cli.format_interval(ci)} |"
+              for law, coef, value, ci in _law_rows(entry)]
+    lines.append("")
+    edges = [o["name"] for o in entry.get("optimal") or [] if o.get("edge")]
+    if edges:
+      lines.append(f"- edge optima (at the smallest or largest size of their budget; not "
+                   f"fitted as interior): {', '.join(edges)}")
+    lines += _prediction_lines(predictions.get(family))
+    lines += [f"- note: {message}" for name, message in notes.items()
+              if name.startswith(f"per_family.{family}.")]
+  return "\n".join(lines)
+
+
+def breakdown_markdown(breakdown: dict, wall_seconds: float, cores: int,
+                       training_core_seconds: float) -> str:
+  """The time breakdown: seconds and share of the wall time per category, then the totals."""
+  wall_seconds = max(wall_seconds, 1e-9)  # a share of nothing is 0%, not an error
+  lines = ["| category | seconds | share of wall time |", "|---|---|---|"]
+  for category, seconds in breakdown.items():
+    lines.append(f"| {category} | {seconds:.1f} | {100 * seconds / wall_seconds:.1f}% |")
+  training_wall = training_core_seconds / cores
+  overhead = wall_seconds - training_wall
+  lines += ["", f"Wall time {wall_seconds:.1f} s on {cores} core(s); training "
+                f"{training_core_seconds:.1f} core-seconds = {training_wall:.1f} s of wall time "
+                f"on {cores} core(s); time not spent training {overhead:.1f} s "
+                f"({100 * overhead / wall_seconds:.1f}% of the wall time)."]
+  return "\n".join(lines)
+
+
+def _claims_sentence(comparison: dict) -> str:
+  claims = [r for r in comparison["rows"] if r["kind"] == "claim" and r["counted"]]
+  if not claims:
+    return "No NFNet claim could be judged."
+  failed = [r["key"].split(".", 2)[-1] for r in claims if r["status"] != "PASS"]
+  return (f"{len(claims) - len(failed)} of {len(claims)} of the paper's NFNet claims pass"
+          + (f" (failing: {', '.join(failed)})." if failed else "."))
+
+
+def _prediction_sentence(family: str, record: dict) -> str:
+  if record.get("status") != "ok":
+    return f"No {family} prediction was made ({record.get('note')})."
+  loss, size = record["loss"], record["optimal_size"]
+  text = (f"Fitted on the {len(record['budgets']) - 1} smaller budgets, the {family} law "
+          f"predicted a held-out loss of {_value(loss['predicted'], 3)} "
+          f"{cli.format_interval(loss['interval'])} at the largest budget; the best run there "
+          f"reached {_value(loss['observed'], 3)}, "
+          f"{'inside' if loss['inside'] else 'outside'} the interval")
+  if size["inside"] is not None:
+    text += (f", and its size ({size['observed_model']}) was "
+             f"{'inside' if size['inside'] else 'outside'} the predicted optimal-size interval")
+  return text + "."
+
+
+def _figure1_sentence(fits: dict) -> str:
+  laws = {family: entry["finetune_fit"] for family, entry in
+          sorted((fits.get("per_family") or {}).items()) if entry.get("finetune_fit")}
+  if not laws:
+    return "No run was fine-tuned, so Figure 1 shows held-out top-1 only."
+  parts = [f"{family} error ~ C^-{law['b']:.3f} (b {cli.format_interval(law['ci']['b'])})"
+           for family, law in laws.items()]
+  text = "On Figure 1 the fine-tuned top-1 error falls as " + " vs ".join(parts)
+  if len(laws) == 2:
+    (f1, l1), (f2, l2) = laws.items()
+    overlap = (None not in l1["ci"]["b"] + l2["ci"]["b"]
+               and l1["ci"]["b"][0] <= l2["ci"]["b"][1] and l2["ci"]["b"][0] <= l1["ci"]["b"][1])
+    text += ("; the intervals overlap, so the miniature cannot tell the families' slopes "
+             "apart" if overlap else
+             f"; {f1 if l1['b'] > l2['b'] else f2} improves faster with compute")
+  return text + "."
+
+
+def plain_words(fits: dict, comparison: dict, predictions: dict) -> str:
+  """One paragraph on what the miniature shows about the paper's claims."""
+  sentences = [_claims_sentence(comparison)]
+  sentences += [_prediction_sentence(f, r) for f, r in sorted(predictions.items())]
+  sentences.append(_figure1_sentence(fits))
+  sentences.append(f"Caveats: the data set is tiny (digits), the models are miniatures and "
+                   f"compute is in {fits['compute_unit']}, not TPU-v4 core hours, so only signs, "
+                   f"trends and predictions are compared, never absolute values; every interval "
+                   f"is a {100 * fits['settings']['confidence']:g}% bootstrap over "
+                   f"{fits['n_runs']} runs of one seed, and a claim passes only when its "
+                   f"interval excludes the other sign.")
+  return " ".join(sentences)
+
+
+def report_markdown(fits: dict, comparison: dict, predictions: dict, breakdown: dict, *,
+                    wall_seconds: float, cores: int, training_core_seconds: float) -> str:
+  """The text of report.md (figures referenced by their ``FIGURE_FILES`` names)."""
+  figure_lines = [line for name, caption in FIGURE_FILES.items()
+                  for line in (f"![{name}]({name})", "", caption, "")]
+  return "\n".join([
+      "# Miniature study: report", "", "## In plain words", "",
+      plain_words(fits, comparison, predictions), "", "## Ours vs the paper", "",
+      compare.markdown_table(comparison), "", "## Fitted laws", "",
+      laws_markdown(fits, predictions), "", "## Figures", ""] + figure_lines + [
+      "## Where the time went", "",
+      breakdown_markdown(breakdown, wall_seconds, cores, training_core_seconds), ""])
+
+
+def write_report(workdir: str, points: Sequence[Point], fits: dict, comparison: dict,
+                 predictions: dict, breakdown: dict, *, wall_seconds: float, cores: int,
+                 training_core_seconds: float, logdir: str | None = None) -> dict:
+  """Writes ``workdir/report.md``, its figures beside it, and the text to TensorBoard.
+
+  Args:
+    workdir: the study's work directory (local or gs://).
+    points: the runs (``runs.load_points``).
+    fits: ``fits.fit_all(points)``.
+    comparison: ``compare.compare(points, fits, predictions=predictions)``.
+    predictions: ``prediction.predict_all(points)``.
+    breakdown: {category: seconds} of the study's wall time.
+    wall_seconds, cores, training_core_seconds: the study's totals.
+    logdir: TensorBoard directory for the text summary (default: ``workdir``).
+
+  Returns:
+    dict: report (report.md's path), figures (PNG paths), tensorboard (the text's run dir).
+  """
+  points = list(points)
+  fileio.makedirs(workdir)
+  paths = []
+  for name, make in _figures(points, fits, predictions).items():
+    paths.append(fileio.join(workdir, name))
+    fileio.write_bytes(paths[-1], figures.png_bytes(make()))
+  text = report_markdown(fits, comparison, predictions, breakdown,
+                         wall_seconds=wall_seconds, cores=cores,
+                         training_core_seconds=training_core_seconds)
+  report = fileio.join(workdir, REPORT_FILE)
+  fileio.write_text(report, text)
+  run_dir = tensorboard.write_report_text(logdir or workdir, text)
+  return dict(report=report, figures=paths, tensorboard=run_dir)

@@ -1,0 +1,139 @@
+"""The prediction of the largest budget, edge optima, and their comparison rows."""
+
+import math
+
+import numpy as np
+import pytest
+
+from reproduce.analysis import compare
+from reproduce.analysis import fits as fits_lib
+from reproduce.analysis import frontier
+from reproduce.analysis import prediction
+from reproduce.analysis import runs
+from reproduce.analysis import synthetic
+
+import analysis_helpers as helpers
+
+THREE_SIZES = {f"nfnet_mini_f{i}": 1e5 * 4.0 ** i for i in range(3)}
+
+
+def _predict(points, bootstrap=100):
+  return prediction.predict_all(points, bootstrap=bootstrap)["nfnet"]
+
+
+def test_prediction_from_a_true_power_law_is_inside_its_interval():
+  record = _predict(helpers.study_points())
+  assert record["status"] == "ok" and record["note"] is None
+  assert record["budgets"] == pytest.approx(helpers.BUDGETS)  # grouped by config budget
+  assert record["compute"] == pytest.approx(max(helpers.BUDGETS))
+  loss = record["loss"]
+  lo, hi = loss["interval"]
+  assert lo < loss["predicted"] < hi and loss["inside"]
+  assert record["law"]["b"] == pytest.approx(0.1, abs=0.01)  # the generator's law
+  size = record["optimal_size"]
+  assert size["basis"] == "interior" and size["inside"]
+  assert size["observed"] == helpers.FIVE_SIZES[size["observed_model"]] * 2  # FLOPs/image
+  # The observed run is the largest budget's best, and only smaller budgets were fitted.
+  assert record["observed_run"] in {r["name"] for r in record["held_out"]}
+  assert max(r["compute"] for r in record["train_frontier"]) < record["compute"]
+  assert len(record["band"]["compute"]) == len(record["band"]["lo"]) == prediction.BAND_POINTS
+
+
+def test_prediction_is_outside_when_the_largest_budget_is_off_law():
+  record = _predict(helpers.study_points(off_law=1.3))
+  assert record["status"] == "ok"
+  assert record["loss"]["observed"] > record["loss"]["interval"][1]
+  assert record["loss"]["inside"] is False
+
+
+def test_prediction_needs_four_budgets_and_two_sizes():
+  few = _predict(helpers.study_points(budgets=helpers.BUDGETS[:3]))
+  assert few["status"] == "skipped" and "3 budget(s)" in few["note"]
+  one_size = _predict(helpers.study_points({"nfnet_mini_f0": 1e5}))
+  assert one_size["status"] == "ok"  # the loss law needs no second size
+  assert one_size["optimal_size"]["inside"] is None
+  assert "one model size" in one_size["optimal_size"]["note"]
+
+
+def test_budget_comes_from_config_and_old_results_still_load():
+  record = helpers.study_records()[0]
+  point = runs.point_from_record("r/results.json", "r", record)
+  assert point.budget == record["config"]["budget_core_hours"]
+  old = dict(record)
+  del old["config"]
+  assert runs.point_from_record("r/results.json", "r", old).budget is None
+  # Without a budget, runs within BUDGET_GAP of compute share one (the older grouping).
+  plain = synthetic.as_points(synthetic.synthetic_records(epochs=(0.5, 1.0, 2.0)))
+  ids = frontier.budget_ids(plain)
+  for p, i in zip(plain, ids):
+    same = [q for q, j in zip(plain, ids) if j == i]
+    assert max(q.compute for q in same) <= frontier.BUDGET_GAP * min(q.compute for q in same)
+    assert p in same
+
+
+def test_edge_optima_are_flagged_and_left_out_of_the_size_law():
+  points = helpers.study_points(size_exponent=0.9, noise=0.0)
+  entry, notes = fits_lib.fit_family(points, bootstrap=20)
+  assert notes == {}
+  edges = {o["name"]: o["edge"] for o in entry["optimal"]}
+  smallest_model = min(helpers.FIVE_SIZES, key=helpers.FIVE_SIZES.get)
+  assert edges[entry["optimal"][0]["name"]] == "smallest"
+  assert entry["optimal"][0]["model"] == smallest_model
+  assert entry["optimal"][-1]["edge"] == "largest"
+  scaling = entry["optimal_scaling"]
+  assert scaling["basis"] == "interior"
+  assert set(scaling["edge_runs"]) == {n for n, e in edges.items() if e}
+  assert not set(scaling["runs"]) & set(scaling["edge_runs"])
+  assert len(scaling["runs"]) == sum(e is None for e in edges.values())
+
+
+def test_three_sizes_give_only_a_bound_and_the_ratio_is_not_judged():
+  # With three sizes at every budget only the middle one is interior: no interior law.
+  points = helpers.study_points(THREE_SIZES, noise=0.0)
+  fits = fits_lib.fit_all(points, bootstrap=50)
+  scaling = fits["per_family"]["nfnet"]["optimal_scaling"]
+  assert scaling["basis"] == "lower bound"  # the smallest size is optimal at low compute
+  rows = {r["key"]: r for r in compare.compare(points, fits, model_stats=False)["rows"]}
+  size_row = rows["claim.nfnet.optimal_size_exponent_sign"]
+  assert "lower bound" in size_row["note"] and "inf" in size_row["note"]
+  assert size_row["status"] == "PASS"  # a lower bound above 0: the size does grow
+  epochs_row = rows["claim.nfnet.optimal_epochs_exponent_sign"]
+  assert "upper bound" in epochs_row["note"] and epochs_row["status"] == "FAIL"
+  ratio = rows["claim.nfnet.size_vs_epochs_exponent_ratio"]
+  assert math.isnan(ratio["ours"]) and "lower bound" in ratio["note"]
+  # The prediction of the optimal size is shown but not judged.
+  size = _predict(points)["optimal_size"]
+  assert size["basis"] == "lower bound" and size["inside"] is None
+
+
+def test_prediction_rows_count_for_nfnet_only():
+  nfnets = helpers.study_points()
+  vits = helpers.study_points({f"vit_mini_s{i}": 1e5 * 2.0 ** i for i in range(5)}, seed=2,
+                              off_law=1.3)
+  predictions = prediction.predict_all(nfnets + vits, bootstrap=100)
+  result = compare.compare(model_stats=False, predictions=predictions)
+  rows = {r["key"]: r for r in result["rows"]}
+  assert set(rows) == {f"prediction.{f}.{part}" for f in ("nfnet", "vit")
+                       for part in ("loss", "optimal_size")}
+  assert rows["prediction.nfnet.loss"]["status"] == "PASS" and rows["prediction.nfnet.loss"][
+      "counted"]
+  assert rows["prediction.nfnet.loss"]["ours"] == predictions["nfnet"]["loss"]["observed"]
+  assert rows["prediction.vit.loss"]["status"] == "FAIL"  # off law, shown only
+  assert not rows["prediction.vit.loss"]["counted"]
+  assert "not a paper claim" in rows["prediction.vit.loss"]["note"]
+  assert result["passed"] and result["n_rows"] == 2 and result["n_info"] == 2
+  table = compare.format_table(result)
+  assert "(FAIL)" in table.split("prediction.vit.loss")[1].splitlines()[0]
+  # The PASS rule is the interval: the tolerance is its half on the observed side.
+  loss = predictions["nfnet"]["loss"]
+  row = rows["prediction.nfnet.loss"]
+  side = loss["interval"][1 if loss["observed"] >= loss["predicted"] else 0]
+  assert abs(row["tolerance"]) == pytest.approx(abs(side - loss["predicted"]))
+
+
+def test_skipped_prediction_is_a_note_not_a_row():
+  points = helpers.study_points(budgets=helpers.BUDGETS[:3])
+  result = compare.compare(model_stats=False, predictions=prediction.predict_all(points))
+  assert result["rows"] == []
+  assert any("prediction of the loss not judged" in n for n in result["notes"])
+  assert np.isfinite(_predict(helpers.study_points(), bootstrap=0)["loss"]["predicted"])

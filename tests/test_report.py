@@ -1,0 +1,84 @@
+"""The study's report.md: every section, the figures beside it, the same text in TensorBoard."""
+
+import os
+
+import pytest
+
+from reproduce.analysis import compare
+from reproduce.analysis import fits as fits_lib
+from reproduce.analysis import prediction
+from reproduce.analysis import report
+from reproduce.core import fileio
+
+import analysis_helpers as helpers
+
+BREAKDOWN = {"start-up": 20.0, "data": 10.0, "tracing": 30.0, "training": 300.0,
+             "evaluation": 15.0, "fits": 5.0}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+  """A two-family study with fine-tuned runs, and the report written from it."""
+  points = (helpers.study_points(finetune_b=0.1) + helpers.study_points(
+      {f"vit_mini_s{i}": 1e5 * 2.0 ** i for i in range(5)}, seed=2, finetune_b=0.07))
+  fits = fits_lib.fit_all(points, bootstrap=50)
+  predictions = prediction.predict_all(points, bootstrap=50)
+  comparison = compare.compare(points, fits, model_stats=False, predictions=predictions)
+  workdir = str(tmp_path_factory.mktemp("study"))
+  written = report.write_report(workdir, points, fits, comparison, predictions, BREAKDOWN,
+                                wall_seconds=400.0, cores=2, training_core_seconds=600.0)
+  return workdir, written, fileio.read_text(written["report"]), predictions
+
+
+def test_report_has_every_section(study):
+  workdir, written, text, _ = study
+  assert written["report"] == os.path.join(workdir, report.REPORT_FILE)
+  for heading in ("## In plain words", "## Ours vs the paper", "## Fitted laws",
+                  "### nfnet", "### vit", "## Figures", "## Where the time went"):
+    assert heading in text, heading
+  for law in ("frontier loss: L = a*C^-b", "optimal size: size = k*C^alpha",
+              "optimal epochs", "optimal LR trend (Figure 3)",
+              "fine-tuned top-1 error (Figure 1)", "prediction at the largest budget"):
+    assert text.count(law) >= 2, law  # once per family
+  assert "| prediction.nfnet.loss |" in text and "| claim.nfnet." in text
+  assert "(PASS)" in text or "(FAIL)" in text  # ViT rows shown in parentheses
+
+
+def test_plain_words_come_from_the_results(study):
+  _, _, text, predictions = study
+  paragraph = text.split("## In plain words")[1].split("##")[0]
+  assert "of the paper's NFNet claims pass" in paragraph
+  loss = predictions["nfnet"]["loss"]
+  assert f"{loss['predicted']:.3g}" in paragraph
+  assert ("inside the interval" if loss["inside"] else "outside the interval") in paragraph
+  assert "Figure 1" in paragraph and "nfnet improves faster" in paragraph
+  assert "digits" in paragraph and "interval" in paragraph
+
+
+def test_time_breakdown_table(study):
+  _, _, text, _ = study
+  section = text.split("## Where the time went")[1]
+  assert "| training | 300.0 | 75.0% |" in section
+  assert "| tracing | 30.0 | 7.5% |" in section
+  assert "600.0 core-seconds = 300.0 s" in section
+  assert "100.0 s (25.0% of the wall time)" in section
+
+
+def test_figures_are_png_files_beside_the_report(study):
+  workdir, written, text, _ = study
+  assert [os.path.basename(p) for p in written["figures"]] == list(report.FIGURE_FILES)
+  for name in report.FIGURE_FILES:
+    path = os.path.join(workdir, name)
+    with open(path, "rb") as f:
+      assert f.read(8) == b"\x89PNG\r\n\x1a\n", name
+    assert f"![{name}]({name})" in text
+
+
+def test_report_text_in_tensorboard(study):
+  _, written, text, _ = study
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  events = event_accumulator.EventAccumulator(written["tensorboard"],
+                                              size_guidance={"tensors": 0})
+  events.Reload()
+  tensor = events.Tensors("report/markdown")[0].tensor_proto
+  assert tensor.string_val[0].decode() == text
