@@ -120,24 +120,41 @@ def run_jobs(pool, grids, settings: workers.Settings, progress: Progress, inline
       manager.shutdown()
 
 
-def fit_and_compare(workdir: str, bootstrap: int, seed: int):
-  """Scaling fits, figures, the comparison; returns (points, fits, comparison)."""
+def fit_and_compare(workdir: str, bootstrap: int, seed: int) -> dict:
+  """Scaling fits, the prediction of the largest budget, the comparison, TensorBoard;
+  returns what ``write_report`` needs."""
   # pylint: disable=g-import-not-at-top  (TensorFlow starts after the flags are checked)
-  from reproduce.analysis import compare, figures, fits as fits_lib, outputs, runs, tensorboard
+  from reproduce.analysis import compare, figures, fits as fits_lib, outputs, prediction
+  from reproduce.analysis import runs, tensorboard
   points = runs.load_points(fileio.join(workdir, workers.RUNS_DIR, "*"), compute="planned")
   fits = fits_lib.fit_all(points, bootstrap=bootstrap, seed=seed)
+  predictions = prediction.predict_all(points, bootstrap=bootstrap, seed=seed)
   logdir = fileio.join(workdir, FITS_DIR)
   outputs.write_fit_files(logdir, points, fits)
   tensorboard.write_fits(logdir, points, fits)
   fileio.write_bytes(fileio.join(logdir, FIGURE1_PNG),
                      figures.png_bytes(figures.figure_top1_vs_compute(points, fits)))
-  result = compare.compare(points, fits, model_stats=False)
+  result = compare.compare(points, fits, model_stats=False, predictions=predictions)
   tensorboard.write_compare(logdir, result)
   outputs.write_compare_json(fileio.join(workdir, COMPARE_FILE), result)
   say(compare.format_table(result))
   for family, per_family in sorted(fits.get("per_family", {}).items()):
     say(family_summary(family, per_family))
-  return points, fits, result
+  return dict(points=points, fits=fits, comparison=result, predictions=predictions)
+
+
+def write_report(workdir: str, analysis: dict, breakdown: dict) -> str:
+  """report.md (and its figures, and the same text in TensorBoard); returns its path."""
+  from reproduce.analysis import report  # pylint: disable=g-import-not-at-top
+  cores = breakdown["cores"]
+  per_category = {kind: seconds / cores
+                  for kind, seconds in breakdown["overhead_core_seconds"].items()}
+  written = report.write_report(
+      workdir, analysis["points"], analysis["fits"], analysis["comparison"],
+      analysis["predictions"], per_category, wall_seconds=breakdown["wall_seconds"],
+      cores=cores, training_core_seconds=breakdown["training_core_seconds"],
+      logdir=fileio.join(workdir, FITS_DIR))
+  return written["report"]
 
 
 def family_summary(family: str, per_family: dict) -> str:
@@ -145,8 +162,8 @@ def family_summary(family: str, per_family: dict) -> str:
   law = per_family.get("fit") or {}
   line = f"{family}:"
   if law.get("b") is not None:
-    line += (f" frontier loss ~ C^-{law['b']:.3f} (95% CI {cli.format_interval(law['ci']['b'])};"
-             f" {law['n']} runs)")
+    line += (f" frontier loss ~ C^{-law['b']:.3f} (95% CI of the decay rate b "
+             f"{cli.format_interval(law['ci']['b'])}; {law['n']} runs)")
   scaling = per_family.get("optimal_scaling") or {}
   if scaling.get("size") and scaling.get("epochs"):
     size, epochs = scaling["size"], scaling["epochs"]
@@ -155,7 +172,7 @@ def family_summary(family: str, per_family: dict) -> str:
              f"{cli.format_interval(epochs['ci']['exponent'])}")
   finetuned = per_family.get("finetune_fit")
   if finetuned:
-    line += (f"; fine-tuned top-1 error ~ C^-{finetuned['b']:.3f} (95% CI "
+    line += (f"; fine-tuned top-1 error ~ C^{-finetuned['b']:.3f} (95% CI of b "
              f"{cli.format_interval(finetuned['ci']['b'])}; best of {finetuned['n']} budgets)")
   return line
 
@@ -184,14 +201,17 @@ def run_study(spec: StudySpec, started: float | None = None) -> dict:
       costs = run_jobs(pool, grids, settings, progress, inline=spec.workers == 0)
   say("3/4 scaling fits, the prediction and the comparison with the paper's claims:")
   with clock.phase("fits and report"):
-    _, _, result = fit_and_compare(spec.workdir, spec.bootstrap, spec.seed)
-  breakdown = clock.breakdown(costs)
+    analysis = fit_and_compare(spec.workdir, spec.bootstrap, spec.seed)
+    breakdown = clock.breakdown(costs)
+    report_path = write_report(spec.workdir, analysis, breakdown)
+  breakdown = clock.breakdown(costs)  # now with the report's own time
   fileio.write_json(fileio.join(spec.workdir, BREAKDOWN_FILE), breakdown)
   say("4/4 where the time went:")
   for line in accounting.format_breakdown(breakdown):
     say(line)
+  result = analysis["comparison"]
   say(f"Done in {cli.format_duration(breakdown['wall_seconds'])}. {result['n_pass']}/"
-      f"{result['n_rows']} comparison rows pass.")
+      f"{result['n_rows']} comparison rows pass. Report: {os.path.abspath(report_path)}")
   say(f"TensorBoard logs: {os.path.abspath(spec.workdir)} (fits and figures under {FITS_DIR}/)")
   say(f"  view them: tensorboard --logdir {os.path.abspath(spec.workdir)} --host 127.0.0.1")
   return result
