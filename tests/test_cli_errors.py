@@ -31,6 +31,8 @@ CASES = [
     ("study", ["--workers=-1"], "--workers"),
     ("study", ["--finetune_steps=-1"], "--finetune_steps"),
     ("study", ["--budgets_core_seconds=a"], "--budgets_core_seconds"),
+    ("study", ["--scale=0"], "--scale"),
+    ("study", ["--lr_points=0"], "--lr_points"),
     ("study", ["--workdir={tmp}/study", "--nfnet_models=nfnet_nope"], "nfnet_nope"),
     ("evaluate", [], "--weights"),
     ("evaluate", ["--weights={tmp}/none", "--datasets=imagenet"], "imagenet"),

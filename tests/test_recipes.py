@@ -237,14 +237,11 @@ def test_a_mini_vit_trains_with_adamw_through_the_loop(tmp_path):
 
 def test_study_config_picks_each_familys_recipe():
   from reproduce.miniature import grid
-  nfnet = grid.study_config("nfnet_mini_f0", 6.0, 100.0, 32, None, 0)
-  vit = grid.study_config("vit_mini_ti", 6.0, 100.0, 32, None, 0)
-  assert (nfnet.optimizer, nfnet.base_lr, nfnet.agc_clipping) == ("sgd_agc", None, 0.01)
-  assert (vit.optimizer, vit.base_lr, vit.adam_b2) == ("adamw", 1e-3, 0.999)
-  assert grid.study_config("vit_mini_ti", 6.0, 100.0, 32, 0.2, 0).base_lr == 0.2
-  per_family = {"nfnet": 0.4}
-  assert grid.study_config("nfnet_mini_f0", 6.0, 100.0, 32, per_family, 0).base_lr == 0.4
-  assert grid.study_config("vit_mini_ti", 6.0, 100.0, 32, per_family, 0).base_lr == 1e-3
+  nfnet = grid.study_config("nfnet_mini_f0", 6.0, 100.0, 0.4, 0)
+  vit = grid.study_config("vit_mini_ti", 6.0, 100.0, 2e-3, 0)
+  assert (nfnet.optimizer, nfnet.base_lr, nfnet.agc_clipping) == ("sgd_agc", 0.4, 0.01)
+  assert (vit.optimizer, vit.base_lr, vit.adam_b2) == ("adamw", 2e-3, 0.999)
+  assert nfnet.budget_core_hours == vit.budget_core_hours == 6.0 / 3600
 
 
 def test_the_mini_vit_config_derives_from_base():
