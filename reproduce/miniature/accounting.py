@@ -9,11 +9,11 @@ before another. The overhead share is ``1 - training / (cores x wall)``.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 
 from reproduce.core import cli
+from reproduce.core import timing
 
 # Kinds the jobs report (workers.run_cost and model_runs), in the order printed.
 JOB_KINDS = ("worker startup", "job setup", "program build", "throughput measurement",
@@ -36,13 +36,9 @@ class StudyClock:
     self.cores = study_cores(workers)
     self.phases = {"process start": time.time() - started}
 
-  @contextlib.contextmanager
   def phase(self, name: str):
-    start = time.time()
-    try:
-      yield
-    finally:
-      self.phases[name] = self.phases.get(name, 0.0) + time.time() - start
+    """Adds the time spent inside the block to the phase ``name``."""
+    return timing.add_seconds(self.phases, name)
 
   def breakdown(self, jobs) -> dict:
     """``breakdown_from`` this clock, now."""

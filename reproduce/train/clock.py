@@ -8,8 +8,9 @@ attempt beyond its steps' share: graph tracing and compilation), ``evaluation`` 
 
 from __future__ import annotations
 
-import contextlib
 import time
+
+from reproduce.core import timing
 
 OVERHEADS = ("startup", "tracing", "evaluation", "checkpointing")
 KINDS = ("wall", "training") + OVERHEADS
@@ -31,14 +32,9 @@ class RunClock:
   def startup_done(self) -> None:
     self._spent["startup"] = time.time() - self._start
 
-  @contextlib.contextmanager
   def measure(self, kind: str):
     """Adds the time spent inside the block to ``kind`` ('evaluation', 'checkpointing')."""
-    start = time.time()
-    try:
-      yield
-    finally:
-      self._spent[kind] += time.time() - start
+    return timing.add_seconds(self._spent, kind)
 
   def add_chunk(self, steps: int, seconds: float) -> None:
     self._chunks.append((steps, seconds))
