@@ -164,7 +164,7 @@ def _figure1_sentence(fits: dict) -> str:
           sorted((fits.get("per_family") or {}).items()) if entry.get("finetune_fit")}
   if not laws:
     return "No run was fine-tuned, so Figure 1 shows held-out top-1 only."
-  parts = [f"{family} error ~ C^-{law['b']:.3f} (b {cli.format_interval(law['ci']['b'])})"
+  parts = [f"{family} error ~ C^{-law['b']:.3f} (b {cli.format_interval(law['ci']['b'])})"
            for family, law in laws.items()]
   text = "On Figure 1 the fine-tuned top-1 error falls as " + " vs ".join(parts)
   if len(laws) == 2:
