@@ -292,6 +292,7 @@ def finish(run: Run, step: int, train_loss: float) -> dict:
           f"top1 {metrics['top1']:.4f} core hours {record['measured_core_hours']:.4g}")
   run.say(results_lib.budget_line(record, seconds))
   run.check_budget(step, final=True)
+  run.summaries.close()
   return record
 
 

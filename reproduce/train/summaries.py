@@ -72,6 +72,10 @@ class Summaries:
   def flush(self) -> None:
     self.writer.flush()
 
+  def close(self) -> None:
+    """Flushes and releases the writer (a process trains many runs: the study's workers)."""
+    self.writer.close()
+
 
 def trial_id(model_dir: str) -> str:
   return os.path.basename(model_dir.rstrip("/"))
