@@ -7,10 +7,12 @@ Layout of ``model_dir`` (local path or gs://, all I/O through ``reproduce.core.f
   checkpoints/     tf.train.CheckpointManager (state file written last = atomic)
   tensorboard/     tf.summary events (scalars + hparams)
   results.json     written once the run has finished (reproduce.core.results)
+  lock             the process training the run (``lock.RunLock``), while it trains
 """
 
 from __future__ import annotations
 
+import re
 import types
 
 import tensorflow as tf
@@ -30,6 +32,23 @@ class EngineError(RuntimeError):
 
 class ConfigMismatchError(EngineError):
   """model_dir holds a run with a different config."""
+
+
+def write_failure(error: BaseException) -> str:
+  """Why a write failed, in a few words ("Permission denied", "File too large", ...)."""
+  if getattr(error, "strerror", None):
+    return error.strerror
+  message = getattr(error, "message", None) or str(error)
+  message = re.sub(r"\s*\[Op:\w+\]\s*$", "", message.strip().splitlines()[0])
+  return message.rsplit("; ", 1)[-1]  # TensorFlow's file errors read "PATH; REASON"
+
+
+def unusable(model_dir: str, error: BaseException, what: str = "") -> EngineError:
+  """The one-line error of a model_dir that cannot be used (``what``: the file not written)."""
+  if what:
+    return EngineError(f"cannot use model_dir {model_dir}: cannot write {what}: "
+                       f"{write_failure(error)}")
+  return EngineError(f"cannot use model_dir {model_dir}: {str(error).splitlines()[0]}")
 
 
 class StoredPlan(types.SimpleNamespace):
@@ -92,4 +111,4 @@ def prepare(model_dir: str, config: dict, plan, allow_config_change: bool = Fals
     fileio.write_json(plan_path, plan_to_dict(plan))
     return plan
   except (tf.errors.OpError, OSError) as e:
-    raise EngineError(f"cannot use model_dir {model_dir}: {str(e).splitlines()[0]}") from None
+    raise unusable(model_dir, e) from None
