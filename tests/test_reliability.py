@@ -9,14 +9,18 @@ BENCHMARKS.md ("Reliability suite") lists what is injected and what each test ch
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import resource
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import types
 
 import numpy as np
 import pytest
@@ -76,14 +80,15 @@ def _assert_killed_holding_the_lock(proc, model_dir) -> None:
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-  """(results, checkpoint tensors) of the run with no fault, trained in this process."""
+  """The run with no fault, trained in this process: its metrics, tensors and model_dir."""
   engine_helpers.register_engine_tiny_model()
   from reproduce.train import loop
   model_dir = str(tmp_path_factory.mktemp("uninterrupted"))
   res = loop.train(driver.config(), driver.plan(), model_dir, one_device(),
                    data_module=fake_data(), verbose=False)
-  return ([res["heldout_loss"], res["heldout_top1"], res["final_train_loss"]],
-          checkpoint_tensors(model_dir))
+  return types.SimpleNamespace(
+      metrics=[res["heldout_loss"], res["heldout_top1"], res["final_train_loss"]],
+      tensors=checkpoint_tensors(model_dir), model_dir=model_dir)
 
 
 def test_a_run_survives_every_fault_in_turn_and_ends_equal_to_an_uninterrupted_one(
@@ -152,8 +157,8 @@ def test_a_run_survives_every_fault_in_turn_and_ends_equal_to_an_uninterrupted_o
   assert not os.path.exists(os.path.join(model_dir, "lock"))
 
   # Nothing was lost: the same metrics and bit-equal weights, optimizer and RNG states.
-  clean_metrics, clean_tensors = uninterrupted
-  assert json.loads(_line(proc, "RESULT")) == clean_metrics
+  clean_tensors = uninterrupted.tensors
+  assert json.loads(_line(proc, "RESULT")) == uninterrupted.metrics
   tensors = checkpoint_tensors(model_dir)
   assert tensors.keys() == clean_tensors.keys()
   assert any("rng" in key for key in tensors)
@@ -161,3 +166,179 @@ def test_a_run_survives_every_fault_in_turn_and_ends_equal_to_an_uninterrupted_o
     np.testing.assert_array_equal(tensors[key], clean_tensors[key], err_msg=key)
   record = json.load(open(os.path.join(model_dir, "results.json")))
   assert record["steps"] == driver.TOTAL_STEPS and record["overhead_seconds"]["startup"] > 0
+
+
+# ----------------------------------------------------------------------------------------
+# Full disk and read-only model_dir: one line naming the file, the previous checkpoint intact.
+
+
+@contextlib.contextmanager
+def _disk_full():
+  """Inside the block no file of this process may grow (RLIMIT_FSIZE 0, SIGXFSZ ignored)."""
+  limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+  handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+  resource.setrlimit(resource.RLIMIT_FSIZE, (0, limits[1]))
+  try:
+    yield
+  finally:
+    resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+    signal.signal(signal.SIGXFSZ, handler)
+
+
+def test_saves_on_a_full_disk_are_one_line_and_keep_the_previous_checkpoint(tmp_path):
+  import keras
+  from reproduce.train import checkpoints, clock, results, rundir
+  model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+  optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
+  optimizer.build(model.trainable_variables)
+  directory, run_clock = str(tmp_path / "checkpoints"), clock.RunClock()
+  saver = checkpoints.RunCheckpoints(directory, model, optimizer, keep=2)
+  first = saver.save(1, run_clock)
+  before = {name: open(os.path.join(directory, name), "rb").read()
+            for name in os.listdir(directory)}
+  with _disk_full():
+    with pytest.raises(rundir.EngineError) as info:
+      saver.save(2, run_clock)
+    with pytest.raises(rundir.EngineError) as results_info:
+      results.write(str(tmp_path), {"heldout_loss": 1.0})
+  assert str(info.value) == (f"cannot write checkpoint {directory}/ckpt-2: File too large; the "
+                             f"latest checkpoint is still {first}")
+  assert str(results_info.value) == (f"cannot use model_dir {tmp_path}: cannot write "
+                                     f"{tmp_path}/results.json: File too large")
+  after = {name: open(os.path.join(directory, name), "rb").read()
+           for name in os.listdir(directory)}
+  assert after == before  # no partial ckpt-2 files, the state file still names ckpt-1
+  assert not [n for n in os.listdir(tmp_path) if n.startswith("results.json")]
+  assert tf.train.latest_checkpoint(directory) == first and saver.restore() == first
+
+
+def _writes_into_read_only_directories() -> bool:
+  """Whether this process ignores directory permissions (root with CAP_DAC_OVERRIDE)."""
+  with tempfile.TemporaryDirectory() as directory:
+    os.chmod(directory, 0o555)
+    try:
+      open(os.path.join(directory, "probe"), "w").close()
+      return True
+    except PermissionError:
+      return False
+    finally:
+      os.chmod(directory, 0o755)
+
+
+@pytest.mark.skipif(_writes_into_read_only_directories(),
+                    reason="this process (root) writes into read-only directories")
+def test_a_read_only_model_dir_is_one_line_and_left_intact(uninterrupted):
+  from reproduce.train import loop, rundir
+  model_dir = uninterrupted.model_dir
+  files = sorted(os.path.join(d, n) for d, _, names in os.walk(model_dir) for n in names)
+  before = {path: open(path, "rb").read() for path in files}
+  for path in [model_dir] + [d for d, _, _ in os.walk(model_dir)]:
+    os.chmod(path, 0o555)
+  try:
+    with pytest.raises(rundir.EngineError) as info:
+      loop.train(driver.config(), driver.plan(), model_dir, one_device(),
+                 data_module=fake_data(), verbose=False)
+  finally:
+    for path in [d for d, _, _ in os.walk(model_dir)]:
+      os.chmod(path, 0o755)
+  assert str(info.value) == (f"cannot use model_dir {model_dir}: cannot write "
+                             f"{model_dir}/lock: Permission denied")
+  assert {path: open(path, "rb").read() for path in files} == before
+
+
+def _foreign_lock(model_dir, heartbeat_age: float, host: str = "other-host") -> dict:
+  """A lock record of pid 1 on ``host`` written into ``model_dir`` (local or ram://)."""
+  from reproduce.core import fileio
+  holder = {"host": host, "pid": 1, "started": time.time() - heartbeat_age - 60,
+            "heartbeat": time.time() - heartbeat_age, "token": "someone-else"}
+  fileio.write_json(fileio.join(str(model_dir), "lock"), holder)
+  return holder
+
+
+@pytest.mark.parametrize("fault", ["held by another process", "disk full"])
+def test_the_pretrain_main_exits_2_with_one_line_at_once(tmp_path, fault):
+  model_dir = tmp_path / "run"
+  os.makedirs(model_dir)
+  limit = None
+  if fault == "held by another process":
+    _foreign_lock(model_dir, heartbeat_age=5)
+  else:
+    def limit():  # no file may grow past 100 bytes (Python's start-up still needs a few)
+      signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+      resource.setrlimit(resource.RLIMIT_FSIZE, (100, resource.RLIM_INFINITY))
+  proc = subprocess.run([sys.executable, "-m", "reproduce.pretrain",
+                         "--config=reproduce/configs/pretrain_mini.py", f"--model_dir={model_dir}"],
+                        cwd=REPO_ROOT, capture_output=True, text=True, timeout=ATTEMPT_TIMEOUT,
+                        preexec_fn=limit, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0"))
+  lines = proc.stderr.splitlines()
+  assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-3000:]
+  if fault == "disk full":
+    assert lines[0] == (f"error: cannot use model_dir {model_dir}: cannot write "
+                        f"{model_dir}/lock: File too large")
+  else:
+    assert lines[0].startswith(f"error: model_dir {model_dir} is being trained by pid 1 on "
+                               "host other-host (since ")
+  assert os.listdir(model_dir) == (["lock"] if fault != "disk full" else [])
+
+
+# ----------------------------------------------------------------------------------------
+# The lock (reproduce/train/lock.py): stale locks recovered, live ones refused, gs:// too.
+
+
+def test_a_lock_with_an_old_heartbeat_is_taken_over_and_a_fresh_one_refused(tmp_path):
+  from reproduce.train import lock
+  warnings = []
+  _foreign_lock(tmp_path, heartbeat_age=lock.STALE_SECONDS + 100)
+  with lock.RunLock(str(tmp_path), warn=warnings.append) as held:
+    assert json.load(open(tmp_path / "lock"))["token"] == held.record["token"]
+  assert len(warnings) == 1 and "heartbeat is 280 s old" in warnings[0]
+  assert not os.path.exists(tmp_path / "lock")
+  _foreign_lock(tmp_path, heartbeat_age=lock.STALE_SECONDS - 100)
+  with pytest.raises(lock.ModelDirLocked, match="pid 1 on host other-host"):
+    lock.RunLock(str(tmp_path)).acquire()
+
+
+def test_unreadable_own_pid_and_remote_locks(tmp_path, monkeypatch):
+  from reproduce.core import fileio
+  from reproduce.train import lock
+  (tmp_path / "lock").write_text("{torn")
+  warnings = []
+  with lock.RunLock(str(tmp_path), warn=warnings.append):
+    with lock.RunLock(str(tmp_path), warn=warnings.append) as inner:  # nested: this process
+      assert not inner.held
+    assert os.path.exists(tmp_path / "lock")
+  assert warnings == [f"warning: taking over the lock of {tmp_path}: the lock file is "
+                      "unreadable"]
+  # A lock naming this pid that this process did not take: a restarted container's.
+  fileio.write_json(str(tmp_path / "lock"), dict(_foreign_lock(tmp_path, 0),
+                                                 host=socket.gethostname(), pid=os.getpid()))
+  assert "left by an earlier process" in lock.stale_reason(json.load(open(tmp_path / "lock")))
+  # gs:// goes through tf.io.gfile (ram:// here): refused while held, taken once stale.
+  remote = "ram://reliability/run"
+  _foreign_lock(remote, heartbeat_age=1)
+  with pytest.raises(lock.ModelDirLocked, match="other-host"):
+    lock.RunLock(remote).acquire()
+  _foreign_lock(remote, heartbeat_age=lock.STALE_SECONDS + 1)
+  with lock.RunLock(remote, warn=warnings.append) as held:
+    assert fileio.read_json(f"{remote}/lock")["token"] == held.record["token"]
+  assert not fileio.exists(f"{remote}/lock")
+  # The other workers of a multi-host TPU slice share worker 0's lock.
+  monkeypatch.setattr(socket, "gethostname", lambda: "t1v-n-1234abcd-w-3")
+  with lock.RunLock(str(tmp_path / "worker3")) as held:
+    assert not held.held and not os.path.exists(tmp_path / "worker3" / "lock")
+
+
+def test_the_heartbeat_refreshes_the_lock_and_notices_losing_it(tmp_path):
+  from reproduce.train import lock
+  warnings = []
+  with lock.RunLock(str(tmp_path), heartbeat_seconds=0.01, warn=warnings.append) as held:
+    first = json.load(open(tmp_path / "lock"))["heartbeat"]
+    deadline = time.time() + 60
+    while json.load(open(tmp_path / "lock"))["heartbeat"] == first and time.time() < deadline:
+      time.sleep(0.01)
+    assert json.load(open(tmp_path / "lock"))["heartbeat"] > first
+    _foreign_lock(tmp_path, heartbeat_age=0)
+    held._thread.join(timeout=60)  # pylint: disable=protected-access
+  assert warnings == [f"warning: lost the lock of {tmp_path} to pid 1 on host other-host "
+                      f"{warnings[0].split('other-host ', 1)[1]}"]
+  assert json.load(open(tmp_path / "lock"))["token"] == "someone-else"  # theirs: left alone
