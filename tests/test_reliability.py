@@ -342,3 +342,96 @@ def test_the_heartbeat_refreshes_the_lock_and_notices_losing_it(tmp_path):
   assert warnings == [f"warning: lost the lock of {tmp_path} to pid 1 on host other-host "
                       f"{warnings[0].split('other-host ', 1)[1]}"]
   assert json.load(open(tmp_path / "lock"))["token"] == "someone-else"  # theirs: left alone
+
+
+# ----------------------------------------------------------------------------------------
+# Bad data: unusable ImageFolder files skipped with one warning (or refused), empty datasets
+# and classes refused at once, a corrupt TFRecord file named.
+
+
+def _damage_imagefolder(root) -> list[str]:
+  """Adds five unusable files to an ImageFolder of PNGs; returns their names in the warning."""
+  good = open(os.path.join(root, "a", "0.png"), "rb").read()
+  damage = {"a/empty.png": b"", "a/truncated.png": good[:len(good) // 2],
+            "b/not_an_image.jpg": b"<html>a saved web page</html>", "b/notes.txt": b"notes",
+            "c/truncated.jpg": tf.io.encode_jpeg(np.zeros((8, 8, 3), np.uint8)).numpy()[:-40]}
+  for name, content in damage.items():
+    with open(os.path.join(root, name), "wb") as f:
+      f.write(content)
+  open(os.path.join(root, "c", ".DS_Store"), "wb").close()  # hidden: ignored, not counted
+  return ["a/empty.png (empty file)", "a/truncated.png (truncated PNG)",
+          "b/not_an_image.jpg (not a JPEG/PNG/BMP/GIF)", "b/notes.txt (not an image file)",
+          "c/truncated.jpg (truncated JPEG)"]
+
+
+def test_unusable_imagefolder_files_are_counted_and_skipped_with_one_warning(tmp_path, caplog):
+  import logging
+  import evaluation_helpers
+  from reproduce import data
+  root = evaluation_helpers.write_imagefolder(str(tmp_path), per_folder=3, size=(8, 8))
+  named = _damage_imagefolder(root)
+  with caplog.at_level(logging.WARNING):
+    source = data.load_source(f"imagefolder:{root}", heldout_size=2)
+  assert (source.skipped_corrupt, source.train_size + source.heldout_size) == (5, 9)
+  assert len(caplog.records) == 1, caplog.text
+  assert caplog.records[0].getMessage() == (
+      f"imagefolder {root}: skipping 5 unusable file(s): {', '.join(named)}")
+  with pytest.raises(data.DataError) as info:  # config.strict_data
+    data.load_source(f"imagefolder:{root}", heldout_size=2, skip_corrupt=False)
+  assert str(info.value).startswith(f"imagefolder {root!r}: 5 unusable file(s): {named[0]}")
+  assert "\n" not in str(info.value) and "strict_data" in str(info.value)
+
+
+def test_empty_imagefolders_and_classes_fail_at_once(tmp_path):
+  import evaluation_helpers
+  from reproduce import data
+  os.makedirs(tmp_path / "no_classes")
+  root = evaluation_helpers.write_imagefolder(str(tmp_path / "images"), per_folder=2,
+                                              size=(8, 8))
+  os.makedirs(os.path.join(root, "d"))
+  os.makedirs(os.path.join(root, "e"))
+  with open(os.path.join(root, "e", "only.jpg"), "wb") as f:
+    f.write(b"\xff\xd8 cut short")
+  for spec, message in [
+      (f"imagefolder:{tmp_path}/no_classes", "has no class subdirectories"),
+      (f"imagefolder:{root}", "class directories d, e have no usable images")]:
+    with pytest.raises(data.DataError, match=message) as info:
+      data.load_source(spec, heldout_size=1)
+    assert "\n" not in str(info.value)
+
+
+def test_a_corrupt_or_truncated_tfrecord_file_is_named_in_one_line(tmp_path):
+  from reproduce import data
+  from reproduce.data import record_index
+  for shard in range(2):
+    with tf.io.TFRecordWriter(str(tmp_path / f"train.tfrecord-{shard}")) as writer:
+      for i in range(3):
+        writer.write(tf.train.Example(features=tf.train.Features(feature={
+            "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"x" * 50])),
+            "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[i]))
+        })).SerializeToString())
+  spec = f"tfrecord:{tmp_path}/train.tfrecord-*"
+  assert data.load_source(spec, heldout_size=2).train_size == 4
+  shard = tmp_path / "train.tfrecord-1"
+  content = shard.read_bytes()
+  record = len(content) // 3
+  shard.write_bytes(content[:record] + b"\x00" * 12 + content[record + 12:])  # a bad header
+  with pytest.raises(data.DataError) as info:
+    data.load_source(spec, heldout_size=2)
+  assert str(info.value) == (f"TFRecord file {shard} is corrupt: no valid record header at "
+                             f"byte {record} (record 1)")
+  shard.write_bytes(content[:-10])
+  with pytest.raises(data.DataError, match=f"TFRecord file {shard} is truncated: record 2"):
+    data.load_source(spec, heldout_size=2)
+  assert record_index.masked_crc32c(b"") == 0xA282EAD8  # TFRecord's mask of the empty CRC
+
+
+def test_strict_data_reaches_the_data_module_only_when_asked():
+  from reproduce.configs import base
+  from reproduce.train import inputs, rundir
+  calls = []
+  module = types.SimpleNamespace(load_source=lambda dataset, **kwargs: calls.append(kwargs))
+  config = rundir.config_to_dict(base.get_config())
+  inputs.open_source(module, config)
+  inputs.open_source(module, dict(config, strict_data=True))
+  assert "skip_corrupt" not in calls[0] and calls[1]["skip_corrupt"] is False

@@ -76,8 +76,12 @@ def plan_to_dict(plan) -> dict:
 
 
 def _changed_keys(old: dict, new: dict) -> list[str]:
+  """Keys whose values differ; a key the stored config lacks (added to configs/base.py since
+  the run started) counts as its default."""
+  defaults = config_to_dict({})
   keys = sorted(set(old) | set(new))
-  return [k for k in keys if old.get(k, "<unset>") != new.get(k, "<unset>")]
+  return [k for k in keys
+          if old.get(k, defaults.get(k, "<unset>")) != new.get(k, "<unset>")]
 
 
 def _mismatch(model_dir: str, old: dict, new: dict, changed: list[str]) -> ConfigMismatchError:
