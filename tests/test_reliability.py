@@ -435,3 +435,15 @@ def test_strict_data_reaches_the_data_module_only_when_asked():
   inputs.open_source(module, config)
   inputs.open_source(module, dict(config, strict_data=True))
   assert "skip_corrupt" not in calls[0] and calls[1]["skip_corrupt"] is False
+
+
+@pytest.mark.parametrize("loss, grad_norm", [(float("inf"), 1.0), (1.0, float("-inf")),
+                                             (float("nan"), 1.0)])
+def test_an_infinite_or_nan_loss_or_gradient_names_the_step_and_the_kept_checkpoint(loss,
+                                                                                   grad_norm):
+  from reproduce.train import losses
+  with pytest.raises(losses.TrainingDiverged) as info:
+    losses.check_divergence(8, loss, grad_norm, reference=1.4, factor=10.0,
+                            last_checkpoint="RUN/checkpoints/ckpt-6")
+  assert "at step 8" in str(info.value) and str(info.value).endswith(
+      "last good checkpoint: RUN/checkpoints/ckpt-6")
