@@ -435,6 +435,11 @@ def test_strict_data_reaches_the_data_module_only_when_asked():
   inputs.open_source(module, config)
   inputs.open_source(module, dict(config, strict_data=True))
   assert "skip_corrupt" not in calls[0] and calls[1]["skip_corrupt"] is False
+  # A run started before the key existed resumes: a missing key counts as its default.
+  stored = {k: v for k, v in config.items() if k != "strict_data"}
+  changed_keys = rundir._changed_keys  # pylint: disable=protected-access
+  assert changed_keys(stored, config) == []
+  assert changed_keys(stored, dict(config, strict_data=True)) == ["strict_data"]
 
 
 @pytest.mark.parametrize("loss, grad_norm", [(float("inf"), 1.0), (1.0, float("-inf")),
