@@ -51,16 +51,19 @@ def run(config, model_dir: str, strategy_kind: str = "auto", tpu: str | None = N
   from reproduce import data  # pylint: disable=g-import-not-at-top
   from reproduce.train import budgeting  # pylint: disable=g-import-not-at-top
   from reproduce.train import inputs  # pylint: disable=g-import-not-at-top
+  from reproduce.train import lock  # pylint: disable=g-import-not-at-top
   from reproduce.train import loop  # pylint: disable=g-import-not-at-top
   from reproduce.train import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
   model_defs.get_spec(config.model)  # unknown model: fail before any heavy work
-  strategy = strategy_lib.make_strategy(strategy_kind, tpu=tpu)
-  source = inputs.open_source(data, config, data_dir, manual_dir)
-  plan = budgeting.plan_with_measured_throughput(config, source, strategy)
-  print(f"plan: {plan.steps} steps of batch {plan.batch_size}, {plan.core_hours:.4g} "
-        f"{plan.hardware} core hours; throughput {plan.throughput_note}", flush=True)
-  return loop.train(config, plan, model_dir, strategy, allow_config_change=allow_config_change,
-                    data_dir=data_dir, manual_dir=manual_dir, source=source)
+  with lock.RunLock(model_dir):  # a model_dir in use: refused before the data and the plan
+    strategy = strategy_lib.make_strategy(strategy_kind, tpu=tpu)
+    source = inputs.open_source(data, config, data_dir, manual_dir)
+    plan = budgeting.plan_with_measured_throughput(config, source, strategy)
+    print(f"plan: {plan.steps} steps of batch {plan.batch_size}, {plan.core_hours:.4g} "
+          f"{plan.hardware} core hours; throughput {plan.throughput_note}", flush=True)
+    return loop.train(config, plan, model_dir, strategy,
+                      allow_config_change=allow_config_change, data_dir=data_dir,
+                      manual_dir=manual_dir, source=source)
 
 
 def user_errors() -> tuple:

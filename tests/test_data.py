@@ -362,11 +362,11 @@ def test_imagefolder_skips_corrupt_jpeg(tmp_path, caplog):
   (tmp_path / "train" / "cat" / "truncated.jpg").write_bytes(good[: len(good) // 2])
   with caplog.at_level(logging.WARNING):
     source = data.load_source(f"imagefolder:{tmp_path}", heldout_size=2)
-  assert source.skipped_corrupt == 2 and "skipping 2 corrupt" in caplog.text
+  assert source.skipped_corrupt == 2 and "skipping 2 unusable file(s)" in caplog.text
   assert (source.num_classes, source.train_size, source.heldout_size) == (2, 8, 2)
   images, _ = next(iter(data.train_dataset(source, global_batch_size=4, resolution=8, seed=0)))
   assert images.shape == (4, 8, 8, 3)
-  with pytest.raises(data.DataError, match="2 corrupt image"):
+  with pytest.raises(data.DataError, match="2 unusable file"):
     data.load_source(f"imagefolder:{tmp_path}", skip_corrupt=False)
 
 

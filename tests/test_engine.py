@@ -1,5 +1,5 @@
-"""The training engine (reproduce.train): outputs, resume after kill -9, Mirrored == one
-device, NaN, config checks, hooks, throughput, and the pretrain CLI.
+"""The training engine (reproduce.train): outputs, Mirrored == one device, NaN, config checks,
+hooks, throughput, and the pretrain CLI (resume after kill -9: tests/test_reliability.py).
 
 Unit tests use a tiny registered model and a synthetic data module with the reproduce.data
 API (tests/engine_helpers.py); subprocess scripts import the same helper module.
@@ -8,7 +8,6 @@ API (tests/engine_helpers.py); subprocess scripts import the same helper module.
 import glob
 import json
 import os
-import signal
 import subprocess
 import sys
 
@@ -192,53 +191,10 @@ def test_throughput_measures_the_engine_train_step(tiny, monkeypatch):
 
 
 # ----------------------------------------------------------------------------------------
-# Subprocess tests: kill -9 / resume, and Mirrored on two logical CPUs.
+# Subprocess tests: Mirrored on two logical CPUs.
 
-# KILL_AT: 0 trains to the end; N > 0 kills the process (SIGKILL, an exact pre-emption) from
-# the loop's on_step hook after the first chunk that ends at or past step N.
-_TRAIN_SCRIPT = """
-  import json, os, signal
-  import engine_helpers as h
-  from reproduce.train import loop
-  h.register_engine_tiny_model()
-
-  def kill_at(step, logs):
-    if KILL_AT and step >= KILL_AT:
-      os.kill(os.getpid(), signal.SIGKILL)
-
-  config = h.tiny_config(checkpoint_every_steps=3, steps_per_execution=2, ema_decay=0.9)
-  res = loop.train(config, h.tiny_plan(steps=11), MODEL_DIR, h.one_device(),
-                   data_module=h.fake_data(), verbose=False, hooks=[kill_at])
-  print("RESULT", json.dumps([res["heldout_loss"], res["heldout_top1"], res["final_train_loss"]]))
-"""
-
-
-def _train_script(model_dir, kill_at=0):
-  return _TRAIN_SCRIPT.replace("MODEL_DIR", repr(model_dir)).replace("KILL_AT", str(kill_at))
-
-
-def _result_line(proc):
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT")][-1]
-  return json.loads(line[len("RESULT"):])
-
-
-def test_kill9_then_resume_equals_uninterrupted(tmp_path):
-  killed_dir, clean_dir = str(tmp_path / "killed"), str(tmp_path / "clean")
-  killed = run_script(_train_script(killed_dir, kill_at=7))
-  assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-  # The kill came after steps 7-8 ran but before any save past step 6.
-  assert tf.train.latest_checkpoint(os.path.join(killed_dir, "checkpoints")).endswith("ckpt-6")
-  resumed = _result_line(run_script(_train_script(killed_dir)))
-  clean = _result_line(run_script(_train_script(clean_dir)))
-  assert resumed == clean
-  a, b = checkpoint_tensors(killed_dir), checkpoint_tensors(clean_dir)
-  assert a.keys() == b.keys() and any("seed_generator" in k or "rng" in k for k in a)
-  for key in a:
-    np.testing.assert_array_equal(a[key], b[key], err_msg=key)
-  # The clock survived the kill: the resumed run counts the killed attempt's time too.
-  killed_record = json.load(open(os.path.join(killed_dir, "results.json")))
-  assert killed_record["overhead_seconds"]["startup"] > 0
+# kill -9 and exact resume: tests/test_reliability.py (killed at random steps and inside a
+# checkpoint save, then resumed to bit-equal weights and metrics).
 
 
 _MIRRORED_SCRIPT = """

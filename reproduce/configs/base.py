@@ -21,6 +21,8 @@ def get_config() -> config_dict.ConfigDict:
   config.resolution = config_dict.placeholder(int)     # None: the model's train resolution
   config.eval_resolution = config_dict.placeholder(int)  # None: the training resolution
   config.eval_crop = config_dict.placeholder(str)      # None: the source's ('nfnet'); or 'vit'
+  config.strict_data = False                           # True: unusable ImageFolder files stop
+                                                       # the run (else skipped, one warning)
   # How long: core hours of `hardware`, or epochs (the budget wins when both are set).
   config.hardware = "cpu"                              # a planning hardware name
   config.budget_core_hours = config_dict.placeholder(float)

@@ -2,7 +2,8 @@
 
 Every file the kit writes goes through ``write_text``/``write_json``, which write a temporary
 file and rename it, so a reader never sees half a file (a kill during the write leaves the
-previous version). JSON is normalised by ``to_jsonable`` (NumPy scalars, tuples, NaN -> null).
+previous version); ``create_exclusive`` writes a file only if none exists (the run lock). JSON
+is normalised by ``to_jsonable`` (NumPy scalars, tuples, NaN -> null).
 
 TensorFlow is imported on first use, not at import time: the command-line mains validate
 their flags before TensorFlow starts (and prints its start-up notices).
@@ -82,9 +83,57 @@ def _write_atomic(path: str, content, mode: str) -> None:
   if parent:
     gfile.makedirs(parent)
   tmp = f"{path}.tmp-{os.getpid()}"
-  with gfile.GFile(tmp, mode) as f:
-    f.write(content)
-  gfile.rename(tmp, path, overwrite=True)
+  try:
+    with gfile.GFile(tmp, mode) as f:
+      f.write(content)
+    gfile.rename(tmp, path, overwrite=True)
+  except BaseException:
+    if gfile.exists(tmp):  # a failed write (disk full) leaves no partial file behind
+      gfile.remove(tmp)
+    raise
+
+
+def remove_tree(path: str) -> None:
+  """Deletes a directory and everything under it."""
+  _gfile().rmtree(expand(path))
+
+
+def rename(source: str, target: str) -> None:
+  """Renames ``source`` to ``target``; fails when ``target`` exists (or ``source`` is gone).
+
+  Atomic on local disks (so of two processes renaming the same file, one fails); on GCS a
+  copy then a delete.
+  """
+  _gfile().rename(expand(source), expand(target), overwrite=False)
+
+
+def create_exclusive(path: str, text: str) -> bool:
+  """Creates ``path`` holding ``text`` unless it exists; returns whether this call created it.
+
+  Local disks: the text goes to a temporary file that is then hard-linked to ``path`` (a link
+  fails when ``path`` exists), so of two processes racing for the same path exactly one wins,
+  and a reader never sees the file half-written. Remote paths (gs://): an existence check,
+  then an atomic write (``tf.io.gfile`` has no conditional create), so two writers within the
+  same instant can both believe they won; callers that need one winner read the file back
+  (``train/lock.py`` does).
+  """
+  path = expand(path)
+  if is_remote(path):
+    if exists(path):
+      return False
+    write_text(path, text)
+    return True
+  tmp = f"{path}.tmp-{os.getpid()}"
+  try:
+    with open(tmp, "w") as f:
+      f.write(text)
+    os.link(tmp, path)
+    return True
+  except FileExistsError:
+    return False
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
 
 
 def to_jsonable(value: Any) -> Any:

@@ -27,25 +27,43 @@ _HEADER_BYTES = 12  # uint64 length + uint32 masked crc
 _FOOTER_BYTES = 4   # uint32 masked crc of the data
 
 
+def _crc32c_table() -> list[int]:
+  table = []
+  for byte in range(256):
+    crc = byte
+    for _ in range(8):
+      crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    table.append(crc)
+  return table
+
+
+_CRC32C_TABLE = _crc32c_table()
+
+
+def masked_crc32c(data: bytes) -> int:
+  """TFRecord's masked CRC-32C of ``data`` (pure Python: meant for 8-byte headers)."""
+  crc = 0xFFFFFFFF
+  for byte in data:
+    crc = _CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+  crc ^= 0xFFFFFFFF
+  return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
 class TFRecordIndex:
-  """(file, offset, length) of every record in ``paths``, read from the record headers."""
+  """(file, offset, length) of every record in ``paths``, read from the record headers.
+
+  Each header's CRC and each record's extent are checked at load time, so a corrupt or
+  truncated file is a one-line ``DataError`` naming it (record bodies are not read then).
+  """
 
   def __init__(self, paths: list[str]):
     self.paths = list(paths)
     file_ids, offsets, lengths = [], [], []
     for file_id, path in enumerate(self.paths):
-      with tf.io.gfile.GFile(path, "rb") as f:
-        position = 0
-        while True:
-          header = f.read(_HEADER_BYTES)
-          if len(header) < _HEADER_BYTES:
-            break
-          (length,) = struct.unpack("<Q", header[:8])
-          file_ids.append(file_id)
-          offsets.append(position + _HEADER_BYTES)
-          lengths.append(length)
-          position += _HEADER_BYTES + length + _FOOTER_BYTES
-          f.seek(position)
+      for offset, length in _record_extents(path):
+        file_ids.append(file_id)
+        offsets.append(offset)
+        lengths.append(length)
     self.file_ids = np.asarray(file_ids, np.int32)
     self.offsets = np.asarray(offsets, np.int64)
     self.lengths = np.asarray(lengths, np.int64)
@@ -67,6 +85,30 @@ class TFRecordIndex:
       return f.read(length)
 
   __getitem__ = record
+
+
+def _record_extents(path: str) -> list[tuple[int, int]]:
+  """(data offset, length) of every record of one TFRecord file; ``DataError`` if corrupt."""
+  extents, position = [], 0
+  try:
+    size = tf.io.gfile.stat(path).length
+    with tf.io.gfile.GFile(path, "rb") as f:
+      while position < size:
+        header = f.read(_HEADER_BYTES)
+        (length,) = struct.unpack("<Q", header[:8]) if len(header) == _HEADER_BYTES else (-1,)
+        end = position + _HEADER_BYTES + length + _FOOTER_BYTES
+        if length < 0 or struct.unpack("<I", header[8:])[0] != masked_crc32c(header[:8]):
+          raise DataError(f"TFRecord file {path} is corrupt: no valid record header at byte "
+                          f"{position} (record {len(extents)})")
+        if end > size:
+          raise DataError(f"TFRecord file {path} is truncated: record {len(extents)} at byte "
+                          f"{position} ends at byte {end}, past the file's {size} bytes")
+        extents.append((position + _HEADER_BYTES, length))
+        position = end
+        f.seek(position)
+  except tf.errors.OpError as e:
+    raise DataError(f"cannot read TFRecord file {path}: {e.message.splitlines()[0]}") from None
+  return extents
 
 
 def open_array_records(files: Sequence, what: str):

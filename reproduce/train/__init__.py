@@ -1,6 +1,7 @@
 """The training engine as parts, strung together by ``loop.train``:
 
   rundir       model_dir layout, config.json / plan.json check-and-write, EngineError
+  lock         model_dir/lock: one process trains a run directory; stale locks recovered
   losses       per-example losses, the uniform-guess reference, TrainingDiverged
   optim        AGC + coupled weight decay + EMA optimizer wrapper, warm-up + cosine schedule
   strategy     tf.distribute strategy and precision policy

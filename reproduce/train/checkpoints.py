@@ -4,7 +4,9 @@ A checkpoint holds the model, the optimizer (momentum, EMA, step = ``optimizer.i
 the Keras SeedGenerator states (dropout, stochastic depth: the model does not track them,
 so they are added explicitly) and the run clock's seconds. The data position is the step.
 ``tf.train.CheckpointManager`` writes its state file after the data files, so a kill during
-a save leaves the previous checkpoint as the latest.
+a save leaves the previous checkpoint as the latest (a torn ``ckpt-N`` is never restored, and
+the next save at step N replaces it). A save that fails (disk full, read-only model_dir) raises
+a one-line ``rundir.EngineError`` naming the checkpoint; the previous one stays the latest.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import time
 import keras
 import tensorflow as tf
 
+from reproduce.core import fileio
 from reproduce.train import clock as clock_lib
+from reproduce.train import rundir
 
 
 def seed_states(model: keras.Model) -> list:
@@ -32,6 +36,7 @@ class RunCheckpoints:
 
   def __init__(self, directory: str, model: keras.Model, optimizer, *, keep: int,
                every_steps: int = 0, every_secs: float = 0.0):
+    self.directory = directory
     self._seconds = {k: tf.Variable(0.0, dtype=tf.float64, trainable=False, name=k)
                      for k in clock_lib.KINDS}
     rng = {f"state_{i}": v for i, v in enumerate(seed_states(model))}
@@ -75,7 +80,22 @@ class RunCheckpoints:
       return None
     for kind, seconds in clock.totals().items():
       self._seconds[kind].assign(seconds)
-    path = self.manager.save(checkpoint_number=step, check_interval=check_interval)
+    try:
+      path = self.manager.save(checkpoint_number=step, check_interval=check_interval)
+    except (tf.errors.OpError, OSError) as e:
+      raise self._save_failed(step, e) from None
     if path:
       self.saved_step, self._last_save_time = step, time.time()
     return path
+
+  def _save_failed(self, step: int, error: BaseException) -> rundir.EngineError:
+    """The one-line error of a failed save, after removing its partial files."""
+    prefix = fileio.join(self.directory, f"ckpt-{step}")  # the manager's default name
+    for partial in fileio.glob(f"{prefix}_temp*"):
+      try:
+        fileio.remove_tree(partial)
+      except (tf.errors.OpError, OSError):
+        pass  # a read-only directory has none
+    return rundir.EngineError(
+        f"cannot write checkpoint {prefix}: {rundir.write_failure(error)}; the latest "
+        f"checkpoint is still {self.latest or 'none'}")

@@ -33,13 +33,16 @@ def open_source(data_module, config: dict, data_dir: str | None = None,
                 manual_dir: str | None = None):
   """``data_module.load_source`` of the config's dataset and held-out set.
 
-  ``heldout_split`` (e.g. ImageNet's official 'validation') is passed only when the config
-  sets one, so a data module without held-out splits serves every other config.
+  ``heldout_split`` (e.g. ImageNet's official 'validation') and ``skip_corrupt=False`` (from
+  ``strict_data``) are passed only when the config asks, so a data module without them serves
+  every other config.
   """
-  held_out = {"heldout_split": config["heldout_split"]} if config.get("heldout_split") else {}
+  options = {"heldout_split": config["heldout_split"]} if config.get("heldout_split") else {}
+  if config.get("strict_data"):
+    options["skip_corrupt"] = False
   return data_module.load_source(config["dataset"], data_dir=data_dir, manual_dir=manual_dir,
                                  heldout_size=config["heldout_size"], seed=int(config["seed"]),
-                                 **held_out)
+                                 **options)
 
 
 def eval_resolution(config: dict, plan) -> int:

@@ -25,6 +25,7 @@ from reproduce.train import budgeting
 from reproduce.train import checkpoints as checkpoints_lib
 from reproduce.train import clock as clock_lib
 from reproduce.train import inputs
+from reproduce.train import lock
 from reproduce.train import losses
 from reproduce.train import optim
 from reproduce.train import preemption
@@ -296,6 +297,7 @@ def finish(run: Run, step: int, train_loss: float) -> dict:
   return record
 
 
+@lock.holds_model_dir_lock
 def train(config, plan, model_dir: str, strategy: tf.distribute.Strategy | None = None, *,
           allow_config_change: bool = False, data_dir: str | None = None,
           manual_dir: str | None = None, source=None, data_module=None,

@@ -101,7 +101,11 @@ def record(config: dict, plan, run: RunSummary) -> dict:
 
 
 def write(model_dir: str, results: dict) -> str:
-  """Writes ``model_dir/results.json`` atomically; returns its path."""
+  """Writes ``model_dir/results.json`` atomically; returns its path (``EngineError`` when it
+  cannot be written: the previous file, if any, stays whole)."""
   path = fileio.join(model_dir, schema.FILE)
-  fileio.write_json(path, results)
+  try:
+    fileio.write_json(path, results)
+  except Exception as e:  # pylint: disable=broad-except  # tf.errors.OpError or OSError
+    raise rundir.unusable(model_dir, e, path) from None
   return path

@@ -7,10 +7,12 @@ Layout of ``model_dir`` (local path or gs://, all I/O through ``reproduce.core.f
   checkpoints/     tf.train.CheckpointManager (state file written last = atomic)
   tensorboard/     tf.summary events (scalars + hparams)
   results.json     written once the run has finished (reproduce.core.results)
+  lock             the process training the run (``lock.RunLock``), while it trains
 """
 
 from __future__ import annotations
 
+import re
 import types
 
 import tensorflow as tf
@@ -30,6 +32,23 @@ class EngineError(RuntimeError):
 
 class ConfigMismatchError(EngineError):
   """model_dir holds a run with a different config."""
+
+
+def write_failure(error: BaseException) -> str:
+  """Why a write failed, in a few words ("Permission denied", "File too large", ...)."""
+  if getattr(error, "strerror", None):
+    return error.strerror
+  message = getattr(error, "message", None) or str(error)
+  message = re.sub(r"\s*\[Op:\w+\]\s*$", "", message.strip().splitlines()[0])
+  return message.rsplit("; ", 1)[-1]  # TensorFlow's file errors read "PATH; REASON"
+
+
+def unusable(model_dir: str, error: BaseException, what: str = "") -> EngineError:
+  """The one-line error of a model_dir that cannot be used (``what``: the file not written)."""
+  if what:
+    return EngineError(f"cannot use model_dir {model_dir}: cannot write {what}: "
+                       f"{write_failure(error)}")
+  return EngineError(f"cannot use model_dir {model_dir}: {str(error).splitlines()[0]}")
 
 
 class StoredPlan(types.SimpleNamespace):
@@ -57,8 +76,12 @@ def plan_to_dict(plan) -> dict:
 
 
 def _changed_keys(old: dict, new: dict) -> list[str]:
+  """Keys whose values differ; a key the stored config lacks (added to configs/base.py since
+  the run started) counts as its default."""
+  defaults = config_to_dict({})
   keys = sorted(set(old) | set(new))
-  return [k for k in keys if old.get(k, "<unset>") != new.get(k, "<unset>")]
+  return [k for k in keys
+          if old.get(k, defaults.get(k, "<unset>")) != new.get(k, "<unset>")]
 
 
 def _mismatch(model_dir: str, old: dict, new: dict, changed: list[str]) -> ConfigMismatchError:
@@ -92,4 +115,4 @@ def prepare(model_dir: str, config: dict, plan, allow_config_change: bool = Fals
     fileio.write_json(plan_path, plan_to_dict(plan))
     return plan
   except (tf.errors.OpError, OSError) as e:
-    raise EngineError(f"cannot use model_dir {model_dir}: {str(e).splitlines()[0]}") from None
+    raise unusable(model_dir, e) from None

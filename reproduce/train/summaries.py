@@ -9,11 +9,13 @@ Tags (``model_dir/tensorboard``): ``train/loss``, ``train/learning_rate``,
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import tensorflow as tf
 
 from reproduce.core import cli
+from reproduce.train import rundir
 
 TRAIN_TAGS = ("loss", "learning_rate", "grad_norm", "agc_clip_fraction", "images_per_second",
               "core_hours")
@@ -33,44 +35,53 @@ class Summaries:
   """The TensorBoard writer of one run directory."""
 
   def __init__(self, logdir: str):
+    self.logdir = logdir
     self.writer = tf.summary.create_file_writer(logdir)
+
+  @contextlib.contextmanager
+  def _writing(self):
+    """The writer as default (flushed when the block ends); a write that fails (disk full,
+    read-only) raises a one-line ``rundir.EngineError`` naming the directory."""
+    try:
+      with self.writer.as_default():
+        yield
+    except tf.errors.OpError as e:
+      raise rundir.unusable(os.path.dirname(self.logdir.rstrip("/")), e, self.logdir) from None
 
   def write_hparams(self, config: dict, plan, trial_id: str) -> None:
     """The hparams plugin's session for this run (once, when the run starts fresh)."""
     from tensorboard.plugins.hparams import api as hp  # pylint: disable=g-import-not-at-top
     values = hparams(config, plan)
-    with self.writer.as_default():
+    with self._writing():
       hp.hparams_config(hparams=[hp.HParam(k) for k in values],
                         metrics=[hp.Metric("heldout/loss"), hp.Metric("heldout/top1")])
       hp.hparams(values, trial_id=trial_id)
 
   def write_train(self, step: int, logs: dict) -> None:
-    with self.writer.as_default():
+    with self._writing():
       for tag in TRAIN_TAGS:
         tf.summary.scalar(f"train/{tag}", logs[tag], step=step)
 
   def write_core_hours(self, step: int, core_hours: float) -> None:
-    with self.writer.as_default():
+    with self._writing():
       tf.summary.scalar("train/core_hours", core_hours, step=step)
-    self.writer.flush()
 
   def write_eval(self, step: int, metrics: dict, core_hours: float) -> None:
-    with self.writer.as_default():
+    with self._writing():
       tf.summary.scalar("heldout/loss", metrics["loss"], step=step)
       tf.summary.scalar("heldout/top1", metrics["top1"], step=step)
       # The same curve against compute (micro core hours as the integer x-axis).
       tf.summary.scalar("heldout_vs_core_hours/loss", metrics["loss"],
                         step=int(round(core_hours * 1e6)))
-    self.writer.flush()
 
   def write_budget_warning(self, step: int, text: str) -> None:
     """The budget check's warning as TensorBoard text (tag ``budget/warning``)."""
-    with self.writer.as_default():
+    with self._writing():
       tf.summary.text("budget/warning", text, step=step)
-    self.writer.flush()
 
   def flush(self) -> None:
-    self.writer.flush()
+    with self._writing():
+      pass
 
   def close(self) -> None:
     """Flushes and releases the writer (a process trains many runs: the study's workers)."""
