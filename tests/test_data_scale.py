@@ -8,12 +8,14 @@ name the records it holds.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from reproduce import data
-from reproduce.data import order
+from reproduce.data import order, record_index, tfrecord_source
 
 NUM_RECORDS, HELDOUT = 24, 4
 TRAIN = NUM_RECORDS - HELDOUT
@@ -158,3 +160,114 @@ def test_arrayrecord_glob_errors(tmp_path):
   with pytest.raises(data.DataError, match="unreadable ArrayRecord") as error:
     data.load_source(f"arrayrecord:{tmp_path}/bad.array_record")
   assert "\n" not in str(error.value)
+
+
+# --- the shard order --------------------------------------------------------------------
+
+SHARD_SIZES = (5, 7, 6, 8, 4, 6)  # 36 records; the last 4 held out: train shards end 5+7+6+8+4+2
+SHARD_TRAIN = sum(SHARD_SIZES) - HELDOUT
+TRAIN_SHARDS = (5, 7, 6, 8, 4, 2)
+
+
+@pytest.fixture(scope="module")
+def shard_globs(tmp_path_factory):
+  """The same 36 records (record i: label i) as 6 ArrayRecord and 6 TFRecord files of
+  ``SHARD_SIZES``, each set with its ``record_counts.json`` sidecar."""
+  from array_record.python import array_record_module
+  directory = tmp_path_factory.mktemp("shards")
+  starts = np.cumsum(SHARD_SIZES) - SHARD_SIZES
+  for shard, (start, size) in enumerate(zip(starts, SHARD_SIZES)):
+    name = f"{shard:05d}-of-{len(SHARD_SIZES):05d}"
+    writer = array_record_module.ArrayRecordWriter(str(directory / f"data.array_record-{name}"),
+                                                   "group_size:1")
+    with tf.io.TFRecordWriter(str(directory / f"data.tfrecord-{name}")) as tf_writer:
+      for i in range(start, start + size):
+        writer.write(_example(int(i), int(i)))
+        tf_writer.write(_example(int(i), int(i)))
+    writer.close()
+  globs = {kind: f"{kind}:{directory}/data.{ext}-*"
+           for kind, ext in (("arrayrecord", "array_record"), ("tfrecord", "tfrecord"))}
+  for spec in globs.values():
+    data.write_record_counts(spec)
+  return globs
+
+
+@pytest.fixture
+def opened_files(monkeypatch):
+  """Names of the record files opened (for reading or counting) from now on; labels come
+  from metadata, as for a TFDS-prepared dataset, so a load needs no record."""
+  opened = []
+  for kind, open_file in list(record_index.OPENERS.items()):
+    monkeypatch.setitem(record_index.OPENERS, kind, lambda path, open_file=open_file: (
+        opened.append(os.path.basename(path)), open_file(path))[1])
+  monkeypatch.setattr(record_index, "count_records",
+                      lambda path, kind: opened.append(os.path.basename(path)))
+  monkeypatch.setattr(tfrecord_source, "label_info_from_metadata",
+                      lambda directory: (sum(SHARD_SIZES), False))
+  return opened
+
+
+def _reference_shard_epoch(seed: int, pipelines: int, host: int, epoch: int,
+                           window: int) -> np.ndarray:
+  """The documented rule, written out: host ``host`` owns shards host, host+P, ...; epoch e
+  permutes them by index_shuffle keyed by fold_in(fold_in([seed, 5], host), e), cuts the
+  permuted list into windows of ``window`` shards, and visits window w's records (concatenated
+  in slot order) in the index_shuffle permutation keyed by fold_in(fold_in(fold_in([seed, 1],
+  host), e), w)."""
+  def key(tag, *data_):
+    key_ = tf.constant([seed, tag], tf.int64)
+    for value in data_:
+      key_ = tf.random.experimental.stateless_fold_in(key_, tf.constant(value, tf.int64))
+    return key_
+
+  def shuffle(count, key_):
+    return tf.random.experimental.index_shuffle(
+        tf.range(count, dtype=tf.int64), key_, tf.constant(count - 1, tf.int64)).numpy()
+
+  starts = np.cumsum(TRAIN_SHARDS) - TRAIN_SHARDS
+  mine = list(range(host, len(TRAIN_SHARDS), pipelines))
+  slots = [mine[j] for j in shuffle(len(mine), key(5, host, epoch))]
+  order_ = []
+  for w, begin in enumerate(range(0, len(slots), window)):
+    records = np.concatenate([starts[s] + np.arange(TRAIN_SHARDS[s])
+                              for s in slots[begin:begin + window]])
+    order_.append(records[shuffle(len(records), key(1, host, epoch, w))])
+  return np.concatenate(order_)
+
+
+def _host_stream(source, pipelines: int, host: int, steps: int, start_step: int = 0):
+  """Record ids host ``host`` of ``pipelines`` (one replica each, 2 examples per step) reads."""
+  context = tf.distribute.InputContext(num_input_pipelines=pipelines, input_pipeline_id=host,
+                                       num_replicas_in_sync=pipelines)
+  return _record_ids(_batches(data.train_dataset(
+      source, global_batch_size=2 * pipelines, resolution=4, seed=4, start_step=start_step,
+      input_context=context), steps))
+
+
+@pytest.mark.parametrize("pipelines, window", [(1, 2), (2, 2), (3, 8)])
+def test_shard_order_follows_its_rule_and_resumes_exactly_on_every_host(
+    shard_globs, pipelines, window):
+  """Each host reads the documented per-shard order of its own shards, epoch after epoch
+  (batches straddle its epoch ends), and a resume at any step gives the same stream; over
+  one epoch of every host, the hosts together read each train record once."""
+  source = data.load_source(shard_globs["arrayrecord"], heldout_size=HELDOUT, order="shards",
+                            shard_window=window)
+  assert (source.shard_order.sizes, source.shard_order.window) == (TRAIN_SHARDS, window)
+  epoch_sets = []
+  for host in range(pipelines):
+    expected = np.concatenate([_reference_shard_epoch(4, pipelines, host, e, window)
+                               for e in range(2)])
+    steps = len(expected) // 2
+    whole = _host_stream(source, pipelines, host, steps)
+    np.testing.assert_array_equal(whole, expected[:2 * steps])
+    first_epoch = data.example_order(source, seed=4, epoch=0, pipelines=pipelines,
+                                     pipeline_id=host)
+    at_epoch_end = len(first_epoch) // 2  # the step that holds (or follows) its epoch end
+    resumed = np.concatenate([
+        _host_stream(source, pipelines, host, 3),
+        _host_stream(source, pipelines, host, at_epoch_end - 3, start_step=3),
+        _host_stream(source, pipelines, host, steps - at_epoch_end, start_step=at_epoch_end)])
+    np.testing.assert_array_equal(resumed, whole)
+    np.testing.assert_array_equal(first_epoch, expected[:len(first_epoch)])
+    epoch_sets.append(first_epoch)
+  assert sorted(np.concatenate(epoch_sets).tolist()) == list(range(SHARD_TRAIN))
