@@ -1,6 +1,8 @@
 """The data path at scale: the epoch order as a stateless index permutation (nothing N-sized),
 exact resume, each input pipeline reading only its share of every global batch, and
-``arrayrecord:GLOB`` sources read by index.
+``arrayrecord:GLOB`` sources read by index; the per-shard order for large data (each host
+its own shards, a window of them open, the documented rule, exact resume on every host, no
+file opened at load).
 
 Record ``i`` of the test files has label ``i`` (one class per record), so a batch's targets
 name the records it holds.
@@ -271,3 +273,66 @@ def test_shard_order_follows_its_rule_and_resumes_exactly_on_every_host(
     np.testing.assert_array_equal(first_epoch, expected[:len(first_epoch)])
     epoch_sets.append(first_epoch)
   assert sorted(np.concatenate(epoch_sets).tolist()) == list(range(SHARD_TRAIN))
+
+
+@pytest.mark.parametrize("kind", ["arrayrecord", "tfrecord"])
+def test_loading_opens_no_file_and_a_host_opens_only_its_shards(shard_globs, opened_files,
+                                                                kind):
+  """With the record counts in the sidecar, a load opens no file (no record, header or chunk
+  offset read) and keeps O(files) state; host 1 of 2 then opens only its shards 1, 3, 5 (the
+  last holds the held-out records), each once, and reads the same order in either format."""
+  source = data.load_source(shard_globs[kind], heldout_size=HELDOUT, order="shards",
+                            shard_window=2)  # up to 4 files open: host 1's 3 stay open
+  assert opened_files == [] and source.train_records == range(SHARD_TRAIN)
+  assert len(source.shard_order.sizes) == len(SHARD_SIZES)
+  host_epoch = _reference_shard_epoch(4, 2, 1, 0, window=2)
+  np.testing.assert_array_equal(_host_stream(source, 2, 1, 8), host_epoch[:16])
+  shards_read = sorted(set(name[-14:-9] for name in opened_files))
+  assert shards_read == ["00001", "00003", "00005"] and len(opened_files) == 3
+
+
+def test_record_files_keep_at_most_max_open_files_open():
+  """Files open on first read; beyond ``max_open`` the least recently read is dropped."""
+  opened = []
+
+  def open_file(path):
+    opened.append(path)
+    return lambda position: f"{path}:{position}".encode()
+
+  records = record_index.RecordFiles([("a", 0, 3), ("b", 2, 2), ("c", 0, 4)], open_file,
+                                     max_open=2)
+  assert (len(records), records.file_sizes, opened) == (9, (3, 2, 4), [])
+  assert [records[i] for i in (0, 3, 4, 5, 2)] == [b"a:0", b"b:2", b"b:3", b"c:0", b"a:2"]
+  assert opened == ["a", "b", "c", "a"] and records.opened == 4  # "a" was dropped for "c"
+  assert records[8] == b"c:3" and opened[-1] == "a"  # "c" still open
+  with pytest.raises(IndexError):
+    records.record(9)
+
+
+def test_a_tfds_dataset_is_counted_from_its_metadata(tmp_path, opened_files):
+  """A TFDS dataset's record counts are its metadata's shard lengths: no file opened."""
+  source = data.load_source("digits", data_dir=str(tmp_path), order="shards")
+  assert opened_files == [] and source.shard_order.sizes == (source.train_size,)
+
+
+def test_order_rule_and_errors(shard_globs, tmp_path):
+  """"auto" keeps small data in the global order and picks shards above SHARD_ORDER_FROM."""
+  sizes = (3, 3, 4)
+  assert order.choose_order("auto", sizes, data.SHARD_ORDER_FROM) is None
+  assert order.choose_order("global", sizes, 10**12) is None
+  assert order.choose_order("shards", sizes, 7, window=2).sizes == (3, 3, 1)
+  assert order.choose_order("auto", (10**9, 10**9), data.SHARD_ORDER_FROM + 1).sizes == (
+      data.SHARD_ORDER_FROM + 1,)
+  assert data.load_source(shard_globs["arrayrecord"], heldout_size=HELDOUT).shard_order is None
+  with pytest.raises(data.DataError, match="order='bogus'"):
+    data.load_source(shard_globs["arrayrecord"], heldout_size=HELDOUT, order="bogus")
+  with pytest.raises(data.DataError, match="shard_window=0"):
+    order.choose_order("shards", sizes, 7, window=0)
+  source = data.load_source(shard_globs["tfrecord"], heldout_size=HELDOUT, order="shards")
+  with pytest.raises(data.DataError, match="6 shards for 8 input pipelines"):
+    order.HostShards(source.shard_order, 0, 8, 0)
+  os.makedirs(tmp_path / "c0")
+  with pytest.raises(data.DataError, match="global order"):
+    data.load_source(f"imagefolder:{tmp_path}", order="shards")
+  with pytest.raises(data.DataError, match="tfrecord:GLOB or arrayrecord:GLOB"):
+    data.write_record_counts(str(tmp_path))

@@ -3,7 +3,7 @@ epoch-exact order, stateless preprocessing and augmentation, and the per-host ``
 pipelines.
 
 Modules: ``sources`` (``load_source``) over ``tfds_source``, ``tfrecord_source``,
-``arrayrecord_source``, ``imagefolder_source`` and ``record_index``; ``datasource``
+``imagefolder_source`` and ``record_index``; ``datasource``
 (``DataSource``, held-out rule); ``order``; ``preprocess``; ``randaugment``; ``mixing``;
 ``pipelines``; ``digits`` (a TFDS builder). The public API is re-exported here; the training
 package uses only these names.

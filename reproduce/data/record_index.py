@@ -138,6 +138,7 @@ class _TFRecordFile:
 
 
 OPENERS = {"ArrayRecord": open_array_record, "TFRecord": _TFRecordFile}
+GLOB_KINDS = {"tfrecord": "TFRecord", "arrayrecord": "ArrayRecord"}  # spec prefix: file kind
 
 
 def count_records(path: str, kind: str) -> int:
@@ -170,16 +171,15 @@ def write_record_counts(spec: str) -> str:
   """Writes the ``record_counts.json`` sidecar of the files of ``tfrecord:GLOB`` or
   ``arrayrecord:GLOB`` (counted by opening each file, once), so that later loads open no file
   to count records. Returns its path."""
-  kinds = {"tfrecord": "TFRecord", "arrayrecord": "ArrayRecord"}
   prefix, _, pattern = spec.partition(":")
-  if prefix not in kinds or not pattern:
+  if prefix not in GLOB_KINDS or not pattern:
     raise DataError(f"write_record_counts({spec!r}): use tfrecord:GLOB or arrayrecord:GLOB")
   paths = fileio.glob(pattern)
   if not paths:
     raise DataError(f"{prefix} glob {pattern!r} matches no files")
   sidecar = fileio.join(os.path.dirname(paths[0]), RECORD_COUNTS_FILE)
   counts = fileio.read_json(sidecar) if fileio.exists(sidecar) else {}
-  counts.update({os.path.basename(p): count_records(p, kinds[prefix]) for p in paths})
+  counts.update({os.path.basename(p): count_records(p, GLOB_KINDS[prefix]) for p in paths})
   fileio.write_json(sidecar, counts)
   return sidecar
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import re
 
-from reproduce.data.arrayrecord_source import load_arrayrecord_glob
 from reproduce.data.datasource import DataError, DataSource
-from reproduce.data.order import SHARD_WINDOW
 from reproduce.data.imagefolder_source import load_imagefolder
+from reproduce.data.order import SHARD_WINDOW
+from reproduce.data.record_index import GLOB_KINDS
 from reproduce.data.tfds_source import load_digits, load_tfds, load_tfds_with_heldout_split
-from reproduce.data.tfrecord_source import load_tfrecord_glob
+from reproduce.data.tfrecord_source import load_record_glob
 
 _TFDS_NAME = re.compile(r"[a-z][a-z0-9_]*(/[\w.-]+)?(:[\d.*]+)?")
 _SPEC_HELP = "use digits, tfds:NAME, imagefolder:DIR, tfrecord:GLOB or arrayrecord:GLOB"
@@ -71,10 +71,8 @@ def load_source(dataset: str, data_dir: str | None = None, manual_dir: str | Non
       raise DataError(f"{spec}: order='shards' needs record files (TFDS, tfrecord:, "
                       f"arrayrecord:); an ImageFolder is read in the global order")
     return load_imagefolder(spec, rest, heldout_size, seed, skip_corrupt)
-  if kind == "tfrecord" and rest:
-    return load_tfrecord_glob(spec, rest, heldout_size, *ordering)
-  if kind == "arrayrecord" and rest:
-    return load_arrayrecord_glob(spec, rest, heldout_size, *ordering)
+  if kind in GLOB_KINDS and rest:
+    return load_record_glob(spec, kind, rest, heldout_size, *ordering)
   if kind == "tfds" and rest:
     return load_tfds(spec, rest, data_dir, manual_dir, heldout_size, *ordering)
   if _TFDS_NAME.fullmatch(spec):

@@ -1,11 +1,15 @@
-"""``tfrecord:/path/glob*``: TFRecords of ``tf.train.Example`` with an encoded ``image`` and
-int64 ``label``(s), as a ``DataSource``. Files are read in sorted name order.
+"""``tfrecord:/path/glob*`` and ``arrayrecord:/path/glob*``: TFRecord or ArrayRecord files of
+``tf.train.Example`` with an encoded ``image`` and int64 ``label``(s), as a ``DataSource``.
+Files are read in sorted name order; record ``i`` of the concatenation is read by index.
+ArrayRecord is what TFDS writes by default and what ``tfds convert_format`` makes of TFRecord
+datasets; files must be written with ``group_size:1`` (TFDS does) for fast random reads.
 
 ``num_classes`` and multi-label come from TFDS metadata next to the files when they are a
 prepared TFDS dataset, else from one pass over all labels. Record counts per file come from
 that metadata's shard lengths or a ``record_counts.json`` sidecar, else from reading each
-file's record headers at load (``record_index.file_record_counts``). A file's record offsets
-are read when it is first read from.
+file's record headers (TFRecord) or footer (ArrayRecord) at load
+(``record_index.file_record_counts``). A file's record offsets (TFRecord) or chunk offsets
+(ArrayRecord) are read when it is first read from.
 """
 
 from __future__ import annotations
@@ -16,18 +20,20 @@ from typing import Callable
 from reproduce.core import fileio
 from reproduce.data.datasource import (DataError, DataSource, default_heldout, python_reader,
                                        split_heldout)
-from reproduce.data.record_index import (OPENERS, RecordFiles, example_fetch,
+from reproduce.data.record_index import (GLOB_KINDS, OPENERS, RecordFiles, example_fetch,
                                          file_record_counts, parse_example)
 from reproduce.data.tfds_source import (label_info_from_metadata, read_order,
                                         shard_lengths_from_metadata)
 
 
-def load_tfrecord_glob(spec: str, pattern: str, heldout_size: int | None, order_name: str,
-                       window: int) -> DataSource:
+def load_record_glob(spec: str, prefix: str, pattern: str, heldout_size: int | None,
+                     order_name: str, window: int) -> DataSource:
+  """``prefix:pattern`` (``prefix`` a key of ``GLOB_KINDS``) as a ``DataSource``."""
   paths = fileio.glob(pattern)
   if not paths:
-    raise DataError(f"tfrecord glob {pattern!r} matches no files")
-  return example_files_source(spec, "TFRecord", paths, heldout_size, order_name, window)
+    raise DataError(f"{prefix} glob {pattern!r} matches no files")
+  return example_files_source(spec, GLOB_KINDS[prefix], paths, heldout_size, order_name,
+                              window)
 
 
 def example_files_source(spec: str, kind: str, paths: list[str], heldout_size: int | None,
