@@ -8,7 +8,7 @@ have more shards, as real datasets do) in a temporary directory, with the TFDS m
 (``data.write_record_counts``, the one-time command; timed). Then, for each size, format and
 order, in a fresh process: ``load_source`` + ``train_dataset`` + ``--batches`` batches, timing
 it and reading the resident memory after them (``/proc/self/statm``) and the peak
-(``resource.getrusage``). ``--formats=old_order`` times the rule before the stateless index
+(``VmHWM`` in ``/proc/self/status``). ``--formats=old_order`` times the rule before the stateless index
 permutation (a materialised ``stateless_shuffle`` of all N indices per epoch). Prints a table;
 it is a script, not a test:
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -42,7 +41,11 @@ _CHILD = flags.DEFINE_string("child", None, "internal: measure one FORMAT:ORDER:
 
 
 def _peak_rss_mb() -> float:
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+  """This process's peak resident memory (VmHWM: reset at exec, unlike ``ru_maxrss``, which a
+  child started by ``subprocess`` inherits from the benchmark's own, larger, process)."""
+  with open("/proc/self/status") as f:
+    line = next(line for line in f if line.startswith("VmHWM:"))
+  return int(line.split()[1]) / 1024  # KiB
 
 
 def _rss_mb() -> float:

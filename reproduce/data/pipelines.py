@@ -71,7 +71,7 @@ def _global_order_stream(num_examples: int, seed: int, start_step: int,
     return epoch, order.example_index(position, num_examples, seed, epoch), stream_position
 
   return _own_stream_positions(start_step, global_batch_size, pipelines,
-                               pipeline_id).map(place)
+                               pipeline_id).map(place, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _shard_order_stream(source: DataSource, seed: int, start_step: int,
@@ -95,7 +95,8 @@ def _shard_order_stream(source: DataSource, seed: int, start_step: int,
                          + host_position % share)
       return epoch, host.train_index(tables, epoch, position), stream_position
 
-    return tf.data.Dataset.range(begin, host.size).map(place)
+    return tf.data.Dataset.range(begin, host.size).map(place,
+                                                       num_parallel_calls=tf.data.AUTOTUNE)
 
   epochs = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max)
   return epochs.flat_map(epoch_examples)
@@ -145,7 +146,7 @@ def train_dataset(source: DataSource, *, global_batch_size: int, resolution: int
     start_step: first batch of the stream (resume: the step to resume at).
     input_context: ``tf.distribute.InputContext``; each pipeline yields per-replica batches
       of ``global_batch_size / num_replicas_in_sync`` made of its contiguous slice of every
-      global batch.
+      global batch (in the shard order, from its own shards: ``source.shard_order``).
     augment: overrides of ``source.augment_defaults`` (keys of ``AUGMENT_DEFAULTS``).
     dtype: image dtype (tf.bfloat16 on TPUs).
 

@@ -50,6 +50,7 @@ class RecordFiles:
     self._open_file, self.max_open = open_file, max_open
     self._readers: collections.OrderedDict = collections.OrderedDict()
     self._lock = threading.Lock()
+    self._opening: dict[int, threading.Lock] = {}  # per file: O(files) locks
     self.opened = 0
 
   def __len__(self) -> int:
@@ -57,17 +58,21 @@ class RecordFiles:
 
   def _reader(self, file_id: int) -> Callable[[int], bytes]:
     with self._lock:
-      reader = self._readers.get(file_id)
-      if reader is not None:
+      if file_id in self._readers:
         self._readers.move_to_end(file_id)
-        return reader
-    reader = self._open_file(self.paths[file_id])  # outside the lock: reads run in parallel
-    with self._lock:
-      self.opened += 1
-      self._readers[file_id] = reader
-      while self.max_open is not None and len(self._readers) > self.max_open:
-        # Dropped, not closed: a thread still reading it holds a reference until it is done.
-        self._readers.popitem(last=False)
+        return self._readers[file_id]
+      opening = self._opening.setdefault(file_id, threading.Lock())
+    with opening:  # one thread opens a file; reads of other files go on meanwhile
+      with self._lock:
+        if file_id in self._readers:
+          return self._readers[file_id]
+      reader = self._open_file(self.paths[file_id])
+      with self._lock:
+        self.opened += 1
+        self._readers[file_id] = reader
+        while self.max_open is not None and len(self._readers) > self.max_open:
+          # Dropped, not closed: a thread still reading it holds a reference until done.
+          self._readers.popitem(last=False)
     return reader
 
   def record(self, record_id: int) -> bytes:
