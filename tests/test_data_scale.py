@@ -199,9 +199,15 @@ def opened_files(monkeypatch):
   """Names of the record files opened (for reading or counting) from now on; labels come
   from metadata, as for a TFDS-prepared dataset, so a load needs no record."""
   opened = []
+
+  def recording(open_file):
+    def open_and_record(path):
+      opened.append(os.path.basename(path))
+      return open_file(path)
+    return open_and_record
+
   for kind, open_file in list(record_index.OPENERS.items()):
-    monkeypatch.setitem(record_index.OPENERS, kind, lambda path, open_file=open_file: (
-        opened.append(os.path.basename(path)), open_file(path))[1])
+    monkeypatch.setitem(record_index.OPENERS, kind, recording(open_file))
   monkeypatch.setattr(record_index, "count_records",
                       lambda path, kind: opened.append(os.path.basename(path)))
   monkeypatch.setattr(tfrecord_source, "label_info_from_metadata",
