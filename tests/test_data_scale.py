@@ -1,6 +1,8 @@
 """The data path at scale: the epoch order as a stateless index permutation (nothing N-sized),
 exact resume, each input pipeline reading only its share of every global batch, and
-``arrayrecord:GLOB`` sources read by index.
+``arrayrecord:GLOB`` sources read by index; the per-shard order for large data (each host
+its own shards, a window of them open, the documented rule, exact resume on every host, no
+file opened at load).
 
 Record ``i`` of the test files has label ``i`` (one class per record), so a batch's targets
 name the records it holds.
@@ -8,12 +10,14 @@ name the records it holds.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from reproduce import data
-from reproduce.data import order
+from reproduce.data import order, record_index, tfrecord_source
 
 NUM_RECORDS, HELDOUT = 24, 4
 TRAIN = NUM_RECORDS - HELDOUT
@@ -158,3 +162,183 @@ def test_arrayrecord_glob_errors(tmp_path):
   with pytest.raises(data.DataError, match="unreadable ArrayRecord") as error:
     data.load_source(f"arrayrecord:{tmp_path}/bad.array_record")
   assert "\n" not in str(error.value)
+
+
+# --- the shard order --------------------------------------------------------------------
+
+SHARD_SIZES = (5, 7, 6, 8, 4, 6)  # 36 records; the last 4 held out: train shards end 5+7+6+8+4+2
+SHARD_TRAIN = sum(SHARD_SIZES) - HELDOUT
+TRAIN_SHARDS = (5, 7, 6, 8, 4, 2)
+
+
+@pytest.fixture(scope="module")
+def shard_globs(tmp_path_factory):
+  """The same 36 records (record i: label i) as 6 ArrayRecord and 6 TFRecord files of
+  ``SHARD_SIZES``, each set with its ``record_counts.json`` sidecar."""
+  from array_record.python import array_record_module
+  directory = tmp_path_factory.mktemp("shards")
+  starts = np.cumsum(SHARD_SIZES) - SHARD_SIZES
+  for shard, (start, size) in enumerate(zip(starts, SHARD_SIZES)):
+    name = f"{shard:05d}-of-{len(SHARD_SIZES):05d}"
+    writer = array_record_module.ArrayRecordWriter(str(directory / f"data.array_record-{name}"),
+                                                   "group_size:1")
+    with tf.io.TFRecordWriter(str(directory / f"data.tfrecord-{name}")) as tf_writer:
+      for i in range(start, start + size):
+        writer.write(_example(int(i), int(i)))
+        tf_writer.write(_example(int(i), int(i)))
+    writer.close()
+  globs = {kind: f"{kind}:{directory}/data.{ext}-*"
+           for kind, ext in (("arrayrecord", "array_record"), ("tfrecord", "tfrecord"))}
+  for spec in globs.values():
+    data.write_record_counts(spec)
+  return globs
+
+
+@pytest.fixture
+def opened_files(monkeypatch):
+  """Names of the record files opened (for reading or counting) from now on; labels come
+  from metadata, as for a TFDS-prepared dataset, so a load needs no record."""
+  opened = []
+
+  def recording(open_file):
+    def open_and_record(path):
+      opened.append(os.path.basename(path))
+      return open_file(path)
+    return open_and_record
+
+  for kind, open_file in list(record_index.OPENERS.items()):
+    monkeypatch.setitem(record_index.OPENERS, kind, recording(open_file))
+  monkeypatch.setattr(record_index, "count_records",
+                      lambda path, kind: opened.append(os.path.basename(path)))
+  monkeypatch.setattr(tfrecord_source, "label_info_from_metadata",
+                      lambda directory: (sum(SHARD_SIZES), False))
+  return opened
+
+
+def _reference_shard_epoch(seed: int, pipelines: int, host: int, epoch: int,
+                           window: int) -> np.ndarray:
+  """The documented rule, written out: host ``host`` owns shards host, host+P, ...; epoch e
+  permutes them by index_shuffle keyed by fold_in(fold_in([seed, 5], host), e), cuts the
+  permuted list into windows of ``window`` shards, and visits window w's records (concatenated
+  in slot order) in the index_shuffle permutation keyed by fold_in(fold_in(fold_in([seed, 1],
+  host), e), w)."""
+  def key(tag, *data_):
+    key_ = tf.constant([seed, tag], tf.int64)
+    for value in data_:
+      key_ = tf.random.experimental.stateless_fold_in(key_, tf.constant(value, tf.int64))
+    return key_
+
+  def shuffle(count, key_):
+    return tf.random.experimental.index_shuffle(
+        tf.range(count, dtype=tf.int64), key_, tf.constant(count - 1, tf.int64)).numpy()
+
+  starts = np.cumsum(TRAIN_SHARDS) - TRAIN_SHARDS
+  mine = list(range(host, len(TRAIN_SHARDS), pipelines))
+  slots = [mine[j] for j in shuffle(len(mine), key(5, host, epoch))]
+  order_ = []
+  for w, begin in enumerate(range(0, len(slots), window)):
+    records = np.concatenate([starts[s] + np.arange(TRAIN_SHARDS[s])
+                              for s in slots[begin:begin + window]])
+    order_.append(records[shuffle(len(records), key(1, host, epoch, w))])
+  return np.concatenate(order_)
+
+
+def _host_stream(source, pipelines: int, host: int, steps: int, start_step: int = 0):
+  """Record ids host ``host`` of ``pipelines`` (one replica each, 2 examples per step) reads."""
+  context = tf.distribute.InputContext(num_input_pipelines=pipelines, input_pipeline_id=host,
+                                       num_replicas_in_sync=pipelines)
+  return _record_ids(_batches(data.train_dataset(
+      source, global_batch_size=2 * pipelines, resolution=4, seed=4, start_step=start_step,
+      input_context=context), steps))
+
+
+@pytest.mark.parametrize("pipelines, window", [(1, 2), (2, 2), (3, 8)])
+def test_shard_order_follows_its_rule_and_resumes_exactly_on_every_host(
+    shard_globs, pipelines, window):
+  """Each host reads the documented per-shard order of its own shards, epoch after epoch
+  (batches straddle its epoch ends), and a resume at any step gives the same stream; over
+  one epoch of every host, the hosts together read each train record once."""
+  source = data.load_source(shard_globs["arrayrecord"], heldout_size=HELDOUT, order="shards",
+                            shard_window=window)
+  assert (source.shard_order.sizes, source.shard_order.window) == (TRAIN_SHARDS, window)
+  epoch_sets = []
+  for host in range(pipelines):
+    expected = np.concatenate([_reference_shard_epoch(4, pipelines, host, e, window)
+                               for e in range(2)])
+    steps = len(expected) // 2
+    whole = _host_stream(source, pipelines, host, steps)
+    np.testing.assert_array_equal(whole, expected[:2 * steps])
+    first_epoch = data.example_order(source, seed=4, epoch=0, pipelines=pipelines,
+                                     pipeline_id=host)
+    at_epoch_end = len(first_epoch) // 2  # the step that holds (or follows) its epoch end
+    resumed = np.concatenate([
+        _host_stream(source, pipelines, host, 3),
+        _host_stream(source, pipelines, host, at_epoch_end - 3, start_step=3),
+        _host_stream(source, pipelines, host, steps - at_epoch_end, start_step=at_epoch_end)])
+    np.testing.assert_array_equal(resumed, whole)
+    np.testing.assert_array_equal(first_epoch, expected[:len(first_epoch)])
+    epoch_sets.append(first_epoch)
+  assert sorted(np.concatenate(epoch_sets).tolist()) == list(range(SHARD_TRAIN))
+
+
+@pytest.mark.parametrize("kind", ["arrayrecord", "tfrecord"])
+def test_loading_opens_no_file_and_a_host_opens_only_its_shards(shard_globs, opened_files,
+                                                                kind):
+  """With the record counts in the sidecar, a load opens no file (no record, header or chunk
+  offset read) and keeps O(files) state; host 1 of 2 then opens only its shards 1, 3, 5 (the
+  last holds the held-out records), each once, and reads the same order in either format."""
+  source = data.load_source(shard_globs[kind], heldout_size=HELDOUT, order="shards",
+                            shard_window=2)  # up to 4 files open: host 1's 3 stay open
+  assert opened_files == [] and source.train_records == range(SHARD_TRAIN)
+  assert len(source.shard_order.sizes) == len(SHARD_SIZES)
+  host_epoch = _reference_shard_epoch(4, 2, 1, 0, window=2)
+  np.testing.assert_array_equal(_host_stream(source, 2, 1, 8), host_epoch[:16])
+  shards_read = sorted(set(name[-14:-9] for name in opened_files))
+  assert shards_read == ["00001", "00003", "00005"] and len(opened_files) == 3
+
+
+def test_record_files_keep_at_most_max_open_files_open():
+  """Files open on first read; beyond ``max_open`` the least recently read is dropped."""
+  opened = []
+
+  def open_file(path):
+    opened.append(path)
+    return lambda position: f"{path}:{position}".encode()
+
+  records = record_index.RecordFiles([("a", 0, 3), ("b", 2, 2), ("c", 0, 4)], open_file,
+                                     max_open=2)
+  assert (len(records), records.file_sizes, opened) == (9, (3, 2, 4), [])
+  assert [records[i] for i in (0, 3, 4, 5, 2)] == [b"a:0", b"b:2", b"b:3", b"c:0", b"a:2"]
+  assert opened == ["a", "b", "c", "a"] and records.opened == 4  # "a" was dropped for "c"
+  assert records[8] == b"c:3" and opened[-1] == "a"  # "c" still open
+  with pytest.raises(IndexError):
+    records.record(9)
+
+
+def test_a_tfds_dataset_is_counted_from_its_metadata(tmp_path, opened_files):
+  """A TFDS dataset's record counts are its metadata's shard lengths: no file opened."""
+  source = data.load_source("digits", data_dir=str(tmp_path), order="shards")
+  assert opened_files == [] and source.shard_order.sizes == (source.train_size,)
+
+
+def test_order_rule_and_errors(shard_globs, tmp_path):
+  """"auto" keeps small data in the global order and picks shards above SHARD_ORDER_FROM."""
+  sizes = (3, 3, 4)
+  assert order.choose_order("auto", sizes, data.SHARD_ORDER_FROM) is None
+  assert order.choose_order("global", sizes, 10**12) is None
+  assert order.choose_order("shards", sizes, 7, window=2).sizes == (3, 3, 1)
+  assert order.choose_order("auto", (10**9, 10**9), data.SHARD_ORDER_FROM + 1).sizes == (
+      data.SHARD_ORDER_FROM + 1,)
+  assert data.load_source(shard_globs["arrayrecord"], heldout_size=HELDOUT).shard_order is None
+  with pytest.raises(data.DataError, match="order='bogus'"):
+    data.load_source(shard_globs["arrayrecord"], heldout_size=HELDOUT, order="bogus")
+  with pytest.raises(data.DataError, match="shard_window=0"):
+    order.choose_order("shards", sizes, 7, window=0)
+  source = data.load_source(shard_globs["tfrecord"], heldout_size=HELDOUT, order="shards")
+  with pytest.raises(data.DataError, match="6 shards for 8 input pipelines"):
+    order.HostShards(source.shard_order, 0, 8, 0)
+  os.makedirs(tmp_path / "c0")
+  with pytest.raises(data.DataError, match="global order"):
+    data.load_source(f"imagefolder:{tmp_path}", order="shards")
+  with pytest.raises(data.DataError, match="tfrecord:GLOB or arrayrecord:GLOB"):
+    data.write_record_counts(str(tmp_path))

@@ -3,7 +3,7 @@ epoch-exact order, stateless preprocessing and augmentation, and the per-host ``
 pipelines.
 
 Modules: ``sources`` (``load_source``) over ``tfds_source``, ``tfrecord_source``,
-``arrayrecord_source``, ``imagefolder_source`` and ``record_index``; ``datasource``
+``imagefolder_source`` and ``record_index``; ``datasource``
 (``DataSource``, held-out rule); ``order``; ``preprocess``; ``randaugment``; ``mixing``;
 ``pipelines``; ``digits`` (a TFDS builder). The public API is re-exported here; the training
 package uses only these names.
@@ -11,12 +11,14 @@ package uses only these names.
 
 from reproduce.data.datasource import AUGMENT_DEFAULTS, DataError, DataSource, describe
 from reproduce.data.mixing import mix_batch
-from reproduce.data.order import example_order
+from reproduce.data.order import SHARD_ORDER_FROM, SHARD_WINDOW, example_order
 from reproduce.data.pipelines import heldout_dataset, train_dataset
 from reproduce.data.preprocess import (EVAL_CROPS, MEAN_RGB, STDDEV_RGB, eval_crop_padding,
                                        eval_image, train_image)
+from reproduce.data.record_index import write_record_counts
 from reproduce.data.sources import load_source
 
-__all__ = ["AUGMENT_DEFAULTS", "EVAL_CROPS", "MEAN_RGB", "STDDEV_RGB", "DataError", "DataSource",
-           "describe", "eval_crop_padding", "eval_image", "example_order", "heldout_dataset",
-           "load_source", "mix_batch", "train_dataset", "train_image"]
+__all__ = ["AUGMENT_DEFAULTS", "EVAL_CROPS", "MEAN_RGB", "SHARD_ORDER_FROM", "SHARD_WINDOW",
+           "STDDEV_RGB", "DataError", "DataSource", "describe", "eval_crop_padding",
+           "eval_image", "example_order", "heldout_dataset", "load_source", "mix_batch",
+           "train_dataset", "train_image", "write_record_counts"]

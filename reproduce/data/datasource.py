@@ -32,6 +32,15 @@ class DataError(ValueError):
   """Bad dataset spec, missing files or data; the message is one line."""
 
 
+@dataclasses.dataclass(frozen=True)
+class ShardOrder:
+  """A source read in the per-shard order (``order.py``): ``sizes`` are the train examples of
+  each shard (shards hold consecutive train indices, in order), ``window`` the shards a host
+  reads at a time."""
+  sizes: tuple[int, ...]
+  window: int
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class DataSource:
   """A random-access labelled image dataset with a carved-out held-out set.
@@ -53,6 +62,8 @@ class DataSource:
       "vit" (resize the shorter side, crop).
     skipped_corrupt: files dropped as unreadable (ImageFolder).
     description: where the data was read from.
+    shard_order: None: the train stream visits each epoch in one global permutation; else
+      in the per-shard order over these shards (``order.py``, docs/data.md).
   """
   name: str
   num_classes: int
@@ -68,6 +79,7 @@ class DataSource:
   eval_crop: str = "nfnet"
   skipped_corrupt: int = 0
   description: str = ""
+  shard_order: ShardOrder | None = None
 
 
 def describe(source: DataSource) -> dict[str, Any]:

@@ -4,7 +4,10 @@ held-out set, each sharded over ``tf.distribute`` input pipelines.
 The train stream is the concatenation of epochs, epoch ``e`` in ``example_order(source, seed,
 e)``, each position's example computed on its own (``order.example_index``: nothing N-sized);
 batch ``s`` is ``stream[s*B:(s+1)*B]``, so recreating the stream with ``start_step=s`` resumes
-exactly, and each input pipeline computes only its slice of every global batch. Augmentation
+exactly, and each input pipeline computes only its slice of every global batch. Sources in
+the shard order (``source.shard_order``): each input pipeline reads its own stream of epochs
+over its own shards, ``B/P`` examples per step, resumed likewise at position
+``start_step * B/P``. Augmentation
 seeds come from (seed, epoch, example index), mixing seeds from the stream position. See
 docs/data.md.
 """
@@ -58,6 +61,47 @@ def _own_stream_positions(start_step: int, global_batch_size: int, pipelines: in
   return steps.map(lambda step: step * global_batch_size + offsets).unbatch()
 
 
+def _global_order_stream(num_examples: int, seed: int, start_step: int,
+                         global_batch_size: int, pipelines: int,
+                         pipeline_id: int) -> tf.data.Dataset:
+  """(epoch, train index, stream position) of this pipeline's examples in the global order."""
+
+  def place(stream_position):
+    epoch, position = stream_position // num_examples, stream_position % num_examples
+    return epoch, order.example_index(position, num_examples, seed, epoch), stream_position
+
+  return _own_stream_positions(start_step, global_batch_size, pipelines,
+                               pipeline_id).map(place, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _shard_order_stream(source: DataSource, seed: int, start_step: int,
+                        global_batch_size: int, pipelines: int,
+                        pipeline_id: int) -> tf.data.Dataset:
+  """(host epoch, train index, stream position) of this pipeline's examples in the shard
+  order: its own stream of epochs over its shards (``order.HostShards``), ``B/P`` examples per
+  step, from position ``start_step * B/P`` on; the stream position is where the example sits
+  in the global stream (batch ``s`` holds pipeline ``i``'s slice at ``s*B + i*B/P``)."""
+  host = order.HostShards(source.shard_order, seed, pipelines, pipeline_id)
+  share = global_batch_size // pipelines
+  first_epoch, first_position = divmod(int(start_step) * share, host.size)
+
+  def epoch_examples(epoch):
+    tables = host.epoch_tables(epoch)
+    begin = tf.where(epoch == first_epoch, tf.constant(first_position, tf.int64), 0)
+
+    def place(position):
+      host_position = epoch * host.size + position
+      stream_position = ((host_position // share) * global_batch_size + pipeline_id * share
+                         + host_position % share)
+      return epoch, host.train_index(tables, epoch, position), stream_position
+
+    return tf.data.Dataset.range(begin, host.size).map(place,
+                                                       num_parallel_calls=tf.data.AUTOTUNE)
+
+  epochs = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max)
+  return epochs.flat_map(epoch_examples)
+
+
 def _options() -> tf.data.Options:
   options = tf.data.Options()
   options.deterministic = True
@@ -102,7 +146,7 @@ def train_dataset(source: DataSource, *, global_batch_size: int, resolution: int
     start_step: first batch of the stream (resume: the step to resume at).
     input_context: ``tf.distribute.InputContext``; each pipeline yields per-replica batches
       of ``global_batch_size / num_replicas_in_sync`` made of its contiguous slice of every
-      global batch.
+      global batch (in the shard order, from its own shards: ``source.shard_order``).
     augment: overrides of ``source.augment_defaults`` (keys of ``AUGMENT_DEFAULTS``).
     dtype: image dtype (tf.bfloat16 on TPUs).
 
@@ -113,15 +157,17 @@ def train_dataset(source: DataSource, *, global_batch_size: int, resolution: int
   per_replica, pipelines, pipeline_id = _sharding(global_batch_size, input_context)
   if start_step < 0:
     raise DataError(f"start_step={start_step} must be >= 0")
-  num_examples = source.train_size
   train_record = record_lookup(source.train_records)
   seed = int(seed)
-  dataset = _own_stream_positions(start_step, global_batch_size, pipelines, pipeline_id)
+  if source.shard_order is None:
+    dataset = _global_order_stream(source.train_size, seed, start_step, global_batch_size,
+                                   pipelines, pipeline_id)
+  else:
+    dataset = _shard_order_stream(source, seed, start_step, global_batch_size, pipelines,
+                                  pipeline_id)
   augment_seed = order.base_seed(seed, order.AUGMENT_TAG)
 
-  def load(stream_position):
-    epoch, position = stream_position // num_examples, stream_position % num_examples
-    index = order.example_index(position, num_examples, seed, epoch)
+  def load(epoch, index, stream_position):
     encoded, target = source.read(train_record(index))
     example_seed = order.fold_in(order.fold_in(augment_seed, epoch), index)
     image = crop_and_flip(encoded, example_seed, resolution, settings)

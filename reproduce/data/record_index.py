@@ -1,19 +1,27 @@
-"""Random access to files of ``tf.train.Example``s: ArrayRecord files through their own index
-(``open_array_records``), TFRecord files through an offset index (``TFRecordIndex``).
+"""Random access to files of ``tf.train.Example``s by one record id (file after file):
+``RecordFiles`` over ArrayRecord or TFRecord files, and ``tf.train.Example`` parsing.
 
-The TFRecord index reads only the 12-byte record headers (but all of them, at load) and keeps
-(file, offset, length) per record (20 bytes each); a record is then one ``os.pread`` on local
-files (thread-safe, so parallel ``tf.data`` maps share one descriptor per thread) or one seek on
-remote ``tf.io.gfile`` paths. Binary reads at offsets are not whole-file I/O, so they bypass
+A file is opened when a record of it is first read, and at most ``max_open`` files are kept
+open (the least recently read is dropped first), so memory is O(open files x file size), not
+O(all records). Opening an ArrayRecord file loads its chunk offsets (8 bytes per record of
+that file); opening a TFRecord file reads that file's 12-byte record headers and keeps
+(offset, length) per record (16 bytes). A TFRecord record is then one ``os.pread`` on local
+files (thread-safe, so parallel ``tf.data`` maps share one descriptor) or one seek on remote
+``tf.io.gfile`` paths. Binary reads at offsets are not whole-file I/O, so they bypass
 ``reproduce.core.fileio``.
+
+Record counts per file (``file_record_counts``) come from a ``record_counts.json`` sidecar
+next to the files (``write_record_counts``, once per dataset), else from opening every file.
 """
 
 from __future__ import annotations
 
+import bisect
+import collections
 import os
 import struct
 import threading
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -23,6 +31,7 @@ from reproduce.data.datasource import DataError, multi_hot
 
 IMAGE_KEYS = ("image", "image/encoded")
 LABEL_KEYS = ("label", "labels", "image/class/label")
+RECORD_COUNTS_FILE = "record_counts.json"  # {file name: records}, next to the files
 _HEADER_BYTES = 12  # uint64 length + uint32 masked crc
 _FOOTER_BYTES = 4   # uint32 masked crc of the data
 
@@ -49,40 +58,51 @@ def masked_crc32c(data: bytes) -> int:
   return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
-class TFRecordIndex:
-  """(file, offset, length) of every record in ``paths``, read from the record headers.
+class RecordFiles:
+  """Records of files read by one id: ``files`` are (path, first record, record count), ids
+  run file after file. ``open_file(path) -> read(position) -> bytes``; at most ``max_open``
+  files are kept open (None: all). ``opened`` counts file opens (for tests and logs)."""
 
-  Each header's CRC and each record's extent are checked at load time, so a corrupt or
-  truncated file is a one-line ``DataError`` naming it (record bodies are not read then).
-  """
-
-  def __init__(self, paths: list[str]):
-    self.paths = list(paths)
-    file_ids, offsets, lengths = [], [], []
-    for file_id, path in enumerate(self.paths):
-      for offset, length in _record_extents(path):
-        file_ids.append(file_id)
-        offsets.append(offset)
-        lengths.append(length)
-    self.file_ids = np.asarray(file_ids, np.int32)
-    self.offsets = np.asarray(offsets, np.int64)
-    self.lengths = np.asarray(lengths, np.int64)
-    self._local = threading.local()
+  def __init__(self, files: Sequence[tuple[str, int, int]],
+               open_file: Callable[[str], Callable[[int], bytes]], max_open: int | None):
+    self.paths = [os.fspath(path) for path, _, _ in files]
+    self.skips = [int(skip) for _, skip, _ in files]
+    self.file_sizes = tuple(int(count) for _, _, count in files)
+    self.starts = [0, *np.cumsum(self.file_sizes, dtype=np.int64).tolist()]
+    self._open_file, self.max_open = open_file, max_open
+    self._readers: collections.OrderedDict = collections.OrderedDict()
+    self._lock = threading.Lock()
+    self._opening: dict[int, threading.Lock] = {}  # per file: O(files) locks
+    self.opened = 0
 
   def __len__(self) -> int:
-    return len(self.offsets)
+    return self.starts[-1]
+
+  def _reader(self, file_id: int) -> Callable[[int], bytes]:
+    with self._lock:
+      if file_id in self._readers:
+        self._readers.move_to_end(file_id)
+        return self._readers[file_id]
+      opening = self._opening.setdefault(file_id, threading.Lock())
+    with opening:  # one thread opens a file; reads of other files go on meanwhile
+      with self._lock:
+        if file_id in self._readers:
+          return self._readers[file_id]
+      reader = self._open_file(self.paths[file_id])
+      with self._lock:
+        self.opened += 1
+        self._readers[file_id] = reader
+        while self.max_open is not None and len(self._readers) > self.max_open:
+          # Dropped, not closed: a thread still reading it holds a reference until done.
+          self._readers.popitem(last=False)
+    return reader
 
   def record(self, record_id: int) -> bytes:
-    path = self.paths[self.file_ids[record_id]]
-    offset, length = int(self.offsets[record_id]), int(self.lengths[record_id])
-    if not fileio.is_remote(path):
-      descriptors = self._local.__dict__.setdefault("fds", {})
-      if path not in descriptors:
-        descriptors[path] = os.open(path, os.O_RDONLY)
-      return os.pread(descriptors[path], length, offset)
-    with tf.io.gfile.GFile(path, "rb") as f:
-      f.seek(offset)
-      return f.read(length)
+    if not 0 <= record_id < len(self):
+      raise IndexError(f"record {record_id} outside 0..{len(self) - 1}")
+    file_id = bisect.bisect_right(self.starts, record_id) - 1
+    position = self.skips[file_id] + record_id - self.starts[file_id]
+    return self._reader(file_id)(position)
 
   __getitem__ = record
 
@@ -111,18 +131,100 @@ def _record_extents(path: str) -> list[tuple[int, int]]:
   return extents
 
 
-def open_array_records(files: Sequence, what: str):
-  """An ``ArrayRecordDataSource`` (``len``, ``[record_id] -> bytes``) over ``files``: paths,
-  or TFDS ``FileInstruction``s (which need no file opened to count records)."""
-  from array_record.python import array_record_data_source  # pylint: disable=g-import-not-at-top
+def _with_array_record(path: str, use: Callable, **options):
+  """``use(reader)`` of an ``ArrayRecordReader`` of ``path``; its errors as one DataError."""
+  from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
   try:
-    # Default reader options: a file's chunk offsets (8 bytes per record) are loaded when
-    # it is first read. "index_storage_option:offloaded" would keep them on disk, but made
-    # random reads about 25x slower (array_record 0.8.6; docs/data.md).
-    return array_record_data_source.ArrayRecordDataSource(list(files))
+    return use(array_record_module.ArrayRecordReader(path, **options))
   except (OSError, ValueError, RuntimeError) as e:
     message = str(e).splitlines()[0] if str(e) else type(e).__name__
-    raise DataError(f"{what}: unreadable ArrayRecord files ({message})") from None
+    raise DataError(f"{path}: unreadable ArrayRecord file ({message})") from None
+
+
+def open_array_record(path: str) -> Callable[[int], bytes]:
+  """``read(position)`` of one ArrayRecord file (its chunk offsets loaded now)."""
+  # array_record's data-source defaults. "index_storage_option:offloaded" would keep the
+  # offsets on disk but made random reads about 25x slower (array_record 0.8.6; docs/data.md).
+  reader = _with_array_record(path, lambda reader: reader, options="readahead_buffer_size:0",
+                              file_reader_buffer_size=32768)
+  return lambda position: reader.read([position])[0]
+
+
+def _tfrecord_headers(path: str) -> tuple[np.ndarray, np.ndarray]:
+  """(data offset, data length) of every record of one TFRecord file, from its headers
+  (checked: ``_record_extents``)."""
+  extents = _record_extents(path)
+  offsets = np.asarray([offset for offset, _ in extents], np.int64)
+  lengths = np.asarray([length for _, length in extents], np.int64)
+  return offsets, lengths
+
+
+class _TFRecordFile:
+  """``read(position)`` of one TFRecord file through its header index."""
+
+  def __init__(self, path: str):
+    self.path = path
+    self.offsets, self.lengths = _tfrecord_headers(path)
+    self._descriptor = None if fileio.is_remote(path) else os.open(path, os.O_RDONLY)
+
+  def __call__(self, position: int) -> bytes:
+    offset, length = int(self.offsets[position]), int(self.lengths[position])
+    if self._descriptor is not None:
+      return os.pread(self._descriptor, length, offset)
+    with tf.io.gfile.GFile(self.path, "rb") as f:
+      f.seek(offset)
+      return f.read(length)
+
+  def __del__(self):
+    if getattr(self, "_descriptor", None) is not None:
+      os.close(self._descriptor)
+
+
+OPENERS = {"ArrayRecord": open_array_record, "TFRecord": _TFRecordFile}
+GLOB_KINDS = {"tfrecord": "TFRecord", "arrayrecord": "ArrayRecord"}  # spec prefix: file kind
+
+
+def count_records(path: str, kind: str) -> int:
+  """Records in one file, by opening it (ArrayRecord: its footer; TFRecord: its headers)."""
+  if kind == "TFRecord":
+    return len(_tfrecord_headers(path)[0])
+
+  def count_and_close(reader) -> int:
+    count = reader.num_records()
+    reader.close()
+    return count
+
+  return _with_array_record(path, count_and_close)
+
+
+def file_record_counts(paths: Sequence[str], kind: str,
+                       known: dict[str, int] | None = None) -> list[int]:
+  """Records per file: from ``known`` ({file name: count}, e.g. TFDS shard lengths) or the
+  ``record_counts.json`` sidecar next to the files where they name every file, else by
+  opening each file (``count_records``)."""
+  names = [os.path.basename(path) for path in paths]
+  sidecar = fileio.join(os.path.dirname(paths[0]), RECORD_COUNTS_FILE)
+  for counts in (known or {}, fileio.read_json(sidecar) if fileio.exists(sidecar) else {}):
+    if all(name in counts for name in names):
+      return [int(counts[name]) for name in names]
+  return [count_records(path, kind) for path in paths]
+
+
+def write_record_counts(spec: str) -> str:
+  """Writes the ``record_counts.json`` sidecar of the files of ``tfrecord:GLOB`` or
+  ``arrayrecord:GLOB`` (counted by opening each file, once), so that later loads open no file
+  to count records. Returns its path."""
+  prefix, _, pattern = spec.partition(":")
+  if prefix not in GLOB_KINDS or not pattern:
+    raise DataError(f"write_record_counts({spec!r}): use tfrecord:GLOB or arrayrecord:GLOB")
+  paths = fileio.glob(pattern)
+  if not paths:
+    raise DataError(f"{prefix} glob {pattern!r} matches no files")
+  sidecar = fileio.join(os.path.dirname(paths[0]), RECORD_COUNTS_FILE)
+  counts = fileio.read_json(sidecar) if fileio.exists(sidecar) else {}
+  counts.update({os.path.basename(p): count_records(p, GLOB_KINDS[prefix]) for p in paths})
+  fileio.write_json(sidecar, counts)
+  return sidecar
 
 
 def example_fetch(records, image_key: str | None, label_key: str | None, num_classes: int):

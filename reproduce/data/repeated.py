@@ -54,6 +54,9 @@ def train_dataset(source: DataSource, *, multiplicity: int, global_batch_size: i
     raise DataError("repeated augmentation does not support mixup/cutmix")
   if multiplicity < 1 or start_step < 0:
     raise DataError(f"multiplicity={multiplicity} must be >= 1, start_step >= 0")
+  if source.shard_order is not None:
+    raise DataError(f"{source.name}: repeated augmentation reads the global order; load the "
+                    f"source with order='global'")
   per_replica, pipelines, pipeline_id = _share(global_batch_size, multiplicity, input_context)
   num_examples, unique = source.train_size, unique_per_epoch(source.train_size, multiplicity)
   if unique < 1:

@@ -5,8 +5,8 @@ Specs:
   ``tfds:NAME`` or ``NAME``  a prepared TFDS dataset (``imagenet2012`` prepares from manual tars).
   ``imagefolder:/root``      ``root/[train/]<class>/<image>`` files.
   ``tfrecord:/path/glob*``   TFRecords of ``tf.train.Example`` with ``image`` (encoded) + ``label``.
-  ``arrayrecord:/path/glob*`` the same Examples in ArrayRecord files (scales: nothing read at
-                             start-up but the file footers).
+  ``arrayrecord:/path/glob*`` the same Examples in ArrayRecord files (scales: no record
+                             read at start-up).
 
 Every source is random access: a train example is addressed by its index ``0..train_size-1``.
 """
@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import re
 
-from reproduce.data.arrayrecord_source import load_arrayrecord_glob
 from reproduce.data.datasource import DataError, DataSource
 from reproduce.data.imagefolder_source import load_imagefolder
+from reproduce.data.order import SHARD_WINDOW
+from reproduce.data.record_index import GLOB_KINDS
 from reproduce.data.tfds_source import load_digits, load_tfds, load_tfds_with_heldout_split
-from reproduce.data.tfrecord_source import load_tfrecord_glob
+from reproduce.data.tfrecord_source import load_record_glob
 
 _TFDS_NAME = re.compile(r"[a-z][a-z0-9_]*(/[\w.-]+)?(:[\d.*]+)?")
 _SPEC_HELP = "use digits, tfds:NAME, imagefolder:DIR, tfrecord:GLOB or arrayrecord:GLOB"
@@ -27,7 +28,8 @@ _SPEC_HELP = "use digits, tfds:NAME, imagefolder:DIR, tfrecord:GLOB or arrayreco
 
 def load_source(dataset: str, data_dir: str | None = None, manual_dir: str | None = None,
                 heldout_size: int | None = None, seed: int = 0, *,
-                skip_corrupt: bool = True, heldout_split: str | None = None) -> DataSource:
+                skip_corrupt: bool = True, heldout_split: str | None = None,
+                order: str = "auto", shard_window: int = SHARD_WINDOW) -> DataSource:
   """Opens a dataset and carves the held-out set from its train split (or reads it from
   ``heldout_split``).
 
@@ -42,6 +44,11 @@ def load_source(dataset: str, data_dir: str | None = None, manual_dir: str | Non
     skip_corrupt: ImageFolder only: drop unreadable images with a warning (else DataError).
     heldout_split: TFDS only: the held-out set is this whole split (e.g. ImageNet's official
       50k 'validation') and training uses the whole train split; None carves it from train.
+    order: the train stream's order: "global" (one permutation of all train examples per
+      epoch), "shards" (per-host shard order, memory per host independent of the dataset
+      size; not for ImageFolder) or "auto" (shards above ``SHARD_ORDER_FROM`` train
+      examples). See docs/data.md.
+    shard_window: shards a host reads at a time in the shard order.
 
   Returns:
     The DataSource.
@@ -53,32 +60,37 @@ def load_source(dataset: str, data_dir: str | None = None, manual_dir: str | Non
   if not spec:
     raise DataError(f"--dataset is empty: {_SPEC_HELP}")
   kind, _, rest = spec.partition(":")
+  ordering = (order, shard_window)
   if heldout_split:
     return _with_heldout_split(spec, kind, rest, data_dir, manual_dir, heldout_size,
-                               heldout_split)
+                               heldout_split, ordering)
   if spec == "digits":
-    return load_digits(data_dir, heldout_size)
+    return load_digits(data_dir, heldout_size, *ordering)
   if kind == "imagefolder" and rest:
+    if order == "shards":
+      raise DataError(f"{spec}: order='shards' needs record files (TFDS, tfrecord:, "
+                      f"arrayrecord:); an ImageFolder is read in the global order")
     return load_imagefolder(spec, rest, heldout_size, seed, skip_corrupt)
-  if kind == "tfrecord" and rest:
-    return load_tfrecord_glob(spec, rest, heldout_size)
-  if kind == "arrayrecord" and rest:
-    return load_arrayrecord_glob(spec, rest, heldout_size)
+  if kind in GLOB_KINDS and rest:
+    return load_record_glob(spec, kind, rest, heldout_size, *ordering)
   if kind == "tfds" and rest:
-    return load_tfds(spec, rest, data_dir, manual_dir, heldout_size)
+    return load_tfds(spec, rest, data_dir, manual_dir, heldout_size, *ordering)
   if _TFDS_NAME.fullmatch(spec):
-    return load_tfds(spec, spec, data_dir, manual_dir, heldout_size)
+    return load_tfds(spec, spec, data_dir, manual_dir, heldout_size, *ordering)
   raise DataError(f"unknown dataset spec {dataset!r}: {_SPEC_HELP}")
 
 
 def _with_heldout_split(spec: str, kind: str, rest: str, data_dir, manual_dir,
-                        heldout_size: int | None, heldout_split: str) -> DataSource:
+                        heldout_size: int | None, heldout_split: str,
+                        ordering: tuple[str, int]) -> DataSource:
   """A TFDS source whose held-out set is a whole split of its own."""
   if heldout_size is not None:
     raise DataError(f"{spec}: set heldout_size or heldout_split={heldout_split!r}, not both")
   if kind == "tfds" and rest:
-    return load_tfds_with_heldout_split(spec, rest, data_dir, manual_dir, heldout_split)
+    return load_tfds_with_heldout_split(spec, rest, data_dir, manual_dir, heldout_split,
+                                        *ordering)
   if _TFDS_NAME.fullmatch(spec) and spec != "digits":
-    return load_tfds_with_heldout_split(spec, spec, data_dir, manual_dir, heldout_split)
+    return load_tfds_with_heldout_split(spec, spec, data_dir, manual_dir, heldout_split,
+                                        *ordering)
   raise DataError(f"heldout_split={heldout_split!r} needs a TFDS dataset (tfds:NAME), "
                   f"not {spec!r}")

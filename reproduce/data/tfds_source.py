@@ -1,9 +1,8 @@
 """TFDS datasets as ``DataSource``s: ``tfds:NAME`` / ``NAME``, and ``digits`` (the kit's
 ``sklearn_digits`` builder, prepared offline on first use).
 
-Random access to the train split: an ArrayRecord data source over the split's file
-instructions (``record_index``) for array_record files, a TFRecord offset index
-(``record_index.TFRecordIndex``, one header pass at load) for TFRecord files.
+Random access to a split: ``record_index.RecordFiles`` over its array_record or TFRecord
+files, record counts from the metadata's shard lengths (no file opened at load).
 """
 
 from __future__ import annotations
@@ -14,9 +13,10 @@ import os
 import tensorflow as tf
 
 from reproduce.core import fileio
-from reproduce.data.record_index import TFRecordIndex, example_fetch, open_array_records
-from reproduce.data.datasource import (AUGMENT_DEFAULTS, DataError, DataSource, default_heldout,
-                                       fraction_heldout, python_reader,
+from reproduce.data import order
+from reproduce.data.record_index import OPENERS, RecordFiles, example_fetch
+from reproduce.data.datasource import (AUGMENT_DEFAULTS, DataError, DataSource, ShardOrder,
+                                       default_heldout, fraction_heldout, python_reader,
                                        split_heldout)
 
 DEFAULT_DATA_CACHE = os.path.join("~", ".cache", "nfnet_vit_scaling", "tensorflow_datasets")
@@ -32,28 +32,33 @@ def digits_data_dir(data_dir: str | None) -> str:
   return fileio.expand(data_dir or DEFAULT_DATA_CACHE)
 
 
-def load_digits(data_dir: str | None, heldout_size: int | None) -> DataSource:
+def load_digits(data_dir: str | None, heldout_size: int | None, order_name: str = "auto",
+                window: int = order.SHARD_WINDOW) -> DataSource:
   from reproduce.data import digits  # registers the 'sklearn_digits' builder
   del digits
   builder = _builder("digits", "sklearn_digits", digits_data_dir(data_dir))
   if not builder.is_prepared():
     builder.download_and_prepare(file_format="array_record")
   source = _source_from_builder(builder, "digits", "sklearn_digits", heldout_size,
-                                default_fraction=DIGITS_HELDOUT_FRACTION)
+                                DIGITS_HELDOUT_FRACTION, order_name, window)
   # The digit fills the whole 32 px frame: no eval crop.
   return dataclasses.replace(source, augment_defaults=dict(DIGITS_AUGMENT),
                              eval_crop_padding=0)
 
 
-def load_tfds(spec: str, name: str, data_dir: str | None,
-              manual_dir: str | None, heldout_size: int | None) -> DataSource:
+def load_tfds(spec: str, name: str, data_dir: str | None, manual_dir: str | None,
+              heldout_size: int | None, order_name: str = "auto",
+              window: int = order.SHARD_WINDOW) -> DataSource:
   """A prepared TFDS dataset (``imagenet2012`` prepares itself from ``manual_dir``)."""
   builder = _prepared_builder(spec, name, data_dir, manual_dir)
-  return _source_from_builder(builder, spec, name, heldout_size)
+  return _source_from_builder(builder, spec, name, heldout_size, order_name=order_name,
+                              window=window)
 
 
 def load_tfds_with_heldout_split(spec: str, name: str, data_dir: str | None,
-                                 manual_dir: str | None, heldout_split: str) -> DataSource:
+                                 manual_dir: str | None, heldout_split: str,
+                                 order_name: str = "auto",
+                                 window: int = order.SHARD_WINDOW) -> DataSource:
   """A prepared TFDS dataset: all of 'train' to train on, all of ``heldout_split`` held out.
 
   Record ids ``0..T-1`` are the train split's, ``T..T+H-1`` the held-out split's.
@@ -64,9 +69,11 @@ def load_tfds_with_heldout_split(spec: str, name: str, data_dir: str | None,
     raise DataError(f"TFDS dataset {name!r} lacks the 'train' or {heldout_split!r} split "
                     f"(splits: {sorted(splits.keys())})")
   label_key, multi_label, num_classes = label_feature(builder.info.features)
-  train_fetch, num_train = _train_fetch(builder, "image", label_key, num_classes)
-  heldout_fetch, num_heldout = _train_fetch(builder, "image", label_key, num_classes,
-                                            split=heldout_split)
+  train, heldout = _split_records(builder), _split_records(builder, heldout_split)
+  num_train, num_heldout = len(train), len(heldout)
+  shard_order = read_order(train, order_name, num_train, window)
+  train_fetch = example_fetch(train, "image", label_key, num_classes)
+  heldout_fetch = example_fetch(heldout, "image", label_key, num_classes)
 
   def fetch(record_id: int):
     if record_id < num_train:
@@ -77,7 +84,7 @@ def load_tfds_with_heldout_split(spec: str, name: str, data_dir: str | None,
       name=spec, num_classes=num_classes, train_size=num_train, heldout_size=num_heldout,
       multi_label=multi_label, train_records=range(num_train),
       heldout_records=range(num_train, num_train + num_heldout),
-      read=python_reader(fetch, num_classes),
+      read=python_reader(fetch, num_classes), shard_order=shard_order,
       description=f"tfds {builder.name} {builder.version} in {builder.data_dir}, "
                   f"held out: its {heldout_split!r} split")
 
@@ -109,19 +116,48 @@ def label_feature(features) -> tuple[str, bool, int]:
                   f"feature; features: {sorted(features.keys())}")
 
 
-def label_info_from_metadata(directory: str) -> tuple[int | None, bool]:
-  """(num_classes, multi_label) from the TFDS metadata of a prepared-dataset directory, or
-  (None, False) where it has none (or none that names a label feature)."""
+def _metadata(directory: str):
+  """The TFDS ``DatasetInfo`` of a prepared-dataset directory, or None where it has none
+  (or unreadable metadata)."""
   if not fileio.exists(fileio.join(directory, "dataset_info.json")):
-    return None, False
+    return None
   import tensorflow_datasets as tfds
   from google.protobuf import json_format
   try:
-    features = tfds.builder_from_directory(directory).info.features
-    _, multi_label, num_classes = label_feature(features)
-  except (DataError, ValueError, OSError, tf.errors.OpError, json_format.Error):
-    return None, False  # unreadable or unlabelled metadata: the caller scans the labels
+    return tfds.builder_from_directory(directory).info
+  except (ValueError, OSError, tf.errors.OpError, json_format.Error):
+    return None
+
+
+def label_info_from_metadata(directory: str) -> tuple[int | None, bool]:
+  """(num_classes, multi_label) from the TFDS metadata of a prepared-dataset directory, or
+  (None, False) where it has none (or none that names a label feature)."""
+  info = _metadata(directory)
+  try:
+    _, multi_label, num_classes = label_feature(info.features)
+  except (DataError, AttributeError):
+    return None, False  # no or unlabelled metadata: the caller scans the labels
   return num_classes, multi_label
+
+
+def shard_lengths_from_metadata(directory: str) -> dict[str, int]:
+  """{file name: records} of every shard the TFDS metadata in ``directory`` lists ({} where
+  it has none): record counts without opening a file."""
+  info = _metadata(directory)
+  if info is None:
+    return {}
+  return {name: int(length) for split in info.splits.values()
+          for name, length in zip(split.filenames, split.shard_lengths)}
+
+
+def read_order(records: RecordFiles, order_name: str, train_size: int,
+               window: int) -> ShardOrder | None:
+  """The order the train stream reads ``records`` in (``order.choose_order``); in the shard
+  order, at most two windows of files stay open (a host's reads overlap at a window's end)."""
+  shard_order = order.choose_order(order_name, records.file_sizes, train_size, window)
+  if shard_order is not None:
+    records.max_open = 2 * window
+  return shard_order
 
 
 def _base_name(name: str) -> str:
@@ -141,7 +177,8 @@ def _builder(spec: str, name: str, data_dir: str | None):
 
 
 def _source_from_builder(builder, spec: str, name: str, heldout_size: int | None,
-                         default_fraction: float | None = None) -> DataSource:
+                         default_fraction: float | None = None, order_name: str = "auto",
+                         window: int = order.SHARD_WINDOW) -> DataSource:
   """The prepared train split of ``builder`` (TFDS dataset ``name``), held-out set carved
   from its end: ``default_fraction`` of it by default, else ``default_heldout``'s rule.
   """
@@ -151,17 +188,21 @@ def _source_from_builder(builder, spec: str, name: str, heldout_size: int | None
   label_key, multi_label, num_classes = label_feature(builder.info.features)
   if "image" not in builder.info.features:
     raise DataError(f"TFDS dataset {name!r} has no 'image' feature")
-  fetch, num_records = _train_fetch(builder, "image", label_key, num_classes)
+  records = _split_records(builder)
+  num_records = len(records)
   if default_fraction is not None:
     default = fraction_heldout(num_records, default_fraction, at_most=None)
   else:
     default = default_heldout(num_records, multi_label, _base_name(name))
   # TFDS shuffles examples when preparing, so "the last N" is a random, fixed subset.
   train_ids, heldout_ids = split_heldout(spec, num_records, heldout_size, default)
+  shard_order = read_order(records, order_name, len(train_ids), window)
+  fetch = example_fetch(records, "image", label_key, num_classes)
   return DataSource(
       name=spec, num_classes=num_classes, train_size=len(train_ids),
       heldout_size=len(heldout_ids), multi_label=multi_label, train_records=train_ids,
       heldout_records=heldout_ids, read=python_reader(fetch, num_classes),
+      shard_order=shard_order,
       description=f"tfds {builder.name} {builder.version} in {builder.data_dir}")
 
 
@@ -180,16 +221,12 @@ def _prepare_manual(builder, base_name: str, manual_dir: str | None) -> None:
       download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
 
 
-def _train_fetch(builder, image_key: str, label_key: str, num_classes: int,
-                 split: str = "train"):
-  """(fetch(record_id) -> (encoded image, target), number of records) of a split."""
-  file_format = str(getattr(builder.info, "file_format", "")).lower()
-  if "array_record" in file_format:
-    # TFDS writes Examples (encoded image, int64 labels); the shard lengths come from its
-    # metadata, so no file is opened before a record is read.
-    records = open_array_records(builder.info.splits[split].file_instructions,
-                                 f"TFDS dataset {builder.name}")
-    return example_fetch(records, image_key, label_key, num_classes), len(records)
-  paths = [os.fspath(p) for p in builder.info.splits[split].filepaths]
-  index = TFRecordIndex(paths)
-  return example_fetch(index, image_key, label_key, num_classes), len(index)
+def _split_records(builder, split: str = "train") -> RecordFiles:
+  """The records of a split, counted from its metadata (shard lengths): no file opened."""
+  info = builder.info.splits[split]
+  if "array_record" in str(getattr(builder.info, "file_format", "")).lower():
+    # TFDS writes Examples (encoded image, int64 labels) with group_size:1.
+    files = [(i.filename, i.skip, i.take) for i in info.file_instructions]
+    return RecordFiles(files, OPENERS["ArrayRecord"], max_open=None)
+  files = [(os.fspath(p), 0, n) for p, n in zip(info.filepaths, info.shard_lengths)]
+  return RecordFiles(files, OPENERS["TFRecord"], max_open=None)
