@@ -456,3 +456,18 @@ def test_an_infinite_or_nan_loss_or_gradient_names_the_step_and_the_kept_checkpo
                             last_checkpoint="RUN/checkpoints/ckpt-6")
   assert "at step 8" in str(info.value) and str(info.value).endswith(
       "last good checkpoint: RUN/checkpoints/ckpt-6")
+
+
+def test_a_run_killed_after_its_final_checkpoint_still_reports_its_final_loss(tiny, tmp_path):
+  """Killed between the final checkpoint and results.json: the re-run trains nothing and
+  reports the loss saved with that checkpoint."""
+  from engine_helpers import fake_data, one_device, tiny_config, tiny_plan
+  from reproduce.train import loop
+  model_dir = str(tmp_path / "run")
+  train = lambda: loop.train(tiny_config(), tiny_plan(steps=4), model_dir, one_device(),
+                             data_module=fake_data(), verbose=False)
+  first = train()
+  os.remove(os.path.join(model_dir, "results.json"))
+  again = train()
+  assert again["steps"] == 4 and again["final_train_loss"] == first["final_train_loss"]
+  assert np.isfinite(again["final_train_loss"])

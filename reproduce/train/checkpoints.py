@@ -39,10 +39,14 @@ class RunCheckpoints:
     self.directory = directory
     self._seconds = {k: tf.Variable(0.0, dtype=tf.float64, trainable=False, name=k)
                      for k in clock_lib.KINDS}
+    # The last chunk's training loss: a run killed after its final checkpoint still reports
+    # its final_train_loss when resumed.
+    self.train_loss = tf.Variable(float("nan"), dtype=tf.float64, trainable=False)
     rng = {f"state_{i}": v for i, v in enumerate(seed_states(model))}
     self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
                                           elapsed=tf.train.Checkpoint(**self._seconds),
-                                          rng=tf.train.Checkpoint(**rng))
+                                          rng=tf.train.Checkpoint(**rng),
+                                          train_loss=self.train_loss)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, directory, max_to_keep=int(keep), step_counter=optimizer.iterations,
         checkpoint_interval=int(every_steps) or None)

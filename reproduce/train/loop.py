@@ -262,9 +262,9 @@ def run_chunks(run: Run, step: int, hooks: Sequence[Hook] = (),
 
   With a ``preemption.Watch``, a SIGTERM stops it after the current chunk with a checkpoint.
   """
-  total, train_loss = int(run.plan.steps), float("nan")
-  if step >= total:
-    return train_loss
+  total = int(run.plan.steps)
+  if step >= total:  # resumed after the final checkpoint: its loss was saved with it
+    return float(run.checkpoints.train_loss.numpy())
   dtype = inputs.input_dtype(run.dtype_policy)
   with run.clock.measure("startup"):  # the input pipeline's set-up
     iterator = inputs.train_iterator(run.strategy, run.data_module, run.source, run.config,
@@ -273,6 +273,7 @@ def run_chunks(run: Run, step: int, hooks: Sequence[Hook] = (),
     end = chunk_end(step, total, run.config)
     logs = run_chunk(run, iterator, step, end)
     step, train_loss = end, logs["loss"]
+    run.checkpoints.train_loss.assign(train_loss)
     after_chunk(run, step, logs, hooks)
     stop_if_preempted(run, step, watch)
   return train_loss
