@@ -1,0 +1,136 @@
+"""Training throughput of this kit against timm in one process, with MFU and the planner.
+
+For each pair (kit model, timm counterpart of the same architecture) it builds the engine's
+own train step (``reproduce.train.throughput.engine_step``: model, recipe optimizer, loss,
+XLA and precision as the config says) and timm's (``peers.peer_step``), warms both up, then
+times them interleaved step by step, so that load from other processes hits both alike.
+Prints images/s (median of the timed steps), kit/timm ratio, MFU of each side (training
+FLOPs from ``model_defs.stats`` x 3 over the peak of a large TensorFlow matmul measured in
+the same run) and the planner's predicted images/s for the same model on this machine.
+
+  PYTHONPATH=$PWD python benchmarks/throughput_vs_timm.py                 # float32, defaults
+  PYTHONPATH=$PWD python benchmarks/throughput_vs_timm.py --precision=bfloat16
+  PYTHONPATH=$PWD python benchmarks/throughput_vs_timm.py --pairs=nfnet_mini_f0 --steps=2 --dry
+
+A script, not a test: BENCHMARKS.md has the figures and what each setting changed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import peers  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+_PAIRS = flags.DEFINE_list("pairs", list(peers.DEFAULT_PAIRS), "kit models, each against timm")
+_BATCH = flags.DEFINE_integer("batch", 16, "batch size, both sides")
+_RESOLUTION = flags.DEFINE_integer("resolution", 128, "full models' resolution (minis: their own)")
+_STEPS = flags.DEFINE_integer("steps", 6, "timed steps per side")
+_WARMUP = flags.DEFINE_integer("warmup", 2, "untimed steps per side (tracing, allocation)")
+_PRECISION = flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"],
+                               "float32 both sides, or bf16 (kit mixed_bfloat16, timm autocast)")
+_JIT = flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"],
+                         "kit XLA: auto = the benchmarked default per family (see BENCHMARKS.md)")
+_GROUPED = flags.DEFINE_enum("grouped_impl", None, ["auto", "split", "native"],
+                             "NFNet grouped convs (None: the model's default)")
+_THREADS = flags.DEFINE_integer("threads", 0, "intra-op threads both sides (0: all cores)")
+_DRY = flags.DEFINE_bool("dry", False, "one step each, no planner/MFU peak: checks it runs")
+
+
+def _kit_config(model: str) -> dict:
+  config = {"optimizer": peers.OPTIMIZERS[peers.family(model)]}
+  if _PRECISION.value == "bfloat16":
+    config["dtype_policy"] = "mixed_bfloat16"
+  if _JIT.value != "auto":
+    config["jit_compile"] = _JIT.value == "true"
+  if _GROUPED.value and peers.family(model) == "nfnet":
+    config["model_overrides"] = {"grouped_impl": _GROUPED.value}
+  return config
+
+
+def _peak_flops(precision: str) -> float:
+  """Best rate of a 2048^3 TensorFlow matmul in ``precision`` (the MFU denominator)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  size, best = 2048, float("inf")
+  dtype = tf.bfloat16 if precision == "bfloat16" else tf.float32
+  a = tf.cast(tf.random.normal((size, size)), dtype)
+  b = tf.cast(tf.random.normal((size, size)), dtype)
+  tf.linalg.matmul(a, b).numpy()
+  for _ in range(5):
+    start = time.perf_counter()
+    tf.linalg.matmul(a, b).numpy()
+    best = min(best, time.perf_counter() - start)
+  return 2.0 * size ** 3 / best
+
+
+def _measure_pair(model: str, peak: float | None) -> dict:
+  import model_defs  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+  from reproduce import planning  # pylint: disable=g-import-not-at-top
+  from reproduce.train import throughput  # pylint: disable=g-import-not-at-top
+  spec = model_defs.get_spec(model)
+  resolution = spec.train_resolution if spec.mini else _RESOLUTION.value
+  batch, warmup, steps = _BATCH.value, _WARMUP.value, _STEPS.value
+  if _DRY.value:
+    warmup, steps = 1, 1
+  kit_step = throughput.engine_step(model, batch, resolution, total_steps=warmup + steps + 1,
+                                    config=_kit_config(model))
+  net = peers.peer_model(model, dict(spec.config), resolution)
+  peer_step = peers.peer_step(net, model, batch, resolution, _PRECISION.value)
+  kit_s, peer_s = peers.interleaved(kit_step, peer_step, warmup, steps)
+  stats = model_defs.stats(model, resolution)
+  row = dict(model=model, peer_name=peers.TIMM_NAMES[model] or f"timm {type(net).__name__} (same row)",
+             resolution=resolution, kit_params=stats.params, peer_params=peers.param_count(net),
+             kit=batch / kit_s, peer=batch / peer_s, threads=torch.get_num_threads())
+  if peak:
+    flops = planning.train_flops_per_image(model, resolution)
+    row.update(kit_mfu=row["kit"] * flops / peak, peer_mfu=row["peer"] * flops / peak)
+    row["planned"] = planning.plan_from_epochs(
+        model, 1.0, dataset_size=1_281_167, hardware="cpu", batch_size=batch,
+        resolution=resolution).images_per_second_per_core
+  return row
+
+
+def _print_row(row: dict) -> None:
+  line = (f"{row['model']:>14} vs {row['peer_name']:<34} {row['resolution']:>4}px "
+          f"params {row['kit_params'] / 1e6:7.2f}M/{row['peer_params'] / 1e6:7.2f}M  "
+          f"kit {row['kit']:8.2f}  timm {row['peer']:8.2f} img/s  ratio {row['kit'] / row['peer']:.2f}")
+  if "kit_mfu" in row:
+    line += (f"  MFU kit {row['kit_mfu']:.1%} timm {row['peer_mfu']:.1%}  planner "
+             f"{row['planned']:.2f} img/s (measured/planned {row['kit'] / row['planned']:.2f})")
+  print(line, flush=True)
+
+
+def main(argv):
+  del argv
+  import timm  # pylint: disable=g-import-not-at-top,unused-import
+  import torch  # pylint: disable=g-import-not-at-top  (before TensorFlow: else a segfault)
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  if _THREADS.value:
+    torch.set_num_threads(_THREADS.value)
+    tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
+  unknown = [m for m in _PAIRS.value if m not in peers.TIMM_NAMES]
+  if unknown:
+    from reproduce.core import cli  # pylint: disable=g-import-not-at-top
+    cli.fail(f"--pairs: no timm counterpart for {', '.join(unknown)}; known: "
+             f"{', '.join(peers.TIMM_NAMES)}")
+  peak = None if _DRY.value else _peak_flops(_PRECISION.value)
+  print(f"load {os.getloadavg()[0]:.2f}; {os.cpu_count()} cores; batch {_BATCH.value}; "
+        f"{_PRECISION.value}; kit jit {_JIT.value}; torch threads {torch.get_num_threads()}; "
+        + (f"peak {_precision_peak_text(peak)}" if peak else "dry run"), flush=True)
+  for model in _PAIRS.value:
+    _print_row(_measure_pair(model, peak))
+  print(f"load {os.getloadavg()[0]:.2f} at the end", flush=True)
+
+
+def _precision_peak_text(peak: float) -> str:
+  return f"{peak / 1e9:.1f} GFLOP/s ({_PRECISION.value} 2048^3 TF matmul)"
+
+
+if __name__ == "__main__":
+  app.run(main)
