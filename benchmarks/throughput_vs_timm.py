@@ -2,8 +2,10 @@
 
 For each pair (kit model, timm counterpart of the same architecture) it builds the engine's
 own train step (``reproduce.train.throughput.engine_step``: model, recipe optimizer, loss,
-XLA and precision as the config says) and timm's (``peers.peer_step``), warms both up, then
-times them interleaved step by step, so that load from other processes hits both alike.
+XLA and precision as the config says) and timm's (``peers.peer_step``), each in its own worker
+process (in one process torch's OpenMP threads and TensorFlow's pool spin against each other
+on 2 cores: timm measured up to 100x slower), warms both up, then steps them alternately,
+so that load from other processes hits both alike.
 Prints images/s (median of the timed steps), kit/timm ratio, MFU of each side (training
 FLOPs from ``model_defs.stats`` x 3 over the peak of a large TensorFlow matmul measured in
 the same run) and the planner's predicted images/s for the same model on this machine.
@@ -18,6 +20,7 @@ A script, not a test: BENCHMARKS.md has the figures and what each setting change
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 
@@ -40,6 +43,7 @@ _GROUPED = flags.DEFINE_enum("grouped_impl", None, ["auto", "split", "native"],
                              "NFNet grouped convs (None: the model's default)")
 _THREADS = flags.DEFINE_integer("threads", 0, "intra-op threads both sides (0: all cores)")
 _DRY = flags.DEFINE_bool("dry", False, "one step each, no planner/MFU peak: checks it runs")
+_WORKER = flags.DEFINE_string("worker", None, "internal: serve one SIDE:MODEL's steps on stdin")
 
 
 def _kit_config(model: str) -> dict:
@@ -68,25 +72,79 @@ def _peak_flops(precision: str) -> float:
   return 2.0 * size ** 3 / best
 
 
+def _build_side(side: str, model: str):
+  """(step callable, parameter count) of one side, built in this (worker) process."""
+  import model_defs  # pylint: disable=g-import-not-at-top
+  spec = model_defs.get_spec(model)
+  resolution = spec.train_resolution if spec.mini else _RESOLUTION.value
+  if side == "kit":
+    from reproduce.train import throughput  # pylint: disable=g-import-not-at-top
+    step = throughput.engine_step(model, _BATCH.value, resolution, total_steps=1000,
+                                  config=_kit_config(model))
+    return step, model_defs.stats(model, resolution).params
+  net = peers.peer_model(model, dict(spec.config), resolution)
+  return peers.peer_step(net, model, _BATCH.value, resolution, _PRECISION.value), \
+      peers.param_count(net)
+
+
+def _serve(side: str, model: str) -> None:
+  """Worker: build one side, say 'ready PARAMS', then run one step per line read."""
+  if _THREADS.value and side == "peer":
+    import torch  # pylint: disable=g-import-not-at-top
+    torch.set_num_threads(_THREADS.value)
+  elif _THREADS.value:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
+  step, params = _build_side(side, model)
+  print(f"ready {params}", flush=True)
+  for _ in sys.stdin:
+    print(step(), flush=True)
+
+
+class _Worker:
+  """One side in its own process (TensorFlow's and torch's thread pools never share one)."""
+
+  def __init__(self, side: str, model: str):
+    flags_passed = [a for a in sys.argv[1:] if not a.startswith("--pairs")]
+    self.process = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), f"--worker={side}:{model}", *flags_passed],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    self.params = int(self._reply().split()[1])
+
+  def _reply(self) -> str:
+    line = self.process.stdout.readline()
+    if not line:
+      raise RuntimeError(f"worker {self.process.args[2]} died")
+    return line
+
+  def step(self) -> float:
+    self.process.stdin.write("step\n")
+    self.process.stdin.flush()
+    return float(self._reply())
+
+  def close(self) -> None:
+    self.process.stdin.close()
+    self.process.wait()
+
+
 def _measure_pair(model: str, peak: float | None) -> dict:
   import model_defs  # pylint: disable=g-import-not-at-top
-  import torch  # pylint: disable=g-import-not-at-top
   from reproduce import planning  # pylint: disable=g-import-not-at-top
-  from reproduce.train import throughput  # pylint: disable=g-import-not-at-top
   spec = model_defs.get_spec(model)
   resolution = spec.train_resolution if spec.mini else _RESOLUTION.value
   batch, warmup, steps = _BATCH.value, _WARMUP.value, _STEPS.value
   if _DRY.value:
     warmup, steps = 1, 1
-  kit_step = throughput.engine_step(model, batch, resolution, total_steps=warmup + steps + 1,
-                                    config=_kit_config(model))
-  net = peers.peer_model(model, dict(spec.config), resolution)
-  peer_step = peers.peer_step(net, model, batch, resolution, _PRECISION.value)
-  kit_s, peer_s = peers.interleaved(kit_step, peer_step, warmup, steps)
-  stats = model_defs.stats(model, resolution)
-  row = dict(model=model, peer_name=peers.TIMM_NAMES[model] or f"timm {type(net).__name__} (same row)",
-             resolution=resolution, kit_params=stats.params, peer_params=peers.param_count(net),
-             kit=batch / kit_s, peer=batch / peer_s, threads=torch.get_num_threads())
+  kit, peer = _Worker("kit", model), _Worker("peer", model)
+  try:
+    kit_s, peer_s = peers.interleaved(kit.step, peer.step, warmup, steps)
+  finally:
+    kit.close()
+    peer.close()
+  row = dict(model=model, resolution=resolution, kit_params=kit.params, peer_params=peer.params,
+             peer_name=peers.TIMM_NAMES[model] or f"timm {peers.family(model)} (same row)",
+             kit=batch / kit_s, peer=batch / peer_s)
   if peak:
     flops = planning.train_flops_per_image(model, resolution)
     row.update(kit_mfu=row["kit"] * flops / peak, peer_mfu=row["peer"] * flops / peak)
@@ -108,12 +166,17 @@ def _print_row(row: dict) -> None:
 
 def main(argv):
   del argv
-  import timm  # pylint: disable=g-import-not-at-top,unused-import
-  import torch  # pylint: disable=g-import-not-at-top  (before TensorFlow: else a segfault)
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  if _THREADS.value:
-    torch.set_num_threads(_THREADS.value)
-    tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
+  if _WORKER.value:
+    side, model = _WORKER.value.split(":")
+    if side == "peer":
+      import timm  # pylint: disable=g-import-not-at-top,unused-import
+      # timm (torchvision) before model_defs' Keras imports TensorFlow: else a segfault.
+      _serve(side, model)
+      return
+    from reproduce.core import cli  # pylint: disable=g-import-not-at-top
+    cli.import_tensorflow()
+    _serve(side, model)
+    return
   unknown = [m for m in _PAIRS.value if m not in peers.TIMM_NAMES]
   if unknown:
     from reproduce.core import cli  # pylint: disable=g-import-not-at-top
@@ -121,7 +184,7 @@ def main(argv):
              f"{', '.join(peers.TIMM_NAMES)}")
   peak = None if _DRY.value else _peak_flops(_PRECISION.value)
   print(f"load {os.getloadavg()[0]:.2f}; {os.cpu_count()} cores; batch {_BATCH.value}; "
-        f"{_PRECISION.value}; kit jit {_JIT.value}; torch threads {torch.get_num_threads()}; "
+        f"{_PRECISION.value}; kit jit {_JIT.value}; threads {_THREADS.value or 'all'}; "
         + (f"peak {_precision_peak_text(peak)}" if peak else "dry run"), flush=True)
   for model in _PAIRS.value:
     _print_row(_measure_pair(model, peak))
