@@ -1,4 +1,4 @@
-"""Training throughput of this kit against timm in one process, with MFU and the planner.
+"""Training throughput of this kit against timm in the same run, with MFU and the planner.
 
 For each pair (kit model, timm counterpart of the same architecture) it builds the engine's
 own train step (``reproduce.train.throughput.engine_step``: model, recipe optimizer, loss,
@@ -41,7 +41,8 @@ _JIT = flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"],
                          "kit XLA: auto = the benchmarked default per family (see BENCHMARKS.md)")
 _GROUPED = flags.DEFINE_enum("grouped_impl", None, ["auto", "split", "native"],
                              "NFNet grouped convs (None: the model's default)")
-_THREADS = flags.DEFINE_integer("threads", 0, "intra-op threads both sides (0: all cores)")
+_THREADS = flags.DEFINE_integer("threads", 0, "threads per side: torch's, TF's intra- and inter-op "
+                                "pools (0: each framework's default, all cores)")
 _DRY = flags.DEFINE_bool("dry", False, "one step each, no planner/MFU peak: checks it runs")
 _WORKER = flags.DEFINE_string("worker", None, "internal: serve one SIDE:MODEL's steps on stdin")
 
@@ -92,11 +93,14 @@ def _serve(side: str, model: str) -> None:
   if _THREADS.value and side == "peer":
     import torch  # pylint: disable=g-import-not-at-top
     torch.set_num_threads(_THREADS.value)
-  elif _THREADS.value:
+  elif _THREADS.value:  # both pools: with intra-op 1 alone, inter-op still runs 2 ops at once
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
+    tf.config.threading.set_inter_op_parallelism_threads(_THREADS.value)
   step, params = _build_side(side, model)
-  print(f"ready {params}", flush=True)
+  # The MFU denominator, measured by the kit's process (its threads, the load of the moment).
+  peak = _peak_flops(_PRECISION.value) if side == "kit" and not _DRY.value else 0.0
+  print(f"ready {params} {peak}", flush=True)
   for _ in sys.stdin:
     print(step(), flush=True)
 
@@ -110,7 +114,8 @@ class _Worker:
         [sys.executable, os.path.abspath(__file__), f"--worker={side}:{model}", *flags_passed],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    self.params = int(self._reply().split()[1])
+    _, params, peak = self._reply().split()
+    self.params, self.peak = int(params), float(peak)
 
   def _reply(self) -> str:
     line = self.process.stdout.readline()
@@ -128,7 +133,7 @@ class _Worker:
     self.process.wait()
 
 
-def _measure_pair(model: str, peak: float | None) -> dict:
+def _measure_pair(model: str) -> dict:
   import model_defs  # pylint: disable=g-import-not-at-top
   from reproduce import planning  # pylint: disable=g-import-not-at-top
   spec = model_defs.get_spec(model)
@@ -144,8 +149,9 @@ def _measure_pair(model: str, peak: float | None) -> dict:
     peer.close()
   row = dict(model=model, resolution=resolution, kit_params=kit.params, peer_params=peer.params,
              peer_name=peers.TIMM_NAMES[model] or f"timm {peers.family(model)} (same row)",
-             kit=batch / kit_s, peer=batch / peer_s)
-  if peak:
+             kit=batch / kit_s, peer=batch / peer_s, peak=kit.peak)
+  if kit.peak:
+    peak = kit.peak
     flops = planning.train_flops_per_image(model, resolution)
     row.update(kit_mfu=row["kit"] * flops / peak, peer_mfu=row["peer"] * flops / peak)
     row["planned"] = planning.plan_from_epochs(
@@ -159,7 +165,8 @@ def _print_row(row: dict) -> None:
           f"params {row['kit_params'] / 1e6:7.2f}M/{row['peer_params'] / 1e6:7.2f}M  "
           f"kit {row['kit']:8.2f}  timm {row['peer']:8.2f} img/s  ratio {row['kit'] / row['peer']:.2f}")
   if "kit_mfu" in row:
-    line += (f"  MFU kit {row['kit_mfu']:.1%} timm {row['peer_mfu']:.1%}  planner "
+    line += (f"  MFU kit {row['kit_mfu']:.1%} timm {row['peer_mfu']:.1%} (peak "
+             f"{row['peak'] / 1e9:.0f} GFLOP/s)  planner "
              f"{row['planned']:.2f} img/s (measured/planned {row['kit'] / row['planned']:.2f})")
   print(line, flush=True)
 
@@ -182,17 +189,12 @@ def main(argv):
     from reproduce.core import cli  # pylint: disable=g-import-not-at-top
     cli.fail(f"--pairs: no timm counterpart for {', '.join(unknown)}; known: "
              f"{', '.join(peers.TIMM_NAMES)}")
-  peak = None if _DRY.value else _peak_flops(_PRECISION.value)
   print(f"load {os.getloadavg()[0]:.2f}; {os.cpu_count()} cores; batch {_BATCH.value}; "
-        f"{_PRECISION.value}; kit jit {_JIT.value}; threads {_THREADS.value or 'all'}; "
-        + (f"peak {_precision_peak_text(peak)}" if peak else "dry run"), flush=True)
+        f"{_PRECISION.value}; kit jit {_JIT.value}; threads {_THREADS.value or 'all'}; peak: "
+        f"{_PRECISION.value} 2048^3 TF matmul" + ("; dry run" if _DRY.value else ""), flush=True)
   for model in _PAIRS.value:
-    _print_row(_measure_pair(model, peak))
+    _print_row(_measure_pair(model))
   print(f"load {os.getloadavg()[0]:.2f} at the end", flush=True)
-
-
-def _precision_peak_text(peak: float) -> str:
-  return f"{peak / 1e9:.1f} GFLOP/s ({_PRECISION.value} 2048^3 TF matmul)"
 
 
 if __name__ == "__main__":
