@@ -83,6 +83,22 @@ def _engine_step(model_name, batch_size, resolution, num_classes, total_steps, c
   return chunk, policy
 
 
+def engine_step(model_name: str, batch_size: int, resolution: int, num_classes: int = 1000,
+                total_steps: int = 100, seed: int = 0, config=None):
+  """The loop's train step (as ``measure`` builds it) on a repeated random batch, as a
+  callable running one step and returning its loss as a host value (the step has finished).
+
+  For benchmarks that interleave it with a peer's step, so that machine load hits both alike.
+  """
+  strategy = tf.distribute.get_strategy()
+  chunk, policy = _engine_step(model_name, batch_size, resolution, num_classes, total_steps,
+                               config, strategy)
+  batches = _random_batches(strategy, batch_size, resolution, num_classes, seed,
+                            inputs.input_dtype(policy))
+  one = tf.constant(1)
+  return lambda: float(chunk(batches, one)[0])
+
+
 def measure(model_name: str, batch_size: int, resolution: int | None = None, steps: int = 5,
             num_classes: int = 1000, warmup_steps: int = 2, hardware: str | None = None,
             seed: int = 0, config=None, steps_per_chunk: int = 1) -> Throughput:

@@ -1,0 +1,125 @@
+"""The throughput pairs on a GPU: the kit's Keras models on the JAX backend against timm on CUDA.
+
+No TensorFlow: the kit side is ``model_defs`` (Keras 3 layers and ops only) trained by a
+jitted JAX step (``stateless_call``, ``value_and_grad``, the Keras optimizer's
+``stateless_apply``, buffers donated); the timm side is ``peers.peer_step`` on CUDA (cudnn
+benchmark on, as timm's train.py). Both in bf16 (Keras mixed_bfloat16, torch autocast), the
+same batch and resolution, timed interleaved (median of timed steps, each ending in a host
+value). Both sides use plain SGD Nesterov (NFNet) or AdamW (ViT): no AGC on either, since the
+kit's AGC optimizer lives in the TensorFlow engine. MFU is against a bf16 8192^3 matmul
+measured with JAX in the same run.
+
+  KERAS_BACKEND=jax PYTHONPATH=$PWD python benchmarks/gpu_vs_timm.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import peers  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def _jax_peak(size: int) -> float:
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  a = jnp.ones((size, size), jnp.bfloat16)
+  matmul = jax.jit(lambda x: x @ x)
+  matmul(a).block_until_ready()
+  start = time.perf_counter()
+  for _ in range(10):
+    out = matmul(a)
+  out.block_until_ready()
+  return 10 * 2.0 * size ** 3 / (time.perf_counter() - start)
+
+
+def kit_step(model: str, batch: int, resolution: int, num_classes: int = 1000):
+  """A jitted JAX train step of the kit's Keras ``model`` on a fixed random batch."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import keras  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import model_defs  # pylint: disable=g-import-not-at-top
+  keras.mixed_precision.set_global_policy("mixed_bfloat16")
+  net = model_defs.build(model, num_classes=num_classes)
+  net.build((None, resolution, resolution, 3))
+  if peers.family(model) == "nfnet":
+    optimizer = keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True)
+  else:
+    optimizer = keras.optimizers.AdamW(1e-3, weight_decay=1e-4)
+  optimizer.build(net.trainable_variables)
+  loss_fn = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1)
+  rng = np.random.default_rng(0)
+  images = jax.numpy.asarray(rng.standard_normal((batch, resolution, resolution, 3)),
+                             "bfloat16")
+  labels = jax.numpy.asarray(np.eye(num_classes, dtype=np.float32)[
+      rng.integers(0, num_classes, batch)])
+
+  def loss_of(trainable, non_trainable, x, y):
+    logits, non_trainable = net.stateless_call(trainable, non_trainable, x, training=True)
+    return loss_fn(y, logits.astype("float32")), non_trainable
+
+  grad_fn = jax.value_and_grad(loss_of, has_aux=True)
+
+  @jax.jit
+  def step(state, x, y):
+    trainable, non_trainable, opt_vars = state
+    (loss, non_trainable), grads = grad_fn(trainable, non_trainable, x, y)
+    trainable, opt_vars = optimizer.stateless_apply(opt_vars, grads, trainable)
+    return loss, (trainable, non_trainable, opt_vars)
+
+  state = [([v.value for v in net.trainable_variables],
+            [v.value for v in net.non_trainable_variables],
+            [v.value for v in optimizer.variables])]
+  step = jax.jit(step.__wrapped__, donate_argnums=0)
+
+  def run() -> float:
+    loss, state[0] = step(state[0], images, labels)
+    return float(loss)
+
+  return run, sum(int(np.prod(v.shape)) for v in net.trainable_variables)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--pairs", default=",".join(peers.DEFAULT_PAIRS))
+  parser.add_argument("--batch", type=int, default=128)
+  parser.add_argument("--resolution", type=int, default=224)
+  parser.add_argument("--mini_batch", type=int, default=256)
+  parser.add_argument("--steps", type=int, default=10)
+  parser.add_argument("--warmup", type=int, default=3)
+  parser.add_argument("--device", default="cuda", help="torch device; cpu: a quick check here")
+  args = parser.parse_args()
+  import jax  # pylint: disable=g-import-not-at-top
+  import model_defs  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+  torch.backends.cudnn.benchmark = True
+  peak = _jax_peak(2048 if args.device == "cpu" else 8192)
+  print(f"{jax.devices()[0].device_kind}; jax {jax.__version__}; torch {torch.__version__}; "
+        f"bf16 matmul peak {peak / 1e12:.0f} TFLOP/s", flush=True)
+  for model in args.pairs.split(","):
+    spec = model_defs.get_spec(model)
+    resolution = spec.train_resolution if spec.mini else args.resolution
+    batch = args.mini_batch if spec.mini else args.batch
+    start = time.perf_counter()
+    run, kit_params = kit_step(model, batch, resolution)
+    net = peers.peer_model(model, dict(spec.config), resolution)
+    peer = peers.peer_step(net, model, batch, resolution, "bfloat16", device=args.device,
+                           use_agc=False)
+    kit_s, peer_s = peers.interleaved(run, peer, args.warmup, args.steps)
+    flops = 3 * model_defs.stats(model, resolution).flops
+    kit, timm_rate = batch / kit_s, batch / peer_s
+    print(f"{model:>14} {resolution:>4}px batch {batch:>4} params {kit_params / 1e6:.2f}M/"
+          f"{peers.param_count(net) / 1e6:.2f}M  kit(JAX) {kit:9.1f}  timm {timm_rate:9.1f} "
+          f"img/s  ratio {kit / timm_rate:.2f}  MFU kit {kit * flops / peak:.1%} timm "
+          f"{timm_rate * flops / peak:.1%}  ({time.perf_counter() - start:.0f} s)", flush=True)
+    del net, peer, run
+    if args.device != "cpu":
+      torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,28 @@
+"""The benchmark scripts start and document their flags (``--help``); their figures are
+measured by running them (BENCHMARKS.md), never in tests."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# script -> a flag its help names (absl's --help exits 1, argparse's 0)
+SCRIPTS = {"throughput_vs_timm.py": "--precision", "input_pipeline.py": "--models",
+           "gpu_vs_timm.py": "--pairs"}
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_script_prints_its_help(script):
+  done = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "benchmarks", script), "--help"],
+                        capture_output=True, text=True, cwd=REPO_ROOT, check=False, timeout=120)
+  assert done.returncode in (0, 1) and "Traceback" not in done.stderr, done.stderr[-2000:]
+  assert SCRIPTS[script] in done.stdout
+
+
+def test_every_kit_model_of_the_pairs_is_registered():
+  sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
+  import peers  # pylint: disable=g-import-not-at-top
+  import model_defs  # pylint: disable=g-import-not-at-top
+  assert set(peers.TIMM_NAMES) <= set(model_defs.names())
