@@ -39,8 +39,10 @@ class ModelRuns:
 
   def _rate_path(self) -> str:
     config = grid_lib.family_config(self.model)
-    key = (f"{self.model}@{config.optimizer}_batch{self.settings.batch_size}_res"
-           f"{grid_lib.RESOLUTION}_classes{self.source.num_classes}")
+    # The recipe's optimizer and XLA setting are part of a measurement's identity.
+    key = (f"{self.model}@{config.optimizer}{'_xla' if config.jit_compile else ''}_batch"
+           f"{self.settings.batch_size}_res{grid_lib.RESOLUTION}_classes"
+           f"{self.source.num_classes}")
     return fileio.join(self.settings.workdir, workers.THROUGHPUT_DIR, f"{key}.json")
 
   def measured_rate(self) -> float:
