@@ -26,7 +26,7 @@ FINETUNE_DIR = "finetune"
 THROUGHPUT_DIR = "throughput"
 # A fine-tune's fields copied into its pre-training run's results.json, where the fits read them.
 FINETUNE_FIELDS = ("finetune_top1", "finetune_core_hours", "finetune_planned_core_hours")
-MEASURE_STEPS_PER_CHUNK = 4
+MEASURE_STEPS_PER_CHUNK = grid_lib.STEPS_PER_EXECUTION // 2  # ~ the runs' host overhead per step
 _WORKER = {"startup_seconds": 0.0}  # this process's start-up, reported by its first job
 
 
