@@ -22,16 +22,11 @@ DEFAULT_LR_POINTS = 3
 RESOLUTION = 32
 BATCH_SIZE = 32
 STEPS_PER_EXECUTION = 32
-# Steps of every fine-tune (configs/finetune_mini.py at 48 px, batch 16, without the
-# regularisers: see ``finetune_config``), the same small compute for every fine-tuned run.
+# Every fine-tune: the best run of a (model, budget) from its final weights with a fresh head,
+# 64 steps (about 1.4 epochs) at a quarter of the run's own LR, through the model's own
+# pre-training program (its recipe and resolution; docs/study.md says why).
 DEFAULT_FINETUNE_STEPS = 64
-# The ImageNet recipe's regularisers, off for a 64-step fine-tune on 1,437 images: measured on
-# vit_mini_ti (24 core-s) at 64 steps, held-out top-1 0.54 with them (SAM, repeated
-# augmentation x4, dropout 0.25, stochastic depth 0.1) and 0.80 without; nfnet_mini_f0 0.50
-# and 0.54. Both families are fine-tuned the same way.
-STUDY_FINETUNE = dict(sam="none", augment_multiplicity=1)
-STUDY_FINETUNE_OVERRIDES = dict(dropout_rate=0.0, stochdepth_rate=0.0)
-
+FINETUNE_LR_FRACTION = 0.25
 
 class StudyError(ValueError):
   """A bad flag value; one line naming the flag."""
@@ -148,33 +143,15 @@ def plan_run(model: str, budget: float, rate: float, lr: float, seed: int, sourc
   return config, plan
 
 
-def finetune_config(model: str, steps: int, dataset_size: int, seed: int,
-                    images_per_second_per_core: float):
-  """configs/finetune_mini.py for ``model``, set to run exactly ``steps`` steps, without its
-  regularisers (``STUDY_FINETUNE``).
-
-  ``images_per_second_per_core`` is the pre-training rate; the plan's core hours scale it by
-  the pixel ratio (the fine-tune's measured core hours are what results.json reports).
-  """
-  from reproduce.configs import finetune_mini  # pylint: disable=g-import-not-at-top
-  config = finetune_mini.get_config()
-  config.model = model
-  config.update(STUDY_FINETUNE)
-  config.model_overrides.update(STUDY_FINETUNE_OVERRIDES)
-  config.epochs = steps * int(config.batch_size) / dataset_size  # the planner rounds to steps
-  config.warmup_steps = min(int(config.warmup_steps), max(steps // 4, 1))
-  config.images_per_second_per_core = (float(images_per_second_per_core)
-                                       * (RESOLUTION / int(config.resolution)) ** 2)
-  config.seed = int(seed)
-  config.log_every_steps = 10 ** 9  # the study prints its own line per fine-tune
-  _study_execution(config)
-  return config
-
-
-def plan_finetune(model: str, steps: int, rate: float, seed: int, source):
-  """(config, plan) of the fine-tune of one of ``model``'s runs."""
+def plan_finetune(model: str, steps: int, rate: float, lr: float, seed: int, source,
+                  batch_size: int = BATCH_SIZE):
+  """(config, plan) of a fine-tune of one of ``model``'s runs: its pre-training config (so
+  the same program serves it) for exactly ``steps`` steps at peak LR ``lr``."""
   from reproduce import planning  # pylint: disable=g-import-not-at-top
-  config = finetune_config(model, steps, source.train_size, seed, rate)
+  config = study_config(model, 1.0, rate, lr, seed, batch_size)
+  config.budget_core_hours = None
+  config.epochs = steps * int(batch_size) / source.train_size  # the planner rounds to steps
+  config.warmup_steps = max(steps // 4, 1)
   plan = planning.plan_from_config(config, dataset_size=source.train_size,
                                    num_classes=source.num_classes)
   return config, plan

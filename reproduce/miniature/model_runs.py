@@ -2,7 +2,7 @@
 
 Order: measure (or read the cached rate), the LR sweeps from the smallest budget up, the
 largest budget at the LR the sweeps predict, then one fine-tune per budget of its best run.
-Every run goes through the same ``loop.Program``; the fine-tunes through a second one.
+Every run and fine-tune goes through the same ``loop.Program``: one trace per model.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ class ModelRuns:
     self.source = data.load_source("digits", data_dir=settings.data_dir, seed=settings.seed)
     self.strategy = strategy_lib.make_strategy("one_device")
     self.program = None
-    self.finetune_program = None
     self.rate = None
     self.cost = {"job setup": time.time() - start}
 
@@ -125,45 +124,56 @@ class ModelRuns:
 
   # -- fine-tuning -----------------------------------------------------------------------
 
-  def finetune(self, name: str) -> None:
+  def _from_run(self, pretrain_dir: str):
+    """``loop.train``'s initialise: the run's final weights, the builder's fresh head."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    from reproduce.finetuning import init as init_lib  # pylint: disable=g-import-not-at-top
+    from reproduce.train import rundir  # pylint: disable=g-import-not-at-top
+    latest = tf.train.latest_checkpoint(fileio.join(pretrain_dir, rundir.CHECKPOINT_DIR))
+
+    def initialise(model, num_classes: int) -> None:
+      head = init_lib.head_variables(model, num_classes)
+      fresh = [v.numpy() for v in head]  # the builder's init: the program was just reset
+      tf.train.Checkpoint(model=model).restore(latest).expect_partial()
+      for variable, value in zip(head, fresh):
+        variable.assign(value)
+
+    return initialise
+
+  def finetune(self, name: str, pretrained: dict) -> None:
     """Fine-tunes the run ``name`` (or reuses its fine-tune) and records its top-1."""
-    from reproduce.finetuning import run as finetuning  # pylint: disable=g-import-not-at-top
+    from reproduce.train import loop  # pylint: disable=g-import-not-at-top
     from reproduce.train import losses  # pylint: disable=g-import-not-at-top
     pretrain_dir = workers.run_dir(self.settings.workdir, name)
     finetune_dir = fileio.join(self.settings.workdir, workers.FINETUNE_DIR, name)
+    lr = float(pretrained["base_lr"]) * grid_lib.FINETUNE_LR_FRACTION
     config, plan = grid_lib.plan_finetune(self.model, self.settings.finetune_steps, self.rate,
-                                          self.settings.seed, self.source)
-    done, start = workers.finished(finetune_dir), time.time()
+                                          lr, self.settings.seed, self.source,
+                                          self.settings.batch_size)
+    done, start, status = workers.finished(finetune_dir), time.time(), "reused"
     if done is not None and done.get("steps") not in (None, plan.steps):
       raise grid_lib.StudyError(
           f"{finetune_dir} fine-tuned for {done['steps']} steps, not --finetune_steps="
           f"{plan.steps}: use another --workdir or delete it")
     if done is None:
-      if self.finetune_program is None:
-        self.finetune_program = finetuning.build_program(config, plan, self.strategy,
-                                                         source=self.source)
       try:
-        done = finetuning.finetune(config, plan, finetune_dir, pretrain_dir, self.strategy,
-                                   source=self.source, verbose=False, log=_quiet,
-                                   data_dir=self.settings.data_dir,
-                                   program=self.finetune_program)
+        done = loop.train(config, plan, finetune_dir, self.strategy, source=self.source,
+                          verbose=False, log=_quiet, program=self._pretrain_program(config, plan),
+                          initialise=self._from_run(pretrain_dir))
       except losses.TrainingDiverged as e:  # the run keeps no fine-tuned top-1
         workers.emit(self.events, "diverged", name=f"fine-tune {name}",
                      error=cli.first_line(e))
         return
       workers.add_cost(self.cost, workers.run_cost(done))
       status = f"{time.time() - start:5.1f} s"
-    else:
-      status = "reused"
     record = workers.record_finetune(pretrain_dir, finetune_dir, done)
     workers.emit(self.events, "finetune", name=name, results=done, status=status,
                  pretrained_top1=record["heldout_top1"])
 
-  def traces(self) -> dict:
-    """How often each program's train step was traced (absent: never built)."""
-    programs = {"pretrain": self.program, "finetune": self.finetune_program}
-    return {kind: int(p.train_chunk.experimental_get_tracing_count())
-            for kind, p in programs.items() if p is not None}
+  def traces(self) -> int:
+    """How often the model's train step was traced (0: never built, every run reused)."""
+    return 0 if self.program is None else int(
+        self.program.train_chunk.experimental_get_tracing_count())
 
   # -- the whole job ---------------------------------------------------------------------
 
@@ -188,4 +198,5 @@ class ModelRuns:
     if self.settings.finetune_steps > 0:
       for results in sweeps.values():
         if results:
-          self.finetune(min(results, key=lambda r: r["heldout_loss"])["_name"])
+          best = min(results, key=lambda r: r["heldout_loss"])
+          self.finetune(best["_name"], best)

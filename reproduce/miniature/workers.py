@@ -3,8 +3,8 @@
 A job builds its model's ``loop.Program`` once, measures its throughput with it, then trains
 every budget and learning rate of the model's grid through it (``loop.train(program=)``:
 the schedule, LR and step count are variables, so nothing is traced again), picks the LR of
-the largest budget from its own sweeps, and fine-tunes the best run of each budget with a
-second program. Finished runs are reused; an interrupted run resumes from its checkpoint.
+the largest budget from its own sweeps, and fine-tunes the best run of each budget through
+the same program. Finished runs are reused; an interrupted run resumes from its checkpoint.
 Jobs report to the study's process through an event queue (``emit``).
 """
 
@@ -24,8 +24,6 @@ from reproduce.miniature import grid as grid_lib
 RUNS_DIR = "runs"
 FINETUNE_DIR = "finetune"
 THROUGHPUT_DIR = "throughput"
-# A fine-tune's fields copied into its pre-training run's results.json, where the fits read them.
-FINETUNE_FIELDS = ("finetune_top1", "finetune_core_hours", "finetune_planned_core_hours")
 MEASURE_STEPS_PER_CHUNK = grid_lib.STEPS_PER_EXECUTION // 2  # ~ the runs' host overhead per step
 _WORKER = {"startup_seconds": 0.0}  # this process's start-up, reported by its first job
 
@@ -115,7 +113,7 @@ def add_cost(totals: dict, cost: dict) -> None:
 def model_job(model_grid: grid_lib.ModelGrid, settings: Settings, events) -> dict:
   """Everything of one model (see the module docstring). Returns ``model``, ``cost`` (its
   core-seconds by kind) and ``traces`` (times each of its programs' train steps was traced:
-  1 each, however many runs went through it)."""
+  1, however many runs and fine-tunes went through it)."""
   from reproduce.miniature import model_runs  # pylint: disable=g-import-not-at-top
   start = time.time()
   job = model_runs.ModelRuns(model_grid, settings, events)
@@ -132,20 +130,23 @@ def submit_models(pool, grids, settings: Settings, events) -> dict:
 
 
 def _tracing_guess(model: str) -> float:
-  """Rough seconds of tracing a model's two programs (deep NFNets trace slowest)."""
+  """Rough seconds of tracing a model's program (deep NFNets trace slowest: about 1.3 s a
+  block on one core)."""
   import model_defs  # pylint: disable=g-import-not-at-top
   spec = model_defs.get_spec(model)
   depths = getattr(spec, "config", {}).get("depths") or ()
-  return 2.5 * sum(depths) if depths else 10.0
+  return 1.3 * sum(depths) if depths else 5.0
 
 
 def record_finetune(pretrain_dir: str, finetune_dir: str, finetuned: dict) -> dict:
-  """Writes the fine-tune's fields into the pre-training run's results.json (atomically);
-  returns that record."""
+  """Writes the fine-tune's held-out top-1 and cost into the pre-training run's results.json
+  (atomically), where the fits read them; returns that record."""
   path = fileio.join(pretrain_dir, results_schema.FILE)
   record = fileio.read_json(path)
-  update = {key: finetuned.get(key) for key in FINETUNE_FIELDS}
-  update["finetune_run"] = finetune_dir
+  update = {"finetune_top1": finetuned["heldout_top1"],
+            "finetune_core_hours": finetuned.get("training_core_hours"),
+            "finetune_planned_core_hours": finetuned.get("planned_core_hours"),
+            "finetune_run": finetune_dir}
   if any(record.get(key) != value for key, value in update.items()):
     record.update(update)
     fileio.write_json(path, record)
@@ -165,7 +166,7 @@ def format_progress(event: dict, done: int, total: int, elapsed: float,
   budget = "" if ratio is None else f" x{ratio:.2f} of plan"
   if event["kind"] == "finetune":
     return (f"  [{done:3d}/{total}] fine-tune {name:<24} {r.get('steps') or 0:4d} steps  top1 "
-            f"{r['finetune_top1']:.3f} (pre-trained {event['pretrained_top1']:.3f})  "
+            f"{r['heldout_top1']:.3f} (pre-trained {event['pretrained_top1']:.3f})  "
             f"{status}{budget}  {tail}")
   return (f"  [{done:3d}/{total}] {name:<34} {r['epochs']:6.2f} ep {r['steps']:5d} steps  "
           f"loss {r['heldout_loss']:.3f} top1 {r['heldout_top1']:.3f}  {status}{budget}  "
