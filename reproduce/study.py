@@ -10,7 +10,7 @@ What it does, end to end, with the kit's real code paths (reproduce.miniature; d
      measures its throughput with it, trains an LR sweep (3 LRs, factor 2) at every budget
      but the largest (budgets in measured CPU core-seconds, 100x apart end to end), trains
      the largest budget at the LR its own sweeps predict, and fine-tunes the best run of
-     each budget (configs/finetune_mini.py at 48 px), the paper's Figure 1;
+     each budget (a fresh head, 64 steps), the paper's Figure 1;
   3. fits the scaling laws per family, predicts the largest budget from the smaller ones and
      checks the paper's claims (reproduce.analysis); figures go to TensorBoard and report.md;
   4. prints where the time went: training versus every named overhead.
@@ -53,8 +53,8 @@ _MEASURE_STEPS = flags.DEFINE_integer("measure_steps", 3,
                                       "Timed chunks (of 16 steps) per throughput measurement.")
 _FINETUNE_STEPS = flags.DEFINE_integer(
     "finetune_steps", grid.DEFAULT_FINETUNE_STEPS,
-    "Fine-tuning steps of the best run of each (model, budget) (configs/finetune_mini.py at "
-    "48 px); the same for every run. 0 skips fine-tuning.")
+    "Fine-tuning steps of the best run of each (model, budget) (a fresh head at a quarter of "
+    "the run's LR); the same for every run. 0 skips fine-tuning.")
 _BOOTSTRAP = flags.DEFINE_integer("bootstrap", 200, "Bootstrap resamples for the fit CIs.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of data order, init and bootstrap.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data_dir for the prepared digits.")
