@@ -7,6 +7,7 @@ Every run and fine-tune goes through the same ``loop.Program``: one trace per mo
 
 from __future__ import annotations
 
+import gc
 import time
 
 from reproduce.core import cli
@@ -17,6 +18,14 @@ from reproduce.miniature import workers
 
 def _quiet(line: str) -> None:
   del line
+
+
+def _freeze_traced_graphs() -> None:
+  """Moves every object alive now (the traced program: millions of graph objects) out of the
+  garbage collector's reach. Its full collections otherwise paused each run for seconds:
+  measured 5.9 s -> 2.2 s of wall for a 2.5 core-second vit_mini_m run."""
+  gc.collect()
+  gc.freeze()
 
 
 class ModelRuns:
@@ -31,6 +40,7 @@ class ModelRuns:
     self.source = data.load_source("digits", data_dir=settings.data_dir, seed=settings.seed)
     self.strategy = strategy_lib.make_strategy("one_device")
     self.program = None
+    self.frozen = False  # the traced program is out of the garbage collector's reach
     self.rate = None
     self.cost = {"job setup": time.time() - start}
 
@@ -59,6 +69,8 @@ class ModelRuns:
         program, config, plan, self.settings.measure_steps, workers.MEASURE_STEPS_PER_CHUNK)
     self.rate = measured.median
     fileio.write_json(path, measured.to_dict())
+    _freeze_traced_graphs()
+    self.frozen = True
     self.cost["tracing"] = self.cost.get("tracing", 0.0) + first_chunk
     self.cost["throughput measurement"] = time.time() - start - first_chunk
     workers.emit(self.events, "measured", name=self.model, rate=self.rate,
@@ -106,6 +118,9 @@ class ModelRuns:
       workers.emit(self.events, "diverged", name=name, error=cli.first_line(e))
       return None
     workers.add_cost(self.cost, workers.run_cost(results))
+    if not self.frozen:  # the program was traced in this run (its rate was cached)
+      _freeze_traced_graphs()
+      self.frozen = True
     workers.emit(self.events, "run", name=name, results=results,
                  status=f"{time.time() - start:5.1f} s")
     return results

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import gc
 import multiprocessing
 import os
 import time
@@ -122,6 +123,7 @@ def model_job(model_grid: grid_lib.ModelGrid, settings: Settings, events) -> dic
   job.run_all()
   result = dict(model=model_grid.model, cost=job.cost, traces=job.traces())
   del job
+  gc.unfreeze()  # the finished job's graphs become collectable again
   keras.backend.clear_session(free_memory=True)  # the process's next job starts clean
   result["cost"]["job wall"] = time.time() - start + result["cost"]["worker startup"]
   return result
