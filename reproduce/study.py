@@ -49,7 +49,7 @@ _VIT_LR = flags.DEFINE_float("vit_lr", grid.DEFAULT_LR_CENTRES["vit"],
 _LR_POINTS = flags.DEFINE_integer("lr_points", grid.DEFAULT_LR_POINTS,
                                   "Learning rates per sweep, on a factor-2 grid.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", grid.BATCH_SIZE, "Global batch size of every run.")
-_MEASURE_STEPS = flags.DEFINE_integer("measure_steps", 3,
+_MEASURE_STEPS = flags.DEFINE_integer("measure_steps", 2,
                                       "Timed chunks (of 16 steps) per throughput measurement.")
 _FINETUNE_STEPS = flags.DEFINE_integer(
     "finetune_steps", grid.DEFAULT_FINETUNE_STEPS,

@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 DEFAULT_NFNETS = ("nfnet_mini_f0", "nfnet_mini_f1", "nfnet_mini_f3")
 DEFAULT_VITS = ("vit_mini_ti", "vit_mini_s", "vit_mini_m")
 # Budgets in measured CPU core-seconds: 100x in four steps of sqrt(10); ``--scale`` multiplies.
-DEFAULT_BUDGETS_CORE_SECONDS = (0.8, 2.5, 8.0, 25.0, 80.0)
+DEFAULT_BUDGETS_CORE_SECONDS = (0.9, 2.9, 9.0, 29.0, 90.0)
 # The centre of each family's LR sweep (the sweep is centre x 2^k, k = -1, 0, 1).
 DEFAULT_LR_CENTRES = {"nfnet": 0.4, "vit": 4e-3}
 DEFAULT_LR_POINTS = 3

@@ -7,6 +7,7 @@ Every run and fine-tune goes through the same ``loop.Program``: one trace per mo
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import time
 
@@ -18,6 +19,18 @@ from reproduce.miniature import workers
 
 def _quiet(line: str) -> None:
   del line
+
+
+@contextlib.contextmanager
+def _collected_between_runs():
+  """No garbage collection inside a run, one collection after it. Even with the program
+  frozen (``_freeze_traced_graphs``), automatic collections took 1.3 s of a 9 s run."""
+  gc.disable()
+  try:
+    yield
+  finally:
+    gc.enable()
+    gc.collect()
 
 
 def _freeze_traced_graphs() -> None:
@@ -111,9 +124,10 @@ class ModelRuns:
       return None
     start = time.time()
     try:
-      results = loop.train(config, plan, path, self.strategy, source=self.source,
-                           verbose=False, log=_quiet,
-                           program=self._pretrain_program(config, plan))
+      with _collected_between_runs():
+        results = loop.train(config, plan, path, self.strategy, source=self.source,
+                             verbose=False, log=_quiet,
+                             program=self._pretrain_program(config, plan))
     except losses.TrainingDiverged as e:  # a diverged run is a data point lost, not the study
       workers.emit(self.events, "diverged", name=name, error=cli.first_line(e))
       return None
@@ -172,9 +186,11 @@ class ModelRuns:
           f"{plan.steps}: use another --workdir or delete it")
     if done is None:
       try:
-        done = loop.train(config, plan, finetune_dir, self.strategy, source=self.source,
-                          verbose=False, log=_quiet, program=self._pretrain_program(config, plan),
-                          initialise=self._from_run(pretrain_dir))
+        with _collected_between_runs():
+          done = loop.train(config, plan, finetune_dir, self.strategy, source=self.source,
+                            verbose=False, log=_quiet,
+                            program=self._pretrain_program(config, plan),
+                            initialise=self._from_run(pretrain_dir))
       except losses.TrainingDiverged as e:  # the run keeps no fine-tuned top-1
         workers.emit(self.events, "diverged", name=f"fine-tune {name}",
                      error=cli.first_line(e))
