@@ -1,4 +1,4 @@
-r"""The miniature study: ``python -m reproduce.study`` (the kit's main job, ~13 min on 2 cores).
+r"""The miniature study: ``python -m reproduce.study`` (the kit's main job, ~18 min on 2 cores).
 
   python -m reproduce.study                       # the default grid
   python -m reproduce.study --scale=4 --workers=8 # 4x longer runs on an 8-core machine
