@@ -35,26 +35,12 @@ def check_config(config: dict) -> None:
         f"config.head_init={config['head_init']!r}: use one of {init_lib.HEAD_INITS}")
 
 
-def build_program(config, plan, strategy=None, *, source=None, data_module=None):
-  """The ``loop.Program`` of ``config``'s fine-tunes of ``plan.model`` (SAM step, repeated
-  augmentation): ``finetune(..., program=)`` then fine-tunes many runs of one model with one
-  traced step."""
-  config = recipe.with_defaults(rundir.config_to_dict(config))
-  check_config(config)
-  multiplicity = int(config["augment_multiplicity"] or 1)
-  return loop.build_program(
-      config, recipe.charged_plan(plan, config), strategy, source=source,
-      data_module=repeated.data_module(data_module or data, multiplicity),
-      step_fn=sam.from_config(config))
-
-
 def finetune(config, plan, model_dir: str, init, strategy=None, *, source=None,
              data_module=None, hooks: Sequence = (), verbose: bool = True,
              allow_config_change: bool = False, data_dir: str | None = None,
-             manual_dir: str | None = None, log=None, program=None) -> dict:
+             manual_dir: str | None = None, log=None) -> dict:
   """Fine-tunes ``plan.model`` from ``init`` (a path or an ``Initialisation``) for
   ``plan.steps`` steps in ``model_dir``; resumes from ``model_dir``'s own checkpoint.
-  ``program``: a ``build_program`` result to reuse (the study fine-tunes many runs of one model).
 
   Returns the results record (``loop.train``'s plus ``recipe.accounting``'s fields), also
   written to ``model_dir/results.json``.
@@ -73,7 +59,7 @@ def finetune(config, plan, model_dir: str, init, strategy=None, *, source=None,
       data_dir=data_dir, manual_dir=manual_dir, source=source,
       data_module=repeated.data_module(data_module or data, multiplicity),
       initialise=init_lib.initialiser(init, config["head_init"]),
-      step_fn=sam.from_config(config), hooks=hooks, verbose=verbose, log=log, program=program)
+      step_fn=sam.from_config(config), hooks=hooks, verbose=verbose, log=log)
   record.update(recipe.accounting(config, plan, record, init.info(), init.pretrain))
   results_lib.write(model_dir, record)
   return record

@@ -146,8 +146,7 @@ class ModelRuns:
     from reproduce.analysis import runs  # pylint: disable=g-import-not-at-top
     points = [runs.point_from_record(r["_dir"], r["_name"], r)
               for results in sweeps.values() for r in results]
-    top_config, top_plan = self._plan(self.grid.top_budget, self.grid.lrs[0])
-    del top_config
+    _, top_plan = self._plan(self.grid.top_budget, self.grid.lrs[0])
     return frontier.extrapolated_lr(points, self.model, float(top_plan.epochs),
                                     default=self.grid.lrs[len(self.grid.lrs) // 2])
 
