@@ -503,3 +503,23 @@ def test_tfds_tfrecord_files_are_read_by_index(tmp_path, digits):
   assert "tfrecord" in str(builder.info.file_format).lower()
   _, _, mask = next(iter(data.heldout_dataset(source, global_batch_size=400, resolution=8)))
   assert mask.numpy().sum() == 360
+
+
+def test_small_datasets_are_read_from_memory_exactly_as_from_their_files(digits_dir,
+                                                                         monkeypatch):
+  """Below ``IN_MEMORY_BYTES`` a source is read once into tensors (no Python per example);
+  above it, lazily from its files: the same records and the same batches either way."""
+  from reproduce.data import datasource
+  in_memory = data.load_source("digits", data_dir=digits_dir)
+  assert "memory_reader" in in_memory.read.__qualname__
+  monkeypatch.setattr(datasource, "IN_MEMORY_BYTES", 1)
+  from_files = data.load_source("digits", data_dir=digits_dir)
+  assert "python_reader" in from_files.read.__qualname__
+  for record_id in (0, 700, 1796):
+    ours, theirs = (s.read(tf.constant(record_id, tf.int64)) for s in (in_memory, from_files))
+    assert ours[0].numpy() == theirs[0].numpy()
+    np.testing.assert_array_equal(ours[1].numpy(), theirs[1].numpy())
+  batches = [next(iter(data.train_dataset(s, global_batch_size=8, resolution=32, seed=3)))
+             for s in (in_memory, from_files)]
+  for ours, theirs in zip(*batches):
+    np.testing.assert_array_equal(ours.numpy(), theirs.numpy())

@@ -359,3 +359,24 @@ def _tags(model_dir):
     for event in tf.compat.v1.train.summary_iterator(path):
       for value in event.summary.value:
         yield value.tag
+
+
+def test_release_in_background_drops_the_last_reference_off_the_main_thread():
+  """A run's input iterator is released on another thread (its destructor can wait seconds
+  for tf.data's autotuning thread); the reference must really go."""
+  import threading
+  import weakref
+  from reproduce.train import inputs
+
+  class Iterator:
+    pass
+
+  iterator = Iterator()
+  alive = weakref.ref(iterator)
+  holder = [iterator]
+  del iterator
+  inputs.release_in_background(holder)
+  for thread in threading.enumerate():
+    if thread.name == "release-input-iterator":
+      thread.join()
+  assert alive() is None and holder == []

@@ -16,7 +16,7 @@ from reproduce.core import fileio
 from reproduce.data import order
 from reproduce.data.record_index import OPENERS, RecordFiles, example_fetch
 from reproduce.data.datasource import (AUGMENT_DEFAULTS, DataError, DataSource, ShardOrder,
-                                       default_heldout, fraction_heldout, python_reader,
+                                       default_heldout, fraction_heldout, record_reader,
                                        split_heldout)
 
 DEFAULT_DATA_CACHE = os.path.join("~", ".cache", "nfnet_vit_scaling", "tensorflow_datasets")
@@ -84,9 +84,16 @@ def load_tfds_with_heldout_split(spec: str, name: str, data_dir: str | None,
       name=spec, num_classes=num_classes, train_size=num_train, heldout_size=num_heldout,
       multi_label=multi_label, train_records=range(num_train),
       heldout_records=range(num_train, num_train + num_heldout),
-      read=python_reader(fetch, num_classes), shard_order=shard_order,
+      read=_reader(builder, fetch, num_classes, num_train + num_heldout),
+      shard_order=shard_order,
       description=f"tfds {builder.name} {builder.version} in {builder.data_dir}, "
                   f"held out: its {heldout_split!r} split")
+
+
+def _reader(builder, fetch, num_classes: int, num_records: int):
+  """The source's ``read``: in memory when the prepared dataset is small (``record_reader``)."""
+  stored = getattr(builder.info, "dataset_size", None)
+  return record_reader(fetch, num_classes, num_records, int(stored) if stored else None)
 
 
 def _prepared_builder(spec: str, name: str, data_dir: str | None, manual_dir: str | None):
@@ -201,7 +208,7 @@ def _source_from_builder(builder, spec: str, name: str, heldout_size: int | None
   return DataSource(
       name=spec, num_classes=num_classes, train_size=len(train_ids),
       heldout_size=len(heldout_ids), multi_label=multi_label, train_records=train_ids,
-      heldout_records=heldout_ids, read=python_reader(fetch, num_classes),
+      heldout_records=heldout_ids, read=_reader(builder, fetch, num_classes, num_records),
       shard_order=shard_order,
       description=f"tfds {builder.name} {builder.version} in {builder.data_dir}")
 

@@ -68,6 +68,9 @@ def describe_grid(grids, budgets) -> None:
         f"LR {', '.join(f'{lr:g}' for lr in g.lrs)}{top}")
 
 
+ETA_AFTER_FRACTION = 0.05
+
+
 class Progress:
   """Prints the workers' events with a count, the elapsed time and an ETA."""
 
@@ -93,7 +96,9 @@ class Progress:
       self.done_core_seconds += float(event["results"].get("planned_core_hours") or 0) * 3600
     elapsed = time.time() - self.start
     eta = None
-    if self.done_core_seconds and event.get("status") != "reused":
+    # Before 5% of the plan is trained the elapsed time is mostly start-up and tracing.
+    if (self.done_core_seconds >= ETA_AFTER_FRACTION * self.planned
+        and event.get("status") != "reused"):
       left = max(self.planned - self.done_core_seconds, 0.0)
       eta = elapsed * left / self.done_core_seconds
     say(workers.format_progress(event, self.done, self.total, elapsed, eta))

@@ -267,15 +267,16 @@ def run_chunks(run: Run, step: int, hooks: Sequence[Hook] = (),
     return float(run.checkpoints.train_loss.numpy())
   dtype = inputs.input_dtype(run.dtype_policy)
   with run.clock.measure("startup"):  # the input pipeline's set-up
-    iterator = inputs.train_iterator(run.strategy, run.data_module, run.source, run.config,
-                                     run.plan, step, dtype)
+    iterator = [inputs.train_iterator(run.strategy, run.data_module, run.source, run.config,
+                                      run.plan, step, dtype)]  # the only reference: released
   while step < total:
     end = chunk_end(step, total, run.config)
-    logs = run_chunk(run, iterator, step, end)
+    logs = run_chunk(run, iterator[0], step, end)
     step, train_loss = end, logs["loss"]
     run.checkpoints.train_loss.assign(train_loss)
     after_chunk(run, step, logs, hooks)
     stop_if_preempted(run, step, watch)
+  inputs.release_in_background(iterator)
   return train_loss
 
 

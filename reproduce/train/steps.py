@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from reproduce.train import inputs
 from reproduce.train import losses
 from reproduce.train import optim
 from reproduce.train import rundir
@@ -184,7 +185,9 @@ class Evaluator:
       self._dataset = self._strategy.distribute_datasets_from_function(self._dataset_fn)
     totals = np.zeros(3, np.float64)
     with optim.swap_in_ema(self._optimizer):
-      for batch in self._dataset:
+      iterator = [iter(self._dataset)]  # the only reference: released in the background
+      for batch in iterator[0]:
         totals += np.array([float(t) for t in self._eval_step(tuple(batch))])
+      inputs.release_in_background(iterator)
     count = max(totals[2], 1.0)
     return {"loss": totals[0] / count, "top1": totals[1] / count, "examples": int(totals[2])}

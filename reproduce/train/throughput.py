@@ -165,8 +165,9 @@ def measure_program(program, config: dict, plan, steps: int, steps_per_chunk: in
   """Times ``steps`` chunks of a ``loop.Program``'s own train step on the run's real input
   pipeline (the first chunk traces it and is not timed); returns (throughput, seconds of
   that first chunk). The caller resets the program before training with it."""
-  iterator = inputs.train_iterator(program.strategy, program.data_module, program.source,
-                                   config, plan, 0, inputs.input_dtype(program.dtype_policy))
-  first, seconds = time_chunks(program.train_chunk, iterator, steps, 1, steps_per_chunk)
+  iterator = [inputs.train_iterator(program.strategy, program.data_module, program.source,
+                                    config, plan, 0, inputs.input_dtype(program.dtype_policy))]
+  first, seconds = time_chunks(program.train_chunk, iterator[0], steps, 1, steps_per_chunk)
+  inputs.release_in_background(iterator)
   return _throughput(plan.model, int(plan.batch_size), int(plan.resolution), 1, seconds,
                      program.strategy.num_replicas_in_sync, cores_per_device), first
