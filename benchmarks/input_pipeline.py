@@ -9,6 +9,7 @@ same model (``reproduce.train.throughput.measure``) and prints pipeline/consumpt
 
   PYTHONPATH=$PWD python benchmarks/input_pipeline.py --models=nfnet_f0,vit_b16
   PYTHONPATH=$PWD python benchmarks/input_pipeline.py --models=nfnet_mini_f0 --dry
+  PYTHONPATH=$PWD python benchmarks/input_pipeline.py --models=vit_mini_s --jpeg_downscale
 
 The two are timed one after the other, each with both cores: in training they share them
 (the pipeline's threads run beside the step), so the ratio is what the input side can give,
@@ -32,6 +33,9 @@ _IMAGES = flags.DEFINE_integer("images", 400, "JPEGs written (10 classes)")
 _BATCHES = flags.DEFINE_integer("batches", 40, "timed batches")
 _STEPS = flags.DEFINE_integer("steps", 4, "timed train steps (consumption)")
 _DRY = flags.DEFINE_bool("dry", False, "a few images and batches: checks it runs")
+_JPEG_DOWNSCALE = flags.DEFINE_bool(
+    "jpeg_downscale", False, "augment jpeg_downscale: decode large JPEG crops at 1/2..1/8 "
+    "scale (not the recipes' default; see reproduce.data.AUGMENT_DEFAULTS)")
 _CLASSES = 10
 _SIZE = (375, 500)  # height, width: ImageNet's most common shape
 
@@ -57,7 +61,7 @@ def _recipe(model: str) -> dict:
   row = model_defs.get_spec(model).config
   layers, magnitude = row.get("randaugment_layers", 2), row.get("randaugment_magnitude", 15)
   return dict(randaugment=pretrain_imagenet.randaugment_spec(layers, magnitude),
-              mixup_alpha=0.2, cutmix_alpha=1.0)
+              mixup_alpha=0.2, cutmix_alpha=1.0, jpeg_downscale=_JPEG_DOWNSCALE.value)
 
 
 def pipeline_rate(root: str, model: str, resolution: int, batch: int, batches: int) -> float:
