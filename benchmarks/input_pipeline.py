@@ -9,7 +9,6 @@ same model (``reproduce.train.throughput.measure``) and prints pipeline/consumpt
 
   PYTHONPATH=$PWD python benchmarks/input_pipeline.py --models=nfnet_f0,vit_b16
   PYTHONPATH=$PWD python benchmarks/input_pipeline.py --models=nfnet_mini_f0 --dry
-  PYTHONPATH=$PWD python benchmarks/input_pipeline.py --models=vit_mini_s --jpeg_downscale
 
 The two are timed one after the other, each with both cores: in training they share them
 (the pipeline's threads run beside the step), so the ratio is what the input side can give,
@@ -33,9 +32,6 @@ _IMAGES = flags.DEFINE_integer("images", 400, "JPEGs written (10 classes)")
 _BATCHES = flags.DEFINE_integer("batches", 40, "timed batches")
 _STEPS = flags.DEFINE_integer("steps", 4, "timed train steps (consumption)")
 _DRY = flags.DEFINE_bool("dry", False, "a few images and batches: checks it runs")
-_JPEG_DOWNSCALE = flags.DEFINE_bool(
-    "jpeg_downscale", False, "augment jpeg_downscale: decode large JPEG crops at 1/2..1/8 "
-    "scale (not the recipes' default; see reproduce.data.AUGMENT_DEFAULTS)")
 _CLASSES = 10
 _SIZE = (375, 500)  # height, width: ImageNet's most common shape
 
@@ -61,11 +57,13 @@ def _recipe(model: str) -> dict:
   row = model_defs.get_spec(model).config
   layers, magnitude = row.get("randaugment_layers", 2), row.get("randaugment_magnitude", 15)
   return dict(randaugment=pretrain_imagenet.randaugment_spec(layers, magnitude),
-              mixup_alpha=0.2, cutmix_alpha=1.0, jpeg_downscale=_JPEG_DOWNSCALE.value)
+              mixup_alpha=0.2, cutmix_alpha=1.0)
 
 
-def pipeline_rate(root: str, model: str, resolution: int, batch: int, batches: int) -> float:
-  """Images/s of ``train_dataset`` (median over ``batches`` after 5 warm-up batches)."""
+def pipeline_rate(root: str, model: str, resolution: int, batch: int,
+                  batches: int) -> tuple[float, float]:
+  """(images/s of ``train_dataset``, median over ``batches`` after 5 warm-up batches; this
+  process's CPU seconds per image over them, which other jobs on the cores hardly change)."""
   from reproduce import data  # pylint: disable=g-import-not-at-top
   source = data.load_source(f"imagefolder:{root}", heldout_size=_CLASSES)
   dataset = data.train_dataset(source, global_batch_size=batch, resolution=resolution, seed=0,
@@ -74,11 +72,13 @@ def pipeline_rate(root: str, model: str, resolution: int, batch: int, batches: i
   for _ in range(5):
     next(iterator)
   seconds = []
+  cpu_start = time.process_time()
   for _ in range(batches):
     start = time.perf_counter()
     next(iterator)
     seconds.append(time.perf_counter() - start)
-  return batch / statistics.median(seconds)
+  cpu_per_image = (time.process_time() - cpu_start) / (batches * batch)
+  return batch / statistics.median(seconds), cpu_per_image
 
 
 def main(argv):
@@ -97,12 +97,14 @@ def main(argv):
     for model in _MODELS.value:
       spec = model_defs.get_spec(model)
       resolution = spec.train_resolution if spec.mini else _RESOLUTION.value
-      produced = pipeline_rate(root, model, resolution, _BATCH.value, batches)
+      produced, cpu_per_image = pipeline_rate(root, model, resolution, _BATCH.value, batches)
       consumed = throughput.measure(model, _BATCH.value, resolution, steps=steps,
                                     warmup_steps=1).median
+      capacity = os.cpu_count() / cpu_per_image  # what idle cores would give
       print(f"{model:>14} {resolution:>4}px  augment {_recipe(model)}  pipeline "
-            f"{produced:8.1f} img/s  train step {consumed:7.2f} img/s  "
-            f"pipeline/consumption {produced / consumed:6.1f}x", flush=True)
+            f"{produced:8.1f} img/s ({cpu_per_image * 1e6:5.0f} us CPU/img: {capacity:6.0f} "
+            f"img/s on idle cores)  train step {consumed:7.2f} img/s  pipeline/consumption "
+            f"{produced / consumed:6.1f}x (idle cores {capacity / consumed:5.1f}x)", flush=True)
   print(f"load {os.getloadavg()[0]:.2f} at the end", flush=True)
 
 

@@ -26,10 +26,6 @@ AUGMENT_DEFAULTS = {
     "randaugment": None,              # (num_layers, magnitude), e.g. (4, 5) or "405"
     "mixup_alpha": 0.0,
     "cutmix_alpha": 0.0,
-    # Decode the JPEG crop at 1/2..1/8 scale in the DCT domain while it stays >= the output
-    # resolution (preprocess._jpeg_scale): faster when crops are many times the output, but
-    # not the official full-scale decode's pixels; off in the paper's recipes.
-    "jpeg_downscale": False,
 }
 
 

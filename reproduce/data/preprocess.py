@@ -62,50 +62,6 @@ def _decode_and_crop(encoded: tf.Tensor, crop_box_fn) -> tf.Tensor:
   return tf.ensure_shape(image, [None, None, 3])
 
 
-JPEG_SCALES = (2, 4, 8)  # the DCT-domain downscales libjpeg decodes at
-
-
-def _jpeg_scale_index(box: tf.Tensor, resolution: int) -> tf.Tensor:
-  """0: full scale; k: ``JPEG_SCALES[k-1]``, the largest whose crop stays >= ``resolution``
-  on both sides (the rule of PIL's ``Image.draft``)."""
-  side = tf.minimum(box[2], box[3])
-  return tf.add_n([tf.cast(side // scale >= resolution, tf.int32) for scale in JPEG_SCALES])
-
-
-def _resize_downscaled_crop(encoded: tf.Tensor, box: tf.Tensor, scale: int,
-                            resolution: int) -> tf.Tensor:
-  """The crop ``box`` of a JPEG decoded at 1/``scale`` in the DCT domain, resized bicubic
-  (no antialias) to ``resolution``^2 with its sub-pixel offset and size kept."""
-  start, size = box[:2] // scale, box[2:]
-  end = (box[:2] + size + scale - 1) // scale
-  window = tf.io.decode_and_crop_jpeg(encoded, tf.concat([start, end - start], 0), channels=3,
-                                      ratio=scale)
-  offset = tf.cast(box[:2], tf.float32) / scale - tf.cast(start, tf.float32)
-  factor = float(resolution) / (tf.cast(size, tf.float32) / scale)
-  image = tf.raw_ops.ScaleAndTranslate(
-      images=tf.cast(window, tf.float32)[None], size=[resolution, resolution], scale=factor,
-      translation=-offset * factor, kernel_type="keyscubic", antialias=False)[0]
-  return tf.clip_by_value(image, 0.0, 255.0)
-
-
-def _decode_crop_resize(encoded: tf.Tensor, crop_box_fn, resolution: int,
-                        jpeg_downscale: bool) -> tf.Tensor:
-  """The crop, decoded and resized to ``resolution``^2 (float32 0..255). ``jpeg_downscale``:
-  JPEG crops at least twice ``resolution`` are decoded at 1/2..1/8 scale (``JPEG_SCALES``)."""
-  exact = lambda: _resize(_decode_and_crop(encoded, crop_box_fn), [resolution, resolution])
-  if not jpeg_downscale:
-    return exact()
-
-  def jpeg():
-    box = crop_box_fn(tf.image.extract_jpeg_shape(encoded))
-    scaled = [lambda scale=scale: _resize_downscaled_crop(encoded, box, scale, resolution)
-              for scale in JPEG_SCALES]
-    return tf.switch_case(_jpeg_scale_index(box, resolution), [exact] + scaled)
-
-  image = tf.cond(tf.io.is_jpeg(encoded), jpeg, exact)
-  return tf.ensure_shape(image, [resolution, resolution, 3])
-
-
 def normalise(image: tf.Tensor, dtype=tf.float32) -> tf.Tensor:
   """ImageNet mean/std on the 0..255 scale, cast to ``dtype``."""
   image = (tf.cast(image, tf.float32) - MEAN_RGB) / STDDEV_RGB
@@ -144,7 +100,7 @@ def crop_and_flip(encoded: tf.Tensor, seed: tf.Tensor, resolution: int,
         use_image_if_no_bounding_boxes=True)
     return tf.stack([begin[0], begin[1], size[0], size[1]])
 
-  image = _decode_crop_resize(encoded, crop_box, resolution, settings["jpeg_downscale"])
+  image = _resize(_decode_and_crop(encoded, crop_box), [resolution, resolution])
   if settings["flip"]:
     image = tf.image.stateless_random_flip_left_right(image, flip_seed)
   return image
