@@ -60,8 +60,10 @@ def _recipe(model: str) -> dict:
               mixup_alpha=0.2, cutmix_alpha=1.0)
 
 
-def pipeline_rate(root: str, model: str, resolution: int, batch: int, batches: int) -> float:
-  """Images/s of ``train_dataset`` (median over ``batches`` after 5 warm-up batches)."""
+def pipeline_rate(root: str, model: str, resolution: int, batch: int,
+                  batches: int) -> tuple[float, float]:
+  """(images/s of ``train_dataset``, median over ``batches`` after 5 warm-up batches; this
+  process's CPU seconds per image over them, which other jobs on the cores hardly change)."""
   from reproduce import data  # pylint: disable=g-import-not-at-top
   source = data.load_source(f"imagefolder:{root}", heldout_size=_CLASSES)
   dataset = data.train_dataset(source, global_batch_size=batch, resolution=resolution, seed=0,
@@ -70,11 +72,13 @@ def pipeline_rate(root: str, model: str, resolution: int, batch: int, batches: i
   for _ in range(5):
     next(iterator)
   seconds = []
+  cpu_start = time.process_time()
   for _ in range(batches):
     start = time.perf_counter()
     next(iterator)
     seconds.append(time.perf_counter() - start)
-  return batch / statistics.median(seconds)
+  cpu_per_image = (time.process_time() - cpu_start) / (batches * batch)
+  return batch / statistics.median(seconds), cpu_per_image
 
 
 def main(argv):
@@ -93,12 +97,14 @@ def main(argv):
     for model in _MODELS.value:
       spec = model_defs.get_spec(model)
       resolution = spec.train_resolution if spec.mini else _RESOLUTION.value
-      produced = pipeline_rate(root, model, resolution, _BATCH.value, batches)
+      produced, cpu_per_image = pipeline_rate(root, model, resolution, _BATCH.value, batches)
       consumed = throughput.measure(model, _BATCH.value, resolution, steps=steps,
                                     warmup_steps=1).median
+      capacity = os.cpu_count() / cpu_per_image  # what idle cores would give
       print(f"{model:>14} {resolution:>4}px  augment {_recipe(model)}  pipeline "
-            f"{produced:8.1f} img/s  train step {consumed:7.2f} img/s  "
-            f"pipeline/consumption {produced / consumed:6.1f}x", flush=True)
+            f"{produced:8.1f} img/s ({cpu_per_image * 1e6:5.0f} us CPU/img: {capacity:6.0f} "
+            f"img/s on idle cores)  train step {consumed:7.2f} img/s  pipeline/consumption "
+            f"{produced / consumed:6.1f}x (idle cores {capacity / consumed:5.1f}x)", flush=True)
   print(f"load {os.getloadavg()[0]:.2f} at the end", flush=True)
 
 

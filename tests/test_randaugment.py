@@ -245,6 +245,19 @@ def test_each_layer_applies_one_uniformly_chosen_op():
                                                       4, 15))
 
 
+def test_a_batch_gets_each_images_own_randaugment():
+  """The pipeline's batched form (ops applied per op over the batch) gives every image the
+  pixels of its own ``randaugment``, whatever ops its neighbours drew."""
+  rng = np.random.default_rng(3)
+  images = np.stack([_test_image()[:48, :40]] * 6 + [
+      rng.integers(0, 256, (48, 40, 3)).astype(np.uint8) for _ in range(10)])
+  seeds = rng.integers(0, 2**31, (16, 2))
+  batch = ra.randaugment_batch(tf.constant(images), tf.constant(seeds), 3, 15)
+  for image, seed, augmented in zip(images, seeds, batch.numpy()):
+    np.testing.assert_array_equal(augmented, ra.randaugment(tf.constant(image),
+                                                            tf.constant(seed), 3, 15))
+
+
 # --- its place in the train pipeline ------------------------------------------------------
 
 

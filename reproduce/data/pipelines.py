@@ -22,7 +22,7 @@ import tensorflow as tf
 from reproduce.data import order
 from reproduce.data.datasource import DataError, DataSource, record_lookup
 from reproduce.data.mixing import mix_batch
-from reproduce.data.preprocess import (augment, check_eval_crop, crop_and_flip, eval_image,
+from reproduce.data.preprocess import (augment_batch, check_eval_crop, crop_and_flip, eval_image,
                                        normalise, resolve_augment)
 
 
@@ -109,8 +109,7 @@ def _options() -> tf.data.Options:
   return options
 
 
-def _mix_then_augment(dataset: tf.data.Dataset, settings: dict, seed: int,
-                      per_replica: int) -> tf.data.Dataset:
+def _mix_then_augment(dataset: tf.data.Dataset, settings: dict, seed: int) -> tf.data.Dataset:
   """MixUp/CutMix per batch, then RandAugment per (mixed) image, as the NFNet code
   (augment_before_mix=False). Elements: (images, targets, stream positions, example seeds)."""
   if settings["mixup_alpha"] > 0 or settings["cutmix_alpha"] > 0:
@@ -125,11 +124,11 @@ def _mix_then_augment(dataset: tf.data.Dataset, settings: dict, seed: int,
     dataset = dataset.map(mix, num_parallel_calls=tf.data.AUTOTUNE)
   if settings["randaugment"]:
     # Each image with the seed of the example at its batch position.
-    def augment_one(image, target, stream_position, example_seed):
-      return augment(image, example_seed, settings), target, stream_position, example_seed
+    def augment_each(images, targets, stream_positions, example_seeds):
+      images = augment_batch(images, example_seeds, settings)
+      return images, targets, stream_positions, example_seeds
 
-    dataset = dataset.unbatch().map(augment_one, num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.batch(per_replica, drop_remainder=True)
+    dataset = dataset.map(augment_each, num_parallel_calls=tf.data.AUTOTUNE)
   return dataset
 
 
@@ -175,7 +174,7 @@ def train_dataset(source: DataSource, *, global_batch_size: int, resolution: int
 
   dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
   dataset = dataset.batch(per_replica, drop_remainder=True)
-  dataset = _mix_then_augment(dataset, settings, seed, per_replica)
+  dataset = _mix_then_augment(dataset, settings, seed)
   dataset = dataset.map(lambda images, targets, *_: (normalise(images, dtype), targets))
   return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from reproduce.data.datasource import AUGMENT_DEFAULTS, DataError, DataSource
-from reproduce.data.randaugment import randaugment
+from reproduce.data.randaugment import randaugment, randaugment_batch
 
 # NFNet normalisation (ImageNet mean/std on the 0..255 scale).
 MEAN_RGB = (0.485 * 255, 0.456 * 255, 0.406 * 255)
@@ -113,6 +113,16 @@ def augment(image: tf.Tensor, seed: tf.Tensor, settings: dict) -> tf.Tensor:
     return image
   layers, magnitude = settings["randaugment"]
   return randaugment(image, _example_seeds(seed)[2], layers, magnitude)
+
+
+def augment_batch(images: tf.Tensor, seeds: tf.Tensor, settings: dict) -> tf.Tensor:
+  """``augment`` of each image of a batch with its example's seed (``seeds`` [N, 2]): the
+  same pixels, RandAugment's ops applied per op over the batch."""
+  if not settings["randaugment"]:
+    return images
+  layers, magnitude = settings["randaugment"]
+  randaugment_seeds = tf.map_fn(lambda seed: _example_seeds(seed)[2], seeds)
+  return randaugment_batch(images, randaugment_seeds, layers, magnitude)
 
 
 def train_image(encoded: tf.Tensor, seed: tf.Tensor, resolution: int, settings: dict,

@@ -91,128 +91,147 @@ def _blend(degenerate: tf.Tensor, image: tf.Tensor, factor: float) -> tf.Tensor:
   return to_uint8(low + factor * (tf.cast(image, tf.float32) - low))
 
 
-def _autocontrast(image: tf.Tensor) -> tf.Tensor:
-
-  def stretch(channel):
-    low = tf.cast(tf.reduce_min(channel), tf.float32)
-    high = tf.cast(tf.reduce_max(channel), tf.float32)
-    scale = 255.0 / (high - low)
-    stretched = to_uint8(tf.cast(channel, tf.float32) * scale - low * scale)
-    return tf.where(high > low, stretched, channel)  # a flat channel stays as it is
-
-  return tf.stack([stretch(image[..., c]) for c in range(3)], axis=-1)
+# The ops work on a batch [N, H, W, 3] uint8; ``signs`` [N] are the per-image random signs
+# and ``centres`` [N, 2] the cutout centres.
 
 
-def _equalize(image: tf.Tensor) -> tf.Tensor:
-  """PIL's equalize per channel: a lookup table from the cumulative histogram."""
-
-  def equalize_channel(channel):
-    values = tf.cast(channel, tf.int32)
-    histogram = tf.histogram_fixed_width(values, [0, 255], nbins=256)
-    nonzero = tf.boolean_mask(histogram, histogram > 0)
-    step = (tf.reduce_sum(nonzero) - nonzero[-1]) // 255
-    lut = (tf.cumsum(histogram) + step // 2) // tf.maximum(step, 1)
-    lut = tf.clip_by_value(tf.concat([[0], lut[:-1]], 0), 0, 255)
-    return tf.where(step > 0, tf.cast(tf.gather(lut, values), tf.uint8), channel)
-
-  return tf.stack([equalize_channel(image[..., c]) for c in range(3)], axis=-1)
+def _autocontrast(images: tf.Tensor) -> tf.Tensor:
+  """Each channel stretched to 0..255; a flat channel stays as it is."""
+  low = tf.cast(tf.reduce_min(images, axis=[1, 2], keepdims=True), tf.float32)
+  high = tf.cast(tf.reduce_max(images, axis=[1, 2], keepdims=True), tf.float32)
+  scale = 255.0 / (high - low)
+  stretched = to_uint8(tf.cast(images, tf.float32) * scale - low * scale)
+  return tf.where(high > low, stretched, images)
 
 
-def _sharpness(image: tf.Tensor, factor: float) -> tf.Tensor:
+def _equalize(images: tf.Tensor) -> tf.Tensor:
+  """PIL's equalize per image and channel: a lookup table from the cumulative histogram."""
+  shape = tf.shape(images)
+  channels = tf.reshape(tf.transpose(tf.cast(images, tf.int32), [0, 3, 1, 2]),
+                        [shape[0] * 3, shape[1] * shape[2]])
+  histogram = tf.math.bincount(channels, minlength=256, maxlength=256, axis=-1)
+  last = tf.reduce_max(tf.where(histogram > 0, tf.range(256), -1), axis=1)
+  last_count = tf.gather(histogram, tf.maximum(last, 0), batch_dims=1)
+  step = ((tf.reduce_sum(histogram, axis=1) - last_count) // 255)[:, None]
+  lut = (tf.cumsum(histogram, axis=1) + step // 2) // tf.maximum(step, 1)
+  lut = tf.clip_by_value(tf.concat([tf.zeros_like(lut[:, :1]), lut[:, :-1]], 1), 0, 255)
+  equalized = tf.where(step > 0, tf.gather(lut, channels, batch_dims=1), channels)
+  equalized = tf.reshape(equalized, [shape[0], 3, shape[1], shape[2]])
+  return tf.cast(tf.transpose(equalized, [0, 2, 3, 1]), tf.uint8)
+
+
+def _sharpness(images: tf.Tensor, factor: float) -> tf.Tensor:
   """Blend with PIL's SMOOTH filter (centre 5 of 13) inside; border pixels kept."""
   kernel = tf.constant([[1, 1, 1], [1, 5, 1], [1, 1, 1]], tf.float32) / 13.0
   kernel = tf.tile(kernel[:, :, None, None], [1, 1, 3, 1])
-  smooth = tf.nn.depthwise_conv2d(tf.cast(image, tf.float32)[None], kernel, [1, 1, 1, 1],
-                                  "VALID")[0]
-  paddings = [[1, 1], [1, 1], [0, 0]]
-  smooth = to_uint8(smooth)
-  inside = tf.pad(tf.ones_like(smooth), paddings) > 0
-  return _blend(tf.where(inside, tf.pad(smooth, paddings), image), image, factor)
+  # SAME, not VALID and padded: a VALID convolution of an empty batch has the input's shape.
+  smooth = to_uint8(tf.nn.depthwise_conv2d(tf.cast(images, tf.float32), kernel, [1, 1, 1, 1],
+                                           "SAME"))
+  rows, cols = tf.range(tf.shape(images)[1]), tf.range(tf.shape(images)[2])
+  inside_rows = tf.logical_and(rows > 0, rows < tf.shape(images)[1] - 1)
+  inside_cols = tf.logical_and(cols > 0, cols < tf.shape(images)[2] - 1)
+  inside = tf.logical_and(inside_rows[:, None, None], inside_cols[None, :, None])
+  return _blend(tf.where(inside, smooth, images), images, factor)
 
 
-def _contrast(image: tf.Tensor, factor: float) -> tf.Tensor:
-  pixels = tf.cast(tf.shape(image)[0] * tf.shape(image)[1], tf.float32)
-  return _blend(tf.fill(tf.shape(image), to_uint8(pixels / 256.0)), image, factor)
+def _contrast(images: tf.Tensor, factor: float) -> tf.Tensor:
+  pixels = tf.cast(tf.shape(images)[1] * tf.shape(images)[2], tf.float32)
+  return _blend(tf.fill(tf.shape(images), to_uint8(pixels / 256.0)), images, factor)
 
 
-def _transform(image: tf.Tensor, transform: list) -> tf.Tensor:
-  """Output pixel (x, y) takes the input at (a0 x + a1 y + a2, b0 x + b1 y + b2), nearest."""
-  transform = tf.cast(tf.stack(transform), tf.float32)[None]
+def _transform(images: tf.Tensor, rows: list) -> tf.Tensor:
+  """Output pixel (x, y) takes the input at (a0 x + a1 y + a2, b0 x + b1 y + b2), nearest;
+  ``rows``: the 8 coefficients, each a scalar or one per image."""
+  count = tf.shape(images)[0]
+  transforms = tf.stack([tf.broadcast_to(tf.cast(value, tf.float32), [count])
+                         for value in rows], axis=1)
   return tf.raw_ops.ImageProjectiveTransformV3(
-      images=image[None], transforms=transform, output_shape=tf.shape(image)[:2],
-      fill_value=float(REPLACE_VALUE), interpolation="NEAREST", fill_mode="CONSTANT")[0]
+      images=images, transforms=transforms, output_shape=tf.shape(images)[1:3],
+      fill_value=float(REPLACE_VALUE), interpolation="NEAREST", fill_mode="CONSTANT")
 
 
-def _rotate(image: tf.Tensor, degrees: tf.Tensor) -> tf.Tensor:
-  """Rotation about the image centre (tfa.image.rotate's transform)."""
+def _rotate(images: tf.Tensor, degrees: tf.Tensor) -> tf.Tensor:
+  """Rotation about the image centre (tfa.image.rotate's transform); ``degrees`` [N]."""
   radians = degrees * (math.pi / 180.0)
   cos, sin = tf.cos(radians), tf.sin(radians)
-  width = tf.cast(tf.shape(image)[1], tf.float32) - 1
-  height = tf.cast(tf.shape(image)[0], tf.float32) - 1
+  width = tf.cast(tf.shape(images)[2], tf.float32) - 1
+  height = tf.cast(tf.shape(images)[1], tf.float32) - 1
   x_offset = (width - (cos * width - sin * height)) / 2.0
   y_offset = (height - (sin * width + cos * height)) / 2.0
-  return _transform(image, [cos, -sin, x_offset, sin, cos, y_offset, 0.0, 0.0])
+  return _transform(images, [cos, -sin, x_offset, sin, cos, y_offset, 0.0, 0.0])
 
 
-def _cutout(image: tf.Tensor, pad: int, seed: tf.Tensor) -> tf.Tensor:
-  """A (2 pad)^2 square of REPLACE_VALUE, clipped by the border, at a uniform centre."""
-  height, width = tf.shape(image)[0], tf.shape(image)[1]
+def cutout_centre(seed: tf.Tensor, height, width) -> tf.Tensor:
+  """The (y, x) centre of cutout's square, uniform over the image, drawn from ``seed``."""
   y_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
-  centre_y = tf.random.stateless_uniform([], y_seed, 0, height, dtype=tf.int32)
-  centre_x = tf.random.stateless_uniform([], x_seed, 0, width, dtype=tf.int32)
-  rows, cols = tf.range(height), tf.range(width)
+  return tf.stack([tf.random.stateless_uniform([], y_seed, 0, height, dtype=tf.int32),
+                   tf.random.stateless_uniform([], x_seed, 0, width, dtype=tf.int32)])
+
+
+def _cutout(images: tf.Tensor, pad: int, centres: tf.Tensor) -> tf.Tensor:
+  """A (2 pad)^2 square of REPLACE_VALUE, clipped by the border, at each image's centre."""
+  rows, cols = tf.range(tf.shape(images)[1]), tf.range(tf.shape(images)[2])
+  centre_y, centre_x = centres[:, :1], centres[:, 1:]
   in_rows = tf.logical_and(rows >= centre_y - pad, rows < centre_y + pad)
   in_cols = tf.logical_and(cols >= centre_x - pad, cols < centre_x + pad)
-  box = tf.logical_and(in_rows[:, None, None], in_cols[None, :, None])
-  return tf.where(box, tf.constant(REPLACE_VALUE, tf.uint8), image)
+  box = tf.logical_and(in_rows[:, :, None, None], in_cols[:, None, :, None])
+  return tf.where(box, tf.constant(REPLACE_VALUE, tf.uint8), images)
 
 
-def _solarize_add(image: tf.Tensor, addition: int) -> tf.Tensor:
-  added = tf.clip_by_value(tf.cast(image, tf.int64) + addition, 0, 255)
-  return tf.where(image < SOLARIZE_ADD_THRESHOLD, tf.cast(added, tf.uint8), image)
+def _solarize_add(images: tf.Tensor, addition: int) -> tf.Tensor:
+  added = tf.clip_by_value(tf.cast(images, tf.int64) + addition, 0, 255)
+  return tf.where(images < SOLARIZE_ADD_THRESHOLD, tf.cast(added, tf.uint8), images)
 
 
-def _branches(image: tf.Tensor, args: LevelArgs, sign: tf.Tensor, seed: tf.Tensor) -> list:
-  """One callable per op, in ``OP_NAMES`` order."""
+def _apply(index: int, images: tf.Tensor, args: LevelArgs, signs: tf.Tensor,
+           centres: tf.Tensor) -> tf.Tensor:
+  """Op ``OP_NAMES[index]`` on a batch."""
   factor = args.enhance_factor
-  shear = sign * args.shear
-  pixels = sign * args.translate_pixels
+  shear, pixels = signs * args.shear, signs * args.translate_pixels
   shift = tf.constant(args.posterize_shift, tf.uint8)
   threshold = tf.constant(args.solarize_uint8_threshold, tf.uint8)
-  grey = tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(image))
-  return [
-      lambda: _autocontrast(image),
-      lambda: _equalize(image),
-      lambda: 255 - image,
-      lambda: _rotate(image, sign * args.rotate_degrees),
-      lambda: tf.bitwise.left_shift(tf.bitwise.right_shift(image, shift), shift),
-      lambda: tf.where(image < threshold, image, 255 - image),
-      lambda: _blend(grey, image, factor),
-      lambda: _contrast(image, factor),
-      lambda: _blend(tf.zeros_like(image), image, factor),
-      lambda: _sharpness(image, factor),
-      lambda: _transform(image, [1.0, shear, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]),
-      lambda: _transform(image, [1.0, 0.0, 0.0, shear, 1.0, 0.0, 0.0, 0.0]),
-      lambda: _transform(image, [1.0, 0.0, pixels, 0.0, 1.0, 0.0, 0.0, 0.0]),
-      lambda: _transform(image, [1.0, 0.0, 0.0, 0.0, 1.0, pixels, 0.0, 0.0]),
-      lambda: _cutout(image, args.cutout_pad, seed),
-      lambda: _solarize_add(image, args.solarize_addition),
+  ops = [
+      lambda: _autocontrast(images),
+      lambda: _equalize(images),
+      lambda: 255 - images,
+      lambda: _rotate(images, signs * args.rotate_degrees),
+      lambda: tf.bitwise.left_shift(tf.bitwise.right_shift(images, shift), shift),
+      lambda: tf.where(images < threshold, images, 255 - images),
+      lambda: _blend(tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(images)), images,
+                     factor),
+      lambda: _contrast(images, factor),
+      lambda: _blend(tf.zeros_like(images), images, factor),
+      lambda: _sharpness(images, factor),
+      lambda: _transform(images, [1.0, shear, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]),
+      lambda: _transform(images, [1.0, 0.0, 0.0, shear, 1.0, 0.0, 0.0, 0.0]),
+      lambda: _transform(images, [1.0, 0.0, pixels, 0.0, 1.0, 0.0, 0.0, 0.0]),
+      lambda: _transform(images, [1.0, 0.0, 0.0, 0.0, 1.0, pixels, 0.0, 0.0]),
+      lambda: _cutout(images, args.cutout_pad, centres),
+      lambda: _solarize_add(images, args.solarize_addition),
   ]
+  return ops[index]()
 
 
-# One traced function per level, shared by all layers and pipelines (tracing the 16
-# branches is the slow part of building a RandAugment pipeline).
+# One traced layer per level, shared by all layers and pipelines (tracing the 16 ops is
+# the slow part of building a RandAugment pipeline).
 @functools.lru_cache(maxsize=None)
-def _op_function(level: float):
+def _layer_function(level: float):
   args = level_args(level)
 
-  @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8),
-                                tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.float32),
-                                tf.TensorSpec([2], tf.int64)])
-  def apply(image, op_index, sign, seed):
-    return tf.switch_case(op_index, _branches(image, args, sign, seed))
+  @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8),
+                                tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.float32),
+                                tf.TensorSpec([None, 2], tf.int32)])
+  def layer(images, op_indices, signs, centres):
+    """Each image through its op: the batch split by op, each part through its op at once
+    (one kernel per op and batch, not a branch per image), and stitched back in order."""
+    parts = functools.partial(tf.dynamic_partition, partitions=op_indices,
+                              num_partitions=len(OP_NAMES))
+    outputs = [_apply(index, inputs, args, part_signs, part_centres)
+               for index, (inputs, part_signs, part_centres)
+               in enumerate(zip(parts(images), parts(signs), parts(centres)))]
+    return tf.dynamic_stitch(parts(tf.range(tf.shape(images)[0])), outputs)
 
-  return apply
+  return layer
 
 
 def apply_op(image: tf.Tensor, op: str | int, level: float, sign: float = 1.0,
@@ -230,9 +249,39 @@ def apply_op(image: tf.Tensor, op: str | int, level: float, sign: float = 1.0,
     The uint8 [H, W, 3] result.
   """
   index = OP_NAMES.index(op) if isinstance(op, str) else op
-  return _op_function(float(level))(to_uint8(tf.convert_to_tensor(image)),
-                                    tf.cast(index, tf.int32), tf.cast(sign, tf.float32),
-                                    tf.cast(seed, tf.int64))
+  image = to_uint8(tf.convert_to_tensor(image))
+  centre = cutout_centre(tf.cast(seed, tf.int64), tf.shape(image)[0], tf.shape(image)[1])
+  return _layer_function(float(level))(image[None], tf.constant([index], tf.int32),
+                                       tf.constant([sign], tf.float32), centre[None])[0]
+
+
+def _layer_draws(seed: tf.Tensor, num_layers: int, height, width):
+  """(op indices [L], signs [L], cutout centres [L, 2]) of one image's layers."""
+  layer_seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=num_layers)
+  op_indices, signs, centres = [], [], []
+  for layer in range(num_layers):
+    op_seed, sign_seed, cutout_seed = tf.unstack(
+        tf.random.experimental.stateless_split(layer_seeds[layer], num=3))
+    op_indices.append(tf.random.stateless_uniform([], op_seed, 0, len(OP_NAMES), dtype=tf.int32))
+    signs.append(tf.where(tf.random.stateless_uniform([], sign_seed) < 0.5, -1.0, 1.0))
+    centres.append(cutout_centre(cutout_seed, height, width))
+  return tf.stack(op_indices), tf.stack(signs), tf.stack(centres)
+
+
+def randaugment_batch(images: tf.Tensor, seeds: tf.Tensor, num_layers: int,
+                      magnitude: float) -> tf.Tensor:
+  """``randaugment`` of each image of ``images`` [N, H, W, 3] with its seed (``seeds`` [N, 2]):
+  the same pixels, each layer's ops applied per op over the batch."""
+  out = to_uint8(images)
+  height, width = tf.shape(out)[1], tf.shape(out)[2]
+  draws = tf.map_fn(lambda seed: _layer_draws(seed, num_layers, height, width), seeds,
+                    fn_output_signature=(tf.TensorSpec([num_layers], tf.int32),
+                                         tf.TensorSpec([num_layers], tf.float32),
+                                         tf.TensorSpec([num_layers, 2], tf.int32)))
+  layer = _layer_function(float(magnitude))
+  for index in range(num_layers):
+    out = layer(out, *(draw[:, index] for draw in draws))
+  return tf.cast(tf.ensure_shape(out, images.shape), tf.float32)
 
 
 def randaugment(image: tf.Tensor, seed: tf.Tensor, num_layers: int,
@@ -249,13 +298,6 @@ def randaugment(image: tf.Tensor, seed: tf.Tensor, num_layers: int,
   Returns:
     The augmented image, float32 with integer values in 0..255, same shape.
   """
-  apply = _op_function(float(magnitude))
-  out = to_uint8(image)
-  layer_seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=num_layers)
-  for layer in range(num_layers):
-    op_seed, sign_seed, cutout_seed = tf.unstack(
-        tf.random.experimental.stateless_split(layer_seeds[layer], num=3))
-    op_index = tf.random.stateless_uniform([], op_seed, 0, len(OP_NAMES), dtype=tf.int32)
-    sign = tf.where(tf.random.stateless_uniform([], sign_seed) < 0.5, -1.0, 1.0)
-    out = tf.ensure_shape(apply(out, op_index, sign, cutout_seed), image.shape)
-  return tf.cast(out, tf.float32)
+  image = tf.convert_to_tensor(image)
+  return randaugment_batch(image[None], tf.cast(seed, tf.int64)[None], num_layers,
+                           magnitude)[0]
