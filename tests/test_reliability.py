@@ -10,6 +10,7 @@ BENCHMARKS.md ("Reliability suite") lists what is injected and what each test ch
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import random
@@ -33,14 +34,14 @@ from engine_helpers import REPO_ROOT, checkpoint_tensors, fake_data, one_device
 ATTEMPT_TIMEOUT = 240
 
 
-def _attempt(model_dir, **faults):
+def _attempt(model_dir, preexec_fn=None, **faults):
   """Starts one attempt of the driver in a fresh process; returns its Popen."""
   flags = [f"--{name}={value}" for name, value in faults.items()]
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
   return subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, "tests",
                                                         "reliability_driver.py"),
                            str(model_dir), *flags], cwd=REPO_ROOT, env=env, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=preexec_fn)
 
 
 def _finish(process):
@@ -212,37 +213,40 @@ def test_saves_on_a_full_disk_are_one_line_and_keep_the_previous_checkpoint(tmp_
   assert tf.train.latest_checkpoint(directory) == first and saver.restore() == first
 
 
-def _writes_into_read_only_directories() -> bool:
-  """Whether this process ignores directory permissions (root with CAP_DAC_OVERRIDE)."""
+def _obey_file_permissions() -> None:
+  """``preexec_fn``: drops CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from the bounding set, so
+  a child of root (as in CI) obeys file permissions like any user; nothing for other users."""
+  libc = ctypes.CDLL(None, use_errno=True)
+  for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+    libc.prctl(24, capability, 0, 0, 0)  # PR_CAPBSET_DROP
+
+
+def _child_writes_into_read_only_directories() -> bool:
   with tempfile.TemporaryDirectory() as directory:
     os.chmod(directory, 0o555)
     try:
-      open(os.path.join(directory, "probe"), "w").close()
-      return True
-    except PermissionError:
-      return False
+      return subprocess.run(["touch", os.path.join(directory, "probe")], capture_output=True,
+                            preexec_fn=_obey_file_permissions).returncode == 0
     finally:
       os.chmod(directory, 0o755)
 
 
-@pytest.mark.skipif(_writes_into_read_only_directories(),
-                    reason="this process (root) writes into read-only directories")
+@pytest.mark.skipif(_child_writes_into_read_only_directories(),
+                    reason="a child process here writes into read-only directories")
 def test_a_read_only_model_dir_is_one_line_and_left_intact(uninterrupted):
-  from reproduce.train import loop, rundir
   model_dir = uninterrupted.model_dir
   files = sorted(os.path.join(d, n) for d, _, names in os.walk(model_dir) for n in names)
   before = {path: open(path, "rb").read() for path in files}
   for path in [model_dir] + [d for d, _, _ in os.walk(model_dir)]:
     os.chmod(path, 0o555)
   try:
-    with pytest.raises(rundir.EngineError) as info:
-      loop.train(driver.config(), driver.plan(), model_dir, one_device(),
-                 data_module=fake_data(), verbose=False)
+    proc = _finish(_attempt(model_dir, preexec_fn=_obey_file_permissions))
   finally:
     for path in [d for d, _, _ in os.walk(model_dir)]:
       os.chmod(path, 0o755)
-  assert str(info.value) == (f"cannot use model_dir {model_dir}: cannot write "
-                             f"{model_dir}/lock: Permission denied")
+  assert proc.returncode == 3, proc.stderr[-3000:]
+  assert _line(proc, "ERROR") == (f"cannot use model_dir {model_dir}: cannot write "
+                                  f"{model_dir}/lock: Permission denied")
   assert {path: open(path, "rb").read() for path in files} == before
 
 
