@@ -13,11 +13,11 @@ The NFNet update for one parameter W with (cross-replica reduced) gradient G is
   W <- SGD-Nesterov(W, G)   momentum 0.9
   EMA <- d_t * EMA + (1 - d_t) * W,  d_t = min(d, (1 + t) / (10 + t))   (optional)
 
-All four live inside the optimizer's per-variable ``update_step``. With the
-TensorFlow backend, Keras calls ``update_step`` only after it has all-reduced
-(summed) the per-replica gradients, so clipping sees the same gradient on one
-device as on N replicas. Clipping in the train step instead would clip partial
-per-replica gradients (see docs/pretrain.md).
+All four run per variable after Keras has all-reduced (summed) the per-replica gradients
+(TensorFlow: ``_distributed_tf_update_step``), so clipping sees the same gradient on one
+device as on N replicas; clipping in the train step would clip partial per-replica
+gradients (see docs/pretrain.md). What the variables share (learning rate, EMA decay) is
+computed once per step, and the statistics are written by one sum per step.
 
 Exclusions (defaults, all configurable):
 
@@ -37,6 +37,7 @@ from typing import Callable, Iterable
 
 import keras
 from keras import ops
+import tensorflow as tf
 
 # Name rule for variables that never get weight decay, whatever their shape.
 NO_DECAY_NAME_PATTERN = r"(^|[_/])(gain|gains|bias|biases|skip_gain|skipinit_gain|scale|beta|gamma)$"
@@ -44,17 +45,21 @@ NO_DECAY_NAME_PATTERN = r"(^|[_/])(gain|gains|bias|biases|skip_gain|skipinit_gai
 VariableRule = Callable[[keras.Variable], bool]
 
 
-def unitwise_norm(x):
-  """L2 norm per output unit over the fan-in axes (official NFNet convention).
+def unitwise_sum_of_squares(x):
+  """Sum of squares per output unit over the fan-in axes (official NFNet convention).
 
-  Scalars and vectors are treated as one unit (norm of the whole tensor, shape
-  ``()``); tensors of rank >= 2 (IO dense, HWIO conv kernels) reduce every axis
-  but the last and keep dims so the result broadcasts against ``x``.
+  Scalars and vectors are treated as one unit (shape ``()``); tensors of rank >= 2
+  (IO dense, HWIO conv kernels) reduce every axis but the last and keep dims so the
+  result broadcasts against ``x``.
   """
   rank = len(x.shape)
   if rank <= 1:
-    return ops.sqrt(ops.sum(ops.square(x)))
-  return ops.sqrt(ops.sum(ops.square(x), axis=tuple(range(rank - 1)), keepdims=True))
+    return ops.sum(ops.square(x))
+  return ops.sum(ops.square(x), axis=tuple(range(rank - 1)), keepdims=True)
+
+
+def unitwise_norm(x):  # L2 norm per output unit (``unitwise_sum_of_squares``' units)
+  return ops.sqrt(unitwise_sum_of_squares(x))
 
 
 def num_units(shape) -> int:
@@ -74,13 +79,29 @@ def agc_clip(grad, param, clipping: float = 0.01, eps: float = 1e-3):
   Returns:
     (clipped_grad, clipped_mask): the mask holds one boolean per unit.
   """
-  param_norm = unitwise_norm(param)
-  grad_norm = unitwise_norm(grad)
-  max_norm = ops.maximum(param_norm, eps) * clipping
-  # 1e-6 as in the official code: avoids 0/0 for units whose gradient is zero.
-  scaled = grad * (max_norm / ops.maximum(grad_norm, 1e-6))
+  clipped_grad, keep, _ = _agc_parts(grad, param, clipping, eps)
+  return clipped_grad, ops.logical_not(keep)
+
+
+def _agc_parts(grad, param, clipping, eps):
+  """(clipped grad, per-unit mask of the units kept as they are, per-unit sums of squares
+  of ``grad``): the sums give both the unit norms and the gradient's squared norm."""
+  grad_sq = unitwise_sum_of_squares(grad)
+  grad_norm = ops.sqrt(grad_sq)
+  max_norm = ops.maximum(unitwise_norm(param), eps) * clipping
   keep = ops.less(grad_norm, max_norm)
-  return ops.where(keep, grad, scaled), ops.logical_not(keep)
+  # 1e-6 as in the official code: avoids 0/0 for units whose gradient is zero. The factor
+  # is chosen per unit, so only one full-size multiply (G * 1 == G exactly).
+  factor = ops.where(keep, 1.0, max_norm / ops.maximum(grad_norm, 1e-6))
+  return grad * ops.cast(factor, grad.dtype), keep, grad_sq
+
+
+def _agc_clip_with_statistics(grad, param, clipping, eps):
+  """``agc_clip`` plus the statistics: (clipped grad, squared norm of ``grad`` before
+  clipping, number of clipped units), both float32 scalars."""
+  clipped_grad, keep, grad_sq = _agc_parts(grad, param, clipping, eps)
+  sq_norm = ops.cast(ops.sum(grad_sq), "float32")
+  return clipped_grad, sq_norm, ops.sum(ops.where(keep, 0.0, 1.0))
 
 
 def default_no_decay(variable) -> bool:
@@ -159,37 +180,87 @@ class _AGCMixin:
       self.agc_clip_flags.append(self.agc_clipping > 0 and not excluded)
       self.decay_flags.append(self.coupled_weight_decay > 0 and not self._no_decay(v))
       self.agc_units.append(num_units(v.shape))
-    # One scalar per variable, overwritten by each update: reading them after
-    # apply_gradients gives the last step's statistics on every replica.
-    self._agc_clipped_units = [
-        self.add_variable(shape=(), dtype="float32", name=f"agc_clipped_{i}")
-        for i in range(len(variables))]
-    self._grad_sq_norms = [
-        self.add_variable(shape=(), dtype="float32", name=f"grad_sq_norm_{i}")
-        for i in range(len(variables))]
+    # The last update's statistics, summed over the variables and written once per step:
+    # reading them after apply_gradients gives that step's values on every replica.
+    self._agc_grad_sq_norm = self.add_variable(shape=(), dtype="float32",
+                                               name="agc_grad_sq_norm")
+    self._agc_clipped_units = self.add_variable(shape=(), dtype="float32",
+                                                name="agc_clipped_units")
     self.ema_variables = []
     if self.ema_decay:
       self.ema_variables = self.add_optimizer_variables(variables, "ema")
       for ema, v in zip(self.ema_variables, variables):
         ema.assign(v)  # the EMA starts at the initial weights
 
-  def update_step(self, gradient, variable, learning_rate):
-    index = self._get_variable_index(variable)
-    gradient = ops.cast(gradient, variable.dtype)
-    self.assign(self._grad_sq_norms[index], ops.cast(ops.sum(ops.square(gradient)), "float32"))
-    if self.agc_clip_flags[index]:
-      gradient, clipped = agc_clip(gradient, variable, self.agc_clipping, self.agc_eps)
-      self.assign(self._agc_clipped_units[index], ops.sum(ops.cast(clipped, "float32")))
-    if self.decay_flags[index]:
-      gradient = gradient + ops.cast(self.coupled_weight_decay, variable.dtype) * variable
-    super().update_step(gradient, variable, learning_rate)
+  def _step_scalars(self, learning_rate) -> dict:
+    """What every variable's update shares, computed once per step (not per variable)."""
+    scalars = {"learning_rate": ops.cast(learning_rate, "float32")}
     if self.ema_decay:
       # iterations is incremented after all updates, so t = 0 on the first step.
       t = ops.cast(self.iterations, "float32")
-      decay = ops.minimum(self.ema_decay, (1.0 + t) / (10.0 + t))
-      decay = ops.cast(decay, variable.dtype)
+      scalars["ema_decay"] = ops.minimum(self.ema_decay, (1.0 + t) / (10.0 + t))
+    return scalars
+
+  def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
+    """TensorFlow backend, cross-replica, gradients all-reduced: every variable's update,
+    then each statistic written by one sum per device (not one assignment per variable)."""
+    scalars = self._step_scalars(learning_rate)
+    per_device = {}  # device -> ([squared norms], [clipped units]) of its variables' updates
+
+    def update(var, grad):
+      sq_norm, clipped_units = self._agc_update(var, grad, scalars)
+      sq_norms, clipped = per_device.setdefault(var.device, ([], []))
+      sq_norms.append(sq_norm)
+      if clipped_units is not None:
+        clipped.append(clipped_units)
+
+    for grad, var in grads_and_vars:
+      distribution.extended.update(var, update, args=(grad,), group=False)
+    for which, statistic in enumerate((self._agc_grad_sq_norm, self._agc_clipped_units)):
+      def assign_sum(variable, which=which):
+        values = _on_device(per_device, variable.device)[which]
+        if values:
+          variable.assign(ops.cast(_add_all(values), variable.dtype))
+      distribution.extended.update(statistic.value, assign_sum, group=False)
+
+  def update_step(self, gradient, variable, learning_rate):
+    """Keras' per-variable hook (other backends): the same update, without statistics."""
+    self._agc_update(variable, gradient, self._step_scalars(learning_rate))
+
+  def _agc_update(self, variable, gradient, scalars):
+    """AGC, coupled decay, the wrapped update and the EMA of one variable; returns the
+    gradient's squared norm (before clipping) and its clipped units (None: not clipped)."""
+    index = self._get_variable_index(variable)
+    gradient = ops.cast(gradient, variable.dtype)
+    clipped_units = None
+    if self.agc_clip_flags[index]:
+      gradient, sq_norm, clipped_units = _agc_clip_with_statistics(
+          gradient, variable, self.agc_clipping, self.agc_eps)
+    else:
+      sq_norm = ops.cast(ops.sum(ops.square(gradient)), "float32")
+    if self.decay_flags[index]:
+      gradient = gradient + ops.cast(self.coupled_weight_decay, variable.dtype) * variable
+    learning_rate = _as(scalars["learning_rate"], variable.dtype)
+    if (isinstance(self, keras.optimizers.SGD) and self.momentum
+        and keras.backend.backend() == "tensorflow"):
+      self._sgd_momentum_update(gradient, variable, learning_rate, index)
+    else:
+      super().update_step(gradient, variable, learning_rate)
+    if self.ema_decay:
+      decay = _as(scalars["ema_decay"], variable.dtype)
       ema = self.ema_variables[index]
       self.assign(ema, decay * ema + (1.0 - decay) * variable)
+    return sq_norm, clipped_units
+
+  def _sgd_momentum_update(self, gradient, variable, learning_rate, index):
+    """Keras SGD's momentum update (``m <- momentum * m - lr * G``; Nesterov:
+    ``W <- W + momentum * m - lr * G``) as TensorFlow's one fused kernel of that formula
+    (the 8 ops of Keras' ``update_step`` per variable become one)."""
+    handle = lambda v: (v.value if isinstance(v, keras.Variable) else v).handle
+    tf.raw_ops.ResourceApplyKerasMomentum(
+        var=handle(variable), accum=handle(self.momentums[index]), lr=learning_rate,
+        grad=gradient, momentum=ops.cast(self.momentum, variable.dtype),
+        use_nesterov=bool(self.nesterov))
 
   def agc_statistics(self) -> dict:
     """The last update's global gradient norm (before clipping) and clip fraction.
@@ -197,14 +268,10 @@ class _AGCMixin:
     ``agc_clip_fraction`` is the fraction of clip-eligible units whose gradient
     was clipped. Call after ``apply_gradients`` (in the same replica context).
     """
-    grad_norm = ops.sqrt(_add_all([v.value for v in self._grad_sq_norms]))
-    eligible = [i for i, f in enumerate(self.agc_clip_flags) if f]
-    total = float(sum(self.agc_units[i] for i in eligible))
-    if eligible and total > 0:
-      clipped = _add_all([self._agc_clipped_units[i].value for i in eligible])
-      fraction = clipped / total
-    else:
-      fraction = ops.convert_to_tensor(0.0, "float32")
+    grad_norm = ops.sqrt(self._agc_grad_sq_norm.value)
+    total = float(sum(u for u, f in zip(self.agc_units, self.agc_clip_flags) if f))
+    fraction = (self._agc_clipped_units.value / total if total > 0
+                else ops.convert_to_tensor(0.0, "float32"))
     return {"grad_norm": grad_norm, "agc_clip_fraction": fraction}
 
   def get_config(self):
@@ -214,11 +281,21 @@ class _AGCMixin:
     return config
 
 
-def _add_all(tensors):
-  total = tensors[0]
-  for t in tensors[1:]:
-    total = total + t
-  return total
+def _on_device(per_device: dict, device: str):
+  """``per_device``'s entry for ``device`` (the only one under the default strategy)."""
+  if device not in per_device and len(per_device) == 1:
+    return next(iter(per_device.values()))
+  return per_device[device]
+
+
+def _add_all(tensors):  # two ops for the whole list, not a chain of pairwise adds
+  return tensors[0] if len(tensors) == 1 else ops.sum(ops.stack(tensors), axis=0)
+
+
+def _as(scalar, dtype):
+  """``scalar`` in ``dtype``; no cast op when it already is."""
+  same = keras.backend.standardize_dtype(scalar.dtype) == keras.backend.standardize_dtype(dtype)
+  return scalar if same else ops.cast(scalar, dtype)
 
 
 _AGC_CLASSES: dict[type, type] = {}
