@@ -145,11 +145,14 @@ class _AGCMixin:
       scalars["ema_decay"] = ops.minimum(self.ema_decay, (1.0 + t) / (10.0 + t))
     return scalars
 
-  def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
+  def _backend_update_step(self, grads, trainable_variables, learning_rate):
+    # Per replica, before the variables' updates: their shared scalars, once per step.
+    super()._backend_update_step(grads, trainable_variables, self._step_scalars(learning_rate))
+
+  def _distributed_tf_update_step(self, distribution, grads_and_vars, scalars):
     """TensorFlow backend, cross-replica, gradients all-reduced: every variable's update
     (clip-eligible scalars and vectors as one group), then each statistic written by one
-    sum per device (not one assignment per variable)."""
-    scalars = self._step_scalars(learning_rate)
+    sum per device (not one assignment per variable). ``scalars``: ``_step_scalars``."""
     per_device = {}  # device -> ([squared norms], [clipped units]) of its updates
 
     def record(device, sq_norm, clipped_units):
@@ -162,13 +165,13 @@ class _AGCMixin:
     for grad, var in grads_and_vars:
       if not self._in_vector_group(var):
         distribution.extended.update(
-            var, lambda v, g: record(v.device, *self._agc_update(v, g, scalars)),
-            args=(grad,), group=False)
+            var, lambda v, g, c: record(v.device, *self._agc_update(v, g, c)),
+            args=(grad, scalars), group=False)
     if grouped:
       grads, variables = zip(*grouped)
       distribution.extended.update(
-          variables[0], lambda v, gs: record(v.device, *self._vector_group_update(
-              gs, variables, scalars)), args=(grads,), group=False)
+          variables[0], lambda v, gs, c: record(v.device, *self._vector_group_update(
+              gs, variables, c)), args=(grads, scalars), group=False)
     for which, statistic in enumerate((self._agc_grad_sq_norm, self._agc_clipped_units)):
       def assign_sum(variable, which=which):
         values = _on_device(per_device, variable.device)[which]
@@ -200,8 +203,11 @@ class _AGCMixin:
     return sq_norm, clipped_units
 
   def update_step(self, gradient, variable, learning_rate):
-    """Keras' per-variable hook (other backends): the same update, without statistics."""
-    self._agc_update(variable, gradient, self._step_scalars(learning_rate))
+    """Keras' per-variable hook (other backends; ``learning_rate``: ``_step_scalars``, as
+    ``_backend_update_step`` passes it): the same update, without statistics."""
+    if not isinstance(learning_rate, dict):
+      learning_rate = self._step_scalars(learning_rate)
+    self._agc_update(variable, gradient, learning_rate)
 
   def _agc_update(self, variable, gradient, scalars):
     """AGC and ``_apply_update`` of one variable; returns the gradient's squared norm
