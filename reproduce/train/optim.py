@@ -93,7 +93,7 @@ def classifier_kernels(model: keras.Model, num_classes: int | None = None) -> li
 
 
 class _AGCMixin:
-  """Adds AGC, coupled weight decay, EMA and clip statistics to ``update_step``.
+  """Adds AGC, coupled weight decay, EMA and clip statistics to the wrapped update.
 
   Mixed in front of a Keras optimizer class by ``with_agc``; do not use alone.
   """
