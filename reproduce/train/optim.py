@@ -125,11 +125,14 @@ class _AGCMixin:
       self.decay_flags.append(self.coupled_weight_decay > 0 and not self._no_decay(v))
       self.agc_units.append(agc.num_units(v.shape))
     # The last update's statistics, summed over the variables and written once per step:
-    # reading them after apply_gradients gives that step's values on every replica.
-    self._agc_grad_sq_norm = self.add_variable(shape=(), dtype="float32",
-                                               name="agc_grad_sq_norm")
-    self._agc_clipped_units = self.add_variable(shape=(), dtype="float32",
-                                                name="agc_clipped_units")
+    # reading them after apply_gradients gives that step's values on every replica. They
+    # live in the first of one scalar per variable, the checkpoint layout of earlier versions
+    # (Keras tracks optimizer variables by position: fewer would misplace an older EMA).
+    count = max(len(variables), 1)
+    self._agc_clipped_units = [self.add_variable(shape=(), dtype="float32",
+                                                 name=f"agc_clipped_{i}") for i in range(count)][0]
+    self._agc_grad_sq_norm = [self.add_variable(shape=(), dtype="float32",
+                                                name=f"grad_sq_norm_{i}") for i in range(count)][0]
     self.ema_variables = []
     if self.ema_decay:
       self.ema_variables = self.add_optimizer_variables(variables, "ema")
