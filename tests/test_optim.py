@@ -283,3 +283,15 @@ def test_traced_recipe_matches_numpy():
   np.testing.assert_allclose(float(stats["grad_norm"]),
                              math.sqrt(sum(float(np.sum(grads[n] ** 2)) for n in order)),
                              rtol=1e-5)
+
+
+def test_optimizer_variable_layout_is_unchanged():
+  """Keras checkpoints optimizer variables by position: the layout of earlier versions stays,
+  so their checkpoints (EMA included) restore."""
+  kernel = keras.Variable(np.ones((2, 3), np.float32), name="k")
+  bias = keras.Variable(np.ones((3,), np.float32), name="b")
+  opt = optim.nfnet_sgd(0.1, ema_decay=0.9)
+  opt.build([kernel, bias])
+  assert [v.name for v in opt.variables] == [
+      "iteration", "learning_rate", "k_momentum", "b_momentum", "agc_clipped_0",
+      "agc_clipped_1", "grad_sq_norm_0", "grad_sq_norm_1", "k_ema", "b_ema"]
