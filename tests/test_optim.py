@@ -5,7 +5,9 @@ import math
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
+from reproduce.train import agc
 from reproduce.train import optim
 
 
@@ -195,3 +197,101 @@ def test_classifier_kernels_finds_head():
   model = keras.Model(inputs, out)
   (kernel,) = optim.classifier_kernels(model)
   assert kernel.path == "head/kernel"
+
+
+def test_clip_segments_equals_agc_clip_per_tensor():
+  """The vector group's one-pass AGC gives each tensor's ``agc_clip`` and statistics."""
+  rng = np.random.default_rng(3)
+  shapes = [(), (7,), (1,), (16,), (), (5,)]
+  params = [rng.normal(size=s).astype(np.float32) for s in shapes]
+  params[2] = np.zeros((1,), np.float32)  # the eps floor
+  grads = [(rng.normal(size=s) * scale).astype(np.float32)
+           for s, scale in zip(shapes, [1e-4, 1.0, 1e-3, 1e-4, 10.0, 0.05])]
+  sizes = [int(np.prod(s)) for s in shapes]
+  ids = np.repeat(np.arange(len(shapes)), sizes).astype("int32")
+  flat = lambda xs: np.concatenate([x.reshape(-1) for x in xs])
+  clipped, sq_norm, count = agc.clip_segments(flat(grads), flat(params), ids, len(shapes),
+                                              0.01, 1e-3)
+  expected, expected_count = [], 0
+  for g, w in zip(grads, params):
+    clipped_g, mask = agc.agc_clip(g, w, 0.01, 1e-3)
+    expected.append(np.asarray(clipped_g))
+    expected_count += int(np.sum(np.asarray(mask)))
+  assert 0 < expected_count < len(shapes)  # both branches
+  np.testing.assert_allclose(np.asarray(clipped), flat(expected), rtol=1e-6)
+  assert float(count) == expected_count
+  np.testing.assert_allclose(float(sq_norm), sum(float(np.sum(g ** 2)) for g in grads),
+                             rtol=1e-6)
+
+
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_fused_momentum_equals_keras_sgd(nesterov):
+  """The one-kernel momentum update equals Keras SGD's own ``update_step``."""
+  rng = np.random.default_rng(4)
+  w0 = rng.normal(size=(3, 3, 4, 8)).astype(np.float32)
+  fused, plain = keras.Variable(w0, name="a"), keras.Variable(w0, name="b")
+  agc_sgd = optim.with_agc(keras.optimizers.SGD, learning_rate=0.3, momentum=0.9,
+                           nesterov=nesterov, clipping=0.0)
+  keras_sgd = keras.optimizers.SGD(learning_rate=0.3, momentum=0.9, nesterov=nesterov)
+  for _ in range(3):
+    g = rng.normal(size=w0.shape).astype(np.float32)
+    agc_sgd.apply_gradients([(g, fused)])
+    keras_sgd.apply_gradients([(g, plain)])
+  np.testing.assert_allclose(fused.numpy(), plain.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_traced_recipe_matches_numpy():
+  """AGC (vector group and per tensor), coupled decay, Nesterov and EMA over two traced
+  steps, and the statistics of the last one, against the per-variable NumPy formulas."""
+  rng = np.random.default_rng(5)
+  weights, grads = _params(rng)
+  weights["bias"] = rng.normal(size=(6,)).astype(np.float32)
+  grads["bias"] = (rng.normal(size=(6,)) * 0.1).astype(np.float32)  # clipped
+  variables = _variables(weights)
+  order = list(weights)
+  head = variables["head/kernel"]
+  lr, mom, wd, ema_decay = 0.5, 0.9, 0.1, 0.99
+  opt = optim.nfnet_sgd(lr, momentum=mom, exclude_variables=[head], weight_decay=wd,
+                        ema_decay=ema_decay)
+  opt.build([variables[n] for n in order])  # eagerly, as the engine does (EMA init once)
+  step = tf.function(lambda: opt.apply_gradients([(grads[n], variables[n]) for n in order]))
+  w = {n: weights[n].copy() for n in order}
+  m = {n: np.zeros_like(weights[n]) for n in order}
+  ema = {n: weights[n].copy() for n in order}
+  for t in range(2):
+    step()
+    clipped_units, units = 0, 0
+    for n in order:
+      g = grads[n]
+      if n != "head/kernel":
+        g, clipped = _numpy_agc(g, w[n])
+        clipped_units += clipped
+        units += 1 if w[n].ndim <= 1 else w[n].shape[-1]
+      if w[n].ndim >= 2:
+        g = g + wd * w[n]
+      m[n] = mom * m[n] - lr * g
+      w[n] = w[n] + mom * m[n] - lr * g
+      d = min(ema_decay, (1 + t) / (10 + t))
+      ema[n] = d * ema[n] + (1 - d) * w[n]
+  for i, n in enumerate(order):
+    np.testing.assert_allclose(variables[n].numpy(), w[n], rtol=1e-5, atol=1e-6, err_msg=n)
+    np.testing.assert_allclose(opt.ema_variables[i].numpy(), ema[n], rtol=1e-5, atol=1e-6)
+  stats = opt.agc_statistics()
+  assert 0 < clipped_units < units
+  np.testing.assert_allclose(float(stats["agc_clip_fraction"]), clipped_units / units,
+                             rtol=1e-6)
+  np.testing.assert_allclose(float(stats["grad_norm"]),
+                             math.sqrt(sum(float(np.sum(grads[n] ** 2)) for n in order)),
+                             rtol=1e-5)
+
+
+def test_optimizer_variable_layout_is_unchanged():
+  """Keras checkpoints optimizer variables by position: the layout of earlier versions stays,
+  so their checkpoints (EMA included) restore."""
+  kernel = keras.Variable(np.ones((2, 3), np.float32), name="k")
+  bias = keras.Variable(np.ones((3,), np.float32), name="b")
+  opt = optim.nfnet_sgd(0.1, ema_decay=0.9)
+  opt.build([kernel, bias])
+  assert [v.name for v in opt.variables] == [
+      "iteration", "learning_rate", "k_momentum", "b_momentum", "agc_clipped_0",
+      "agc_clipped_1", "grad_sq_norm_0", "grad_sq_norm_1", "k_ema", "b_ema"]

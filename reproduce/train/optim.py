@@ -13,11 +13,11 @@ The NFNet update for one parameter W with (cross-replica reduced) gradient G is
   W <- SGD-Nesterov(W, G)   momentum 0.9
   EMA <- d_t * EMA + (1 - d_t) * W,  d_t = min(d, (1 + t) / (10 + t))   (optional)
 
-All four live inside the optimizer's per-variable ``update_step``. With the
-TensorFlow backend, Keras calls ``update_step`` only after it has all-reduced
-(summed) the per-replica gradients, so clipping sees the same gradient on one
-device as on N replicas. Clipping in the train step instead would clip partial
-per-replica gradients (see docs/pretrain.md).
+All four run per variable after Keras has all-reduced (summed) the per-replica gradients
+(TensorFlow: ``_distributed_tf_update_step``), so clipping sees the same gradient on one
+device as on N replicas; clipping in the train step would clip partial per-replica
+gradients (see docs/pretrain.md). What the variables share (learning rate, EMA decay) is
+computed once per step, and the statistics are written by one sum per step.
 
 Exclusions (defaults, all configurable):
 
@@ -37,50 +37,15 @@ from typing import Callable, Iterable
 
 import keras
 from keras import ops
+import numpy as np
+import tensorflow as tf
+
+from reproduce.train import agc
 
 # Name rule for variables that never get weight decay, whatever their shape.
 NO_DECAY_NAME_PATTERN = r"(^|[_/])(gain|gains|bias|biases|skip_gain|skipinit_gain|scale|beta|gamma)$"
 
 VariableRule = Callable[[keras.Variable], bool]
-
-
-def unitwise_norm(x):
-  """L2 norm per output unit over the fan-in axes (official NFNet convention).
-
-  Scalars and vectors are treated as one unit (norm of the whole tensor, shape
-  ``()``); tensors of rank >= 2 (IO dense, HWIO conv kernels) reduce every axis
-  but the last and keep dims so the result broadcasts against ``x``.
-  """
-  rank = len(x.shape)
-  if rank <= 1:
-    return ops.sqrt(ops.sum(ops.square(x)))
-  return ops.sqrt(ops.sum(ops.square(x), axis=tuple(range(rank - 1)), keepdims=True))
-
-
-def num_units(shape) -> int:
-  """Number of AGC units of a parameter of ``shape``."""
-  return 1 if len(shape) <= 1 else int(shape[-1])
-
-
-def agc_clip(grad, param, clipping: float = 0.01, eps: float = 1e-3):
-  """Adaptive gradient clipping of one gradient tensor.
-
-  Args:
-    grad: gradient tensor.
-    param: the parameter tensor of the same shape.
-    clipping: lambda, the maximal allowed ratio ||G_i|| / max(||W_i||, eps).
-    eps: the floor on the parameter norm.
-
-  Returns:
-    (clipped_grad, clipped_mask): the mask holds one boolean per unit.
-  """
-  param_norm = unitwise_norm(param)
-  grad_norm = unitwise_norm(grad)
-  max_norm = ops.maximum(param_norm, eps) * clipping
-  # 1e-6 as in the official code: avoids 0/0 for units whose gradient is zero.
-  scaled = grad * (max_norm / ops.maximum(grad_norm, 1e-6))
-  keep = ops.less(grad_norm, max_norm)
-  return ops.where(keep, grad, scaled), ops.logical_not(keep)
 
 
 def default_no_decay(variable) -> bool:
@@ -128,7 +93,7 @@ def classifier_kernels(model: keras.Model, num_classes: int | None = None) -> li
 
 
 class _AGCMixin:
-  """Adds AGC, coupled weight decay, EMA and clip statistics to ``update_step``.
+  """Adds AGC, coupled weight decay, EMA and clip statistics to the wrapped update.
 
   Mixed in front of a Keras optimizer class by ``with_agc``; do not use alone.
   """
@@ -158,38 +123,133 @@ class _AGCMixin:
                   or self._agc_exclude(v))
       self.agc_clip_flags.append(self.agc_clipping > 0 and not excluded)
       self.decay_flags.append(self.coupled_weight_decay > 0 and not self._no_decay(v))
-      self.agc_units.append(num_units(v.shape))
-    # One scalar per variable, overwritten by each update: reading them after
-    # apply_gradients gives the last step's statistics on every replica.
-    self._agc_clipped_units = [
-        self.add_variable(shape=(), dtype="float32", name=f"agc_clipped_{i}")
-        for i in range(len(variables))]
-    self._grad_sq_norms = [
-        self.add_variable(shape=(), dtype="float32", name=f"grad_sq_norm_{i}")
-        for i in range(len(variables))]
+      self.agc_units.append(agc.num_units(v.shape))
+    # The last update's statistics, summed over the variables and written once per step:
+    # reading them after apply_gradients gives that step's values on every replica. They
+    # live in the first of one scalar per variable, the checkpoint layout of earlier versions
+    # (Keras tracks optimizer variables by position: fewer would misplace an older EMA).
+    count = max(len(variables), 1)
+    self._agc_clipped_units = [self.add_variable(shape=(), dtype="float32",
+                                                 name=f"agc_clipped_{i}") for i in range(count)][0]
+    self._agc_grad_sq_norm = [self.add_variable(shape=(), dtype="float32",
+                                                name=f"grad_sq_norm_{i}") for i in range(count)][0]
     self.ema_variables = []
     if self.ema_decay:
       self.ema_variables = self.add_optimizer_variables(variables, "ema")
       for ema, v in zip(self.ema_variables, variables):
         ema.assign(v)  # the EMA starts at the initial weights
 
-  def update_step(self, gradient, variable, learning_rate):
-    index = self._get_variable_index(variable)
-    gradient = ops.cast(gradient, variable.dtype)
-    self.assign(self._grad_sq_norms[index], ops.cast(ops.sum(ops.square(gradient)), "float32"))
-    if self.agc_clip_flags[index]:
-      gradient, clipped = agc_clip(gradient, variable, self.agc_clipping, self.agc_eps)
-      self.assign(self._agc_clipped_units[index], ops.sum(ops.cast(clipped, "float32")))
-    if self.decay_flags[index]:
-      gradient = gradient + ops.cast(self.coupled_weight_decay, variable.dtype) * variable
-    super().update_step(gradient, variable, learning_rate)
+  def _step_scalars(self, learning_rate) -> dict:
+    """What every variable's update shares, computed once per step (not per variable)."""
+    scalars = {"learning_rate": ops.cast(learning_rate, "float32")}
     if self.ema_decay:
       # iterations is incremented after all updates, so t = 0 on the first step.
       t = ops.cast(self.iterations, "float32")
-      decay = ops.minimum(self.ema_decay, (1.0 + t) / (10.0 + t))
-      decay = ops.cast(decay, variable.dtype)
+      scalars["ema_decay"] = ops.minimum(self.ema_decay, (1.0 + t) / (10.0 + t))
+    return scalars
+
+  def _backend_update_step(self, grads, trainable_variables, learning_rate):
+    # Per replica, before the variables' updates: their shared scalars, once per step.
+    super()._backend_update_step(grads, trainable_variables, self._step_scalars(learning_rate))
+
+  def _distributed_tf_update_step(self, distribution, grads_and_vars, scalars):
+    """TensorFlow backend, cross-replica, gradients all-reduced: every variable's update
+    (clip-eligible scalars and vectors as one group), then each statistic written by one
+    sum per device (not one assignment per variable). ``scalars``: ``_step_scalars``."""
+    per_device = {}  # device -> ([squared norms], [clipped units]) of its updates
+
+    def record(device, sq_norm, clipped_units):
+      sq_norms, clipped = per_device.setdefault(device, ([], []))
+      sq_norms.append(sq_norm)
+      if clipped_units is not None:
+        clipped.append(clipped_units)
+
+    grouped = [(g, v) for g, v in grads_and_vars if self._in_vector_group(v)]
+    for grad, var in grads_and_vars:
+      if not self._in_vector_group(var):
+        distribution.extended.update(
+            var, lambda v, g, c: record(v.device, *self._agc_update(v, g, c)),
+            args=(grad, scalars), group=False)
+    if grouped:
+      grads, variables = zip(*grouped)
+      distribution.extended.update(
+          variables[0], lambda v, gs, c: record(v.device, *self._vector_group_update(
+              gs, variables, c)), args=(grads, scalars), group=False)
+    for which, statistic in enumerate((self._agc_grad_sq_norm, self._agc_clipped_units)):
+      def assign_sum(variable, which=which):
+        values = _on_device(per_device, variable.device)[which]
+        if values:
+          variable.assign(ops.cast(_add_all(values), variable.dtype))
+      distribution.extended.update(statistic.value, assign_sum, group=False)
+
+  def _in_vector_group(self, variable) -> bool:
+    """Clipped together by ``agc.clip_segments``: clip-eligible float32 scalars and vectors
+    (an NFNet's gains, biases and skip gains, most of its variables): a fixed number of
+    ops instead of ~15 per variable."""
+    return (len(variable.shape) <= 1 and variable.dtype == "float32"
+            and self.agc_clip_flags[self._get_variable_index(variable)])
+
+  def _vector_group_update(self, grads, variables, scalars):
+    """``_agc_update`` of the vector group (on one device); returns its statistics."""
+    sizes = [int(np.prod(v.shape)) for v in variables]
+    segment_ids = np.repeat(np.arange(len(sizes)), sizes).astype("int32")
+    flat = lambda x: x if len(x.shape) == 1 else ops.reshape(x, (-1,))
+    clipped_grad, sq_norm, clipped_units = agc.clip_segments(
+        ops.concatenate([flat(ops.cast(g, "float32")) for g in grads]),
+        ops.concatenate([flat(v) for v in variables]), segment_ids, len(sizes),
+        self.agc_clipping, self.agc_eps)
+    parts = ops.split(clipped_grad, np.cumsum(sizes)[:-1].tolist()) if len(sizes) > 1 else [
+        clipped_grad]
+    for part, variable in zip(parts, variables):
+      self._apply_update(ops.reshape(part, variable.shape) if len(variable.shape) != 1 else part,
+                         variable, scalars)
+    return sq_norm, clipped_units
+
+  def update_step(self, gradient, variable, learning_rate):
+    """Keras' per-variable hook (other backends; ``learning_rate``: ``_step_scalars``, as
+    ``_backend_update_step`` passes it): the same update, without statistics."""
+    if not isinstance(learning_rate, dict):
+      learning_rate = self._step_scalars(learning_rate)
+    self._agc_update(variable, gradient, learning_rate)
+
+  def _agc_update(self, variable, gradient, scalars):
+    """AGC and ``_apply_update`` of one variable; returns the gradient's squared norm
+    (before clipping) and its clipped units (None: not clipped)."""
+    gradient = ops.cast(gradient, variable.dtype)
+    if self.agc_clip_flags[self._get_variable_index(variable)]:
+      gradient, sq_norm, keep = agc.clip_with_statistics(gradient, variable, self.agc_clipping,
+                                                         self.agc_eps)
+      clipped_units = agc.clipped_units(keep)
+    else:
+      sq_norm, clipped_units = agc.squared_norm(gradient), None
+    self._apply_update(gradient, variable, scalars)
+    return sq_norm, clipped_units
+
+  def _apply_update(self, gradient, variable, scalars):
+    """Coupled decay, the wrapped optimizer's update and the EMA of one (clipped) gradient."""
+    index = self._get_variable_index(variable)
+    if self.decay_flags[index]:
+      gradient = gradient + ops.cast(self.coupled_weight_decay, variable.dtype) * variable
+    learning_rate = _as(scalars["learning_rate"], variable.dtype)
+    if (isinstance(self, keras.optimizers.SGD) and self.momentum
+        and keras.backend.backend() == "tensorflow"):
+      self._sgd_momentum_update(gradient, variable, learning_rate, index)
+    else:
+      super().update_step(gradient, variable, learning_rate)
+    if self.ema_decay:
+      decay = _as(scalars["ema_decay"], variable.dtype)
       ema = self.ema_variables[index]
       self.assign(ema, decay * ema + (1.0 - decay) * variable)
+
+  def _sgd_momentum_update(self, gradient, variable, learning_rate, index):
+    """Keras SGD's momentum update (``m <- momentum * m - lr * G``; Nesterov:
+    ``W <- W + momentum * m - lr * G``) as TensorFlow's one fused kernel of that formula
+    (the 8 ops of Keras' ``update_step`` per variable become one)."""
+    handle = lambda v: (v.value if isinstance(v, keras.Variable) else v).handle
+    tf.raw_ops.ResourceApplyKerasMomentum(
+        var=handle(variable), accum=handle(self.momentums[index]), lr=learning_rate,
+        grad=gradient, momentum=ops.cast(self.momentum, variable.dtype),
+        use_nesterov=bool(self.nesterov))
 
   def agc_statistics(self) -> dict:
     """The last update's global gradient norm (before clipping) and clip fraction.
@@ -197,14 +257,10 @@ class _AGCMixin:
     ``agc_clip_fraction`` is the fraction of clip-eligible units whose gradient
     was clipped. Call after ``apply_gradients`` (in the same replica context).
     """
-    grad_norm = ops.sqrt(_add_all([v.value for v in self._grad_sq_norms]))
-    eligible = [i for i, f in enumerate(self.agc_clip_flags) if f]
-    total = float(sum(self.agc_units[i] for i in eligible))
-    if eligible and total > 0:
-      clipped = _add_all([self._agc_clipped_units[i].value for i in eligible])
-      fraction = clipped / total
-    else:
-      fraction = ops.convert_to_tensor(0.0, "float32")
+    grad_norm = ops.sqrt(self._agc_grad_sq_norm.value)
+    total = float(sum(u for u, f in zip(self.agc_units, self.agc_clip_flags) if f))
+    fraction = (self._agc_clipped_units.value / total if total > 0
+                else ops.convert_to_tensor(0.0, "float32"))
     return {"grad_norm": grad_norm, "agc_clip_fraction": fraction}
 
   def get_config(self):
@@ -214,11 +270,21 @@ class _AGCMixin:
     return config
 
 
-def _add_all(tensors):
-  total = tensors[0]
-  for t in tensors[1:]:
-    total = total + t
-  return total
+def _on_device(per_device: dict, device: str):
+  """``per_device``'s entry for ``device`` (the only one under the default strategy)."""
+  if device not in per_device and len(per_device) == 1:
+    return next(iter(per_device.values()))
+  return per_device[device]
+
+
+def _add_all(tensors):  # two ops for the whole list, not a chain of pairwise adds
+  return tensors[0] if len(tensors) == 1 else ops.sum(ops.stack(tensors), axis=0)
+
+
+def _as(scalar, dtype):
+  """``scalar`` in ``dtype``; no cast op when it already is."""
+  same = keras.backend.standardize_dtype(scalar.dtype) == keras.backend.standardize_dtype(dtype)
+  return scalar if same else ops.cast(scalar, dtype)
 
 
 _AGC_CLASSES: dict[type, type] = {}
