@@ -125,3 +125,21 @@ def test_the_real_study_end_to_end_then_resumed(tmp_path):
                    if "] " in line and " s x" in line and "fine-tune" not in line]
   assert len(trained_again) == 1 and lost in trained_again[0], second.stdout
   assert json.loads((workdir / "compare.json").read_text())["n_rows"] == compare["n_rows"]
+
+
+def test_the_eta_waits_until_five_percent_of_the_plan_is_trained(capsys):
+  """Early on the elapsed time is mostly start-up and tracing: no ETA from it."""
+  from reproduce.miniature import study
+  grids = grid.make_grid(["nfnet_mini_f0"], [], [1.0, 9.0, 90.0],
+                         {"nfnet": 0.4, "vit": 4e-3}, 1)
+  progress = study.Progress(grids, finetune_steps=0)
+
+  def run_event(core_seconds):
+    results = {"planned_core_hours": core_seconds / 3600, "epochs": 1.0, "steps": 10,
+               "heldout_loss": 1.0, "heldout_top1": 0.5}
+    return {"kind": "run", "name": "r", "results": results, "status": "1.0 s"}
+
+  progress.show(run_event(1.0))  # 1 of 100 planned core-seconds
+  assert "ETA" not in capsys.readouterr().out
+  progress.show(run_event(9.0))  # 10 of 100
+  assert "ETA" in capsys.readouterr().out
