@@ -242,7 +242,8 @@ class ScaledWSConv2D(keras.layers.Layer):
       scale = ops.rsqrt(ops.maximum(var * self.fan_in, self.ws_eps))
     else:
       scale = ops.rsqrt(var + self.ws_eps) / math.sqrt(self.fan_in)
-    return centered * scale * gain
+    # One full-size multiply: the per-channel factors are combined first.
+    return centered * (scale * gain)
 
   def call(self, x):
     kernel = ops.cast(self.standardized_kernel(), x.dtype)
@@ -254,14 +255,15 @@ class ScaledWSConv2D(keras.layers.Layer):
     return y + ops.cast(self.bias, x.dtype)
 
   def _split_grouped_conv(self, x, kernel):
-    """Grouped conv as per-group dense convs (input group g -> output block g)."""
-    in_per_group = self.in_channels // self.groups
-    out_per_group = self.filters // self.groups
-    outputs = []
-    for g in range(self.groups):
-      x_g = x[..., g * in_per_group:(g + 1) * in_per_group]
-      k_g = kernel[..., g * out_per_group:(g + 1) * out_per_group]
-      outputs.append(ops.conv(x_g, k_g, strides=self.strides, padding="same"))
+    """Grouped conv as per-group dense convs (input group g -> output block g).
+
+    ``ops.split`` rather than one slice per group: a slice's gradient writes a zero tensor
+    of the whole input per group (13% of an NFNet-F0 CPU step), a split's is one concat.
+    """
+    x_groups = ops.split(x, self.groups, axis=-1)
+    kernel_groups = ops.split(kernel, self.groups, axis=-1)
+    outputs = [ops.conv(x_g, k_g, strides=self.strides, padding="same")
+               for x_g, k_g in zip(x_groups, kernel_groups)]
     return ops.concatenate(outputs, axis=-1)
 
   def compute_output_shape(self, input_shape):
