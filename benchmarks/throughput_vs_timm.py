@@ -38,7 +38,8 @@ _WARMUP = flags.DEFINE_integer("warmup", 2, "untimed steps per side (tracing, al
 _PRECISION = flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"],
                                "float32 both sides, or bf16 (kit mixed_bfloat16, timm autocast)")
 _JIT = flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"],
-                         "kit XLA: auto = the benchmarked default per family (see BENCHMARKS.md)")
+                         "kit XLA: auto = as the kit's config trains the model (minis: the "
+                         "study's family config; full-size: base config, off)")
 _GROUPED = flags.DEFINE_enum("grouped_impl", None, ["auto", "split", "native"],
                              "NFNet grouped convs (None: the model's default)")
 _THREADS = flags.DEFINE_integer("threads", 0, "threads per side: torch's, TF's intra- and inter-op "
@@ -53,6 +54,9 @@ def _kit_config(model: str) -> dict:
     config["dtype_policy"] = "mixed_bfloat16"
   if _JIT.value != "auto":
     config["jit_compile"] = _JIT.value == "true"
+  elif peers.TIMM_NAMES[model] is None:  # a mini model: XLA as the study trains it
+    from reproduce.miniature import grid  # pylint: disable=g-import-not-at-top
+    config["jit_compile"] = bool(grid.family_config(model).jit_compile)
   if _GROUPED.value and peers.family(model) == "nfnet":
     config["model_overrides"] = {"grouped_impl": _GROUPED.value}
   return config
@@ -149,7 +153,8 @@ def _measure_pair(model: str) -> dict:
     peer.close()
   row = dict(model=model, resolution=resolution, kit_params=kit.params, peer_params=peer.params,
              peer_name=peers.TIMM_NAMES[model] or f"timm {peers.family(model)} (same row)",
-             kit=batch / kit_s, peer=batch / peer_s, peak=kit.peak)
+             kit=batch / kit_s, peer=batch / peer_s, peak=kit.peak,
+             xla=bool(_kit_config(model).get("jit_compile", False)))
   if kit.peak:
     peak = kit.peak
     flops = planning.train_flops_per_image(model, resolution)
@@ -163,7 +168,7 @@ def _measure_pair(model: str) -> dict:
 def _print_row(row: dict) -> None:
   line = (f"{row['model']:>14} vs {row['peer_name']:<34} {row['resolution']:>4}px "
           f"params {row['kit_params'] / 1e6:7.2f}M/{row['peer_params'] / 1e6:7.2f}M  "
-          f"kit {row['kit']:8.2f}  timm {row['peer']:8.2f} img/s  ratio {row['kit'] / row['peer']:.2f}")
+          f"kit{' (XLA)' if row['xla'] else ''} {row['kit']:8.2f}  timm {row['peer']:8.2f} img/s  ratio {row['kit'] / row['peer']:.2f}")
   if "kit_mfu" in row:
     line += (f"  MFU kit {row['kit_mfu']:.1%} timm {row['peer_mfu']:.1%} (peak "
              f"{row['peak'] / 1e9:.0f} GFLOP/s)  planner "
