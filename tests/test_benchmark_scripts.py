@@ -10,7 +10,7 @@ import pytest
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # script -> a flag its help names (absl's --help exits 1, argparse's 0)
 SCRIPTS = {"throughput_vs_timm.py": "--precision", "input_pipeline.py": "--models",
-           "gpu_vs_timm.py": "--pairs"}
+           "gpu_vs_timm.py": "--pairs", "op_profile.py": "--jit_compile"}
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
@@ -26,3 +26,24 @@ def test_every_kit_model_of_the_pairs_is_registered():
   import peers  # pylint: disable=g-import-not-at-top
   import model_defs  # pylint: disable=g-import-not-at-top
   assert set(peers.TIMM_NAMES) <= set(model_defs.names())
+
+
+def test_the_op_profile_reads_the_ops_of_a_traced_function(tmp_path):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
+  import op_profile  # pylint: disable=g-import-not-at-top
+
+  @tf.function
+  def matmul_then_relu(a):
+    return tf.nn.relu(tf.linalg.matmul(a, a))
+
+  a = tf.ones((64, 64))
+  matmul_then_relu(a)
+  tf.profiler.experimental.start(str(tmp_path))
+  for _ in range(2):
+    matmul_then_relu(a).numpy()
+  tf.profiler.experimental.stop()
+  by_type, count, by_op = op_profile.op_seconds(str(tmp_path), steps=2)
+  assert any("MatMul" in op_type for op_type in by_type), by_type
+  assert "Relu" in by_type and count["Relu"] == 1, count
+  assert all(":" in name and " " not in name for name in by_op)
