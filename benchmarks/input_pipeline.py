@@ -5,7 +5,8 @@ with TensorFlow at quality 90) in a temporary directory, then reads it through
 ``reproduce.data.train_dataset`` with the ImageNet recipe's augmentation for the model (JPEG
 decode, Inception random-resized crop, flip, RandAugment of the model's row, MixUp 0.2 /
 CutMix 1.0) and times batches after a warm-up. Then times the engine's train step of the
-same model (``reproduce.train.throughput.measure``) and prints pipeline/consumption.
+same model (``reproduce.train.throughput.measure``, with the optimizer and XLA the kit trains
+it with: ``peers.kit_config``) and prints pipeline/consumption.
 
   PYTHONPATH=$PWD python benchmarks/input_pipeline.py --models=nfnet_f0,vit_b16
   PYTHONPATH=$PWD python benchmarks/input_pipeline.py --models=nfnet_mini_f0 --dry
@@ -19,11 +20,15 @@ from __future__ import annotations
 
 import os
 import statistics
+import sys
 import tempfile
 import time
 
 from absl import app
 from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import peers  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _MODELS = flags.DEFINE_list("models", ["nfnet_f0", "vit_b16"], "models (recipe and resolution)")
 _RESOLUTION = flags.DEFINE_integer("resolution", 128, "full models' resolution (minis: their own)")
@@ -99,7 +104,7 @@ def main(argv):
       resolution = spec.train_resolution if spec.mini else _RESOLUTION.value
       produced, cpu_per_image = pipeline_rate(root, model, resolution, _BATCH.value, batches)
       consumed = throughput.measure(model, _BATCH.value, resolution, steps=steps,
-                                    warmup_steps=1).median
+                                    warmup_steps=1, config=peers.kit_config(model)).median
       capacity = os.cpu_count() / cpu_per_image  # what idle cores would give
       print(f"{model:>14} {resolution:>4}px  augment {_recipe(model)}  pipeline "
             f"{produced:8.1f} img/s ({cpu_per_image * 1e6:5.0f} us CPU/img: {capacity:6.0f} "

@@ -25,6 +25,17 @@ def family(model: str) -> str:
   return "nfnet" if model.startswith("nfnet") else "vit"
 
 
+def kit_config(model: str) -> dict:
+  """The kit side's config overrides: the family's recipe optimizer, and XLA as the kit
+  trains ``model`` (minis: the study's family config, on for the ViTs; else the base, off)."""
+  config = {"optimizer": OPTIMIZERS[family(model)]}
+  import model_defs  # pylint: disable=g-import-not-at-top
+  if model_defs.get_spec(model).mini:
+    from reproduce.miniature import grid  # pylint: disable=g-import-not-at-top
+    config["jit_compile"] = bool(grid.family_config(model).jit_compile)
+  return config
+
+
 def _mini_nfnet(row: dict, num_classes: int):
   from timm.models import nfnet  # pylint: disable=g-import-not-at-top
   base = nfnet.model_cfgs["dm_nfnet_f0"]

@@ -49,14 +49,11 @@ _WORKER = flags.DEFINE_string("worker", None, "internal: serve one SIDE:MODEL's 
 
 
 def _kit_config(model: str) -> dict:
-  config = {"optimizer": peers.OPTIMIZERS[peers.family(model)]}
+  config = peers.kit_config(model)
   if _PRECISION.value == "bfloat16":
     config["dtype_policy"] = "mixed_bfloat16"
   if _JIT.value != "auto":
     config["jit_compile"] = _JIT.value == "true"
-  elif peers.TIMM_NAMES[model] is None:  # a mini model: XLA as the study trains it
-    from reproduce.miniature import grid  # pylint: disable=g-import-not-at-top
-    config["jit_compile"] = bool(grid.family_config(model).jit_compile)
   if _GROUPED.value and peers.family(model) == "nfnet":
     config["model_overrides"] = {"grouped_impl": _GROUPED.value}
   return config
