@@ -38,19 +38,22 @@ _BATCHES = flags.DEFINE_integer("batches", 40, "timed batches")
 _STEPS = flags.DEFINE_integer("steps", 4, "timed train steps (consumption)")
 _DRY = flags.DEFINE_bool("dry", False, "a few images and batches: checks it runs")
 _CLASSES = 10
-_SIZE = (375, 500)  # height, width: ImageNet's most common shape
+_JPEG_SIZE = flags.DEFINE_list("jpeg_size", ["375", "500"], "height,width of the JPEGs written "
+                                "(default: ImageNet's most common shape; 64,85: pre-resized for "
+                                "the 32 px minis, as TFDS imagenet_resized/64x64 or a resized copy)")
 
 
-def write_imagefolder(root: str, count: int) -> None:
-  """``count`` smooth random JPEGs in ``root/train/class_k/`` (an upsampled noise field)."""
+def write_imagefolder(root: str, count: int, size: tuple[int, int]) -> None:
+  """``count`` smooth random JPEGs of ``size`` (height, width) in ``root/train/class_k/``
+  (an upsampled noise field with texture)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   rng = tf.random.Generator.from_seed(0)
   for i in range(count):
     directory = os.path.join(root, "train", f"class_{i % _CLASSES}")
     os.makedirs(directory, exist_ok=True)
     coarse = rng.uniform((24, 32, 3), 0, 255)
-    image = tf.image.resize(coarse, _SIZE, method="bicubic")
-    image += rng.normal(_SIZE + (3,), stddev=8.0)  # texture: JPEG of real photos is not flat
+    image = tf.image.resize(coarse, size, method="bicubic")
+    image += rng.normal(tuple(size) + (3,), stddev=8.0)  # texture: JPEG of real photos is not flat
     encoded = tf.io.encode_jpeg(tf.cast(tf.clip_by_value(image, 0, 255), tf.uint8), quality=90)
     tf.io.write_file(os.path.join(directory, f"{i:06d}.jpg"), encoded)
 
@@ -93,12 +96,15 @@ def main(argv):
   import model_defs  # pylint: disable=g-import-not-at-top
   from reproduce.train import throughput  # pylint: disable=g-import-not-at-top
   images, batches, steps = _IMAGES.value, _BATCHES.value, _STEPS.value
+  size = tuple(int(v) for v in _JPEG_SIZE.value if v.isdigit())
+  if len(size) != 2 or len(_JPEG_SIZE.value) != 2 or min(size) < 8:
+    cli.fail(f"--jpeg_size: expected HEIGHT,WIDTH of at least 8 px, got {_JPEG_SIZE.value}")
   if _DRY.value:
     images, batches, steps = 40, 2, 1
   with tempfile.TemporaryDirectory() as root:
-    write_imagefolder(root, images)
+    write_imagefolder(root, images, size)
     print(f"load {os.getloadavg()[0]:.2f}; {os.cpu_count()} cores; {images} JPEGs "
-          f"{_SIZE[1]}x{_SIZE[0]}; batch {_BATCH.value}", flush=True)
+          f"{size[1]}x{size[0]}; batch {_BATCH.value}", flush=True)
     for model in _MODELS.value:
       spec = model_defs.get_spec(model)
       resolution = spec.train_resolution if spec.mini else _RESOLUTION.value
