@@ -39,8 +39,8 @@ _STEPS = flags.DEFINE_integer("steps", 4, "timed train steps (consumption)")
 _DRY = flags.DEFINE_bool("dry", False, "a few images and batches: checks it runs")
 _CLASSES = 10
 _JPEG_SIZE = flags.DEFINE_list("jpeg_size", ["375", "500"], "height,width of the JPEGs written "
-                                "(default: ImageNet's most common shape; 64,85: pre-resized for "
-                                "the 32 px minis, as TFDS imagenet_resized/64x64 or a resized copy)")
+                                "(default: ImageNet's most common shape; 64,85: a copy pre-resized to "
+                                "a 64 px shorter side, for the 32 px minis)")
 
 
 def write_imagefolder(root: str, count: int, size: tuple[int, int]) -> None:
@@ -96,8 +96,11 @@ def main(argv):
   import model_defs  # pylint: disable=g-import-not-at-top
   from reproduce.train import throughput  # pylint: disable=g-import-not-at-top
   images, batches, steps = _IMAGES.value, _BATCHES.value, _STEPS.value
-  size = tuple(int(v) for v in _JPEG_SIZE.value if v.isdigit())
-  if len(size) != 2 or len(_JPEG_SIZE.value) != 2 or min(size) < 8:
+  try:
+    size = tuple(int(v) for v in _JPEG_SIZE.value)
+  except ValueError:
+    size = ()
+  if len(size) != 2 or min(size) < 8:
     cli.fail(f"--jpeg_size: expected HEIGHT,WIDTH of at least 8 px, got {_JPEG_SIZE.value}")
   if _DRY.value:
     images, batches, steps = 40, 2, 1

@@ -6,8 +6,7 @@
 Builds the step ``throughput_vs_timm.py`` times (``reproduce.train.throughput.engine_step``,
 the family's recipe optimizer, a fixed random batch), warms it up, times it, then records
 ``--steps`` more steps with ``tf.profiler`` and sums the duration of every TensorFlow op
-executed, by op type and by op. The trace (an XSpace protobuf) is read with the proto
-module TensorFlow ships, because TensorBoard's profile plugin is not a dependency of the kit.
+executed, by op type and by op (``trace_ops.op_seconds``).
 
 This is how the per-group slices of the NFNets' split grouped convolutions were found (13% of
 an NFNet-F0 CPU step in ``StridedSliceGrad``; BENCHMARKS.md, run J). Under XLA the step is one
@@ -17,8 +16,6 @@ A script, not a test.
 
 from __future__ import annotations
 
-import collections
-import glob
 import os
 import statistics
 import sys
@@ -30,6 +27,7 @@ from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import peers  # pylint: disable=g-import-not-at-top,wrong-import-position
+import trace_ops  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _MODEL = flags.DEFINE_string("model", "nfnet_f0", "kit model")
 _RESOLUTION = flags.DEFINE_integer("resolution", 128, "full models' resolution (minis: their own)")
@@ -41,38 +39,12 @@ _JIT = flags.DEFINE_enum("jit_compile", "false", ["true", "false"], "kit XLA")
 _TOP = flags.DEFINE_integer("top", 25, "rows of each table")
 
 
-def _is_op_event(name: str) -> bool:
-  """TF op events are named 'op/name:OpType'; executor and eager events have '::' or spaces."""
-  return ":" in name and "::" not in name and " " not in name
-
-
-def op_seconds(logdir: str, steps: int):
-  """(seconds per step by op type, count per step by op type, seconds per step by op)."""
-  from tensorflow.tsl.profiler.protobuf import xplane_pb2  # pylint: disable=g-import-not-at-top
-  by_type, count, by_op = collections.Counter(), collections.Counter(), collections.Counter()
-  for path in glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True):
-    space = xplane_pb2.XSpace()
-    with open(path, "rb") as f:
-      space.ParseFromString(f.read())
-    for plane in space.planes:
-      for line in plane.lines:
-        for event in line.events:
-          name = plane.event_metadata[event.metadata_id].name
-          if _is_op_event(name):
-            seconds = event.duration_ps / 1e12 / steps
-            by_type[name.rsplit(":", 1)[1]] += seconds
-            count[name.rsplit(":", 1)[1]] += 1 / steps
-            by_op[name] += seconds
-  return by_type, count, by_op
-
-
 def _step():
   import model_defs  # pylint: disable=g-import-not-at-top
   from reproduce.train import throughput  # pylint: disable=g-import-not-at-top
   spec = model_defs.get_spec(_MODEL.value)
   resolution = spec.train_resolution if spec.mini else _RESOLUTION.value
-  config = {"optimizer": peers.OPTIMIZERS[peers.family(_MODEL.value)],
-            "jit_compile": _JIT.value == "true"}
+  config = dict(peers.kit_config(_MODEL.value), jit_compile=_JIT.value == "true")
   return throughput.engine_step(_MODEL.value, _BATCH.value, resolution, total_steps=1000,
                                 config=config), resolution
 
@@ -84,6 +56,11 @@ def main(argv):
   import model_defs  # pylint: disable=g-import-not-at-top
   if _MODEL.value not in model_defs.names():
     cli.fail(f"--model: unknown model {_MODEL.value!r}; known: {', '.join(model_defs.names())}")
+  for name, value, least in (("steps", _STEPS.value, 1), ("batch", _BATCH.value, 1),
+                             ("resolution", _RESOLUTION.value, 1), ("warmup", _WARMUP.value, 0),
+                             ("threads", _THREADS.value, 0), ("top", _TOP.value, 1)):
+    if value < least:
+      cli.fail(f"--{name}: expected an integer >= {least}, got {value}")
   if _THREADS.value:
     tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
     tf.config.threading.set_inter_op_parallelism_threads(_THREADS.value)
@@ -101,7 +78,7 @@ def main(argv):
     for _ in range(_STEPS.value):
       step()
     tf.profiler.experimental.stop()
-    by_type, count, by_op = op_seconds(logdir, _STEPS.value)
+    by_type, count, by_op = trace_ops.op_seconds(logdir, _STEPS.value)
   print(f"{_MODEL.value} {resolution}px batch {_BATCH.value} threads {_THREADS.value or 'all'} "
         f"XLA {_JIT.value}: step {step_s * 1e3:.1f} ms ({_BATCH.value / step_s:.2f} img/s); "
         f"op time {sum(by_type.values()) * 1e3:.1f} ms per profiled step (profiling adds a "

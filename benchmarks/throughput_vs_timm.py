@@ -137,6 +137,7 @@ class _Worker:
 def _measure_pair(model: str) -> dict:
   import model_defs  # pylint: disable=g-import-not-at-top
   from reproduce import planning  # pylint: disable=g-import-not-at-top
+  from reproduce.configs import base  # pylint: disable=g-import-not-at-top
   spec = model_defs.get_spec(model)
   resolution = spec.train_resolution if spec.mini else _RESOLUTION.value
   batch, warmup, steps = _BATCH.value, _WARMUP.value, _STEPS.value
@@ -151,7 +152,7 @@ def _measure_pair(model: str) -> dict:
   row = dict(model=model, resolution=resolution, kit_params=kit.params, peer_params=peer.params,
              peer_name=peers.TIMM_NAMES[model] or f"timm {peers.family(model)} (same row)",
              kit=batch / kit_s, peer=batch / peer_s, peak=kit.peak,
-             xla=bool(_kit_config(model).get("jit_compile", False)))
+             xla=bool(_kit_config(model).get("jit_compile", base.get_config().jit_compile)))
   if kit.peak:
     peak = kit.peak
     flops = planning.train_flops_per_image(model, resolution)

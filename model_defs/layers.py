@@ -21,8 +21,8 @@ default to the official DeepMind JAX code and can be switched to timm's semantic
 Grouped convolutions keep one kernel of HWIO shape ``(kh, kw, in/groups, out)``. How
 it is executed is a per-device choice that never changes the weights:
   * ``'split'``: slice input and kernel per group, run dense convs, concatenate. On CPU
-    this is about 10x faster (TensorFlow has no CPU gradient for grouped convs and
-    falls back to a slow XLA path).
+    this is 2-4x faster in training (TensorFlow has no CPU gradient kernel for grouped
+    convs and falls back to a slow path; BENCHMARKS.md, run G2).
   * ``'native'``: one grouped ``keras.ops.conv`` call (fast on GPU/TPU).
   * ``'auto'`` (default): ``'split'`` unless a GPU or TPU is visible.
 Set it with ``set_grouped_conv_impl`` before the model is first called (it is read
