@@ -47,7 +47,7 @@ POSEMB_TYPES = ("learn", "sincos2d")
 # Options a caller may override at build/count time (model_defs.build(name, **overrides)).
 OVERRIDABLE = ("image_size", "pool_type", "posemb", "representation_size", "dropout_rate",
                "stochdepth_rate", "head_zeroinit", "qkv_bias", "layer_norm_eps",
-               "gelu_approximate")
+               "gelu_approximate", "fused_attention")
 
 
 # --------------------------------------------------------------------------------------
@@ -117,6 +117,7 @@ _DEFAULTS = dict(
     qkv_bias=True,
     layer_norm_eps=1e-6,     # timm and flax (big_vision) both use 1e-6.
     gelu_approximate=False,  # timm: exact erf GELU; flax nn.gelu (big_vision) is the tanh form.
+    fused_attention=False,   # explicit matmul-softmax-matmul (fast on CPU); True: one fused op.
 )
 
 
@@ -196,7 +197,8 @@ def _encoder_block(x, cfg, prefix, drop, stochdepth_rate):
   for index, branch in enumerate(("attn", "mlp")):
     y = _ln(cfg, f"{prefix}_ln{index}")(x)
     if branch == "attn":
-      y = Attention(cfg["num_heads"], cfg["qkv_bias"], name=f"{prefix}_attn")(y)
+      y = Attention(cfg["num_heads"], cfg["qkv_bias"], cfg["fused_attention"],
+                    name=f"{prefix}_attn")(y)
     else:
       y = _mlp(y, cfg, f"{prefix}_mlp", drop)
     if drop:
@@ -217,7 +219,8 @@ def _pool(x, cfg):
   lim = math.sqrt(6.0 / (1 + cfg["width"]))  # flax xavier-uniform on a (1, 1, D) param
   probe = PrependToken(keras.initializers.RandomUniform(-lim, lim), replace=True,
                        name="map_probe")(x)
-  z = Attention(cfg["num_heads"], cfg["qkv_bias"], name="map_attn")([probe, x])
+  z = Attention(cfg["num_heads"], cfg["qkv_bias"], cfg["fused_attention"],
+                name="map_attn")([probe, x])
   y = _ln(cfg, "map_ln")(z)
   y = _mlp(y, cfg, "map_mlp", 0.0)
   return TakeToken(name="map_take")(layers.Add(name="map_add")([z, y]))
@@ -236,7 +239,8 @@ def build_vit(config: Mapping[str, Any], num_classes: int, name: str = "vit",
       grid), pool_type ('token' | 'gap' | 'map'), posemb ('learn' | 'sincos2d'),
       representation_size (pre-logits Dense + tanh; None/False off, True = width),
       dropout_rate, stochdepth_rate (linearly increasing over depth, 0 at block 0),
-      head_zeroinit, qkv_bias, layer_norm_eps, gelu_approximate.
+      head_zeroinit, qkv_bias, layer_norm_eps, gelu_approximate, fused_attention
+      (``keras.ops.dot_product_attention``; same weights and results).
 
   Returns:
     A keras.Model mapping (B, image_size, image_size, 3) images to (B, num_classes) logits.

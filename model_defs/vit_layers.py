@@ -93,12 +93,17 @@ class Attention(layers.Layer):
   concatenated. Called with one input it is self-attention; called as
   ``(query, context)`` the queries come from ``query`` and keys/values from
   ``context`` (MAP pooling).
+
+  ``fused=True`` computes softmax(q k^T / sqrt(hd)) v with ``keras.ops.dot_product_attention``
+  (on the JAX backend a GPU may run it as cuDNN flash attention) instead of the explicit
+  matmul, softmax, matmul; same weights, same result up to float rounding.
   """
 
-  def __init__(self, num_heads: int, use_qkv_bias: bool = True, **kwargs):
+  def __init__(self, num_heads: int, use_qkv_bias: bool = True, fused: bool = False, **kwargs):
     super().__init__(**kwargs)
     self.num_heads = int(num_heads)
     self.use_qkv_bias = bool(use_qkv_bias)
+    self.fused = bool(fused)
 
   def build(self, input_shape):
     if isinstance(input_shape, (list, tuple)) and isinstance(input_shape[0], (list, tuple)):
@@ -116,8 +121,16 @@ class Attention(layers.Layer):
 
   def _split_heads(self, t):
     b, n = ops.shape(t)[0], ops.shape(t)[1]
-    t = ops.reshape(t, (b, n, self.num_heads, self.width // self.num_heads))
-    return ops.transpose(t, (0, 2, 1, 3))  # (B, H, N, hd)
+    return ops.reshape(t, (b, n, self.num_heads, self.width // self.num_heads))  # (B, N, H, hd)
+
+  def _attend(self, q, k, v, scale):
+    """(B, Nq, H, hd) heads of softmax(q k^T * scale) v."""
+    if self.fused:
+      return ops.dot_product_attention(q, k, v, scale=scale)
+    q, k, v = (ops.transpose(t, (0, 2, 1, 3)) for t in (q, k, v))  # (B, H, N, hd)
+    logits = ops.matmul(q * scale, ops.transpose(k, (0, 1, 3, 2)))  # (B, H, Nq, Nk)
+    probs = ops.softmax(logits, axis=-1)
+    return ops.transpose(ops.matmul(probs, v), (0, 2, 1, 3))
 
   def call(self, inputs):
     d = self.width
@@ -136,10 +149,7 @@ class Attention(layers.Layer):
         qkv = qkv + bias
       q, k, v = qkv[..., :d], qkv[..., d:2 * d], qkv[..., 2 * d:]
     q, k, v = self._split_heads(q), self._split_heads(k), self._split_heads(v)
-    scale = 1.0 / math.sqrt(d // self.num_heads)
-    logits = ops.matmul(q * scale, ops.transpose(k, (0, 1, 3, 2)))  # (B, H, Nq, Nk)
-    probs = ops.softmax(logits, axis=-1)
-    out = ops.transpose(ops.matmul(probs, v), (0, 2, 1, 3))  # (B, Nq, H, hd)
+    out = self._attend(q, k, v, 1.0 / math.sqrt(d // self.num_heads))  # (B, Nq, H, hd)
     out = ops.reshape(out, (ops.shape(out)[0], ops.shape(out)[1], d))
     return ops.matmul(out, ops.cast(self.out_kernel, out.dtype)) + ops.cast(self.out_bias,
                                                                              out.dtype)
@@ -151,7 +161,7 @@ class Attention(layers.Layer):
 
   def get_config(self):
     return {**super().get_config(), "num_heads": self.num_heads,
-            "use_qkv_bias": self.use_qkv_bias}
+            "use_qkv_bias": self.use_qkv_bias, "fused": self.fused}
 
 
 @keras.saving.register_keras_serializable(package="vit")

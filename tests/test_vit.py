@@ -481,6 +481,32 @@ def _nest(flat):
   return tree
 
 
+def test_fused_attention_equals_the_explicit_form_forward_and_backward():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  kw = dict(pool_type="map", representation_size=16)  # MAP: cross-attention too
+  explicit = model_defs.build("vit_mini_ti", num_classes=10, **kw)
+  fused = model_defs.build("vit_mini_ti", num_classes=10, fused_attention=True, **kw)
+  _randomise(explicit, seed=7)
+  fused.set_weights(explicit.get_weights())
+  assert any(isinstance(layer, vit_layers.Attention) and layer.fused for layer in fused.layers)
+  x = np.random.default_rng(7).standard_normal((2, 32, 32, 3)).astype("float32")
+  outputs, gradients = [], []
+  for model in (explicit, fused):
+    with tf.GradientTape() as tape:
+      y = model(x, training=False)
+      loss = tf.reduce_sum(y * tf.range(10, dtype=y.dtype))
+    outputs.append(np.asarray(y))
+    gradients.append(tape.gradient(loss, model.trainable_weights))
+  np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)
+  assert len(gradients[0]) == len(explicit.trainable_weights)
+  for weight, g_explicit, g_fused in zip(explicit.trainable_weights, *gradients):
+    assert np.abs(np.asarray(g_explicit)).max() > 0, weight.path  # every parameter exercised
+    np.testing.assert_allclose(np.asarray(g_fused), np.asarray(g_explicit), rtol=1e-4,
+                               atol=1e-5, err_msg=weight.path)
+  config = fused.get_layer("map_attn").get_config()
+  assert config["fused"] and vit_layers.Attention.from_config(config).fused
+
+
 # --------------------------------------------------------------------------------------
 # JAX backend
 # --------------------------------------------------------------------------------------
@@ -502,6 +528,10 @@ _JAX_SCRIPT = textwrap.dedent("""
     assert err < 1e-4, err
     train = np.asarray(model(f["x"], training=True))
     assert np.all(np.isfinite(train)) and train.shape == (2, 10)
+    fused = model_defs.build("vit_mini_ti", num_classes=10, fused_attention=True, **kw)
+    convert_vit.assign_weights(fused, {k[2:]: f[k] for k in f.files if k.startswith("w/")})
+    fused_err = np.abs(np.asarray(fused(f["x"], training=False)) - f["y"]).max()
+    assert fused_err < 1e-4, fused_err
     sincos = model_defs.build("vit_mini_s", num_classes=10)
     assert np.asarray(sincos(f["x"])).shape == (2, 10)
     print("JAX_OK", err)
