@@ -37,14 +37,18 @@ def _jax_peak(size: int) -> float:
   return 10 * 2.0 * size ** 3 / (time.perf_counter() - start)
 
 
-def kit_step(model: str, batch: int, resolution: int, num_classes: int = 1000):
-  """A jitted JAX train step of the kit's Keras ``model`` on a fixed random batch."""
+def kit_step(model: str, batch: int, resolution: int, num_classes: int = 1000,
+             fused_attention: bool = False):
+  """A jitted JAX train step of the kit's Keras ``model`` on a fixed random batch
+  (``fused_attention``: the ViTs' attention as ``keras.ops.dot_product_attention``)."""
   import jax  # pylint: disable=g-import-not-at-top
   import keras  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import model_defs  # pylint: disable=g-import-not-at-top
   keras.mixed_precision.set_global_policy("mixed_bfloat16")
-  net = model_defs.build(model, num_classes=num_classes)
+  fused = fused_attention and peers.family(model) == "vit"
+  overrides = {"fused_attention": True} if fused else {}
+  net = model_defs.build(model, num_classes=num_classes, **overrides)
   net.build((None, resolution, resolution, 3))
   if peers.family(model) == "nfnet":
     optimizer = keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True)
@@ -92,6 +96,8 @@ def main() -> None:
   parser.add_argument("--steps", type=int, default=10)
   parser.add_argument("--warmup", type=int, default=3)
   parser.add_argument("--device", default="cuda", help="torch device; cpu: a quick check here")
+  parser.add_argument("--fused_attention", action="store_true",
+                      help="the kit's ViTs with fused attention (cuDNN flash attention on JAX)")
   args = parser.parse_args()
   import jax  # pylint: disable=g-import-not-at-top
   import model_defs  # pylint: disable=g-import-not-at-top
@@ -105,7 +111,7 @@ def main() -> None:
     resolution = spec.train_resolution if spec.mini else args.resolution
     batch = args.mini_batch if spec.mini else args.batch
     start = time.perf_counter()
-    run, kit_params = kit_step(model, batch, resolution)
+    run, kit_params = kit_step(model, batch, resolution, fused_attention=args.fused_attention)
     net = peers.peer_model(model, dict(spec.config), resolution)
     peer = peers.peer_step(net, model, batch, resolution, "bfloat16", device=args.device,
                            use_agc=False)
