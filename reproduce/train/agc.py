@@ -23,11 +23,6 @@ def unitwise_sum_of_squares(x):
   return ops.sum(ops.square(x), axis=axes, keepdims=rank > 1)
 
 
-def unitwise_norm(x):
-  """L2 norm per output unit (the units of ``unitwise_sum_of_squares``)."""
-  return ops.sqrt(unitwise_sum_of_squares(x))
-
-
 def num_units(shape) -> int:
   """Number of AGC units of a parameter of ``shape``."""
   return 1 if len(shape) <= 1 else int(shape[-1])
