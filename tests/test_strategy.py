@@ -30,11 +30,39 @@ def test_tpu_without_name_fails_fast_one_line(monkeypatch):
   assert "\n" not in message and "TPU" in message
 
 
-def test_tpu_local_without_tpu_fails_one_line(monkeypatch):
+def test_tpu_local_without_tpu_fails_past_the_resolver(monkeypatch):
+  """The real resolver and TPU initialisation: 'local' gets as far as looking for the chips."""
   monkeypatch.delenv("TPU_NAME", raising=False)
   with pytest.raises(strategy_lib.StrategyError) as info:
     strategy_lib.make_strategy("tpu", tpu="local")
-  assert "\n" not in str(info.value) and "local" in str(info.value)
+  message = str(info.value)
+  assert "\n" not in message and "local" in message
+  assert "NotFoundError" in message and "TPU Name" not in message
+
+
+def test_the_real_resolver_with_our_arguments():
+  """No mock: TensorFlow's own TPUClusterResolver, built exactly as make_strategy builds it."""
+  resolver = strategy_lib.tpu_cluster_resolver("local")
+  assert isinstance(resolver, tf.distribute.cluster_resolver.TPUClusterResolver)
+  assert resolver.master() == "" and resolver.cluster_spec().as_dict() == {}
+  # What 'local' must not become: '' asks the Cloud TPU API for a name (the old bug).
+  with pytest.raises(ValueError, match="TPU Name"):
+    tf.distribute.cluster_resolver.TPUClusterResolver(tpu="")
+
+
+def test_pretrain_tpu_local_cli_fails_past_the_resolver(tmp_path):
+  """The issue's command: one line naming TensorFlow's NotFoundError, exit 2."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0")
+  env.pop("TPU_NAME", None)
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.run(
+      [sys.executable, "-m", "reproduce.pretrain", "--config=reproduce/configs/pretrain_mini.py",
+       f"--model_dir={tmp_path}/tpu_try", "--strategy=tpu", "--tpu=local"],
+      cwd=root, env=env, capture_output=True, text=True, timeout=300)
+  lines = proc.stderr.splitlines()
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
+  assert "cannot use TPU 'local': NotFoundError" in lines[0]
 
 
 def test_auto_picks_tpu_from_environment(monkeypatch):

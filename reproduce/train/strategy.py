@@ -9,6 +9,14 @@
 Failures are raised as ``StrategyError`` with a one-line message; the CLI
 prints it and exits 2. Asking for a TPU without naming one fails at once,
 before any connection is attempted.
+
+TPU names follow TensorFlow's ``TPUClusterResolver``: the exact string
+``'local'`` is the TPU attached to this VM (a single-host TPU VM); any other
+name is a Cloud TPU that this one process drives over the network. On a
+multi-host slice that is the single-client form: one process, on worker 0,
+names the slice (run it with ``TPU_LOAD_LIBRARY=0`` so it leaves the local
+chips to the slice's runtime; tpu_scripts/launch.sh does this). ``''`` is never
+passed: TensorFlow would ask the Cloud TPU API for a name and fail.
 """
 
 from __future__ import annotations
@@ -40,16 +48,20 @@ def _one_line(error: BaseException) -> str:
   return f"{type(error).__name__}: {text[0] if text else ''}"
 
 
+def tpu_cluster_resolver(name: str) -> tf.distribute.cluster_resolver.TPUClusterResolver:
+  """The resolver for ``name``: 'local' (the attached TPU) or a Cloud TPU name, as given."""
+  return tf.distribute.cluster_resolver.TPUClusterResolver(tpu=name)
+
+
 def _tpu_strategy(tpu: str | None) -> tf.distribute.Strategy:
   name = configured_tpu(tpu)
   if not name:
     raise StrategyError(
         "no TPU named: pass --tpu=NAME (or --tpu=local on a TPU VM) or set TPU_NAME")
   try:
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
-        tpu="" if name == "local" else name)
-    if name != "local":
-      tf.config.experimental_connect_to_cluster(resolver)
+    resolver = tpu_cluster_resolver(name)
+    # TensorFlow's sequence; connecting is a no-op for 'local' (its master is '').
+    tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
   except Exception as e:  # resolver/initialisation errors come in many types
