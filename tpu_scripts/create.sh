@@ -14,8 +14,9 @@ whose node is NAME (gcloud compute tpus queued-resources create); then run setup
   --name=NAME              the TPU VM (node) name
   --accelerator_type=TYPE  v2-8, v3-8, v4-8, v4-32, v5litepod-8, v5p-8, v6e-8, ...
                            (or TPU_ACCELERATOR_TYPE)
-  --version=RUNTIME        TPU runtime image (default by generation: tpu-ubuntu2204-base for
-                           v2-v4, v2-alpha-tpuv5-lite, v2-alpha-tpuv5, v2-alpha-tpuv6e)
+  --version=RUNTIME        TPU runtime image (default: TensorFlow's image from the table in
+                           lib.sh, tpu-vm-tf-VERSION-pjrt on one host, tpu-vm-tf-VERSION-pod-pjrt
+                           on a multi-host slice such as v4-32; pinned: ${!TF_RUNTIME[*]})
   --spot                   spot (pre-emptible) capacity
   --queued                 create a queued resource instead of the VM directly
   --queued_id=ID           the queued resource's id (default: NAME)
@@ -25,7 +26,6 @@ HELP
 }
 
 NAME=""
-ACCELERATOR_TYPE=${TPU_ACCELERATOR_TYPE:-}
 VERSION=""
 SPOT=0
 QUEUED=0
@@ -45,8 +45,11 @@ done
 
 require_vm_target "$NAME"
 require_accelerator_type "$ACCELERATOR_TYPE"
-VERSION=${VERSION:-$(default_runtime "$ACCELERATOR_TYPE")}
-matches version "$VERSION" '^[A-Za-z0-9._-]+$' "a runtime version such as tpu-ubuntu2204-base"
+if [[ -z $VERSION ]]; then
+  default_runtime "$ACCELERATOR_TYPE"
+  VERSION=$RUNTIME
+fi
+matches version "$VERSION" '^[A-Za-z0-9._-]+$' "a runtime version such as tpu-vm-tf-2.18.0-pjrt"
 QUEUED_ID=${QUEUED_ID:-$NAME}
 require_tpu_name queued_id "$QUEUED_ID"
 

@@ -17,7 +17,6 @@ set -euo pipefail
 
 SCRIPT_NAME=$(basename "$0")
 SCRIPTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-LIBTPU_INDEX="https://storage.googleapis.com/libtpu-releases/index.html"
 REMOTE_PYTHON=${TPU_PYTHON:-python3}
 # Where launched runs keep their logs on every worker; expanded by the VM's shell.
 # shellcheck disable=SC2016
@@ -25,6 +24,8 @@ REMOTE_LOG_DIR='$HOME/reproduce_logs'
 
 PROJECT=${TPU_PROJECT:-${CLOUDSDK_CORE_PROJECT:-}}
 ZONE=${TPU_ZONE:-${CLOUDSDK_COMPUTE_ZONE:-}}
+ACCELERATOR_TYPE=${TPU_ACCELERATOR_TYPE:-}
+CLIENT_ENV=()
 BUCKET=${TPU_BUCKET:-}
 DRY_RUN=0
 SHIFT=1
@@ -83,6 +84,15 @@ bucket_flag() {
   SHIFT=1
   case "$1" in
     --bucket | --bucket=*) take_value BUCKET "$@" ;;
+    *) return 1 ;;
+  esac
+}
+
+# type_flag "$@": --accelerator_type, for the scripts that need to know the slice's shape.
+type_flag() {
+  SHIFT=1
+  case "$1" in
+    --accelerator_type | --accelerator_type=*) take_value ACCELERATOR_TYPE "$@" ;;
     *) return 1 ;;
   esac
 }
@@ -153,15 +163,54 @@ require_run_name() {
   matches run "$1" '^[A-Za-z0-9][A-Za-z0-9._-]*$' "letters, digits, '.', '_', '-'"
 }
 
-# default_runtime ACCELERATOR_TYPE: a runtime image for each TPU generation. The kit installs its
-# own TensorFlow (the tpu extra), so the plain Ubuntu images do where Google offers one.
+# --- the runtime table: the one place that pins TensorFlow per TPU generation ---------------
+# Google's TensorFlow runtime images (cloud.google.com/tpu/docs/runtimes) are named
+# tpu-vm-tf-VERSION-pjrt (one host) and tpu-vm-tf-VERSION-pod-pjrt (multi-host slice); they
+# come with TensorFlow and libtpu installed, so setup.sh installs the kit without a TF extra.
+declare -A TF_RUNTIME=([v4]=2.18.0 [v5litepod]=2.18.0 [v5p]=2.18.0 [v6e]=2.18.0)
+
+# multi_host TYPE: true when the slice spans more than one host. One TPU VM host holds 8
+# TensorCores (v2, v3, v4, v5p count cores) or 8 chips (v5litepod, v6e count chips), so every
+# type above -8 is multi-host.
+multi_host() {
+  ((${1##*-} > 8))
+}
+
+# default_runtime TYPE: sets RUNTIME to the TensorFlow runtime image for TYPE from TF_RUNTIME.
 default_runtime() {
-  case "${1%%-*}" in
-    v2 | v3 | v4) echo "tpu-ubuntu2204-base" ;;
-    v5litepod) echo "v2-alpha-tpuv5-lite" ;;
-    v5p) echo "v2-alpha-tpuv5" ;;
-    v6e) echo "v2-alpha-tpuv6e" ;;
-  esac
+  local generation=${1%%-*} pod=""
+  [[ -n ${TF_RUNTIME[$generation]:-} ]] ||
+    die "no TensorFlow runtime pinned for $generation (pinned: ${!TF_RUNTIME[*]}): pass --version"
+  if multi_host "$1"; then
+    pod=-pod
+  fi
+  RUNTIME="tpu-vm-tf-${TF_RUNTIME[$generation]}${pod}-pjrt"
+}
+
+# tpu_client NAME TYPE: how TensorFlow drives TPU VM NAME. Always one client process, on
+# worker 0: CLIENT_ENV holds its environment. One host: TPU_NAME=local (the attached TPU).
+# Multi-host: TPU_NAME=NAME (TPUClusterResolver(tpu=NAME) reaches every host) and
+# TPU_LOAD_LIBRARY=0, so the client leaves worker 0's chips to the slice's TPU runtime.
+tpu_client() {
+  if multi_host "$2"; then
+    CLIENT_ENV=("TPU_NAME=$1" TPU_LOAD_LIBRARY=0)
+  else
+    CLIENT_ENV=(TPU_NAME=local)
+  fi
+}
+
+# vm_accelerator_type NAME: sets VM_TYPE to --accelerator_type when given, else asks gcloud
+# describe (under --dry_run the flag is required: nothing is asked).
+vm_accelerator_type() {
+  if [[ -n $ACCELERATOR_TYPE ]]; then
+    VM_TYPE=$ACCELERATOR_TYPE
+  elif ((DRY_RUN)); then
+    die "--dry_run needs --accelerator_type=TYPE (a real run reads it with gcloud describe)"
+  else
+    VM_TYPE=$("${TPU_VM[@]}" describe "$1" --project="$PROJECT" --zone="$ZONE" \
+      --format='value(acceleratorType)') || fail "could not describe TPU VM $1"
+  fi
+  require_accelerator_type "$VM_TYPE"
 }
 
 # --- running commands -----------------------------------------------------------------------
@@ -196,14 +245,16 @@ tpu_ssh() {
 }
 
 # tpu_state NAME: sets STATE to the VM's state (READY, PREEMPTED, ...; UNREACHABLE when describe
-# fails); under --dry_run prints the describe command and takes READY.
+# fails) and VM_TYPE to its accelerator type; under --dry_run prints the describe command and
+# takes READY and --accelerator_type.
 tpu_state() {
-  local cmd=("${TPU_VM[@]}" describe "$1" --project="$PROJECT" --zone="$ZONE" --format='value(state)')
+  local cmd=("${TPU_VM[@]}" describe "$1" --project="$PROJECT" --zone="$ZONE"
+    --format='value(state,acceleratorType)')
   if ((DRY_RUN)); then
     quote_command "${cmd[@]}"
-    STATE=READY
+    STATE=READY VM_TYPE=$ACCELERATOR_TYPE
   else
-    STATE=$("${cmd[@]}") || STATE=UNREACHABLE
+    read -r STATE VM_TYPE < <("${cmd[@]}" || echo UNREACHABLE) || true
   fi
 }
 
@@ -227,13 +278,13 @@ remote_cd_kit() {
   printf 'cd "$(%s)"' "$(quote_command "$REMOTE_PYTHON" -c "$code")"
 }
 
-# remote_launch RUN MODULE ARGS...: starts `python -m reproduce.MODULE ARGS` in the background
-# with nohup; log RUN.log, pid RUN.pid, exit status RUN.exit; refuses when a run is alive.
+# remote_launch RUN MODULE ARGS...: starts `env CLIENT_ENV... python -m reproduce.MODULE ARGS`
+# (see tpu_client) in the background with nohup; log RUN.log, pid RUN.pid, exit status RUN.exit; refuses when a run is alive.
 remote_launch() {
   local run=$1 module=$2
   shift 2
   local d=$REMOTE_LOG_DIR inner
-  inner="$(quote_command "$REMOTE_PYTHON" -m "reproduce.$module" "$@")"
+  inner="$(quote_command env "${CLIENT_ENV[@]}" "$REMOTE_PYTHON" -m "reproduce.$module" "$@")"
   inner+="; echo \$? > \"$d/$run.exit\""
   printf '%s' "mkdir -p \"$d\" && "
   printf '%s' "if r=\$(cat \"$d/current\" 2>/dev/null) && [ ! -f \"$d/\$r.exit\" ] && kill -0 \"\$(cat \"$d/\$r.pid\" 2>/dev/null)\" 2>/dev/null; "

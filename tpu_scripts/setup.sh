@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
-# Installs the kit with the TPU build of TensorFlow on every worker of a TPU VM slice, then checks
-# that TensorFlow sees the TPU cores on each.
+# Installs the kit on every worker of a TPU VM or slice (next to the TensorFlow of the runtime
+# image), then checks, as the one TensorFlow client on worker 0, that TensorFlow reaches the TPU.
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
   cat <<HELP
 Usage: $SCRIPT_NAME --name=NAME (--repo=URL [--git_ref=REF] | --wheel=WHEEL [--bucket=B])
-                [--check_only] [--project=ID] [--zone=ZONE] [--dry_run]
+                [--accelerator_type=TYPE] [--check_only] [--project=ID] [--zone=ZONE] [--dry_run]
 
-On every worker of TPU VM NAME (gcloud ... tpu-vm ssh --worker=all): installs the kit with
-  pip install -e '.[tpu]' -f $LIBTPU_INDEX
-from a git clone checked out at REF (in ~/nfnet-vit-scaling), or installs a wheel with its
-[tpu] extra; then prints the TPU core count TensorFlow sees and fails if it is 0.
+1. On every worker of TPU VM NAME (gcloud ... tpu-vm ssh --worker=all): installs the kit with
+     pip install -e .
+   from a git clone checked out at REF (in ~/nfnet-vit-scaling), or installs a wheel; no
+   TensorFlow extra: the runtime image (create.sh's tpu-vm-tf-*-pjrt) brings TensorFlow and
+   libtpu, and a second TensorFlow would replace them.
+2. On worker 0 only, the way launch.sh runs: builds the kit's TPUStrategy (TPU_NAME=local on one
+   host; TPU_NAME=NAME and TPU_LOAD_LIBRARY=0 on a multi-host slice) and prints its replica
+   count; fails if TensorFlow cannot reach the TPU.
+
+  --accelerator_type=TYPE   NAME's type (default: gcloud describe; required with --dry_run;
+                            or TPU_ACCELERATOR_TYPE)
 
   --repo=URL      git URL of the kit (or TPU_KIT_REPO)
   --git_ref=REF   branch, tag or commit to check out (default: main)
@@ -37,7 +44,7 @@ while (($#)); do
     --git_ref | --git_ref=*) take_value GIT_REF "$@" ;;
     --wheel | --wheel=*) take_value WHEEL "$@" ;;
     --check_only) CHECK_ONLY=1 SHIFT=1 ;;
-    *) common_flag "$@" || bucket_flag "$@" || unknown_flag "$1" ;;
+    *) common_flag "$@" || bucket_flag "$@" || type_flag "$@" || unknown_flag "$1" ;;
   esac
   shift "$SHIFT"
 done
@@ -59,10 +66,20 @@ if ((!CHECK_ONLY)); then
   fi
 fi
 
-# The check, one line: TensorFlow's TPU cores on this worker; exit status 1 when there are none.
-CHECK_CODE='import socket, tensorflow as tf; host = socket.gethostname(); resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu="local"); tf.config.experimental_connect_to_cluster(resolver); tf.tpu.experimental.initialize_tpu_system(resolver); cores = len(tf.config.list_logical_devices("TPU")); print(f"{host}: TensorFlow {tf.__version__} sees {cores} TPU cores"); raise SystemExit(0 if cores else f"error: {host}: TensorFlow sees no TPU cores")'
-check_command=$(quote_command "$REMOTE_PYTHON" -c "$CHECK_CODE")
+# The check, run as the client: the kit's own strategy code, one line either way; exit status 1
+# when TensorFlow cannot reach the TPU.
+# shellcheck disable=SC2016  # Python, not shell
+CHECK_CODE='import os, socket, sys
+from reproduce.train import strategy as strategy_lib
+host, tpu = socket.gethostname(), os.environ.get("TPU_NAME")
+try:
+  replicas = strategy_lib.make_strategy("tpu").num_replicas_in_sync
+except strategy_lib.StrategyError as e:
+  sys.exit(f"error: {host}: {e}")
+print(f"{host}: TPU {tpu}: {replicas} replicas")'
 
+vm_accelerator_type "$NAME"
+tpu_client "$NAME" "$VM_TYPE"
 install_command=""
 if ((!CHECK_ONLY)) && [[ -n $WHEEL ]]; then
   if [[ $WHEEL != gs://* ]]; then
@@ -71,15 +88,19 @@ if ((!CHECK_ONLY)) && [[ -n $WHEEL ]]; then
     run gsutil cp "$local_wheel" "$WHEEL" || fail "could not copy $local_wheel to $WHEEL"
   fi
   # shellcheck disable=SC2016  # expanded on the VM
-  install_command=$(printf 'mkdir -p "$HOME/reproduce_wheels" && gsutil cp %s "$HOME/reproduce_wheels/" && %s -m pip install --quiet "$HOME/reproduce_wheels/"%s -f %s && ' \
+  install_command=$(printf 'mkdir -p "$HOME/reproduce_wheels" && gsutil cp %s "$HOME/reproduce_wheels/" && %s -m pip install --quiet "$HOME/reproduce_wheels/"%s' \
     "$(quote_command "$WHEEL")" "$(quote_command "$REMOTE_PYTHON")" \
-    "$(quote_command "$(basename "$WHEEL")[tpu]")" "$LIBTPU_INDEX")
+    "$(quote_command "$(basename "$WHEEL")")")
 elif ((!CHECK_ONLY)); then
   repo=$(quote_command "$REPO")
   # shellcheck disable=SC2016  # expanded on the VM
-  install_command=$(printf 'kit="$HOME/nfnet-vit-scaling" && { [ -d "$kit/.git" ] || git clone --quiet %s "$kit"; } && git -C "$kit" fetch --quiet %s %s && git -C "$kit" checkout --quiet --detach FETCH_HEAD && cd "$kit" && %s -m pip install --quiet -e %s -f %s && ' \
-    "$repo" "$repo" "$GIT_REF" "$(quote_command "$REMOTE_PYTHON")" "'.[tpu]'" "$LIBTPU_INDEX")
+  install_command=$(printf 'kit="$HOME/nfnet-vit-scaling" && { [ -d "$kit/.git" ] || git clone --quiet %s "$kit"; } && git -C "$kit" fetch --quiet %s %s && git -C "$kit" checkout --quiet --detach FETCH_HEAD && cd "$kit" && %s -m pip install --quiet -e .' \
+    "$repo" "$repo" "$GIT_REF" "$(quote_command "$REMOTE_PYTHON")")
 fi
 
-tpu_ssh "$NAME" all "set -e; ${install_command}${check_command}" ||
-  fail "setup of $NAME failed on a worker (see the messages above)"
+if [[ -n $install_command ]]; then
+  tpu_ssh "$NAME" all "set -e; $install_command" ||
+    fail "install on $NAME failed on a worker (see the messages above)"
+fi
+tpu_ssh "$NAME" 0 "$(remote_cd_kit) && $(quote_command env "${CLIENT_ENV[@]}" "$REMOTE_PYTHON" -c "$CHECK_CODE")" ||
+  fail "TensorFlow on $NAME cannot reach the TPU (see the message above)"

@@ -22,9 +22,10 @@ One pass:
   3. each pool VM: READY and idle (or its last run ended) -> free; PREEMPTED/TERMINATED ->
      its run is pre-empted, and with --recreate the VM is deleted, created and set up again
      (create.sh, setup.sh), else it is skipped until it is READY again;
-  4. pre-empted runs first, then queued ones, go to the free VMs (launch.sh's remote command
-     with python -m reproduce.pretrain ... --strategy=tpu --tpu=local); a relaunched run
-     resumes from the checkpoints in its model_dir;
+  4. pre-empted runs first, then queued ones, go to the free VMs (launch.sh's remote command:
+     python -m reproduce.pretrain ... --strategy=tpu as the one client on worker 0, with
+     TPU_NAME=local on one host, TPU_NAME=VM TPU_LOAD_LIBRARY=0 on a multi-host slice; the
+     VM's type comes from gcloud describe); a relaunched run resumes from its model_dir;
   5. prints the status table (run, VM, state: done/running/queued/pre-empted/failed);
   6. when no run is left queued, running or pre-empted (or with --analyze=now), runs on the
      first READY VM: reproduce.fit_scaling into gs://B/sweeps/NAME/fits, then reproduce.compare
@@ -43,6 +44,7 @@ A run that exited non-zero (diverged, bad flags) is 'failed' and not relaunched 
   --watch=SECONDS       repeat the pass every SECONDS until every run has ended
   --recreate            recreate pre-empted VMs (needs --accelerator_type and --repo or --wheel)
   --accelerator_type, --version, --spot, --repo, --git_ref, --wheel: as in create.sh / setup.sh
+                        (--dry_run takes every VM to be of --accelerator_type)
   --analyze=WHEN        auto (default: once every run has ended), now, or never
   --retry_failed        relaunch failed runs too
   --state_dir=DIR       local state (default: ~/.reproduce_sweeps/NAME)
@@ -60,7 +62,6 @@ CONFIG=reproduce/configs/pretrain_jft.py
 DATASET=""
 WATCH=0
 RECREATE=0
-ACCELERATOR_TYPE=${TPU_ACCELERATOR_TYPE:-}
 VERSION=""
 SPOT=0
 REPO=${TPU_KIT_REPO:-}
@@ -118,8 +119,14 @@ matches lr_grid "$LR_GRID" '^[1-9][0-9]*$' "a count >= 1"
 matches watch "$WATCH" '^[0-9]+$' "seconds (0: one pass)"
 matches analyze "$ANALYZE" '^(auto|now|never)$' "auto, now or never"
 [[ -z $PLAN_JSON || -f $PLAN_JSON ]] || die "--plan_json=$PLAN_JSON: no such file"
-if ((RECREATE)); then
+for flag in "${PRETRAIN_FLAGS[@]}"; do
+  [[ $flag != --tpu && $flag != --tpu=* ]] ||
+    die "$flag: sweep.sh sets the TPU itself (TPU_NAME: local on one host, the VM's name on a slice)"
+done
+if ((RECREATE || DRY_RUN)); then
   require_accelerator_type "$ACCELERATOR_TYPE"
+fi
+if ((RECREATE)); then
   [[ -n $REPO || -n $WHEEL ]] || die "--recreate needs --repo=URL or --wheel=WHEEL to set the new VM up"
 fi
 ROOT="$BUCKET_URL/sweeps/$SWEEP_NAME"
@@ -173,7 +180,7 @@ load_runs() {
 pretrain_flags() {
   local run=$1
   PRETRAIN=(--config="$CONFIG" --model_dir="$RUNS_URL/$run" --config.model="${MODEL[$run]}"
-    --config.epochs="${EPOCHS[$run]}" --config.base_lr="${LR[$run]}" --strategy=tpu --tpu=local)
+    --config.epochs="${EPOCHS[$run]}" --config.base_lr="${LR[$run]}" --strategy=tpu)
   [[ -z $DATASET ]] || PRETRAIN+=(--config.dataset="$DATASET")
   PRETRAIN+=("${PRETRAIN_FLAGS[@]}")
 }
@@ -236,13 +243,13 @@ recreate_vm() {
   local vm=$1
   local common=(--name="$vm" --project="$PROJECT" --zone="$ZONE")
   ((DRY_RUN)) && common+=(--dry_run)
-  local create=(--accelerator_type="$ACCELERATOR_TYPE") setup=()
+  local create=(--accelerator_type="$ACCELERATOR_TYPE") setup=(--accelerator_type="$ACCELERATOR_TYPE")
   [[ -z $VERSION ]] || create+=(--version="$VERSION")
   ((SPOT)) && create+=(--spot)
   if [[ -n $WHEEL ]]; then
-    setup=(--wheel="$WHEEL" --bucket="$BUCKET_URL")
+    setup+=(--wheel="$WHEEL" --bucket="$BUCKET_URL")
   else
-    setup=(--repo="$REPO")
+    setup+=(--repo="$REPO")
     [[ -z $GIT_REF ]] || setup+=(--git_ref="$GIT_REF")
   fi
   note "recreating pre-empted TPU VM $vm"
@@ -251,15 +258,22 @@ recreate_vm() {
     "$SCRIPTS_DIR/setup.sh" "${common[@]}" "${setup[@]}"
 }
 
-# Sorts the pool into FREE_VMS and READY_VMS; marks running and pre-empted runs.
+# Sorts the pool into FREE_VMS and READY_VMS (VM_TYPES: each one's accelerator type); marks
+# running and pre-empted runs.
 check_vms() {
   FREE_VMS=()
   READY_VMS=()
+  declare -gA VM_TYPES=()
   local vm run word code probe
   for vm in "${VMS[@]}"; do
     tpu_state "$vm"
+    VM_TYPES[$vm]=$VM_TYPE
     case "$STATE" in
       READY)
+        if ! [[ $VM_TYPE =~ ^[a-z0-9]+-[1-9][0-9]*$ ]]; then
+          note "TPU VM $vm has no accelerator type in gcloud describe ('$VM_TYPE'): skipped this pass"
+          continue
+        fi
         if ((DRY_RUN)); then
           tpu_ssh "$vm" 0 "$(remote_probe)"
           probe=idle
@@ -294,6 +308,7 @@ check_vms() {
         mark_preempted "$(last_run_on "$vm")" "$vm"
         if ((RECREATE)); then
           if recreate_vm "$vm"; then
+            VM_TYPES[$vm]=$ACCELERATOR_TYPE
             FREE_VMS+=("$vm")
             READY_VMS+=("$vm")
           else
@@ -322,7 +337,8 @@ launch_queued() {
     run=${queue[0]}
     queue=("${queue[@]:1}")
     pretrain_flags "$run"
-    if tpu_ssh "$vm" all "$(remote_launch "$run" pretrain "${PRETRAIN[@]}")"; then
+    tpu_client "$vm" "${VM_TYPES[$vm]}"
+    if tpu_ssh "$vm" 0 "$(remote_launch "$run" pretrain "${PRETRAIN[@]}")"; then
       RUN_STATE[$run]=running
       RUN_VM[$run]=$vm
       record_launch "$vm" "$run"
