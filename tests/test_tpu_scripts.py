@@ -2,9 +2,14 @@
 
 PATH in these tests is tests/fake_cloud (fake gcloud and gsutil) plus a folder of links to the
 few system tools the scripts use, so a real gcloud can never be reached: the fakes log every
-call as a JSON argv list, simulate TPU VM state (READY, PREEMPTED) and gs:// objects, and
-refuse any other command.
+call as a JSON argv list, simulate TPU VM state (READY, PREEMPTED), accelerator type and gs://
+objects, accept only the documented flags of each gcloud command, and refuse any other command.
+Where a script hands Python code to the VM (setup's TPU check, smoke's summary), a test runs
+that code here with the real TensorFlow and the kit, not a stand-in.
 """
+
+import inspect
+import socket
 
 import json
 import os
@@ -24,7 +29,8 @@ SYSTEM_TOOLS = ("bash", "env", "cat", "mkdir", "rm", "mv", "dirname", "basename"
 PROJECT, ZONE = "proj-1", "us-central2-b"
 TPU_VM = ["gcloud", "compute", "tpus", "tpu-vm"]
 WHERE = [f"--project={PROJECT}", f"--zone={ZONE}"]
-LIBTPU = "https://storage.googleapis.com/libtpu-releases/index.html"
+TF_IMAGE = "tpu-vm-tf-2.18.0-pjrt"
+TF_POD_IMAGE = "tpu-vm-tf-2.18.0-pod-pjrt"
 PLAN = {"sweep": [{"model": "nfnet_f0", "epochs": 0.250000384, "base_lr": 1.6, "steps": 10},
                   {"model": "nfnet_f1", "epochs": 1.0, "base_lr": 0.8, "steps": 40},
                   {"model": "nfnet_f3", "epochs": 2.0, "base_lr": 0.4, "steps": 80}]}
@@ -34,13 +40,19 @@ RUNS_URL = "gs://bkt/sweeps/figure2/runs"
 
 @pytest.fixture(scope="module")
 def system_bin(tmp_path_factory):
-  """Links to the system tools the scripts need, and python3: no gcloud or gsutil among them."""
+  """Links to the system tools the scripts need, and python3: no gcloud or gsutil among them.
+
+  python3 is a wrapper that execs this interpreter by its own path: a symlink to it in a folder
+  without pyvenv.cfg would start the base interpreter, outside this test's virtual environment.
+  """
   folder = tmp_path_factory.mktemp("sysbin")
   for tool in SYSTEM_TOOLS:
     found = shutil.which(tool)
     assert found, tool
     os.symlink(found, folder / tool)
-  os.symlink(sys.executable, folder / "python3")
+  wrapper = folder / "python3"
+  wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+  wrapper.chmod(0o755)
   return str(folder)
 
 
@@ -62,6 +74,7 @@ class Cloud:
         "TPU_PROJECT": PROJECT,
         "TPU_ZONE": ZONE,
         "TPU_BUCKET": "bkt",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
     }
 
   def run(self, script, *args, check=True, **env):
@@ -130,8 +143,8 @@ def launched_runs(cloud):
   out = []
   for vm, worker, command in cloud.ssh_commands():
     if "nohup" in command:
-      assert worker == "all"
       run = next(r for r in RUNS if f"{RUNS_URL}/{r} " in command or f"{RUNS_URL}/{r}'" in command)
+      assert worker == "0" and command.count("nohup") == 1  # one client, on worker 0
       out.append((vm, run))
   return out
 
@@ -151,8 +164,22 @@ def test_only_the_fake_cloud_is_reachable(cloud):
     assert result.returncode == 97 and "refusing" in result.stderr
 
 
+@pytest.mark.parametrize("argv", [
+    TPU_VM + ["create", "vm1", *WHERE, "--accelerator_type=v4-8"],       # misspelt
+    TPU_VM + ["create", "vm1", *WHERE, "--runtime-version=x"],           # queued-resources' flag
+    TPU_VM + ["ssh", "vm1", *WHERE, "--workers=all", "--command=true"],  # invented
+    TPU_VM + ["ssh", "vm1", *WHERE, "--worker", "--command=true"],       # value flag, no value
+    TPU_VM + ["delete", "vm1", *WHERE, "--force"],                       # queued-resources' flag
+    ["gcloud", "compute", "tpus", "queued-resources", "create", "q1", *WHERE, "--version=x"],
+    TPU_VM + ["delete", *WHERE],                                          # no NAME
+])
+def test_the_fake_gcloud_rejects_undocumented_flags(cloud, argv):
+  result = subprocess.run(argv, env=cloud.env, capture_output=True, text=True)
+  assert result.returncode == 2 and "unrecognized arguments" in result.stderr
+
+
 @pytest.mark.parametrize("script", ["create.sh", "delete.sh", "setup.sh", "launch.sh", "logs.sh",
-                                    "sweep.sh", "tensorboard.sh"])
+                                    "sweep.sh", "tensorboard.sh", "smoke.sh"])
 def test_help(cloud, script):
   result = cloud.run(script, "--help")
   assert result.stdout.startswith(f"Usage: {script}")
@@ -164,7 +191,7 @@ def test_help(cloud, script):
 def test_create_tpu_vm(cloud):
   cloud.run("create.sh", "--name=vm1", "--accelerator_type", "v4-32", "--spot")
   assert cloud.calls() == [TPU_VM + ["create", "vm1", *WHERE, "--accelerator-type=v4-32",
-                                     "--version=tpu-ubuntu2204-base", "--spot"]]
+                                     f"--version={TF_POD_IMAGE}", "--spot"]]
 
 
 def test_create_queued_resource_flags_over_environment(cloud):
@@ -173,12 +200,13 @@ def test_create_queued_resource_flags_over_environment(cloud):
   assert cloud.calls() == [[
       "gcloud", "compute", "tpus", "queued-resources", "create", "qr-2", "--project=other-proj",
       "--zone=europe-west4-a", "--node-id=vm2", "--accelerator-type=v5litepod-8",
-      "--runtime-version=v2-alpha-tpuv5-lite"]]
+      f"--runtime-version={TF_IMAGE}"]]
 
 
-@pytest.mark.parametrize("accelerator,version", [("v5p-8", "v2-alpha-tpuv5"),
-                                                 ("v6e-8", "v2-alpha-tpuv6e"),
-                                                 ("v4-8", "tpu-ubuntu2204-base")])
+@pytest.mark.parametrize("accelerator,version", [
+    ("v5p-8", TF_IMAGE), ("v5p-16", TF_POD_IMAGE), ("v6e-8", TF_IMAGE), ("v6e-16", TF_POD_IMAGE),
+    ("v5litepod-8", TF_IMAGE), ("v5litepod-16", TF_POD_IMAGE), ("v4-8", TF_IMAGE),
+    ("v4-32", TF_POD_IMAGE)])
 def test_create_default_runtime_per_generation(cloud, accelerator, version):
   cloud.run("create.sh", "--name=vm1", f"--accelerator_type={accelerator}")
   assert cloud.calls()[0][-1] == f"--version={version}"
@@ -209,15 +237,24 @@ def test_a_failed_call_is_one_line_and_exit_1(cloud):
 
 def test_setup_from_git_ref(cloud):
   cloud.run("setup.sh", "--name=vm1", "--repo=https://example.com/kit.git", "--git_ref=v1.2")
-  [(vm, worker, command)] = cloud.ssh_commands()
-  assert (vm, worker) == ("vm1", "all")
+  assert cloud.calls()[0] == TPU_VM + ["describe", "vm1", *WHERE,
+                                       "--format=value(acceleratorType)"]
+  [(vm, worker, command), (_, check_worker, check)] = cloud.ssh_commands()
+  assert (vm, worker, check_worker) == ("vm1", "all", "0")
   assert command.startswith("set -e; ")
   assert 'git clone --quiet https://example.com/kit.git "$kit"' in command
   assert 'git -C "$kit" fetch --quiet https://example.com/kit.git v1.2' in command
   assert 'checkout --quiet --detach FETCH_HEAD' in command
-  assert f"python3 -m pip install --quiet -e '.[tpu]' -f {LIBTPU}" in command
-  assert "list_logical_devices(\"TPU\")" in command and "sees no TPU cores" in command
-  assert cloud.calls()[0][:6] == TPU_VM + ["ssh", "vm1"]
+  # No TensorFlow extra: the tpu-vm-tf runtime image brings TensorFlow and libtpu.
+  assert command.endswith("python3 -m pip install --quiet -e .")
+  assert "env TPU_NAME=local python3 -c" in check and "make_strategy" in check
+
+
+def test_setup_on_a_slice_installs_everywhere_and_checks_as_the_one_client(cloud):
+  cloud.run("setup.sh", "--name=vm1", "--accelerator_type=v4-32", "--repo=https://x/kit.git")
+  [(_, worker, command), (_, check_worker, check)] = cloud.ssh_commands()
+  assert (worker, check_worker) == ("all", "0") and "pip install" in command
+  assert "env TPU_NAME=vm1 TPU_LOAD_LIBRARY=0 python3 -c" in check
 
 
 def test_setup_from_a_local_wheel_with_spaces(cloud):
@@ -226,32 +263,23 @@ def test_setup_from_a_local_wheel_with_spaces(cloud):
   wheel.write_text("")
   cloud.run("setup.sh", "--name=vm1", f"--wheel={wheel}")
   url = "gs://bkt/wheels/kit-0.1-py3-none-any.whl"
-  assert cloud.calls()[0] == ["gsutil", "cp", str(wheel), url]
-  [(_, worker, command)] = cloud.ssh_commands()
+  assert cloud.calls()[1] == ["gsutil", "cp", str(wheel), url]  # after describe
+  [(_, worker, command), _] = cloud.ssh_commands()
   assert worker == "all"
   assert f'gsutil cp {url} "$HOME/reproduce_wheels/"' in command
-  assert f"pip install --quiet \"$HOME/reproduce_wheels/\"'kit-0.1-py3-none-any.whl[tpu]' -f {LIBTPU}" in command
+  assert command.endswith('pip install --quiet "$HOME/reproduce_wheels/"kit-0.1-py3-none-any.whl')
 
 
-def test_setup_check_runs_as_python(cloud, tmp_path):
-  """The TPU check is valid Python that fails with one line when it sees no TPU cores."""
+def test_setup_check_runs_here_with_the_real_tensorflow(cloud):
+  """The check's exact shell line, run here with the real TensorFlow and kit (no stand-in):
+  'local' gets past the resolver to TPU initialisation, which finds no TPU: one line, exit 1."""
   cloud.run("setup.sh", "--name=vm1", "--check_only")
   [(_, _, command)] = cloud.ssh_commands()
-  fake_tf = tmp_path / "fake_tf" / "tensorflow"
-  fake_tf.mkdir(parents=True)
-  (fake_tf / "__init__.py").write_text(
-      "import types\n__version__ = '0'\n"
-      "distribute = types.SimpleNamespace(cluster_resolver=types.SimpleNamespace("
-      "TPUClusterResolver=lambda tpu: tpu))\n"
-      "config = types.SimpleNamespace(experimental_connect_to_cluster=lambda r: None,"
-      " list_logical_devices=lambda kind: [])\n"
-      "tpu = types.SimpleNamespace(experimental=types.SimpleNamespace("
-      "initialize_tpu_system=lambda r: None))\n")
-  result = subprocess.run(["bash", "-c", command], capture_output=True, text=True,
-                          env={**cloud.env, "PYTHONPATH": str(fake_tf.parent)})
-  assert result.returncode == 1
-  assert result.stdout.endswith("sees 0 TPU cores\n")
-  assert result.stderr.strip().endswith("TensorFlow sees no TPU cores")
+  result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=300,
+                          env={**cloud.env, "PYTHONPATH": REPO_ROOT}, cwd=cloud.tmp)
+  assert result.returncode == 1, result.stderr[-2000:]
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith(f"error: {socket.gethostname()}: cannot use TPU 'local': NotFoundError")
 
 
 # --- launch / logs / tensorboard ------------------------------------------------------------
@@ -276,7 +304,7 @@ def test_launch_quoting_survives_spaces(cloud):
   """The ssh command, run by bash as the VM would, hands every argument over unchanged."""
   args = ["--config=reproduce/configs/pretrain_jft.py", "--model_dir=gs://bkt/my runs/f0",
           "--config.dataset", "tfrecord:gs://bkt/data dir/train-*", "--note=it's \"$HOME\" `x`",
-          "--strategy=tpu", "--tpu=local"]
+          "--strategy=tpu"]
   cloud.run("launch.sh", "--name=vm1", "--", "pretrain", *args, **fake_vm_env(cloud))
   home = cloud.state / "home" / "vm1"
   recorded = wait_for(home / "python_args").read_bytes().decode().split("\0")[:-1]
@@ -286,7 +314,31 @@ def test_launch_quoting_survives_spaces(cloud):
   assert (logs / "current").read_text() == "f0\n"
   assert (logs / "f0.log").exists() and (logs / "f0.pid").exists()
   [(vm, worker, command)] = cloud.ssh_commands()
-  assert (vm, worker) == ("vm1", "all") and "nohup bash -c" in command
+  assert (vm, worker) == ("vm1", "0") and "nohup bash -c" in command
+
+
+@pytest.mark.parametrize("accelerator,client", [
+    ("v4-8", "env TPU_NAME=local python3 -m reproduce.pretrain"),
+    ("v4-32", "env TPU_NAME=vm1 TPU_LOAD_LIBRARY=0 python3 -m reproduce.pretrain"),
+    ("v5litepod-16", "env TPU_NAME=vm1 TPU_LOAD_LIBRARY=0 python3 -m reproduce.pretrain"),
+])
+def test_launch_dry_run_is_one_client_on_worker_0(cloud, accelerator, client):
+  result = cloud.run("launch.sh", "--dry_run", "--name=vm1", f"--accelerator_type={accelerator}",
+                     "pretrain", "--model_dir=gs://bkt/f0", "--strategy=tpu")
+  [line] = result.stdout.splitlines()
+  assert line.startswith(f"gcloud compute tpus tpu-vm ssh vm1 {' '.join(WHERE)} --worker=0 ")
+  assert line.count("python3 -m reproduce.pretrain") == 1 and client in line
+  assert cloud.calls() == []
+
+
+def test_launch_reads_the_type_with_describe(cloud):
+  cloud.run("create.sh", "--name=vm1", "--accelerator_type=v4-32")
+  cloud.clear_log()
+  cloud.run("launch.sh", "--name=vm1", "pretrain", "--model_dir=gs://bkt/f0")
+  assert cloud.calls()[0] == TPU_VM + ["describe", "vm1", *WHERE,
+                                       "--format=value(acceleratorType)"]
+  [(_, worker, command)] = cloud.ssh_commands()
+  assert worker == "0" and "env TPU_NAME=vm1 TPU_LOAD_LIBRARY=0 python3 -m" in command
 
 
 def test_launch_refuses_a_busy_vm(cloud):
@@ -301,12 +353,12 @@ def test_launch_refuses_a_busy_vm(cloud):
   assert not (cloud.state / "home" / "vm1" / "python_args").exists()
 
 
-def test_launch_run_name_and_worker(cloud):
-  cloud.run("launch.sh", "--name", "vm1", "--run=ft1", "--worker=0", "finetune",
+def test_launch_run_name(cloud):
+  cloud.run("launch.sh", "--name", "vm1", "--run=ft1", "finetune",
             "--config=reproduce/configs/x.py", "--model_dir", "gs://bkt/ft", "--init=gs://bkt/f0")
   [(vm, worker, command)] = cloud.ssh_commands()
   assert (vm, worker) == ("vm1", "0")
-  assert ("python3 -m reproduce.finetune --config=reproduce/configs/x.py --model_dir "
+  assert ("env TPU_NAME=local python3 -m reproduce.finetune --config=reproduce/configs/x.py --model_dir "
           "gs://bkt/ft --init=gs://bkt/f0; echo $? > \"$HOME/reproduce_logs/ft1.exit\"") in command
   assert '> "$HOME/reproduce_logs/ft1.log" 2>&1 < /dev/null &' in command
 
@@ -315,6 +367,42 @@ def test_launch_needs_a_gs_model_dir(cloud):
   result = cloud.run("launch.sh", "--name=vm1", "pretrain", "--model_dir=/tmp/run", check=False)
   assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
   assert "must be on gs://" in result.stderr and cloud.calls() == []
+
+
+SMOKE_RESULTS = {"num_replicas": 32, "strategy": "TPUStrategy", "steps": 336,
+                 "wall_seconds": 120.0, "measured_core_hours": 1.0667}
+
+
+def test_smoke_dry_run_prints_its_exact_calls(cloud):
+  result = cloud.run("smoke.sh", "--dry_run", "--name=vm1", "--accelerator_type=v4-64")
+  line = result.stdout  # one call; the summary's Python spans lines inside its quotes
+  assert line.count("gcloud ") == 1 and line.startswith(f"gcloud compute tpus tpu-vm ssh vm1 {' '.join(WHERE)} --worker=0 ")
+  assert ("env TPU_NAME=vm1 TPU_LOAD_LIBRARY=0 python3 -m reproduce.pretrain "
+          "--config=reproduce/configs/pretrain_mini.py --model_dir=gs://bkt/smoke/vm1-") in line
+  assert ("--strategy=tpu --config.budget_core_hours=None --config.epochs=30 "
+          "--config.batch_size=128 && env TPU_NAME=vm1 TPU_LOAD_LIBRARY=0 python3 -c") in line
+  assert cloud.calls() == []
+
+
+def test_smoke_summary_runs_here_on_a_results_record(cloud):
+  """The summary's exact shell line, run here with the real TensorFlow on a results.json with
+  the fields reproduce.train.results.record writes (checked against its source)."""
+  record_source = inspect.getsource(__import__("reproduce.train.results").train.results.record)
+  for key in SMOKE_RESULTS:
+    assert f'"{key}"' in record_source, key
+  cloud.run("smoke.sh", "--name=vm1")
+  [(_, worker, command)] = cloud.ssh_commands()
+  summary = command[command.rindex(" && env TPU_NAME=local python3 -c ") + 4:]
+  model_dir = summary.rsplit(" ", 1)[1]
+  assert worker == "0" and model_dir.startswith("gs://bkt/smoke/vm1-")
+  run_dir = cloud.tmp / "smoke_run"
+  run_dir.mkdir()
+  (run_dir / "results.json").write_text(json.dumps(SMOKE_RESULTS))
+  result = subprocess.run(["bash", "-c", summary.replace(model_dir, str(run_dir))],
+                          capture_output=True, text=True, timeout=120, env=cloud.env)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.strip() == ("smoke: 32 replicas (TPUStrategy), 336 steps, 2.80 steps/s, "
+                                   "1.067 core hours charged")
 
 
 def test_logs(cloud):
@@ -351,7 +439,8 @@ def test_sweep_first_pass_launches_one_run_per_vm(cloud):
   result = sweep(cloud, "--", "--config.seed=3")
   calls = cloud.calls()
   assert calls[:3] == [["gsutil", "-q", "stat", f"{RUNS_URL}/{run}/results.json"] for run in RUNS]
-  assert calls[3] == TPU_VM + ["describe", "vm1", *WHERE, "--format=value(state)"]
+  assert calls[3] == TPU_VM + ["describe", "vm1", *WHERE,
+                               "--format=value(state,acceleratorType)"]
   assert launched_runs(cloud) == [("vm1", RUNS[0]), ("vm2", RUNS[1])]
   assert table(result.stdout) == {RUNS[0]: ("vm1", "running"), RUNS[1]: ("vm2", "running"),
                                   RUNS[2]: ("-", "queued")}
@@ -366,7 +455,7 @@ def test_sweep_run_flags_reach_pretrain_exactly(cloud):
   assert args.split("\0")[:-1] == [
       "-m", "reproduce.pretrain", "--config=reproduce/configs/pretrain_jft.py",
       f"--model_dir={RUNS_URL}/{RUNS[0]}", "--config.model=nfnet_f0",
-      "--config.epochs=0.250000384", "--config.base_lr=1.6", "--strategy=tpu", "--tpu=local",
+      "--config.epochs=0.250000384", "--config.base_lr=1.6", "--strategy=tpu",
       "--config.dataset=tfrecord:gs://bkt/jft 4b/train-*", "--config.seed=3"]
 
 
@@ -381,8 +470,26 @@ def test_sweep_probe_on_a_vm(cloud):
   assert table(result.stdout)[RUNS[0]] == ("vm1", "running")
 
 
+def test_sweep_on_a_multi_host_slice_launches_one_client_with_its_name(cloud):
+  cloud.run("create.sh", "--name=vm1", "--accelerator_type=v4-32")
+  cloud.clear_log()
+  sweep(cloud, "--pool=vm1")
+  [(vm, worker, command)] = [c for c in cloud.ssh_commands() if "nohup" in c[2]]
+  assert (vm, worker) == ("vm1", "0")
+  assert "env TPU_NAME=vm1 TPU_LOAD_LIBRARY=0 python3 -m reproduce.pretrain" in command
+
+
+@pytest.mark.parametrize("accelerator,client", [("v4-32", "env TPU_NAME=vm1 TPU_LOAD_LIBRARY=0"),
+                                                ("v4-8", "env TPU_NAME=local")])
+def test_sweep_dry_run_client_per_accelerator(cloud, accelerator, client):
+  result = sweep(cloud, "--dry_run", f"--accelerator_type={accelerator}")
+  launches = [line for line in result.stdout.splitlines() if "nohup" in line]
+  assert len(launches) == 2 and all("--worker=0 " in line for line in launches)
+  assert f"{client} python3 -m reproduce.pretrain" in launches[0]
+
+
 def test_sweep_lr_grid(cloud):
-  result = sweep(cloud, "--lr_grid=2", "--dry_run")
+  result = sweep(cloud, "--lr_grid=2", "--dry_run", "--accelerator_type=v4-8")
   names = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("nfnet_")]
   assert names == ["nfnet_f0_e0.25_lr1.6", "nfnet_f0_e0.25_lr0.8", "nfnet_f1_e1_lr0.8",
                    "nfnet_f1_e1_lr0.4", "nfnet_f3_e2_lr0.4", "nfnet_f3_e2_lr0.2"]
@@ -424,7 +531,7 @@ def test_sweep_relaunches_preempted_runs(cloud):
   lifecycle = [c[:6] for c in calls if c[:4] == TPU_VM and c[4] in ("delete", "create")]
   assert lifecycle == [TPU_VM + ["delete", "vm1"], TPU_VM + ["create", "vm1"]]
   assert TPU_VM + ["create", "vm1", *WHERE, "--accelerator-type=v4-8",
-                   "--version=tpu-ubuntu2204-base", "--spot"] in calls
+                   f"--version={TF_IMAGE}", "--spot"] in calls
   setups = [cmd for vm, _, cmd in cloud.ssh_commands("vm1") if "pip install" in cmd]
   assert len(setups) == 1 and "git clone --quiet https://example.com/kit.git" in setups[0]
   assert launched_runs(cloud) == [("vm1", RUNS[0])]
@@ -505,8 +612,11 @@ def test_sweep_bad_plan_json(cloud):
 DRY_RUNS = [
     ("create.sh", ["--name=vm1", "--accelerator_type=v4-8"], "gcloud compute tpus tpu-vm create"),
     ("delete.sh", ["--name=vm1"], "gcloud compute tpus tpu-vm delete"),
-    ("setup.sh", ["--name=vm1", "--repo=https://example.com/kit.git"], "--worker=all"),
-    ("launch.sh", ["--name=vm1", "pretrain", "--model_dir=gs://bkt/a b"], "nohup bash -c"),
+    ("setup.sh", ["--name=vm1", "--accelerator_type=v4-8", "--repo=https://example.com/kit.git"],
+     "--worker=all"),
+    ("launch.sh", ["--name=vm1", "--accelerator_type=v4-8", "pretrain", "--model_dir=gs://bkt/a b"],
+     "nohup bash -c"),
+    ("smoke.sh", ["--name=vm1", "--accelerator_type=v4-8"], "reproduce/configs/pretrain_mini.py"),
     ("logs.sh", ["--name=vm1", "--run=f0"], "tail -n 50"),
     ("tensorboard.sh", ["--name=vm1"], "--host=127.0.0.1"),
     ("sweep.sh", ["--pool=vm1,vm2", "--recreate", "--accelerator_type=v4-8", "--repo=x"],
@@ -555,6 +665,15 @@ ERRORS = [
     ("sweep.sh", ["--pool=vm1", "--lr_grid=0"], {}, "--lr_grid=0 is not valid"),
     ("sweep.sh", ["--pool=vm1", "--recreate"], {}, "no accelerator type"),
     ("sweep.sh", [], {}, "no TPU VMs: pass --pool"),
+    ("create.sh", ["--name=vm1", "--accelerator_type=v3-8"], {},
+     "no TensorFlow runtime pinned for v3"),
+    ("launch.sh", ["--name=vm1", "pretrain", "--tpu=local"], {}, "launch.sh sets the TPU itself"),
+    ("launch.sh", ["--name=vm1", "--dry_run", "pretrain"], {}, "--dry_run needs --accelerator_type"),
+    ("setup.sh", ["--name=vm1", "--dry_run", "--check_only"], {},
+     "--dry_run needs --accelerator_type"),
+    ("smoke.sh", ["--name=vm1"], {"TPU_BUCKET": None}, "no bucket"),
+    ("sweep.sh", ["--pool=vm1", "--", "--tpu=vm1"], {}, "sweep.sh sets the TPU itself"),
+    ("sweep.sh", ["--pool=vm1", "--dry_run"], {}, "no accelerator type"),
 ]
 
 
