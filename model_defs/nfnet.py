@@ -83,6 +83,10 @@ GROUP_WIDTH = 128
 MINI_WIDTH_DIVISOR = 8
 MINI_RESOLUTION = 32
 MINI_VARIANTS = ("f0", "f1", "f3", "f3plus", "f7", "f7plus")
+# Below the mini F0: its depths at a fraction of its body widths (and group width; the stem
+# is kept), so the miniature study's size ladder reaches the compute-optimal sizes of its
+# budgets (docs/study.md): 0.94M and 1.96M MACs at 32 px against the mini F0's 3.37M.
+MINI_NARROW_F0 = (("f0w50", 0.5), ("f0w75", 0.75))
 
 # Architecture constants and default options shared by every variant ([N] section 3-5, [C]).
 _DEFAULTS = dict(
@@ -431,7 +435,20 @@ def variant_specs() -> list[registry.ModelSpec]:
                f"32 px",
         description=f"mini NFNet-{_display(variant)}: depths {list(rows[base].depths)}, "
                     f"widths {list(cfg['widths'])}, group width {cfg['group_width']}"))
+  specs += [_narrow_f0_spec(rows["f0"], variant, fraction)
+            for variant, fraction in MINI_NARROW_F0]
   return specs
+
+
+def _narrow_f0_spec(row: NFNetRow, variant: str, fraction: float) -> registry.ModelSpec:
+  cfg = row_config(row, mini=True)
+  cfg.update(variant=variant, widths=tuple(int(w * fraction) for w in cfg["widths"]),
+             group_width=int(cfg["group_width"] * fraction))
+  return _spec(
+      f"nfnet_mini_{variant}", cfg, mini=True,
+      source=f"this kit: the mini F0 at {fraction:.0%} of its body and group widths, 32 px",
+      description=f"narrow mini NFNet-F0: depths {list(row.depths)}, widths "
+                  f"{list(cfg['widths'])}, group width {cfg['group_width']}")
 
 
 def _display(variant: str) -> str:

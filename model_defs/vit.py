@@ -98,9 +98,12 @@ VIT_TABLE: tuple[ViTRow, ...] = (
 # per-image MACs at 32 px (3.3M to 39.7M) span the mini NFNets' range (3.75M to 37.4M).
 _MINI_SRC = "this kit: CPU-scale ViT (patch 4 @ 32 px, mlp 4x, head dim 16)"
 VIT_MINI_TABLE: tuple[ViTRow, ...] = tuple(
-    ViTRow(name, 4, width, depth, 4 * width, width // 16, _MINI_SRC, pool_type="gap",
+    ViTRow(name, 4, width, depth, 4 * width, max(width // 16, 1), _MINI_SRC, pool_type="gap",
            posemb="sincos2d", train_resolution=32, test_resolution=32, mini=True)
     for name, width, depth in (
+        # mu and xs: below Ti, matched to the narrow mini NFNets (the study's size ladder).
+        ("vit_mini_mu", 16, 3),   # ~1.0M MACs @ 32 px (10 classes); one head
+        ("vit_mini_xs", 24, 3),   # ~2.0M; one head of 24
         ("vit_mini_ti", 32, 3),   # ~3.3M MACs @ 32 px (1000 classes)
         ("vit_mini_s", 48, 3),    # ~6.7M
         ("vit_mini_m", 64, 4),    # ~15M

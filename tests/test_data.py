@@ -422,8 +422,8 @@ def test_tfrecord_glob_with_unreadable_tfds_metadata_scans_the_labels(multi_labe
 
 def test_digits_default_data_dir_is_the_kit_cache_under_home(tmp_path):
   cache = tmp_path / "home" / ".cache" / "nfnet_vit_scaling" / "tensorflow_datasets"
-  assert tfds_source.digits_data_dir(None) == str(cache)
-  assert tfds_source.digits_data_dir("~/elsewhere") == str(tmp_path / "home" / "elsewhere")
+  assert tfds_source.kit_data_dir(None) == str(cache)
+  assert tfds_source.kit_data_dir("~/elsewhere") == str(tmp_path / "home" / "elsewhere")
   source = data.load_source("digits")
   assert f"in {cache}/sklearn_digits/1.0.0" in source.description
   assert (cache / "sklearn_digits" / "1.0.0" / "dataset_info.json").is_file()

@@ -13,62 +13,107 @@ import types
 
 import pytest
 
-from reproduce.analysis import frontier
 from reproduce.miniature import accounting
 from reproduce.miniature import grid
 
 
-def test_lr_sweep_is_a_factor_two_grid_around_its_centre():
-  assert grid.lr_sweep(0.2, 3) == (0.1, 0.2, 0.4)
-  assert grid.lr_sweep(1e-3, 4) == (5e-4, 1e-3, 2e-3, 4e-3)
+def test_lr_sweep_is_a_factor_sqrt2_grid_around_its_centre():
+  r = math.sqrt(2.0)
+  assert grid.lr_sweep(0.2, 3) == pytest.approx((0.2 / r, 0.2, 0.2 * r))
+  assert grid.lr_sweep(1e-3, 4) == pytest.approx((1e-3 / r, 1e-3, 1e-3 * r, 2e-3))
   assert grid.lr_sweep(0.2, 1) == (0.2,)
 
 
-def test_default_grid_spans_two_decades_with_three_sizes_a_family_and_lr_sweeps():
+def _family(grids, family):
+  return [g for g in grids if g.family == family]
+
+
+def _trained_at(g):
+  return g.sweep_budgets + ((g.top_budget,) if g.top_budget else ())
+
+
+def test_default_grid_can_show_an_optimum_in_the_papers_regime():
+  """Four sizes a family, 30x of compute or more, every budget three sizes (its optimum can
+  be interior), the largest size not at the smallest budget, seeds at the largest."""
   budgets = grid.DEFAULT_BUDGETS_CORE_SECONDS
   grids = grid.make_grid(grid.DEFAULT_NFNETS, grid.DEFAULT_VITS, budgets,
                          grid.DEFAULT_LR_CENTRES, grid.DEFAULT_LR_POINTS)
   for family in ("nfnet", "vit"):
-    members = [g for g in grids if g.family == family]
-    assert len(members) >= 3
-    trained = [b for g in members for b in g.sweep_budgets + ((g.top_budget,) if g.top_budget
-                                                                else ())]
-    assert max(trained) / min(trained) >= 100
-    for g in members:
-      assert len(g.lrs) >= 3 and g.lrs[1] / g.lrs[0] == 2.0
-      assert len(g.sweep_budgets) >= 2
-    for budget in budgets:  # every budget has two sizes or more: its optimum can move
-      at_budget = [g for g in members if budget in g.sweep_budgets or budget == g.top_budget]
-      assert len(at_budget) >= 2, (family, budget)
-  smallest, largest = grids[0], grids[2]
-  assert smallest.top_budget is None and budgets[0] in smallest.sweep_budgets
-  assert largest.top_budget == budgets[-1] and budgets[0] not in largest.sweep_budgets
+    members = _family(grids, family)
+    assert len(members) >= 4
+    trained = [b for g in members for b in _trained_at(g)]
+    assert max(trained) / min(trained) >= 30
+    for budget in budgets:
+      assert sum(budget in _trained_at(g) for g in members) == grid.BAND, (family, budget)
+    assert budgets[0] not in _trained_at(members[-1])
+    assert budgets[-1] not in _trained_at(members[0])
+    assert all(g.top_seeds >= 2 for g in members if g.top_budget)
+    assert all(g.lr_points >= 3 for g in members)
 
 
-@pytest.mark.parametrize("values, message", [(["a"], "must be numbers"),
-                                             (["0", "1"], "must be positive")])
-def test_bad_budgets_name_the_flag(values, message):
-  with pytest.raises(grid.StudyError, match="--budgets_core_seconds " + message):
-    grid.parse_budgets(values)
+def test_default_sizes_are_compute_matched_across_families():
+  import model_defs
+  for nfnet, vit in zip(grid.DEFAULT_NFNETS, grid.DEFAULT_VITS):
+    macs = [model_defs.stats(m, resolution=grid.RESOLUTION, num_classes=10).macs
+            for m in (nfnet, vit)]
+    assert 0.85 < macs[0] / macs[1] < 1.15, (nfnet, vit, macs)
+  for family in (grid.DEFAULT_NFNETS, grid.DEFAULT_VITS):
+    sizes = [model_defs.stats(m, resolution=grid.RESOLUTION).macs for m in family]
+    assert all(1.5 < b / a < 2.5 for a, b in zip(sizes, sizes[1:])), sizes
 
 
-def _point(model, epochs, lr, loss):
-  return types.SimpleNamespace(model=model, family="nfnet", epochs=epochs, base_lr=lr,
-                               heldout_loss=loss, batch_size=32, resolution=32,
-                               dataset="digits", name=f"{model}_{epochs}_{lr}",
-                               sweep_key=(model, epochs, 32, 32, "digits"))
+def test_every_run_in_the_papers_regime_under_two_epochs():
+  import model_defs
+  budgets = grid.DEFAULT_BUDGETS_CORE_SECONDS
+  grids = grid.make_grid(grid.DEFAULT_NFNETS, grid.DEFAULT_VITS, budgets,
+                         grid.DEFAULT_LR_CENTRES, grid.DEFAULT_LR_POINTS)
+  for g in grids:
+    train_flops = 3 * model_defs.stats(g.model, resolution=32, num_classes=10).flops
+    for budget in _trained_at(g):
+      epochs = budget * 1e10 / train_flops / 60000
+      assert epochs < 2.0, (g.model, budget, epochs)
 
 
-def test_the_largest_budget_lr_follows_the_sweeps_trend():
-  # Optimal LR 0.4 at 1 epoch, 0.2 at 4 epochs (interior optima): slope -1/2 in log-log.
-  points = []
-  for epochs, best in ((1.0, 0.4), (4.0, 0.2)):
-    for lr in (best / 2, best, best * 2):
-      points.append(_point("m", epochs, lr, 1.0 + abs(math.log2(lr / best))))
-  assert frontier.extrapolated_lr(points, "m", 16.0, default=9.0) == pytest.approx(0.1)
-  assert frontier.extrapolated_lr(points, "other", 16.0, default=9.0) == 9.0
-  # Kept within a factor 2 of the LRs tried.
-  assert frontier.extrapolated_lr(points, "m", 1e6, default=9.0) == pytest.approx(0.05)
+def test_a_budget_is_flops_so_every_machine_trains_the_same_steps():
+  """Steps come from the analytic counts, not from a measured speed: the same on any CPU."""
+  import model_defs
+  source = types.SimpleNamespace(train_size=60000, num_classes=10)
+  _, plan = grid.plan_run("nfnet_mini_f0", 12.0, 0.4, 0, source)
+  _, again = grid.plan_run("nfnet_mini_f0", 12.0, 0.4, 0, source)
+  assert plan == again and plan.hardware == grid.HARDWARE
+  train_flops = 3 * model_defs.stats("nfnet_mini_f0", resolution=32, num_classes=10).flops
+  assert plan.steps == round(12.0 * 1e10 / train_flops / grid.BATCH_SIZE)
+  config, _ = grid.plan_run("vit_mini_ti", 12.0, 4e-3, 0, source)
+  assert config.label_smoothing == 0.0 and config.dataset == "fashion_mnist"
+
+
+def test_the_band_slides_from_small_to_large_sizes():
+  budgets = [1, 2, 4, 8, 16, 32]
+  own = [grid.size_budgets(rank, 4, budgets) for rank in range(4)]
+  assert own[0] == [1, 2, 4] and own[3] == [8, 16, 32]
+  assert own[1] == own[2] == budgets
+  assert grid.size_budgets(0, 3, budgets) == budgets  # three sizes: all at every budget
+
+
+def _sweep(epochs, lr, lrs=None):
+  lrs = lrs or [lr / 2, lr, lr * 2]
+  return dict(epochs=epochs, refined_lr=lr, lrs=lrs)
+
+
+def test_the_next_sweep_is_centred_where_the_trend_points():
+  # Optimal LR 0.4 at 1 epoch, 0.2 at 4 epochs: slope -1/2 in log-log.
+  sweeps = [_sweep(1.0, 0.4), _sweep(4.0, 0.2)]
+  assert grid.predicted_lr(sweeps, 16.0) == pytest.approx(0.1, rel=1e-3)
+  # One sweep: its own optimum.
+  assert grid.predicted_lr(sweeps[:1], 8.0) == pytest.approx(0.4)
+
+
+def test_an_implausible_trend_is_clipped():
+  # Two noisy sweeps that suggest the LR quadruples per doubling of epochs (slope 2).
+  sweeps = [_sweep(1.0, 0.1, [0.05, 0.1, 0.8]), _sweep(2.0, 0.4, [0.05, 0.4, 0.8])]
+  slope_max = grid.LR_SLOPE_RANGE[1]
+  expected = math.exp(math.log(0.2) + slope_max * (math.log(4.0) - math.log(2.0) / 2))
+  assert grid.predicted_lr(sweeps, 4.0) == pytest.approx(expected, rel=1e-3)
 
 
 def test_breakdown_names_every_core_second_that_is_not_training():

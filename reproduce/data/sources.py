@@ -2,6 +2,8 @@
 
 Specs:
   ``digits``                 scikit-learn digits through the kit's TFDS builder (offline).
+  ``fashion_mnist``          Fashion-MNIST at 32 px through the kit's TFDS builder (from Debian's
+                             dataset-fashion-mnist package or tfds; the study's default).
   ``tfds:NAME`` or ``NAME``  a prepared TFDS dataset (``imagenet2012`` prepares from manual tars).
   ``imagefolder:/root``      ``root/[train/]<class>/<image>`` files.
   ``tfrecord:/path/glob*``   TFRecords of ``tf.train.Example`` with ``image`` (encoded) + ``label``.
@@ -19,11 +21,12 @@ from reproduce.data.datasource import DataError, DataSource
 from reproduce.data.imagefolder_source import load_imagefolder
 from reproduce.data.order import SHARD_WINDOW
 from reproduce.data.record_index import GLOB_KINDS
-from reproduce.data.tfds_source import load_digits, load_tfds, load_tfds_with_heldout_split
+from reproduce.data.tfds_source import (load_digits, load_fashion_mnist, load_tfds,
+                                        load_tfds_with_heldout_split)
 from reproduce.data.tfrecord_source import load_record_glob
 
 _TFDS_NAME = re.compile(r"[a-z][a-z0-9_]*(/[\w.-]+)?(:[\d.*]+)?")
-_SPEC_HELP = "use digits, tfds:NAME, imagefolder:DIR, tfrecord:GLOB or arrayrecord:GLOB"
+_SPEC_HELP = "use digits, fashion_mnist, tfds:NAME, imagefolder:DIR, tfrecord:GLOB or arrayrecord:GLOB"
 
 
 def load_source(dataset: str, data_dir: str | None = None, manual_dir: str | None = None,
@@ -34,11 +37,12 @@ def load_source(dataset: str, data_dir: str | None = None, manual_dir: str | Non
   ``heldout_split``).
 
   Args:
-    dataset: ``digits``, ``tfds:NAME`` / ``NAME``, ``imagefolder:/root``, ``tfrecord:/glob``,
+    dataset: ``digits``, ``fashion_mnist``, ``tfds:NAME`` / ``NAME``, ``imagefolder:/root``, ``tfrecord:/glob``,
       ``arrayrecord:/glob``.
     data_dir: TFDS data directory (digits default: ``~/.cache/nfnet_vit_scaling/...``).
     manual_dir: directory holding manually downloaded archives (imagenet2012 tars).
-    heldout_size: examples held out; default 20% for digits, 10k for imagenet2012, 130k for
+    heldout_size: examples held out; default 20% for digits, 2048 (of the test split) for
+      fashion_mnist, 10k for imagenet2012, 130k for
       multi-label data, else 10% (at most 10k).
     seed: shuffles class-ordered sources (ImageFolder) before the held-out split is taken.
     skip_corrupt: ImageFolder only: drop unreadable images with a warning (else DataError).
@@ -66,6 +70,8 @@ def load_source(dataset: str, data_dir: str | None = None, manual_dir: str | Non
                                heldout_split, ordering)
   if spec == "digits":
     return load_digits(data_dir, heldout_size, *ordering)
+  if spec == "fashion_mnist":
+    return load_fashion_mnist(data_dir, heldout_size, *ordering)
   if kind == "imagefolder" and rest:
     if order == "shards":
       raise DataError(f"{spec}: order='shards' needs record files (TFDS, tfrecord:, "
@@ -89,7 +95,7 @@ def _with_heldout_split(spec: str, kind: str, rest: str, data_dir, manual_dir,
   if kind == "tfds" and rest:
     return load_tfds_with_heldout_split(spec, rest, data_dir, manual_dir, heldout_split,
                                         *ordering)
-  if _TFDS_NAME.fullmatch(spec) and spec != "digits":
+  if _TFDS_NAME.fullmatch(spec) and spec not in ("digits", "fashion_mnist"):
     return load_tfds_with_heldout_split(spec, spec, data_dir, manual_dir, heldout_split,
                                         *ordering)
   raise DataError(f"heldout_split={heldout_split!r} needs a TFDS dataset (tfds:NAME), "

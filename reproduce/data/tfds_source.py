@@ -21,14 +21,20 @@ from reproduce.data.datasource import (AUGMENT_DEFAULTS, DataError, DataSource, 
 
 DEFAULT_DATA_CACHE = os.path.join("~", ".cache", "nfnet_vit_scaling", "tensorflow_datasets")
 DIGITS_HELDOUT_FRACTION = 0.2
+# The study's held-out set: a fixed slice of Fashion-MNIST's official test split (docs/study.md).
+FASHION_MNIST_HELDOUT = 2048
 MANUAL_TARS = {"imagenet2012": ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")}
 # Digits: flips change digits' meaning and big crops cut strokes off.
 DIGITS_AUGMENT = {**AUGMENT_DEFAULTS, "flip": False, "area_range": (0.65, 1.0),
                   "aspect_ratio_range": (0.85, 1.18), "min_object_covered": 0.0}
+# Fashion-MNIST: the same mild crop (runs of under two epochs gain little from more), but
+# a mirrored garment is still a garment.
+FASHION_MNIST_AUGMENT = {**DIGITS_AUGMENT, "flip": True}
 
 
-def digits_data_dir(data_dir: str | None) -> str:
-  """Where ``digits`` is prepared: ``data_dir``, else the kit's cache under the home dir."""
+def kit_data_dir(data_dir: str | None) -> str:
+  """Where the kit's own builders (``digits``, ``fashion_mnist``) are prepared: ``data_dir``,
+  else the kit's cache under the home dir."""
   return fileio.expand(data_dir or DEFAULT_DATA_CACHE)
 
 
@@ -36,7 +42,7 @@ def load_digits(data_dir: str | None, heldout_size: int | None, order_name: str 
                 window: int = order.SHARD_WINDOW) -> DataSource:
   from reproduce.data import digits  # registers the 'sklearn_digits' builder
   del digits
-  builder = _builder("digits", "sklearn_digits", digits_data_dir(data_dir))
+  builder = _builder("digits", "sklearn_digits", kit_data_dir(data_dir))
   if not builder.is_prepared():
     builder.download_and_prepare(file_format="array_record")
   source = _source_from_builder(builder, "digits", "sklearn_digits", heldout_size,
@@ -64,13 +70,46 @@ def load_tfds_with_heldout_split(spec: str, name: str, data_dir: str | None,
   Record ids ``0..T-1`` are the train split's, ``T..T+H-1`` the held-out split's.
   """
   builder = _prepared_builder(spec, name, data_dir, manual_dir)
+  return _source_with_heldout_split(builder, spec, name, heldout_split, order_name, window)
+
+
+def load_fashion_mnist(data_dir: str | None, heldout_size: int | None,
+                       order_name: str = "auto", window: int = order.SHARD_WINDOW) -> DataSource:
+  """``fashion_mnist``: the kit's 32 px builder (prepared on first use, ``fashion_mnist``
+  says from where); all 60k train images, held out the first ``heldout_size`` (default
+  ``FASHION_MNIST_HELDOUT``) of the official test split as stored: a fixed slice."""
+  from reproduce.data import fashion_mnist
+  builder = fashion_mnist.KitFashionMnist(data_dir=kit_data_dir(data_dir),
+                                          source_data_dir=data_dir)
+  if not builder.is_prepared():
+    try:
+      builder.download_and_prepare(file_format="array_record")
+    except fashion_mnist.FashionMnistMissing as e:
+      raise DataError(str(e)) from None
+  size = FASHION_MNIST_HELDOUT if heldout_size is None else int(heldout_size)
+  test_size = builder.info.splits["test"].num_examples
+  if not 0 < size <= test_size:
+    raise DataError(f"fashion_mnist: heldout_size={size} must be in 1..{test_size} (a slice "
+                    f"of the official test split)")
+  source = _source_with_heldout_split(builder, "fashion_mnist", builder.name, "test",
+                                      order_name, window, heldout_limit=size)
+  return dataclasses.replace(source, augment_defaults=dict(FASHION_MNIST_AUGMENT),
+                             eval_crop_padding=0)
+
+
+def _source_with_heldout_split(builder, spec: str, name: str, heldout_split: str,
+                               order_name: str, window: int,
+                               heldout_limit: int | None = None) -> DataSource:
+  """All of 'train' to train on; ``heldout_split`` (its first ``heldout_limit`` records as
+  stored, else all) held out, with record ids after the train split's."""
   splits = builder.info.splits
   if "train" not in splits or heldout_split not in splits:
     raise DataError(f"TFDS dataset {name!r} lacks the 'train' or {heldout_split!r} split "
                     f"(splits: {sorted(splits.keys())})")
   label_key, multi_label, num_classes = label_feature(builder.info.features)
   train, heldout = _split_records(builder), _split_records(builder, heldout_split)
-  num_train, num_heldout = len(train), len(heldout)
+  num_train = len(train)
+  num_heldout = len(heldout) if heldout_limit is None else min(heldout_limit, len(heldout))
   shard_order = read_order(train, order_name, num_train, window)
   train_fetch = example_fetch(train, "image", label_key, num_classes)
   heldout_fetch = example_fetch(heldout, "image", label_key, num_classes)
@@ -80,6 +119,7 @@ def load_tfds_with_heldout_split(spec: str, name: str, data_dir: str | None,
       return train_fetch(record_id)
     return heldout_fetch(record_id - num_train)
 
+  limit = "" if heldout_limit is None else f"the first {num_heldout} of "
   return DataSource(
       name=spec, num_classes=num_classes, train_size=num_train, heldout_size=num_heldout,
       multi_label=multi_label, train_records=range(num_train),
@@ -87,7 +127,7 @@ def load_tfds_with_heldout_split(spec: str, name: str, data_dir: str | None,
       read=_reader(builder, fetch, num_classes, num_train + num_heldout),
       shard_order=shard_order,
       description=f"tfds {builder.name} {builder.version} in {builder.data_dir}, "
-                  f"held out: its {heldout_split!r} split")
+                  f"held out: {limit}its {heldout_split!r} split")
 
 
 def _reader(builder, fetch, num_classes: int, num_records: int):

@@ -2,7 +2,7 @@
 
 The study occupies ``cores`` cores for its whole wall time; what is not training is
 overhead: the study's own phases (data preparation, fits and report, while the workers'
-cores wait), the workers' start-up, model building, tracing, throughput measurement,
+cores wait), the workers' start-up, model building, tracing,
 evaluation, checkpointing, per-run set-up, and cores left idle when one worker has finished
 before another. The overhead share is ``1 - training / (cores x wall)``.
 """
@@ -16,7 +16,7 @@ from reproduce.core import cli
 from reproduce.core import timing
 
 # Kinds the jobs report (workers.run_cost and model_runs), in the order printed.
-JOB_KINDS = ("worker startup", "job setup", "program build", "throughput measurement",
+JOB_KINDS = ("worker startup", "job setup", "program build",
              "tracing", "startup", "evaluation", "checkpointing")
 LABELS = {"startup": "run set-up (input pipelines, restore)"}
 OVERHEAD_GOAL = 0.25

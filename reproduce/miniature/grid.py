@@ -1,32 +1,60 @@
-"""The study's grid: sizes, budgets, learning rates, and each run's config and plan.
+"""The study's grid: data, sizes, budgets, learning rates, seeds, and each run's config and plan.
 
-docs/study.md says why the grid is what it is. In short: three compute-matched sizes per
-family, five budgets spanning 100x, a factor-2 sweep of three learning rates at every budget
-but the largest, and at the largest budget each model trained once at the LR its own sweeps
-predict (the optimal-LR trend, Figure 3), so that budget tests the scaling laws' prediction.
+docs/study.md says why the grid is what it is. In short: Fashion-MNIST (every run under two
+epochs, as in the paper); four compute-matched sizes per family, each trained at the budgets
+where it can be compute-optimal (a band of three sizes per budget, so the optimum can be
+interior); six budgets spanning 32x, planned in FLOPs (reference-CPU core-seconds, a pure
+function of the analytic counts, never of a measured speed); at every budget but the largest
+a factor-sqrt(2) LR sweep re-centred from the model's own previous sweep; at the largest
+budget each size trained at the LR its sweeps predict, with two seeds, so that budget tests
+the scaling laws' prediction.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Mapping, Sequence
 
-# Compute-matched pairs (per-image MACs at 32 px): 3.4M / 3.2M, 6.2M / 6.6M, 12.0M / 14.9M.
-DEFAULT_NFNETS = ("nfnet_mini_f0", "nfnet_mini_f1", "nfnet_mini_f3")
-DEFAULT_VITS = ("vit_mini_ti", "vit_mini_s", "vit_mini_m")
-# Budgets in measured CPU core-seconds: 100x in four steps of sqrt(10); ``--scale`` multiplies.
-DEFAULT_BUDGETS_CORE_SECONDS = (0.9, 2.9, 9.0, 29.0, 90.0)
-# The centre of each family's LR sweep (the sweep is centre x 2^k, k = -1, 0, 1).
+import numpy as np
+
+DATASET = "fashion_mnist"
+# The transfer task of Figure 1: the pre-trained models fine-tuned on another real dataset.
+TRANSFER_DATASET = "digits"
+# Compute-matched pairs (forward MACs per image at 32 px, 10 classes):
+# 0.94M / 1.03M, 1.96M / 1.99M, 3.37M / 3.24M, 6.24M / 6.64M.
+DEFAULT_NFNETS = ("nfnet_mini_f0w50", "nfnet_mini_f0w75", "nfnet_mini_f0", "nfnet_mini_f1")
+DEFAULT_VITS = ("vit_mini_mu", "vit_mini_xs", "vit_mini_ti", "vit_mini_s")
+# Budgets in reference-CPU core-seconds (1e10 training FLOPs each): 32x in steps of 2.
+DEFAULT_BUDGETS_CORE_SECONDS = (1.5, 3.0, 6.0, 12.0, 24.0, 48.0)
+# ``--preset=long``: five sizes a family and budgets up to 4x the default's largest, to
+# decide the size, epochs and ratio claims (at most an hour on 2 cores).
+PRESETS = {
+    "default": dict(nfnets=DEFAULT_NFNETS, vits=DEFAULT_VITS,
+                    budgets=DEFAULT_BUDGETS_CORE_SECONDS),
+    "long": dict(nfnets=DEFAULT_NFNETS + ("nfnet_mini_f3",),
+                 vits=DEFAULT_VITS + ("vit_mini_m",),
+                 budgets=(1.5, 3.0, 6.0, 12.0, 24.0, 48.0, 96.0, 192.0)),
+}
+# Sizes a budget trains: the ``BAND`` sizes around where its optimum is expected.
+BAND = 3
+# The centre of each family's first LR sweep (its smallest budget); later sweeps re-centre.
 DEFAULT_LR_CENTRES = {"nfnet": 0.4, "vit": 4e-3}
 DEFAULT_LR_POINTS = 3
+LR_FACTOR = math.sqrt(2.0)
+# The slopes of log optimal LR vs log epochs that re-centre a sweep (``predicted_lr``).
+LR_SLOPE_RANGE = (-1.0, 0.5)
+TOP_SEEDS = 2
+HARDWARE = "cpu_ref"
 RESOLUTION = 32
 BATCH_SIZE = 32
 STEPS_PER_EXECUTION = 32
-# Every fine-tune: the best run of a (model, budget) from its final weights with a fresh head,
-# 64 steps (about 1.4 epochs) at a quarter of the run's own LR, through the model's own
-# pre-training program (its recipe and resolution; docs/study.md says why).
+# Every fine-tune: the best run of a (model, budget) from its final weights with a fresh head
+# on TRANSFER_DATASET, 64 steps (about 1.4 epochs of digits) at a quarter of the run's LR,
+# through the model's pre-training recipe and resolution (docs/study.md says why).
 DEFAULT_FINETUNE_STEPS = 64
 FINETUNE_LR_FRACTION = 0.25
+
 
 class StudyError(ValueError):
   """A bad flag value; one line naming the flag."""
@@ -44,56 +72,84 @@ def parse_budgets(values) -> list[float]:
 
 
 def lr_sweep(centre: float, points: int) -> tuple[float, ...]:
-  """``points`` learning rates on a factor-2 grid around ``centre`` (ascending)."""
+  """``points`` learning rates on a factor-sqrt(2) grid around ``centre`` (ascending)."""
   low = -((points - 1) // 2)
-  return tuple(float(centre) * 2.0 ** k for k in range(low, low + points))
+  return tuple(float(centre) * LR_FACTOR ** k for k in range(low, low + points))
+
+
+def predicted_lr(sweeps: Sequence[dict], epochs: float) -> float:
+  """The optimal LR at ``epochs`` from one model's sweeps (``analysis.frontier.optimal_lr``
+  records): the line through log refined-optimal LR vs log epochs, its slope clipped to
+  ``LR_SLOPE_RANGE`` (two sweeps of a few dozen steps can suggest any slope; the paper's
+  Figure 3 has -0.2 to -0.4), kept within one grid step of the LRs tried (4 significant
+  digits). One sweep gives its own optimum."""
+  x = np.log([s["epochs"] for s in sweeps])
+  y = np.log([s["refined_lr"] for s in sweeps])
+  slope = 0.0
+  if len(np.unique(x)) >= 2:
+    slope = float(np.clip(np.polyfit(x, y, 1)[0], *LR_SLOPE_RANGE))
+  log_lr = float(np.mean(y) + slope * (math.log(epochs) - np.mean(x)))
+  tried = [lr for s in sweeps for lr in s["lrs"]]
+  lr = float(np.clip(math.exp(log_lr), min(tried) / LR_FACTOR, max(tried) * LR_FACTOR))
+  return float(f"{lr:.4g}")
 
 
 def size_budgets(rank: int, sizes: int, budgets: Sequence[float]) -> list[float]:
-  """The budgets the ``rank``-th smallest of ``sizes`` models trains at: the smallest skips
-  the largest budget, the largest skips the smallest, the others train at all (a band:
-  every budget has at least two sizes, so its optimal size can move)."""
-  budgets = list(budgets)
-  if sizes == 1 or len(budgets) < 3:
+  """The budgets the ``rank``-th smallest of ``sizes`` models trains at: a band of ``BAND``
+  consecutive sizes slides from the smallest sizes (at the smallest budgets) to the largest
+  (at the largest budgets), so every budget has three sizes and no compute goes into a size
+  that could not be optimal there (the largest at the smallest budget)."""
+  budgets = sorted(budgets)
+  if sizes <= BAND:
     return budgets
-  if rank == 0:
-    return budgets[:-1]
-  if rank == sizes - 1:
-    return budgets[1:]
-  return budgets
+  own = []
+  for index, budget in enumerate(budgets):
+    first = round(index * (sizes - BAND) / max(len(budgets) - 1, 1))
+    if first <= rank < first + BAND:
+      own.append(budget)
+  return own
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelGrid:
-  """One model's share of the study: its sweep budgets (each at every LR of ``lrs``) and,
-  when it trains at the study's largest budget, that budget (one run, predicted LR)."""
+  """One model's share of the study: its sweep budgets (each at ``lr_points`` LRs from
+  ``lr_centre``, re-centred per budget) and, when it trains at the study's largest budget,
+  that budget (``top_seeds`` runs at the predicted LR)."""
   model: str
   family: str
   sweep_budgets: tuple[float, ...]
-  lrs: tuple[float, ...]
+  lr_centre: float
+  lr_points: int
   top_budget: float | None
+  top_seeds: int = TOP_SEEDS
 
   def planned_core_seconds(self) -> float:
-    return sum(self.sweep_budgets) * len(self.lrs) + (self.top_budget or 0.0)
+    return (sum(self.sweep_budgets) * self.lr_points
+            + (self.top_budget or 0.0) * self.top_seeds)
+
+  def planned_runs(self) -> int:
+    return len(self.sweep_budgets) * self.lr_points + (self.top_budget is not None) * self.top_seeds
 
 
 def make_grid(nfnets: Sequence[str], vits: Sequence[str], budgets: Sequence[float],
-              lr_centres: Mapping[str, float], lr_points: int) -> list[ModelGrid]:
+              lr_centres: Mapping[str, float], lr_points: int,
+              top_seeds: int = TOP_SEEDS) -> list[ModelGrid]:
   """Every model's ``ModelGrid``, each family's models in the order given (small to large)."""
   budgets = sorted(budgets)
   top = budgets[-1] if len(budgets) > 1 else None
   grids = []
   for family, models in (("nfnet", nfnets), ("vit", vits)):
-    lrs = lr_sweep(lr_centres[family], lr_points)
     for rank, model in enumerate(models):
       own = size_budgets(rank, len(models), budgets)
-      grids.append(ModelGrid(model, family, tuple(b for b in own if b != top), lrs,
-                             top if top in own else None))
+      grids.append(ModelGrid(model, family, tuple(b for b in own if b != top),
+                             float(lr_centres[family]), int(lr_points),
+                             top if top in own else None, int(top_seeds)))
   return grids
 
 
-def run_name(model: str, budget_core_seconds: float, lr: float) -> str:
-  return f"{model}__{budget_core_seconds:g}cs__lr{lr:g}"
+def run_name(model: str, budget_core_seconds: float, lr: float, seed_offset: int = 0) -> str:
+  seed = f"__seed{seed_offset}" if seed_offset else ""
+  return f"{model}__{budget_core_seconds:g}cs__lr{lr:.4g}{seed}"
 
 
 def family_config(model: str):
@@ -106,17 +162,22 @@ def family_config(model: str):
   return (pretrain_mini_vit if family == "vit" else pretrain_mini).get_config()
 
 
-def study_config(model: str, budget_core_seconds: float, images_per_second_per_core: float,
-                 lr: float, seed: int, batch_size: int = BATCH_SIZE):
-  """The config of one run of the study: its family's recipe (``family_config``)."""
+def study_config(model: str, budget_core_seconds: float, lr: float, seed: int,
+                 batch_size: int = BATCH_SIZE, dataset: str = DATASET):
+  """The config of one run of the study: its family's recipe (``family_config``), planned
+  in reference-CPU core-seconds (FLOPs), without label smoothing."""
   config = family_config(model)
   config.model = model
+  config.dataset = dataset
   config.resolution = RESOLUTION
+  config.hardware = HARDWARE
   config.budget_core_hours = budget_core_seconds / 3600.0
-  config.images_per_second_per_core = float(images_per_second_per_core)
   config.batch_size = int(batch_size)
   config.base_lr = float(lr)
   config.seed = int(seed)
+  # Smoothed targets put a floor under the held-out NLL (-ln 0.91 at 100% accuracy) that a
+  # power law in compute has no term for (docs/study.md).
+  config.label_smoothing = 0.0
   config.log_every_steps = 10 ** 9  # the study prints its own progress line per run
   _study_execution(config)
   return config
@@ -125,30 +186,30 @@ def study_config(model: str, budget_core_seconds: float, images_per_second_per_c
 def _study_execution(config) -> None:
   """Execution settings of the study's runs (pre-training and fine-tuning alike)."""
   # 32 steps a host round trip: the host's per-chunk work (summaries, checks) cost a ViT run
-  # of 4-step chunks a quarter of its wall time. The held-out set in 3 batches, not 12.
+  # of 4-step chunks a quarter of its wall time. The held-out set in 4 batches of 512.
   config.steps_per_execution = STEPS_PER_EXECUTION
-  config.eval_batch_size = 128
+  config.eval_batch_size = 512
   # Runs of seconds: a checkpoint a minute bounds what a kill loses; one kept is enough.
   config.checkpoint_every_steps = 0
   config.keep_checkpoints = 1
 
 
-def plan_run(model: str, budget: float, rate: float, lr: float, seed: int, source,
-             batch_size: int = BATCH_SIZE):
+def plan_run(model: str, budget: float, lr: float, seed: int, source,
+             batch_size: int = BATCH_SIZE, dataset: str = DATASET):
   """(config, plan) of one run; ``planning.PlanError`` when the budget buys no step."""
   from reproduce import planning  # pylint: disable=g-import-not-at-top
-  config = study_config(model, budget, rate, lr, seed, batch_size)
+  config = study_config(model, budget, lr, seed, batch_size, dataset)
   plan = planning.plan_from_config(config, dataset_size=source.train_size,
                                    num_classes=source.num_classes)
   return config, plan
 
 
-def plan_finetune(model: str, steps: int, rate: float, lr: float, seed: int, source,
-                  batch_size: int = BATCH_SIZE):
-  """(config, plan) of a fine-tune of one of ``model``'s runs: its pre-training config (so
-  the same program serves it) for exactly ``steps`` steps at peak LR ``lr``."""
+def plan_finetune(model: str, steps: int, lr: float, seed: int, source,
+                  batch_size: int = BATCH_SIZE, dataset: str = TRANSFER_DATASET):
+  """(config, plan) of a fine-tune of one of ``model``'s runs on ``dataset``: its
+  pre-training recipe for exactly ``steps`` steps at peak LR ``lr``."""
   from reproduce import planning  # pylint: disable=g-import-not-at-top
-  config = study_config(model, 1.0, rate, lr, seed, batch_size)
+  config = study_config(model, 1.0, lr, seed, batch_size, dataset)
   config.budget_core_hours = None
   config.epochs = steps * int(batch_size) / source.train_size  # the planner rounds to steps
   config.warmup_steps = max(steps // 4, 1)

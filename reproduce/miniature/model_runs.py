@@ -1,8 +1,9 @@
 """One model's share of the study, run inside one worker process (``workers.model_job``).
 
-Order: measure (or read the cached rate), the LR sweeps from the smallest budget up, the
-largest budget at the LR the sweeps predict, then one fine-tune per budget of its best run.
-Every run and fine-tune goes through the same ``loop.Program``: one trace per model.
+Order: the LR sweeps from the smallest budget up (each re-centred where the model's earlier
+sweeps point), the largest budget at the LR the sweeps predict (every seed), then one
+fine-tune per budget of its best run on the transfer dataset. Every run goes through one
+``loop.Program`` per dataset: two traces per model (pre-training, transfer).
 """
 
 from __future__ import annotations
@@ -45,110 +46,106 @@ class ModelRuns:
   """The runs of one ``ModelGrid``; ``cost`` collects core-seconds by kind."""
 
   def __init__(self, model_grid: grid_lib.ModelGrid, settings: workers.Settings, events):
-    from reproduce import data  # pylint: disable=g-import-not-at-top
     from reproduce.train import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
     start = time.time()
     self.grid, self.settings, self.events = model_grid, settings, events
     self.model = model_grid.model
-    self.source = data.load_source("digits", data_dir=settings.data_dir, seed=settings.seed)
+    self.source = workers.load_source(settings.dataset, settings.data_dir, settings.seed)
     self.strategy = strategy_lib.make_strategy("one_device")
-    self.program = None
-    self.frozen = False  # the traced program is out of the garbage collector's reach
-    self.rate = None
+    self.programs = {}  # dataset -> its loop.Program (one trace each)
+    self.frozen = False  # the traced programs are out of the garbage collector's reach
     self.cost = {"job setup": time.time() - start}
 
-  # -- throughput ------------------------------------------------------------------------
+  # -- programs --------------------------------------------------------------------------
 
-  def _rate_path(self) -> str:
-    config = grid_lib.family_config(self.model)
-    # The recipe's optimizer and XLA setting are part of a measurement's identity.
-    key = (f"{self.model}@{config.optimizer}{'_xla' if config.jit_compile else ''}_batch"
-           f"{self.settings.batch_size}_res{grid_lib.RESOLUTION}_classes"
-           f"{self.source.num_classes}")
-    return fileio.join(self.settings.workdir, workers.THROUGHPUT_DIR, f"{key}.json")
+  def _program(self, config, plan, source):
+    """The model's program for ``config.dataset``, built on first use."""
+    from reproduce.train import loop  # pylint: disable=g-import-not-at-top
+    from reproduce.train import rundir  # pylint: disable=g-import-not-at-top
+    if config.dataset not in self.programs:
+      start = time.time()
+      self.programs[config.dataset] = loop.build_program(
+          rundir.config_to_dict(config), plan, self.strategy, source=source)
+      self.cost["program build"] = self.cost.get("program build", 0.0) + time.time() - start
+      self.frozen = False
+    return self.programs[config.dataset]
 
-  def measured_rate(self) -> float:
-    """Images/s per core of the model's own program, measured once and cached."""
-    from reproduce.train import throughput  # pylint: disable=g-import-not-at-top
-    path = self._rate_path()
-    if fileio.exists(path):
-      self.rate = float(fileio.read_json(path)["images_per_second_per_core"])
-      return self.rate
-    start = time.time()
-    probe_budget = max(self.grid.sweep_budgets + (self.grid.top_budget or 0.0,))
-    config, plan = self._plan(probe_budget, self.grid.lrs[0], rate=1000.0)
-    program = self._pretrain_program(config, plan)
-    measured, first_chunk = throughput.measure_program(
-        program, config, plan, self.settings.measure_steps, workers.MEASURE_STEPS_PER_CHUNK)
-    self.rate = measured.median
-    fileio.write_json(path, measured.to_dict())
-    _freeze_traced_graphs()
-    self.frozen = True
-    self.cost["tracing"] = self.cost.get("tracing", 0.0) + first_chunk
-    self.cost["throughput measurement"] = time.time() - start - first_chunk
-    workers.emit(self.events, "measured", name=self.model, rate=self.rate,
-                 spread=(measured.min, measured.max), seconds=time.time() - start)
-    return self.rate
+  def _train(self, config, plan, path: str, source, initialise=None) -> dict:
+    """One run through the model's program; freezes the program once it is traced."""
+    from reproduce.train import loop  # pylint: disable=g-import-not-at-top
+    program = self._program(config, plan, source)
+    with _collected_between_runs():
+      results = loop.train(config, plan, path, self.strategy, source=source, verbose=False,
+                           log=_quiet, program=program, initialise=initialise)
+    if not self.frozen:
+      _freeze_traced_graphs()
+      self.frozen = True
+    return results
 
   # -- pre-training ----------------------------------------------------------------------
 
-  def _plan(self, budget: float, lr: float, rate: float | None = None):
-    return grid_lib.plan_run(self.model, budget, rate or self.rate, lr, self.settings.seed,
-                             self.source, self.settings.batch_size)
+  def _plan(self, budget: float, lr: float, seed_offset: int = 0):
+    return grid_lib.plan_run(self.model, budget, lr, self.settings.seed + seed_offset,
+                             self.source, self.settings.batch_size, self.settings.dataset)
 
-  def _pretrain_program(self, config, plan):
-    from reproduce.train import loop  # pylint: disable=g-import-not-at-top
-    from reproduce.train import rundir  # pylint: disable=g-import-not-at-top
-    if self.program is None:
-      start = time.time()
-      self.program = loop.build_program(rundir.config_to_dict(config), plan, self.strategy,
-                                        source=self.source)
-      self.cost["program build"] = self.cost.get("program build", 0.0) + time.time() - start
-    return self.program
-
-  def pretrain(self, budget: float, lr: float) -> dict | None:
-    """Trains (or reuses) one run; its results, or None when it diverged or buys no step."""
+  def pretrain(self, budget: float, lr: float, seed_offset: int = 0) -> dict | None:
+    """Trains (or reuses) one run; its results (with ``_name``), or None when it diverged
+    or buys no step."""
     from reproduce import planning  # pylint: disable=g-import-not-at-top
-    from reproduce.train import loop  # pylint: disable=g-import-not-at-top
     from reproduce.train import losses  # pylint: disable=g-import-not-at-top
-    name = grid_lib.run_name(self.model, budget, lr)
+    name = grid_lib.run_name(self.model, budget, lr, seed_offset)
     path = workers.run_dir(self.settings.workdir, name)
     done = workers.finished(path)
     if done is not None:
       workers.emit(self.events, "run", name=name, results=done, status="reused")
-      return done
+      return dict(done, _name=name)
     try:
-      config, plan = self._plan(budget, lr)
+      config, plan = self._plan(budget, lr, seed_offset)
     except planning.PlanError as e:
       workers.emit(self.events, "skipped", name=name, error=cli.first_line(e))
       return None
     start = time.time()
     try:
-      with _collected_between_runs():
-        results = loop.train(config, plan, path, self.strategy, source=self.source,
-                             verbose=False, log=_quiet,
-                             program=self._pretrain_program(config, plan))
+      results = self._train(config, plan, path, self.source)
     except losses.TrainingDiverged as e:  # a diverged run is a data point lost, not the study
       workers.emit(self.events, "diverged", name=name, error=cli.first_line(e))
       return None
     workers.add_cost(self.cost, workers.run_cost(results))
-    if not self.frozen:  # the program was traced in this run (its rate was cached)
-      _freeze_traced_graphs()
-      self.frozen = True
     workers.emit(self.events, "run", name=name, results=results,
                  status=f"{time.time() - start:5.1f} s")
-    return results
+    return dict(results, _name=name)
 
-  def top_lr(self, sweeps: dict) -> float:
-    """The LR of the largest budget: the model's optimal-LR trend (Figure 3) extrapolated
-    from its sweeps, or its best LR at its largest swept budget when the trend is unknown."""
+  def _points(self, sweeps: dict) -> list:
+    from reproduce.analysis import runs  # pylint: disable=g-import-not-at-top
+    return [runs.point_from_record(workers.run_dir(self.settings.workdir, r["_name"]),
+                                   r["_name"], r)
+            for results in sweeps.values() for r in results]
+
+  def _lr_at(self, sweeps: dict, budget: float, default: float) -> float:
+    """The model's optimal LR at ``budget`` from its sweeps so far (``grid.predicted_lr``:
+    the trend of Figure 3, its slope kept plausible), or ``default`` before any sweep."""
     from reproduce.analysis import frontier  # pylint: disable=g-import-not-at-top
     from reproduce.analysis import runs  # pylint: disable=g-import-not-at-top
-    points = [runs.point_from_record(r["_dir"], r["_name"], r)
-              for results in sweeps.values() for r in results]
-    _, top_plan = self._plan(self.grid.top_budget, self.grid.lrs[0])
-    return frontier.extrapolated_lr(points, self.model, float(top_plan.epochs),
-                                    default=self.grid.lrs[len(self.grid.lrs) // 2])
+    try:
+      found = frontier.optimal_lr(self._points(sweeps))
+    except runs.ScalingError:  # no sweep yet
+      return float(default)
+    _, plan = self._plan(budget, default)
+    return grid_lib.predicted_lr(found, float(plan.epochs))
+
+  def sweep(self, budget: float, centre: float) -> list[dict]:
+    """The LR sweep of one budget around ``centre``, plus one LR beyond the edge when the
+    best loss sits at the smallest or largest LR tried."""
+    lrs = list(grid_lib.lr_sweep(centre, self.grid.lr_points))
+    results = [r for r in (self.pretrain(budget, lr) for lr in lrs) if r is not None]
+    if len(results) >= 2:
+      best = min(results, key=lambda r: r["heldout_loss"])["base_lr"]
+      tried = sorted(r["base_lr"] for r in results)
+      if best in (tried[0], tried[-1]):
+        step = grid_lib.LR_FACTOR if best == tried[-1] else 1.0 / grid_lib.LR_FACTOR
+        extra = self.pretrain(budget, float(f"{best * step:.4g}"))
+        results += [extra] if extra is not None else []
+    return results
 
   # -- fine-tuning -----------------------------------------------------------------------
 
@@ -168,16 +165,20 @@ class ModelRuns:
 
     return initialise
 
-  def finetune(self, name: str, pretrained: dict) -> None:
-    """Fine-tunes the run ``name`` (or reuses its fine-tune) and records its top-1."""
-    from reproduce.train import loop  # pylint: disable=g-import-not-at-top
+  def _transfer_source(self):
+    return workers.load_source(self.settings.transfer_dataset, self.settings.data_dir,
+                               self.settings.seed)
+
+  def finetune(self, name: str, pretrained: dict, source) -> None:
+    """Fine-tunes the run ``name`` on ``source`` (or reuses it) and records its top-1."""
     from reproduce.train import losses  # pylint: disable=g-import-not-at-top
     pretrain_dir = workers.run_dir(self.settings.workdir, name)
     finetune_dir = fileio.join(self.settings.workdir, workers.FINETUNE_DIR, name)
     lr = float(pretrained["base_lr"]) * grid_lib.FINETUNE_LR_FRACTION
-    config, plan = grid_lib.plan_finetune(self.model, self.settings.finetune_steps, self.rate,
-                                          lr, self.settings.seed, self.source,
-                                          self.settings.batch_size)
+    config, plan = grid_lib.plan_finetune(self.model, self.settings.finetune_steps, lr,
+                                          self.settings.seed, source,
+                                          self.settings.batch_size,
+                                          self.settings.transfer_dataset)
     done, start, status = workers.finished(finetune_dir), time.time(), "reused"
     if done is not None and done.get("steps") not in (None, plan.steps):
       raise grid_lib.StudyError(
@@ -185,11 +186,8 @@ class ModelRuns:
           f"{plan.steps}: use another --workdir or delete it")
     if done is None:
       try:
-        with _collected_between_runs():
-          done = loop.train(config, plan, finetune_dir, self.strategy, source=self.source,
-                            verbose=False, log=_quiet,
-                            program=self._pretrain_program(config, plan),
-                            initialise=self._from_run(pretrain_dir))
+        done = self._train(config, plan, finetune_dir, source,
+                           initialise=self._from_run(pretrain_dir))
       except losses.TrainingDiverged as e:  # the run keeps no fine-tuned top-1
         workers.emit(self.events, "diverged", name=f"fine-tune {name}",
                      error=cli.first_line(e))
@@ -201,32 +199,27 @@ class ModelRuns:
                  pretrained_top1=record["heldout_top1"])
 
   def traces(self) -> int:
-    """How often the model's train step was traced (0: never built, every run reused)."""
-    return 0 if self.program is None else int(
-        self.program.train_chunk.experimental_get_tracing_count())
+    """How often the model's train steps were traced (one per program; 0: every run
+    reused)."""
+    return sum(int(p.train_chunk.experimental_get_tracing_count())
+               for p in self.programs.values())
 
   # -- the whole job ---------------------------------------------------------------------
 
   def run_all(self) -> None:
-    """Sweeps, the largest budget at its predicted LR, then the fine-tunes."""
-    self.measured_rate()
-    sweeps = {}
+    """Sweeps from the smallest budget up, each centred where the last ones point; the
+    largest budget at its predicted LR with every seed; then the fine-tunes."""
+    sweeps, centre = {}, self.grid.lr_centre
     for budget in self.grid.sweep_budgets:
-      results = []
-      for lr in self.grid.lrs:
-        record = self.pretrain(budget, lr)
-        if record is not None:
-          name = grid_lib.run_name(self.model, budget, lr)
-          results.append(dict(record, _dir=workers.run_dir(self.settings.workdir, name),
-                              _name=name))
-      sweeps[budget] = results
+      centre = self._lr_at(sweeps, budget, centre)
+      sweeps[budget] = self.sweep(budget, centre)
     if self.grid.top_budget is not None:
-      lr = self.top_lr(sweeps)
-      record = self.pretrain(self.grid.top_budget, lr)
-      name = grid_lib.run_name(self.model, self.grid.top_budget, lr)
-      sweeps[self.grid.top_budget] = [] if record is None else [dict(record, _name=name)]
+      lr = self._lr_at(sweeps, self.grid.top_budget, centre)
+      runs = [self.pretrain(self.grid.top_budget, lr, s) for s in range(self.grid.top_seeds)]
+      sweeps[self.grid.top_budget] = [r for r in runs if r is not None]
     if self.settings.finetune_steps > 0:
+      source = self._transfer_source()
       for results in sweeps.values():
         if results:
           best = min(results, key=lambda r: r["heldout_loss"])
-          self.finetune(best["_name"], best)
+          self.finetune(best["_name"], best, source)

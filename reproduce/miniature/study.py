@@ -1,4 +1,4 @@
-"""The study end to end: data, one job per model (measure, sweeps, prediction run,
+"""The study end to end: data, one job per model (sweeps, prediction runs,
 fine-tunes), fits, the prediction test, the comparison, the report and the time breakdown."""
 
 from __future__ import annotations
@@ -36,12 +36,14 @@ class StudySpec:
   lr_centres: dict
   lr_points: int
   batch_size: int
-  measure_steps: int
   finetune_steps: int
   bootstrap: int
   seed: int
   data_dir: str | None
   workers: int
+  dataset: str = grid_lib.DATASET
+  transfer_dataset: str = grid_lib.TRANSFER_DATASET
+  top_seeds: int = grid_lib.TOP_SEEDS
 
 
 def check_models(nfnets, vits) -> list[str]:
@@ -58,14 +60,16 @@ def check_models(nfnets, vits) -> list[str]:
 
 def describe_grid(grids, budgets) -> None:
   """The grid in a few lines: sizes, budgets, LRs, runs and planned compute."""
-  runs = sum(len(g.sweep_budgets) * len(g.lrs) + (g.top_budget is not None) for g in grids)
+  runs = sum(g.planned_runs() for g in grids)
   total = sum(g.planned_core_seconds() for g in grids)
-  say(f"2/4 training {runs} runs ({total:.0f} core-s planned): budgets "
-      f"{', '.join(f'{b:g}' for b in budgets)} core-s ({budgets[-1] / budgets[0]:.0f}x)")
+  say(f"2/4 training {runs}+ runs ({total:.0f} reference core-s = {total * 1e-5:.3g} PFLOP "
+      f"planned): budgets {', '.join(f'{b:g}' for b in budgets)} core-s "
+      f"({budgets[-1] / budgets[0]:.0f}x)")
   for g in grids:
-    top = "" if g.top_budget is None else f"; {g.top_budget:g} at the predicted LR"
-    say(f"  {g.model:<16} sweeps at {', '.join(f'{b:g}' for b in g.sweep_budgets)} core-s x "
-        f"LR {', '.join(f'{lr:g}' for lr in g.lrs)}{top}")
+    top = ("" if g.top_budget is None else
+           f"; {g.top_budget:g} at the predicted LR x {g.top_seeds} seeds")
+    say(f"  {g.model:<17} sweeps at {', '.join(f'{b:g}' for b in g.sweep_budgets) or 'none'} "
+        f"core-s x {g.lr_points} LRs (first centred on {g.lr_centre:g}){top}")
 
 
 ETA_AFTER_FRACTION = 0.05
@@ -75,19 +79,13 @@ class Progress:
   """Prints the workers' events with a count, the elapsed time and an ETA."""
 
   def __init__(self, grids, finetune_steps: int):
-    self.total = sum(len(g.sweep_budgets) * len(g.lrs) + (g.top_budget is not None)
-                     for g in grids)
+    self.total = sum(g.planned_runs() for g in grids)
     if finetune_steps:
       self.total += sum(len(g.sweep_budgets) + (g.top_budget is not None) for g in grids)
     self.planned = sum(g.planned_core_seconds() for g in grids)
     self.done, self.done_core_seconds, self.start = 0, 0.0, time.time()
 
   def show(self, event: dict) -> None:
-    if event["kind"] == "measured":
-      low, high = event["spread"]
-      say(f"  measured {event['name']:<16} {event['rate']:8.1f} img/s/core (min {low:.1f}, "
-          f"max {high:.1f}; {event['seconds']:.0f} s with tracing)")
-      return
     if event["kind"] == "skipped":
       say(f"  skipped {event['name']}: {event['error']}")
       return
@@ -192,14 +190,14 @@ def run_study(spec: StudySpec, started: float | None = None) -> dict:
   say(f"Miniature study in {os.path.abspath(spec.workdir)}")
   clock = accounting.StudyClock(started, spec.workers)
   with clock.phase("data preparation"):
-    source = data.load_source("digits", data_dir=spec.data_dir, seed=spec.seed)
+    source = data.load_source(spec.dataset, data_dir=spec.data_dir, seed=spec.seed)
   say(f"1/4 data: {source.name}, {source.train_size} train / {source.heldout_size} held-out "
       f"images, {source.num_classes} classes")
   grids = grid_lib.make_grid(spec.nfnets, spec.vits, spec.budgets, spec.lr_centres,
-                             spec.lr_points)
+                             spec.lr_points, spec.top_seeds)
   describe_grid(grids, spec.budgets)
   settings = workers.Settings(spec.workdir, spec.data_dir, spec.seed, spec.batch_size,
-                              spec.measure_steps, spec.finetune_steps)
+                              spec.finetune_steps, spec.dataset, spec.transfer_dataset)
   progress = Progress(grids, spec.finetune_steps)
   with clock.phase("workers"):
     with workers.make_pool(spec.workers) as pool:

@@ -1,10 +1,10 @@
 """The study's worker processes: one job per model, one traced train step per job.
 
-A job builds its model's ``loop.Program`` once, measures its throughput with it, then trains
-every budget and learning rate of the model's grid through it (``loop.train(program=)``:
-the schedule, LR and step count are variables, so nothing is traced again), picks the LR of
-the largest budget from its own sweeps, and fine-tunes the best run of each budget through
-the same program. Finished runs are reused; an interrupted run resumes from its checkpoint.
+A job builds its model's ``loop.Program`` once, then trains every budget and learning rate of
+the model's grid through it (``loop.train(program=)``: the schedule, LR and step count are
+variables, so nothing is traced again), picks the LR of the largest budget from its own
+sweeps, and fine-tunes the best run of each budget on the transfer dataset through a second
+program. Finished runs are reused; an interrupted run resumes from its checkpoint.
 Jobs report to the study's process through an event queue (``emit``).
 """
 
@@ -24,9 +24,8 @@ from reproduce.miniature import grid as grid_lib
 
 RUNS_DIR = "runs"
 FINETUNE_DIR = "finetune"
-THROUGHPUT_DIR = "throughput"
-MEASURE_STEPS_PER_CHUNK = grid_lib.STEPS_PER_EXECUTION // 2  # ~ the runs' host overhead per step
 _WORKER = {"startup_seconds": 0.0}  # this process's start-up, reported by its first job
+_SOURCES = {}  # (dataset, data_dir, seed) -> DataSource, per process (``load_source``)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,8 +35,9 @@ class Settings:
   data_dir: str | None
   seed: int
   batch_size: int
-  measure_steps: int
   finetune_steps: int
+  dataset: str = grid_lib.DATASET
+  transfer_dataset: str = grid_lib.TRANSFER_DATASET
 
 
 def init_worker(threads: int) -> None:
@@ -50,6 +50,16 @@ def init_worker(threads: int) -> None:
   tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
   import keras  # pylint: disable=g-import-not-at-top,unused-import
   _WORKER["startup_seconds"] = time.time() - start
+
+
+def load_source(dataset: str, data_dir: str | None, seed: int):
+  """The dataset's source, opened once per worker process: its in-memory records (read on
+  first use: Fashion-MNIST's take seconds) then serve every job of the process."""
+  from reproduce import data  # pylint: disable=g-import-not-at-top
+  key = (dataset, data_dir, seed)
+  if key not in _SOURCES:
+    _SOURCES[key] = data.load_source(dataset, data_dir=data_dir, seed=seed)
+  return _SOURCES[key]
 
 
 def make_pool(workers: int):

@@ -29,6 +29,7 @@ class Hardware:
       TPUs (v4, v5p) whose two TensorCores TF/JAX expose as one device.
     mfu_scale: this hardware's utilisation relative to the calibrated TPU-v4 anchor.
     source: where the peak comes from, and notes.
+    fixed_mfu: the MFU of a unit defined by FLOPs (``cpu_ref``) instead of the anchor's.
   """
   name: str
   display_name: str
@@ -37,6 +38,7 @@ class Hardware:
   cores_per_device: int
   mfu_scale: float
   source: str
+  fixed_mfu: float | None = None
 
   @property
   def mfu_calibrated(self) -> bool:
@@ -45,6 +47,7 @@ class Hardware:
 
 
 _TC = "one TensorCore"
+REFERENCE_CORE_FLOPS = 1e10  # training FLOP/s of one reference-CPU core (``cpu_ref``)
 HARDWARE: dict[str, Hardware] = {h.name: h for h in (
     Hardware("tpu_v2", "TPU-v2", 45e12 / 2, _TC, 1, 1.0,
              "45 TFLOP/s bf16 per chip, 2 TensorCores per chip (Cloud TPU docs; Jouppi et al. "
@@ -69,6 +72,14 @@ HARDWARE: dict[str, Hardware] = {h.name: h for h in (
              "PCIe: 756)"),
     Hardware("gpu_h200", "H200 GPU", 989e12, "one GPU", 1, 1.0,
              "989 TFLOP/s dense bf16, SXM (NVIDIA H200 datasheet: same compute as H100 SXM)"),
+    # A unit, not a machine: the study's budgets are FLOPs, and this names them in core
+    # seconds (at MFU 1, one core-second is REFERENCE_CORE_FLOPS of training compute), as the
+    # paper's TPU-v4 core hours are FLOPs at its calibrated MFU. Close to what a core of the
+    # 2-core CI machines trains the mini NFNets at (docs/study.md).
+    Hardware("cpu_ref", "reference-CPU", REFERENCE_CORE_FLOPS,
+             "a nominal core doing 1e10 training FLOP/s (3x forward FLOPs), MFU 1", 1, 1.0,
+             "the miniature study's compute unit: FLOPs / 1e10 = core-seconds; no measurement",
+             fixed_mfu=1.0),
     Hardware("cpu", "CPU", None, "the host CPU as one TF device (all its threads)", 1, 1.0,
              "peak measured on the spot: best float32 1024^3 matmul rate, cached per process"),
 )}

@@ -68,8 +68,12 @@ def anchor_mfu() -> float:
 
 
 def hardware_mfu(hardware: str) -> float:
-  """Analytic MFU of ``hardware``: the calibrated v4 anchor times the entry's ``mfu_scale``."""
-  return anchor_mfu() * get_hardware(hardware).mfu_scale
+  """Analytic MFU of ``hardware``: the calibrated v4 anchor times the entry's ``mfu_scale``
+  (or the entry's ``fixed_mfu``, for a unit defined by FLOPs)."""
+  entry = get_hardware(hardware)
+  if entry.fixed_mfu is not None:
+    return entry.fixed_mfu
+  return anchor_mfu() * entry.mfu_scale
 
 
 def calibration() -> dict:
@@ -91,6 +95,9 @@ def calibration() -> dict:
 
 def calibration_note(hardware: str, family: str) -> str:
   """Which calibration an analytic plan of ``family`` on ``hardware`` rests on, in words."""
+  entry = get_hardware(hardware)
+  if entry.fixed_mfu is not None:
+    return f"{entry.display_name} core hours are FLOPs: {entry.core}"
   a = anchor()
   note = (f"MFU {hardware_mfu(hardware):.3f} calibrated on the paper's {a['model']} run "
           f"({a['core_hours']:,.0f} {a['hardware']} core hours)")

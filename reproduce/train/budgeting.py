@@ -40,10 +40,12 @@ def cache_path(config) -> str:
 
 
 def needs_measurement(config) -> bool:
-  """True when the config gives no speed and its hardware has no calibrated MFU."""
+  """True when the config gives no speed and its hardware has no calibrated (or, for a unit
+  defined by FLOPs, fixed) MFU."""
   if config.get("images_per_second_per_core") or config.get("mfu"):
     return False
-  return not planning.get_hardware(config["hardware"]).mfu_calibrated
+  hardware = planning.get_hardware(config["hardware"])
+  return not hardware.mfu_calibrated and hardware.fixed_mfu is None
 
 
 def _cpu_name() -> str:

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Puts Fashion-MNIST's four IDX files where the study looks first: Debian/Ubuntu's
+# dataset-fashion-mnist package (/usr/share/datasets/fashion-mnist). Needs apt-get and root
+# (or sudo); elsewhere it says what else works. Does nothing when the files are there.
+set -euo pipefail
+dir=/usr/share/datasets/fashion-mnist
+if [[ -f $dir/train-images-idx3-ubyte.gz && -f $dir/t10k-labels-idx1-ubyte.gz ]]; then
+  exit 0
+fi
+sudo=()
+if [[ $(id -u) != 0 ]]; then
+  sudo=(sudo)
+fi
+if command -v apt-get >/dev/null; then
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  echo "Fashion-MNIST installed in $dir"
+else
+  echo "no apt-get here: prepare tfds' fashion_mnist (tfds build fashion_mnist --data_dir=DIR," \
+       "then --data_dir=DIR), or use --dataset=digits" >&2
+  exit 2
+fi
