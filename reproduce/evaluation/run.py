@@ -56,7 +56,8 @@ def run(weights: str, datasets, resolutions=(), crop: str = "nfnet", batch_size:
     model = models.at_resolution(loaded, resolution)
     for eval_set in sets:
       result = runner.evaluate_set(model, eval_set, resolution=resolution, crop=crop,
-                                   batch_size=batch_size, max_examples=max_examples)
+                                   batch_size=batch_size, max_examples=max_examples,
+                                   input_range=loaded.input_range)
       entry = dict(result.entry, weights=loaded.weights)
       png = outputs.reliability_png(result.reliability, eval_set.name, entry)
       fileio.write_bytes(fileio.join(
