@@ -106,6 +106,9 @@ def main(argv):
   print(f"wrote {_OUTPUT.value}: {info['name']}, {info['num_classes']} classes, "
         f"{info['resolution']} px, from {info['source']}, input range {info['input_range']}"
         + (f", overrides {info['overrides']}" if info["overrides"] else ""))
+  if _SOURCE.value == "deepmind":
+    from model_defs import convert_deepmind  # pylint: disable=g-import-not-at-top
+    print(convert_deepmind.release_note(_INPUT.value))
   if top5:
     print(top5)
 

@@ -161,7 +161,10 @@ def batches(eval_set: EvalSet, resolution: int, crop: str, batch_size: int, num_
             max_examples: int | None = None, input_range: str | None = None) -> tf.data.Dataset:
   """(images [b, res, res, 3] in the model's ``input_range``, multi-hot targets
   [b, num_classes]) in dataset order."""
-  dataset = eval_set.examples(resolution, crop, input_range)
+  # The range is passed only when it is not the default, so an ``examples`` fn of two
+  # arguments still serves ImageNet-normalised models.
+  ranged = input_range and input_range != data.DEFAULT_INPUT_RANGE
+  dataset = eval_set.examples(resolution, crop, *([input_range] if ranged else []))
   if max_examples:
     dataset = dataset.take(int(max_examples))
   table = tf.constant(eval_set.label_map, tf.int64)
