@@ -142,3 +142,13 @@ def test_finetune_takes_the_init_range_and_refuses_another():
   assert init_lib.input_range(init, None) == "minus_one_one"
   with pytest.raises(init_lib.FinetuneError, match="input_range"):
     init_lib.input_range(init, "imagenet")
+
+
+def test_evaluate_prints_the_published_top1_beside_the_measured():
+  import types
+  nfnet = types.SimpleNamespace(name="nfnet_f0")
+  line = run_lib.expected_top1_line(nfnet, {"top1": 0.8, "examples": 100})
+  assert "expected top-1 83.6%" in line and "N Table 3" in line and "80.00% on 100" in line
+  other = run_lib.expected_top1_line(types.SimpleNamespace(name="vit_ti16"),
+                                     {"top1": 0.5, "examples": 10})
+  assert "none recorded for vit_ti16" in other
