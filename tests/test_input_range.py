@@ -35,7 +35,8 @@ model.load_state_dict(torch.load(pth, weights_only=True))
 config = timm.data.resolve_data_config({}, model=model)
 assert tuple(config["mean"]) == (0.5, 0.5, 0.5) and tuple(config["std"]) == (0.5, 0.5, 0.5)
 pixels = torch.from_numpy(np.load(pixels_path)).permute(0, 3, 1, 2) / 255.0
-images = (pixels - torch.tensor(config["mean"])[:, None, None]) / torch.tensor(config["std"])[:, None, None]
+mean, std = (torch.tensor(config[k])[:, None, None] for k in ("mean", "std"))
+images = (pixels - mean) / std
 with torch.no_grad():
   np.save(out, model(images.float()).numpy())
 """

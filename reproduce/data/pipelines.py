@@ -22,8 +22,8 @@ import tensorflow as tf
 from reproduce.data import order
 from reproduce.data.datasource import DataError, DataSource, record_lookup
 from reproduce.data.mixing import mix_batch
-from reproduce.data.preprocess import (augment_batch, check_eval_crop, check_input_range, crop_and_flip, eval_image,
-                                       normalise, resolve_augment)
+from reproduce.data.preprocess import (augment_batch, check_eval_crop, check_input_range,
+                                       crop_and_flip, eval_image, normalise, resolve_augment)
 
 
 def _sharding(global_batch_size: int, input_context) -> tuple[int, int, int]:

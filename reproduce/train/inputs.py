@@ -11,6 +11,8 @@ from typing import Callable
 
 import tensorflow as tf
 
+from reproduce.data.preprocess import DEFAULT_INPUT_RANGE
+
 
 def input_dtype(policy: str) -> tf.DType:
   """Images in bfloat16 under the mixed bfloat16 policy (half the host-to-TPU bytes)."""
@@ -57,9 +59,11 @@ def open_source(data_module, config: dict, data_dir: str | None = None,
 
 
 def input_range(config: dict) -> dict:
-  """``{"input_range": config['input_range']}`` when the config sets one, else {} (the data
-  module's default, ImageNet mean/std), so a data module without the option serves the rest."""
-  return {"input_range": config["input_range"]} if config.get("input_range") else {}
+  """``{"input_range": config['input_range']}`` when the config sets one other than the
+  default, else {} (the data module's default, ImageNet mean/std), so a data module without
+  the option serves every ImageNet-normalised run."""
+  chosen = config.get("input_range")
+  return {"input_range": chosen} if chosen and chosen != DEFAULT_INPUT_RANGE else {}
 
 
 def eval_resolution(config: dict, plan) -> int:
