@@ -4,7 +4,13 @@ Despite their ``.npz`` name the files are pickles (the released ``nfnets/utils.p
 reads them with ``dill.load``) of a Haiku parameter tree {module: {parameter: array}}.
 Unpickling runs whatever code the file names, so ``load_haiku_file`` uses an unpickler
 that builds only plain containers and NumPy arrays and rejects everything else before it
-runs; dill is not needed.
+runs; dill is not needed. It also bounds memory: the file may be at most ``MAX_FILE_BYTES``
+and every array at most ``MAX_ARRAY_BYTES`` (shape x itemsize checked before numpy
+allocates it), ``numpy.ndarray`` is only the subtype argument of ``_reconstruct`` (never
+callable: a bare ``ndarray(shape)`` would allocate any size from a few bytes), and object
+dtypes are refused. Arrays keep their stored dtype until the shapes have been checked
+against the model (``convert_deepmind_params``); only then are they converted.
+``release_note`` compares a file's MD5 with the released files' (``RELEASED_MD5``).
 
 Module names of the released ``nfnets/nfnet.py`` and ``base.py`` (Haiku names the
 blocks ``nf_block``, ``nf_block_1``, ... in creation order, and the unnamed
@@ -25,6 +31,8 @@ Parameters: ``WSConv2D`` has ``w`` (HWIO, grouped: in = C / groups), ``gain`` (o
 
 from __future__ import annotations
 
+import hashlib
+import os
 import pickle
 import re
 from typing import Any, Mapping
@@ -35,11 +43,17 @@ from model_defs.convert_common import ConversionError, assign_all, match_to_mode
 
 # Globals a parameter pickle may name: NumPy's array reconstruction (numpy 1 and 2 paths)
 # and the bytes codec that protocol-2 pickles use for the array buffers.
-_ARRAY_GLOBALS = {
-    (module, name)
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray")
-    for name in ("_reconstruct", "scalar")
-} | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+_MULTIARRAY = ("numpy.core.multiarray", "numpy._core.multiarray")
+_ARRAY_GLOBALS = ({(m, "_reconstruct") for m in _MULTIARRAY} | {(m, "scalar") for m in _MULTIARRAY}
+                  | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")})
+# The released F6 (the largest, 438M parameters in float32) is about 1.8 GB; its largest
+# tensor is a few MB.
+MAX_FILE_BYTES = 4 << 30
+MAX_ARRAY_BYTES = 1 << 30
+# MD5 of the released files (gs://dm-nfnets/F{0..6}_haiku.npz, named by the NFNet README).
+# Not recorded yet: this kit had no copy of the files to hash (issue #22). Until filled in,
+# ``release_note`` says so instead of claiming either way.
+RELEASED_MD5: dict[str, str] = {}
 # Haiku's immutable parameter mappings, rebuilt as dicts (their pickles carry a plain
 # mapping); plain Python containers.
 _MAPPING_GLOBALS = {
@@ -61,11 +75,62 @@ def _as_dict(*args, **kwargs) -> dict:
   return dict(*args, **kwargs)
 
 
+class _NdarrayToken:
+  """What ``numpy.ndarray`` unpickles to: accepted only as ``_reconstruct``'s subtype."""
+
+  def __repr__(self):
+    return "numpy.ndarray (subtype argument only)"
+
+
+_NDARRAY = _NdarrayToken()
+
+
+def _check_dtype(dtype) -> np.dtype:
+  dtype = np.dtype(dtype)
+  if dtype.hasobject:
+    raise pickle.UnpicklingError(f"refusing an array of Python objects (dtype {dtype})")
+  return dtype
+
+
+class _BoundedArray(np.ndarray):
+  """The array ``_reconstruct`` builds: its ``__setstate__`` (pickle's BUILD) checks the
+  dtype and shape x itemsize against ``MAX_ARRAY_BYTES`` before numpy allocates."""
+
+  max_bytes = MAX_ARRAY_BYTES
+
+  def __setstate__(self, state):
+    if not isinstance(state, tuple) or len(state) != 5:
+      raise pickle.UnpicklingError("malformed array state in a parameter file")
+    shape, dtype = state[1], _check_dtype(state[2])
+    if not all(isinstance(n, int) and n >= 0 for n in shape):
+      raise pickle.UnpicklingError(f"malformed array shape {shape!r}")
+    nbytes = int(np.prod([int(n) for n in shape], dtype=object)) * dtype.itemsize
+    if nbytes > self.max_bytes:
+      raise pickle.UnpicklingError(f"refusing an array of shape {tuple(shape)} ({nbytes} "
+                                   f"bytes > {self.max_bytes}) in a parameter file")
+    super().__setstate__(state)
+
+
+def _reconstruct(subtype, shape, typecode):
+  """numpy's ``_reconstruct`` for plain arrays only: an empty array that BUILD fills."""
+  if subtype is not _NDARRAY or tuple(shape) != (0,):
+    raise pickle.UnpicklingError("refusing an array reconstruction other than numpy's own")
+  _check_dtype(typecode)
+  return np.ndarray.__new__(_BoundedArray, (0,), np.uint8)
+
+
 class _ParamsUnpickler(pickle.Unpickler):
   """An unpickler that resolves only array and container globals."""
 
   def find_class(self, module: str, name: str):
-    if (module, name) in _ARRAY_GLOBALS | _CONTAINER_GLOBALS:
+    if (module, name) in _ARRAY_GLOBALS:
+      if name in ("ndarray", "_reconstruct", "dtype"):
+        return {"ndarray": _NDARRAY, "_reconstruct": _reconstruct, "dtype": _dtype}[name]
+      found = super().find_class(module, name)  # numpy's scalar, or _codecs.encode
+      if name == "scalar":
+        return lambda dtype, *args: found(_check_dtype(dtype), *args)
+      return found
+    if (module, name) in _CONTAINER_GLOBALS:
       return super().find_class(module, name)
     if (module, name) in _MAPPING_GLOBALS:
       return _as_dict
@@ -77,20 +142,58 @@ class _ParamsUnpickler(pickle.Unpickler):
     raise pickle.UnpicklingError("refusing persistent references in a parameter file")
 
 
-def load_haiku_file(path: str) -> dict[str, dict[str, np.ndarray]]:
-  """Reads a DeepMind Haiku parameter pickle as {module: {parameter: float32 array}}.
+def _dtype(*args):
+  """``numpy.dtype`` for unpickling: no object dtypes."""
+  return _check_dtype(np.dtype(*args))
+
+
+def load_haiku_file(path: str, max_bytes: int = MAX_FILE_BYTES,
+                    max_array_bytes: int = MAX_ARRAY_BYTES) -> dict[str, dict[str, np.ndarray]]:
+  """Reads a DeepMind Haiku parameter pickle as {module: {parameter: array}}, each array in
+  its stored dtype (converted after the shapes are checked against a model).
 
   Raises:
     ConversionError: if the file names any global other than arrays and containers (its
-      code is not run), is not a pickle, or does not hold a two-level tree of arrays.
+      code is not run), is larger than ``max_bytes`` or holds an array larger than
+      ``max_array_bytes``, is not a pickle, or does not hold a two-level tree of arrays.
   """
+  size = os.path.getsize(path)
+  if size > max_bytes:
+    raise ConversionError(f"{path} is {size} bytes, more than a parameter file may be "
+                          f"({max_bytes}; the released F6 is about 1.8 GB)")
+  _BoundedArray.max_bytes = int(max_array_bytes)
   with open(path, "rb") as file:
     try:
       tree = _ParamsUnpickler(file).load()
     except (pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError,
             ImportError, IndexError, KeyError) as e:
       raise ConversionError(f"{path} is not a safe Haiku parameter pickle: {e}") from None
+    finally:
+      _BoundedArray.max_bytes = MAX_ARRAY_BYTES
   return _check_tree(tree, path)
+
+
+def file_md5(path: str) -> str:
+  digest = hashlib.md5()
+  with open(path, "rb") as file:
+    for chunk in iter(lambda: file.read(1 << 22), b""):
+      digest.update(chunk)
+  return digest.hexdigest()
+
+
+def release_note(path: str, known: dict[str, str] | None = None) -> str:
+  """One line: whether ``path`` is a released file (its MD5 among ``RELEASED_MD5``)."""
+  known = RELEASED_MD5 if known is None else known
+  md5 = file_md5(path)
+  for name, released in known.items():
+    if md5 == released:
+      return f"this is the released {name} (md5 {md5})"
+  name = os.path.basename(path)
+  if name in known:
+    return f"{name} differs from the released {name} (md5 {md5}, release {known[name]})"
+  if not known:
+    return f"md5 {md5}: no released MD5s are recorded in this kit to compare with"
+  return f"md5 {md5} matches none of the released files ({', '.join(sorted(known))})"
 
 
 def _check_tree(tree: Any, path: str) -> dict[str, dict[str, np.ndarray]]:
@@ -105,7 +208,9 @@ def _check_tree(tree: Any, path: str) -> dict[str, dict[str, np.ndarray]]:
       if not isinstance(value, (np.ndarray, np.generic)):
         raise ConversionError(f"{path}: {module}/{name} is a {type(value).__name__}, "
                               f"not an array")
-    params[module] = {str(name): to_numpy(value) for name, value in values.items()}
+    # Plain arrays in their stored dtype: nothing is converted before the shapes are checked.
+    params[module] = {str(name): np.asarray(value).view(np.ndarray) if isinstance(
+        value, np.ndarray) else np.asarray(value) for name, value in values.items()}
   return params
 
 
@@ -150,8 +255,9 @@ def convert_deepmind_params(model, params: Mapping[str, Mapping[str, Any]]) -> d
     ConversionError: naming the first missing, unexpected or mis-shaped parameter.
   """
   blocks = _block_names(model)
+  # Shapes are checked (match_to_model) on the arrays as stored; assign_all converts them.
   sources = [(f"{module}/{param}", deepmind_key_to_keras_path(module, param, blocks),
-              to_numpy(value))
+              to_numpy(value, dtype=None))
              for module, values in params.items() for param, value in values.items()]
   return match_to_model(model, sources, "DeepMind")
 

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import numpy as np
 
 import model_defs
-from model_defs import convert_deepmind, convert_nfnet, convert_vit
+from model_defs import convert_deepmind, convert_nfnet, convert_vit, weights_file
 from model_defs.convert_common import ConversionError, load_torch_state_dict
 
 SOURCES = ("deepmind", "timm", "big_vision")
@@ -85,12 +85,14 @@ def default_overrides(source: str, family: str) -> dict[str, Any]:
 def convert_checkpoint(source: str, path: str, model_name: str, *,
                        num_classes: int | None = None,
                        overrides: Mapping[str, Any] | None = None,
-                       resolution: int | None = None) -> tuple[Any, dict[str, Any]]:
+                       resolution: int | None = None,
+                       input_range: str | None = None) -> tuple[Any, dict[str, Any]]:
   """Builds ``model_name`` and loads a checkpoint into it.
 
   Returns:
     (keras.Model, the keyword arguments of ``weights_file.save`` apart from the model and
-    directory: name, num_classes, overrides, resolution, source).
+    directory: name, num_classes, overrides, resolution, source, input_range: the given one,
+    else the source's, ``weights_file.source_input_range``).
 
   Raises:
     ConversionError: for a source/model mismatch or any checkpoint problem (the first
@@ -122,5 +124,6 @@ def convert_checkpoint(source: str, path: str, model_name: str, *,
   info = dict(name=model_name, num_classes=int(classes),
               overrides={k: v for k, v in overrides.items() if k != "image_size"},
               resolution=int(resolution or spec.test_resolution),
-              source=f"{source}:{os.path.basename(path)}")
+              source=f"{source}:{os.path.basename(path)}",
+              input_range=input_range or weights_file.source_input_range(source, spec.family))
   return model, info

@@ -4,10 +4,15 @@ A directory holds two files:
 
   model.json          {"format": FORMAT, "model": <model_defs name>, "num_classes": int,
                        "model_overrides": {...}, "resolution": int, "source": str,
-                       "ema": bool}
+                       "ema": bool, "input_range": str}
   model.weights.h5    ``model.save_weights`` of ``model_defs.build(model, num_classes,
                        **model_overrides)``; ViTs are built with image_size=resolution
                        (the grid of their position embedding).
+
+``input_range`` names the pixel range the weights expect (``reproduce.data.INPUT_RANGES``):
+"imagenet" (ImageNet mean/std: NFNets from DeepMind or timm) or "minus_one_one" (big_vision
+ViTs and timm's AugReg ViTs). A model.json written before the field existed gets the range
+of its ``source`` (``source_input_range``).
 
 ``save`` writes both into a temporary sibling directory and renames it into place, so a
 reader never sees half a directory. (This module does the atomic write itself with
@@ -31,6 +36,15 @@ FORMAT = "nfnet-vit-scaling/weights/v1"
 CONFIG_FILE = "model.json"
 WEIGHTS_FILE = "model.weights.h5"
 REQUIRED_FIELDS = ("format", "model", "num_classes", "model_overrides", "resolution", "source")
+INPUT_RANGES = ("imagenet", "minus_one_one")
+
+
+def source_input_range(source: str, family: str) -> str:
+  """The input range of weights from ``source`` ('deepmind', 'timm', 'big_vision', or a
+  model.json ``source`` such as 'timm:pytorch_model.bin'): [-1, 1] for ViTs from big_vision
+  and timm (AugReg), ImageNet mean/std otherwise."""
+  kind = str(source).split(":", 1)[0]
+  return "minus_one_one" if family == "vit" and kind in ("big_vision", "timm") else "imagenet"
 
 
 class WeightsFileError(ValueError):
@@ -46,15 +60,20 @@ def build_overrides(info: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def save(model, out_dir: str, *, name: str, num_classes: int, overrides: Mapping[str, Any],
-         resolution: int, source: str, ema: bool = False) -> dict[str, Any]:
+         resolution: int, source: str, ema: bool = False,
+         input_range: str | None = None) -> dict[str, Any]:
   """Writes ``model`` and its model.json into ``out_dir`` (replacing it); returns the info.
 
   ``overrides`` are the build options apart from a ViT's image_size, which is
-  ``resolution``.
+  ``resolution``. ``input_range`` None: ``source_input_range`` of the source.
   """
+  input_range = input_range or source_input_range(source, model_defs.get_spec(name).family)
+  if input_range not in INPUT_RANGES:
+    raise WeightsFileError(f"input range {input_range!r}: use one of {list(INPUT_RANGES)}")
   info = {"format": FORMAT, "model": name, "num_classes": int(num_classes),
           "model_overrides": {k: v for k, v in dict(overrides).items() if k != "image_size"},
-          "resolution": int(resolution), "source": str(source), "ema": bool(ema)}
+          "resolution": int(resolution), "source": str(source), "ema": bool(ema),
+          "input_range": input_range}
   out_dir = os.path.abspath(out_dir)
   parent = os.path.dirname(out_dir)
   os.makedirs(parent, exist_ok=True)
@@ -107,6 +126,14 @@ def read_info(out_dir: str) -> dict[str, Any]:
   if not os.path.exists(os.path.join(out_dir, WEIGHTS_FILE)):
     raise WeightsFileError(f"{out_dir} has no {WEIGHTS_FILE}")
   info.setdefault("ema", False)
+  try:
+    family = model_defs.get_spec(info["model"]).family
+  except ValueError:
+    family = ""
+  info.setdefault("input_range", source_input_range(info["source"], family))
+  if info["input_range"] not in INPUT_RANGES:
+    raise WeightsFileError(f"{path} has input_range {info['input_range']!r}, expected one of "
+                           f"{list(INPUT_RANGES)}")
   return info
 
 

@@ -39,6 +39,10 @@ _RESOLUTION = flags.DEFINE_integer(
 _OVERRIDE = flags.DEFINE_multi_string(
     "override", [], "Model build option KEY=VALUE (VALUE parsed as JSON, else a string), "
     "e.g. timm_compat=true; repeatable.")
+_INPUT_RANGE = flags.DEFINE_enum(
+    "input_range", None, ["imagenet", "minus_one_one"], "Pixel range the weights expect "
+    "(default: the source's: [-1, 1] for big_vision and timm ViTs, ImageNet mean/std for "
+    "NFNets); written to model.json, read by evaluate and finetune.")
 _CHECK = flags.DEFINE_bool("check", False, "Run the converted model on a test image and print "
                            "its top-5 classes.")
 _CHECK_IMAGE = flags.DEFINE_string("check_image", None, "Image for --check (default: "
@@ -83,17 +87,16 @@ def main(argv):
   overrides = _check_flags()
   tf = cli.start_tensorflow()
   # pylint: disable=g-import-not-at-top  (after TensorFlow's quiet start-up)
-  import model_defs
   from model_defs import convert_sources
   from model_defs import weights_file
   try:
     model, info = convert_sources.convert_checkpoint(
         _SOURCE.value, _INPUT.value, _MODEL.value, num_classes=_NUM_CLASSES.value,
-        overrides=overrides, resolution=_RESOLUTION.value)
+        overrides=overrides, resolution=_RESOLUTION.value, input_range=_INPUT_RANGE.value)
     top5 = None
     if _CHECK.value:
       top5 = describe_top5(model, read_check_image(_CHECK_IMAGE.value), info["resolution"],
-                           model_defs.get_spec(info["name"]).family)
+                           info["input_range"], _eval_crop(info["name"]))
     weights_file.save(model, _OUTPUT.value, **info)
   except (ValueError, OSError, ImportError) as e:
     cli.fail(cli.first_line(e))  # a checkpoint that does not fit, an unknown model, ...
@@ -101,8 +104,11 @@ def main(argv):
     cli.fail(f"--check_image={_CHECK_IMAGE.value}: not an image TensorFlow decodes "
              f"(JPEG, PNG, GIF, BMP, WebP)")
   print(f"wrote {_OUTPUT.value}: {info['name']}, {info['num_classes']} classes, "
-        f"{info['resolution']} px, from {info['source']}"
+        f"{info['resolution']} px, from {info['source']}, input range {info['input_range']}"
         + (f", overrides {info['overrides']}" if info["overrides"] else ""))
+  if _SOURCE.value == "deepmind":
+    from model_defs import convert_deepmind  # pylint: disable=g-import-not-at-top
+    print(convert_deepmind.release_note(_INPUT.value))
   if top5:
     print(top5)
 
@@ -116,14 +122,19 @@ def read_check_image(path: str | None) -> bytes:
   return tf.io.encode_jpeg(load_sample_image("china.jpg"), quality=95).numpy()
 
 
-def check_logits(model, encoded: bytes, resolution: int, family: str):
-  """Logits of one image under the family's eval protocol (NFNet: ImageNet mean/std;
-  ViT: pixels scaled to [-1, 1], as big_vision and timm's AugReg ViTs)."""
+def _eval_crop(name: str) -> str:
+  """The eval crop of the model's family: 'vit' (big_vision) for ViTs, else 'nfnet'."""
+  import model_defs  # pylint: disable=g-import-not-at-top
+  return "vit" if model_defs.get_spec(name).family == "vit" else "nfnet"
+
+
+def check_logits(model, encoded: bytes, resolution: int, input_range: str,
+                 crop: str = "nfnet"):
+  """Logits of one image: the ``crop`` protocol, then the weights' ``input_range`` (the
+  same ``data.eval_image`` that evaluate and finetune use)."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   from reproduce import data  # pylint: disable=g-import-not-at-top
-  image = np.asarray(data.eval_image(encoded, resolution))
-  if family == "vit":
-    image = (image * np.asarray(data.STDDEV_RGB) + np.asarray(data.MEAN_RGB)) / 127.5 - 1.0
+  image = np.asarray(data.eval_image(encoded, resolution, crop=crop, input_range=input_range))
   return np.asarray(model(image[None], training=False))[0]
 
 
@@ -145,10 +156,11 @@ def imagenet_class_names() -> list[str] | None:
   return [f"{s} {lemmas.get(s, '')}".strip() for s in synsets] if len(synsets) == 1000 else None
 
 
-def describe_top5(model, encoded: bytes, resolution: int, family: str) -> str:
+def describe_top5(model, encoded: bytes, resolution: int, input_range: str,
+                  crop: str = "nfnet") -> str:
   """The top-5 classes of the check image with their probabilities, one per line."""
   import numpy as np  # pylint: disable=g-import-not-at-top
-  logits = check_logits(model, encoded, resolution, family)
+  logits = check_logits(model, encoded, resolution, input_range, crop)
   probs = np.exp(logits - logits.max())
   probs /= probs.sum()
   names = imagenet_class_names() if len(logits) == 1000 else None

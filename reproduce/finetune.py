@@ -7,10 +7,13 @@ r"""Fine-tuning: ``python -m reproduce.finetune``.
 
 --init (or config.init) is a pre-training run directory (its latest checkpoint, EMA weights
 when kept) or a converted-weights directory (reproduce.convert). The model keeps every
-weight but its classifier, which starts at zero for the target classes, at the config's
-resolution. SAM, repeated augmentation and the results fields: docs/finetune.md. Re-running
-the same command resumes from --model_dir's own checkpoint. User errors print one line and
-exit 2; a diverged run prints one line and exits 1.
+weight but its classifier, which is new for the target classes and initialised by
+config.head_init ('model', the default: the builder's init, N(0, 0.01) for NFNets, zeros
+for ViTs; 'zeros': a zero classifier), at the config's resolution. Pixels are normalised
+to the --init's input range (its model.json or run config). SAM, repeated augmentation and
+the results fields: docs/finetune.md. Re-running the same command resumes from --model_dir's
+own checkpoint. User errors print one line and exit 2; a diverged run prints one line and
+exits 1.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ def test_deepmind_file_through_the_command_gives_timm_logits(timm_nfnets, tmp_pa
   info = json.loads((out / "model.json").read_text())
   assert info == {"format": weights_file.FORMAT, "model": "nfnet_f0", "num_classes": NUM_CLASSES,
                   "model_overrides": {"timm_compat": True}, "resolution": 256,
-                  "source": "deepmind:F0_haiku.npz", "ema": False}
+                  "source": "deepmind:F0_haiku.npz", "ema": False, "input_range": "imagenet"}
   model, loaded_info = weights_file.load(str(out))
   assert loaded_info == info
   assert relative_error(model(images, training=False), timm_logits) <= 1e-4

@@ -65,11 +65,11 @@ def test_ascent_has_norm_rho_along_the_normalised_gradient():
     np.testing.assert_allclose(t, RHO * g / norm, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("fraction", [1.0, 0.5])
-def test_sam_update_uses_the_gradient_at_the_perturbed_point(fraction):
-  (w0, b0), (w1, b1), (x, y) = _one_step(sam.sam_step_fn(RHO, fraction,
-                                                         synchronised=fraction == 1.0))
-  count = int(BATCH * fraction)
+@pytest.mark.parametrize("form,fraction", [("per_replica", 1.0), ("global", 1.0),
+                                           ("fractional", 0.5)])
+def test_sam_update_uses_the_gradient_at_the_perturbed_point(form, fraction):
+  (w0, b0), (w1, b1), (x, y) = _one_step(sam.sam_step_fn(RHO, form, fraction))
+  count = int(BATCH * fraction) if form == "fractional" else BATCH
   gw, gb = _numpy_grads(w0, b0, x, y, count)
   norm = np.sqrt((gw ** 2).sum() + (gb ** 2).sum())
   ew, eb = RHO * gw / norm, RHO * gb / norm
@@ -91,11 +91,58 @@ def test_plain_step_is_unchanged_without_step_fn():
 
 def test_step_cost_counts_both_passes():
   assert sam.step_cost("none", 0.2) == 1.0
-  assert sam.step_cost("standard", 0.2) == 2.0
+  assert sam.step_cost("per_replica", 0.2) == 2.0
+  assert sam.step_cost("global", 0.2) == 2.0
+  assert sam.step_cost("standard", 0.2) == 2.0  # the old name, read as 'global'
   assert sam.step_cost("fractional", 0.2) == pytest.approx(1.2)
+  assert sam.canonical("standard") == "global" and sam.canonical(None) == "none"
+  assert sam.FORMS == ("none", "per_replica", "fractional", "global")
   assert sam.from_config({"sam": "none", "sam_rho": 0.05, "sam_ascent_fraction": 0.2}) is None
   with pytest.raises(ValueError, match="sam"):
     sam.from_config({"sam": "asam", "sam_rho": 0.05, "sam_ascent_fraction": 0.2})
+
+
+class _Recorder:
+  """Stands in for the optimizer: keeps the gradients it is asked to apply."""
+
+  def __init__(self):
+    self.grads = None
+
+  def apply_gradients(self, pairs):
+    self.grads = [g.numpy() for g, _ in pairs]
+
+
+@pytest.mark.parametrize("form", ["per_replica", "global"])
+def test_ascent_and_descent_passes_drop_the_same_units(form, monkeypatch):
+  """With dropout on, both passes of a SAM step see the same mask (the SAM code uses one rng
+  for both): the hidden bias's gradient is zero on exactly the dropped units, in both."""
+  keras.utils.set_random_seed(3)
+  inputs = keras.Input((FEATURES,))
+  hidden = keras.layers.Dense(64, kernel_initializer="random_normal", name="hidden")(inputs)
+  hidden = keras.layers.Dropout(0.5, seed=7)(hidden)
+  model = keras.Model(inputs, keras.layers.Dense(CLASSES, name="out")(hidden))
+  ascents = []
+  real_ascent = sam.ascent
+  monkeypatch.setattr(sam, "ascent", lambda g, rho: ascents.append([t.numpy() for t in g])
+                      or real_ascent(g, rho))
+  recorder = _Recorder()
+
+  def objective(labels, logits, extra):
+    del extra
+    return tf.reduce_sum(keras.losses.categorical_crossentropy(labels, logits,
+                                                               from_logits=True))
+
+  x, y = _data()
+  update = sam.sam_step_fn(RHO, form)(model, recorder, objective)
+  seeds_before = [v.numpy().copy() for v in model.non_trainable_variables]
+  update(tf.constant(x[:1]), tf.constant(y[:1]))
+  bias_index = [v.path for v in model.trainable_variables].index("hidden/bias")
+  ascent_zero = ascents[0][bias_index] == 0
+  descent_zero = recorder.grads[bias_index] == 0
+  assert 10 < ascent_zero.sum() < 54  # about half the units dropped
+  np.testing.assert_array_equal(ascent_zero, descent_zero)
+  # ... and the seeds advance once, as in a plain step.
+  assert any((a != b).any() for a, b in zip(seeds_before, model.non_trainable_variables))
 
 
 _MIRRORED_SCRIPT = """
@@ -112,28 +159,29 @@ def weights_after(strategy, form):
     model = keras.Model(inputs, keras.layers.Dense(3, kernel_initializer="random_normal")(inputs))
     optimizer = keras.optimizers.SGD(0.5)
     optimizer.build(model.trainable_variables)
-  step_fn = sam.sam_step_fn(0.3, 1.0 if form == "standard" else 0.5, form == "standard")
+  step_fn = sam.sam_step_fn(0.3, form, 0.5)
   chunk = steps.make_train_chunk(strategy, model, optimizer, loss="softmax",
                                  label_smoothing=0.0, global_batch_size=8, step_fn=step_fn)
   dataset = tf.data.Dataset.from_tensors((x, y)).repeat().unbatch().batch(8)
   chunk(iter(strategy.experimental_distribute_dataset(dataset)), tf.constant(2))
   return [v.numpy() for v in model.trainable_variables]
 
-one = weights_after(strategy_lib.make_strategy("one_device"), "standard")
+one = weights_after(strategy_lib.make_strategy("one_device"), "global")
 two = strategy_lib.make_strategy("mirrored")
 assert two.num_replicas_in_sync == 2
-for a, b in zip(one, weights_after(two, "standard")):
+for a, b in zip(one, weights_after(two, "global")):
   np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-frac_one = weights_after(strategy_lib.make_strategy("one_device"), "fractional")
-frac_two = weights_after(two, "fractional")
 # Unsynchronised ascent: each replica perturbs on its own data, so two replicas differ.
-assert max(np.abs(a - b).max() for a, b in zip(frac_one, frac_two)) > 1e-6
+for form in ("per_replica", "fractional"):
+  form_one = weights_after(strategy_lib.make_strategy("one_device"), form)
+  form_two = weights_after(two, form)
+  assert max(np.abs(a - b).max() for a, b in zip(form_one, form_two)) > 1e-6, form
 print("OK")
 """
 
 
-def test_standard_sam_on_two_replicas_equals_one_device():
-  """Standard SAM ascends on the all-reduced gradient: 2 Mirrored replicas == 1 device;
-  the fractional form ascends per replica (unsynchronised), so it differs."""
+def test_global_sam_on_two_replicas_equals_one_device():
+  """Global SAM ascends on the all-reduced gradient: 2 Mirrored replicas == 1 device; the
+  per_replica and fractional forms ascend per replica (unsynchronised), so they differ."""
   proc = engine_helpers.run_script(_MIRRORED_SCRIPT, logical_cpus=2)
   assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]

@@ -21,6 +21,10 @@ def get_config() -> config_dict.ConfigDict:
   config.resolution = config_dict.placeholder(int)     # None: the model's train resolution
   config.eval_resolution = config_dict.placeholder(int)  # None: the training resolution
   config.eval_crop = config_dict.placeholder(str)      # None: the source's ('nfnet'); or 'vit'
+  config.input_range = config_dict.placeholder(str)    # the model's input range: None is
+                                                       # 'imagenet' (mean/std); 'minus_one_one'
+                                                       # (big_vision/AugReg ViTs); fine-tunes
+                                                       # take their --init's
   config.strict_data = False                           # True: unusable ImageFolder files stop
                                                        # the run (else skipped, one warning)
   # How long: core hours of `hardware`, or epochs (the budget wins when both are set).

@@ -22,6 +22,7 @@ from ml_collections import config_dict
 
 from reproduce.configs import pretrain_jft
 from reproduce.core import cli
+from reproduce.core import published
 
 IMAGENET_TRAIN_SIZE = 1_281_167
 STOCHDEPTH_RATE = 0.25  # [N] A.1: every variant, from scratch on ImageNet
@@ -54,7 +55,7 @@ def get_config(model: str = ""):
       mixup_alpha=0.2, cutmix_alpha=1.0))
   config.epochs = 360.0
   config.batch_size = 4096
-  config.base_lr = 0.1 * config.batch_size / 256
+  config.base_lr = published.nfnet_batch_scaled_lr(0.1, config.batch_size)
   config.warmup_steps = round(5 * IMAGENET_TRAIN_SIZE / config.batch_size)
   config.weight_decay = 2e-5
   config.label_smoothing = 0.1

@@ -22,6 +22,14 @@ from typing import Iterable
 # The paper's pre-training recipe constants ([P] Section 2): every module reads them here.
 PAPER_BATCH_SIZE = 4096
 PAPER_PRETRAIN_RESOLUTION = 224
+# The NFNet code's LR unit: a configured LR is per 256 examples and always multiplied by
+# batch / 256 (experiment.py ``lr_scale_by_bs``; [N] A.1: 0.1 x 4096 / 256 = 1.6).
+NFNET_LR_BATCH_UNIT = 256
+
+
+def nfnet_batch_scaled_lr(lr_per_unit: float, batch_size: int) -> float:
+  """The NFNet code's batch-scaling rule, written once: ``lr x batch / 256``."""
+  return float(lr_per_unit) * int(batch_size) / NFNET_LR_BATCH_UNIT
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,12 +13,14 @@ from reproduce.data.datasource import AUGMENT_DEFAULTS, DataError, DataSource, d
 from reproduce.data.mixing import mix_batch
 from reproduce.data.order import SHARD_ORDER_FROM, SHARD_WINDOW, example_order
 from reproduce.data.pipelines import heldout_dataset, train_dataset
-from reproduce.data.preprocess import (EVAL_CROPS, MEAN_RGB, STDDEV_RGB, eval_crop_padding,
-                                       eval_image, train_image)
+from reproduce.data.preprocess import (DEFAULT_INPUT_RANGE, EVAL_CROPS, INPUT_RANGES, MEAN_RGB,
+                                       STDDEV_RGB, check_input_range, eval_crop_padding,
+                                       eval_image, eval_pixels, normalise, train_image)
 from reproduce.data.record_index import write_record_counts
 from reproduce.data.sources import load_source
 
-__all__ = ["AUGMENT_DEFAULTS", "EVAL_CROPS", "MEAN_RGB", "SHARD_ORDER_FROM", "SHARD_WINDOW",
-           "STDDEV_RGB", "DataError", "DataSource", "describe", "eval_crop_padding",
-           "eval_image", "example_order", "heldout_dataset", "load_source", "mix_batch",
+__all__ = ["AUGMENT_DEFAULTS", "DEFAULT_INPUT_RANGE", "EVAL_CROPS", "INPUT_RANGES", "MEAN_RGB",
+           "SHARD_ORDER_FROM", "SHARD_WINDOW", "STDDEV_RGB", "DataError", "DataSource",
+           "check_input_range", "describe", "eval_crop_padding", "eval_image", "eval_pixels",
+           "example_order", "normalise", "heldout_dataset", "load_source", "mix_batch",
            "train_dataset", "train_image", "write_record_counts"]

@@ -22,8 +22,8 @@ import tensorflow as tf
 from reproduce.data import order
 from reproduce.data.datasource import DataError, DataSource, record_lookup
 from reproduce.data.mixing import mix_batch
-from reproduce.data.preprocess import (augment_batch, check_eval_crop, crop_and_flip, eval_image,
-                                       normalise, resolve_augment)
+from reproduce.data.preprocess import (augment_batch, check_eval_crop, check_input_range,
+                                       crop_and_flip, eval_image, normalise, resolve_augment)
 
 
 def _sharding(global_batch_size: int, input_context) -> tuple[int, int, int]:
@@ -134,7 +134,8 @@ def _mix_then_augment(dataset: tf.data.Dataset, settings: dict, seed: int) -> tf
 
 def train_dataset(source: DataSource, *, global_batch_size: int, resolution: int, seed: int,
                   start_step: int = 0, input_context: tf.distribute.InputContext | None = None,
-                  augment: dict | None = None, dtype=tf.float32) -> tf.data.Dataset:
+                  augment: dict | None = None, dtype=tf.float32,
+                  input_range: str | None = None) -> tf.data.Dataset:
   """The infinite, epoch-exact train stream from batch ``start_step`` on.
 
   Args:
@@ -148,6 +149,8 @@ def train_dataset(source: DataSource, *, global_batch_size: int, resolution: int
       global batch (in the shard order, from its own shards: ``source.shard_order``).
     augment: overrides of ``source.augment_defaults`` (keys of ``AUGMENT_DEFAULTS``).
     dtype: image dtype (tf.bfloat16 on TPUs).
+    input_range: the model's input range (``preprocess.INPUT_RANGES``; None: ImageNet
+      mean/std).
 
   Returns:
     A dataset of (images [b, res, res, 3] dtype, targets [b, num_classes] float32).
@@ -175,17 +178,19 @@ def train_dataset(source: DataSource, *, global_batch_size: int, resolution: int
   dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
   dataset = dataset.batch(per_replica, drop_remainder=True)
   dataset = _mix_then_augment(dataset, settings, seed)
-  dataset = dataset.map(lambda images, targets, *_: (normalise(images, dtype), targets))
+  dataset = dataset.map(lambda images, targets, *_: (normalise(images, dtype, input_range),
+                                                             targets))
   return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
 
 
 def heldout_dataset(source: DataSource, *, global_batch_size: int, resolution: int,
                     input_context: tf.distribute.InputContext | None = None,
-                    dtype=tf.float32, crop: str | None = None) -> tf.data.Dataset:
+                    dtype=tf.float32, crop: str | None = None,
+                    input_range: str | None = None) -> tf.data.Dataset:
   """The held-out set, once, in a fixed order, with eval preprocessing.
 
   ``crop``: the eval crop protocol, "nfnet" or "vit" (see ``eval_image``); None takes the
-  source's ``eval_crop``.
+  source's ``eval_crop``. ``input_range``: as ``train_dataset``'s.
 
   The last global batch is padded (repeating the last example) to full size so every
   replica gets a full batch; the third element is a float32 mask, 0 on padding. Sum losses
@@ -196,6 +201,7 @@ def heldout_dataset(source: DataSource, *, global_batch_size: int, resolution: i
   """
   per_replica, pipelines, pipeline_id = _sharding(global_batch_size, input_context)
   crop = check_eval_crop(source.eval_crop if crop is None else crop)
+  check_input_range(input_range)
   count = source.heldout_size
   padded = math.ceil(count / global_batch_size) * global_batch_size
   heldout_record = record_lookup(source.heldout_records)
@@ -204,7 +210,8 @@ def heldout_dataset(source: DataSource, *, global_batch_size: int, resolution: i
 
   def load(position):
     encoded, target = source.read(heldout_record(tf.minimum(position, count - 1)))
-    image = eval_image(encoded, resolution, source.eval_crop_padding, dtype, crop)
+    image = eval_image(encoded, resolution, source.eval_crop_padding, dtype, crop,
+                       input_range)
     return image, target, tf.cast(position < count, tf.float32)
 
   dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)

@@ -1,5 +1,5 @@
-"""Per-example preprocessing: decode + crop, bicubic resize, RandAugment, normalisation, and
-the two eval crops (``EVAL_CROPS``).
+"""Per-example preprocessing: decode + crop, bicubic resize, RandAugment, normalisation to a
+model's input range (``INPUT_RANGES``), and the two eval crops (``EVAL_CROPS``).
 
 Train preprocessing is a pure function of (encoded image, seed): all its randomness comes
 from ``tf.random.stateless_*`` ops keyed by the seed. That is what makes resume exact: the
@@ -18,6 +18,17 @@ from reproduce.data.randaugment import randaugment, randaugment_batch
 # NFNet normalisation (ImageNet mean/std on the 0..255 scale).
 MEAN_RGB = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 STDDEV_RGB = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+
+# The input range a model's weights expect, as (mean, std) on the 0..255 scale. It belongs to
+# the weights (model.json's ``input_range``, a run's ``config.input_range``), set by where they
+# come from: "imagenet" for NFNets (the NFNet code's dataset.py MEAN_RGB/STDDEV_RGB; timm's
+# dm_nfnet configs) and for this kit's own runs; "minus_one_one" for big_vision ViTs
+# (``value_range(-1, 1)``) and timm's AugReg ViTs (data config mean = std = 0.5).
+INPUT_RANGES = {
+    "imagenet": (MEAN_RGB, STDDEV_RGB),
+    "minus_one_one": ((127.5,) * 3, (127.5,) * 3),
+}
+DEFAULT_INPUT_RANGE = "imagenet"
 
 
 def resolve_augment(source: DataSource, augment: dict | None) -> dict:
@@ -62,9 +73,20 @@ def _decode_and_crop(encoded: tf.Tensor, crop_box_fn) -> tf.Tensor:
   return tf.ensure_shape(image, [None, None, 3])
 
 
-def normalise(image: tf.Tensor, dtype=tf.float32) -> tf.Tensor:
-  """ImageNet mean/std on the 0..255 scale, cast to ``dtype``."""
-  image = (tf.cast(image, tf.float32) - MEAN_RGB) / STDDEV_RGB
+def check_input_range(input_range: str | None) -> str:
+  """``input_range`` (None: ``DEFAULT_INPUT_RANGE``), checked against ``INPUT_RANGES``."""
+  input_range = input_range or DEFAULT_INPUT_RANGE
+  if input_range not in INPUT_RANGES:
+    raise DataError(f"input range {input_range!r}: use one of {sorted(INPUT_RANGES)}")
+  return input_range
+
+
+def normalise(image: tf.Tensor, dtype=tf.float32, input_range: str | None = None) -> tf.Tensor:
+  """A 0..255 image mapped to the model's ``input_range`` (None: ImageNet mean/std), cast to
+  ``dtype``. Every path that feeds a model (train, held-out, evaluate, fine-tune, convert
+  --check) normalises here."""
+  mean, std = INPUT_RANGES[check_input_range(input_range)]
+  image = (tf.cast(image, tf.float32) - mean) / std
   return tf.cast(image, dtype)
 
 
@@ -126,35 +148,52 @@ def augment_batch(images: tf.Tensor, seeds: tf.Tensor, settings: dict) -> tf.Ten
 
 
 def train_image(encoded: tf.Tensor, seed: tf.Tensor, resolution: int, settings: dict,
-                dtype=tf.float32) -> tf.Tensor:
+                dtype=tf.float32, input_range: str | None = None) -> tf.Tensor:
   """Train preprocessing of one example without batch mixing; a pure function of
   (encoded, seed): ``crop_and_flip``, ``augment``, ``normalise``. With mixing on, the
   pipeline mixes between the first and the second step, as the NFNet code does."""
   image = crop_and_flip(encoded, seed, resolution, settings)
-  return normalise(augment(image, seed, settings), dtype)
+  return normalise(augment(image, seed, settings), dtype, input_range)
 
 
-def eval_crop_padding(resolution: int) -> int:
-  """NFNet eval padding: 32 px; below 224 px scaled to keep the 224/256 crop fraction."""
+# big_vision's ImageNet transfer evaluation at 384 px: resize_small(448) | central_crop(384).
+VIT_RESIZE_RATIO = 448 / 384
+
+
+def eval_crop_padding(resolution: int, crop: str = "nfnet") -> int:
+  """Pixels the eval crop adds before centre-cropping ``resolution``.
+
+  nfnet (the NFNet code's ``resize_crop_32``): 32 px; below 224 px scaled to keep the
+  224/256 crop fraction. vit (big_vision's transfer configs): the shorter side to
+  ``round(res * 448 / 384)``, i.e. 448 for 384 and 560 for 480.
+  """
+  if check_eval_crop(crop) == "vit":
+    return int(round(resolution * VIT_RESIZE_RATIO)) - int(resolution)
   return 32 if resolution >= 224 else int(round(32 * resolution / 224))
 
 
 def _nfnet_crop(image: tf.Tensor, resolution: int, padding: int) -> tf.Tensor:
-  """DM resize_crop_32: the whole image to (res+pad)^2 (bicubic), centre crop res^2."""
+  """DM resize_crop_32: the whole image to (res+pad)^2 (bicubic), centre crop res^2.
+
+  Not clipped: the NFNet code's dataset.py resizes "without clamping overshoots" on purpose.
+  """
   size = resolution + padding
   offset = (padding + 1) // 2
-  resized = _resize(image, [size, size])
+  resized = tf.image.resize(tf.cast(image, tf.float32), [size, size], method="bicubic")
   return resized[offset:offset + resolution, offset:offset + resolution]
 
 
 def _vit_crop(image: tf.Tensor, resolution: int, padding: int) -> tf.Tensor:
-  """big_vision resize_small(res+pad) | central_crop(res): aspect kept, area resampling."""
+  """big_vision resize_small(res+pad) | central_crop(res): aspect kept, area resampling,
+  then back to the decoded uint8 (clipped and truncated, as big_vision's resize casts to
+  the input's dtype)."""
   shape = tf.cast(tf.shape(image)[:2], tf.float32)
   ratio = float(resolution + padding) / tf.reduce_min(shape)
   height, width = tf.unstack(tf.cast(tf.round(shape * ratio), tf.int32))
   resized = tf.image.resize(tf.cast(image, tf.float32), [height, width], method="area")
+  resized = tf.cast(tf.cast(tf.clip_by_value(resized, 0.0, 255.0), tf.uint8), tf.float32)
   top, left = (height - resolution) // 2, (width - resolution) // 2
-  return tf.clip_by_value(resized[top:top + resolution, left:left + resolution], 0.0, 255.0)
+  return resized[top:top + resolution, left:left + resolution]
 
 
 EVAL_CROPS = {"nfnet": _nfnet_crop, "vit": _vit_crop}
@@ -166,18 +205,26 @@ def check_eval_crop(crop: str) -> str:
   return crop
 
 
-def eval_image(encoded: tf.Tensor, resolution: int, padding: int | None = None,
-               dtype=tf.float32, crop: str = "nfnet") -> tf.Tensor:
-  """Eval preprocessing: the ``crop`` protocol, then ImageNet mean/std.
-
-  ``crop="nfnet"`` (the NFNet code's ``resize_crop_32``): resize the whole image, aspect
-  ratio ignored, to ``(res + padding)^2``, bicubic, and centre-crop ``res``.
-  ``crop="vit"`` (big_vision ``resize_small|central_crop``): resize the shorter side to
-  ``res + padding`` keeping the aspect ratio (area), and centre-crop ``res``.
-  ``padding`` defaults to ``eval_crop_padding(resolution)``.
-  """
+def eval_pixels(encoded: tf.Tensor, resolution: int, padding: int | None = None,
+                crop: str = "nfnet") -> tf.Tensor:
+  """The ``crop`` protocol's float32 [res, res, 3] pixels on the 0..255 scale (before
+  normalisation; see ``eval_image``)."""
   check_eval_crop(crop)
-  padding = eval_crop_padding(resolution) if padding is None else int(padding)
+  padding = eval_crop_padding(resolution, crop) if padding is None else int(padding)
   image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
   image = EVAL_CROPS[crop](image, resolution, padding)
-  return normalise(tf.ensure_shape(image, [resolution, resolution, 3]), dtype)
+  return tf.ensure_shape(image, [resolution, resolution, 3])
+
+
+def eval_image(encoded: tf.Tensor, resolution: int, padding: int | None = None,
+               dtype=tf.float32, crop: str = "nfnet", input_range: str | None = None) -> tf.Tensor:
+  """Eval preprocessing: the ``crop`` protocol, then ``normalise`` to ``input_range``.
+
+  ``crop="nfnet"`` (the NFNet code's ``resize_crop_32``): resize the whole image, aspect
+  ratio ignored, to ``(res + padding)^2``, bicubic, unclipped, and centre-crop ``res``.
+  ``crop="vit"`` (big_vision ``resize_small|central_crop``): resize the shorter side to
+  ``res + padding`` keeping the aspect ratio (area, back to uint8), and centre-crop ``res``.
+  ``padding`` defaults to ``eval_crop_padding(resolution, crop)``.
+  """
+  image = eval_pixels(encoded, resolution, padding, crop)
+  return normalise(image, dtype, input_range)

@@ -42,7 +42,8 @@ def _share(global_batch_size: int, multiplicity: int, input_context) -> tuple[in
 
 def train_dataset(source: DataSource, *, multiplicity: int, global_batch_size: int,
                   resolution: int, seed: int, start_step: int = 0, input_context=None,
-                  augment: dict | None = None, dtype=tf.float32) -> tf.data.Dataset:
+                  augment: dict | None = None, dtype=tf.float32,
+                  input_range: str | None = None) -> tf.data.Dataset:
   """The infinite train stream with repeated augmentation, from batch ``start_step`` on.
 
   Same signature and output as ``data.train_dataset`` plus ``multiplicity``:
@@ -82,7 +83,7 @@ def train_dataset(source: DataSource, *, multiplicity: int, global_batch_size: i
   def load(epoch, index, copy):
     encoded, target = source.read(train_record(index))
     copy_seed = order.fold_in(order.fold_in(order.fold_in(augment_seed, epoch), index), copy)
-    return train_image(encoded, copy_seed, resolution, settings, dtype), target
+    return train_image(encoded, copy_seed, resolution, settings, dtype, input_range), target
 
   dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   dataset = dataset.batch(per_replica, drop_remainder=True)

@@ -33,7 +33,8 @@ class EvalSet:
 
   Attributes:
     name: the spec it came from (the key in results.json).
-    examples: ``fn(resolution, crop) -> tf.data`` of (image, dataset label ids [k]).
+    examples: ``fn(resolution, crop, input_range=None) -> tf.data`` of (image, dataset label
+      ids [k]).
     label_map: dataset label id -> model class index (-1: not a model class).
     scored_classes: model classes the logits are restricted to (None: all of them).
     description: where the data comes from.
@@ -91,14 +92,15 @@ def _tfds_examples(name: str, split: str | None, label_key: str, data_dir: str |
         else "validation"
   names = list(getattr(label, "feature", label).names)
 
-  def examples(resolution: int, crop: str) -> tf.data.Dataset:
+  def examples(resolution: int, crop: str, input_range: str | None = None) -> tf.data.Dataset:
     try:
       dataset = builder.as_dataset(split=split, shuffle_files=False,
                                    decoders={"image": tfds.decode.SkipDecoding()})
     except (AssertionError, ValueError, KeyError) as e:
       raise EvaluationError(f"TFDS dataset {name!r} split {split!r} is not available in "
                             f"{builder.data_dir} ({cli.first_line(e)})") from None
-    return dataset.map(lambda ex: (data.eval_image(ex["image"], resolution, crop=crop),
+    return dataset.map(lambda ex: (data.eval_image(ex["image"], resolution, crop=crop,
+                                                   input_range=input_range),
                                    tf.reshape(ex[label_key], [-1])),
                        num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -116,11 +118,13 @@ def _imagefolder_examples(root: str):
     raise EvaluationError(f"imagefolder {root!r} has no images in class folders")
   labels = [folders.index(p.rsplit("/", 2)[-2]) for p in paths]
 
-  def examples(resolution: int, crop: str) -> tf.data.Dataset:
+  def examples(resolution: int, crop: str, input_range: str | None = None) -> tf.data.Dataset:
     dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
 
     def load(path, label):
-      return data.eval_image(tf.io.read_file(path), resolution, crop=crop), tf.reshape(label, [1])
+      image = data.eval_image(tf.io.read_file(path), resolution, crop=crop,
+                              input_range=input_range)
+      return image, tf.reshape(label, [1])
 
     return dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -154,9 +158,13 @@ def open_set(spec: str, num_classes: int, data_dir: str | None = None,
 
 
 def batches(eval_set: EvalSet, resolution: int, crop: str, batch_size: int, num_classes: int,
-            max_examples: int | None = None) -> tf.data.Dataset:
-  """(images [b, res, res, 3], multi-hot targets [b, num_classes]) in dataset order."""
-  dataset = eval_set.examples(resolution, crop)
+            max_examples: int | None = None, input_range: str | None = None) -> tf.data.Dataset:
+  """(images [b, res, res, 3] in the model's ``input_range``, multi-hot targets
+  [b, num_classes]) in dataset order."""
+  # The range is passed only when it is not the default, so an ``examples`` fn of two
+  # arguments still serves ImageNet-normalised models.
+  ranged = input_range and input_range != data.DEFAULT_INPUT_RANGE
+  dataset = eval_set.examples(resolution, crop, *([input_range] if ranged else []))
   if max_examples:
     dataset = dataset.take(int(max_examples))
   table = tf.constant(eval_set.label_map, tf.int64)

@@ -9,7 +9,9 @@
 
 ``ema``: "auto" takes EMA weights when the source has them; "true" requires them; "false"
 requires raw weights (a converted directory holds one set, its model.json says which).
-A ViT evaluated at another resolution gets its position embedding resampled.
+A ViT evaluated at another resolution gets its position embedding resampled. Each model
+carries its ``input_range`` (the pixel range its weights expect): a run's
+``config.input_range`` (None: ImageNet mean/std), a converted directory's model.json field.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import model_defs
 from model_defs import weights_file
 from reproduce.core import cli
 from reproduce.core import fileio
+from reproduce import data
 from reproduce.evaluation import specs
 from reproduce.train import checkpoints
 from reproduce.train import optim
@@ -50,11 +53,13 @@ class LoadedModel:
   weights: str                # "ema" or "raw"
   source: str                 # "run" or "converted"
   path: str
+  input_range: str = data.DEFAULT_INPUT_RANGE  # data.INPUT_RANGES: what the weights expect
+  origin: str = ""            # converted weights: model.json's source (e.g. deepmind:F0_haiku.npz)
 
   def info(self) -> dict:
     return {"model": self.name, "num_classes": self.num_classes,
             "train_resolution": self.resolution, "weights": self.weights,
-            "source": self.source, "path": self.path}
+            "source": self.source, "path": self.path, "input_range": self.input_range}
 
 
 def choose_weights(ema: str, available: set[str], path: str) -> str:
@@ -98,7 +103,7 @@ def _load_run(path: str, ema: str) -> LoadedModel:
   overrides = {k: v for k, v in dict(config.get("model_overrides") or {}).items()
                if k != "image_size"}
   return LoadedModel(model, plan.model, num_classes, overrides, int(plan.resolution), weights,
-                     "run", path)
+                     "run", path, data.check_input_range(config.get("input_range")))
 
 
 def _build(name: str, num_classes: int, overrides: dict, resolution: int) -> keras.Model:
@@ -119,7 +124,8 @@ def _load_converted(path: str, ema: str) -> LoadedModel:
   weights = choose_weights(ema, {"ema" if info.get("ema") else "raw"}, path)
   overrides = dict(info.get("model_overrides") or {})
   return LoadedModel(model, info["model"], int(info["num_classes"]), overrides,
-                     int(info["resolution"]), weights, "converted", path)
+                     int(info["resolution"]), weights, "converted", path,
+                     data.check_input_range(info["input_range"]), str(info["source"]))
 
 
 def load(path: str, ema: str = "auto") -> LoadedModel:

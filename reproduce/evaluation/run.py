@@ -34,6 +34,26 @@ def _destination(loaded, output: str | None) -> tuple[str, str]:
   return loaded.path, fileio.join(loaded.path, "tensorboard", "eval")
 
 
+def expected_top1_line(loaded, entry: dict) -> str:
+  """The published ImageNet top-1 of the model beside the measured one (NFNets F0-F6: the
+  released DeepMind weights, [N] Table 3 at each variant's test resolution)."""
+  import math  # pylint: disable=g-import-not-at-top
+  from reproduce.core import published  # pylint: disable=g-import-not-at-top
+  measured, count = entry.get("top1"), int(entry.get("examples") or 0)
+  shown = (f"{100 * measured:.2f}% on {count} images" if measured is not None
+           else "nothing measured")
+  key = f"{loaded.name}.imagenet_top1"
+  try:
+    row = published.get(key)
+  except KeyError:
+    return (f"  expected top-1: none recorded for {loaded.name} (core/published.py); "
+            f"measured {shown}")
+  spread = (f" (+-{200 * math.sqrt(max(measured * (1 - measured), 1e-4) / count):.1f} "
+            f"points at 2 s.e.)") if measured is not None and count else ""
+  return (f"  expected top-1 {row.value:g}% ({row.source}: {row.convention}; at the variant's "
+          f"test resolution, nfnet crop) vs measured {shown}{spread}")
+
+
 def run(weights: str, datasets, resolutions=(), crop: str = "nfnet", batch_size: int = 64,
         data_dir: str | None = None, ema: str = "auto", output: str | None = None,
         max_examples: int | None = None, class_map: str | None = None, say=print) -> dict:
@@ -56,7 +76,8 @@ def run(weights: str, datasets, resolutions=(), crop: str = "nfnet", batch_size:
     model = models.at_resolution(loaded, resolution)
     for eval_set in sets:
       result = runner.evaluate_set(model, eval_set, resolution=resolution, crop=crop,
-                                   batch_size=batch_size, max_examples=max_examples)
+                                   batch_size=batch_size, max_examples=max_examples,
+                                   input_range=loaded.input_range)
       entry = dict(result.entry, weights=loaded.weights)
       png = outputs.reliability_png(result.reliability, eval_set.name, entry)
       fileio.write_bytes(fileio.join(
@@ -64,6 +85,8 @@ def run(weights: str, datasets, resolutions=(), crop: str = "nfnet", batch_size:
       outputs.write_tensorboard(writer, eval_set.name, entry, png)
       entries.setdefault(eval_set.name, {})[resolution] = entry
       say(outputs.summary_line(eval_set.name, entry))
+      if eval_set.name == "imagenet2012":
+        say(expected_top1_line(loaded, entry))
   writer.close()
   base = {"model": loaded.name, "weights": loaded.info()}
   return outputs.merge_results(outputs.results_path(directory), entries, base)

@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from reproduce import data
 from reproduce.evaluation import datasets
 from reproduce.evaluation import metrics
 
@@ -35,14 +36,16 @@ def _predictor(model: keras.Model):
 
 
 def evaluate_set(model: keras.Model, eval_set: datasets.EvalSet, *, resolution: int,
-                 crop: str, batch_size: int, max_examples: int | None = None) -> SetResult:
-  """Top-1, top-5, NLL, ECE, counts and speed of ``model`` on ``eval_set``."""
+                 crop: str, batch_size: int, max_examples: int | None = None,
+                 input_range: str | None = None) -> SetResult:
+  """Top-1, top-5, NLL, ECE, counts and speed of ``model`` on ``eval_set``, its images
+  normalised to the model's ``input_range`` (None: ImageNet mean/std)."""
   num_classes = int(model.outputs[0].shape[-1])
   predict = _predictor(model)
   parts, excluded, timings = [], 0, []
   scored = eval_set.scored_classes
   for images, targets in datasets.batches(eval_set, resolution, crop, batch_size, num_classes,
-                                          max_examples):
+                                          max_examples, input_range):
     start = time.perf_counter()
     logits = predict(images).numpy()
     timings.append((time.perf_counter() - start, len(logits)))
@@ -57,6 +60,7 @@ def evaluate_set(model: keras.Model, eval_set: datasets.EvalSet, *, resolution: 
   seconds = sum(t for t, _ in timed)
   entry = metrics.summarize(stats)
   entry.update(excluded=excluded, resolution=int(resolution), crop=crop,
+               input_range=input_range or data.DEFAULT_INPUT_RANGE,
                images_per_second=sum(n for _, n in timed) / seconds if seconds else None,
                scored_classes=int(len(scored)) if scored is not None else num_classes,
                data=eval_set.description)

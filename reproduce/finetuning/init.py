@@ -40,11 +40,21 @@ class Initialisation:
   source_resolution: int
   arrays: list                # (path, array) of every copied variable, in model order
   pretrain: dict              # the init run's compute (core hours), when it has results.json
+  input_range: str = "imagenet"  # the pixel range the source's weights expect
 
   def info(self) -> dict:
     return {"path": self.path, "kind": self.kind, "model": self.model, "weights": self.weights,
             "source_classes": self.source_classes,
-            "source_resolution": self.source_resolution}
+            "source_resolution": self.source_resolution, "input_range": self.input_range}
+
+
+def input_range(init: Initialisation, configured: str | None) -> str:
+  """The fine-tune's input range: the source's (its model.json or run config). A config that
+  names another is refused: the body's weights were trained on the source's range."""
+  if configured and configured != init.input_range:
+    raise FinetuneError(f"config.input_range={configured!r} but --init={init.path} expects "
+                        f"{init.input_range!r} pixels; leave config.input_range unset")
+  return init.input_range
 
 
 def head_variables(model: keras.Model, num_classes: int) -> list:
@@ -95,7 +105,7 @@ def load_init(path: str, resolution: int, ema: str = "auto") -> Initialisation:
   arrays = [(v.path, np.asarray(v.numpy())) for v in body_variables(model, loaded.num_classes)]
   return Initialisation(loaded.path, loaded.source, loaded.name, loaded.weights,
                         loaded.num_classes, loaded.resolution, arrays,
-                        pretrain_compute(loaded.path, loaded.source))
+                        pretrain_compute(loaded.path, loaded.source), loaded.input_range)
 
 
 def transfer(init: Initialisation, model: keras.Model, num_classes: int,

@@ -2,8 +2,9 @@
 
 Keys (defaults in ``DEFAULTS``; configs/finetune_imagenet.py and finetune_mini.py set them):
 ``init`` (the source, or --init), ``head_init`` ('zeros' or 'model'), ``sam`` ('none',
-'standard', 'fractional'), ``sam_rho``, ``sam_ascent_fraction`` (fractional SAM's share of
-each replica's batch), ``augment_multiplicity`` (repeated augmentation; 1 = off).
+'per_replica', 'fractional', 'global': ``train/sam.py``), ``sam_rho``, ``sam_ascent_fraction``
+(fractional SAM's share of each replica's batch), ``augment_multiplicity`` (repeated
+augmentation; 1 = off).
 """
 
 from __future__ import annotations
@@ -67,9 +68,9 @@ def accounting(config: dict, plan, record: dict, init_info: dict, pretrain: dict
       "pretrain_core_hours": pretrain_hours,
       "finetune": {
           "init": init_info, "pretrain": pretrain,
-          "sam": config["sam"], "sam_rho": float(config["sam_rho"]),
-          "sam_ascent_fraction": (1.0 if config["sam"] == "standard"
-                                  else float(config["sam_ascent_fraction"])),
+          "sam": sam.canonical(config["sam"]), "sam_rho": float(config["sam_rho"]),
+          "sam_ascent_fraction": sam.ascent_share(config["sam"],
+                                                  float(config["sam_ascent_fraction"])),
           "step_cost_factor": factor,
           "augment_multiplicity": multiplicity,
           "unique_images_per_epoch": repeated.unique_per_epoch(dataset_size, multiplicity),

@@ -18,9 +18,11 @@ from reproduce.train import sam
 
 def check_config(config: dict) -> None:
   """Fine-tune keys that need no TensorFlow; raises ``FinetuneError``."""
-  if (config["sam"] or "none") not in sam.FORMS:
-    raise init_lib.FinetuneError(f"config.sam={config['sam']!r}: use one of {sam.FORMS}")
-  if config["sam"] != "none" and float(config["sam_rho"]) <= 0:
+  try:
+    sam.canonical(config["sam"])
+  except ValueError:
+    raise init_lib.FinetuneError(f"config.sam={config['sam']!r}: use one of {sam.FORMS}") from None
+  if sam.canonical(config["sam"]) != "none" and float(config["sam_rho"]) <= 0:
     raise init_lib.FinetuneError(f"config.sam_rho={config['sam_rho']} must be > 0")
   if not 0 < float(config["sam_ascent_fraction"]) <= 1:
     raise init_lib.FinetuneError(
@@ -52,6 +54,7 @@ def finetune(config, plan, model_dir: str, init, strategy=None, *, source=None,
   if init.model != plan.model:
     raise init_lib.FinetuneError(f"--init={init.path} holds {init.model}, not {plan.model}")
   config["init"] = init.path
+  config["input_range"] = init_lib.input_range(init, config.get("input_range"))
   multiplicity = int(config["augment_multiplicity"] or 1)
   plan = recipe.charged_plan(plan, config)
   record = loop.train(

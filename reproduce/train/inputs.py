@@ -11,6 +11,8 @@ from typing import Callable
 
 import tensorflow as tf
 
+from reproduce.data.preprocess import DEFAULT_INPUT_RANGE
+
 
 def input_dtype(policy: str) -> tf.DType:
   """Images in bfloat16 under the mixed bfloat16 policy (half the host-to-TPU bytes)."""
@@ -25,7 +27,7 @@ def train_iterator(strategy: tf.distribute.Strategy, data_module, source, config
     return data_module.train_dataset(
         source, global_batch_size=int(plan.batch_size), resolution=int(plan.resolution),
         seed=int(config["seed"]), start_step=start_step, input_context=ctx,
-        augment=dict(config["augment"] or {}) or None, dtype=dtype)
+        augment=dict(config["augment"] or {}) or None, dtype=dtype, **input_range(config))
 
   return iter(strategy.distribute_datasets_from_function(dataset_fn))
 
@@ -56,6 +58,14 @@ def open_source(data_module, config: dict, data_dir: str | None = None,
                                  **options)
 
 
+def input_range(config: dict) -> dict:
+  """``{"input_range": config['input_range']}`` when the config sets one other than the
+  default, else {} (the data module's default, ImageNet mean/std), so a data module without
+  the option serves every ImageNet-normalised run."""
+  chosen = config.get("input_range")
+  return {"input_range": chosen} if chosen and chosen != DEFAULT_INPUT_RANGE else {}
+
+
 def eval_resolution(config: dict, plan) -> int:
   """The held-out resolution: ``config['eval_resolution']``, else the training resolution."""
   return int(config.get("eval_resolution") or plan.resolution)
@@ -64,8 +74,9 @@ def eval_resolution(config: dict, plan) -> int:
 def heldout_dataset_fn(strategy: tf.distribute.Strategy, data_module, source, config: dict,
                        plan, dtype: tf.DType) -> Callable:
   """``fn(input_context)`` of the held-out set at ``eval_resolution``, batched at a multiple
-  of the replica count. ``config['eval_crop']`` ('nfnet' / 'vit') is passed only when set
-  (None: the source's default crop)."""
+  of the replica count. ``config['eval_crop']`` ('nfnet' / 'vit') and
+  ``config['input_range']`` are passed only when set (None: the source's default crop,
+  ImageNet mean/std)."""
   num_replicas = strategy.num_replicas_in_sync
   eval_batch = int(config["eval_batch_size"] or plan.batch_size)
   eval_batch -= eval_batch % num_replicas
@@ -74,6 +85,7 @@ def heldout_dataset_fn(strategy: tf.distribute.Strategy, data_module, source, co
   def dataset_fn(ctx):
     return data_module.heldout_dataset(source, global_batch_size=eval_batch,
                                        resolution=eval_resolution(config, plan),
-                                       input_context=ctx, dtype=dtype, **crop)
+                                       input_context=ctx, dtype=dtype, **crop,
+                                       **input_range(config))
 
   return dataset_fn
