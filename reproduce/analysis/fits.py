@@ -73,13 +73,14 @@ def _attempt(notes: dict, name: str, fn):
 
 
 def _pipeline_intervals(entry: dict, samples: np.ndarray, confidence: float) -> None:
-  """Sets the CIs of ``entry``'s fits: normal intervals from the pipeline bootstrap."""
+  """Sets the CIs of the selections' fits (optimal size/epochs, LR trend): normal intervals
+  from the pipeline bootstrap. The loss law keeps ``fit_power_law``'s residual-bootstrap t
+  interval: its points are one per budget, and a case resample that drops a budget's best
+  run jumps to a run far from the law, which is not another draw of noise."""
   def ci(name, estimate, log=False):
     return pipeline.interval(samples, name, estimate, confidence, log)
 
-  law, scaling, trend = entry["fit"], entry["optimal_scaling"], entry["lr_trend"]
-  if law:
-    law["ci"] = dict(a=ci("log_a", law["a"], log=True), b=ci("b", law["b"]), E=[0.0, 0.0])
+  scaling, trend = entry["optimal_scaling"], entry["lr_trend"]
   if scaling:
     for part in ("size", "epochs"):
       scaling[part]["ci"] = dict(k=ci(f"log_{part}_k", scaling[part]["k"], log=True),
@@ -87,7 +88,7 @@ def _pipeline_intervals(entry: dict, samples: np.ndarray, confidence: float) -> 
     scaling["ratio"]["ci"] = ci("ratio", scaling["ratio"]["value"])
   if trend:
     trend["ci"] = ci("lr_slope", trend["pooled_slope"])
-  for record in (law, scaling, trend):
+  for record in (scaling, trend):
     if record:
       record.update(ci_method="normal", resample="case-pipeline")
 
@@ -162,9 +163,10 @@ def fit_family(points: Sequence[Point], *, bootstrap: int = 200, seed: int = 0,
   """One family's own fits: the way the paper's claims are stated (about NFNets).
 
   Replicate seeds are averaged first (``seeds.average_replicates``). The point estimates are
-  fits to the selected runs; their intervals come from the whole-pipeline bootstrap (runs
-  resampled within the family, every selection redone, everything refitted; estimate +-
-  normal quantile x bootstrap SD).
+  fits to the selected runs. The loss law's interval is the residual bootstrap of
+  ``fit_power_law``; the optimal size/epochs and LR-trend intervals come from the
+  whole-pipeline bootstrap (runs resampled within the family, every selection redone,
+  everything refitted; estimate +- normal quantile x bootstrap SD).
 
   Returns:
     (entry, notes). entry: n_runs, n_candidates (after averaging seeds), seeds
@@ -189,8 +191,9 @@ def fit_family(points: Sequence[Point], *, bootstrap: int = 200, seed: int = 0,
       n_runs=len(raw), n_candidates=len(points), seeds=seeds.seed_spread(raw),
       frontier=[p.name for p in front],
       fit=_attempt(notes, "fit", lambda: fit_power_law(
-          [p.compute for p in front], [p.heldout_loss for p in front], bootstrap=0,
-          names=[p.name for p in front], what=f"{family} frontier fit")),
+          [p.compute for p in front], [p.heldout_loss for p in front], bootstrap=bootstrap,
+          seed=seed, confidence=confidence, names=[p.name for p in front],
+          what=f"{family} frontier fit")),
       floor=_floor(front, notes), optimal=optimal,
       optimal_scaling=_optimal_scaling(optimal, estimate, notes), optimal_lr=sweeps,
       lr_trend=_attempt(notes, "lr_trend", lambda: fr.lr_trend(sweeps)) if sweeps else None)
@@ -198,7 +201,7 @@ def fit_family(points: Sequence[Point], *, bootstrap: int = 200, seed: int = 0,
     notes.setdefault("lr_trend", "no LR sweeps")
   samples = pipeline.bootstrap_estimates(runs, bootstrap, seed)
   _pipeline_intervals(entry, samples, confidence)
-  for record in (entry["fit"], entry["optimal_scaling"], entry["lr_trend"]):
+  for record in (entry["optimal_scaling"], entry["lr_trend"]):
     if record:
       record.update(bootstrap=int(bootstrap), bootstrap_ok=int(len(samples)), seed=int(seed),
                     confidence=float(confidence))
