@@ -113,10 +113,11 @@ def _absolute_claims(family: str, entry: dict) -> tuple[list[Row], list[str]]:
             if s.get("batch_size") == PAPER_BATCH_SIZE]
   if sweeps:
     smallest = min(s["epochs"] for s in sweeps)
-    lrs = [s["best_lr"] for s in sweeps if s["epochs"] == smallest]
+    lrs = [s["refined_lr"] for s in sweeps if s["epochs"] == smallest]
     rows.append(_claim_row("claim.optimal_lr_small_epochs", family,
                            math.exp(sum(math.log(v) for v in lrs) / len(lrs)),
-                           f"geometric mean over {len(lrs)} model(s) at {smallest:g} epochs"))
+                           f"geometric mean of the fitted optimal LRs of {len(lrs)} "
+                           f"model(s) at {smallest:g} epochs"))
   else:
     notes.append(f"{family}: optimal-LR value claim skipped: no LR sweeps at batch "
                  f"{PAPER_BATCH_SIZE}")

@@ -167,11 +167,12 @@ def _prediction_sentence(family: str, record: dict) -> str:
   loss, size = record["loss"], record["optimal_size"]
   text = (f"Fitted on the {len(record['budgets']) - 1} smaller budgets, the {family} law "
           f"predicted a held-out loss of {_value(loss['predicted'], 3)} "
-          f"{cli.format_interval(loss['interval'])} at the largest budget; the best run there "
+          f"{cli.format_interval(loss['interval'])} (prediction interval) at the largest "
+          f"budget; the best run there "
           f"reached {_value(loss['observed'], 3)}, "
           f"{'inside' if loss['inside'] else 'outside'} the interval")
   if size["inside"] is not None:
-    text += (f", and its size ({size['observed_model']}) was "
+    text += (f", and its iso-compute optimal size ({_value(size['observed'], 3)} FLOPs/image) was "
              f"{'inside' if size['inside'] else 'outside'} the predicted optimal-size interval")
   return text + "."
 
