@@ -1,6 +1,5 @@
 """The prediction of the largest budget, edge optima, and their comparison rows."""
 
-import math
 
 import numpy as np
 import pytest

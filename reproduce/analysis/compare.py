@@ -28,14 +28,15 @@ from reproduce.analysis import fits as fits_lib
 from reproduce.analysis import outputs
 from reproduce.analysis import runs
 from reproduce.analysis import verdicts
-from reproduce.analysis.claims import (CLAIM_FAMILY, NOT_A_CLAIM,  # noqa: F401
-                                       PAPER_BATCH_SIZE, claim_rows, entry_row as _row,
-                                       prediction_rows)
+from reproduce.analysis import claims
+from reproduce.analysis.claims import NOT_A_CLAIM, claim_rows, entry_row as _row
+from reproduce.analysis.claims import prediction_rows
 from reproduce.analysis.frontier import best_per_group
 from reproduce.analysis.runs import Point
-from reproduce.analysis.verdicts import Row  # noqa: F401
 from reproduce.core import published
 
+# Re-exported: the claim rules live in ``claims`` and ``verdicts``.
+CLAIM_FAMILY, PAPER_BATCH_SIZE, Row = claims.CLAIM_FAMILY, claims.PAPER_BATCH_SIZE, verdicts.Row
 STATS_QUANTITIES = {"params": ("params", 1e-6), "gmacs": ("macs", 1e-9),
                     "gflops": ("flops", 1e-9)}
 
