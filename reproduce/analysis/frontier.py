@@ -94,7 +94,9 @@ def frontier(points: Sequence[Point],
   A budget whose best run is worse than a cheaper budget's stays in, so a law fitted through
   the frontier can show a trend of either sign (a loss that rises with compute fails).
   """
-  return best_per_budget(points, metric)
+  points = list(points)
+  scores = np.array([metric(p) for p in points], dtype=float)
+  return [points[i] for i in budget_best_indices(budget_ids(points), scores)]
 
 
 # Runs within this factor of compute of the cheapest run of their group share a budget: a run
@@ -139,9 +141,8 @@ def budget_value(group: Sequence[Point]) -> float:
 
 
 def best_per_budget(points: Sequence[Point], metric: Callable[[Point], float]) -> list[Point]:
-  """The run with the lowest ``metric`` of each compute budget, sorted by compute."""
-  return sorted((min(group, key=metric) for group in budget_groups(points)),
-                key=lambda p: p.compute)
+  """The run with the lowest ``metric`` of each compute budget: ``frontier``."""
+  return frontier(points, metric)
 
 
 def local_vertex(x: np.ndarray, y: np.ndarray) -> tuple[float, bool]:
