@@ -105,3 +105,16 @@ def test_strict_fails_only_on_a_counted_fail():
                        status="FAIL")]
   result = verdicts.counts(rows)
   assert result["passed"] and result["verdict"] == "UNDECIDED" and result["n_info"] == 1
+
+
+def test_fits_and_compare_json_are_identical_across_runs():
+  from reproduce.core import fileio
+
+  def once():
+    points = helpers.verdict_points(noise=0.02)
+    fits = fits_lib.fit_all(points, bootstrap=30, seed=3)
+    predictions = prediction.predict_all(points, bootstrap=30, seed=3)
+    result = compare.compare(points, fits, model_stats=False, predictions=predictions)
+    return fileio.dumps(fits), fileio.dumps(result)
+
+  assert once() == once()
