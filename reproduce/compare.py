@@ -3,9 +3,9 @@
   python -m reproduce.compare --runs='runs/*' [--fits=fits/fits.json] [--logdir=DIR] \
       [--json_out=compare.json] [--compute=planned|measured] [--model_stats=false]
 
-Prints the PASS/FAIL table (reproduce.analysis.compare; docs/scaling.md), writes it to
-TensorBoard text and JSON, and exits 1 when a row fails (or nothing could be compared),
-2 on bad input.
+Prints the PASS / FAIL / UNDECIDED table (reproduce.analysis.compare; docs/scaling.md),
+writes it to TensorBoard text and JSON, and exits 1 only when a counted row FAILs (an
+UNDECIDED row, or nothing to compare, is not a failure), 2 on bad input.
 """
 
 from __future__ import annotations

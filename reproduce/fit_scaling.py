@@ -26,8 +26,6 @@ _BOOTSTRAP = flags.DEFINE_integer("bootstrap", 200, "Bootstrap resamples for con
 _SEED = flags.DEFINE_integer("seed", 0, "Bootstrap seed.")
 _IRREDUCIBLE = flags.DEFINE_bool("irreducible", False, "Fit L = E + a*C^-b instead of "
                                  "L = a*C^-b.")
-_OPTIMAL = flags.DEFINE_enum("optimal", "frontier", ["frontier", "bucket"],
-                             "Which runs are 'optimal at compute C' for the size/epochs laws.")
 
 
 def _family_lines(family: str, entry: dict) -> list[str]:
@@ -44,9 +42,12 @@ def _family_lines(family: str, entry: dict) -> list[str]:
              for part in ("size", "epochs")]
     lines.append(f"{family}: optimal {', '.join(parts)}, ratio "
                  f"{'n/a' if ratio is None else f'{ratio:.3g}'} "
-                 f"(CI {cli.format_interval(opt['ratio']['ci'])}); size = {opt['size_axis']}"
-                 + ("" if opt.get("basis", "interior") == "interior" else
-                    f"; size exponent only a {opt['basis']} (edge optima)"))
+                 f"(CI {cli.format_interval(opt['ratio']['ci'])}); size = {opt['size_axis']}, "
+                 f"iso-compute vertices of {opt['n']} of {opt['n_budgets']} budgets")
+  floor = entry.get("floor")
+  if floor:
+    lines.append(f"{family}: floor diagnostic E = {floor['E']:.4g} of L = E + a*C^-b, "
+                 f"E / top-budget loss {floor['E_over_top_loss']:.2f}")
   trend = entry.get("lr_trend")
   if trend:
     lines.append(f"{family}: optimal LR ~ epochs^{trend['pooled_slope']:.3g} "
@@ -88,7 +89,7 @@ def main(argv):
   try:
     points = runs.load_points(_RUNS.value, _COMPUTE.value)
     fits = fits_lib.fit_all(points, irreducible=_IRREDUCIBLE.value, bootstrap=_BOOTSTRAP.value,
-                            seed=_SEED.value, optimal=_OPTIMAL.value)
+                            seed=_SEED.value)
   except runs.ScalingError as e:
     cli.fail(cli.first_line(e))
   files = outputs.write_fit_files(_LOGDIR.value, points, fits)

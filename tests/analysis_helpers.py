@@ -4,6 +4,8 @@ Every model trains at every budget (``config.budget_core_hours``) with a 3-LR sw
 the largest budget, where each model trains once at its optimal LR: the study's design.
 """
 
+import math
+
 from reproduce.analysis import synthetic
 
 FIVE_SIZES = {f"nfnet_mini_s{i}": 1e5 * 2.0 ** i for i in range(5)}
@@ -27,3 +29,29 @@ def study_points(models=None, budgets=BUDGETS, off_law: float = 1.0, family=None
     if r["config"]["budget_core_hours"] == max(budgets):
       r["heldout_loss"] *= off_law
   return synthetic.as_points(records)
+
+
+SQRT2_GRID = tuple(1.6 * 2.0 ** (k / 2) for k in range(-5, 3))  # 0.28 .. 3.2, factor sqrt(2)
+
+
+def verdict_records(models=None, budgets=BUDGETS, noise=0.01, seed=0, top_seeds=(0, 1), **law):
+  """A study as the lead's grid plans it: every size at every budget over a fixed sqrt(2) LR
+  grid; at the largest budget each size once at the grid LR nearest its optimum, with
+  ``top_seeds`` replicates. ``law``: ``synthetic.synthetic_records`` overrides."""
+  law.setdefault("size_penalty", 0.3)
+  law.setdefault("lr_grid", SQRT2_GRID)
+  records = synthetic.synthetic_records(models or FIVE_SIZES, budgets=budgets, noise=noise,
+                                        seed=seed, seeds=tuple(top_seeds), **law)
+  slope, top = law.get("lr_slope", -0.25), max(budgets)
+
+  def kept(r):
+    if r["config"]["budget_core_hours"] < top:
+      return r["seed"] == top_seeds[0]
+    best = 1.6 * r["epochs"] ** slope
+    return r["base_lr"] == min(law["lr_grid"], key=lambda g: abs(math.log(g / best)))
+
+  return [r for r in records if kept(r)]
+
+
+def verdict_points(**kwargs):
+  return synthetic.as_points(verdict_records(**kwargs))

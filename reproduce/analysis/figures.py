@@ -1,7 +1,7 @@
 """The paper's figures as matplotlib figures, from the runs and their fits.
 
-Figures are on log axes with units; compute in a unit other than TPU-v4 core hours is never
-put on the paper's axis (Figure 1 then gets a second x-axis for the published points).
+Figures are on log axes with units; published points never share an axis with ours (Figure
+1 draws them in their own panel), and every per-family figure has one panel per family.
 ``reproduce.analysis.tensorboard`` writes them as images (``png_bytes``).
 """
 
@@ -81,60 +81,75 @@ def _by_model(points: Sequence[Point]) -> dict:
   return groups
 
 
-def figure_loss_vs_compute(points: Sequence[Point], fits: dict):
-  """Figure 2: held-out loss vs compute, one curve per model across epoch budgets.
-
-  The frontier and law drawn are pooled over families: the compute-matched comparison. The
-  paper's claims are judged on each family's own fits (``fits["per_family"]``).
-  """
-  fig, ax = plt.subplots(figsize=(11, 5.5))
+def _loss_panel(ax, family: str, points: Sequence[Point], entry: dict, fits: dict) -> None:
+  """One family's Figure 2: loss vs compute per model (best LR), its frontier and law."""
   colors = _model_colors(points)
   tuned = best_lr_points(points)
   others = [p for p in points if p not in set(tuned)]
   if others:
     ax.scatter([p.compute for p in others], [p.heldout_loss for p in others], s=10,
-               color="0.75", label="other LRs of a sweep", zorder=1)
+               color="0.75", label="other LRs / seeds", zorder=1)
   for model, group in _by_model(tuned).items():
     ax.plot([p.compute for p in group], [p.heldout_loss for p in group],
-            marker=_marker(group[0].family), color=colors[model], label=model, zorder=3)
-    for p in group:
-      ax.annotate(f"{p.epochs:.2g} ep", (p.compute, p.heldout_loss), fontsize=6,
-                  textcoords="offset points", xytext=(3, 3), color=colors[model])
-  front = fits["frontier"]
-  ax.plot([f["compute"] for f in front], [f["heldout_loss"] for f in front], "k--",
-          marker="o", mfc="none", ms=10, lw=1, zorder=2,
-          label="compute-efficient frontier (all families)")
-  law = fits["loss_vs_compute"]
-  grid = np.geomspace(min(p.compute for p in points), max(p.compute for p in points), 100)
-  e_text = f"{law['E']:.3g} + " if law["form"].startswith("L = E") else ""
-  ax.plot(grid, predict(law, grid), color="crimson", lw=2, alpha=0.8,
-          label=f"pooled fit: L = {e_text}{law['a']:.3g} C^-{law['b']:.3f}, "
-                f"b {cli.format_interval(law['ci']['b'])}", zorder=4)
+            marker=_marker(family), color=colors[model], label=model, zorder=3)
+  by_name = {p.name: p for p in points}
+  front = [by_name[n] for n in entry.get("frontier") or [] if n in by_name]
+  ax.plot([p.compute for p in front], [p.heldout_loss for p in front], "k--", marker="o",
+          mfc="none", ms=10, lw=1, zorder=2, label="best run per budget (frontier)")
+  law = entry.get("fit")
+  if law and points:
+    grid = np.geomspace(min(p.compute for p in points), max(p.compute for p in points), 100)
+    ax.plot(grid, predict(law, grid), color="crimson", lw=2, alpha=0.8, zorder=4,
+            label=f"L = {law['a']:.3g} C^-{law['b']:.3f}, b {cli.format_interval(law['ci']['b'])}")
   ax.set_xscale("log")
   ax.set_yscale("log")
-  ax.set_xlabel(_compute_label(fits))
+  ax.set_xlabel(_compute_label(fits), fontsize=8)
   ax.set_ylabel("held-out loss")
   _plain_log_axis(ax.yaxis)
-  ax.set_title("Held-out loss vs pre-training compute (cf. paper Figure 2)")
+  ax.set_title(f"{family}: held-out loss vs compute", fontsize=9)
   ax.grid(True, which="both", alpha=0.3)
-  _legend_outside(ax)
+  ax.legend(fontsize=6)
+
+
+def figure_loss_vs_compute(points: Sequence[Point], fits: dict):
+  """Figure 2 per family, side by side (the paper's Figure 2 is NFNets only): each family's
+  models across budgets, its own frontier and law; never one pooled frontier or fit."""
+  families = sorted(fits.get("per_family") or {}) or ["(no runs)"]
+  fig, axes = plt.subplots(1, len(families), figsize=(7 * len(families), 5), squeeze=False)
+  for family, ax in zip(families, axes[0]):
+    _loss_panel(ax, family, [p for p in points if p.family == family],
+                (fits.get("per_family") or {}).get(family, {}), fits)
+  fig.suptitle("Held-out loss vs pre-training compute, per family (cf. paper Figure 2)")
   fig.tight_layout()
   return fig
 
 
+def _published_panel(ax) -> None:
+  """Figure 1's published points on their own axes (TPU-v4 core hours), never on ours."""
+  for i, row in enumerate(published_figure1_points()):
+    ax.scatter([row["compute"]], [row["top1_error"]], marker="*", s=160, zorder=5,
+               color=plt.get_cmap("Dark2")(i), edgecolor="k", label=row["label"])
+  ax.set_xscale("log")
+  ax.set_yscale("log")
+  ax.set_xlim(1e3, 1e6)  # the paper's Figure 1 decades
+  ax.set_xlabel(f"pre-training compute ({PAPER_COMPUTE_UNIT})", fontsize=8)
+  ax.set_ylabel("ImageNet top-1 error (%)", fontsize=8)
+  _plain_log_axis(ax.yaxis)
+  ax.set_title("published (the paper's Figure 1 points)", fontsize=9)
+  ax.grid(True, which="both", alpha=0.3)
+  ax.legend(fontsize=7)
+
+
 def figure_top1_vs_compute(points: Sequence[Point], fits: dict):
-  """Figure 1: top-1 error vs compute, ours and the paper's published points."""
-  fig, ax = plt.subplots(figsize=(11, 5.5))
+  """Figure 1: our top-1 error vs compute (left) and the paper's published points (right,
+  their own axes: the data sets, models and compute units differ)."""
+  fig, (ax, pax) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw=dict(width_ratios=[3, 2]))
   colors = _model_colors(points)
   best = best_per_group(points, lambda p: p.sweep_key, lambda p: -p.top1)  # per LR sweep
   for model, group in _by_model(best.values()).items():
     ax.plot([p.compute for p in group], [100 * (1 - p.top1) for p in group],
-            marker=_marker(group[0].family), color=colors[model], label=f"{model} (ours)")
+            marker=_marker(group[0].family), color=colors[model], label=model)
   grid = np.geomspace(min(p.compute for p in points), max(p.compute for p in points), 100)
-  law = (fits.get("top1_error") or {}).get("fit")
-  if law:
-    ax.plot(grid, 100 * predict(law, grid), color="crimson", lw=1.5, alpha=0.8,
-            label=f"fit (ours): err ~ C^-{law['b']:.3f}")
   for family, entry in sorted((fits.get("per_family") or {}).items()):
     finetuned = entry.get("finetune_fit")
     if finetuned:  # each family's own fine-tuned law, on its best run per budget
@@ -145,29 +160,15 @@ def figure_top1_vs_compute(points: Sequence[Point], fits: dict):
   source = fits.get("top1_error", {}).get("source", "heldout")
   what = {"finetune": "fine-tuned top-1 error (%)", "heldout": "held-out top-1 error (%)"}
   ax.set_ylabel(what.get(source, "top-1 error (%): fine-tuned where available, else held-out"))
-  ax.set_xlabel("ours: " + _compute_label(fits))
+  ax.set_xlabel("ours: " + _compute_label(fits), fontsize=8)
   ax.set_xscale("log")
   ax.set_yscale("log")
-
-  paper = published_figure1_points()
-  same_axis = fits["compute_unit"] == PAPER_COMPUTE_UNIT
-  pax = ax if same_axis else ax.twiny()
-  for i, row in enumerate(paper):
-    pax.scatter([row["compute"]], [row["top1_error"]], marker="*", s=160, zorder=5,
-                color=plt.get_cmap("Dark2")(i), edgecolor="k",
-                label=f"{row['label']} (published, {row['compute_unit']})")
-  if not same_axis:
-    pax.set_xscale("log")
-    pax.set_xlim(1e3, 1e6)  # the paper's Figure 1 decades, so the stars keep their spacing
-    pax.set_xlabel(f"published (stars): pre-training compute ({PAPER_COMPUTE_UNIT})")
-    handles, labels = ax.get_legend_handles_labels()
-    more_handles, more_labels = pax.get_legend_handles_labels()
-    _legend_outside(ax, handles + more_handles, labels + more_labels)
-  else:
-    _legend_outside(ax)
   _plain_log_axis(ax.yaxis)
-  ax.set_title("Top-1 error vs pre-training compute (cf. paper Figure 1)", pad=28)
+  ax.set_title("ours", fontsize=9)
   ax.grid(True, which="both", alpha=0.3)
+  ax.legend(fontsize=6)
+  _published_panel(pax)
+  fig.suptitle("Top-1 error vs pre-training compute (cf. paper Figure 1)")
   fig.tight_layout()
   return fig
 
@@ -187,10 +188,10 @@ def _lr_panel(ax, family: str, entry: dict) -> None:
   for i, model in enumerate(sorted({s["model"] for s in sweeps})):
     rows = sorted((s for s in sweeps if s["model"] == model), key=lambda s: s["epochs"])
     color = cmap(i % 10)
-    ax.plot([s["epochs"] for s in rows], [s["best_lr"] for s in rows], color=color,
+    ax.plot([s["epochs"] for s in rows], [s["refined_lr"] for s in rows], color=color,
             marker=_marker(family), label=model)
     edge = [s for s in rows if s["at_edge"]]
-    ax.scatter([s["epochs"] for s in edge], [s["best_lr"] for s in edge], s=120,
+    ax.scatter([s["epochs"] for s in edge], [s["refined_lr"] for s in edge], s=120,
                facecolors="none", edgecolors=color)
   trend = entry.get("lr_trend")
   title = f"{family}: optimal LR vs epoch budget"
@@ -215,7 +216,7 @@ def figure_optimal_lr(fits: dict):
   for family, (ax,) in panels:
     _lr_panel(ax, family, (fits.get("per_family") or {}).get(family, {}))
     ax.set_xlabel("epoch budget (epochs)")
-    ax.set_ylabel("optimal base LR (circled: grid edge)", fontsize=8)
+    ax.set_ylabel("optimal base LR, fitted vertex (circled: grid edge)", fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
   fig.suptitle("Optimal learning rate vs epoch budget (cf. paper Figure 3)", fontsize=10)
   fig.tight_layout()
@@ -223,33 +224,29 @@ def figure_optimal_lr(fits: dict):
 
 
 def _scaling_panel(ax, fits: dict, family: str, part: str) -> None:
-  """One family's optimal size (or epochs) vs compute with its fitted law."""
+  """One family's iso-compute optimal size (or epochs) vs compute with its fitted law."""
   entry = (fits.get("per_family") or {}).get(family, {})
   optimal = entry.get("optimal") or []
-  key = fits.get("size_axis", "params") if part == "size" else "epochs"
-  basis = (entry.get("optimal_scaling") or {}).get("basis", "interior")
+  key = fits.get("size_axis", "flops_per_image") if part == "size" else "epochs"
   for at_edge, style in ((False, dict(color="k")),
                          (True, dict(facecolors="none", edgecolors="k", s=80))):
     shown = [o for o in optimal if bool(o.get("edge")) == at_edge]
     if shown:
       ax.scatter([o["compute"] for o in shown], [o[key] for o in shown], marker=_marker(family),
-                 label=(("edge optima (not fitted)" if basis == "interior" else
-                         "edge optima (fitted: the law is only a bound)") if at_edge else
-                        f"optimal runs ({fits['settings']['optimal']})"), **style)
-  law = (entry.get("optimal_scaling") or {}).get(part)
+                 label=("edge optima: best size tried (not fitted)" if at_edge else
+                        "iso-compute vertex (interior)"), **style)
+  scaling = entry.get("optimal_scaling") or {}
+  law = scaling.get(part)
   if law and optimal:
     grid = np.geomspace(min(o["compute"] for o in optimal), max(o["compute"] for o in optimal),
                         50)
     ax.plot(grid, law["k"] * grid ** law["exponent"], color="crimson",
-            ls="-" if basis == "interior" else "--",
-            label=f"fit: ~ C^{law['exponent']:.3f} {cli.format_interval(law['ci']['exponent'])}"
-                  + ("" if basis == "interior" else f" ({basis}: edge optima)"))
-  ratio = (entry.get("optimal_scaling") or {}).get("ratio") or {}
+            label=f"fit: ~ C^{law['exponent']:.3f} {cli.format_interval(law['ci']['exponent'])}")
+  ratio = scaling.get("ratio") or {}
   title = family
   if part == "size" and ratio.get("value") is not None:
     title += (f": size/epochs exponent ratio {ratio['value']:.3f} "
-              f"{cli.format_interval(ratio['ci'])} (paper: ~1)"
-              + ("" if basis == "interior" else " - not judged: edge optima"))
+              f"{cli.format_interval(ratio.get('ci'))} (paper: ~1)")
   ax.set_title(title, fontsize=9)
   ax.set_xscale("log")
   ax.set_yscale("log")
@@ -284,7 +281,7 @@ def _prediction_panel(ax, family: str, record: dict) -> None:
           label=f"law of the smaller budgets: L = {law['a']:.3g} C^-{law['b']:.3f}")
   if band["lo"][0] is not None:
     ax.fill_between(band["compute"], band["lo"], band["hi"], color="crimson", alpha=0.15,
-                    label=f"{100 * record['confidence']:g}% interval (whole-pipeline bootstrap)")
+                    label=f"{100 * record['confidence']:g}% confidence band of the line")
   for runs, style in ((record["train_frontier"], dict(color="k", label="fitted frontier")),
                       (record["held_out"], dict(color="0.6", label="largest budget's runs"))):
     ax.scatter([r["compute"] for r in runs], [r["heldout_loss"] for r in runs], s=18, **style)
@@ -292,10 +289,10 @@ def _prediction_panel(ax, family: str, record: dict) -> None:
   ax.scatter([observed["compute"]], [loss["observed"]], marker="*", s=200, color="gold",
              edgecolor="k", zorder=5, label=f"observed best: {observed['model']} "
              f"({'inside' if loss['inside'] else 'outside'} the interval)")
-  ax.errorbar([record["compute"]], [loss["predicted"]], fmt="none", ecolor="crimson",
+  ax.errorbar([record["compute"]], [loss["predicted"]], fmt="o", color="crimson",
               yerr=[[loss["predicted"] - (loss["interval"][0] or loss["predicted"])],
                     [(loss["interval"][1] or loss["predicted"]) - loss["predicted"]]],
-              capsize=4)
+              capsize=4, label="prediction interval (line + seed noise + selection)")
   ax.set_xscale("log")
   ax.set_yscale("log")
   _plain_log_axis(ax.yaxis)

@@ -2,11 +2,11 @@
 
 Definitions as in Smith et al. 2023 (docs/scaling.md): runs that differ only in ``base_lr``
 form an LR sweep, whose lowest-loss run stands for its (model, epochs); the frontier holds
-the runs no cheaper run beats; the optimal LR of a sweep and its trend with the epoch budget
-are the paper's Figure 3.
+the best run of each nominal budget; the optimal LR of a sweep (a fitted vertex) and its
+trend with the epoch budget are the paper's Figure 3.
 
-Each selection has one definition, on arrays (``lowest_per_group``, ``frontier_indices``,
-``bucket_indices``, ``within_group_slope``): the functions on ``Point`` lists call them, and
+Each selection has one definition, on arrays (``lowest_per_group``, ``budget_best_indices``,
+``local_vertex``, ``within_group_slope``): the functions on ``Point`` lists call them, and
 so does the whole-pipeline bootstrap (``reproduce.analysis.pipeline``) in every resample.
 """
 
@@ -31,7 +31,7 @@ def best_per_group(items: Iterable[T], group: Callable[[T], Hashable],
   """{group key: the item with the lowest ``score``}, keys in order of first appearance.
 
   The one definition of "the best run of a group" (of an LR sweep, a learning rate, a
-  compute bucket, a model); ties keep the first item.
+  budget, a model); ties keep the first item.
   """
   best = {}
   for item in items:
@@ -56,24 +56,10 @@ def lowest_per_group(groups: np.ndarray, scores: np.ndarray) -> np.ndarray:
   return order[np.r_[True, sorted_groups[1:] != sorted_groups[:-1]]]
 
 
-def frontier_indices(compute: np.ndarray, metric: np.ndarray) -> np.ndarray:
-  """Indices of the frontier, by compute: each beats every run of lower or equal compute."""
-  order = np.lexsort((metric, compute))  # stable: exact ties keep the earliest index
-  ordered = metric[order]
-  best_before = np.r_[np.inf, np.minimum.accumulate(ordered)[:-1]]
-  return order[ordered < best_before]
-
-
-def bucket_indices(compute: np.ndarray, loss: np.ndarray, buckets: int | None) -> np.ndarray:
-  """Per log-spaced compute bucket the lowest-loss index (default ceil(sqrt(n)) buckets)."""
-  if not len(compute):
-    return np.zeros(0, dtype=int)
-  n = buckets or max(1, math.ceil(math.sqrt(len(compute))))
-  logc = np.log(compute)
-  edges = np.linspace(logc.min(), logc.max(), n + 1)
-  bucket = np.clip(np.searchsorted(edges, logc, side="right") - 1, 0, n - 1)
-  chosen = lowest_per_group(bucket, loss)
-  return chosen[np.argsort(compute[chosen], kind="stable")]
+def budget_best_indices(budget: np.ndarray, loss: np.ndarray) -> np.ndarray:
+  """Indices of the lowest loss of each budget id, by increasing budget: the frontier."""
+  chosen = lowest_per_group(budget, loss)
+  return chosen[np.argsort(budget[chosen], kind="stable")]
 
 
 def within_group_slope(groups: np.ndarray, x: np.ndarray, y: np.ndarray,
@@ -90,11 +76,6 @@ def within_group_slope(groups: np.ndarray, x: np.ndarray, y: np.ndarray,
   return float(np.dot(weight * xc, yc)) / sxx if sxx > 1e-300 else math.nan
 
 
-def _arrays(points: Sequence[Point], metric: Callable[[Point], float]):
-  return (np.array([p.compute for p in points], dtype=float),
-          np.array([metric(p) for p in points], dtype=float))
-
-
 def best_lr_points(points: Sequence[Point]) -> list[Point]:
   """Per LR sweep (runs differing only in base_lr) the run with the lowest held-out loss.
 
@@ -108,13 +89,14 @@ def best_lr_points(points: Sequence[Point]) -> list[Point]:
 
 def frontier(points: Sequence[Point],
              metric: Callable[[Point], float] = heldout_loss) -> list[Point]:
-  """The compute-efficient (Pareto) frontier, sorted by compute.
+  """The frontier: the best run (lowest ``metric``) of each nominal budget, by compute.
 
-  A point is on it when every run of lower or equal compute has a higher ``metric``
-  (lower is better): the best result any run achieved for that much compute.
+  A budget whose best run is worse than a cheaper budget's stays in, so a law fitted through
+  the frontier can show a trend of either sign (a loss that rises with compute fails).
   """
   points = list(points)
-  return [points[i] for i in frontier_indices(*_arrays(points, metric))]
+  scores = np.array([metric(p) for p in points], dtype=float)
+  return [points[i] for i in budget_best_indices(budget_ids(points), scores)]
 
 
 # Runs within this factor of compute of the cheapest run of their group share a budget: a run
@@ -150,78 +132,51 @@ def budget_groups(points: Sequence[Point]) -> list[list[Point]]:
   return [[p for p, i in zip(points, ids) if i == b] for b in sorted(set(ids.tolist()))]
 
 
+def budget_value(group: Sequence[Point]) -> float:
+  """A budget's compute: its planned ``budget`` when the runs carry one, else the geometric
+  mean of their compute."""
+  if group[0].budget is not None and group[0].compute_kind == "planned":
+    return float(group[0].budget)
+  return float(np.exp(np.mean(np.log([p.compute for p in group]))))
+
+
 def best_per_budget(points: Sequence[Point], metric: Callable[[Point], float]) -> list[Point]:
-  """The run with the lowest ``metric`` of each compute budget, sorted by compute.
+  """The run with the lowest ``metric`` of each compute budget: ``frontier``."""
+  return frontier(points, metric)
 
-  Unlike the frontier, a budget whose best run is worse than a cheaper one stays in, so a
-  fit through these points can show a trend of either sign.
+
+def local_vertex(x: np.ndarray, y: np.ndarray) -> tuple[float, bool]:
+  """(vertex, interior) of the parabola through the lowest y and its two neighbours in x.
+
+  ``x`` sorted and distinct. Interior when the lowest y has a neighbour on each side: the
+  parabola then opens upward and its vertex lies between them. At an edge (or with fewer
+  than three points) the optimum is only bounded: (x of the lowest y, False).
   """
-  return sorted((min(group, key=metric) for group in budget_groups(points)),
-                key=lambda p: p.compute)
-
-
-def edge_optima(budget: np.ndarray, log_size: np.ndarray, present: np.ndarray,
-                optimal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """(at smallest, at largest): per ``optimal`` index, whether its size is the smallest or
-  the largest among the runs ``present`` at its budget (both when only one size was there).
-
-  An optimum at the grid's edge only bounds the true optimal size: it may lie outside.
-  """
-  lowest = np.full(int(budget.max()) + 1 if len(budget) else 0, np.inf)
-  highest = np.full(len(lowest), -np.inf)
-  np.minimum.at(lowest, budget[present], log_size[present])
-  np.maximum.at(highest, budget[present], log_size[present])
-  ids, sizes = budget[optimal], log_size[optimal]
-  return sizes <= lowest[ids], sizes >= highest[ids]
-
-
-def optimal_points(points: Sequence[Point], method: str = "frontier",
-                   buckets: int | None = None) -> list[Point]:
-  """The compute-optimal runs: "the optimal model at compute C".
-
-  Args:
-    points: runs (LR sweeps are first reduced to their best LR).
-    method: ``"frontier"``: the frontier points (each is the best run at its compute, and
-      no cheaper run beats it). ``"bucket"``: log-spaced compute buckets, in each the run
-      with the lowest loss.
-    buckets: number of buckets for ``"bucket"`` (default: ceil(sqrt(#runs))).
-
-  Returns:
-    Points sorted by compute.
-  """
-  check_optimal_method(method)
-  tuned = best_lr_points(points)
-  if method == "frontier":
-    return frontier(tuned)
-  return [tuned[i] for i in bucket_indices(*_arrays(tuned, heldout_loss), buckets)]
-
-
-def check_optimal_method(method: str) -> None:
-  if method not in ("frontier", "bucket"):
-    raise ScalingError(f"optimal method must be 'frontier' or 'bucket', got {method!r}")
-
-
-def _refined_lr(lrs: Sequence[float], losses: Sequence[float], i: int) -> float:
-  """Vertex of the parabola in log2 LR through the grid optimum ``i`` and its neighbours."""
-  if not 0 < i < len(lrs) - 1:
-    return lrs[i]
-  x = np.log2(lrs[i - 1:i + 2])
-  c2, c1, _ = np.polyfit(x, losses[i - 1:i + 2], 2)
-  return float(2.0 ** np.clip(-c1 / (2 * c2), x[0], x[-1])) if c2 > 0 else lrs[i]
+  i = int(np.argmin(y))
+  if not 0 < i < len(x) - 1:
+    return float(x[i]), False
+  (x0, x1, x2), (y0, y1, y2) = x[i - 1:i + 2], y[i - 1:i + 2]
+  left, right = (y1 - y0) / (x1 - x0), (y2 - y1) / (x2 - x1)  # secant slopes
+  curvature = (right - left) / (x2 - x0)
+  if not curvature > 0:  # a flat bottom: no vertex
+    return float(x1), False
+  # The parabola's slope at the midpoint of each secant equals the secant's slope.
+  return float(np.clip((x0 + x1) / 2 - left / (2 * curvature), x0, x2)), True
 
 
 def _sweep(members: Sequence[Point]) -> dict | None:
   """The optimal-LR record of one sweep; None when it tried fewer than two LRs."""
-  by_lr = best_per_group(members, lambda p: p.base_lr, heldout_loss)  # seeds: keep the best
+  by_lr = best_per_group(members, lambda p: p.base_lr, heldout_loss)
   if len(by_lr) < 2:
     return None
   lrs = sorted(by_lr)
   losses = [by_lr[lr].heldout_loss for lr in lrs]
   i = int(np.argmin(losses))
   best = by_lr[lrs[i]]
+  vertex, interior = local_vertex(np.log(lrs), np.array(losses))
   return dict(model=best.model, family=best.family, epochs=best.epochs,
-              batch_size=best.batch_size, best_lr=lrs[i], refined_lr=_refined_lr(lrs, losses, i),
-              at_edge=i in (0, len(lrs) - 1), best_loss=losses[i], lrs=lrs, losses=losses,
+              batch_size=best.batch_size, best_lr=lrs[i], refined_lr=float(np.exp(vertex)),
+              at_edge=not interior, best_loss=losses[i], lrs=lrs, losses=losses,
               runs=[by_lr[lr].name for lr in lrs])
 
 
@@ -230,9 +185,10 @@ def optimal_lr(points: Sequence[Point]) -> list[dict]:
 
   Returns:
     One dict per sweep, sorted by (model, epochs): model, family, epochs, batch_size,
-    best_lr (grid optimum), refined_lr (vertex of a parabola in log2 LR through the optimum
-    and its neighbours; equals best_lr at a grid edge), at_edge (optimum is the smallest or
-    largest LR tried: the true optimum may lie outside), best_loss, lrs, losses, runs.
+    best_lr (grid optimum), refined_lr (``local_vertex`` in log LR: the vertex of the
+    parabola through the optimum and its neighbours; equals best_lr at a grid edge), at_edge
+    (no interior vertex: the true optimum may lie outside the grid), best_loss, lrs, losses,
+    runs.
 
   Raises:
     ScalingError: no run has an LR sweep.
@@ -248,36 +204,43 @@ def optimal_lr(points: Sequence[Point]) -> list[dict]:
 
 
 def lr_trend(sweeps: Sequence[dict]) -> dict:
-  """How the optimal (grid) LR moves with the epoch budget: lr_opt ~ epochs^slope.
+  """How the optimal LR moves with the epoch budget: lr_opt ~ epochs^slope.
+
+  Fitted on the fitted vertices (``refined_lr``) of the sweeps with an interior optimum, so
+  the slope is not quantised by the LR grid; an edge sweep only bounds its optimum.
 
   Returns:
-    per_model: {model: {slope, epochs, best_lr}} for models with >= 2 epoch budgets;
+    per_model: {model: {slope, epochs, refined_lr}} for models with >= 2 interior sweeps;
     pooled_slope: the common within-model slope of log lr vs log epochs (negative: the
     optimal LR falls as the budget rises, the paper's Figure 3); small_epochs_lr: per model
-    the optimal LR at its smallest budget; n_models.
+    the grid optimum at its smallest budget; n_models; n_edge (edge sweeps left out).
 
   Raises:
-    ScalingError: no model has sweeps at two epoch budgets.
+    ScalingError: no model has interior sweeps at two epoch budgets.
   """
   per_model, small = {}, {}
+  interior = [s for s in sweeps if not s["at_edge"]]
   for model in sorted({s["model"] for s in sweeps}):
-    rows = sorted((s for s in sweeps if s["model"] == model), key=lambda s: s["epochs"])
-    small[model] = rows[0]["best_lr"]
+    small[model] = min((s for s in sweeps if s["model"] == model),
+                       key=lambda s: s["epochs"])["best_lr"]
+    rows = sorted((s for s in interior if s["model"] == model), key=lambda s: s["epochs"])
     x = np.log([s["epochs"] for s in rows])
     if len(np.unique(x)) < 2:
       continue
-    y = np.log([s["best_lr"] for s in rows])
+    y = np.log([s["refined_lr"] for s in rows])
     per_model[model] = dict(slope=within_group_slope(np.zeros(len(x), dtype=int), x, y),
                             epochs=[s["epochs"] for s in rows],
-                            best_lr=[s["best_lr"] for s in rows])
+                            refined_lr=[s["refined_lr"] for s in rows])
   if not per_model:
-    raise ScalingError("optimal-LR trend needs LR sweeps of one model at >= 2 epoch budgets; "
-                       f"got sweeps for {list_names(sorted(small))}")
-  pooled = within_group_slope(group_ids([s["model"] for s in sweeps]),
-                              np.log([s["epochs"] for s in sweeps]),
-                              np.log([s["best_lr"] for s in sweeps]))
+    raise ScalingError(f"optimal-LR trend needs interior LR optima of one model at >= 2 epoch "
+                       f"budgets; {len(sweeps) - len(interior)} of {len(sweeps)} sweeps have "
+                       f"their optimum at the LR grid's edge (models "
+                       f"{list_names(sorted(small))})")
+  pooled = within_group_slope(group_ids([s["model"] for s in interior]),
+                              np.log([s["epochs"] for s in interior]),
+                              np.log([s["refined_lr"] for s in interior]))
   return dict(per_model=per_model, pooled_slope=pooled, small_epochs_lr=small,
-              n_models=len(per_model))
+              n_models=len(per_model), n_edge=len(sweeps) - len(interior))
 
 
 def extrapolated_lr(points: Sequence[Point], model: str, epochs: float, default: float) -> float:

@@ -20,7 +20,7 @@ POINTS_FILE = "points.csv"
 POINT_COLUMNS = ("name", "model", "family", "params", "flops_per_image", "epochs", "base_lr",
                  "compute", "compute_unit", "compute_kind", "heldout_loss", "heldout_top1",
                  "finetune_top1", "batch_size", "resolution", "dataset", "hardware", "budget",
-                 "run")
+                 "seed", "run")
 
 
 def points_to_csv(points: Iterable[Point]) -> str:

@@ -1,7 +1,8 @@
 """One family's whole selection-and-fit pipeline as a function of which runs are present.
 
-The paper's exponents are fits to *selected* runs: the best LR of each sweep, the compute
-frontier, the compute-optimal runs. An interval from resampling only the selected points
+The paper's exponents are fits to *selected* runs: the best LR of each sweep, the best run
+of each budget (the frontier), each budget's optimal size (an iso-compute vertex), each
+sweep's optimal LR (a vertex in log LR). An interval from resampling only the selected points
 misses that another draw of noise selects other runs. ``FamilyRuns.estimates`` redoes every
 selection on any subset of a family's runs with the same array functions the ``Point`` API
 uses (``reproduce.analysis.frontier``), so ``bootstrap_estimates`` (runs resampled within the
@@ -22,6 +23,7 @@ from reproduce.analysis import frontier as fr
 from reproduce.analysis.runs import Point
 
 MIN_POINTS_LOGLOG = 3  # 2 parameters + 1 so the fit has a residual and a bootstrap
+# (Sizes and epochs: 3 budgets with an interior iso-compute optimum.)
 # The size axis of the optimal-size law: forward FLOPs per image. Unlike a parameter count
 # it hardly sees the classifier (a 30k-class JFT head is 57% of F0's parameters), and
 # compute = 3 x flops_per_image x images, so size x epochs ~ compute holds exactly.
@@ -56,7 +58,8 @@ def _fittable(log_compute: np.ndarray) -> bool:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class FamilyRuns:
-  """The runs of one family as arrays (logs precomputed), and how "optimal" is defined."""
+  """The runs of one family as arrays (logs precomputed); replicate seeds already averaged
+  (``seeds.average_replicates``), so each run here is one selection candidate."""
   compute: np.ndarray
   log_compute: np.ndarray
   loss: np.ndarray
@@ -66,114 +69,116 @@ class FamilyRuns:
   log_lr: np.ndarray
   sweep: np.ndarray     # LR sweep id of each run
   model: np.ndarray     # model id of each run
-  lr_id: np.ndarray     # id of each run's base LR
-  budget: np.ndarray    # budget id of each run (``frontier.budget_ids``)
-  optimal: str = "frontier"
-  buckets: int | None = None
+  budget: np.ndarray    # budget id of each run (``frontier.budget_ids``), by increasing budget
+  budget_log_compute: np.ndarray  # log of each budget id's nominal compute
+  # Per budget id, what the selection of its best run is expected to have gained by luck
+  # (log loss, <= 0); the prediction's law is fitted on the frontier less this.
+  log_loss_offset: np.ndarray | None = None
 
   @classmethod
-  def from_points(cls, points: Sequence[Point], optimal: str = "frontier",
-                  buckets: int | None = None) -> "FamilyRuns":
-    fr.check_optimal_method(optimal)
-
+  def from_points(cls, points: Sequence[Point],
+                  log_loss_offset: np.ndarray | None = None) -> "FamilyRuns":
     def column(values):
       return np.array(list(values), dtype=float)
 
     compute = column(p.compute for p in points)
     loss = column(p.heldout_loss for p in points)
+    groups = fr.budget_groups(points)
     return cls(compute=compute, log_compute=np.log(compute), loss=loss, log_loss=np.log(loss),
                log_size=np.log(column(model_size(p) for p in points)),
                log_epochs=np.log(column(p.epochs for p in points)),
                log_lr=np.log(column(p.base_lr for p in points)),
                sweep=fr.group_ids([p.sweep_key for p in points]),
                model=fr.group_ids([p.model for p in points]),
-               lr_id=fr.group_ids([p.base_lr for p in points]),
-               budget=fr.budget_ids(points), optimal=optimal, buckets=buckets)
+               budget=fr.budget_ids(points),
+               budget_log_compute=np.log([fr.budget_value(g) for g in groups]),
+               log_loss_offset=log_loss_offset)
 
-  def select(self, present: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(best LR of each sweep, frontier, optimal runs) among the distinct runs ``present``."""
+  def select(self, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(best LR of each sweep, frontier: the best of them per budget) among ``present``."""
     tuned = present[fr.lowest_per_group(self.sweep[present], self.loss[present])]
-    front = tuned[fr.frontier_indices(self.compute[tuned], self.loss[tuned])]
-    if self.optimal == "frontier":
-      return tuned, front, front
-    return tuned, front, tuned[fr.bucket_indices(self.compute[tuned], self.loss[tuned],
-                                                 self.buckets)]
+    return tuned, tuned[fr.budget_best_indices(self.budget[tuned], self.loss[tuned])]
 
-  @functools.cached_property
-  def edges(self) -> tuple[np.ndarray, np.ndarray]:
-    """(at smallest, at largest) of every run among the sizes trained at its budget."""
-    everything = np.arange(len(self.compute))
-    return fr.edge_optima(self.budget, self.log_size, everything, everything)
+  def optima(self, tuned: np.ndarray) -> np.ndarray:
+    """Rows (budget id, log size, log epochs, interior) of each budget's iso-compute optimum.
 
-  @functools.cached_property
-  def size_basis(self) -> str:
-    """What the size law of all the runs is (``size_law_runs``); resamples keep it."""
-    return self.size_law_runs(self.select(np.arange(len(self.compute)))[2])[1]
-
-  def size_law_runs(self, optimal: np.ndarray,
-                    basis: str | None = None) -> tuple[np.ndarray, str]:
-    """The optimal runs the size and epochs laws are fitted on, and what the fit is.
-
-    ``"interior"``: the optima not at the edge of the sizes trained at their budget
-    (``edges``), when at least ``MIN_POINTS_LOGLOG`` of them span compute and two sizes (with
-    three sizes trained at every budget, only the middle one is interior). Otherwise every
-    optimum, and the size exponent is only a bound: ``"lower bound"`` when each edge optimum
-    can only raise the slope (largest size above the mean compute, smallest below),
-    ``"upper bound"`` when each can only lower it, else ``"no bound"``. A given ``basis``
-    (a resample keeps that of all the runs) picks interior optima only ("interior") or all.
+    At each budget the best-LR loss of each size; the vertex of the parabola in log size
+    through the best size and its neighbours (``frontier.local_vertex``) is the optimal size
+    when interior; its epochs are interpolated in log size between the budget's runs. An
+    edge optimum keeps the best size tried and interior 0.
     """
-    smallest, largest = self.edges[0][optimal], self.edges[1][optimal]
-    edge = smallest | largest
-    if basis is not None:
-      return (optimal[~edge] if basis == "interior" else optimal), basis
-    interior = optimal[~edge]
-    if not edge.any() or (_fittable(self.log_compute[interior])
-                          and np.ptp(self.log_size[interior]) > 0):
-      return interior, "interior"
-    side = largest.astype(float) - smallest  # +1 largest, -1 smallest, 0 the only size
-    pull = (side * np.sign(self.log_compute[optimal] - self.log_compute[optimal].mean()))[edge]
-    if np.all(side[edge] != 0) and np.all(pull >= 0):
-      return optimal, "lower bound"
-    if np.all(side[edge] != 0) and np.all(pull <= 0):
-      return optimal, "upper bound"
-    return optimal, "no bound"
+    rows = []
+    for b in np.unique(self.budget[tuned]):
+      here = tuned[self.budget[tuned] == b]
+      here = here[fr.lowest_per_group(self.model[here], self.loss[here])]
+      here = here[np.argsort(self.log_size[here], kind="stable")]
+      size, interior = fr.local_vertex(self.log_size[here], self.loss[here])
+      epochs = np.interp(size, self.log_size[here], self.log_epochs[here])
+      rows.append((b, size, epochs, float(interior)))
+    return np.array(rows, dtype=float).reshape(-1, 4)
 
-  def estimates(self, indices: np.ndarray) -> np.ndarray:
+  def estimates(self, indices: np.ndarray, parts: str = "all") -> np.ndarray:
     """Every estimate of ``ESTIMATES`` on the runs ``indices`` (a resample: with repeats).
 
-    The best LR of each sweep, the frontier and the optimal runs (edge optima excluded:
-    ``size_law_runs``) are selected among the distinct runs, then fitted with each selected
-    run weighted by how often it was drawn, as a case bootstrap counts a repeated case; an estimate the resample cannot give (too
-    few points) is NaN. On ``arange(n)`` these are the reported point estimates.
+    The selections are made among the distinct runs, then the loss law is fitted with each
+    frontier run weighted by how often it was drawn, as a case bootstrap counts a repeated
+    case; an estimate the resample cannot give (too few points) is NaN. ``parts="loss"``
+    computes the loss law only. On ``arange(n)`` these are the reported point estimates.
     """
     count = np.bincount(np.asarray(indices, dtype=int), minlength=len(self.compute))
     present = np.flatnonzero(count)
-    tuned, front, optimal = self.select(present)
-    optimal, _ = self.size_law_runs(optimal, self.size_basis)
+    tuned, front = self.select(present)
     out = np.full(len(ESTIMATES), np.nan)
     if _fittable(self.log_compute[front]):
-      log_a, slope = _line(self.log_compute[front], self.log_loss[front], count[front])
+      log_loss = self.log_loss[front]
+      if self.log_loss_offset is not None:
+        log_loss = log_loss - self.log_loss_offset[self.budget[front]]
+      log_a, slope = _line(self.log_compute[front], log_loss, count[front])
       out[0:2] = log_a, -slope
-    if _fittable(self.log_compute[optimal]):
-      out[2:4] = _line(self.log_compute[optimal], self.log_size[optimal], count[optimal])
-      out[4:6] = _line(self.log_compute[optimal], self.log_epochs[optimal], count[optimal])
+    if parts == "loss":
+      return out
+    optima = self.optima(tuned)
+    interior = optima[optima[:, 3] == 1]
+    log_c = self.budget_log_compute[interior[:, 0].astype(int)]
+    if _fittable(log_c):
+      out[2:4] = _line(log_c, interior[:, 1], np.ones(len(log_c)))
+      out[4:6] = _line(log_c, interior[:, 2], np.ones(len(log_c)))
       out[6] = out[3] / out[5] if abs(out[5]) > 1e-12 else np.nan
-    out[7] = self._lr_slope(present, tuned, count)
+    out[7] = self._lr_slope(present, count)
     return out
 
-  def _lr_slope(self, present: np.ndarray, tuned: np.ndarray, count: np.ndarray) -> float:
-    """Pooled within-model slope of log best LR vs log epochs over sweeps with >= 2 LRs."""
-    n_lrs = int(self.lr_id.max()) + 1
-    pairs = np.unique(self.sweep[present] * n_lrs + self.lr_id[present])
-    lrs_per_sweep = np.bincount(pairs // n_lrs, minlength=int(self.sweep.max()) + 1)
-    swept = tuned[lrs_per_sweep[self.sweep[tuned]] >= 2]
-    return fr.within_group_slope(self.model[swept], self.log_epochs[swept], self.log_lr[swept],
-                                 count[swept])
+  @functools.cached_property
+  def _sweep_runs(self) -> list[np.ndarray]:
+    """Each sweep's runs, by increasing LR."""
+    return [np.flatnonzero(self.sweep == s)[np.argsort(self.log_lr[self.sweep == s],
+                                                       kind="stable")]
+            for s in range(int(self.sweep.max()) + 1)] if len(self.sweep) else []
+
+  def _lr_slope(self, present: np.ndarray, count: np.ndarray) -> float:
+    """Pooled within-model slope of log optimal LR (interior vertices) vs log epochs."""
+    mask = np.zeros(len(self.compute), dtype=bool)
+    mask[present] = True
+    rows = []
+    for runs in self._sweep_runs:
+      runs = runs[mask[runs]]
+      if len(runs) < 3:
+        continue
+      # A resample can draw one LR twice: distinct LRs only (replicates are averaged).
+      runs = runs[np.r_[True, np.diff(self.log_lr[runs]) > 0]]
+      vertex, interior = fr.local_vertex(self.log_lr[runs], self.loss[runs])
+      if interior:
+        best = runs[np.argmin(self.loss[runs])]
+        rows.append((self.model[best], self.log_epochs[best], vertex, count[best]))
+    if not rows:
+      return math.nan
+    model, log_epochs, log_lr, weight = np.array(rows).T
+    return fr.within_group_slope(model.astype(int), log_epochs, log_lr, weight)
 
 
-def bootstrap_estimates(runs: FamilyRuns, n: int, seed: int) -> np.ndarray:
+def bootstrap_estimates(runs: FamilyRuns, n: int, seed: int, parts: str = "all") -> np.ndarray:
   """Rows of ``runs.estimates`` over ``n`` case resamples of the family's runs."""
-  return boot.case_bootstrap(runs.compute, runs.estimates, len(ESTIMATES), n, seed)
+  return boot.case_bootstrap(runs.compute, lambda idx: runs.estimates(idx, parts),
+                             len(ESTIMATES), n, seed)
 
 
 def interval(samples: np.ndarray, name: str, estimate: float | None, confidence: float,

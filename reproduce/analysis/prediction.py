@@ -1,13 +1,21 @@
 """A scaling law earns its name by predicting: the largest budget, predicted and then observed.
 
-For each family, the law is fitted on every budget but the largest (the same selections and
-fits as ``fits.fit_family``: best LR per sweep, frontier, interior optima), and extrapolated
-to the largest budget's compute: the held-out loss of the compute-optimal run there, and its
-model size (forward FLOPs per image) from the optimal-size law. Both intervals come from the
-whole-pipeline case bootstrap (``pipeline.bootstrap_estimates``): each resample re-selects the
-best LRs and the frontier of the smaller budgets, refits, and predicts; the interval is the
-prediction +- normal quantile x the SD of the resampled predictions (on logs). The observed
-value is the best run at the largest budget (its loss; its model's size).
+For each family the loss law is fitted on the frontier of every budget but the largest (the
+selections of ``fits.fit_family``, replicate seeds averaged) and extrapolated to the largest
+budget. The loss interval is a *prediction* interval for the best run observed there, on
+log loss, with three parts:
+
+* the line's uncertainty: the SD of the prediction over the whole-pipeline bootstrap
+  (``pipeline.bootstrap_estimates``: each resample re-selects and refits);
+* the selection effect: each frontier point is the best of many noisy runs and the observed
+  point the best of few, so each is optimistic by a different amount
+  (``seeds.min_of_normals`` with the seed SD): the frontier is fitted less its optimism, and
+  the top budget's optimism is added to the prediction;
+* the seed noise of the observed point: the SD of that minimum (the seed SD from the top
+  budget's replicates, else all replicates, never below ``seeds.SEED_SD_FLOOR``).
+
+The optimal size is predicted from the interior iso-compute optima of the smaller budgets
+and compared with the largest budget's own iso-compute optimum.
 """
 
 from __future__ import annotations
@@ -16,23 +24,17 @@ import math
 from typing import Sequence
 
 import numpy as np
+from scipy import stats
 
 from reproduce.analysis import bootstrap as boot
 from reproduce.analysis import frontier as fr
 from reproduce.analysis import pipeline
-from reproduce.analysis.pipeline import ESTIMATES, model_size
+from reproduce.analysis import seeds
+from reproduce.analysis.pipeline import ESTIMATES
 from reproduce.analysis.runs import Point, ScalingError
 
 MIN_FIT_BUDGETS = 3  # the loss law needs three frontier points, so three smaller budgets
 BAND_POINTS = 40
-
-
-def budget_value(group: Sequence[Point]) -> float:
-  """A budget's compute: its planned ``budget`` when the runs carry one, else the geometric
-  mean of their compute."""
-  if group[0].budget is not None and group[0].compute_kind == "planned":
-    return float(group[0].budget)
-  return float(np.exp(np.mean(np.log([p.compute for p in group]))))
 
 
 def _exp_interval(centre: float, draws: np.ndarray, confidence: float) -> list[float | None]:
@@ -61,79 +63,92 @@ def _band(estimate, samples, computes: np.ndarray, confidence: float) -> dict:
               lo=[i[0] for i in intervals], hi=[i[1] for i in intervals])
 
 
-def _size_range(p: Point, group: Sequence[Point]) -> list[float | None]:
-  """The sizes ``p`` stands for among those trained at its budget: from the geometric
-  midpoint with the next smaller size to that with the next larger (None: unbounded)."""
-  sizes = sorted({model_size(q) for q in group})
-  i = sizes.index(model_size(p))
-  return [math.sqrt(sizes[i - 1] * sizes[i]) if i > 0 else None,
-          math.sqrt(sizes[i] * sizes[i + 1]) if i + 1 < len(sizes) else None]
+def _optimism(groups: Sequence[Sequence[Point]], sd: float) -> list[tuple[float, float]]:
+  """Per budget, (mean, SD) of how much lower its best run's log loss is than its best
+  candidate's mean, for candidates with seed noise ``sd / sqrt(n_seeds)``."""
+  return [seeds.min_of_normals(np.log([p.heldout_loss for p in group]),
+                               sd / np.sqrt([p.n_seeds for p in group])) for group in groups]
 
 
-def _edge_of(p: Point, group: Sequence[Point]) -> str | None:
-  sizes = [model_size(q) for q in group]
-  if min(sizes) == max(sizes):
-    return "only size"
-  return ("smallest" if model_size(p) == min(sizes) else
-          "largest" if model_size(p) == max(sizes) else None)
+def _welch_dof(parts: Sequence[tuple[float, float]]) -> float:
+  """Welch-Satterthwaite degrees of freedom of a sum of variances (sd, dof) pairs."""
+  total = sum(sd ** 2 for sd, _ in parts) ** 2
+  spread = sum(sd ** 4 / dof for sd, dof in parts if dof > 0 and math.isfinite(dof))
+  return total / spread if spread > 0 else math.inf
 
 
-def _size_part(runs, estimate, samples, log_compute, observed, held, confidence) -> dict:
-  basis = runs.size_basis
-  observed_size = dict(observed_model=observed.model, observed_edge=_edge_of(observed, held),
-                       basis=basis)
-  if len(np.unique(runs.log_size)) < 2:
-    return dict(observed_size, predicted=None, interval=[None, None],
-                observed=model_size(observed), inside=None,
-                note="one model size: no optimal-size law")
+def _loss_part(runs: pipeline.FamilyRuns, samples: np.ndarray, log_compute: float,
+               top: tuple[float, float], seed_dof: float, observed: float,
+               confidence: float) -> dict:
+  """The predicted loss at ``log_compute`` with its prediction interval (module docstring)."""
+  estimate = runs.estimates(np.arange(len(runs.compute)), "loss")
+  centre, draws = _law_at(estimate, samples, "log_a", "b", -1.0, log_compute)
+  draws = draws[np.isfinite(draws)]
+  line_sd = float(np.std(draws, ddof=1)) if len(draws) >= boot.MIN_BOOTSTRAP_SAMPLES else None
+  if line_sd is None:
+    return _judged(math.exp(centre + top[0]), [None, None], observed,
+                   note="too few bootstrap resamples for an interval")
+  n = len(np.unique(runs.budget))
+  # Both SDs are estimated from few numbers: a t quantile on their combined dof.
+  dof = _welch_dof([(line_sd, n - 2), (top[1], seed_dof)])
+  half = float(stats.t.ppf((1 + confidence) / 2, dof)) * math.hypot(line_sd, top[1])
+  predicted = centre + top[0]
+  return _judged(math.exp(predicted), [math.exp(predicted - half), math.exp(predicted + half)],
+                 observed, line_sd=line_sd, seed_sd=top[1], selection_shift=top[0],
+                 dof=dof)
+
+
+def _size_part(train_runs: pipeline.FamilyRuns, samples: np.ndarray, top: Sequence[Point],
+               log_compute: float, confidence: float) -> dict:
+  """The optimal size predicted at ``log_compute`` vs the top budget's iso-compute optimum."""
+  estimate = train_runs.estimates(np.arange(len(train_runs.compute)))
+  top_runs = pipeline.FamilyRuns.from_points(top)
+  _, log_size, _, interior = top_runs.optima(top_runs.select(np.arange(len(top)))[0])[0]
+  observed = math.exp(log_size)
   centre, draws = _law_at(estimate, samples, "log_size_k", "size_exponent", 1.0, log_compute)
   if not math.isfinite(centre):
-    return dict(observed_size, predicted=None, interval=[None, None],
-                observed=model_size(observed), inside=None,
-                note="too few optimal runs below the largest budget for the optimal-size law")
-  interval = _exp_interval(centre, draws, confidence)
-  stands_for = _size_range(observed, held)
-  part = dict(predicted=math.exp(centre), interval=interval, observed=model_size(observed),
-              observed_range=stands_for, **observed_size)
-  # Sizes are a grid: the best size stands for every size nearer to it than to its
-  # neighbours, so the prediction holds when its interval meets that range.
-  part["inside"] = None if interval[0] is None else bool(
-      (stands_for[0] is None or interval[1] >= stands_for[0])
-      and (stands_for[1] is None or interval[0] <= stands_for[1]))
-  if basis != "interior":
-    part.update(inside=None, note=f"optimal-size law fitted on edge optima: its exponent is "
-                f"a {basis}, so the prediction is not judged")
+    return dict(predicted=None, interval=[None, None], observed=observed, inside=None,
+                note="too few interior optima below the largest budget for the size law")
+  part = _judged(math.exp(centre), _exp_interval(centre, draws, confidence), observed)
+  if not interior:
+    part.update(inside=None, note="the largest budget's optimum is at the edge of its sizes")
   return part
 
 
 def predict_family(points: Sequence[Point], *, bootstrap: int = 200, seed: int = 0,
-                   confidence: float = 0.95, optimal: str = "frontier",
-                   buckets: int | None = None) -> dict:
+                   confidence: float = 0.95) -> dict:
   """Fits one family on all budgets but the largest and predicts the largest.
 
   Returns:
     dict: family, status ("ok" or "skipped"), note (why skipped, else None), budgets
-    (budget compute, increasing), compute (the largest budget's), law {a, b, ci_b} (the
-    frontier law of the smaller budgets), train_frontier and held_out (runs: name, model,
-    compute, heldout_loss), band {compute, centre, lo, hi}, loss and optimal_size
-    {predicted, interval, observed, inside (None: not judged), ...; optimal_size also
-    observed_range: the sizes the best, a grid size, stands for}, observed_run,
+    (nominal budget compute, increasing), compute (the largest's), law {a, b, ci_b} (the
+    frontier law of the smaller budgets, fitted less their selection optimism), seed_sd
+    (the noise used) and seed_source, train_frontier and held_out (runs: name, model,
+    compute, heldout_loss), band {compute, centre, lo, hi} (the line's confidence band),
+    loss {predicted, interval (the prediction interval), observed, inside (None: not
+    judged), line_sd, seed_sd, selection_shift} and optimal_size {predicted, interval,
+    observed (the top budget's iso-compute optimum), inside, note}, observed_run,
     confidence, bootstrap_ok.
   """
-  points = list(points)
-  if not points:
+  raw = list(points)
+  if not raw:
     raise ScalingError("no runs to predict from")
-  groups = fr.budget_groups(points)
-  record = dict(family=points[0].family, status="skipped", note=None,
-                budgets=[budget_value(g) for g in groups], confidence=float(confidence))
-  if len(groups) < MIN_FIT_BUDGETS + 1:
-    record["note"] = (f"{len(groups)} budget(s): the prediction needs {MIN_FIT_BUDGETS} "
+  raw_groups = fr.budget_groups(raw)
+  record = dict(family=raw[0].family, status="skipped", note=None,
+                budgets=[fr.budget_value(g) for g in raw_groups], confidence=float(confidence))
+  if len(raw_groups) < MIN_FIT_BUDGETS + 1:
+    record["note"] = (f"{len(raw_groups)} budget(s): the prediction needs {MIN_FIT_BUDGETS} "
                       "budgets to fit and a larger one to predict")
     return record
+  top_spread = seeds.seed_spread(raw_groups[-1])
+  spread = top_spread if top_spread["sd"] is not None else seeds.seed_spread(raw)
+  sd = seeds.noise_sd(spread)
+  groups = [seeds.average_replicates(g) for g in raw_groups]
   train, held = [p for g in groups[:-1] for p in g], groups[-1]
-  runs = pipeline.FamilyRuns.from_points(train, optimal, buckets)
-  estimate = runs.estimates(np.arange(len(train)))
+  offsets = np.array([mean for mean, _ in _optimism(groups[:-1], sd)])
+  runs = pipeline.FamilyRuns.from_points(train, log_loss_offset=offsets)
   samples = pipeline.bootstrap_estimates(runs, bootstrap, seed)
+  estimate = runs.estimates(np.arange(len(train)), "loss")
   front = runs.select(np.arange(len(train)))[1]
   if not math.isfinite(estimate[ESTIMATES.index("b")]):
     record["note"] = (f"the frontier of the {len(groups) - 1} smaller budgets has "
@@ -141,7 +156,6 @@ def predict_family(points: Sequence[Point], *, bootstrap: int = 200, seed: int =
     return record
   compute = record["budgets"][-1]
   observed = min(held, key=fr.heldout_loss)
-  centre, draws = _law_at(estimate, samples, "log_a", "b", -1.0, math.log(compute))
   b = float(estimate[ESTIMATES.index("b")])
 
   def listed(ps):
@@ -149,16 +163,18 @@ def predict_family(points: Sequence[Point], *, bootstrap: int = 200, seed: int =
             for p in ps]
 
   record.update(
-      status="ok", compute=compute, observed_run=observed.name,
+      status="ok", compute=compute, observed_run=observed.name, seed_sd=sd,
+      seed_source=("top budget's replicates" if top_spread["sd"] is not None else
+                   "all replicates" if spread["sd"] is not None else "floor (no replicates)"),
       law=dict(a=math.exp(estimate[0]), b=b, ci_b=pipeline.interval(samples, "b", b,
                                                                       confidence)),
       train_frontier=listed(train[i] for i in front), held_out=listed(held),
       band=_band(estimate, samples, np.geomspace(min(runs.compute), 1.3 * compute,
                                                  BAND_POINTS), confidence),
-      loss=_judged(math.exp(centre), _exp_interval(centre, draws, confidence),
-                   observed.heldout_loss),
-      optimal_size=_size_part(runs, estimate, samples, math.log(compute), observed, held,
-                              confidence),
+      loss=_loss_part(runs, samples, math.log(compute), _optimism([held], sd)[0],
+                      spread["dof"] if spread["sd"] else math.inf, observed.heldout_loss,
+                      confidence),
+      optimal_size=_size_part(runs, samples, held, math.log(compute), confidence),
       bootstrap_ok=int(len(samples)))
   return record
 

@@ -21,18 +21,21 @@ from reproduce.core import fileio
 REPORT_FILE = "report.md"
 # File name (beside report.md) -> caption; the figures are ``figures.*``.
 FIGURE_FILES = {
-    "fig1_top1_error_vs_compute.png": "Figure 1: top-1 error vs pre-training compute (fine-"
-                                      "tuned where runs were fine-tuned), with each family's "
-                                      "law and the paper's published models (stars).",
-    "fig2_loss_vs_compute.png": "Figure 2: held-out loss vs compute, one curve per model "
-                                "across budgets (best LR), the frontier and its law.",
-    "fig3_optimal_lr_vs_epochs.png": "Figure 3: the optimal base LR of each sweep vs the epoch "
-                                     "budget (circled: at the edge of the LR grid).",
+    "fig1_top1_error_vs_compute.png": "Figure 1: our top-1 error vs pre-training compute "
+                                      "(fine-tuned where runs were fine-tuned) with each "
+                                      "family's law; the paper's published models in their "
+                                      "own panel (other data, models and compute unit).",
+    "fig2_loss_vs_compute.png": "Figure 2, one panel per family: held-out loss vs compute, "
+                                "one curve per model across budgets (best LR), the best run "
+                                "of each budget and the family's law.",
+    "fig3_optimal_lr_vs_epochs.png": "Figure 3: the optimal base LR of each sweep (fitted "
+                                     "vertex) vs the epoch budget (circled: grid edge).",
     "optimal_size_epochs_vs_compute.png": "Optimal model size (forward FLOPs per image) and "
-                                          "epochs vs compute; open markers are edge optima, "
-                                          "not fitted.",
+                                          "epochs vs compute: iso-compute vertices; open "
+                                          "markers are edge optima, not fitted.",
     "prediction_largest_budget.png": "The prediction: the law of the smaller budgets, its "
-                                     "interval extrapolated, the largest budget's best run.",
+                                     "confidence band, the prediction interval at the "
+                                     "largest budget and the best run there.",
 }
 
 
@@ -57,11 +60,19 @@ def _law_rows(entry: dict) -> list[tuple[str, str, str, list | None]]:
   law = entry.get("fit")
   if law:
     rows += [("frontier loss: L = a*C^-b", c, _value(law[c]), law["ci"][c]) for c in "ab"]
+  floor = entry.get("floor")
+  if floor:
+    rows += [("floor diagnostic: L = E + a*C^-b", "E", _value(floor["E"]), None),
+             ("floor diagnostic", "E / top-budget loss (want < 0.5)",
+              _value(floor["E_over_top_loss"]), None)]
+  spread = entry.get("seeds") or {}
+  if spread.get("sd") is not None:
+    rows.append((f"seed spread ({spread['n_groups']} replicated runs)", "SD of log loss",
+                 _value(spread["sd"]), None))
   opt = entry.get("optimal_scaling")
   if opt:
-    basis = "" if opt.get("basis", "interior") == "interior" else f" ({opt['basis']})"
     for part in ("size", "epochs"):
-      what = f"optimal {part}: {part} = k*C^alpha{basis}"
+      what = f"optimal {part}: {part} = k*C^alpha (iso-compute, {opt['n']} budgets)"
       rows += [(what, "k", _value(opt[part]["k"]), opt[part]["ci"]["k"]),
                (what, "alpha", _value(opt[part]["exponent"]), opt[part]["ci"]["exponent"])]
     rows.append(("size / epochs exponent ratio (paper: ~1)", "ratio",
@@ -85,13 +96,14 @@ def _prediction_lines(record: dict | None) -> list[str]:
   lines = [f"- prediction at the largest budget (compute {_value(record['compute'])}), law "
            f"fitted on the {len(record['budgets']) - 1} smaller budgets: "
            f"L = {_value(record['law']['a'])}*C^-{_value(record['law']['b'])}"]
+  lines.append(f"  - seed SD used: {_value(record['seed_sd'])} ({record['seed_source']})")
   for part, what in (("loss", "held-out loss"), ("optimal_size", "optimal size (FLOPs/image)")):
     made = record[part]
     verdict = ("not judged" if made["inside"] is None else
                "inside" if made["inside"] else "outside")
     lines.append(f"  - {what}: predicted {_value(made['predicted'])} "
                  f"{cli.format_interval(made['interval'])}, observed "
-                 f"{_value(made['observed'])} ({record['observed_run']}): {verdict}"
+                 f"{_value(made['observed'])}: {verdict}"
                  + (f"; {made['note']}" if made.get("note") else ""))
   return lines
 
@@ -109,10 +121,11 @@ def laws_markdown(fits: dict, predictions: dict) -> str:
     lines += [f"| {law} | {coef} | {value} | {cli.format_interval(ci)} |"
               for law, coef, value, ci in _law_rows(entry)]
     lines.append("")
-    edges = [o["name"] for o in entry.get("optimal") or [] if o.get("edge")]
+    edges = [f"{_value(o['compute'])} ({o['edge']})" for o in entry.get("optimal") or []
+             if o.get("edge")]
     if edges:
-      lines.append(f"- edge optima (at the smallest or largest size of their budget; not "
-                   f"fitted as interior): {', '.join(edges)}")
+      lines.append(f"- budgets whose optimum is an edge (no interior vertex; not fitted): "
+                   f"{', '.join(edges)}")
     lines += _prediction_lines(predictions.get(family))
     lines += [f"- note: {message}" for name, message in notes.items()
               if name.startswith(f"per_family.{family}.")]
@@ -139,9 +152,13 @@ def _claims_sentence(comparison: dict) -> str:
   claims = [r for r in comparison["rows"] if r["kind"] == "claim" and r["counted"]]
   if not claims:
     return "No NFNet claim could be judged."
-  failed = [r["key"].split(".", 2)[-1] for r in claims if r["status"] != "PASS"]
-  return (f"{len(claims) - len(failed)} of {len(claims)} of the paper's NFNet claims pass"
-          + (f" (failing: {', '.join(failed)})." if failed else "."))
+  by_status = {v: [r["key"].split(".", 2)[-1] for r in claims if r["status"] == v]
+               for v in ("PASS", "FAIL", "UNDECIDED")}
+  text = (f"Of the paper's {len(claims)} NFNet claims {len(by_status['PASS'])} pass, "
+          f"{len(by_status['FAIL'])} fail and {len(by_status['UNDECIDED'])} are undecided")
+  details = [f"{v.lower()}: {', '.join(keys)}" for v, keys in by_status.items()
+             if keys and v != "PASS"]
+  return text + (f" ({'; '.join(details)})." if details else ".")
 
 
 def _prediction_sentence(family: str, record: dict) -> str:
@@ -150,11 +167,12 @@ def _prediction_sentence(family: str, record: dict) -> str:
   loss, size = record["loss"], record["optimal_size"]
   text = (f"Fitted on the {len(record['budgets']) - 1} smaller budgets, the {family} law "
           f"predicted a held-out loss of {_value(loss['predicted'], 3)} "
-          f"{cli.format_interval(loss['interval'])} at the largest budget; the best run there "
+          f"{cli.format_interval(loss['interval'])} (prediction interval) at the largest "
+          f"budget; the best run there "
           f"reached {_value(loss['observed'], 3)}, "
           f"{'inside' if loss['inside'] else 'outside'} the interval")
   if size["inside"] is not None:
-    text += (f", and its size ({size['observed_model']}) was "
+    text += (f", and its iso-compute optimal size ({_value(size['observed'], 3)} FLOPs/image) was "
              f"{'inside' if size['inside'] else 'outside'} the predicted optimal-size interval")
   return text + "."
 
@@ -182,12 +200,13 @@ def plain_words(fits: dict, comparison: dict, predictions: dict) -> str:
   sentences = [_claims_sentence(comparison)]
   sentences += [_prediction_sentence(f, r) for f, r in sorted(predictions.items())]
   sentences.append(_figure1_sentence(fits))
-  sentences.append(f"Caveats: the data set is tiny (digits), the models are miniatures and "
+  sentences.append(f"Caveats: the data set is small, the models are miniatures and "
                    f"compute is in {fits['compute_unit']}, not TPU-v4 core hours, so only signs, "
                    f"trends and predictions are compared, never absolute values; every interval "
                    f"is a {100 * fits['settings']['confidence']:g}% bootstrap over "
-                   f"{fits['n_runs']} runs of one seed, and a claim passes only when its "
-                   f"interval excludes the other sign.")
+                   f"{fits['n_runs']} runs; a claim passes only when its interval agrees "
+                   f"with the paper, fails only when it excludes the claim, and is "
+                   f"undecided otherwise.")
   return " ".join(sentences)
 
 

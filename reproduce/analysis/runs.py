@@ -36,6 +36,9 @@ class Point:
     finetune_top1: fine-tuned ImageNet top-1 (fraction) or None.
     budget: the compute budget the run was planned for (results.json
       ``config.budget_core_hours``), or None (older runs): runs of one budget share it.
+    seed: the run's seed (results.json ``seed``, else ``config.seed``), or None: runs equal
+      in everything but the seed are replicates (``seeds``).
+    n_seeds: how many replicate runs this point averages (1 for a run as read).
     Other fields are copied from results.json (top-1 values are fractions in [0, 1]).
   """
   run: str
@@ -57,6 +60,8 @@ class Point:
   dataset: str | None = None
   hardware: str | None = None
   budget: float | None = None
+  seed: int | None = None
+  n_seeds: int = 1
 
   @property
   def top1(self) -> float:
@@ -71,6 +76,11 @@ class Point:
   def sweep_key(self) -> tuple:
     """Runs with equal keys differ only in ``base_lr`` (one LR sweep)."""
     return (self.model, self.epochs, self.batch_size, self.resolution, self.dataset)
+
+  @property
+  def replicate_key(self) -> tuple:
+    """Runs with equal keys differ only in ``seed`` (replicates of one run)."""
+    return self.sweep_key + (self.base_lr, self.budget)
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
@@ -159,7 +169,9 @@ def _valid_records(files: Sequence[str], compute_field: str) -> list[dict]:
 def point_from_record(path: str, name: str, r: dict, compute: str = "planned") -> Point:
   """The ``Point`` of one results.json record ``r`` read from ``path``."""
   suffix = "/" + results.FILE
-  budget = (r.get("config") or {}).get("budget_core_hours")
+  config = r.get("config") or {}
+  budget = config.get("budget_core_hours")
+  seed = r.get("seed", config.get("seed"))
   return Point(
       run=path[:-len(suffix)] if path.endswith(suffix) else path, name=name,
       model=str(r["model"]), family=str(r["family"]), params=float(r["params"]),
@@ -170,7 +182,8 @@ def point_from_record(path: str, name: str, r: dict, compute: str = "planned") -
       finetune_top1=None if r.get("finetune_top1") is None else float(r["finetune_top1"]),
       batch_size=r.get("batch_size"), resolution=r.get("resolution"),
       dataset=r.get("dataset"), hardware=r.get("hardware"),
-      budget=None if budget is None else float(budget))
+      budget=None if budget is None else float(budget),
+      seed=None if seed is None else int(seed))
 
 
 def load_points(runs: str | Sequence[str], compute: str = "planned") -> list[Point]:

@@ -21,20 +21,26 @@ def synthetic_records(models: dict[str, float] | None = None,
                       size_exponent: float = 0.5, size_penalty: float = 0.02,
                       flops_per_param: float = 2.0, finetune_b: float | None = None,
                       finetune_a: float = 0.5,
-                      budgets: Sequence[float] | None = None) -> list[dict]:
+                      budgets: Sequence[float] | None = None, seeds: Sequence[int] = (0,),
+                      lr_grid: Sequence[float] | None = None, lr_slope: float = -0.25,
+                      lr_penalty: float = 0.03) -> list[dict]:
   """results.json records whose compute-optimal runs follow ``L = E + a * C^-b``.
 
   Compute is ``hours_per_param_epoch * params * epochs``. A run's loss is the law at its
   compute, raised by ``1 + size_penalty * log(params / optimal size)^2`` where the optimal
   size is ``k * C^size_exponent`` with k set so the grid's centre is optimal (so optimal
   epochs scale as ``C^(1 - size_exponent)``; at 0.5 the exponent ratio is 1), and by how far
-  its LR is from the optimal LR 1.6 * epochs^-0.25; then multiplied by log-normal noise of
-  std ``noise``.
+  its LR is from the optimal LR 1.6 * epochs^lr_slope (``1 + lr_penalty * log2(lr /
+  optimal)^2``); then multiplied by log-normal noise of std ``noise``, drawn anew for every
+  seed of ``seeds`` (replicates: equal records but for ``seed`` and the noise).
 
   Args:
     models: model name -> params (default: five sizes 1e5..1.6e6, family from the name).
     epochs: epoch budgets of every model.
     lr_factors: each budget's LR sweep, as factors of the optimal LR.
+    lr_grid: instead of ``lr_factors``, the same absolute LRs at every budget (the optimum
+      then moves across a fixed grid, as in a real sweep).
+    lr_slope, lr_penalty: the optimal LR's trend with epochs, and the cost of missing it.
     a, b, irreducible: the law.
     noise: log-normal noise std on the loss.
     seed: noise seed.
@@ -68,9 +74,10 @@ def synthetic_records(models: dict[str, float] | None = None,
       compute = hours_per_param_epoch * params * e
       size_gap = math.log(params / centre_size) - size_exponent * math.log(
           compute / centre_compute)
-      for factor in lr_factors:
-        lr_opt = 1.6 * e ** -0.25
-        penalty = 1 + size_penalty * size_gap ** 2 + 0.03 * math.log2(factor) ** 2
+      lr_opt = 1.6 * e ** lr_slope
+      lrs = [lr_opt * f for f in lr_factors] if lr_grid is None else list(lr_grid)
+      for lr, run_seed in ((lr, s) for lr in lrs for s in seeds):
+        penalty = 1 + size_penalty * size_gap ** 2 + lr_penalty * math.log2(lr / lr_opt) ** 2
         loss = (irreducible + a * compute ** -b) * penalty * math.exp(noise * rng.normal())
         top1 = float(np.clip(1.0 - 0.3 * loss / (irreducible + a), 0.0, 1.0))
         finetuned = None if finetune_b is None else float(np.clip(
@@ -79,16 +86,19 @@ def synthetic_records(models: dict[str, float] | None = None,
             schema=results.SCHEMA, model=model, family=family or model.split("_")[0],
             params=params, flops_per_image=flops_per_param * params, resolution=32,
             dataset="synthetic", dataset_size=1000, num_classes=10, epochs=e,
-            steps=int(e * 100), batch_size=16, base_lr=lr_opt * factor, hardware=hardware,
+            steps=int(e * 100), batch_size=16, base_lr=lr, hardware=hardware, seed=run_seed,
             planned_core_hours=compute, measured_core_hours=compute * 1.1, heldout_loss=loss,
             heldout_top1=top1, finetune_top1=finetuned,
-            **({} if budgets is None else dict(config=dict(budget_core_hours=budgets[i])))))
+            config=dict(seed=run_seed, **({} if budgets is None else
+                                          dict(budget_core_hours=budgets[i])))))
   return records
 
 
 def run_name(record: dict) -> str:
-  """``<model>_e<epochs>_lr<lr>``: the run directory of a synthetic record."""
-  return f"{record['model']}_e{record['epochs']:g}_lr{record['base_lr']:.4g}"
+  """``<model>_e<epochs>_lr<lr>[_s<seed>]``: the run directory of a synthetic record."""
+  seed = record.get("seed") or 0
+  return (f"{record['model']}_e{record['epochs']:g}_lr{record['base_lr']:.4g}"
+          + (f"_s{seed}" if seed else ""))
 
 
 def as_points(records: Sequence[dict], compute: str = "planned") -> list[Point]:
@@ -97,7 +107,7 @@ def as_points(records: Sequence[dict], compute: str = "planned") -> list[Point]:
 
 
 def write_records(directory: str, records: Sequence[dict]) -> list[str]:
-  """Writes each record to ``directory/<model>_e<epochs>_lr<lr>/results.json``; the dirs."""
+  """Writes each record to ``directory/<run_name>/results.json``; the run dirs."""
   dirs = []
   for r in records:
     run = fileio.join(directory, run_name(r))

@@ -2,19 +2,20 @@
 
 ``write_fits(logdir, points, fits)`` writes (docs/scaling.md lists every tag):
 
-  <logdir>/fits/                 run "fits": figures (images), fitted coefficients and
-                                 per-model loss vs compute (scalars), markdown summary (text)
+  <logdir>/fits/                 run "fits": figures (images), per-model loss vs compute
+                                 (scalar series), the coefficients and notes (text). A
+                                 fitted number is one value, so it is text, never a
+                                 one-point scalar chart.
   <logdir>/hparams/              run "hparams": the hparams experiment config
   <logdir>/hparams/<run name>/   one hparams session per training run
 
-``write_compare(logdir, result)`` adds run "compare" (the comparison table and its counts);
+``write_compare(logdir, result)`` adds run "compare" (the table and its verdict line, text);
 ``write_report_text(logdir, markdown)`` run "report" (the study's report.md).
 fits.json and points.csv are written by ``reproduce.analysis.outputs``.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Sequence
 
@@ -53,13 +54,20 @@ def _family_values(entry: dict) -> list[tuple[str, str, str, float | None, list 
   law = entry.get("fit")
   if law:
     out.append(("loss_b", "loss vs compute (L = a*C^-b)", "b", law["b"], law["ci"]["b"]))
+  floor = entry.get("floor")
+  if floor:
+    out.append(("floor_E", "floor diagnostic: E of L = E + a*C^-b (E / top loss "
+                f"{floor['E_over_top_loss']:.2f})", "E", floor["E"], None))
+  spread = entry.get("seeds") or {}
+  if spread.get("sd") is not None:
+    out.append(("seed_sd", f"seed SD of log loss ({spread['n_groups']} replicated runs)", "sd",
+                spread["sd"], None))
   opt = entry.get("optimal_scaling")
   if opt:
-    basis = opt.get("basis", "interior")
-    shown = "" if basis == "interior" else f" ({basis}: edge optima)"
     for part in ("size", "epochs"):
-      out.append((f"optimal_{part}_exponent", f"optimal {part} ~ C^alpha{shown}", "alpha",
-                  opt[part]["exponent"], opt[part]["ci"]["exponent"]))
+      out.append((f"optimal_{part}_exponent", f"optimal {part} ~ C^alpha (iso-compute "
+                  f"vertices, {opt['n']} budgets)", "alpha", opt[part]["exponent"],
+                  opt[part]["ci"]["exponent"]))
     out.append(("size_epochs_exponent_ratio", "size / epochs exponent ratio", "ratio",
                 opt["ratio"]["value"], opt["ratio"]["ci"]))
   finetuned = entry.get("finetune_fit")
@@ -71,25 +79,6 @@ def _family_values(entry: dict) -> list[tuple[str, str, str, float | None, list 
     out.append(("lr_trend_slope", "optimal LR ~ epochs^s (pooled over models)", "s",
                 trend["pooled_slope"], trend.get("ci")))
   return out
-
-
-def fit_scalars(fits: dict) -> dict:
-  """The fitted numbers logged as scalars (tag -> value; missing fits are left out).
-
-  ``fit/loss_*`` are the pooled law (the compute-matched comparison); ``fit/<family>/*``
-  each family's own fits, on which the paper's claims are judged.
-  """
-  law = fits["loss_vs_compute"]
-  out = {"fit/loss_b": law["b"], "fit/loss_a": law["a"], "fit/loss_E": law["E"]}
-  if law["ci"]["b"][0] is not None:
-    out["fit/loss_b_ci_lo"], out["fit/loss_b_ci_hi"] = law["ci"]["b"]
-  for family, entry in fits.get("per_family", {}).items():
-    for name, _, _, value, _ in _family_values(entry):
-      out[f"fit/{family}/{name}"] = value
-  top1 = (fits.get("top1_error") or {}).get("fit")
-  if top1:
-    out["fit/top1_error_b"] = top1["b"]
-  return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(v)}
 
 
 def coefficients_markdown(fits: dict) -> str:
@@ -133,7 +122,7 @@ def notes_markdown(fits: dict) -> str:
 
 
 def loss_curves(points: Sequence[Point], fits: dict) -> dict:
-  """Per-model and frontier loss vs compute as scalar series {tag: [(step, value)]}.
+  """Per-model and pooled frontier loss vs compute as scalar series {tag: [(step, value)]}.
 
   TensorBoard steps are integers, so step = rank of the run's compute among all distinct
   computes; the series ``compute/at_index`` maps step -> compute.
@@ -168,7 +157,8 @@ def write_fits(logdir: str, points: Sequence[Point], fits: dict) -> dict:
     fits: ``fits.fit_all(points, ...)``.
 
   Returns:
-    dict: images, scalars, text (tags written to run ``fits``), hparams_sessions (run dirs
+    dict: images, scalars (the loss-vs-compute series), text (tags written to run ``fits``),
+    hparams_sessions (run dirs
     under ``hparams/``).
   """
   points = list(points)
@@ -179,7 +169,6 @@ def write_fits(logdir: str, points: Sequence[Point], fits: dict) -> dict:
       IMAGE_TAGS["fig3"]: lambda: figures.figure_optimal_lr(fits),
       IMAGE_TAGS["optimal"]: lambda: figures.figure_optimal_scaling(fits),
   }
-  scalars = fit_scalars(fits)
   curves = loss_curves(points, fits)
   texts = dict(zip(TEXT_TAGS, (coefficients_markdown(fits), frontier_markdown(fits),
                                notes_markdown(fits))))
@@ -187,8 +176,6 @@ def write_fits(logdir: str, points: Sequence[Point], fits: dict) -> dict:
   with writer.as_default():
     for tag, make in images.items():
       tf.summary.image(tag, _image(make()), step=0)
-    for tag, value in scalars.items():
-      tf.summary.scalar(tag, value, step=0)
     for tag, series in curves.items():
       for step, value in series:
         tf.summary.scalar(tag, float(value), step=int(step))
@@ -196,7 +183,7 @@ def write_fits(logdir: str, points: Sequence[Point], fits: dict) -> dict:
       tf.summary.text(tag, text, step=0)
   writer.close()
   sessions = write_hparams(fileio.join(logdir, HPARAMS_RUN), points)
-  return dict(images=list(images), scalars=sorted(scalars) + sorted(curves),
+  return dict(images=list(images), scalars=sorted(curves),
               text=list(texts), hparams_sessions=sessions)
 
 
@@ -233,12 +220,11 @@ def write_hparams(hparams_dir: str, points: Sequence[Point]) -> list[str]:
 
 
 def write_compare(logdir: str, result: dict, run: str = COMPARE_RUN) -> None:
-  """The comparison table as text ``compare/table`` and its counts as scalars in ``run``."""
+  """The comparison table, its verdict line included, as text ``compare/table`` in ``run``
+  (the counts are one number each: text, not one-point scalar charts)."""
   writer = tf.summary.create_file_writer(fileio.join(logdir, run))
   with writer.as_default():
     tf.summary.text("compare/table", compare.markdown_table(result), step=0)
-    tf.summary.scalar("compare/n_fail", result["n_fail"], step=0)
-    tf.summary.scalar("compare/n_pass", result["n_pass"], step=0)
   writer.close()
 
 
