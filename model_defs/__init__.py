@@ -12,7 +12,7 @@ from model_defs.registry import ModelSpec, UnknownModelError, build, get_spec, n
 from model_defs.stats import ModelStats
 
 # Importing the family modules registers their variants.
-from model_defs import nfnet as _nfnet  # noqa: F401,E402
+from model_defs import nfnet_variants as _nfnet  # noqa: F401,E402
 from model_defs import vit as _vit  # noqa: F401,E402
 
 __all__ = ["build", "names", "stats", "get_spec", "ModelSpec", "ModelStats", "UnknownModelError"]

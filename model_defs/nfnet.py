@@ -24,7 +24,7 @@ from typing import Any, Mapping
 import keras
 from keras import ops
 
-from model_defs import common, registry
+from model_defs import common
 from model_defs.common import StochasticDepth, conv_output_size
 from model_defs.layers import (ACTIVATION_GAMMAS, WS_EPS_MODES, GammaActivation,
                                ScaledWSConv2D, SqueezeExcite)
@@ -82,11 +82,6 @@ GROUP_WIDTH = 128
 # Mini (CPU-scale) family: real depth patterns, every channel width / 8, 32 px.
 MINI_WIDTH_DIVISOR = 8
 MINI_RESOLUTION = 32
-MINI_VARIANTS = ("f0", "f1", "f3", "f3plus", "f7", "f7plus")
-# Below the mini F0: its depths at a fraction of its body widths (and group width; the stem
-# is kept), so the miniature study's size ladder reaches the compute-optimal sizes of its
-# budgets (docs/study.md): 0.94M and 1.96M MACs at 32 px against the mini F0's 3.37M.
-MINI_NARROW_F0 = (("f0w50", 0.5), ("f0w75", 0.75))
 
 # Architecture constants and default options shared by every variant ([N] section 3-5, [C]).
 _DEFAULTS = dict(
@@ -406,60 +401,3 @@ def count_nfnet(config: Mapping[str, Any], resolution: int, num_classes: int,
   tally.conv(size, size, 1, in_ch, features, **ws)
   tally.dense(features, num_classes)  # nothing when headless (0 classes)
   return tally.result(name, resolution, num_classes)
-
-
-# --------------------------------------------------------------------------------------
-# Registration
-# --------------------------------------------------------------------------------------
-
-
-def variant_specs() -> list[registry.ModelSpec]:
-  """One ModelSpec per NFNet variant: F0..F7 and F0+..F7+, then the mini family."""
-  rows = {row.variant: row for row in NFNET_TABLE}
-  specs = []
-  for row in NFNET_TABLE:
-    for plus in (False, True):
-      cfg = row_config(row, plus=plus)
-      widths = "[384,768,2048,2048] ('+')" if plus else "[256,512,1536,1536]"
-      specs.append(_spec(
-          f"nfnet_{cfg['variant']}", cfg,
-          source=row.source + ("; '+' widths from [C] base.py" if plus else ""),
-          description=f"NFNet-{_display(cfg['variant'])}: depths {list(row.depths)}, "
-                      f"widths {widths}"))
-  for variant in MINI_VARIANTS:
-    base = variant.replace("plus", "")
-    cfg = row_config(rows[base], plus=variant.endswith("plus"), mini=True)
-    specs.append(_spec(
-        f"nfnet_mini_{variant}", cfg, mini=True,
-        source=f"this kit: NFNet-{variant.upper()} depths, all widths / {MINI_WIDTH_DIVISOR}, "
-               f"32 px",
-        description=f"mini NFNet-{_display(variant)}: depths {list(rows[base].depths)}, "
-                    f"widths {list(cfg['widths'])}, group width {cfg['group_width']}"))
-  specs += [_narrow_f0_spec(rows["f0"], variant, fraction)
-            for variant, fraction in MINI_NARROW_F0]
-  return specs
-
-
-def _narrow_f0_spec(row: NFNetRow, variant: str, fraction: float) -> registry.ModelSpec:
-  cfg = row_config(row, mini=True)
-  cfg.update(variant=variant, widths=tuple(int(w * fraction) for w in cfg["widths"]),
-             group_width=int(cfg["group_width"] * fraction))
-  return _spec(
-      f"nfnet_mini_{variant}", cfg, mini=True,
-      source=f"this kit: the mini F0 at {fraction:.0%} of its body and group widths, 32 px",
-      description=f"narrow mini NFNet-F0: depths {list(row.depths)}, widths "
-                  f"{list(cfg['widths'])}, group width {cfg['group_width']}")
-
-
-def _display(variant: str) -> str:
-  return variant.replace("plus", "+").upper()
-
-
-def _spec(name: str, cfg: dict[str, Any], **fields) -> registry.ModelSpec:
-  return registry.ModelSpec(
-      name=name, family=FAMILY, config=cfg, builder=build_nfnet, counter=count_nfnet,
-      train_resolution=cfg["train_resolution"], test_resolution=cfg["test_resolution"],
-      **fields)
-
-
-registry.register_family(FAMILY, variant_specs())

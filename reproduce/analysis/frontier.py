@@ -241,26 +241,3 @@ def lr_trend(sweeps: Sequence[dict]) -> dict:
                               np.log([s["refined_lr"] for s in interior]))
   return dict(per_model=per_model, pooled_slope=pooled, small_epochs_lr=small,
               n_models=len(per_model), n_edge=len(sweeps) - len(interior))
-
-
-def extrapolated_lr(points: Sequence[Point], model: str, epochs: float, default: float) -> float:
-  """``model``'s optimal LR at ``epochs``, from its LR sweeps (3 significant digits).
-
-  The line through log(refined optimal LR) vs log(epochs) of its sweeps (the trend of
-  Figure 3), evaluated at ``epochs`` and kept within a factor 2 of the LRs swept; one sweep
-  gives its own optimum; none gives ``default``.
-  """
-  try:
-    sweeps = optimal_lr([p for p in points if p.model == model])
-  except ScalingError:
-    return float(default)
-  x = np.log([s["epochs"] for s in sweeps])
-  y = np.log([s["refined_lr"] for s in sweeps])
-  if len(np.unique(x)) < 2:
-    lr = float(np.exp(y[np.argmax(x)]))
-  else:
-    slope, intercept = np.polyfit(x, y, 1)
-    tried = [lr for s in sweeps for lr in s["lrs"]]
-    lr = float(np.clip(np.exp(intercept + slope * np.log(epochs)), min(tried) / 2,
-                       max(tried) * 2))
-  return float(f"{lr:.3g}")

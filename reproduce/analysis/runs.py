@@ -36,7 +36,8 @@ class Point:
     finetune_top1: fine-tuned ImageNet top-1 (fraction) or None.
     budget: the compute budget the run was planned for (results.json
       ``config.budget_core_hours``), or None (older runs): runs of one budget share it.
-    seed: the run's seed (results.json ``seed``, else ``config.seed``), or None: runs equal
+    seed: the run's seed (results.json ``seed``, else ``config.data_seed``, else
+      ``config.seed``), or None: runs equal
       in everything but the seed are replicates (``seeds``).
     n_seeds: how many replicate runs this point averages (1 for a run as read).
     Other fields are copied from results.json (top-1 values are fractions in [0, 1]).
@@ -171,7 +172,9 @@ def point_from_record(path: str, name: str, r: dict, compute: str = "planned") -
   suffix = "/" + results.FILE
   config = r.get("config") or {}
   budget = config.get("budget_core_hours")
-  seed = r.get("seed", config.get("seed"))
+  # Replicates differ in their data seed where one is set (same program, same init).
+  seed = r.get("seed", config.get("data_seed", config.get("seed")))
+  seed = config.get("seed") if seed is None else seed
   return Point(
       run=path[:-len(suffix)] if path.endswith(suffix) else path, name=name,
       model=str(r["model"]), family=str(r["family"]), params=float(r["params"]),

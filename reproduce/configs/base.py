@@ -54,7 +54,10 @@ def get_config() -> config_dict.ConfigDict:
   config.loss = "softmax"                              # 'softmax' or 'sigmoid'
   config.ema_decay = config_dict.placeholder(float)    # None: no EMA
   config.augment = config_dict.ConfigDict()            # data.AUGMENT_DEFAULTS overrides
-  config.seed = 0
+  config.seed = 0                                      # init, data order, augmentation
+  # The data order and augmentation alone (None: ``seed``): replicates that share a traced
+  # program, and so its initial weights (the miniature study's seeds).
+  config.data_seed = config_dict.placeholder(int)
   # Execution.
   config.steps_per_execution = 1                       # steps per host round trip
   config.log_every_steps = 10                          # 0: no progress lines

@@ -164,7 +164,9 @@ def memory_reader(fetch: Callable[[int], tuple[bytes, np.ndarray]], num_classes:
     # made inside the trace was serialised into each run's graph (Fashion-MNIST's 43 MB
     # took minutes a run on a loaded machine).
     if not records:
-      fetched = [fetch(record_id) for record_id in range(num_records)]
+      many = getattr(fetch, "many", None)
+      fetched = (many(range(num_records)) if many else
+                 [fetch(record_id) for record_id in range(num_records)])
       with tf.init_scope():
         records["images"] = tf.constant(
             np.asarray([image for image, _ in fetched], dtype=object), tf.string)

@@ -66,6 +66,9 @@ def _from_debian(split: str) -> tuple[np.ndarray, np.ndarray] | None:
 
 def _from_tfds(split: str, data_dir: str | None, download: bool):
   """The split from tfds' own ``fashion_mnist`` (prepared, or downloaded when allowed)."""
+  root = data_dir or os.path.join(os.path.expanduser("~"), "tensorflow_datasets")
+  if not download and not os.path.isdir(os.path.join(root, "fashion_mnist")):
+    return None  # asking tfds would only warn that no version is there
   builder = tfds.builder("fashion_mnist", data_dir=data_dir)
   if not builder.is_prepared():
     if not download:

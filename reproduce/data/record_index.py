@@ -106,6 +106,23 @@ class RecordFiles:
 
   __getitem__ = record
 
+  def records(self, record_ids) -> list[bytes]:
+    """Many records at once, read in one batch per file where its reader can (ArrayRecord:
+    60k records in 0.4 s instead of 17 s one by one); in the order of ``record_ids``."""
+    ids = np.asarray(record_ids, np.int64)
+    if ids.size and not (0 <= ids.min() and ids.max() < len(self)):
+      raise IndexError(f"records outside 0..{len(self) - 1}")
+    file_ids = np.searchsorted(self.starts, ids, side="right") - 1
+    found: list = [None] * len(ids)
+    for file_id in np.unique(file_ids).tolist():
+      where = np.nonzero(file_ids == file_id)[0]
+      positions = (self.skips[file_id] + ids[where] - self.starts[file_id]).tolist()
+      reader = self._reader(file_id)
+      many = getattr(reader, "many", None)
+      for index, record in zip(where, many(positions) if many else map(reader, positions)):
+        found[index] = record
+    return found
+
 
 def _record_extents(path: str) -> list[tuple[int, int]]:
   """(data offset, length) of every record of one TFRecord file; ``DataError`` if corrupt."""
@@ -147,7 +164,12 @@ def open_array_record(path: str) -> Callable[[int], bytes]:
   # offsets on disk but made random reads about 25x slower (array_record 0.8.6; docs/data.md).
   reader = _with_array_record(path, lambda reader: reader, options="readahead_buffer_size:0",
                               file_reader_buffer_size=32768)
-  return lambda position: reader.read([position])[0]
+
+  def read(position: int) -> bytes:
+    return reader.read([position])[0]
+
+  read.many = reader.read  # a list of positions in one call (``RecordFiles.records``)
+  return read
 
 
 def _tfrecord_headers(path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -234,6 +256,11 @@ def example_fetch(records, image_key: str | None, label_key: str | None, num_cla
     image, labels = parse_example(records[record_id], image_key, label_key)
     return image, multi_hot(labels, num_classes)
 
+  def many(record_ids) -> list:
+    parsed = (parse_example(r, image_key, label_key) for r in records.records(record_ids))
+    return [(image, multi_hot(labels, num_classes)) for image, labels in parsed]
+
+  fetch.many = many  # what ``memory_reader`` reads every record with
   return fetch
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from reproduce.core import fileio
@@ -119,6 +120,17 @@ def _source_with_heldout_split(builder, spec: str, name: str, heldout_split: str
       return train_fetch(record_id)
     return heldout_fetch(record_id - num_train)
 
+  def many(record_ids) -> list:
+    ids = np.asarray(record_ids, np.int64)
+    found = [None] * len(ids)
+    for part, part_fetch, first in ((ids < num_train, train_fetch, 0),
+                                    (ids >= num_train, heldout_fetch, num_train)):
+      where = np.nonzero(part)[0]
+      for index, item in zip(where, part_fetch.many(ids[where] - first)):
+        found[index] = item
+    return found
+
+  fetch.many = many  # what ``memory_reader`` reads every record with
   limit = "" if heldout_limit is None else f"the first {num_heldout} of "
   return DataSource(
       name=spec, num_classes=num_classes, train_size=num_train, heldout_size=num_heldout,

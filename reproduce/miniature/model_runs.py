@@ -85,8 +85,8 @@ class ModelRuns:
   # -- pre-training ----------------------------------------------------------------------
 
   def _plan(self, budget: float, lr: float, seed_offset: int = 0):
-    return grid_lib.plan_run(self.model, budget, lr, self.settings.seed + seed_offset,
-                             self.source, self.settings.batch_size, self.settings.dataset)
+    return grid_lib.plan_run(self.model, budget, lr, self.settings.seed, self.source,
+                             self.settings.batch_size, self.settings.dataset, seed_offset)
 
   def pretrain(self, budget: float, lr: float, seed_offset: int = 0) -> dict | None:
     """Trains (or reuses) one run; its results (with ``_name``), or None when it diverged

@@ -213,8 +213,14 @@ def run_study(spec: StudySpec, started: float | None = None) -> dict:
   for line in accounting.format_breakdown(breakdown):
     say(line)
   result = analysis["comparison"]
-  say(f"Done in {cli.format_duration(breakdown['wall_seconds'])}. {result['n_pass']}/"
-      f"{result['n_rows']} comparison rows pass. Report: {os.path.abspath(report_path)}")
-  say(f"TensorBoard logs: {os.path.abspath(spec.workdir)} (fits and figures under {FITS_DIR}/)")
-  say(f"  view them: tensorboard --logdir {os.path.abspath(spec.workdir)} --host 127.0.0.1")
+  from reproduce.analysis import verdicts  # pylint: disable=g-import-not-at-top
+  say(f"Done in {cli.format_duration(breakdown['wall_seconds'])}. Comparison: "
+      f"{verdicts.verdict_line(result)}. Report: {os.path.abspath(report_path)}")
+  fits_dir = os.path.abspath(fileio.join(spec.workdir, FITS_DIR))
+  # The figures and the report first: the fits' logdir holds images and text, no per-step
+  # scalars, so TensorBoard opens on them; every run's curves are one flag away.
+  say(f"Figures and report in TensorBoard: tensorboard --logdir {fits_dir} --host 127.0.0.1, "
+      f"then http://127.0.0.1:6006/#images")
+  say(f"  every run's training curves too: tensorboard --logdir "
+      f"{os.path.abspath(spec.workdir)} --host 127.0.0.1")
   return result

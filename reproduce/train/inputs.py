@@ -19,6 +19,12 @@ def input_dtype(policy: str) -> tf.DType:
   return tf.bfloat16 if policy == "mixed_bfloat16" else tf.float32
 
 
+def data_seed(config: dict) -> int:
+  """The seed of the data order and augmentation: ``data_seed``, else ``seed``."""
+  value = config.get("data_seed")
+  return int(config["seed"] if value is None else value)
+
+
 def train_iterator(strategy: tf.distribute.Strategy, data_module, source, config: dict, plan,
                    start_step: int, dtype: tf.DType):
   """A distributed iterator over the training batches from ``start_step`` on."""
@@ -26,7 +32,7 @@ def train_iterator(strategy: tf.distribute.Strategy, data_module, source, config
   def dataset_fn(ctx):
     return data_module.train_dataset(
         source, global_batch_size=int(plan.batch_size), resolution=int(plan.resolution),
-        seed=int(config["seed"]), start_step=start_step, input_context=ctx,
+        seed=data_seed(config), start_step=start_step, input_context=ctx,
         augment=dict(config["augment"] or {}) or None, dtype=dtype, **input_range(config))
 
   return iter(strategy.distribute_datasets_from_function(dataset_fn))

@@ -45,6 +45,7 @@ OptimizerFn = Callable[[dict, object, keras.Model, int], object]  # (config, sch
 # Config keys that shape only a run's plan or its bookkeeping: runs that differ in these alone
 # can share one ``Program`` (the same traced train step).
 PER_RUN_KEYS = ("budget_core_hours", "epochs", "mfu", "images_per_second_per_core", "base_lr",
+                "data_seed",
                 "warmup_steps", "log_every_steps", "eval_every_steps", "checkpoint_every_steps",
                 "checkpoint_every_secs", "keep_checkpoints", "divergence_factor",
                 "throughput_cache", "init", "provenance")
