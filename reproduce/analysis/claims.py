@@ -53,22 +53,26 @@ def _undecided(key: str, family: str, why: str) -> Row:
   return _claim_row(key, family, math.nan, why, UNDECIDED)
 
 
+def _slope_of(key: str, family: str, law: dict, what: str) -> Row:
+  """The sign row of a law ``a*C^-b``: its log-log slope -b, judged on -b's interval."""
+  lo, hi = law["ci"]["b"]
+  return _sign_row(key, family, -law["b"], None if lo is None else [-hi, -lo], what)
+
+
 def _law_rows(family: str, entry: dict, why_not: dict) -> list[Row]:
   """The loss slope (and, with fine-tuned runs, the fine-tuned error slope) rows."""
   rows = []
   key = "claim.loss_vs_compute_slope_sign"
   law = entry.get("fit")
   if law:
-    lo, hi = law["ci"]["b"]
-    rows.append(_sign_row(key, family, -law["b"], None if lo is None else [-hi, -lo],
+    rows.append(_slope_of(key, family, law,
                           f"log-log slope -b of the best run per budget ({law['n']} budgets)"))
   else:
     rows.append(_undecided(key, family, f"no loss law: {why_not['fit']}"))
   key = "claim.finetune_error_vs_compute_slope_sign"
   finetuned = entry.get("finetune_fit")
   if finetuned:
-    lo, hi = finetuned["ci"]["b"]
-    rows.append(_sign_row(key, family, -finetuned["b"], None if lo is None else [-hi, -lo],
+    rows.append(_slope_of(key, family, finetuned,
                           f"fine-tuned error ~ C^-b, best run of {finetuned['n']} budgets"))
   elif why_not.get("finetune_fit"):  # no fine-tuned runs at all: no row
     rows.append(_undecided(key, family, f"no fine-tuned error law: {why_not['finetune_fit']}"))

@@ -27,15 +27,15 @@ TRANSFER_DATASET = "digits"
 DEFAULT_NFNETS = ("nfnet_mini_f0w38", "nfnet_mini_f0w50", "nfnet_mini_f0w75", "nfnet_mini_f0")
 DEFAULT_VITS = ("vit_mini_nano", "vit_mini_mu", "vit_mini_xs", "vit_mini_ti")
 # Budgets in reference-CPU core-seconds (1e10 training FLOPs each): 32x in steps of 2.
-DEFAULT_BUDGETS_CORE_SECONDS = (1.5, 3.0, 6.0, 12.0, 24.0, 48.0)
-# ``--preset=long``: five sizes a family and budgets up to 4x the default's largest, to
+DEFAULT_BUDGETS_CORE_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+# ``--preset=long``: five sizes a family and budgets up to 4x the default's largest (128x), to
 # decide the size, epochs and ratio claims (at most an hour on 2 cores).
 PRESETS = {
     "default": dict(nfnets=DEFAULT_NFNETS, vits=DEFAULT_VITS,
                     budgets=DEFAULT_BUDGETS_CORE_SECONDS),
     "long": dict(nfnets=DEFAULT_NFNETS + ("nfnet_mini_f1",),
                  vits=DEFAULT_VITS + ("vit_mini_s",),
-                 budgets=(1.5, 3.0, 6.0, 12.0, 24.0, 48.0, 96.0, 192.0)),
+                 budgets=DEFAULT_BUDGETS_CORE_SECONDS + (64.0, 128.0)),
 }
 # Sizes a budget trains: the ``BAND`` sizes around where its optimum is expected.
 BAND = 3
@@ -44,7 +44,7 @@ DEFAULT_LR_CENTRES = {"nfnet": 0.4, "vit": 4e-3}
 DEFAULT_LR_POINTS = 3
 LR_FACTOR = math.sqrt(2.0)
 # The slopes of log optimal LR vs log epochs that re-centre a sweep (``predicted_lr``).
-LR_SLOPE_RANGE = (-1.0, 0.5)
+LR_SLOPE_RANGE = (-0.5, 0.25)
 TOP_SEEDS = 2
 HARDWARE = "cpu_ref"
 RESOLUTION = 32
