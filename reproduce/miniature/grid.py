@@ -193,6 +193,10 @@ def _study_execution(config) -> None:
   # of 4-step chunks a quarter of its wall time. The held-out set in 4 batches of 512.
   config.steps_per_execution = STEPS_PER_EXECUTION
   config.eval_batch_size = 512
+  # XLA for every pre-training program, the NFNets' too: their study sizes are narrow, so
+  # per-op costs dominate a step and XLA's fusion halves it (measured on 2 cores: the 50%-
+  # width mini F0 2.0x faster, the mini F0 1.4x; docs/study.md), which pays for its compile.
+  config.jit_compile = True
   # Runs of seconds: a checkpoint a minute bounds what a kill loses; one kept is enough.
   config.checkpoint_every_steps = 0
   config.keep_checkpoints = 1
@@ -215,6 +219,8 @@ def plan_finetune(model: str, steps: int, lr: float, seed: int, source,
   pre-training recipe for exactly ``steps`` steps at peak LR ``lr``."""
   from reproduce import planning  # pylint: disable=g-import-not-at-top
   config = study_config(model, 1.0, lr, seed, batch_size, dataset)
+  # 64 steps do not repay an NFNet's XLA compile (about a minute): the family's own setting.
+  config.jit_compile = family_config(model).jit_compile
   config.budget_core_hours = None
   config.epochs = steps * int(batch_size) / source.train_size  # the planner rounds to steps
   config.warmup_steps = max(steps // 4, 1)
