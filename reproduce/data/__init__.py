@@ -16,9 +16,9 @@ from reproduce.data.pipelines import heldout_dataset, train_dataset
 from reproduce.data.preprocess import (EVAL_CROPS, MEAN_RGB, STDDEV_RGB, eval_crop_padding,
                                        eval_image, train_image)
 from reproduce.data.record_index import write_record_counts
-from reproduce.data.sources import load_source
+from reproduce.data.sources import load_eval_source, load_source, split_spec
 
 __all__ = ["AUGMENT_DEFAULTS", "EVAL_CROPS", "MEAN_RGB", "SHARD_ORDER_FROM", "SHARD_WINDOW",
            "STDDEV_RGB", "DataError", "DataSource", "describe", "eval_crop_padding",
-           "eval_image", "example_order", "heldout_dataset", "load_source", "mix_batch",
+           "eval_image", "example_order", "heldout_dataset", "load_eval_source", "load_source", "split_spec", "mix_batch",
            "train_dataset", "train_image", "write_record_counts"]

@@ -34,16 +34,22 @@ def digits_data_dir(data_dir: str | None) -> str:
 
 def load_digits(data_dir: str | None, heldout_size: int | None, order_name: str = "auto",
                 window: int = order.SHARD_WINDOW) -> DataSource:
-  from reproduce.data import digits  # registers the 'sklearn_digits' builder
-  del digits
-  builder = _builder("digits", "sklearn_digits", digits_data_dir(data_dir))
-  if not builder.is_prepared():
-    builder.download_and_prepare(file_format="array_record")
+  builder = _digits_builder(data_dir)
   source = _source_from_builder(builder, "digits", "sklearn_digits", heldout_size,
                                 DIGITS_HELDOUT_FRACTION, order_name, window)
   # The digit fills the whole 32 px frame: no eval crop.
   return dataclasses.replace(source, augment_defaults=dict(DIGITS_AUGMENT),
                              eval_crop_padding=0)
+
+
+def _digits_builder(data_dir: str | None):
+  """The ``sklearn_digits`` builder in ``digits_data_dir``, prepared on first use (offline)."""
+  from reproduce.data import digits  # registers the 'sklearn_digits' builder
+  del digits
+  builder = _builder("digits", "sklearn_digits", digits_data_dir(data_dir))
+  if not builder.is_prepared():
+    builder.download_and_prepare(file_format="array_record")
+  return builder
 
 
 def load_tfds(spec: str, name: str, data_dir: str | None, manual_dir: str | None,
@@ -88,6 +94,54 @@ def load_tfds_with_heldout_split(spec: str, name: str, data_dir: str | None,
       shard_order=shard_order,
       description=f"tfds {builder.name} {builder.version} in {builder.data_dir}, "
                   f"held out: its {heldout_split!r} split")
+
+
+def tfds_split_names(spec: str, name: str, data_dir: str | None,
+                     manual_dir: str | None = None) -> tuple[str, ...]:
+  """The split names of prepared TFDS dataset ``name``."""
+  builder = (_digits_builder(data_dir) if _base_name(name) == "sklearn_digits"
+             else _prepared_builder(spec, name, data_dir, manual_dir))
+  return tuple(builder.info.splits.keys())
+
+
+def load_tfds_split(spec: str, name: str, data_dir: str | None, manual_dir: str | None,
+                    split: str, label_key: str | None = None) -> DataSource:
+  """One whole TFDS split as the held-out set of a source with no train stream (what
+  ``evaluate`` scores for ``tfds:NAME@SPLIT``); read by random access like every TFDS source,
+  so array_record datasets (``digits``) work. ``label_key`` None: ``label_feature``'s."""
+  if _base_name(name) == "sklearn_digits":
+    builder = _digits_builder(data_dir)
+  else:
+    builder = _prepared_builder(spec, name, data_dir, manual_dir)
+  splits = builder.info.splits
+  if split not in splits:
+    raise DataError(f"{spec}: TFDS dataset {name!r} has no split {split!r} "
+                    f"(splits: {', '.join(sorted(splits.keys()))})")
+  features = builder.info.features
+  if label_key is None:
+    label_key = label_feature(features)[0]
+  label = features[label_key] if label_key in features else None
+  inner = getattr(label, "feature", label)
+  if "image" not in features or not hasattr(inner, "num_classes"):
+    raise DataError(f"{spec}: TFDS dataset {name!r} lacks an 'image' or {label_key!r} "
+                    f"class-label feature")
+  records = _split_records(builder, split)
+  fetch = example_fetch(records, "image", label_key, inner.num_classes)
+  return DataSource(
+      name=spec, num_classes=inner.num_classes, train_size=0, heldout_size=len(records),
+      multi_label=label is not inner, train_records=range(0), heldout_records=range(len(records)),
+      read=_reader(builder, fetch, inner.num_classes, len(records)),
+      class_names=tuple(inner.names),
+      description=f"tfds {builder.name} {builder.version} {split}")
+
+
+def class_names(features) -> tuple[str, ...]:
+  """The label names of a TFDS FeaturesDict's label feature (empty when it has none)."""
+  try:
+    key = label_feature(features)[0]
+  except DataError:
+    return ()
+  return tuple(getattr(features[key], "feature", features[key]).names)
 
 
 def _reader(builder, fetch, num_classes: int, num_records: int):
@@ -209,7 +263,7 @@ def _source_from_builder(builder, spec: str, name: str, heldout_size: int | None
       name=spec, num_classes=num_classes, train_size=len(train_ids),
       heldout_size=len(heldout_ids), multi_label=multi_label, train_records=train_ids,
       heldout_records=heldout_ids, read=_reader(builder, fetch, num_classes, num_records),
-      shard_order=shard_order,
+      shard_order=shard_order, class_names=class_names(builder.info.features),
       description=f"tfds {builder.name} {builder.version} in {builder.data_dir}")
 
 

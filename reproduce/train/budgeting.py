@@ -134,6 +134,12 @@ def plan_with_measured_throughput(config, source, strategy, say=print):
                                    images_per_second_per_core=ips, throughput_note=note)
 
 
+def plan_line(plan) -> str:
+  """The one line ``pretrain`` and ``finetune`` print about their plan."""
+  return (f"plan: {plan.steps} steps of batch {plan.batch_size}, {plan.core_hours:.4g} "
+          f"{plan.hardware} core hours; throughput {plan.throughput_note}")
+
+
 class BudgetCheck:
   """Training core hours against the plan's; warns once when the ratio leaves ``BAND``."""
 
