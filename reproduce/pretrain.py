@@ -27,6 +27,7 @@ _CONFIG = config_flags.DEFINE_config_file(
     lock_config=True)
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Run directory (local or gs://); resumes.")
 _RUN_FLAGS = cli.define_training_flags()
+flags.adopt_module_key_flags(cli)  # --help lists the shared flags with the main's own
 
 
 class UsageError(ValueError):

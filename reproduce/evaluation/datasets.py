@@ -118,8 +118,12 @@ def _source_examples(source):
   return examples
 
 
-def _open_source(spec: str, data_dir: str | None):
-  """``data.load_eval_source(spec)``; a DataError becomes one EvaluationError line."""
+def open_source(spec: str, data_dir: str | None):
+  """``data.load_eval_source(spec)`` (None for the ImageNet names); a DataError becomes one
+  EvaluationError line. Needs no model: ``run`` opens every set before loading weights."""
+  spec = specs.check_dataset(spec)
+  if spec in specs.IMAGENET_SETS:
+    return None
   try:
     source = data.load_eval_source(spec, data_dir)
   except data.DataError as e:
@@ -130,8 +134,9 @@ def _open_source(spec: str, data_dir: str | None):
 
 
 def open_set(spec: str, num_classes: int, data_dir: str | None = None,
-             class_map: dict[str, int] | None = None) -> EvalSet:
-  """The EvalSet of ``spec`` for a model with ``num_classes`` outputs."""
+             class_map: dict[str, int] | None = None, source=None) -> EvalSet:
+  """The EvalSet of ``spec`` for a model with ``num_classes`` outputs (``source``: its
+  ``open_source``, when already open)."""
   spec = specs.check_dataset(spec)
   if spec in specs.IMAGENET_SETS:
     name, split, label_key, subset = specs.IMAGENET_SETS[spec]
@@ -141,7 +146,7 @@ def open_set(spec: str, num_classes: int, data_dir: str | None = None,
     examples, names, description = _tfds_examples(name, split, label_key, data_dir)
     scored = np.array(label_sets.subset_indices(spec, names)) if subset else None
     return EvalSet(spec, examples, np.arange(IMAGENET_CLASSES), scored, description)
-  source = _open_source(spec, data_dir)
+  source = source or open_source(spec, data_dir)
   names = list(source.class_names) or [str(i) for i in range(source.num_classes)]
   if spec.startswith("imagefolder:") and class_map is not None:
     missing = [n for n in names if n not in class_map]
