@@ -20,5 +20,5 @@ from reproduce.data.sources import load_eval_source, load_source, split_spec
 
 __all__ = ["AUGMENT_DEFAULTS", "EVAL_CROPS", "MEAN_RGB", "SHARD_ORDER_FROM", "SHARD_WINDOW",
            "STDDEV_RGB", "DataError", "DataSource", "describe", "eval_crop_padding",
-           "eval_image", "example_order", "heldout_dataset", "load_eval_source", "load_source", "split_spec", "mix_batch",
-           "train_dataset", "train_image", "write_record_counts"]
+           "eval_image", "example_order", "heldout_dataset", "load_eval_source", "load_source",
+           "mix_batch", "split_spec", "train_dataset", "train_image", "write_record_counts"]

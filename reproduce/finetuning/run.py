@@ -85,8 +85,9 @@ def run(config, model_dir: str, init: str, strategy_kind: str = "auto", tpu: str
   source = inputs.open_source(data, config, data_dir, manual_dir)
   # Planned exactly as pre-training plans: from the engine's measured step where no MFU is
   # calibrated (CPU, GPUs), else the calibrated MFU (train/budgeting.py).
-  plan = budgeting.plan_with_measured_throughput(recipe.planning_config(config), source,
-                                                 strategy)
+  plan = budgeting.plan_with_measured_throughput(
+      recipe.planning_config(config), source, strategy,
+      passes=recipe.cost_factor(recipe.with_defaults(rundir.config_to_dict(config))))
   print(budgeting.plan_line(recipe.charged_plan(plan, config)), flush=True)
   return finetune(config, plan, model_dir, init, strategy, source=source,
                   allow_config_change=allow_config_change, data_dir=data_dir,
