@@ -42,7 +42,7 @@ CASES = [
     ("evaluate", ["--weights={tmp}/none", "--datasets=digits@validation"],
      "digits@validation: TFDS dataset 'sklearn_digits' has no split 'validation'"),
     ("evaluate", ["--weights={tmp}/none", "--datasets=tfrecord:{tmp}/none/*"],
-     "tfrecord:{tmp}/none/*"),
+     "tfrecord glob '{tmp}/none/*' matches no files"),
     ("evaluate", ["--weights={tmp}/none"], "{tmp}/none"),
     ("convert", [], "--source"),
     ("convert", ["--source=haiku"], "haiku"),

@@ -296,8 +296,8 @@ def test_digits_specs_score_the_sets_pretraining_uses():
     ("tfds:sklearn_digits@test", "has no split 'test'"),
     ("tfds:no_such_dataset_xyz", "TFDS has no dataset 'no_such_dataset_xyz'"),
     ("imagefolder:/no/such/folder", "imagefolder root '/no/such/folder' does not exist"),
-    ("tfrecord:/no/such/*.tfrecord", "tfrecord:/no/such/*.tfrecord"),
-    ("arrayrecord:/no/such/*.array_record", "arrayrecord:/no/such/*.array_record"),
+    ("tfrecord:/no/such/*.tfrecord", "tfrecord glob '/no/such/*.tfrecord' matches no files"),
+    ("arrayrecord:/no/such/*.array_record", "arrayrecord glob '/no/such/*.array_record' matches"),
     ("tfrecord:/no/such/x@validation", "only TFDS datasets have named splits"),
 ])
 def test_every_bad_spec_is_one_evaluation_error_line(spec, message):

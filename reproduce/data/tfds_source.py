@@ -44,11 +44,25 @@ def load_digits(data_dir: str | None, heldout_size: int | None, order_name: str 
 
 def _digits_builder(data_dir: str | None):
   """The ``sklearn_digits`` builder in ``digits_data_dir``, prepared on first use (offline)."""
+  import logging
+  import tensorflow_datasets as tfds
   from reproduce.data import digits  # registers the 'sklearn_digits' builder
   del digits
-  builder = _builder("digits", "sklearn_digits", digits_data_dir(data_dir))
-  if not builder.is_prepared():
-    builder.download_and_prepare(file_format="array_record")
+  # Preparing is a second's work on first use: no progress bars or TFDS notices on stderr,
+  # which carries only errors (one line) in the kit's mains.
+  absl_logger = logging.getLogger("absl")
+  level = absl_logger.level
+  absl_logger.setLevel(logging.ERROR)
+  try:
+    builder = _builder("digits", "sklearn_digits", digits_data_dir(data_dir))
+    if not builder.is_prepared():
+      tfds.disable_progress_bar()
+      try:
+        builder.download_and_prepare(file_format="array_record")
+      finally:
+        tfds.enable_progress_bar()
+  finally:
+    absl_logger.setLevel(level)
   return builder
 
 
