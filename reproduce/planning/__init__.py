@@ -33,8 +33,8 @@ from reproduce.planning.plan import (DECAY, Plan, plan_from_budget, plan_from_co
 
 __all__ = [
     "Allocation", "DECAY", "FAMILIES", "FIGURE2_EPOCHS", "FIGURE2_MODELS", "HARDWARE", "Hardware",
-    "MINI_LR", "Plan", "PlanError", "TRAIN_FLOPS_PER_FORWARD", "WARMUP_CAP_STEPS", "WARMUP_FRACTION",
-    "allocate", "anchor", "anchor_mfu", "base_lr", "calibration", "calibration_note",
+    "MINI_LR", "Plan", "PlanError", "TRAIN_FLOPS_PER_FORWARD", "WARMUP_CAP_STEPS",
+    "WARMUP_FRACTION", "allocate", "anchor", "anchor_mfu", "base_lr", "calibration", "calibration_note",
     "compute_unit",
     "default_resolution", "default_warmup_steps", "epochs_exponent", "family_models",
     "get_hardware", "hardware_mfu", "implied_mfu", "lr_grid", "lr_rule",
