@@ -37,7 +37,7 @@ import tempfile
 import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MARKER = re.compile(r"<!--\s*example:\s*(.*?)\s*-->", re.S)
+MARKER = re.compile(r"^<!--\s*example:\s*(.*?)\s*-->", re.S | re.M)  # at a line start
 FENCE = re.compile(r"```(bash|python)\n(.*?)```", re.S)
 KINDS = ("fast", "slow")
 _OPTION = re.compile(r'\s*(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|(\S+))\s*')
