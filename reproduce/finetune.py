@@ -31,6 +31,7 @@ _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Fine-tune run directory; re
 _INIT = flags.DEFINE_string("init", None, "Pre-training run dir or converted-weights dir "
                             "(default: config.init).")
 _RUN_FLAGS = cli.define_training_flags()
+flags.adopt_module_key_flags(cli)  # --help lists the shared flags with the main's own
 
 
 def check_usage(config, model_dir: str | None, init: str | None) -> str:

@@ -27,6 +27,7 @@ _CONFIG = config_flags.DEFINE_config_file(
     lock_config=True)
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Run directory (local or gs://); resumes.")
 _RUN_FLAGS = cli.define_training_flags()
+flags.adopt_module_key_flags(cli)  # --help lists the shared flags with the main's own
 
 
 class UsageError(ValueError):
@@ -59,8 +60,7 @@ def run(config, model_dir: str, strategy_kind: str = "auto", tpu: str | None = N
     strategy = strategy_lib.make_strategy(strategy_kind, tpu=tpu)
     source = inputs.open_source(data, config, data_dir, manual_dir)
     plan = budgeting.plan_with_measured_throughput(config, source, strategy)
-    print(f"plan: {plan.steps} steps of batch {plan.batch_size}, {plan.core_hours:.4g} "
-          f"{plan.hardware} core hours; throughput {plan.throughput_note}", flush=True)
+    print(budgeting.plan_line(plan), flush=True)
     return loop.train(config, plan, model_dir, strategy,
                       allow_config_change=allow_config_change, data_dir=data_dir,
                       manual_dir=manual_dir, source=source)

@@ -104,6 +104,23 @@ def test_warmup_never_exceeds_steps(steps):
     planning.plan_from_epochs("budget_test_small", 0.001, warmup_steps=2, **COMMON)
 
 
+def test_mini_models_get_their_familys_measured_lr_not_the_scaled_tpu_rule():
+  """A mini run's LR is its family's measured one (the study's sweeps: NFNet minis ~0.4 with
+  SGD + AGC, ViT minis ~4e-3 with AdamW), whatever its batch and epochs; full-scale models
+  keep the paper's rule, linear in the batch."""
+  assert planning.MINI_LR == {"nfnet": 0.4, "vit": 4e-3}
+  for batch, epochs in ((16, 0.25), (32, 2.0), (4096, 8.0)):
+    assert planning.base_lr("budget_test_mini", epochs, batch) == 0.4
+    assert planning.base_lr("budget_test_small", epochs, batch) == pytest.approx(
+        planning.lr_rule(epochs, planning.model_size_fraction("budget_test_small"), batch))
+  assert planning.base_lr("budget_test_small", 0.25, 16) == pytest.approx(1.6 * 16 / 4096)
+  plan = planning.plan_from_epochs("budget_test_mini", 2, dataset_size=1437, hardware="cpu",
+                                   batch_size=16, mfu=0.1)
+  assert plan.base_lr == 0.4
+  if "vit_mini_ti" in model_defs.names():
+    assert planning.base_lr("vit_mini_ti", 2, 16) == 4e-3
+
+
 def test_lr_rule():
   grid_4096 = {1.6 / 2 ** k for k in range(8)}
   epochs = [0.1, 0.25, 0.5, 0.75, 1, 2, 3, 4, 8, 16, 64]

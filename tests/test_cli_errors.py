@@ -38,6 +38,11 @@ CASES = [
     ("evaluate", ["--weights={tmp}/none", "--datasets=imagenet"], "imagenet"),
     ("evaluate", ["--weights={tmp}/none", "--resolution=2x"], "--resolution"),
     ("evaluate", ["--weights={tmp}/none", "--crop=centre"], "crop"),
+    # pre-training's specs, read through reproduce.data, checked before the weights:
+    ("evaluate", ["--weights={tmp}/none", "--datasets=digits@validation"],
+     "digits@validation: TFDS dataset 'sklearn_digits' has no split 'validation'"),
+    ("evaluate", ["--weights={tmp}/none", "--datasets=tfrecord:{tmp}/none/*"],
+     "tfrecord glob '{tmp}/none/*' matches no files"),
     ("evaluate", ["--weights={tmp}/none"], "{tmp}/none"),
     ("convert", [], "--source"),
     ("convert", ["--source=haiku"], "haiku"),

@@ -266,3 +266,42 @@ def test_command_line_writes_every_resolution(tmp_path):
   entries = record["eval"][f"imagefolder:{folder}"]
   assert sorted(entries) == ["16", "24"] and entries["24"]["examples"] == 6
   assert record["weights"]["model"] == "vit_mini_ti"
+
+
+# --- pre-training's dataset specs, read through reproduce.data (docs/evaluate.md, "Datasets")
+
+
+def test_digits_specs_score_the_sets_pretraining_uses():
+  """``digits`` is the held-out set a mini run reports on, ``@train`` the rest; both read
+  through the data module (the array_record digits: random access, no ``as_dataset``)."""
+  source = data.load_source("digits")
+  heldout = datasets.open_set("digits", 10)
+  assert heldout.label_map.tolist() == list(range(10)) and heldout.scored_classes is None
+  rows = [(images.shape[1:], targets.numpy()) for images, targets in
+          datasets.batches(heldout, 32, "nfnet", 100, 10)]
+  assert all(shape == (32, 32, 3) for shape, _ in rows)
+  targets = np.concatenate([t for _, t in rows])
+  assert len(targets) == source.heldout_size == 360
+  expected = np.stack([source.read(tf.constant(int(r)))[1].numpy()
+                       for r in source.heldout_records])
+  np.testing.assert_array_equal(targets, expected)  # same examples, same order
+  assert datasets.open_source("digits@train", None).heldout_size == source.train_size == 1437
+  assert datasets.open_source("tfds:sklearn_digits@heldout", None).heldout_size == 360
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("nope:x", "unknown dataset 'nope:x'"),
+    ("digits@validation", "digits@validation: TFDS dataset 'sklearn_digits' has no split "
+                          "'validation' (splits: train)"),
+    ("tfds:sklearn_digits@test", "has no split 'test'"),
+    ("tfds:no_such_dataset_xyz", "TFDS has no dataset 'no_such_dataset_xyz'"),
+    ("imagefolder:/no/such/folder", "imagefolder root '/no/such/folder' does not exist"),
+    ("tfrecord:/no/such/*.tfrecord", "tfrecord glob '/no/such/*.tfrecord' matches no files"),
+    ("arrayrecord:/no/such/*.array_record", "arrayrecord glob '/no/such/*.array_record' matches"),
+    ("tfrecord:/no/such/x@validation", "only TFDS datasets have named splits"),
+])
+def test_every_bad_spec_is_one_evaluation_error_line(spec, message):
+  with pytest.raises(specs.EvaluationError) as raised:
+    datasets.open_source(spec, None)
+  assert message in str(raised.value) and "\n" not in str(raised.value)
+

@@ -5,7 +5,8 @@
 
 The recipe is the JFT one (pretrain_jft.py) scaled down: SGD Nesterov 0.9, AGC
 0.01, coupled weight decay, label smoothing 0.1, cosine schedule; the budget
-planner (reproduce.planning) turns the core-hour budget into steps and LR.
+planner (reproduce.planning) turns the core-hour budget into steps, and gives mini models
+their family's measured LR (planning.MINI_LR: 0.4 here, not the TPU rule's 0.006 at batch 16).
 """
 
 from reproduce.configs import base

@@ -17,10 +17,10 @@ from reproduce.data.preprocess import (DEFAULT_INPUT_RANGE, EVAL_CROPS, INPUT_RA
                                        STDDEV_RGB, check_input_range, eval_crop_padding,
                                        eval_image, eval_pixels, normalise, train_image)
 from reproduce.data.record_index import write_record_counts
-from reproduce.data.sources import load_source
+from reproduce.data.sources import load_eval_source, load_source, split_spec
 
 __all__ = ["AUGMENT_DEFAULTS", "DEFAULT_INPUT_RANGE", "EVAL_CROPS", "INPUT_RANGES", "MEAN_RGB",
            "SHARD_ORDER_FROM", "SHARD_WINDOW", "STDDEV_RGB", "DataError", "DataSource",
            "check_input_range", "describe", "eval_crop_padding", "eval_image", "eval_pixels",
-           "example_order", "normalise", "heldout_dataset", "load_source", "mix_batch",
-           "train_dataset", "train_image", "write_record_counts"]
+           "example_order", "normalise", "heldout_dataset", "load_eval_source", "load_source",
+           "mix_batch", "split_spec", "train_dataset", "train_image", "write_record_counts"]

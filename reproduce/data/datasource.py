@@ -65,6 +65,8 @@ class DataSource:
     description: where the data was read from.
     shard_order: None: the train stream visits each epoch in one global permutation; else
       in the per-shard order over these shards (``order.py``, docs/data.md).
+    class_names: the label names by class id where the source knows them (TFDS ClassLabel
+      names, ImageFolder folders), else empty.
   """
   name: str
   num_classes: int
@@ -81,6 +83,7 @@ class DataSource:
   skipped_corrupt: int = 0
   description: str = ""
   shard_order: ShardOrder | None = None
+  class_names: tuple[str, ...] = ()
 
 
 def describe(source: DataSource) -> dict[str, Any]:

@@ -51,7 +51,7 @@ def load_imagefolder(spec: str, root: str, heldout_size: int | None, seed: int,
   return DataSource(
       name=spec, num_classes=len(classes), train_size=len(train_ids),
       heldout_size=len(heldout_ids), multi_label=False, train_records=train_ids,
-      heldout_records=heldout_ids, read=read, skipped_corrupt=skipped,
+      heldout_records=heldout_ids, read=read, skipped_corrupt=skipped, class_names=tuple(classes),
       description=f"{len(paths)} images in {len(classes)} classes under {base}")
 
 

@@ -15,6 +15,7 @@ Every source is random access: a train example is addressed by its index ``0..tr
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from reproduce.data.datasource import DataError, DataSource
@@ -22,11 +23,15 @@ from reproduce.data.imagefolder_source import load_imagefolder
 from reproduce.data.order import SHARD_WINDOW
 from reproduce.data.record_index import GLOB_KINDS
 from reproduce.data.tfds_source import (load_digits, load_fashion_mnist, load_tfds,
-                                        load_tfds_with_heldout_split)
+                                        load_tfds_split, load_tfds_with_heldout_split,
+                                        tfds_split_names)
 from reproduce.data.tfrecord_source import load_record_glob
 
 _TFDS_NAME = re.compile(r"[a-z][a-z0-9_]*(/[\w.-]+)?(:[\d.*]+)?")
-_SPEC_HELP = "use digits, fashion_mnist, tfds:NAME, imagefolder:DIR, tfrecord:GLOB or arrayrecord:GLOB"
+_SPEC_HELP = ("use digits, fashion_mnist, tfds:NAME, imagefolder:DIR, tfrecord:GLOB or "
+              "arrayrecord:GLOB")
+_SPLIT = re.compile(r"[A-Za-z][\w.%:\[\]-]*")
+HELDOUT, TRAIN = "heldout", "train"
 
 
 def load_source(dataset: str, data_dir: str | None = None, manual_dir: str | None = None,
@@ -100,3 +105,50 @@ def _with_heldout_split(spec: str, kind: str, rest: str, data_dir, manual_dir,
                                         *ordering)
   raise DataError(f"heldout_split={heldout_split!r} needs a TFDS dataset (tfds:NAME), "
                   f"not {spec!r}")
+
+
+def split_spec(spec: str) -> tuple[str, str | None]:
+  """(dataset spec, split or None) of ``SPEC[@SPLIT]``."""
+  base, at, split = spec.strip().rpartition("@")
+  if at and base and _SPLIT.fullmatch(split):
+    return base, split
+  return spec.strip(), None
+
+
+def load_eval_source(spec: str, data_dir: str | None = None,
+                     manual_dir: str | None = None) -> DataSource:
+  """A source whose held-out set is the set ``SPEC[@SPLIT]`` names for scoring
+  (``reproduce.evaluate``; docs/data.md, "Evaluating"):
+
+  - ``SPEC@heldout``: ``SPEC``'s held-out set exactly as pre-training carves it (``digits``:
+    the last 20%, the set a mini run's held-out loss and top-1 are measured on).
+  - ``SPEC@train``: ``SPEC``'s train examples (held-out ones excluded).
+  - ``SPEC@SPLIT`` with a TFDS ``SPEC`` (``tfds:NAME``, ``NAME``; ``digits`` is
+    ``tfds:sklearn_digits``): that whole TFDS split.
+  - no split: ``imagefolder:DIR`` scores every image under DIR; ``tfds:NAME`` its
+    'validation', else 'test' split, else its held-out set; any other spec its held-out set.
+  """
+  spec, split = split_spec(spec)
+  kind, _, rest = spec.partition(":")
+  tfds_name = (rest if kind == "tfds" and rest else spec if _TFDS_NAME.fullmatch(spec)
+               else None)
+  if tfds_name in ("digits", "sklearn_digits"):
+    spec, tfds_name = "digits", "sklearn_digits"
+  if split is None and kind == "imagefolder" and rest:
+    source = load_source(spec, data_dir, manual_dir)
+    everything = range(source.train_size + source.heldout_size)
+    return dataclasses.replace(source, heldout_records=everything,
+                               heldout_size=len(everything))
+  if split is None and kind == "tfds" and spec != "digits":
+    names = tfds_split_names(spec, tfds_name, data_dir, manual_dir)
+    split = next((s for s in ("validation", "test") if s in names), HELDOUT)
+  if split in (None, HELDOUT):
+    return load_source(spec, data_dir, manual_dir)
+  if split == TRAIN:
+    source = load_source(spec, data_dir, manual_dir)
+    return dataclasses.replace(source, heldout_records=source.train_records,
+                               heldout_size=source.train_size)
+  if tfds_name is None:
+    raise DataError(f"{spec}@{split}: only TFDS datasets have named splits; use "
+                    f"{spec}@{HELDOUT} or {spec}@{TRAIN}")
+  return load_tfds_split(f"{spec}@{split}", tfds_name, data_dir, manual_dir, split)

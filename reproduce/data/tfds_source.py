@@ -41,16 +41,40 @@ def kit_data_dir(data_dir: str | None) -> str:
 
 def load_digits(data_dir: str | None, heldout_size: int | None, order_name: str = "auto",
                 window: int = order.SHARD_WINDOW) -> DataSource:
-  from reproduce.data import digits  # registers the 'sklearn_digits' builder
-  del digits
-  builder = _builder("digits", "sklearn_digits", kit_data_dir(data_dir))
-  if not builder.is_prepared():
-    builder.download_and_prepare(file_format="array_record")
+  builder = _digits_builder(data_dir)
   source = _source_from_builder(builder, "digits", "sklearn_digits", heldout_size,
                                 DIGITS_HELDOUT_FRACTION, order_name, window)
   # The digit fills the whole 32 px frame: no eval crop.
   return dataclasses.replace(source, augment_defaults=dict(DIGITS_AUGMENT),
                              eval_crop_padding=0)
+
+
+def _digits_builder(data_dir: str | None):
+  """The ``sklearn_digits`` builder in ``kit_data_dir``, prepared on first use (offline)."""
+  from reproduce.data import digits  # registers the 'sklearn_digits' builder
+  del digits
+  return _prepared_quietly(_builder("digits", "sklearn_digits", kit_data_dir(data_dir)))
+
+
+def _prepared_quietly(builder):
+  """``builder`` prepared (array_record) if it is not yet: seconds of work on first use, with
+  no progress bars or TFDS notices on stderr, which carries only errors (one line) in the
+  kit's mains. Its own errors pass through."""
+  import logging
+  import tensorflow_datasets as tfds
+  absl_logger = logging.getLogger("absl")
+  level = absl_logger.level
+  absl_logger.setLevel(logging.ERROR)
+  try:
+    if not builder.is_prepared():
+      tfds.disable_progress_bar()
+      try:
+        builder.download_and_prepare(file_format="array_record")
+      finally:
+        tfds.enable_progress_bar()
+  finally:
+    absl_logger.setLevel(level)
+  return builder
 
 
 def load_tfds(spec: str, name: str, data_dir: str | None, manual_dir: str | None,
@@ -80,13 +104,11 @@ def load_fashion_mnist(data_dir: str | None, heldout_size: int | None,
   says from where); all 60k train images, held out the first ``heldout_size`` (default
   ``FASHION_MNIST_HELDOUT``) of the official test split as stored: a fixed slice."""
   from reproduce.data import fashion_mnist
-  builder = fashion_mnist.KitFashionMnist(data_dir=kit_data_dir(data_dir),
-                                          source_data_dir=data_dir)
-  if not builder.is_prepared():
-    try:
-      builder.download_and_prepare(file_format="array_record")
-    except fashion_mnist.FashionMnistMissing as e:
-      raise DataError(str(e)) from None
+  try:
+    builder = _prepared_quietly(fashion_mnist.KitFashionMnist(
+        data_dir=kit_data_dir(data_dir), source_data_dir=data_dir))
+  except fashion_mnist.FashionMnistMissing as e:
+    raise DataError(str(e)) from None
   size = FASHION_MNIST_HELDOUT if heldout_size is None else int(heldout_size)
   test_size = builder.info.splits["test"].num_examples
   if not 0 < size <= test_size:
@@ -140,6 +162,54 @@ def _source_with_heldout_split(builder, spec: str, name: str, heldout_split: str
       shard_order=shard_order,
       description=f"tfds {builder.name} {builder.version} in {builder.data_dir}, "
                   f"held out: {limit}its {heldout_split!r} split")
+
+
+def tfds_split_names(spec: str, name: str, data_dir: str | None,
+                     manual_dir: str | None = None) -> tuple[str, ...]:
+  """The split names of prepared TFDS dataset ``name``."""
+  builder = (_digits_builder(data_dir) if _base_name(name) == "sklearn_digits"
+             else _prepared_builder(spec, name, data_dir, manual_dir))
+  return tuple(builder.info.splits.keys())
+
+
+def load_tfds_split(spec: str, name: str, data_dir: str | None, manual_dir: str | None,
+                    split: str, label_key: str | None = None) -> DataSource:
+  """One whole TFDS split as the held-out set of a source with no train stream (what
+  ``evaluate`` scores for ``tfds:NAME@SPLIT``); read by random access like every TFDS source,
+  so array_record datasets (``digits``) work. ``label_key`` None: ``label_feature``'s."""
+  if _base_name(name) == "sklearn_digits":
+    builder = _digits_builder(data_dir)
+  else:
+    builder = _prepared_builder(spec, name, data_dir, manual_dir)
+  splits = builder.info.splits
+  if split not in splits:
+    raise DataError(f"{spec}: TFDS dataset {name!r} has no split {split!r} "
+                    f"(splits: {', '.join(sorted(splits.keys()))})")
+  features = builder.info.features
+  if label_key is None:
+    label_key = label_feature(features)[0]
+  label = features[label_key] if label_key in features else None
+  inner = getattr(label, "feature", label)
+  if "image" not in features or not hasattr(inner, "num_classes"):
+    raise DataError(f"{spec}: TFDS dataset {name!r} lacks an 'image' or {label_key!r} "
+                    f"class-label feature")
+  records = _split_records(builder, split)
+  fetch = example_fetch(records, "image", label_key, inner.num_classes)
+  return DataSource(
+      name=spec, num_classes=inner.num_classes, train_size=0, heldout_size=len(records),
+      multi_label=label is not inner, train_records=range(0), heldout_records=range(len(records)),
+      read=_reader(builder, fetch, inner.num_classes, len(records)),
+      class_names=tuple(inner.names),
+      description=f"tfds {builder.name} {builder.version} {split}")
+
+
+def class_names(features) -> tuple[str, ...]:
+  """The label names of a TFDS FeaturesDict's label feature (empty when it has none)."""
+  try:
+    key = label_feature(features)[0]
+  except DataError:
+    return ()
+  return tuple(getattr(features[key], "feature", features[key]).names)
 
 
 def _reader(builder, fetch, num_classes: int, num_records: int):
@@ -261,7 +331,7 @@ def _source_from_builder(builder, spec: str, name: str, heldout_size: int | None
       name=spec, num_classes=num_classes, train_size=len(train_ids),
       heldout_size=len(heldout_ids), multi_label=multi_label, train_records=train_ids,
       heldout_records=heldout_ids, read=_reader(builder, fetch, num_classes, num_records),
-      shard_order=shard_order,
+      shard_order=shard_order, class_names=class_names(builder.info.features),
       description=f"tfds {builder.name} {builder.version} in {builder.data_dir}")
 
 

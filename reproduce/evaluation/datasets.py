@@ -24,7 +24,6 @@ from reproduce.evaluation import specs
 from reproduce.evaluation.specs import EvaluationError
 
 IMAGENET_CLASSES = 1000
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -107,33 +106,39 @@ def _tfds_examples(name: str, split: str | None, label_key: str, data_dir: str |
   return examples, names, f"tfds {builder.name} {builder.version} {split}"
 
 
-def _imagefolder_examples(root: str):
-  """(examples fn, sorted folder names) of DIR/<folder>/<image files>."""
-  if not fileio.isdir(root):
-    raise EvaluationError(f"imagefolder {root!r} does not exist or is not a directory")
-  paths = [p for p in fileio.glob(fileio.join(root, "*", "*"))
-           if p.lower().endswith(IMAGE_EXTENSIONS)]
-  folders = sorted({p.rsplit("/", 2)[-2] for p in paths})
-  if not paths:
-    raise EvaluationError(f"imagefolder {root!r} has no images in class folders")
-  labels = [folders.index(p.rsplit("/", 2)[-2]) for p in paths]
+def _source_examples(source):
+  """(examples fn) of a ``reproduce.data`` source's held-out set: the data module's own
+  held-out pipeline (its eval preprocessing and crop padding), one example at a time."""
 
   def examples(resolution: int, crop: str, input_range: str | None = None) -> tf.data.Dataset:
-    dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
+    dataset = data.heldout_dataset(source, global_batch_size=64, resolution=resolution,
+                                   crop=crop, input_range=input_range).unbatch()
+    dataset = dataset.filter(lambda image, target, mask: mask > 0)
+    return dataset.map(lambda image, target, mask: (image, tf.reshape(tf.where(target > 0),
+                                                                       [-1])))
 
-    def load(path, label):
-      image = data.eval_image(tf.io.read_file(path), resolution, crop=crop,
-                              input_range=input_range)
-      return image, tf.reshape(label, [1])
+  return examples
 
-    return dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
 
-  return examples, folders, f"{len(paths)} images in {len(folders)} folders under {root}"
+def open_source(spec: str, data_dir: str | None):
+  """``data.load_eval_source(spec)`` (None for the ImageNet names); a DataError becomes one
+  EvaluationError line. Needs no model: ``run`` opens every set before loading weights."""
+  spec = specs.check_dataset(spec)
+  if spec in specs.IMAGENET_SETS:
+    return None
+  try:
+    source = data.load_eval_source(spec, data_dir)
+  except data.DataError as e:
+    raise EvaluationError(cli.first_line(e)) from None
+  if not source.heldout_size:
+    raise EvaluationError(f"{spec}: no examples to score")
+  return source
 
 
 def open_set(spec: str, num_classes: int, data_dir: str | None = None,
-             class_map: dict[str, int] | None = None) -> EvalSet:
-  """The EvalSet of ``spec`` for a model with ``num_classes`` outputs."""
+             class_map: dict[str, int] | None = None, source=None) -> EvalSet:
+  """The EvalSet of ``spec`` for a model with ``num_classes`` outputs (``source``: its
+  ``open_source``, when already open)."""
   spec = specs.check_dataset(spec)
   if spec in specs.IMAGENET_SETS:
     name, split, label_key, subset = specs.IMAGENET_SETS[spec]
@@ -143,18 +148,16 @@ def open_set(spec: str, num_classes: int, data_dir: str | None = None,
     examples, names, description = _tfds_examples(name, split, label_key, data_dir)
     scored = np.array(label_sets.subset_indices(spec, names)) if subset else None
     return EvalSet(spec, examples, np.arange(IMAGENET_CLASSES), scored, description)
-  kind, _, rest = spec.partition(":")
-  if kind == "imagefolder":
-    examples, names, description = _imagefolder_examples(fileio.expand(rest))
-    missing = [n for n in names if class_map is not None and n not in class_map]
+  source = source or open_source(spec, data_dir)
+  names = list(source.class_names) or [str(i) for i in range(source.num_classes)]
+  if spec.startswith("imagefolder:") and class_map is not None:
+    missing = [n for n in names if n not in class_map]
     if missing:
       raise EvaluationError(f"{spec}: folder {missing[0]!r} is not in the class map "
                             f"({len(missing)} folder(s) missing)")
-  else:
-    name, _, split = rest.partition("@")
-    examples, names, description = _tfds_examples(name, split or None, "label", data_dir)
   label_map, scored = _mapped(names, class_map, num_classes)
-  return EvalSet(spec, examples, label_map, scored, description)
+  description = f"{source.description}: {source.heldout_size} images"
+  return EvalSet(spec, _source_examples(source), label_map, scored, description)
 
 
 def batches(eval_set: EvalSet, resolution: int, crop: str, batch_size: int, num_classes: int,

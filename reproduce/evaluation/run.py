@@ -66,10 +66,12 @@ def run(weights: str, datasets, resolutions=(), crop: str = "nfnet", batch_size:
   from reproduce.evaluation import models  # pylint: disable=g-import-not-at-top
   from reproduce.evaluation import outputs  # pylint: disable=g-import-not-at-top
   from reproduce.evaluation import runner  # pylint: disable=g-import-not-at-top
+  sources = [datasets_lib.open_source(n, data_dir) for n in names]  # bad data: before weights
   loaded = models.load(weights, ema)
   directory, logdir = _destination(loaded, output)
   mapping = datasets_lib.read_class_map(class_map) if class_map else None
-  sets = [datasets_lib.open_set(n, loaded.num_classes, data_dir, mapping) for n in names]
+  sets = [datasets_lib.open_set(n, loaded.num_classes, data_dir, mapping, source)
+          for n, source in zip(names, sources)]
   entries = {}
   writer = cli.import_tensorflow().summary.create_file_writer(logdir)
   for resolution in resolutions or [loaded.resolution]:

@@ -8,11 +8,22 @@ Dataset specs (``--datasets`` is a comma-separated list of them):
   imagenet_a          ImageNet-A, test split; 1000-way logits restricted to its 200 classes
   imagenet_r          ImageNet-R, test split; likewise restricted to its 200 classes
   imagenet_sketch     ImageNet-Sketch, test split
-  tfds:NAME[@SPLIT]   any prepared tfds dataset (split: validation, else test)
-  imagefolder:DIR     DIR/<class folder>/<image files>
+  digits[@SPLIT]      the embedded digits: by default its held-out set (the last 20%, the set
+                      a mini run's held-out top-1 is measured on); @train: the rest
+  tfds:NAME[@SPLIT]   any prepared tfds dataset (split: validation, else test, else the
+                      held-out set pre-training carves from train)
+  imagefolder:DIR     every image of DIR/[train/]<class folder>/<image files>
+  tfrecord:GLOB, arrayrecord:GLOB, NAME
+                      pre-training's dataset specs; scored on their held-out set
+  SPEC@heldout, SPEC@train
+                      any of these: the held-out set / train examples pre-training uses
+
+Every spec is read through ``reproduce.data.load_eval_source`` (docs/data.md, "Evaluating").
 """
 
 from __future__ import annotations
+
+import re
 
 # name: (tfds dataset, split, label feature, scored on the 200-class subset)
 IMAGENET_SETS = {
@@ -23,7 +34,10 @@ IMAGENET_SETS = {
     "imagenet_r": ("imagenet_r", "test", "label", True),
     "imagenet_sketch": ("imagenet_sketch", "test", "label", False),
 }
-SPEC_HELP = f"use {', '.join(IMAGENET_SETS)}, tfds:NAME[@SPLIT] or imagefolder:DIR"
+SPEC_HELP = (f"use {', '.join(IMAGENET_SETS)}, digits, tfds:NAME[@SPLIT], imagefolder:DIR, "
+             "tfrecord:GLOB or arrayrecord:GLOB (each [@heldout|@train])")
+_KINDS = ("tfds", "imagefolder", "tfrecord", "arrayrecord")
+_NAME = re.compile(r"[a-z][a-z0-9_]*(/[\w.-]+)?(:[\d.*]+)?(@[A-Za-z][\w.%:\[\]-]*)?")
 CROPS = ("nfnet", "vit")  # data.EVAL_CROPS, spelled out to check flags before TensorFlow
 
 
@@ -35,7 +49,7 @@ def check_dataset(spec: str) -> str:
   """The spec, stripped; EvaluationError for one of no known form."""
   spec = spec.strip()
   kind, _, rest = spec.partition(":")
-  if spec not in IMAGENET_SETS and not (kind in ("tfds", "imagefolder") and rest):
+  if spec not in IMAGENET_SETS and not (kind in _KINDS and rest) and not _NAME.fullmatch(spec):
     raise EvaluationError(f"unknown dataset {spec!r}: {SPEC_HELP}")
   return spec
 

@@ -72,9 +72,10 @@ def run(config, model_dir: str, init: str, strategy_kind: str = "auto", tpu: str
         data_dir: str | None = None, manual_dir: str | None = None,
         allow_config_change: bool = False) -> dict:
   """Everything ``python -m reproduce.finetune`` does: the model from ``init``, the plan of
-  the config (its epochs, or its budget with both SAM passes counted), then ``finetune``."""
+  the config (its epochs, or its budget with both SAM passes counted; on CPU/GPU from a
+  measured step, as ``reproduce.pretrain`` plans), then ``finetune``."""
   import model_defs  # pylint: disable=g-import-not-at-top
-  from reproduce import planning  # pylint: disable=g-import-not-at-top
+  from reproduce.train import budgeting  # pylint: disable=g-import-not-at-top
   from reproduce.train import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
   model = init_lib.source_model(init)
   if config.model and config.model != model:
@@ -85,10 +86,12 @@ def run(config, model_dir: str, init: str, strategy_kind: str = "auto", tpu: str
   model_defs.get_spec(model)
   strategy = strategy_lib.make_strategy(strategy_kind, tpu=tpu)
   source = inputs.open_source(data, config, data_dir, manual_dir)
-  plan = planning.plan_from_config(recipe.planning_config(config),
-                                   dataset_size=source.train_size,
-                                   num_classes=source.num_classes,
-                                   num_replicas=strategy.num_replicas_in_sync)
+  # Planned exactly as pre-training plans: from the engine's measured step where no MFU is
+  # calibrated (CPU, GPUs), else the calibrated MFU (train/budgeting.py).
+  plan = budgeting.plan_with_measured_throughput(
+      recipe.planning_config(config), source, strategy,
+      passes=recipe.cost_factor(recipe.with_defaults(rundir.config_to_dict(config))))
+  print(budgeting.plan_line(recipe.charged_plan(plan, config)), flush=True)
   return finetune(config, plan, model_dir, init, strategy, source=source,
                   allow_config_change=allow_config_change, data_dir=data_dir,
                   manual_dir=manual_dir)

@@ -23,8 +23,9 @@ from reproduce.planning.cost import (TRAIN_FLOPS_PER_FORWARD, default_resolution
 from reproduce.planning.errors import PlanError, positive
 from reproduce.planning.hardware import (HARDWARE, Hardware, compute_unit, get_hardware,
                                          measured_cpu_peak_flops, peak_flops_per_core)
-from reproduce.planning.lr import (WARMUP_CAP_STEPS, WARMUP_FRACTION, base_lr,
-                                   default_warmup_steps, lr_grid, lr_rule, model_size_fraction)
+from reproduce.planning.lr import (MINI_LR, WARMUP_CAP_STEPS, WARMUP_FRACTION, base_lr,
+                                   default_warmup_steps, lr_grid, lr_rule, mini_lr,
+                                   model_size_fraction)
 from reproduce.planning.mfu import (anchor, anchor_mfu, calibration, calibration_note,
                                     hardware_mfu, implied_mfu)
 from reproduce.planning.plan import (DECAY, Plan, plan_from_budget, plan_from_config,
@@ -32,12 +33,12 @@ from reproduce.planning.plan import (DECAY, Plan, plan_from_budget, plan_from_co
 
 __all__ = [
     "Allocation", "DECAY", "FAMILIES", "FIGURE2_EPOCHS", "FIGURE2_MODELS", "HARDWARE", "Hardware",
-    "Plan", "PlanError", "TRAIN_FLOPS_PER_FORWARD", "WARMUP_CAP_STEPS", "WARMUP_FRACTION",
-    "allocate", "anchor", "anchor_mfu", "base_lr", "calibration", "calibration_note",
+    "MINI_LR", "Plan", "PlanError", "TRAIN_FLOPS_PER_FORWARD", "WARMUP_CAP_STEPS",
+    "WARMUP_FRACTION", "allocate", "anchor", "anchor_mfu", "base_lr", "calibration", "calibration_note",
     "compute_unit",
     "default_resolution", "default_warmup_steps", "epochs_exponent", "family_models",
     "get_hardware", "hardware_mfu", "implied_mfu", "lr_grid", "lr_rule",
-    "measured_cpu_peak_flops", "model_size_fraction", "model_spec", "model_stats",
+    "measured_cpu_peak_flops", "mini_lr", "model_size_fraction", "model_spec", "model_stats",
     "peak_flops_per_core", "plan_from_budget", "plan_from_config", "plan_from_epochs",
     "positive", "reference_train_flops", "steps_from_epochs", "sweep", "train_flops_per_image",
 ]

@@ -1,4 +1,5 @@
-"""The learning-rate rule (base LR from epochs and model size), LR grids and warm-up length."""
+"""The learning-rate rules (base LR from epochs and model size; mini models: their family's
+measured LR), LR grids and warm-up length. docs/budget.md, "Learning rate", says which applies."""
 
 from __future__ import annotations
 
@@ -12,6 +13,13 @@ LR_AT_PAPER_BATCH = published.value("claim.optimal_lr_small_epochs")  # 1.6 at b
 LR_FLAT_UNTIL_EPOCHS = 0.5      # Figure 3: alpha ~ 1.6 for small epoch budgets
 LR_SLOPE_SMALL_MODEL = 0.25     # log2 LR drop per doubling of epochs, F0 (-> 0.8 at 8 epochs)
 LR_SLOPE_LARGE_MODEL = 0.5      # same for F7+ (-> 0.4 at 8 epochs): big models fall faster
+
+# Mini models (CPU scale, digits): the LR their own family's mini recipe was measured to learn
+# at, not the paper's rule scaled to a small batch (1.6 x 16 / 4096 = 0.006, chance after a
+# mini budget). The study's LR sweeps (batch 16-32) find the optimum of the NFNet minis (SGD +
+# AGC, configs/pretrain_mini.py) in 0.2-0.8 and of the ViT minis (AdamW,
+# configs/pretrain_mini_vit.py) near 4e-3; the study centres its sweeps on these values.
+MINI_LR = {"nfnet": 0.4, "vit": 4e-3}
 
 # Warm-up default: NFNet JFT-300M runs used a 5,000-step linear warm-up ([N] A.5); short
 # runs get a fixed fraction of their steps instead so warm-up never dominates.
@@ -56,8 +64,18 @@ def model_size_fraction(model: str) -> float:
   return min(max(fraction, 0.0), 1.0)
 
 
+def mini_lr(model: str) -> float | None:
+  """``MINI_LR`` of a mini model's family; None for full-scale models (and unknown families)."""
+  spec = cost.model_spec(model)
+  return MINI_LR.get(spec.family) if spec.mini else None
+
+
 def base_lr(model: str, epochs: float, batch_size: int = published.PAPER_BATCH_SIZE) -> float:
-  """The LR rule (``lr_rule``) for ``model`` trained for ``epochs``."""
+  """The base LR of ``model`` trained for ``epochs``: ``mini_lr`` for a mini model (measured
+  for its family's mini recipe), else the paper's rule (``lr_rule``)."""
+  measured = mini_lr(model)
+  if measured is not None:
+    return measured
   return lr_rule(epochs, model_size_fraction(model), batch_size)
 
 

@@ -76,6 +76,7 @@ def _measurement_key(config: dict, num_classes: int, strategy) -> dict:
           "jit_compile": steps_lib.use_jit(config, strategy),
           "steps_per_execution": max(1, int(config["steps_per_execution"])),
           "num_replicas": strategy.num_replicas_in_sync, "hardware": config["hardware"],
+          "sam": [config.get("sam") or "none", config.get("sam_ascent_fraction")],
           "machine": machine()}
 
 
@@ -121,19 +122,30 @@ def measured_throughput(config, num_classes: int, strategy, say=print) -> tuple[
                f"{os.cpu_count()} cores (cached in {path})")
 
 
-def plan_with_measured_throughput(config, source, strategy, say=print):
-  """The config's ``planning.Plan``, from a measured speed where no MFU is calibrated.
+def plan_with_measured_throughput(config, source, strategy, say=print, passes: float = 1.0):
+  """The config's ``planning.Plan``, from a measured speed where no MFU is calibrated: how
+  ``reproduce.pretrain`` and ``reproduce.finetune`` both plan.
 
   A config that sets ``images_per_second_per_core`` or ``mfu``, or runs on a TPU kind, is
-  planned as it says, with no measurement.
+  planned as it says, with no measurement. ``passes``: forward+backward passes of the
+  measured step that the caller charges separately (a fine-tune's SAM step: 2, charged by
+  ``finetuning.recipe.charged_plan``); the plan gets the speed of one pass.
   """
   num_replicas = strategy.num_replicas_in_sync
   ips, note = None, None
   if needs_measurement(config):
     ips, note = measured_throughput(config, int(source.num_classes), strategy, say)
+    if passes != 1.0:
+      ips, note = ips * passes, f"{note}; a step of {passes:g} passes, charged per pass"
   return planning.plan_from_config(config, dataset_size=source.train_size,
                                    num_classes=source.num_classes, num_replicas=num_replicas,
                                    images_per_second_per_core=ips, throughput_note=note)
+
+
+def plan_line(plan) -> str:
+  """The one line ``pretrain`` and ``finetune`` print about their plan."""
+  return (f"plan: {plan.steps} steps of batch {plan.batch_size}, {plan.core_hours:.4g} "
+          f"{plan.hardware} core hours; throughput {plan.throughput_note}")
 
 
 class BudgetCheck:

@@ -1,7 +1,8 @@
 """Measured training speed: the engine's own train step, timed on random data.
 
 ``measure`` builds what ``loop.train`` builds (model, NFNet optimizer with AGC, the
-``steps.make_train_chunk`` step with one-hot labels, the config's loss and XLA setting)
+``steps.make_train_chunk`` step with one-hot labels, the config's loss and XLA setting, and
+a fine-tune's SAM step when the config has ``sam``)
 and times single-step chunks after a warm-up that traces it, so a measured budget is the
 cost of the program the engine runs.
 """
@@ -20,6 +21,7 @@ from reproduce import planning
 from reproduce.train import inputs
 from reproduce.train import optim
 from reproduce.train import rundir
+from reproduce.train import sam
 from reproduce.train import steps as steps_lib
 from reproduce.train import strategy as strategy_lib
 
@@ -79,7 +81,8 @@ def _engine_step(model_name, batch_size, resolution, num_classes, total_steps, c
   chunk = steps_lib.make_train_chunk(
       strategy, model, optimizer, loss=config["loss"],
       label_smoothing=float(config["label_smoothing"] or 0.0), global_batch_size=batch_size,
-      jit_compile=steps_lib.use_jit(config, strategy))
+      jit_compile=steps_lib.use_jit(config, strategy),
+      step_fn=sam.from_config(config) if config.get("sam") else None)
   return chunk, policy
 
 
