@@ -4,6 +4,8 @@ them (``model_defs/__init__.py`` does)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from model_defs import registry
 from model_defs.nfnet import (FAMILY, MINI_WIDTH_DIVISOR, NFNET_TABLE, NFNetRow, build_nfnet,
                               count_nfnet, row_config)

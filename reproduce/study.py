@@ -16,8 +16,8 @@ What it does, end to end, with the kit's real code paths (reproduce.miniature; d
   3. fits the scaling laws per family, predicts the largest budget from the smaller ones and
      decides the paper's claims, PASS, FAIL or UNDECIDED (reproduce.analysis); figures go to
      TensorBoard and report.md;
-  4. prints where the time went: training versus every named overhead, and the measured
-     core-seconds against the planned reference ones.
+  4. prints where the time went: training versus every named overhead (each run's line
+     shows its measured core-seconds over its planned reference ones, "xN.NN of plan").
 
 Re-running the same command resumes: finished runs and fine-tunes are reused and an
 interrupted one continues from its last checkpoint.

@@ -4,7 +4,12 @@
 # (or sudo); elsewhere it says what else works. Does nothing when the files are there.
 set -euo pipefail
 dir=/usr/share/datasets/fashion-mnist
-if [[ -f $dir/train-images-idx3-ubyte.gz && -f $dir/t10k-labels-idx1-ubyte.gz ]]; then
+have=0
+for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte \
+         t10k-labels-idx1-ubyte; do
+  [[ -f $dir/$f.gz ]] && have=$((have + 1))
+done
+if ((have == 4)); then
   exit 0
 fi
 sudo=()

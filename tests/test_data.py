@@ -525,14 +525,32 @@ def test_small_datasets_are_read_from_memory_exactly_as_from_their_files(digits_
     np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
 
 
-def test_many_records_at_once_equal_one_at_a_time(digits, digits_dir):
+def test_many_records_at_once_equal_one_at_a_time():
   """``RecordFiles.records`` (what ``memory_reader`` reads with: one batch per file) gives
-  exactly the records one-at-a-time reads give, in the order asked, across files."""
-  del digits  # prepared
-  builder = tfds.builder("sklearn_digits", data_dir=digits_dir)
-  records = tfds_source._split_records(builder)
-  ids = [1796, 0, 5, 900, 5, 1]
-  assert records.records(ids) == [records[i] for i in ids]
+  exactly what one-at-a-time reads give, in the order asked, across files with skips, with
+  batch readers and without."""
+  from reproduce.data.record_index import RecordFiles
+  batches = []
+
+  def opener(batched: bool):
+    def open_file(path):
+      def read(position):
+        return f"{path}:{position}".encode()
+      if batched:
+        def many(positions):
+          batches.append((path, list(positions)))
+          return [read(p) for p in positions]
+        read.many = many
+      return read
+    return open_file
+
+  files = [("a", 0, 3), ("b", 2, 4), ("c", 0, 2)]  # ids 0-2 in a, 3-6 in b (from 2), 7-8 in c
+  ids = [8, 0, 5, 3, 5, 2, 7]
+  expected = [b"c:1", b"a:0", b"b:4", b"b:2", b"b:4", b"a:2", b"c:0"]
+  for batched in (True, False):
+    records = RecordFiles(files, opener(batched), max_open=None)
+    assert records.records(ids) == expected == [records[i] for i in ids]
+  assert sorted(path for path, _ in batches) == ["a", "b", "c"]  # one batch per file
   with pytest.raises(IndexError):
     records.records([0, len(records)])
 

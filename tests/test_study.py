@@ -1,6 +1,7 @@
-"""The miniature study: its grid, its LR prediction, its time accounting, and the real main
-job end to end at a tiny scale (real worker processes, throughput measurement, training,
-fine-tuning, fits; ``--strict``), then re-run to check that it resumes.
+"""The miniature study: its grid, budgets in FLOPs, its LR re-centring, its time accounting,
+and the real main job end to end at a tiny scale (real worker processes, training, transfer
+fine-tuning, fits; ``--strict``), re-run to check that it resumes, and run again elsewhere to
+check that it gives the same fits and verdicts.
 """
 
 import json
@@ -168,9 +169,20 @@ def test_the_real_study_end_to_end_then_resumed_then_again(tmp_path):
   # Per model: 2 budgets x 2 LRs (+ one LR beyond an edge optimum), the largest x 2 seeds.
   assert 4 * 6 <= len(runs) <= 4 * 8, runs
   assert sum("__seed1" in r for r in runs) == 4
+  # A replicate is another data order through the same program: data_seed differs, so does
+  # its loss.
+  for seed1 in (r for r in runs if r.endswith("__seed1")):
+    pair = [json.loads((workdir / "runs" / name / "results.json").read_text())
+            for name in (seed1[:-len("__seed1")], seed1)]
+    assert pair[1]["config"]["data_seed"] == pair[0]["config"]["data_seed"] + 1
+    assert pair[1]["heldout_loss"] != pair[0]["heldout_loss"]
   record = json.loads((workdir / "runs" / runs[0] / "results.json").read_text())
   assert record["dataset"] == "fashion_mnist" and record["config"]["label_smoothing"] == 0.0
-  assert len(os.listdir(workdir / "finetune")) == 4 * 3  # the best run of each budget
+  # The best run of each swept budget, every seed of the largest: 4 x (2 + 2).
+  assert len(os.listdir(workdir / "finetune")) == 4 * 4
+  fits = json.loads((workdir / "fits" / "fits.json").read_text())
+  for family in ("nfnet", "vit"):  # every budget has a fine-tuned point, the largest too
+    assert fits["per_family"][family]["finetune_fit"]["n"] == 3, fits["per_family"][family]
   for finetune in (workdir / "finetune").iterdir():  # transfer: another real dataset
     assert json.loads((finetune / "results.json").read_text())["dataset"] == "digits"
   assert "time not spent training" in first.stdout
@@ -183,6 +195,11 @@ def test_the_real_study_end_to_end_then_resumed_then_again(tmp_path):
   assert second.returncode == first.returncode, second.stdout + second.stderr
   trained_again = _trained_lines(second.stdout)
   assert len(trained_again) == 1 and lost in trained_again[0], second.stdout
+  # Another study's runs in the same workdir are refused, not reused: one line, exit 2.
+  other = subprocess.run([sys.executable, "-m", "reproduce.study", f"--workdir={workdir}",
+                          "--seed=1"] + TINY_STUDY, capture_output=True, text=True, timeout=900)
+  assert other.returncode == 2 and "holds another run (seed, data_seed differ)" in (
+      other.stderr), other.stderr
   # The same commit elsewhere: the same steps, losses, fits and verdicts.
   elsewhere = tmp_path / "again"
   _study(elsewhere)
@@ -206,3 +223,13 @@ def test_the_eta_waits_until_five_percent_of_the_plan_is_trained(capsys):
   assert "ETA" not in capsys.readouterr().out
   progress.show(run_event(9.0))  # 10 of 100
   assert "ETA" in capsys.readouterr().out
+
+
+def test_errors_cross_the_worker_process_boundary():
+  """A worker's PlanError or StudyError reaches the main process intact (pickled), so the
+  study prints its one line instead of a broken-pool traceback."""
+  import pickle
+  from reproduce.planning.errors import PlanError
+  error = pickle.loads(pickle.dumps(PlanError("budget_core_hours", "buys no step")))
+  assert str(error) == "--budget_core_hours buys no step" and error.flag == "budget_core_hours"
+  assert str(pickle.loads(pickle.dumps(grid.StudyError("x")))) == "x"

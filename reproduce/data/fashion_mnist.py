@@ -44,10 +44,15 @@ class FashionMnistMissing(FileNotFoundError):
 
 def read_idx(path: str) -> np.ndarray:
   """The array of one gzipped IDX file (the MNIST format: magic, dims, big-endian uint8)."""
-  with gzip.open(path, "rb") as f:
-    raw = f.read()
-  dims = raw[3]
+  try:
+    with gzip.open(path, "rb") as f:
+      raw = f.read()
+  except (OSError, EOFError) as e:
+    raise FashionMnistMissing(f"{path}: unreadable ({e})") from None
+  dims = raw[3] if len(raw) > 4 and raw[:3] == b"\x00\x00\x08" else 0
   shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(dims))
+  if not dims or len(raw) != 4 + 4 * dims + int(np.prod(shape)):
+    raise FashionMnistMissing(f"{path}: not a uint8 IDX file of its stated size")
   return np.frombuffer(raw, np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
@@ -97,7 +102,7 @@ def load_split(split: str, data_dir: str | None = None) -> tuple[np.ndarray, np.
 
 
 def available(data_dir: str | None = None) -> bool:
-  """Whether the files are at hand without a download (cheap: no file is read)."""
+  """Whether the source files are at hand without a download (cheap: no file is read)."""
   if all(os.path.exists(os.path.join(DEBIAN_DIR, n)) for pair in IDX_FILES.values()
          for n in pair):
     return True

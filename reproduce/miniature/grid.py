@@ -18,6 +18,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from reproduce.planning.lr import MINI_LR
+
 DATASET = "fashion_mnist"
 # The transfer task of Figure 1: the pre-trained models fine-tuned on another real dataset.
 TRANSFER_DATASET = "digits"
@@ -39,8 +41,9 @@ PRESETS = {
 }
 # Sizes a budget trains: the ``BAND`` sizes around where its optimum is expected.
 BAND = 3
-# The centre of each family's first LR sweep (its smallest budget); later sweeps re-centre.
-DEFAULT_LR_CENTRES = {"nfnet": 0.4, "vit": 4e-3}
+# The centre of each family's first LR sweep (its smallest budget): the mini families' LR
+# (``planning.MINI_LR``, measured by earlier studies); later sweeps re-centre.
+DEFAULT_LR_CENTRES = dict(MINI_LR)
 DEFAULT_LR_POINTS = 3
 LR_FACTOR = math.sqrt(2.0)
 # The slopes of log optimal LR vs log epochs that re-centre a sweep (``predicted_lr``).

@@ -52,23 +52,25 @@ class ModelRuns:
     self.model = model_grid.model
     self.source = workers.load_source(settings.dataset, settings.data_dir, settings.seed)
     self.strategy = strategy_lib.make_strategy("one_device")
-    self.programs = {}  # dataset -> its loop.Program (one trace each)
+    self.programs = {}  # (dataset, XLA) -> its loop.Program (one trace each)
     self.frozen = False  # the traced programs are out of the garbage collector's reach
     self.cost = {"job setup": time.time() - start}
 
   # -- programs --------------------------------------------------------------------------
 
   def _program(self, config, plan, source):
-    """The model's program for ``config.dataset``, built on first use."""
+    """The model's program for ``config``'s dataset and XLA setting (pre-training and
+    fine-tuning differ in one or both), built on first use."""
     from reproduce.train import loop  # pylint: disable=g-import-not-at-top
     from reproduce.train import rundir  # pylint: disable=g-import-not-at-top
-    if config.dataset not in self.programs:
+    key = (config.dataset, bool(config.jit_compile))
+    if key not in self.programs:
       start = time.time()
-      self.programs[config.dataset] = loop.build_program(
-          rundir.config_to_dict(config), plan, self.strategy, source=source)
+      self.programs[key] = loop.build_program(rundir.config_to_dict(config), plan,
+                                              self.strategy, source=source)
       self.cost["program build"] = self.cost.get("program build", 0.0) + time.time() - start
       self.frozen = False
-    return self.programs[config.dataset]
+    return self.programs[key]
 
   def _train(self, config, plan, path: str, source, initialise=None) -> dict:
     """One run through the model's program; freezes the program once it is traced."""
@@ -95,15 +97,16 @@ class ModelRuns:
     from reproduce.train import losses  # pylint: disable=g-import-not-at-top
     name = grid_lib.run_name(self.model, budget, lr, seed_offset)
     path = workers.run_dir(self.settings.workdir, name)
-    done = workers.finished(path)
-    if done is not None:
-      workers.emit(self.events, "run", name=name, results=done, status="reused")
-      return dict(done, _name=name)
     try:
       config, plan = self._plan(budget, lr, seed_offset)
     except planning.PlanError as e:
       workers.emit(self.events, "skipped", name=name, error=cli.first_line(e))
       return None
+    done = workers.finished(path)
+    if done is not None:
+      workers.check_reusable(path, done, config, plan)
+      workers.emit(self.events, "run", name=name, results=done, status="reused")
+      return dict(done, _name=name)
     start = time.time()
     try:
       results = self._train(config, plan, path, self.source)
@@ -180,10 +183,8 @@ class ModelRuns:
                                           self.settings.batch_size,
                                           self.settings.transfer_dataset)
     done, start, status = workers.finished(finetune_dir), time.time(), "reused"
-    if done is not None and done.get("steps") not in (None, plan.steps):
-      raise grid_lib.StudyError(
-          f"{finetune_dir} fine-tuned for {done['steps']} steps, not --finetune_steps="
-          f"{plan.steps}: use another --workdir or delete it")
+    if done is not None:
+      workers.check_reusable(finetune_dir, done, config, plan)
     if done is None:
       try:
         done = self._train(config, plan, finetune_dir, source,
@@ -219,7 +220,12 @@ class ModelRuns:
       sweeps[self.grid.top_budget] = [r for r in runs if r is not None]
     if self.settings.finetune_steps > 0:
       source = self._transfer_source()
-      for results in sweeps.values():
-        if results:
-          best = min(results, key=lambda r: r["heldout_loss"])
-          self.finetune(best["_name"], best, source)
+      for budget, results in sweeps.items():
+        if not results:
+          continue
+        # The best LR of a sweep; at the largest budget every seed (one LR), so that its
+        # averaged point has a fine-tuned top-1 like every other budget.
+        chosen = (results if budget == self.grid.top_budget
+                  else [min(results, key=lambda r: r["heldout_loss"])])
+        for run in chosen:
+          self.finetune(run["_name"], run, source)

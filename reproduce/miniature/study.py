@@ -81,7 +81,8 @@ class Progress:
   def __init__(self, grids, finetune_steps: int):
     self.total = sum(g.planned_runs() for g in grids)
     if finetune_steps:
-      self.total += sum(len(g.sweep_budgets) + (g.top_budget is not None) for g in grids)
+      self.total += sum(len(g.sweep_budgets) + (g.top_budget is not None) * g.top_seeds
+                        for g in grids)
     self.planned = sum(g.planned_core_seconds() for g in grids)
     self.done, self.done_core_seconds, self.start = 0, 0.0, time.time()
 
@@ -191,8 +192,11 @@ def run_study(spec: StudySpec, started: float | None = None) -> dict:
   clock = accounting.StudyClock(started, spec.workers)
   with clock.phase("data preparation"):
     source = data.load_source(spec.dataset, data_dir=spec.data_dir, seed=spec.seed)
+    # Opened now, so a bad --transfer_dataset fails before any training, not after it.
+    transfer = data.load_source(spec.transfer_dataset, data_dir=spec.data_dir, seed=spec.seed)
   say(f"1/4 data: {source.name}, {source.train_size} train / {source.heldout_size} held-out "
-      f"images, {source.num_classes} classes")
+      f"images, {source.num_classes} classes; fine-tunes on {transfer.name} "
+      f"({transfer.train_size} / {transfer.heldout_size})")
   grids = grid_lib.make_grid(spec.nfnets, spec.vits, spec.budgets, spec.lr_centres,
                              spec.lr_points, spec.top_seeds)
   describe_grid(grids, spec.budgets)

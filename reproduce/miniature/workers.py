@@ -48,7 +48,7 @@ def init_worker(threads: int) -> None:
   tf.config.threading.set_inter_op_parallelism_threads(threads)
   # Grappler's rewrites cost ~15 s per traced model and buy nothing for steps this small.
   tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
-  import keras  # pylint: disable=g-import-not-at-top,unused-import
+  import keras  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   _WORKER["startup_seconds"] = time.time() - start
 
 
@@ -98,6 +98,25 @@ def emit(events, kind: str, **fields) -> None:
 
 def run_dir(workdir: str, name: str) -> str:
   return fileio.join(workdir, RUNS_DIR, name)
+
+
+# What makes a finished run the one asked for: a workdir holding another study's runs under
+# the same names (another --dataset, --seed, --batch_size, ...) must not be reused silently.
+REUSE_CONFIG_KEYS = ("model", "dataset", "seed", "data_seed", "batch_size", "base_lr",
+                     "budget_core_hours", "epochs", "label_smoothing", "resolution")
+
+
+def check_reusable(path: str, done: dict, config, plan) -> None:
+  """``StudyError`` naming ``path`` when its finished run is not the run ``config`` and
+  ``plan`` describe (another study's run in the same workdir)."""
+  recorded = done.get("config") or {}
+  differ = [key for key in REUSE_CONFIG_KEYS if recorded.get(key) != config.get(key)]
+  if done.get("steps") not in (None, plan.steps):
+    differ.append(f"steps {done.get('steps')} != {plan.steps}")
+  if differ:
+    raise grid_lib.StudyError(
+        f"{path} holds another run ({', '.join(differ)} differ): use another --workdir "
+        f"or delete it")
 
 
 def finished(path: str) -> dict | None:

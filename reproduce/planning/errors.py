@@ -10,9 +10,13 @@ class PlanError(ValueError):
   """Bad planning input. The message is one line and starts with the offending --flag."""
 
   def __init__(self, flag: str, message: str):
-    self.flag = flag
+    self.flag, self.message = flag, message
     separator = "" if message[:1] in ("=", ":") else " "
     super().__init__(f"--{flag}{separator}{message}")
+
+  def __reduce__(self):
+    # Rebuilt from both arguments: the study's workers send errors to the main process.
+    return type(self), (self.flag, self.message)
 
 
 def positive(flag: str, value, integer: bool = False):
