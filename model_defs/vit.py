@@ -101,8 +101,9 @@ VIT_MINI_TABLE: tuple[ViTRow, ...] = tuple(
     ViTRow(name, 4, width, depth, 4 * width, max(width // 16, 1), _MINI_SRC, pool_type="gap",
            posemb="sincos2d", train_resolution=32, test_resolution=32, mini=True)
     for name, width, depth in (
-        # nano, mu and xs: below Ti, matched to the narrow mini NFNets (the study's ladder).
-        ("vit_mini_nano", 12, 3),  # ~0.66M MACs @ 32 px (10 classes); one head
+        # pico to xs: below Ti, matched to the narrow mini NFNets (the study's ladder).
+        ("vit_mini_pico", 8, 3),   # ~0.37M MACs @ 32 px (10 classes); one head
+        ("vit_mini_nano", 12, 3),  # ~0.66M; one head
         ("vit_mini_mu", 16, 3),   # ~1.0M; one head
         ("vit_mini_xs", 24, 3),   # ~2.0M; one head of 24
         ("vit_mini_ti", 32, 3),   # ~3.3M MACs @ 32 px (1000 classes)

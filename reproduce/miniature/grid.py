@@ -23,11 +23,13 @@ from reproduce.planning.lr import MINI_LR
 DATASET = "fashion_mnist"
 # The transfer task of Figure 1: the pre-trained models fine-tuned on another real dataset.
 TRANSFER_DATASET = "digits"
-# Compute-matched pairs (forward MACs per image at 32 px, 10 classes): 0.58M / 0.66M,
-# 0.94M / 1.03M, 1.96M / 1.99M, 3.37M / 3.24M; the long preset adds 6.24M / 6.64M. Small, as
-# the pilot found the optimum at these budgets at or below the mini F0 (docs/study.md).
-DEFAULT_NFNETS = ("nfnet_mini_f0w38", "nfnet_mini_f0w50", "nfnet_mini_f0w75", "nfnet_mini_f0")
-DEFAULT_VITS = ("vit_mini_nano", "vit_mini_mu", "vit_mini_xs", "vit_mini_ti")
+# Compute-matched pairs (forward MACs per image at 32 px, 10 classes): 0.32M / 0.37M,
+# 0.58M / 0.66M, 0.94M / 1.03M, 1.96M / 1.99M; the long preset adds 3.37M / 3.24M. Small,
+# as the pilots found the optimum at these budgets at the smallest size of every band of
+# larger ladders (docs/study.md).
+DEFAULT_NFNETS = ("nfnet_mini_f0w25", "nfnet_mini_f0w38", "nfnet_mini_f0w50",
+                  "nfnet_mini_f0w75")
+DEFAULT_VITS = ("vit_mini_pico", "vit_mini_nano", "vit_mini_mu", "vit_mini_xs")
 # Budgets in reference-CPU core-seconds (1e10 training FLOPs each): 32x in steps of 2.
 DEFAULT_BUDGETS_CORE_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 # ``--preset=long``: five sizes a family and budgets up to 4x the default's largest (128x), to
@@ -35,8 +37,8 @@ DEFAULT_BUDGETS_CORE_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 PRESETS = {
     "default": dict(nfnets=DEFAULT_NFNETS, vits=DEFAULT_VITS,
                     budgets=DEFAULT_BUDGETS_CORE_SECONDS),
-    "long": dict(nfnets=DEFAULT_NFNETS + ("nfnet_mini_f1",),
-                 vits=DEFAULT_VITS + ("vit_mini_s",),
+    "long": dict(nfnets=DEFAULT_NFNETS + ("nfnet_mini_f0",),
+                 vits=DEFAULT_VITS + ("vit_mini_ti",),
                  budgets=DEFAULT_BUDGETS_CORE_SECONDS + (64.0, 128.0)),
 }
 # Sizes a budget trains: the ``BAND`` sizes around where its optimum is expected.

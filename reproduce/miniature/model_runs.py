@@ -55,6 +55,7 @@ class ModelRuns:
     self.programs = {}  # (dataset, XLA) -> its loop.Program (one trace each)
     self.frozen = False  # the traced programs are out of the garbage collector's reach
     self.cost = {"job setup": time.time() - start}
+    self.finished_runs = []  # names of this job's finished runs: what the fits read
 
   # -- programs --------------------------------------------------------------------------
 
@@ -106,6 +107,7 @@ class ModelRuns:
     if done is not None:
       workers.check_reusable(path, done, config, plan)
       workers.emit(self.events, "run", name=name, results=done, status="reused")
+      self.finished_runs.append(name)
       return dict(done, _name=name)
     start = time.time()
     try:
@@ -116,6 +118,7 @@ class ModelRuns:
     workers.add_cost(self.cost, workers.run_cost(results))
     workers.emit(self.events, "run", name=name, results=results,
                  status=f"{time.time() - start:5.1f} s")
+    self.finished_runs.append(name)
     return dict(results, _name=name)
 
   def _points(self, sweeps: dict) -> list:

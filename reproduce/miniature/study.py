@@ -124,13 +124,16 @@ def run_jobs(pool, grids, settings: workers.Settings, progress: Progress, inline
       manager.shutdown()
 
 
-def fit_and_compare(workdir: str, bootstrap: int, seed: int) -> dict:
+def fit_and_compare(workdir: str, run_names, bootstrap: int, seed: int) -> dict:
   """Scaling fits, the prediction of the largest budget, the comparison, TensorBoard;
   returns what ``write_report`` needs."""
   # pylint: disable=g-import-not-at-top  (TensorFlow starts after the flags are checked)
   from reproduce.analysis import compare, figures, fits as fits_lib, outputs, prediction
   from reproduce.analysis import runs, tensorboard
-  points = runs.load_points(fileio.join(workdir, workers.RUNS_DIR, "*"), compute="planned")
+  # The runs this study finished, not whatever else the workdir holds (a run a kill left
+  # unfinished, another grid's).
+  points = runs.load_points([workers.run_dir(workdir, name) for name in sorted(run_names)],
+                            compute="planned")
   fits = fits_lib.fit_all(points, bootstrap=bootstrap, seed=seed)
   predictions = prediction.predict_all(points, bootstrap=bootstrap, seed=seed)
   logdir = fileio.join(workdir, FITS_DIR)
@@ -208,7 +211,8 @@ def run_study(spec: StudySpec, started: float | None = None) -> dict:
       costs = run_jobs(pool, grids, settings, progress, inline=spec.workers == 0)
   say("3/4 scaling fits, the prediction and the comparison with the paper's claims:")
   with clock.phase("fits and report"):
-    analysis = fit_and_compare(spec.workdir, spec.bootstrap, spec.seed)
+    finished = [name for cost in costs for name in cost["runs"]]
+    analysis = fit_and_compare(spec.workdir, finished, spec.bootstrap, spec.seed)
     breakdown = clock.breakdown(costs)
     report_path = write_report(spec.workdir, analysis, breakdown)
   breakdown = clock.breakdown(costs)  # now with the report's own time

@@ -142,15 +142,17 @@ def add_cost(totals: dict, cost: dict) -> None:
 
 def model_job(model_grid: grid_lib.ModelGrid, settings: Settings, events) -> dict:
   """Everything of one model (see the module docstring). Returns ``model``, ``cost`` (its
-  core-seconds by kind) and ``traces`` (times its program's train step was traced: 1,
-  however many runs and fine-tunes went through it)."""
+  core-seconds by kind), ``traces`` (times its programs' train steps were traced: one per
+  program, however many runs and fine-tunes went through it) and ``runs`` (the names of its
+  finished runs)."""
   import keras  # pylint: disable=g-import-not-at-top
   from reproduce.miniature import model_runs  # pylint: disable=g-import-not-at-top
   start = time.time()
   job = model_runs.ModelRuns(model_grid, settings, events)
   job.cost["worker startup"], _WORKER["startup_seconds"] = _WORKER["startup_seconds"], 0.0
   job.run_all()
-  result = dict(model=model_grid.model, cost=job.cost, traces=job.traces())
+  result = dict(model=model_grid.model, cost=job.cost, traces=job.traces(),
+                runs=list(job.finished_runs))
   del job
   gc.unfreeze()  # the finished job's graphs become collectable again
   keras.backend.clear_session(free_memory=True)  # the process's next job starts clean
