@@ -72,7 +72,7 @@ def test_known_dataset_specs(spec):
   assert specs.check_dataset(f" {spec} ") == spec
 
 
-@pytest.mark.parametrize("spec", ["imagenet", "tfds:", "folder:/x", ""])
+@pytest.mark.parametrize("spec", ["image net", "tfds:", "folder:/x", ""])
 def test_unknown_dataset_specs_are_one_line_errors(spec):
   with pytest.raises(specs.EvaluationError, match="unknown dataset"):
     specs.check_dataset(spec)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import model_defs
-from model_defs import common, nfnet, registry, vit
+from model_defs import common, nfnet, nfnet_variants, registry, vit
 from model_defs import layers as nf_layers
 from model_defs.nfnet import block_plan, resolve_config
 from reproduce.core import published
@@ -29,7 +29,8 @@ PUBLISHED_PARAMS = {e.model: e for e in published.entries(quantity="params")
 PUBLISHED_GMACS_AT_TEST = {e.model: e for e in published.entries(quantity="gmacs")}
 UNROUNDED = dict(bottleneck_rounding="unrounded")
 MINI_NAMES = ["nfnet_mini_f0", "nfnet_mini_f1", "nfnet_mini_f3", "nfnet_mini_f3plus",
-              "nfnet_mini_f7", "nfnet_mini_f7plus"]
+              "nfnet_mini_f7", "nfnet_mini_f7plus", "nfnet_mini_f0w25", "nfnet_mini_f0w38",
+              "nfnet_mini_f0w50", "nfnet_mini_f0w75"]
 
 
 # ----------------------------------------------------------------------------- registry
@@ -105,6 +106,8 @@ DEFAULT_COUNTS = {
     "nfnet_mini_f0": (1466366, 3754496), "nfnet_mini_f1": (2432506, 6623744),
     "nfnet_mini_f3": (4364786, 12362240), "nfnet_mini_f3plus": (7124866, 19407360),
     "nfnet_mini_f7": (8229346, 23839232), "nfnet_mini_f7plus": (13528402, 37430784),
+    "nfnet_mini_f0w25": (167858, 419840), "nfnet_mini_f0w38": (301016, 726336),
+    "nfnet_mini_f0w50": (467478, 1132544), "nfnet_mini_f0w75": (900314, 2244096),
 }
 
 
@@ -355,7 +358,7 @@ def test_signal_propagation_at_init():
 
 def test_family_modules_reload_without_duplicate_registration():
   before = model_defs.names()
-  for module in (nfnet, vit):
+  for module in (nfnet, nfnet_variants, vit):  # the builders, then their registration
     importlib.reload(module)
   assert model_defs.names() == before
   assert model_defs.get_spec("nfnet_f0").builder is nfnet.build_nfnet

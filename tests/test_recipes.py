@@ -224,11 +224,13 @@ def test_a_mini_vit_trains_with_adamw_through_the_loop(tmp_path):
   config = pretrain_mini_vit.get_config()
   config.update(dataset="synthetic", resolution=16, batch_size=8, log_every_steps=0,
                 checkpoint_every_steps=0, checkpoint_every_secs=0.0)
-  plan = _plan("vit_mini_ti", 16, steps=6, base_lr=config.base_lr)
+  from reproduce import planning
+  lr = planning.MINI_LR["vit"]  # config.base_lr None: the planner's mini-family LR
+  plan = _plan("vit_mini_ti", 16, steps=6, base_lr=lr)
   model_dir = str(tmp_path / "vit")
   record = loop.train(config, plan, model_dir, one_device(), data_module=fake_data(),
                       verbose=False)
-  assert record["config"]["optimizer"] == "adamw" and record["base_lr"] == 1e-3
+  assert record["config"]["optimizer"] == "adamw" and record["base_lr"] == lr
   assert record["steps"] == 6 and np.isfinite(record["heldout_loss"])
   run = loop.build_run(rundir.config_to_dict(config), plan, model_dir, one_device(),
                        data_module=fake_data(), say=lambda line: None)
@@ -237,8 +239,8 @@ def test_a_mini_vit_trains_with_adamw_through_the_loop(tmp_path):
 
 def test_study_config_picks_each_familys_recipe():
   from reproduce.miniature import grid
-  nfnet = grid.study_config("nfnet_mini_f0", 6.0, 100.0, 0.4, 0)
-  vit = grid.study_config("vit_mini_ti", 6.0, 100.0, 2e-3, 0)
+  nfnet = grid.study_config("nfnet_mini_f0", 6.0, 0.4, 0)
+  vit = grid.study_config("vit_mini_ti", 6.0, 2e-3, 0)
   assert (nfnet.optimizer, nfnet.base_lr, nfnet.agc_clipping) == ("sgd_agc", 0.4, 0.01)
   assert (vit.optimizer, vit.base_lr, vit.adam_b2) == ("adamw", 2e-3, 0.999)
   assert nfnet.budget_core_hours == vit.budget_core_hours == 6.0 / 3600
