@@ -31,9 +31,14 @@ TPU_VM = ["gcloud", "compute", "tpus", "tpu-vm"]
 WHERE = [f"--project={PROJECT}", f"--zone={ZONE}"]
 TF_IMAGE = "tpu-vm-tf-2.18.0-pjrt"
 TF_POD_IMAGE = "tpu-vm-tf-2.18.0-pod-pjrt"
-PLAN = {"sweep": [{"model": "nfnet_f0", "epochs": 0.250000384, "base_lr": 1.6, "steps": 10},
-                  {"model": "nfnet_f1", "epochs": 1.0, "base_lr": 0.8, "steps": 40},
-                  {"model": "nfnet_f3", "epochs": 2.0, "base_lr": 0.4, "steps": 80}]}
+# As the planner prints them: epochs exact to whole steps (0.250000384), which the runs are
+# named and flagged with as a person wrote them (e0.25, --config.epochs=0.25: the same steps).
+_SIZES = {"dataset_size": 163840, "batch_size": 4096}
+PLAN = {"sweep": [{"model": "nfnet_f0", "epochs": 0.250000384, "base_lr": 1.6, "steps": 10,
+                   **_SIZES},
+                  {"model": "nfnet_f1", "epochs": 0.999999488, "base_lr": 0.8, "steps": 40,
+                   **_SIZES},
+                  {"model": "nfnet_f3", "epochs": 2.0, "base_lr": 0.4, "steps": 80, **_SIZES}]}
 RUNS = ["nfnet_f0_e0.25_lr1.6", "nfnet_f1_e1_lr0.8", "nfnet_f3_e2_lr0.4"]
 RUNS_URL = "gs://bkt/sweeps/figure2/runs"
 
@@ -455,7 +460,7 @@ def test_sweep_run_flags_reach_pretrain_exactly(cloud):
   assert args.split("\0")[:-1] == [
       "-m", "reproduce.pretrain", "--config=reproduce/configs/pretrain_jft.py",
       f"--model_dir={RUNS_URL}/{RUNS[0]}", "--config.model=nfnet_f0",
-      "--config.epochs=0.250000384", "--config.base_lr=1.6", "--strategy=tpu",
+      "--config.epochs=0.25", "--config.base_lr=1.6", "--strategy=tpu",
       "--config.dataset=tfrecord:gs://bkt/jft 4b/train-*", "--config.seed=3"]
 
 

@@ -144,14 +144,22 @@ try:
   if n > 1:
     from reproduce.planning import lr_grid
   names = set()
+  def short(row):
+    # The fewest digits that plan the same whole steps: 0.25, not 0.250000384.
+    epochs = float(row["epochs"])
+    for digits in range(1, 10):
+      text = f"{epochs:.{digits}g}"
+      if round(float(text) * row["dataset_size"] / row["batch_size"]) == row["steps"]:
+        return text
+    return repr(epochs)
   for row in rows:
-    model, epochs, base_lr = str(row["model"]), float(row["epochs"]), float(row["base_lr"])
+    model, epochs, base_lr = str(row["model"]), short(row), float(row["base_lr"])
     for lr in (lr_grid(base_lr, n) if n > 1 else [base_lr]):
-      name = f"{model}_e{epochs:g}_lr{lr:g}"
+      name = f"{model}_e{epochs}_lr{lr:g}"
       if name in names:
         sys.exit(f"two runs would be named {name}")
       names.add(name)
-      print(f"{name}\t{model}\t{epochs!r}\t{lr!r}")
+      print(f"{name}\t{model}\t{epochs}\t{lr!r}")
 except ImportError:
   sys.exit("--lr_grid needs the kit importable here (pip install -e .)")
 except (ValueError, KeyError, TypeError) as e:
