@@ -30,6 +30,18 @@ def upscaled_digits(image_size: int = IMAGE_SIZE) -> tuple[np.ndarray, np.ndarra
   return np.repeat(images, 3, axis=-1), digits.target.astype(np.int64)
 
 
+def png_classification_info(builder, description: str, image_shape: tuple[int, int, int],
+                            label, homepage: str) -> tfds.core.DatasetInfo:
+  """The DatasetInfo of the kit's own builders: PNG images and one ``ClassLabel``."""
+  return tfds.core.DatasetInfo(
+      builder=builder, description=description,
+      features=tfds.features.FeaturesDict({
+          "image": tfds.features.Image(shape=image_shape, encoding_format="png"),
+          "label": label,
+      }),
+      supervised_keys=("image", "label"), homepage=homepage)
+
+
 class SklearnDigits(tfds.core.GeneratorBasedBuilder):
   """scikit-learn handwritten digits (UCI optdigits test set), 32x32 RGB PNGs."""
 
@@ -37,17 +49,10 @@ class SklearnDigits(tfds.core.GeneratorBasedBuilder):
   RELEASE_NOTES = {"1.0.0": "8x8 digits upscaled to 32x32 RGB, one 'train' split."}
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description="1797 handwritten digits from scikit-learn, upscaled to 32x32 RGB.",
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(IMAGE_SIZE, IMAGE_SIZE, 3),
-                                         encoding_format="png"),
-            "label": tfds.features.ClassLabel(num_classes=NUM_CLASSES),
-        }),
-        supervised_keys=("image", "label"),
-        homepage="https://scikit-learn.org/stable/modules/generated/sklearn.datasets.load_digits.html",
-    )
+    return png_classification_info(
+        self, "1797 handwritten digits from scikit-learn, upscaled to 32x32 RGB.",
+        (IMAGE_SIZE, IMAGE_SIZE, 3), tfds.features.ClassLabel(num_classes=NUM_CLASSES),
+        "https://scikit-learn.org/stable/modules/generated/sklearn.datasets.load_digits.html")
 
   def _split_generators(self, dl_manager):
     del dl_manager  # nothing to download: the data ships with scikit-learn

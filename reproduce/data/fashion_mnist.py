@@ -22,6 +22,8 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
+from reproduce.data.digits import png_classification_info
+
 IMAGE_SIZE = 32
 PADDING = (IMAGE_SIZE - 28) // 2
 NUM_CLASSES = 10
@@ -120,17 +122,10 @@ class KitFashionMnist(tfds.core.GeneratorBasedBuilder):
     super().__init__(**kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description="Fashion-MNIST (Xiao et al. 2017) padded to 32x32 greyscale.",
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(IMAGE_SIZE, IMAGE_SIZE, 1),
-                                         encoding_format="png"),
-            "label": tfds.features.ClassLabel(names=CLASS_NAMES),
-        }),
-        supervised_keys=("image", "label"),
-        homepage="https://github.com/zalandoresearch/fashion-mnist",
-    )
+    return png_classification_info(
+        self, "Fashion-MNIST (Xiao et al. 2017) padded to 32x32 greyscale.",
+        (IMAGE_SIZE, IMAGE_SIZE, 1), tfds.features.ClassLabel(names=CLASS_NAMES),
+        "https://github.com/zalandoresearch/fashion-mnist")
 
   def _split_generators(self, dl_manager):
     del dl_manager  # the files come from load_split's sources, never from a URL of ours
