@@ -4,6 +4,8 @@ The study's workers train a model's whole grid through one program; these tests 
 the step is traced once and that a reused program gives exactly what a fresh one gives.
 """
 
+import types
+
 import numpy as np
 import pytest
 
@@ -47,3 +49,58 @@ def test_a_program_refuses_another_recipe(tiny, tmp_path):
     _train(tmp_path, "other", plan, data, program=program, weight_decay=0.5)
   with pytest.raises(rundir.EngineError, match="plan.batch_size"):
     _train(tmp_path, "batch", h.tiny_plan(batch=4), data, program=program, batch_size=4)
+
+
+def _two_datasets():
+  """A data module serving 'synthetic' and 'other' (different images, same classes)."""
+  first, second = h.fake_data(), h.fake_data(train_size=40, heldout=16)
+  modules = {"synthetic": first, "other": second}
+  sources = {"synthetic": first.load_source("synthetic"), "other": second.load_source("x")}
+  sources["other"].name = "other"
+
+  def load_source(dataset, **kwargs):
+    del kwargs
+    return sources[dataset]
+
+  def train_dataset(src, **kwargs):
+    return modules[src.name].train_dataset(src, **kwargs)
+
+  def heldout_dataset(src, **kwargs):
+    return modules[src.name].heldout_dataset(src, **kwargs)
+
+  return types.SimpleNamespace(load_source=load_source, train_dataset=train_dataset,
+                               heldout_dataset=heldout_dataset), sources
+
+
+def test_another_dataset_reuses_the_traced_step_with_a_fresh_programs_results(tiny, tmp_path):
+  """The study's transfer fine-tunes: ``Program.for_source`` feeds the same traced step from
+  another dataset, and a run through it equals a run through a program built for that
+  dataset (its own held-out set evaluated)."""
+  data, sources = _two_datasets()
+  plan = h.tiny_plan(steps=6, lr=0.2, warmup=2)
+  config = rundir.config_to_dict(h.tiny_config())
+  program = loop.build_program(config, plan, h.one_device(), data_module=data,
+                               source=sources["synthetic"])
+  _train(tmp_path, "pretrain", plan, data, program=program)
+  other_config = rundir.config_to_dict(h.tiny_config(dataset="other"))
+  other = program.for_source(other_config, plan, sources["other"])
+  reused = _train(tmp_path, "reused", plan, data, program=other, dataset="other")
+  assert program.train_chunk.experimental_get_tracing_count() == 1
+  fresh = _train(tmp_path, "fresh", plan, data, dataset="other")
+  assert reused["heldout_examples"] == fresh["heldout_examples"] == 16
+  for key in ("heldout_loss", "heldout_top1", "final_train_loss"):
+    assert reused[key] == fresh[key], key
+
+
+def test_another_dataset_must_share_the_recipe_and_classes(tiny, tmp_path):
+  data, sources = _two_datasets()
+  plan = h.tiny_plan()
+  program = loop.build_program(rundir.config_to_dict(h.tiny_config()), plan, h.one_device(),
+                               data_module=data, source=sources["synthetic"])
+  with pytest.raises(rundir.EngineError, match="weight_decay"):
+    program.for_source(rundir.config_to_dict(h.tiny_config(dataset="other", weight_decay=0.5)),
+                       plan, sources["other"])
+  sources["other"].num_classes = h.NUM_CLASSES + 1
+  with pytest.raises(rundir.EngineError, match="classes"):
+    program.for_source(rundir.config_to_dict(h.tiny_config(dataset="other")), plan,
+                       sources["other"])

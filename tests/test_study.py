@@ -162,8 +162,8 @@ def test_the_real_study_end_to_end_then_resumed_then_again(tmp_path):
   compare = json.loads((workdir / "compare.json").read_text())
   assert first.returncode == (1 if compare["n_fail"] else 0), first.stdout + first.stderr
   breakdown = json.loads((workdir / "time_breakdown.json").read_text())
-  # One trace per model and dataset (pre-training, transfer), however many runs.
-  assert breakdown["traces"] == {m: 2 for m in ("nfnet_mini_f0w38", "nfnet_mini_f0w50",
+  # One trace per model, however many runs and datasets (the transfer reuses it).
+  assert breakdown["traces"] == {m: 1 for m in ("nfnet_mini_f0w38", "nfnet_mini_f0w50",
                                                 "vit_mini_nano", "vit_mini_mu")}
   runs = sorted(os.listdir(workdir / "runs"))
   # Per model: 2 budgets x 2 LRs (+ one LR beyond an edge optimum), the largest x 2 seeds.

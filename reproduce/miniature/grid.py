@@ -223,9 +223,8 @@ def plan_finetune(model: str, steps: int, lr: float, seed: int, source,
   """(config, plan) of a fine-tune of one of ``model``'s runs on ``dataset``: its
   pre-training recipe for exactly ``steps`` steps at peak LR ``lr``."""
   from reproduce import planning  # pylint: disable=g-import-not-at-top
+  # Pre-training's recipe and XLA setting: the fine-tune runs through its compiled step.
   config = study_config(model, 1.0, lr, seed, batch_size, dataset)
-  # 64 steps do not repay an NFNet's XLA compile (about a minute): the family's own setting.
-  config.jit_compile = family_config(model).jit_compile
   config.budget_core_hours = None
   config.epochs = steps * int(batch_size) / source.train_size  # the planner rounds to steps
   config.warmup_steps = max(steps // 4, 1)

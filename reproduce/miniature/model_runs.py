@@ -2,8 +2,8 @@
 
 Order: the LR sweeps from the smallest budget up (each re-centred where the model's earlier
 sweeps point), the largest budget at the LR the sweeps predict (every seed), then one
-fine-tune per budget of its best run on the transfer dataset. Every run goes through one
-``loop.Program`` per dataset: two traces per model (pre-training, transfer).
+fine-tune per budget of its best run on the transfer dataset. Every run goes through the
+model's one traced train step (``loop.Program``; the transfer dataset's program shares it).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class ModelRuns:
     self.model = model_grid.model
     self.source = workers.load_source(settings.dataset, settings.data_dir, settings.seed)
     self.strategy = strategy_lib.make_strategy("one_device")
-    self.programs = {}  # (dataset, XLA) -> its loop.Program (one trace each)
+    self.programs = {}  # dataset -> its loop.Program (all share the first one's trace)
     self.frozen = False  # the traced programs are out of the garbage collector's reach
     self.cost = {"job setup": time.time() - start}
     self.finished_runs = []  # names of this job's finished runs: what the fits read
@@ -60,18 +60,22 @@ class ModelRuns:
   # -- programs --------------------------------------------------------------------------
 
   def _program(self, config, plan, source):
-    """The model's program for ``config``'s dataset and XLA setting (pre-training and
-    fine-tuning differ in one or both), built on first use."""
+    """The model's program for ``config``'s dataset: built (and traced) for the first
+    dataset; another dataset (the transfer fine-tunes) reuses its traced train step."""
     from reproduce.train import loop  # pylint: disable=g-import-not-at-top
     from reproduce.train import rundir  # pylint: disable=g-import-not-at-top
-    key = (config.dataset, bool(config.jit_compile))
-    if key not in self.programs:
+    config = rundir.config_to_dict(config)
+    if config["dataset"] not in self.programs:
       start = time.time()
-      self.programs[key] = loop.build_program(rundir.config_to_dict(config), plan,
-                                              self.strategy, source=source)
+      if self.programs:
+        first = next(iter(self.programs.values()))
+        program = first.for_source(config, plan, source)
+      else:
+        program = loop.build_program(config, plan, self.strategy, source=source)
+        self.frozen = False
+      self.programs[config["dataset"]] = program
       self.cost["program build"] = self.cost.get("program build", 0.0) + time.time() - start
-      self.frozen = False
-    return self.programs[key]
+    return self.programs[config["dataset"]]
 
   def _train(self, config, plan, path: str, source, initialise=None) -> dict:
     """One run through the model's program; freezes the program once it is traced."""
@@ -203,10 +207,10 @@ class ModelRuns:
                  pretrained_top1=record["heldout_top1"])
 
   def traces(self) -> int:
-    """How often the model's train steps were traced (one per program; 0: every run
-    reused)."""
-    return sum(int(p.train_chunk.experimental_get_tracing_count())
-               for p in self.programs.values())
+    """How often the model's train step was traced (once, however many runs and datasets
+    went through it; 0: every run reused)."""
+    chunks = {id(p.train_chunk): p.train_chunk for p in self.programs.values()}
+    return sum(int(c.experimental_get_tracing_count()) for c in chunks.values())
 
   # -- the whole job ---------------------------------------------------------------------
 

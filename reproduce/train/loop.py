@@ -96,6 +96,29 @@ class Program:
   def variables(self) -> list:
     return list(self.model.variables) + list(self.optimizer.variables)
 
+  def for_source(self, config: dict, plan, source) -> "Program":
+    """This program fed by another dataset of the same classes (a transfer fine-tune): the
+    same model, optimizer and traced train step, with ``source``'s held-out evaluator.
+
+    The train step takes its batches from an iterator argument, so a dataset of the same
+    image shape and classes does not trace it again. ``config`` may differ from the
+    program's recipe only in ``dataset`` and ``PER_RUN_KEYS``; anything else raises
+    ``rundir.EngineError``.
+    """
+    key = program_key(config, plan)
+    changed = sorted(k for k in set(key) | set(self.key)
+                     if k != "dataset" and key.get(k) != self.key.get(k))
+    if changed:
+      raise rundir.EngineError(f"this program was built for another recipe: {changed} differ")
+    if int(source.num_classes) != int(self.source.num_classes):
+      raise rundir.EngineError(f"{config['dataset']} has {source.num_classes} classes, this "
+                               f"program's head {self.source.num_classes}")
+    heldout_fn = inputs.heldout_dataset_fn(self.strategy, self.data_module, source, config,
+                                           plan, inputs.input_dtype(self.dtype_policy))
+    evaluator = steps.Evaluator(self.strategy, self.model, self.optimizer, config["loss"],
+                                heldout_fn)
+    return dataclasses.replace(self, key=key, source=source, evaluate=evaluator)
+
 
 def build_program(config: dict, plan, strategy, *, source=None, data_module=None,
                   data_dir=None, manual_dir=None, model_fn: ModelFn | None = None,
