@@ -24,18 +24,22 @@ KIT_NAMES = {reference.R26: "vit_s_r26_s32", reference.R50: "vit_b_r50_s16",
 
 @pytest.fixture(scope="module")
 def timm_ref(tmp_path_factory):
+  """(timm references, the R50 Keras models): built while timm runs, to overlap the two."""
   out = tmp_path_factory.mktemp("timm_hybrid")
   env = {**os.environ, "OMP_NUM_THREADS": "2", "CUDA_VISIBLE_DEVICES": ""}
-  proc = subprocess.run([sys.executable, _SCRIPT, str(out)], capture_output=True, text=True,
-                        env=env, timeout=300)
-  assert proc.returncode == 0, f"timm reference script failed:\n{proc.stderr[-3000:]}"
-  return reference.read_all(str(out))
+  with subprocess.Popen([sys.executable, _SCRIPT, str(out)], stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, text=True, env=env) as proc:
+    models = {arch: model_defs.build(KIT_NAMES[arch], num_classes=1000)
+              for arch in (reference.R50, reference.R50_384)}
+    _, stderr = proc.communicate(timeout=300)
+  assert proc.returncode == 0, f"timm reference script failed:\n{stderr[-3000:]}"
+  return reference.read_all(str(out)), models
 
 
 # vit_small_r26_s32_224 goes through a checkpoint file and reproduce.convert's entry point.
 @pytest.mark.parametrize("arch", sorted(KIT_NAMES))
 def test_timm_equivalence_and_counts(timm_ref, arch, tmp_path):
-  state_dict, images, timm_logits, timm_params = timm_ref[arch]
+  state_dict, images, timm_logits, timm_params = timm_ref[0][arch]
   assert all(np.abs(v).max() > 0 for v in state_dict.values())  # no trivial parameter
   name = KIT_NAMES[arch]
   if arch == reference.R26:
@@ -44,7 +48,7 @@ def test_timm_equivalence_and_counts(timm_ref, arch, tmp_path):
     assert (info["num_classes"], info["resolution"], info["input_range"]) == (
         1000, 224, "minus_one_one")
   else:
-    model = model_defs.build(name, num_classes=1000)
+    model = timm_ref[1][arch]
     convert_hybrid.load_timm_state_dict(model, state_dict)
   logits = np.asarray(model(images, training=False))
   rel = np.linalg.norm(logits - timm_logits) / np.linalg.norm(timm_logits)
@@ -56,7 +60,7 @@ def test_timm_equivalence_and_counts(timm_ref, arch, tmp_path):
 
 
 def test_conversion_errors_name_the_parameter(timm_ref):
-  state_dict, _, _, _ = timm_ref[reference.R26]
+  state_dict, _, _, _ = timm_ref[0][reference.R26]
   model = model_defs.build("vit_s_r26_s32", num_classes=1000)
   broken = dict(state_dict)
   del broken["patch_embed.backbone.stages.2.blocks.1.conv2.weight"]
@@ -66,4 +70,4 @@ def test_conversion_errors_name_the_parameter(timm_ref):
   with pytest.raises(ConversionError, match="se.fc.weight"):
     convert_hybrid.load_timm_state_dict(model, extra)
   with pytest.raises(ConversionError, match="mis-shaped|shape"):
-    convert_hybrid.load_timm_state_dict(model_defs.build("vit_b_r50_s16"), state_dict)
+    convert_hybrid.load_timm_state_dict(timm_ref[1][reference.R50], state_dict)
