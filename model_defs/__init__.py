@@ -1,4 +1,4 @@
-"""Keras 3 builders for the NFNet and ViT families, with exact analytic counts.
+"""Keras 3 builders for the NFNet, ViT and hybrid ConvNet-ViT families, with exact analytic counts.
 
 Public API:
   build(name, num_classes=1000, include_top=True, **overrides) -> keras.Model
@@ -14,5 +14,6 @@ from model_defs.stats import ModelStats
 # Importing the family modules registers their variants.
 from model_defs import nfnet_variants as _nfnet  # noqa: F401,E402
 from model_defs import vit as _vit  # noqa: F401,E402
+from model_defs import hybrid as _hybrid  # noqa: F401,E402
 
 __all__ = ["build", "names", "stats", "get_spec", "ModelSpec", "ModelStats", "UnknownModelError"]

@@ -3,9 +3,9 @@
   model, info = convert_checkpoint("deepmind", "F0_haiku.npz", "nfnet_f0")
   weights_file.save(model, out_dir, **info)
 
-Sources: 'deepmind' (the released NFNet Haiku pickles), 'timm' (NFNet or ViT state dicts,
-``.pth``/``.bin``, read with ``torch.load(weights_only=True)``) and 'big_vision' (ViT
-``.npz``). The number of classes and, for ViTs, the resolution the weights were built
+Sources: 'deepmind' (the released NFNet Haiku pickles), 'timm' (NFNet, ViT or hybrid ViT
+state dicts, ``.pth``/``.bin``, read with ``torch.load(weights_only=True)``) and 'big_vision'
+(ViT ``.npz``). The number of classes and, for ViTs, the resolution the weights were built
 for are read from the checkpoint unless given.
 """
 
@@ -18,11 +18,13 @@ from typing import Any, Mapping
 import numpy as np
 
 import model_defs
-from model_defs import convert_deepmind, convert_nfnet, convert_vit, weights_file
+from model_defs import (convert_deepmind, convert_hybrid, convert_nfnet, convert_vit,
+                        hybrid_stems, weights_file)
 from model_defs.convert_common import ConversionError, load_torch_state_dict
 
 SOURCES = ("deepmind", "timm", "big_vision")
-_FAMILIES = {"deepmind": ("nfnet",), "timm": ("nfnet", "vit"), "big_vision": ("vit",)}
+_FAMILIES = {"deepmind": ("nfnet",), "timm": ("nfnet", "vit", "hybrid"),
+             "big_vision": ("vit",)}
 
 
 def read_checkpoint(source: str, path: str) -> Mapping[str, Any]:
@@ -56,7 +58,7 @@ def _head_classes(source: str, family: str, params: Mapping[str, Any]) -> int:
   if source == "deepmind":
     return convert_deepmind.head_classes(params)
   key = {("timm", "nfnet"): "head.fc.weight", ("timm", "vit"): "head.weight",
-         ("big_vision", "vit"): "head/kernel"}[(source, family)]
+         ("timm", "hybrid"): "head.weight", ("big_vision", "vit"): "head/kernel"}[(source, family)]
   if key not in params:
     raise ConversionError(f"missing parameter {key!r} (the classifier) in the {source} "
                           f"checkpoint")
@@ -106,14 +108,17 @@ def convert_checkpoint(source: str, path: str, model_name: str, *,
   params = read_checkpoint(source, path)
   classes = _head_classes(source, spec.family, params) if num_classes is None else num_classes
   overrides = {**default_overrides(source, spec.family), **dict(overrides or {})}
-  if spec.family == "vit":
+  if spec.family in ("vit", "hybrid"):
+    pixels = spec.config["patch_size"] * (
+        hybrid_stems.stride(spec.config["stem"]) if spec.family == "hybrid" else 1)
     resolution = (resolution or overrides.pop("image_size", None)
-                  or _vit_resolution(source, params, spec.config["patch_size"]))
+                  or _vit_resolution(source, params, pixels))
     model = model_defs.build(model_name, classes, **{**overrides,
                                                       "image_size": resolution or None})
     resolution = resolution or model.input_shape[1]
-    loader = (convert_vit.load_timm_state_dict if source == "timm"
-              else convert_vit.load_big_vision_npz)
+    loader = {("timm", "vit"): convert_vit.load_timm_state_dict,
+              ("timm", "hybrid"): convert_hybrid.load_timm_state_dict,
+              ("big_vision", "vit"): convert_vit.load_big_vision_npz}[(source, spec.family)]
     loader(model, params)
   else:
     model = model_defs.build(model_name, classes, **overrides)

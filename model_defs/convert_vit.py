@@ -262,12 +262,15 @@ def load_timm_state_dict(model, state_dict: Mapping[str, Any], *, strict: bool =
 
 def load_timm_checkpoint(model, path: str, **kwargs) -> None:
   """Loads a timm ViT state dict from ``.npz`` or a torch ``.pth``/``.bin`` file."""
+  load_timm_state_dict(model, read_timm_file(path), **kwargs)
+
+
+def read_timm_file(path: str) -> dict[str, Any]:
+  """A timm state dict from an ``.npz`` or a torch ``.pth``/``.bin`` file."""
   if str(path).endswith(".npz"):
     with np.load(path) as f:
-      sd = {k: f[k] for k in f.files}
-  else:
-    sd = load_torch_state_dict(path)
-  load_timm_state_dict(model, sd, **kwargs)
+      return {k: f[k] for k in f.files}
+  return load_torch_state_dict(path)
 
 
 # --------------------------------------------------------------------------------------

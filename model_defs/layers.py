@@ -174,6 +174,18 @@ class GammaActivation(keras.layers.Layer):
             "gelu_approximate": self.gelu_approximate}
 
 
+def kernel_moments(kernel):
+  """(centred kernel, variance) per output channel of an HWIO kernel, in float32.
+
+  Shared by every weight-standardised conv (NFNet's and BiT's). The centred kernel is computed
+  once, for the variance (ops.var's own formula) and the output: fewer ops per step, forward
+  and backward, than ops.var next to ops.mean.
+  """
+  w = ops.cast(kernel, "float32")  # float32 under mixed precision: the variance is tiny
+  centered = w - ops.mean(w, axis=(0, 1, 2), keepdims=True)
+  return centered, ops.mean(ops.square(centered), axis=(0, 1, 2), keepdims=True)
+
+
 @keras.saving.register_keras_serializable(package="nfnet")
 class ScaledWSConv2D(keras.layers.Layer):
   """2-D convolution with Scaled Weight Standardisation (Brock et al. 2021).
@@ -231,13 +243,8 @@ class ScaledWSConv2D(keras.layers.Layer):
 
   def standardized_kernel(self):
     """The kernel actually convolved: standardised, fan-in scaled, times the gain."""
-    # Standardise in float32 even under mixed precision: the variance is tiny (~1/fan_in).
-    w = ops.cast(self.kernel, "float32")
+    centered, var = kernel_moments(self.kernel)
     gain = ops.cast(self.gain, "float32")
-    # The centred kernel once, for the variance (ops.var's own formula) and the output:
-    # fewer ops per step, forward and backward, than ops.var next to ops.mean.
-    centered = w - ops.mean(w, axis=(0, 1, 2), keepdims=True)
-    var = ops.mean(ops.square(centered), axis=(0, 1, 2), keepdims=True)
     if self.ws_eps_mode == "official":
       scale = ops.rsqrt(ops.maximum(var * self.fan_in, self.ws_eps))
     else:

@@ -77,6 +77,7 @@ NFNET_TABLE: tuple[NFNetRow, ...] = (
 BASE_WIDTHS = (256, 512, 1536, 1536)
 PLUS_WIDTHS = (384, 768, 2048, 2048)  # [C] "Minor variants FN+, slightly wider"
 STEM_WIDTHS = (16, 32, 64)            # the 4th stem conv has width[0] // 2 channels
+STEM_STRIDES = (2, 1, 1, 2)
 GROUP_WIDTH = 128
 
 # Mini (CPU-scale) family: real depth patterns, every channel width / 8, 32 px.
@@ -300,6 +301,37 @@ class NFBlock(keras.layers.Layer):
             "bottleneck_rounding": self.bottleneck_rounding}
 
 
+def _ws_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
+  return dict(ws_eps_mode=cfg["ws_eps_mode"], ws_eps=cfg["ws_eps"],
+              grouped_impl=cfg["grouped_impl"])
+
+
+def stem_channels(cfg: Mapping[str, Any]) -> tuple[int, ...]:
+  """Output channels of the four stem convs (the last is half the first stage's width)."""
+  return tuple(cfg["stem_widths"]) + (cfg["widths"][0] // 2,)
+
+
+def build_stem_and_blocks(x, cfg: Mapping[str, Any], blocks) -> Any:
+  """The stem convs, then one ``NFBlock`` per entry of ``blocks`` (a ``block_plan`` slice).
+
+  NFNet's body, and the NF-stem hybrid's stem (``model_defs.hybrid_stems``).
+  """
+  ws_kwargs = _ws_options(cfg)
+  channels = stem_channels(cfg)
+  for i, (width, stride) in enumerate(zip(channels, STEM_STRIDES), start=1):
+    x = ScaledWSConv2D(width, 3, stride, name=f"stem_conv{i}", **ws_kwargs)(x)
+    if i < len(channels):  # no activation after the last stem conv
+      x = GammaActivation(cfg["activation"], cfg["gelu_approximate"], name=f"stem_act{i}")(x)
+  for block in blocks:
+    x = NFBlock(block["out_channels"], block["stride"], block["beta"], cfg["alpha"],
+                cfg["group_width"], cfg["bottleneck_ratio"], cfg["se_ratio"],
+                block["stochdepth_rate"], cfg["activation"], cfg["gelu_approximate"],
+                skip_gain_init=cfg["skip_gain_init"],
+                bottleneck_rounding=cfg["bottleneck_rounding"], name=block["name"],
+                **ws_kwargs)(x)
+  return x
+
+
 def build_nfnet(config: Mapping[str, Any], num_classes: int, name: str = "nfnet",
                 **overrides) -> keras.Model:
   """Builds an NFNet as a functional Keras model (channels-last).
@@ -321,30 +353,10 @@ def build_nfnet(config: Mapping[str, Any], num_classes: int, name: str = "nfnet"
   cfg = resolve_config(config, **overrides)
   size = cfg["image_size"]
   inputs = keras.Input((size, size, 3), name="images")
-  ws_kwargs = dict(ws_eps_mode=cfg["ws_eps_mode"], ws_eps=cfg["ws_eps"],
-                   grouped_impl=cfg["grouped_impl"])
-
-  def act(layer_name):
-    return GammaActivation(cfg["activation"], cfg["gelu_approximate"], name=layer_name)
-
-  stem_channels = tuple(cfg["stem_widths"]) + (cfg["widths"][0] // 2,)
-  x = inputs
-  for i, (channels, stride) in enumerate(zip(stem_channels, (2, 1, 1, 2)), start=1):
-    x = ScaledWSConv2D(channels, 3, stride, name=f"stem_conv{i}", **ws_kwargs)(x)
-    if i < len(stem_channels):  # no activation after the last stem conv
-      x = act(f"stem_act{i}")(x)
-
-  for block in block_plan(cfg):
-    x = NFBlock(block["out_channels"], block["stride"], block["beta"], cfg["alpha"],
-                cfg["group_width"], cfg["bottleneck_ratio"], cfg["se_ratio"],
-                block["stochdepth_rate"], cfg["activation"], cfg["gelu_approximate"],
-                skip_gain_init=cfg["skip_gain_init"],
-                bottleneck_rounding=cfg["bottleneck_rounding"], name=block["name"],
-                **ws_kwargs)(x)
-
+  x = build_stem_and_blocks(inputs, cfg, block_plan(cfg))
   x = ScaledWSConv2D(cfg["final_conv_multiplier"] * cfg["widths"][-1], 1, name="final_conv",
-                     **ws_kwargs)(x)
-  x = act("final_act")(x)
+                     **_ws_options(cfg))(x)
+  x = GammaActivation(cfg["activation"], cfg["gelu_approximate"], name="final_act")(x)
   x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
   if not num_classes:
     return keras.Model(inputs, x, name=name)
@@ -361,6 +373,9 @@ def build_nfnet(config: Mapping[str, Any], num_classes: int, name: str = "nfnet"
 # --------------------------------------------------------------------------------------
 
 
+_WS_COUNT = dict(bias=True, extra_params_per_out=1)  # every WS conv has a gain and a bias
+
+
 def count_nfnet(config: Mapping[str, Any], resolution: int, num_classes: int,
                 name: str = "nfnet", **overrides) -> ModelStats:
   """Exact parameter count and forward MACs per image at ``resolution``.
@@ -371,16 +386,23 @@ def count_nfnet(config: Mapping[str, Any], resolution: int, num_classes: int,
   """
   cfg = resolve_config(config, **overrides)
   tally = Tally()
-  ws = dict(bias=True, extra_params_per_out=1)  # every WS conv has a gain and a bias
+  size, in_ch = count_stem_and_blocks(tally, cfg, resolution, block_plan(cfg))
+  features = cfg["final_conv_multiplier"] * cfg["widths"][-1]
+  tally.conv(size, size, 1, in_ch, features, **_WS_COUNT)
+  tally.dense(features, num_classes)  # nothing when headless (0 classes)
+  return tally.result(name, resolution, num_classes)
 
+
+def count_stem_and_blocks(tally: Tally, cfg: Mapping[str, Any], resolution: int,
+                          blocks) -> tuple[int, int]:
+  """Adds ``build_stem_and_blocks``' parameters and MACs; returns (output size, channels)."""
+  ws = _WS_COUNT
   size, in_ch = resolution, 3
-  stem_channels = tuple(cfg["stem_widths"]) + (cfg["widths"][0] // 2,)
-  for channels, stride in zip(stem_channels, (2, 1, 1, 2)):
+  for channels, stride in zip(stem_channels(cfg), STEM_STRIDES):
     size = conv_output_size(size, 3, stride)
     tally.conv(size, size, 3, in_ch, channels, **ws)
     in_ch = channels
-
-  for block in block_plan(cfg):
+  for block in blocks:
     out_ch, stride = block["out_channels"], block["stride"]
     mid, groups = bottleneck_width(out_ch, cfg["bottleneck_ratio"], cfg["group_width"],
                                    cfg["bottleneck_rounding"])
@@ -396,8 +418,4 @@ def count_nfnet(config: Mapping[str, Any], resolution: int, num_classes: int,
     tally.dense(hidden, out_ch)
     tally.add(params=1)  # skip gain
     size, in_ch = out_size, out_ch
-
-  features = cfg["final_conv_multiplier"] * cfg["widths"][-1]
-  tally.conv(size, size, 1, in_ch, features, **ws)
-  tally.dense(features, num_classes)  # nothing when headless (0 classes)
-  return tally.result(name, resolution, num_classes)
+  return size, in_ch

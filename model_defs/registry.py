@@ -1,9 +1,9 @@
 """The model registry behind ``model_defs.build``, ``names`` and ``stats``.
 
-Each family module (``nfnet.py``, ``vit.py``) registers one ``ModelSpec`` per
-variant at import time with ``register_family``, which tolerates a module reload. The
-spec's ``config`` is that variant's row of the family's table, and its two functions
-build the Keras model or count it.
+Each family module (``nfnet_variants.py``, ``vit.py``, ``hybrid.py``) registers one
+``ModelSpec`` per variant at import time with ``register_family``, which tolerates a module
+reload. The spec's ``config`` is that variant's row of the family's table, and its two
+functions build the Keras model or count it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ class UnknownModelError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
   name: str
-  family: str                     # 'nfnet' or 'vit'
+  family: str                     # 'nfnet', 'vit' or 'hybrid'
   config: Mapping[str, Any]       # the variant's architecture row
   builder: Callable[..., Any]     # builder(config, num_classes, name=..., **overrides) -> keras.Model
   counter: Callable[..., ModelStats]  # counter(config, resolution, num_classes, name=..., **overrides)

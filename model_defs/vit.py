@@ -251,14 +251,28 @@ def build_vit(config: Mapping[str, Any], num_classes: int, name: str = "vit",
     A keras.Model mapping (B, image_size, image_size, 3) images to (B, num_classes) logits.
   """
   cfg = resolve_config(config, **overrides)
-  width, patch = cfg["width"], cfg["patch_size"]
-  grid = grid_size(cfg["image_size"], patch)
-  drop = float(cfg["dropout_rate"])
-
   images = keras.Input((cfg["image_size"], cfg["image_size"], 3), name="images")
-  x = layers.Conv2D(width, patch, strides=patch, padding="valid", name="embedding",
-                    kernel_initializer="lecun_normal")(images)
-  x = layers.Reshape((grid * grid, width), name="to_tokens")(x)
+  return build_encoder(images, patch_embedding(cfg)(images), cfg, num_classes, name)
+
+
+def patch_embedding(cfg: Mapping[str, Any]) -> layers.Conv2D:
+  """The ``embedding`` conv: ``patch_size`` x ``patch_size`` patches (of the image or, in a
+  hybrid, of its stem's map) to ``width`` channels."""
+  patch = cfg["patch_size"]
+  return layers.Conv2D(cfg["width"], patch, strides=patch, padding="valid", name="embedding",
+                       kernel_initializer="lecun_normal")
+
+
+def build_encoder(images, x, cfg: Mapping[str, Any], num_classes: int,
+                  name: str) -> keras.Model:
+  """Everything after the stem: a (B, grid, grid, width) map of ``images`` -> the model.
+
+  Tokens, position embedding, class token, encoder blocks, final norm, pooling and head; the
+  hybrids (``model_defs.hybrid``) put their convolutional stems in front of it.
+  """
+  grid = int(x.shape[1])
+  drop = float(cfg["dropout_rate"])
+  x = layers.Reshape((grid * grid, cfg["width"]), name="to_tokens")(x)
   x = AddPositionEmbedding(grid, cfg["posemb"], name="pos_embedding")(x)
   if cfg["pool_type"] == "token":
     x = PrependToken("zeros", name="cls")(x)
@@ -293,16 +307,29 @@ def count_vit(config: Mapping[str, Any], resolution: int, num_classes: int,
   matmuls (QK^T and AV);
   LayerNorm, softmax, GELU, additions and pooling are not counted.
   """
+  cfg = resolve_counted_config(config, resolution, overrides)
+  patch = cfg["patch_size"]
+  grid = grid_size(resolution, patch)
+  t = Tally()
+  t.conv(grid, grid, patch, 3, cfg["width"])
+  count_encoder(t, cfg, grid, num_classes)
+  return t.result(name, resolution, num_classes)
+
+
+def resolve_counted_config(config: Mapping[str, Any], resolution: int,
+                           overrides: Mapping[str, Any]) -> dict[str, Any]:
+  """``resolve_config`` at ``resolution``; an ``image_size`` override must agree with it."""
   if "image_size" in overrides and overrides["image_size"] is not None:
     if int(overrides["image_size"]) != int(resolution):
       raise ValueError(f"image_size={overrides['image_size']} conflicts with "
                        f"resolution={resolution}")
-  cfg = resolve_config(config, **{**overrides, "image_size": resolution})
-  d, mlp, patch = cfg["width"], cfg["mlp_dim"], cfg["patch_size"]
-  grid = grid_size(resolution, patch)
+  return resolve_config(config, **{**overrides, "image_size": resolution})
+
+
+def count_encoder(t: Tally, cfg: Mapping[str, Any], grid: int, num_classes: int) -> None:
+  """Adds ``build_encoder``'s parameters and MACs on a ``grid x grid`` map to ``t``."""
+  d, mlp = cfg["width"], cfg["mlp_dim"]
   n = grid * grid
-  t = Tally()
-  t.conv(grid, grid, patch, 3, d)
   if cfg["posemb"] == "learn":
     t.add(params=n * d)
   tokens = n + (1 if cfg["pool_type"] == "token" else 0)
@@ -332,7 +359,6 @@ def count_vit(config: Mapping[str, Any], resolution: int, num_classes: int,
     t.dense(d, cfg["representation_size"])
     feat = cfg["representation_size"]
   t.dense(feat, num_classes)
-  return t.result(name, resolution, num_classes)
 
 
 # --------------------------------------------------------------------------------------

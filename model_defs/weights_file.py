@@ -41,10 +41,11 @@ INPUT_RANGES = ("imagenet", "minus_one_one")
 
 def source_input_range(source: str, family: str) -> str:
   """The input range of weights from ``source`` ('deepmind', 'timm', 'big_vision', or a
-  model.json ``source`` such as 'timm:pytorch_model.bin'): [-1, 1] for ViTs from big_vision
-  and timm (AugReg), ImageNet mean/std otherwise."""
+  model.json ``source`` such as 'timm:pytorch_model.bin'): [-1, 1] for ViTs and hybrid ViTs
+  from big_vision and timm (AugReg), ImageNet mean/std otherwise."""
   kind = str(source).split(":", 1)[0]
-  return "minus_one_one" if family == "vit" and kind in ("big_vision", "timm") else "imagenet"
+  return ("minus_one_one" if family in ("vit", "hybrid") and kind in ("big_vision", "timm")
+          else "imagenet")
 
 
 class WeightsFileError(ValueError):

@@ -6,9 +6,9 @@
   python -m reproduce.convert --source=big_vision --input=ViT-B_16.npz --model=vit_b16 ...
 
 Sources: 'deepmind' (the released NFNet F0-F6 Haiku pickles, read without running their
-code), 'timm' (NFNet and ViT state dicts, .pth/.bin) and 'big_vision' (ViT .npz). Writes
-OUTPUT/model.json and OUTPUT/model.weights.h5 (``model_defs.weights_file``), which
-``reproduce.evaluate`` and ``reproduce.finetune`` read with --weights=OUTPUT. ``--check``
+code), 'timm' (NFNet, ViT and hybrid ViT state dicts, .pth/.bin) and 'big_vision' (ViT
+.npz). Writes OUTPUT/model.json and OUTPUT/model.weights.h5 (``model_defs.weights_file``),
+which ``reproduce.evaluate`` and ``reproduce.finetune`` read with --weights=OUTPUT. ``--check``
 runs the converted model on a test image and prints its top-5 classes. Bad input, or a
 checkpoint that does not fit the model (the first missing, unexpected or mis-shaped
 parameter is named), is one line on stderr and exit 2.
@@ -123,9 +123,10 @@ def read_check_image(path: str | None) -> bytes:
 
 
 def _eval_crop(name: str) -> str:
-  """The eval crop of the model's family: 'vit' (big_vision) for ViTs, else 'nfnet'."""
+  """The eval crop of the model's family: 'vit' (big_vision) for ViTs and hybrid ViTs, else
+  'nfnet'."""
   import model_defs  # pylint: disable=g-import-not-at-top
-  return "vit" if model_defs.get_spec(name).family == "vit" else "nfnet"
+  return "vit" if model_defs.get_spec(name).family in ("vit", "hybrid") else "nfnet"
 
 
 def check_logits(model, encoded: bytes, resolution: int, input_range: str,

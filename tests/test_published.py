@@ -11,7 +11,7 @@ from model_defs import registry
 from reproduce import planning
 from reproduce.core import published
 
-SOURCE_KEYS = {"P", "N", "C", "Z", "S", "V", "D"}  # docs/published.md
+SOURCE_KEYS = {"P", "N", "C", "Z", "S", "V", "X", "D"}  # docs/published.md
 SIZE_QUANTITIES = ("params", "gmacs", "gflops")
 
 

@@ -10,6 +10,8 @@ Source keys (full references in docs/published.md):
   Z  = Zhai, Kolesnikov, Houlsby, Beyer 2022, arXiv:2106.04560 (Scaling ViTs), Table 2
   S  = Alabdulmohsin et al. 2023, arXiv:2305.13035 (SoViT), Table 1 / Section 5
   V  = Dosovitskiy et al. 2021, arXiv:2010.11929 (ViT), Table 1
+  X  = Xiao et al. 2021, arXiv:2106.14881 ("Early Convolutions Help Transformers See Better"),
+       Table 1 (right: the ViT_C models)
   D  = derived by this kit from the architecture definition in N and C (not printed in a paper)
 """
 
@@ -195,6 +197,23 @@ def _vit_rows() -> list[Published]:
   return rows
 
 
+def _xiao_rows() -> list[Published]:
+  """X Table 1 (right): ViT_C params (M) and "flops (B)", which pycls (their code) counts as
+  multiply-adds; 224 px, class token, 1000-class classifier."""
+  convention = "224 px, class token, 1000-class classifier"
+  rows = []
+  for model, params, gmacs in (("vit_c1gf", 4.6, 1.1), ("vit_c4gf", 17.8, 4.0),
+                               ("vit_c18gf", 81.6, 17.7), ("vit_c36gf", 167.8, 35.0)):
+    rows += [
+        Published(f"{model}.params", model, "params", params, "M params", convention,
+                  "X Table 1", 0.05, (("pool_type", "token"),)),
+        Published(f"{model}.gmacs", model, "gmacs", gmacs, "GMACs",
+                  f"per image at {convention}; the table's 'flops' count multiply-adds",
+                  "X Table 1", 0.05, (("pool_type", "token"),)),
+    ]
+  return rows
+
+
 def _claim_rows() -> list[Published]:
   return [
       Published("claim.optimal_lr_small_epochs", "nfnet", "optimal_lr_small_epochs", 1.6,
@@ -227,7 +246,7 @@ def _claim_rows() -> list[Published]:
 
 
 ENTRIES: tuple[Published, ...] = tuple(
-    _nfnet_rows() + _vit_rows() + _headline_rows() + _claim_rows())
+    _nfnet_rows() + _vit_rows() + _xiao_rows() + _headline_rows() + _claim_rows())
 _BY_KEY = {e.key: e for e in ENTRIES}
 assert len(_BY_KEY) == len(ENTRIES), "duplicate published key"
 
