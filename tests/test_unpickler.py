@@ -98,3 +98,16 @@ def test_release_note_names_the_release_or_the_difference(tmp_path):
   assert "differs from the released F0_haiku.npz" in convert_deepmind.release_note(
       path, {"F0_haiku.npz": "0" * 32})
   assert "no released MD5s are recorded" in convert_deepmind.release_note(path, {})
+
+
+def test_the_released_table_names_f0_to_f6_and_flags_a_renamed_release(tmp_path):
+  # A file named like a release but with other bytes is reported as differing from it.
+  assert sorted(convert_deepmind.RELEASED_MD5) == [f"F{i}_haiku.npz" for i in range(7)]
+  assert all(len(m) == 32 and int(m, 16) >= 0 for m in convert_deepmind.RELEASED_MD5.values())
+  assert len(set(convert_deepmind.RELEASED_MD5.values())) == 7
+  path = tmp_path / "F3_haiku.npz"
+  with open(path, "wb") as file:
+    pickle.dump({"NFNet/~/linear": {"w": np.zeros(3, np.float32)}}, file, protocol=2)
+  note = convert_deepmind.release_note(str(path))
+  assert note.startswith("F3_haiku.npz differs from the released F3_haiku.npz")
+  assert convert_deepmind.RELEASED_MD5["F3_haiku.npz"] in note
