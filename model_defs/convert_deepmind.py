@@ -51,7 +51,7 @@ _ARRAY_GLOBALS = ({(m, "_reconstruct") for m in _MULTIARRAY} | {(m, "scalar") fo
 MAX_FILE_BYTES = 4 << 30
 MAX_ARRAY_BYTES = 1 << 30
 # MD5 of the released files (https://storage.googleapis.com/dm-nfnets/F{0..6}_haiku.npz,
-# linked from the NFNet README). DeepMind publishes no checksums; these are the ones the JAX
+# linked from the NFNet README). The NFNet README lists no checksums; these are the ones the JAX
 # port ethanluoyc/jam verifies its downloads against (src/jam/models/nfnet/checkpoints.py,
 # commit ad08f7b, "ckpt_md5"). Not hashed here: this kit has no copy of the files.
 RELEASED_MD5: dict[str, str] = {
