@@ -50,10 +50,19 @@ _ARRAY_GLOBALS = ({(m, "_reconstruct") for m in _MULTIARRAY} | {(m, "scalar") fo
 # tensor is a few MB.
 MAX_FILE_BYTES = 4 << 30
 MAX_ARRAY_BYTES = 1 << 30
-# MD5 of the released files (gs://dm-nfnets/F{0..6}_haiku.npz, named by the NFNet README).
-# Not recorded yet: this kit had no copy of the files to hash (issue #22). Until filled in,
-# ``release_note`` says so instead of claiming either way.
-RELEASED_MD5: dict[str, str] = {}
+# MD5 of the released files (https://storage.googleapis.com/dm-nfnets/F{0..6}_haiku.npz,
+# linked from the NFNet README). The NFNet README lists no checksums; these are the ones the JAX
+# port ethanluoyc/jam verifies its downloads against (src/jam/models/nfnet/checkpoints.py,
+# commit ad08f7b, "ckpt_md5"). Not hashed here: this kit has no copy of the files.
+RELEASED_MD5: dict[str, str] = {
+    "F0_haiku.npz": "0a41039da1cb43adf47f1b7d86ddfe0f",
+    "F1_haiku.npz": "c9126bbfaf855f9ddb7ff3b902558781",
+    "F2_haiku.npz": "7a018d8d1498020e2f5a8719a1e7f53f",
+    "F3_haiku.npz": "d8e1e78d26db659c486150dbaccbe78a",
+    "F4_haiku.npz": "f5974a7e3388aa81b91a9f1403e759a4",
+    "F5_haiku.npz": "8639e925de951030651ac775b9f915c3",
+    "F6_haiku.npz": "b16cca40ac1ecec2bd5e3273866da0c1",
+}
 # Haiku's immutable parameter mappings, rebuilt as dicts (their pickles carry a plain
 # mapping); plain Python containers.
 _MAPPING_GLOBALS = {

@@ -12,7 +12,8 @@ A directory holds two files:
 ``input_range`` names the pixel range the weights expect (``reproduce.data.INPUT_RANGES``):
 "imagenet" (ImageNet mean/std: NFNets from DeepMind or timm) or "minus_one_one" (big_vision
 ViTs and timm's AugReg ViTs). A model.json written before the field existed gets the range
-of its ``source`` (``source_input_range``).
+of its ``source`` (``source_input_range``). The eval crop follows the family
+(``source_eval_crop``).
 
 ``save`` writes both into a temporary sibling directory and renames it into place, so a
 reader never sees half a directory. (This module does the atomic write itself with
@@ -46,6 +47,14 @@ def source_input_range(source: str, family: str) -> str:
   kind = str(source).split(":", 1)[0]
   return ("minus_one_one" if family in ("vit", "hybrid") and kind in ("big_vision", "timm")
           else "imagenet")
+
+
+def source_eval_crop(family: str) -> str:
+  """The eval crop converted weights are scored with (``reproduce.data.EVAL_CROPS``): 'vit'
+  (big_vision's ImageNet transfer eval, resize_small(448)|central_crop(384); timm's AugReg
+  ViTs are big_vision's) for ViTs and the hybrid ViTs (timm's R26/R50 hybrids are AugReg
+  ViTs), 'nfnet' (the NFNet code's resize_crop_32) otherwise."""
+  return "vit" if family in ("vit", "hybrid") else "nfnet"
 
 
 class WeightsFileError(ValueError):

@@ -95,8 +95,7 @@ def main(argv):
         overrides=overrides, resolution=_RESOLUTION.value, input_range=_INPUT_RANGE.value)
     top5 = None
     if _CHECK.value:
-      top5 = describe_top5(model, read_check_image(_CHECK_IMAGE.value), info["resolution"],
-                           info["input_range"], _eval_crop(info["name"]))
+      top5 = describe_top5(model, read_check_image(_CHECK_IMAGE.value), info)
     weights_file.save(model, _OUTPUT.value, **info)
   except (ValueError, OSError, ImportError) as e:
     cli.fail(cli.first_line(e))  # a checkpoint that does not fit, an unknown model, ...
@@ -122,20 +121,18 @@ def read_check_image(path: str | None) -> bytes:
   return tf.io.encode_jpeg(load_sample_image("china.jpg"), quality=95).numpy()
 
 
-def _eval_crop(name: str) -> str:
-  """The eval crop of the model's family: 'vit' (big_vision) for ViTs and hybrid ViTs, else
-  'nfnet'."""
-  import model_defs  # pylint: disable=g-import-not-at-top
-  return "vit" if model_defs.get_spec(name).family in ("vit", "hybrid") else "nfnet"
-
-
-def check_logits(model, encoded: bytes, resolution: int, input_range: str,
-                 crop: str = "nfnet"):
-  """Logits of one image: the ``crop`` protocol, then the weights' ``input_range`` (the
-  same ``data.eval_image`` that evaluate and finetune use)."""
+def check_logits(model, encoded: bytes, info: dict):
+  """Logits of one image as ``reproduce.evaluate`` feeds these weights (``info``:
+  ``convert_sources.convert_checkpoint``'s): their family's crop
+  (``weights_file.source_eval_crop``) and ``input_range``, at their resolution, through
+  the same ``data.eval_image``."""
   import numpy as np  # pylint: disable=g-import-not-at-top
+  import model_defs  # pylint: disable=g-import-not-at-top
+  from model_defs import weights_file  # pylint: disable=g-import-not-at-top
   from reproduce import data  # pylint: disable=g-import-not-at-top
-  image = np.asarray(data.eval_image(encoded, resolution, crop=crop, input_range=input_range))
+  crop = weights_file.source_eval_crop(model_defs.get_spec(info["name"]).family)
+  image = np.asarray(data.eval_image(encoded, info["resolution"], crop=crop,
+                                     input_range=info["input_range"]))
   return np.asarray(model(image[None], training=False))[0]
 
 
@@ -157,11 +154,11 @@ def imagenet_class_names() -> list[str] | None:
   return [f"{s} {lemmas.get(s, '')}".strip() for s in synsets] if len(synsets) == 1000 else None
 
 
-def describe_top5(model, encoded: bytes, resolution: int, input_range: str,
-                  crop: str = "nfnet") -> str:
+def describe_top5(model, encoded: bytes, info: dict) -> str:
   """The top-5 classes of the check image with their probabilities, one per line."""
   import numpy as np  # pylint: disable=g-import-not-at-top
-  logits = check_logits(model, encoded, resolution, input_range, crop)
+  resolution = info["resolution"]
+  logits = check_logits(model, encoded, info)
   probs = np.exp(logits - logits.max())
   probs /= probs.sum()
   names = imagenet_class_names() if len(logits) == 1000 else None

@@ -23,7 +23,9 @@ from reproduce.evaluation import specs
 _WEIGHTS = flags.DEFINE_string("weights", None, "Run directory or converted-weights directory.")
 _DATASETS = flags.DEFINE_list("datasets", ["imagenet2012"], specs.SPEC_HELP)
 _RESOLUTION = flags.DEFINE_list("resolution", [], "Resolution(s); default: the model's own.")
-_CROP = flags.DEFINE_enum("crop", "nfnet", list(specs.CROPS), "Eval crop protocol.")
+_CROP = flags.DEFINE_enum("crop", None, list(specs.CROPS), "Eval crop protocol (default: the "
+                          "weights': 'vit' for converted ViTs, a run's config.eval_crop, else "
+                          "'nfnet').")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Images per inference batch.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data_dir.")
 _EMA = flags.DEFINE_enum("ema", "auto", ["auto", "true", "false"],

@@ -6,6 +6,7 @@ fine-tune read the same range."""
 from __future__ import annotations
 
 import json
+import types
 
 import numpy as np
 import pytest
@@ -85,14 +86,20 @@ def test_converted_vit_is_evaluated_on_timm_preprocessing(tmp_path):
                                              input_range=loaded.input_range)))
       logits = np.asarray(loaded.model(images, training=False))
       np.testing.assert_allclose(logits, timm_logits, rtol=1e-4, atol=1e-4, err_msg=source)
-      record = run_lib.run(str(out), ["imagenet2012"], [str(RES)], crop="vit", batch_size=4,
-                           output=str(tmp_path / f"eval_{source}"), say=lambda _: None)
+      # ... and the whole command: its default crop is the ViT's, its metrics timm's.
+      said = []
+      record = run_lib.run(str(out), ["imagenet2012"], [str(RES)], batch_size=4,
+                           output=str(tmp_path / f"eval_{source}"), say=said.append)
       entry = record["eval"]["imagenet2012"][str(RES)]
       assert entry["input_range"] == "minus_one_one" and entry["examples"] == EXAMPLES
-      want_top1 = np.mean([int(np.argmax(r)) == int(e) for r, e in zip(
-          timm_logits, [x["label"] for x in builder.as_dataset(split="validation",
-                                                                shuffle_files=False)])])
-      assert entry["top1"] == pytest.approx(want_top1)
+      assert entry["crop"] == "vit"
+      labels = np.array([int(x["label"]) for x in builder.as_dataset(split="validation",
+                                                                     shuffle_files=False)])
+      shifted = timm_logits - timm_logits.max(-1, keepdims=True)
+      nll = np.log(np.exp(shifted).sum(-1)) - shifted[np.arange(EXAMPLES), labels]
+      assert entry["nll"] == pytest.approx(nll.mean(), rel=1e-4)
+      assert entry["top1"] == pytest.approx(np.mean(np.argmax(timm_logits, -1) == labels))
+      assert any("expected top-1" in line and "measured" in line for line in said), said
 
 
 def test_source_input_ranges_and_old_model_json(tmp_path):
@@ -148,8 +155,58 @@ def test_finetune_takes_the_init_range_and_refuses_another():
 def test_evaluate_prints_the_published_top1_beside_the_measured():
   import types
   nfnet = types.SimpleNamespace(name="nfnet_f0")
-  line = run_lib.expected_top1_line(nfnet, {"top1": 0.8, "examples": 100})
-  assert "expected top-1 83.6%" in line and "N Table 3" in line and "80.00% on 100" in line
+  line = run_lib.expected_top1_line(nfnet, {"top1": 0.8, "examples": 100, "resolution": 256,
+                                            "crop": "nfnet"})
+  assert "expected top-1 83.6%" in line and "N Table 3" in line and "at 256 px" in line
+  assert "80.00% on 100 images, resolution 256, crop nfnet" in line
   other = run_lib.expected_top1_line(types.SimpleNamespace(name="vit_ti16"),
                                      {"top1": 0.5, "examples": 10})
   assert "none recorded for vit_ti16" in other
+
+
+def test_convert_check_feeds_the_weights_crop_and_range(tmp_path):
+  """``convert --check`` scores the image as evaluate will: a big_vision ViT gets the ViT
+  crop and [-1, 1] pixels."""
+  from model_defs import convert_sources
+  from reproduce import convert
+  _, npz = _random_vit_checkpoints(tmp_path)
+  model, info = convert_sources.convert_checkpoint("big_vision", str(npz), "vit_ti16")
+  assert info["input_range"] == "minus_one_one"
+  encoded = tf.io.encode_png(np.random.default_rng(2).integers(
+      0, 256, (40, 50, 3), dtype=np.uint8)).numpy()
+  want = model(data.eval_image(encoded, RES, crop="vit", input_range="minus_one_one")[None],
+               training=False)
+  np.testing.assert_allclose(convert.check_logits(model, encoded, info), np.asarray(want)[0],
+                             rtol=1e-5, atol=1e-5)
+  assert weights_file.source_eval_crop("vit") == "vit"
+  assert weights_file.source_eval_crop("nfnet") == "nfnet"
+
+
+def test_finetune_feeds_the_init_range_to_train_and_heldout(tmp_path, tiny):
+  """A fine-tune from [-1, 1] weights trains and evaluates on [-1, 1] pixels, and records it."""
+  from reproduce.finetuning import run as ft
+  from reproduce.train import rundir
+  model = model_defs.build(tiny, num_classes=engine_helpers.NUM_CLASSES)
+  model(tf.zeros((1, engine_helpers.RES, engine_helpers.RES, 3)))
+  converted = tmp_path / "converted"
+  weights_file.save(model, str(converted), name=tiny, num_classes=engine_helpers.NUM_CLASSES,
+                    overrides={}, resolution=engine_helpers.RES, source="test",
+                    input_range="minus_one_one")
+  fake, seen = engine_helpers.fake_data(), []
+
+  def spy(kind, fn):
+    def call(*args, input_range=None, **kwargs):
+      seen.append((kind, input_range))
+      return fn(*args, **kwargs)
+    return call
+
+  module = types.SimpleNamespace(load_source=fake.load_source,
+                                 train_dataset=spy("train", fake.train_dataset),
+                                 heldout_dataset=spy("heldout", fake.heldout_dataset))
+  ft.finetune(engine_helpers.tiny_config(agc_clipping=0.0), engine_helpers.tiny_plan(steps=1),
+              str(tmp_path / "ft"), str(converted), engine_helpers.one_device(),
+              data_module=module, verbose=False)
+  assert {kind for kind, _ in seen} == {"train", "heldout"}
+  assert all(chosen == "minus_one_one" for _, chosen in seen), seen
+  config = json.loads((tmp_path / "ft" / rundir.CONFIG_FILE).read_text())
+  assert config["input_range"] == "minus_one_one"

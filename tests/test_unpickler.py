@@ -74,20 +74,29 @@ def test_file_size_cap_and_object_arrays(tmp_path):
 
 
 def test_shapes_are_checked_before_any_array_is_converted(monkeypatch):
+  # The shape check sees the stored float16 arrays themselves (no float32 copy made first),
+  # and a mis-shaped tree is refused before anything is converted.
   model = model_defs.build("nfnet_mini_f0", 3)
-  converted = []
-  real = np.ndarray.astype
   tree = {"NFNet/~/linear": {"w": np.zeros((5, 5), np.float16), "b": np.zeros(3, np.float16)}}
+  stored = list(tree["NFNet/~/linear"].values())
+  checked = []
+  real_match = convert_deepmind.match_to_model
+  monkeypatch.setattr(convert_deepmind, "match_to_model", lambda model, sources, *rest: (
+      checked.extend(value for _, _, value in sources) or real_match(model, sources, *rest)))
+  converted = []
+  real_astype = np.ndarray.astype
 
   class Spy(np.ndarray):
     def astype(self, *args, **kwargs):
       converted.append(self.shape)
-      return real(self, *args, **kwargs)
+      return real_astype(self, *args, **kwargs)
 
   tree["NFNet/~/linear"] = {k: v.view(Spy) for k, v in tree["NFNet/~/linear"].items()}
   with pytest.raises(ConversionError, match="missing parameter|mis-shaped"):
     convert_deepmind.load_deepmind_params(model, tree)
   assert not converted
+  assert len(checked) == 2 and all(v.dtype == np.float16 for v in checked)
+  assert all(any(np.shares_memory(v, s) for s in stored) for v in checked)
 
 
 def test_release_note_names_the_release_or_the_difference(tmp_path):
@@ -98,3 +107,16 @@ def test_release_note_names_the_release_or_the_difference(tmp_path):
   assert "differs from the released F0_haiku.npz" in convert_deepmind.release_note(
       path, {"F0_haiku.npz": "0" * 32})
   assert "no released MD5s are recorded" in convert_deepmind.release_note(path, {})
+
+
+def test_the_released_table_names_f0_to_f6_and_flags_a_renamed_release(tmp_path):
+  # A file named like a release but with other bytes is reported as differing from it.
+  assert sorted(convert_deepmind.RELEASED_MD5) == [f"F{i}_haiku.npz" for i in range(7)]
+  assert all(len(m) == 32 and int(m, 16) >= 0 for m in convert_deepmind.RELEASED_MD5.values())
+  assert len(set(convert_deepmind.RELEASED_MD5.values())) == 7
+  path = tmp_path / "F3_haiku.npz"
+  with open(path, "wb") as file:
+    pickle.dump({"NFNet/~/linear": {"w": np.zeros(3, np.float32)}}, file, protocol=2)
+  note = convert_deepmind.release_note(str(path))
+  assert note.startswith("F3_haiku.npz differs from the released F3_haiku.npz")
+  assert convert_deepmind.RELEASED_MD5["F3_haiku.npz"] in note

@@ -10,7 +10,7 @@ The plain config is the recipe of every Figure 1 curve (no repeated augmentation
 
 ``provenance`` marks every value the config sets: "stated [P] ..." (the 2023 paper, with the
 place that says it) or "assumed: ..." (the NFNet paper's fine-tune or the NFNet code, not
-confirmed for the 2023 runs, or our own choice). tests/test_recipes.py fails on a value
+confirmed for the 2023 runs, or our own choice). tests/test_finetune_recipe.py fails on a value
 without one. docs/finetune.md gives the reasoning; ../shared/reference/paper_facts.md §3 and
 §8 the sources. The model comes from --init (``model`` empty); ``model_overrides`` use the
 rate names both families share (dropout_rate, stochdepth_rate).

@@ -84,7 +84,8 @@ def _nfnet_rows() -> list[Published]:
                   f"per image at {res} px; the paper's 'GFLOPs' column counts multiply-adds",
                   "N Table 3", 0.005),
         Published(f"{model}.imagenet_top1", model, "imagenet_top1", top1, "%",
-                  "ImageNet from scratch, no extra data" + (", with SAM" if variant == "f6" else ""),
+                  "ImageNet from scratch, no extra data" + (", with SAM" if variant == "f6" else "")
+                  + f"; the released weights at {res} px, resize_crop_32 (nfnet crop)",
                   "N Table 3", 0.3),
     ]
   # Sizes not printed in N but derived from the official code's structure (C).

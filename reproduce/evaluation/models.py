@@ -11,7 +11,9 @@
 requires raw weights (a converted directory holds one set, its model.json says which).
 A ViT evaluated at another resolution gets its position embedding resampled. Each model
 carries its ``input_range`` (the pixel range its weights expect): a run's
-``config.input_range`` (None: ImageNet mean/std), a converted directory's model.json field.
+``config.input_range`` (None: ImageNet mean/std), a converted directory's model.json field;
+and its ``crop`` (evaluate's default): a run's ``config.eval_crop`` (None: 'nfnet'), the
+family's for converted weights (``weights_file.source_eval_crop``: 'vit' for ViTs).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class LoadedModel:
   path: str
   input_range: str = data.DEFAULT_INPUT_RANGE  # data.INPUT_RANGES: what the weights expect
   origin: str = ""            # converted weights: model.json's source (e.g. deepmind:F0_haiku.npz)
+  crop: str = "nfnet"         # the eval crop its weights are scored with (evaluate's default)
 
   def info(self) -> dict:
     return {"model": self.name, "num_classes": self.num_classes,
@@ -103,7 +106,8 @@ def _load_run(path: str, ema: str) -> LoadedModel:
   overrides = {k: v for k, v in dict(config.get("model_overrides") or {}).items()
                if k != "image_size"}
   return LoadedModel(model, plan.model, num_classes, overrides, int(plan.resolution), weights,
-                     "run", path, data.check_input_range(config.get("input_range")))
+                     "run", path, data.check_input_range(config.get("input_range")),
+                     crop=config.get("eval_crop") or "nfnet")
 
 
 def _build(name: str, num_classes: int, overrides: dict, resolution: int) -> keras.Model:
@@ -125,7 +129,8 @@ def _load_converted(path: str, ema: str) -> LoadedModel:
   overrides = dict(info.get("model_overrides") or {})
   return LoadedModel(model, info["model"], int(info["num_classes"]), overrides,
                      int(info["resolution"]), weights, "converted", path,
-                     data.check_input_range(info["input_range"]), str(info["source"]))
+                     data.check_input_range(info["input_range"]), str(info["source"]),
+                     weights_file.source_eval_crop(model_defs.get_spec(info["model"]).family))
 
 
 def load(path: str, ema: str = "auto") -> LoadedModel:

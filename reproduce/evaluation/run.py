@@ -40,7 +40,8 @@ def expected_top1_line(loaded, entry: dict) -> str:
   import math  # pylint: disable=g-import-not-at-top
   from reproduce.core import published  # pylint: disable=g-import-not-at-top
   measured, count = entry.get("top1"), int(entry.get("examples") or 0)
-  shown = (f"{100 * measured:.2f}% on {count} images" if measured is not None
+  where = "".join(f", {k} {entry[k]}" for k in ("resolution", "crop") if entry.get(k))
+  shown = (f"{100 * measured:.2f}% on {count} images{where}" if measured is not None
            else "nothing measured")
   key = f"{loaded.name}.imagenet_top1"
   try:
@@ -50,16 +51,17 @@ def expected_top1_line(loaded, entry: dict) -> str:
             f"measured {shown}")
   spread = (f" (+-{200 * math.sqrt(max(measured * (1 - measured), 1e-4) / count):.1f} "
             f"points at 2 s.e.)") if measured is not None and count else ""
-  return (f"  expected top-1 {row.value:g}% ({row.source}: {row.convention}; at the variant's "
-          f"test resolution, nfnet crop) vs measured {shown}{spread}")
+  return (f"  expected top-1 {row.value:g}% ({row.source}: {row.convention}) vs measured "
+          f"{shown}{spread}")
 
 
-def run(weights: str, datasets, resolutions=(), crop: str = "nfnet", batch_size: int = 64,
+def run(weights: str, datasets, resolutions=(), crop: str | None = None, batch_size: int = 64,
         data_dir: str | None = None, ema: str = "auto", output: str | None = None,
         max_examples: int | None = None, class_map: str | None = None, say=print) -> dict:
   """Everything ``main`` does, callable from Python; returns the results record."""
   names, resolutions = check_usage(weights, datasets, resolutions, batch_size, max_examples)
-  specs.check_crop(crop)
+  if crop is not None:
+    specs.check_crop(crop)
   cli.import_tensorflow()
   from reproduce.core import fileio  # pylint: disable=g-import-not-at-top
   from reproduce.evaluation import datasets as datasets_lib  # pylint: disable=g-import-not-at-top
@@ -68,6 +70,7 @@ def run(weights: str, datasets, resolutions=(), crop: str = "nfnet", batch_size:
   from reproduce.evaluation import runner  # pylint: disable=g-import-not-at-top
   sources = [datasets_lib.open_source(n, data_dir) for n in names]  # bad data: before weights
   loaded = models.load(weights, ema)
+  crop = crop or loaded.crop  # None: the crop its weights are scored with
   directory, logdir = _destination(loaded, output)
   mapping = datasets_lib.read_class_map(class_map) if class_map else None
   sets = [datasets_lib.open_set(n, loaded.num_classes, data_dir, mapping, source)
