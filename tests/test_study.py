@@ -16,6 +16,7 @@ import pytest
 
 from reproduce.miniature import accounting
 from reproduce.miniature import grid
+from reproduce.miniature import workers
 
 
 def test_lr_sweep_is_a_factor_sqrt2_grid_around_its_centre():
@@ -233,3 +234,19 @@ def test_errors_cross_the_worker_process_boundary():
   error = pickle.loads(pickle.dumps(PlanError("budget_core_hours", "buys no step")))
   assert str(error) == "--budget_core_hours buys no step" and error.flag == "budget_core_hours"
   assert str(pickle.loads(pickle.dumps(grid.StudyError("x")))) == "x"
+
+
+def test_jobs_start_longest_first_by_their_per_step_overhead_not_their_flops_alone():
+  """The narrowest NFNet plans as few core-seconds as the smallest ViT, but its fixed cost
+  per step (and its XLA compile) makes its job several times longer: it must not be the
+  last job to start, alone on the machine at the end."""
+  grids = {g.model: g for g in grid.make_grid(grid.DEFAULT_NFNETS, grid.DEFAULT_VITS,
+                                               grid.DEFAULT_BUDGETS_CORE_SECONDS,
+                                               grid.DEFAULT_LR_CENTRES, 3)}
+  guess = {m: workers.job_seconds_guess(g, grid.BATCH_SIZE) for m, g in grids.items()}
+  narrow, wide = grids["nfnet_mini_f0w25"], grids["nfnet_mini_f0w75"]
+  assert narrow.planned_core_seconds() == grids["vit_mini_pico"].planned_core_seconds()
+  assert guess["nfnet_mini_f0w25"] > 3 * guess["vit_mini_pico"]
+  stretch = {g.model: (guess[g.model] - workers._COMPILE_SECONDS["nfnet"])
+             / g.planned_core_seconds() for g in (narrow, wide)}
+  assert 2.5 < stretch["nfnet_mini_f0w25"] < 3.2 and 1.1 < stretch["nfnet_mini_f0w75"] < 1.5

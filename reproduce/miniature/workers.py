@@ -161,18 +161,30 @@ def model_job(model_grid: grid_lib.ModelGrid, settings: Settings, events) -> dic
 
 
 def submit_models(pool, grids, settings: Settings, events) -> dict:
-  """Futures of every model's job, the costliest first (the workers then end together)."""
-  order = sorted(grids, key=lambda g: -(g.planned_core_seconds() + _tracing_guess(g.model)))
+  """Futures of every model's job, the longest first (the workers then end together)."""
+  order = sorted(grids, key=lambda g: -job_seconds_guess(g, settings.batch_size))
   return {pool.submit(model_job, g, settings, events): g for g in order}
 
 
-def _tracing_guess(model: str) -> float:
-  """Rough seconds of tracing a model's program (deep NFNets trace slowest: about 1.3 s a
-  block on one core)."""
-  import model_defs  # pylint: disable=g-import-not-at-top
-  spec = model_defs.get_spec(model)
-  depths = getattr(spec, "config", {}).get("depths") or ()
-  return 1.3 * sum(depths) if depths else 5.0
+# What a job costs beyond its planned FLOPs on one core, measured on a 2-core Xeon (the
+# study's XLA steps, batch 32, 32 px): a fixed time per step (op launches, the optimizer's
+# per-variable updates), which makes the 25%-width NFNet train at about 2.8x its reference
+# time and the 75%-width one at 1.3x, and the trace and XLA compile of its program.
+_STEP_OVERHEAD_SECONDS = {"nfnet": 0.011, "vit": 0.004}
+_COMPILE_SECONDS = {"nfnet": 80.0, "vit": 7.0}
+
+
+def job_seconds_guess(model_grid: grid_lib.ModelGrid, batch_size: int) -> float:
+  """Rough seconds of a model's job on one core, only to order the jobs (never to plan a
+  run): each planned reference core-second stretched by the per-step overhead, plus the
+  compile."""
+  from reproduce.planning import cost  # pylint: disable=g-import-not-at-top
+  from reproduce.planning import hardware  # pylint: disable=g-import-not-at-top
+  flops = cost.train_flops_per_image(model_grid.model, grid_lib.RESOLUTION, num_classes=10)
+  reference_step = flops * batch_size / hardware.REFERENCE_CORE_FLOPS
+  family = model_grid.family if model_grid.family in _COMPILE_SECONDS else "vit"
+  stretch = 1.0 + _STEP_OVERHEAD_SECONDS[family] / reference_step
+  return model_grid.planned_core_seconds() * stretch + _COMPILE_SECONDS[family]
 
 
 def record_finetune(pretrain_dir: str, finetune_dir: str, finetuned: dict) -> dict:
