@@ -1,0 +1,192 @@
+"""Mutation score of the modules that decide results (issue #23), measured with mutmut 3.
+
+Not run in CI: it takes hours on 2 cores. Each group below is one mutmut run in its own scratch
+copy of the working tree (mutmut writes ``mutants/`` next to the code it copies), with only
+that group's modules mutated and only its fast test files run against the mutants. mutmut
+then runs, for each mutant, only those of the listed tests that call the mutated function.
+
+  pip install mutmut hypothesis
+  nice -n 19 python scripts/mutation_score.py                # every group
+  nice -n 19 python scripts/mutation_score.py planning stats # some groups
+  python scripts/mutation_score.py --report                  # tables from finished runs
+
+Per module it prints killed / survived / equivalent and the score killed / (killed + survived).
+"Survived" includes mutants no listed test reaches and timeouts. Equivalent mutants (the
+program behaves the same) are listed in EQUIVALENT with the reason, and are not counted.
+Run without PYTHONPATH pointing at a checkout: mutmut must import its mutated copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# group -> (modules mutated, the fast test files that cover them)
+GROUPS = {
+    "analysis": (["reproduce/analysis/*.py"],
+                 ["tests/test_scaling.py", "tests/test_verdicts.py", "tests/test_prediction.py",
+                  "tests/test_report.py", "tests/test_claims_per_family.py",
+                  "tests/test_interval_coverage.py", "tests/test_compare.py",
+                  "tests/test_mutation_gaps.py"]),
+    "planning": (["reproduce/planning/*.py"],
+                 ["tests/test_budget.py", "tests/test_plan_cli.py", "tests/test_published.py",
+                  "tests/test_mutation_gaps.py"]),
+    "published": (["reproduce/core/published.py"],
+                  ["tests/test_published.py", "tests/test_budget.py",
+                   "tests/test_mutation_gaps.py"]),
+    "data": (["reproduce/data/order.py", "reproduce/data/repeated.py"],
+             ["tests/test_repeated_augmentation.py", "tests/test_data.py",
+              "tests/test_mutation_gaps.py"]),
+    "metrics": (["reproduce/evaluation/metrics.py"],
+                ["tests/test_evaluation_metrics.py", "tests/test_mutation_gaps.py"]),
+    "train": (["reproduce/train/agc.py", "reproduce/train/optim.py", "reproduce/train/losses.py",
+               "reproduce/train/sam.py", "reproduce/train/results.py",
+               "reproduce/train/budgeting.py"],
+              ["tests/test_optim.py", "tests/test_sam.py", "tests/test_budget_kept.py",
+               "tests/test_mutation_gaps.py"]),
+    "convert_deepmind": (["model_defs/convert_deepmind.py"],
+                         ["tests/test_unpickler.py", "tests/test_mutation_gaps.py"]),
+    "stats": (["model_defs/stats.py"],
+              ["tests/test_budget.py", "tests/test_published.py", "tests/test_mutation_gaps.py"]),
+}
+
+# mutant name -> why it cannot change behaviour. Not counted in the score.
+EQUIVALENT: dict[str, str] = {}
+
+# mutmut's exit-code meaning (mutmut/__main__.py status_by_exit_code), folded into three.
+_KILLED = {"killed", "caught by type check"}
+
+
+def _status(code, status_by_exit_code) -> str:
+  name = status_by_exit_code.get(code, "not checked") if code is not None else "not checked"
+  if name in _KILLED:
+    return "killed"
+  if name in ("not checked", "check was interrupted by user"):
+    return "not checked"
+  return "survived"  # survived, no tests, timeout, suspicious, segfault
+
+
+def _copy_tree(dest: str) -> None:
+  """Tracked and untracked-but-not-ignored files of the working tree, as they are now."""
+  files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
+                         check=True, capture_output=True).stdout.decode().split("\0")
+  for rel in filter(None, files):
+    src = os.path.join(REPO, rel)
+    if not os.path.isfile(src):
+      continue
+    os.makedirs(os.path.dirname(os.path.join(dest, rel)) or dest, exist_ok=True)
+    shutil.copy2(src, os.path.join(dest, rel))
+
+
+def _config(modules: list[str], tests: list[str]) -> str:
+  quoted = lambda xs: "[" + ", ".join(json.dumps(x) for x in xs) + "]"
+  return "\n".join([
+      "[tool.mutmut]",
+      'source_paths = ["reproduce", "model_defs"]',
+      f"only_mutate = {quoted(modules)}",
+      f"pytest_add_cli_args_test_selection = {quoted(tests)}",
+      # No --durations table, no cache; the repo's addopts would add both.
+      'pytest_add_cli_args = ["-o", "addopts=", "-p", "no:cacheprovider", "-q", "-x"]',
+      # TensorFlow is not fork-safe once it has run ops: fork from a clean server.
+      'process_isolation = "forkserver"',
+      'forkserver_warmup = "collect"',
+      "use_git_change_detection = false",
+      "timeout_multiplier = 5.0",
+      "timeout_constant = 20.0",
+      "",
+  ])
+
+
+def run_group(name: str, workdir: str, max_children: int) -> None:
+  modules, tests = GROUPS[name]
+  tests = [t for t in tests if os.path.exists(os.path.join(REPO, t))]
+  dest = os.path.join(workdir, name)
+  shutil.rmtree(dest, ignore_errors=True)
+  _copy_tree(dest)
+  with open(os.path.join(dest, "pyproject.toml"), "a") as f:
+    f.write("\n" + _config(modules, tests))
+  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+  env.update(TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+  mutmut = os.path.join(os.path.dirname(sys.executable), "mutmut")
+  with open(os.path.join(workdir, f"{name}.log"), "w") as log:
+    subprocess.run([mutmut, "run", "--max-children", str(max_children)], cwd=dest, env=env,
+                   stdout=log, stderr=subprocess.STDOUT, check=False)
+
+
+def counts(workdir: str, name: str) -> dict[str, dict[str, list[str]]]:
+  """module -> status -> mutant names, from the .meta files mutmut leaves in mutants/."""
+  modules, _ = GROUPS[name]
+  out: dict[str, dict[str, list[str]]] = {}
+  root = os.path.join(workdir, name, "mutants")
+  if not os.path.isdir(root):
+    return out
+  here = os.getcwd()
+  os.chdir(os.path.join(workdir, name))  # mutmut reads its configuration on import
+  try:
+    from mutmut.__main__ import status_by_exit_code
+  finally:
+    os.chdir(here)
+  for dirpath, _, filenames in os.walk(root):
+    for fn in filenames:
+      if not fn.endswith(".py.meta"):
+        continue
+      rel = os.path.relpath(os.path.join(dirpath, fn), root)[:-len(".meta")]
+      if not any(fnmatch.fnmatch(rel, m) for m in modules):
+        continue
+      with open(os.path.join(dirpath, fn)) as f:
+        meta = json.load(f)
+      table = out.setdefault(rel, {"killed": [], "survived": [], "equivalent": [],
+                                   "not checked": []})
+      for mutant, code in sorted(meta.get("exit_code_by_key", {}).items()):
+        status = "equivalent" if mutant in EQUIVALENT else _status(code, status_by_exit_code)
+        table[status].append(mutant)
+  return out
+
+
+def report(workdir: str, names: list[str], show_survivors: bool) -> None:
+  print("| module | killed | survived | equivalent | score |")
+  print("|---|---:|---:|---:|---:|")
+  survivors = []
+  for name in names:
+    for module, table in sorted(counts(workdir, name).items()):
+      k, s, e = (len(table[x]) for x in ("killed", "survived", "equivalent"))
+      score = f"{100 * k / (k + s):.0f}%" if k + s else "-"
+      pending = f" ({len(table['not checked'])} not checked)" if table["not checked"] else ""
+      print(f"| {module} | {k} | {s} | {e} | {score}{pending} |")
+      survivors += table["survived"]
+  if show_survivors:
+    print("\nsurvivors (see them with `mutmut show NAME` in the group's directory):")
+    for mutant in survivors:
+      print(" ", mutant)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("groups", nargs="*", help=f"default: all of {', '.join(GROUPS)}")
+  parser.add_argument("--workdir", default=os.path.join(REPO, ".mutation"),
+                      help="scratch copies and logs (default: .mutation/, git-ignored)")
+  parser.add_argument("--max-children", type=int, default=2)
+  parser.add_argument("--report", action="store_true", help="only print the tables")
+  parser.add_argument("--survivors", action="store_true", help="also list surviving mutants")
+  args = parser.parse_args()
+  names = args.groups or list(GROUPS)
+  unknown = sorted(set(names) - set(GROUPS))
+  if unknown:
+    parser.error(f"unknown group(s) {unknown}; choose from {list(GROUPS)}")
+  if not args.report:
+    os.makedirs(args.workdir, exist_ok=True)
+    for name in names:
+      print(f"[{name}] mutating {GROUPS[name][0]}", flush=True)
+      run_group(name, args.workdir, args.max_children)
+  report(args.workdir, names, args.survivors)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,234 @@
+"""Behaviour the mutation run (scripts/mutation_score.py, docs/testing.md) found untested:
+exact counts, both sides of every tolerance, truths other than 1, allow-lists by what they
+refuse, and the config path a user takes. Hypothesis draws few, derandomized examples."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import pickle
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from reproduce.analysis import bootstrap, claims, pipeline, synthetic, verdicts
+from reproduce.core import published
+
+# model_defs.stats is the module; the package's own ``stats`` attribute is a function.
+stats_lib = importlib.import_module("model_defs.stats")
+FEW = settings(max_examples=12, deadline=None, derandomize=True, database=None)
+
+# --- model_defs/stats.py: the counting rules -----------------------------------------------
+
+
+@FEW
+@given(out=st.integers(1, 9), kernel=st.integers(1, 7), groups=st.sampled_from([1, 2, 4]),
+       in_per_group=st.integers(1, 5), out_ch=st.sampled_from([4, 8, 12]),
+       bias=st.booleans(), extra=st.integers(0, 3))
+def test_conv_counts_weights_bias_and_macs(out, kernel, groups, in_per_group, out_ch, bias,
+                                           extra):
+  tally = stats_lib.Tally()
+  tally.conv(out, out + 1, kernel, in_per_group * groups, out_ch, groups=groups, bias=bias,
+             extra_params_per_out=extra)
+  weights = kernel * kernel * in_per_group * out_ch
+  assert tally.params == weights + (out_ch if bias else 0) + extra * out_ch
+  assert tally.macs == weights * out * (out + 1)
+
+
+@FEW
+@given(fan_in=st.integers(1, 50), fan_out=st.integers(1, 50), tokens=st.integers(1, 9),
+       bias=st.booleans())
+def test_dense_counts_per_token_macs(fan_in, fan_out, tokens, bias):
+  tally = stats_lib.Tally()
+  tally.dense(fan_in, fan_out, bias=bias, tokens=tokens)
+  assert (tally.params, tally.macs) == (fan_in * fan_out + (fan_out if bias else 0),
+                                        fan_in * fan_out * tokens)
+
+
+def test_tally_accumulates_and_reports_flops_as_twice_macs():
+  tally = stats_lib.Tally()
+  assert (tally.params, tally.macs) == (0, 0)
+  tally.add(params=3, macs=5)
+  tally.add(params=4.0, macs=6)
+  tally.add()
+  result = tally.result("m", 32, 10)
+  assert result == stats_lib.ModelStats("m", 32, 10, 7, 11)
+  big = stats_lib.ModelStats("big", 224, 1000, params=25, macs=3_000_000_000)
+  assert (big.flops, big.gmacs, big.gflops) == (6_000_000_000, 3.0, 6.0)
+  assert big.to_dict() == dict(name="big", resolution=224, num_classes=1000, params=25,
+                               macs=3_000_000_000, flops=6_000_000_000)
+
+
+# --- reproduce/analysis/verdicts.py: both sides of every rule -------------------------------
+
+
+def test_tolerance_passes_inside_and_fails_outside_on_both_sides():
+  for ours, status in ((1.4, "PASS"), (0.6, "PASS"), (1.5, "PASS"), (0.5, "PASS"),
+                       (1.6, "FAIL"), (0.4, "FAIL"), (math.nan, "UNDECIDED"),
+                       (None, "UNDECIDED")):
+    assert verdicts.tolerance_status(ours, 1.0, 0.5) == status, ours
+  # The slack is a hair (1e-9 relative), not a tolerance of its own.
+  assert verdicts.tolerance_status(100.0 + 0.5 + 5e-8, 100.0, 0.5) == "PASS"
+  assert verdicts.tolerance_status(100.0 + 0.5 + 2e-6, 100.0, 0.5) == "FAIL"
+  row = verdicts.Row("k", "claim", "m", "q", ours=1.6, published=1.0, unit="", tolerance=0.5,
+                     source="s")
+  assert row.status == "FAIL" and row.difference == pytest.approx(0.6)
+  assert row.to_dict()["difference"] == pytest.approx(0.6)
+
+
+@pytest.mark.parametrize("ci,status", [
+    ((1.40, 1.45), "PASS"), ((0.55, 0.60), "PASS"), ((0.5, 1.5), "PASS"),
+    ((1.55, 1.60), "FAIL"), ((0.30, 0.45), "FAIL"),
+    ((1.40, 1.60), "UNDECIDED"), ((0.40, 0.60), "UNDECIDED"), ((0.2, 1.8), "UNDECIDED"),
+    (None, "UNDECIDED"), ((None, 1.0), "UNDECIDED"), ((1.0, None), "UNDECIDED")])
+def test_band_status_on_both_sides_of_the_band(ci, status):
+  assert verdicts.band_status(1.0, 0.5, ci)[0] == status
+
+
+@pytest.mark.parametrize("expected,estimate,ci,sign,status", [
+    (1, 0.3, (0.1, 0.5), 1.0, "PASS"), (-1, -0.3, (-0.5, -0.1), -1.0, "PASS"),
+    (1, -0.3, (-0.5, -0.1), -1.0, "FAIL"), (-1, 0.3, (0.1, 0.5), 1.0, "FAIL"),
+    (1, 0.1, (-0.1, 0.3), 0.0, "UNDECIDED"), (1, 0.1, (0.0, 0.3), 0.0, "UNDECIDED"),
+    (1, 0.1, None, 0.0, "UNDECIDED")])
+def test_sign_status(expected, estimate, ci, sign, status):
+  got = verdicts.sign_status(expected, estimate, ci)
+  assert got[:2] == (sign, status)
+  got = verdicts.sign_status(expected, None, ci)
+  assert math.isnan(got[0]) and got[1] == "UNDECIDED"
+
+
+def test_interval_status_and_counts():
+  assert verdicts.interval_status(2.0, (1.0, 3.0))[0] == "PASS"
+  assert verdicts.interval_status(1.0, (1.0, 3.0))[0] == "PASS"
+  assert verdicts.interval_status(3.5, (1.0, 3.0)) == ("FAIL", "outside")
+  assert verdicts.interval_status(0.5, (1.0, 3.0))[0] == "FAIL"
+  assert verdicts.interval_status(2.0, None)[0] == "UNDECIDED"
+
+  def row(status, counted=True):
+    return verdicts.Row("k", "claim", "m", "q", 0.0, 0.0, "", 0.0, "s", counted=counted,
+                        status=status)
+
+  mixed = verdicts.counts([row("PASS"), row("UNDECIDED"), row("FAIL", counted=False)])
+  assert mixed == dict(n_rows=2, n_pass=1, n_fail=0, n_undecided=1, n_info=1,
+                       verdict="UNDECIDED", passed=True)
+  assert verdicts.counts([row("PASS"), row("PASS")])["verdict"] == "PASS"
+  failed = verdicts.counts([row("PASS"), row("FAIL"), row("UNDECIDED")])
+  assert (failed["verdict"], failed["passed"], failed["n_fail"]) == ("FAIL", False, 1)
+  assert verdicts.counts([])["verdict"] == "UNDECIDED"
+  assert verdicts.verdict_line(failed) == "1 PASS, 1 FAIL, 1 UNDECIDED of 3 counted rows -> FAIL"
+
+
+# --- the size/epochs exponent ratio: a truth other than 1 ------------------------------------
+
+
+@FEW
+@given(size_exponent=st.sampled_from([0.35, 0.4, 0.45, 0.55, 0.6, 0.65]))
+def test_exponent_ratio_is_size_over_epochs(size_exponent):
+  """Optimal size ~ C^s and epochs ~ C^(1-s): the ratio reads s / (1 - s) (0.6 -> 1.5)."""
+  points = synthetic.as_points(synthetic.synthetic_records(
+      {f"nfnet_mini_s{i}": 1e5 * 2.0 ** i for i in range(7)}, (0.25, 0.5, 1, 2, 4, 8, 16),
+      size_penalty=1.0, size_exponent=size_exponent, lr_factors=(1.0,)))
+  runs = pipeline.FamilyRuns.from_points(points)
+  got = dict(zip(pipeline.ESTIMATES, runs.estimates(np.arange(len(points)))))
+  assert got["size_exponent"] == pytest.approx(size_exponent, abs=1e-6)
+  assert got["epochs_exponent"] == pytest.approx(1 - size_exponent, abs=1e-6)
+  assert got["ratio"] == pytest.approx(size_exponent / (1 - size_exponent), abs=1e-6)
+
+
+def _ratio_row(value, ci):
+  entry = {"optimal_scaling": dict(
+      size_axis="params", n=4, n_budgets=5,
+      size=dict(exponent=0.6, ci=dict(exponent=(0.5, 0.7))),
+      epochs=dict(exponent=0.4, ci=dict(exponent=(0.3, 0.5))),
+      ratio=dict(value=value, ci=ci))}
+  rows = claims._scaling_rows("nfnet", entry, {})
+  return {r.key: r for r in rows}["claim.nfnet.size_vs_epochs_exponent_ratio"]
+
+
+@pytest.mark.parametrize("ci,status", [((1.35, 1.45), "PASS"), ((1.55, 1.65), "FAIL"),
+                                       ((0.3, 0.45), "FAIL"), ((1.4, 1.6), "UNDECIDED")])
+def test_ratio_claim_is_one_within_half(ci, status):
+  """The paper's "same rate": ratio 1 +- 0.5. A ratio CI at 1.4 passes, at 1.6 fails."""
+  row = _ratio_row(sum(ci) / 2, ci)
+  assert (row.status, row.ours) == (status, pytest.approx(sum(ci) / 2))
+  assert (row.published, row.tolerance) == (1.0, 0.5)
+
+
+def test_ratio_claim_without_a_ratio_is_undecided():
+  row = _ratio_row(None, (1.0, 1.1))
+  assert row.status == "UNDECIDED" and math.isnan(row.ours)
+
+
+# --- reproduce/analysis/bootstrap.py: the intervals' exact quantiles ------------------------
+
+
+@FEW
+@given(seed=st.integers(0, 2**16), n=st.integers(10, 60), confidence=st.sampled_from(
+    [0.5, 0.8, 0.9, 0.95]))
+def test_intervals_are_central_and_two_sided(seed, n, confidence):
+  samples = np.random.default_rng(seed).normal(2.0, 0.5, n)
+  tail = (1 - confidence) / 2 * 100
+  assert bootstrap.percentile_interval(samples, confidence) == pytest.approx(
+      [np.percentile(samples, tail), np.percentile(samples, 100 - tail)])
+  sd = np.std(samples, ddof=1)
+  z = {0.5: 0.6744898, 0.8: 1.2815516, 0.9: 1.6448536, 0.95: 1.9599640}[confidence]
+  assert bootstrap.normal_interval(3.0, samples, confidence) == pytest.approx(
+      [3.0 - z * sd, 3.0 + z * sd], rel=1e-6)
+  from scipy import stats
+  t = stats.t.ppf((1 + confidence) / 2, 4)
+  assert bootstrap.t_interval(3.0, samples, 4, confidence) == pytest.approx(
+      [3.0 - t * sd, 3.0 + t * sd], rel=1e-6)
+
+
+def test_intervals_need_ten_finite_samples():
+  nine = np.r_[np.arange(9.0), np.nan, np.inf]
+  assert bootstrap.percentile_interval(nine, 0.9) == [None, None]
+  assert bootstrap.t_interval(1.0, nine, 3, 0.9) == [None, None]
+  assert bootstrap.percentile_interval(np.r_[nine, 9.0], 0.9)[0] is not None
+  assert bootstrap.t_interval(1.0, np.r_[nine, 9.0], 3, 0.9)[0] is not None
+
+
+# --- the published ratio claim itself --------------------------------------------------------
+
+
+def test_published_ratio_claim():
+  entry = published.get("claim.size_vs_epochs_exponent_ratio")
+  assert (entry.model, entry.value, entry.tolerance) == ("nfnet", 1.0, 0.5)
+
+
+# --- model_defs/convert_deepmind.py: the unpickler's allow-list refuses ----------------------
+
+
+class _Calls:
+  """Unpickling this calls ``function(*args)``."""
+
+  def __init__(self, function, *args):
+    self.function, self.args = function, args
+
+  def __reduce__(self):
+    return self.function, self.args
+
+
+def _refused_globals(tmp_path):
+  from numpy.testing._private import utils as numpy_testing_utils
+  marker = tmp_path / "ran"
+  return marker, [
+      # Runs Python source: the issue's exploit through a numpy.* global.
+      _Calls(numpy_testing_utils.runstring, f"open({str(marker)!r}, 'w').close()", {}),
+      _Calls(np.load, str(marker)),
+      _Calls(np.frombuffer, b"\0" * 8, "f4"),
+      _Calls(pickle.loads, b"N."),
+  ]
+
+
+def test_unpickler_refuses_every_other_global(tmp_path):
+  from model_defs import convert_deepmind
+  from model_defs.convert_common import ConversionError
+  marker, payloads = _refused_globals(tmp_path)
+  for i, payload in enumerate(payloads):
+    path = tmp_path / f"F{i}_haiku.npz"
+    path.write_bytes(pickle.dumps({"NFNet/~/linear": {"w": payload}}, protocol=2))
+    with pytest.raises(ConversionError, match="refusing to unpickle"):
+      convert_deepmind.load_haiku_file(str(path))
+  assert not marker.exists()
