@@ -73,10 +73,13 @@ def test_unique_images_per_epoch_follow_the_compute_constant_rule():
 def test_stream_resumes_exactly_at_any_step():
   source = _source()
   whole = _batches(source, steps=9)
-  resumed = _batches(source, steps=4, start_step=5)
-  for (a, ia), (b, ib) in zip(whole[5:], resumed):
-    np.testing.assert_array_equal(ia, ib)
-    np.testing.assert_array_equal(a, b)
+  # An epoch is 5 steps: resume inside the first epoch, at its end, and inside the second.
+  for start in (2, 5, 7):
+    resumed = _batches(source, steps=9 - start, start_step=start)
+    assert len(resumed) == 9 - start
+    for (a, ia), (b, ib) in zip(whole[start:], resumed):
+      np.testing.assert_array_equal(ia, ib)
+      np.testing.assert_array_equal(a, b)
 
 
 def test_data_module_wraps_only_the_train_stream():
