@@ -46,6 +46,15 @@ def test_dense_counts_per_token_macs(fan_in, fan_out, tokens, bias):
                                         fan_in * fan_out * tokens)
 
 
+def test_conv_and_dense_count_a_bias_by_default():
+  tally = stats_lib.Tally()
+  tally.conv(2, 2, 3, 4, 8)
+  assert (tally.params, tally.macs) == (3 * 3 * 4 * 8 + 8, 3 * 3 * 4 * 8 * 4)
+  tally = stats_lib.Tally()
+  tally.dense(5, 7)
+  assert (tally.params, tally.macs) == (5 * 7 + 7, 5 * 7)
+
+
 def test_tally_accumulates_and_reports_flops_as_twice_macs():
   tally = stats_lib.Tally()
   assert (tally.params, tally.macs) == (0, 0)
@@ -278,3 +287,44 @@ def test_results_record_accounts_core_hours_from_the_clock():
   for planned in (0.0, float("nan")):
     plan.core_hours = planned
     assert math.isnan(results.record(config, plan, run)["training_over_planned"])
+
+
+# --- reproduce/evaluation/metrics.py ---------------------------------------------------------
+
+
+@FEW
+@given(seed=st.integers(0, 2**16), n=st.integers(1, 40), num_bins=st.sampled_from([1, 5, 15]))
+def test_reliability_and_ece_match_a_loop_over_bins(seed, n, num_bins):
+  from reproduce.evaluation import metrics
+  rng = np.random.default_rng(seed)
+  confidence = rng.uniform(0, 0.5, n)  # the upper bins stay empty
+  confidence[0] = 0.0                  # 0 goes into the first bin
+  correct = rng.uniform(size=n) < 0.5
+  table = metrics.reliability(confidence, correct, num_bins)
+  assert len(table.counts) == len(table.accuracy) == len(table.confidence) == num_bins
+  ece = 0.0
+  for k in range(num_bins):
+    lo, hi = k / num_bins, (k + 1) / num_bins
+    inside = (confidence > lo) & (confidence <= hi) | ((k == 0) & (confidence == 0))
+    assert table.counts[k] == inside.sum()
+    if inside.any():
+      assert table.accuracy[k] == pytest.approx(correct[inside].mean())
+      assert table.confidence[k] == pytest.approx(confidence[inside].mean())
+      ece += inside.sum() / n * abs(correct[inside].mean() - confidence[inside].mean())
+    else:
+      assert math.isnan(table.accuracy[k]) and math.isnan(table.confidence[k])
+  assert metrics.expected_calibration_error(confidence, correct, num_bins) == pytest.approx(ece)
+
+
+def test_summaries_of_no_examples_and_concatenated_parts():
+  from reproduce.evaluation import metrics
+  assert metrics.summarize(metrics.concatenate([])) == {
+      "top1": None, "top5": None, "nll": None, "ece": None, "examples": 0}
+  empty = metrics.concatenate([])
+  assert sorted(empty) == ["confidence", "nll", "top1", "top5"]
+  assert all(v.shape == (0,) for v in empty.values())
+  parts = [{k: np.array([i, i + 0.5]) for k in ("top1", "top5", "nll", "confidence")}
+           for i in range(3)]
+  joined = metrics.concatenate(parts)
+  for k in ("top1", "top5", "nll", "confidence"):
+    np.testing.assert_array_equal(joined[k], [0, 0.5, 1, 1.5, 2, 2.5])
