@@ -65,6 +65,8 @@ EQUIVALENT: dict[str, str] = {
     "model_defs.stats.xǁTallyǁconv__mutmut_8":
         "in_ch / groups for in_ch // groups: a grouped conv's in_ch is a multiple of groups, "
         "and Tally.add truncates to int; the float product is exact below 2**53",
+    "model_defs.convert_deepmind.x__as_dict__mutmut_2":
+        "drops **kwargs: the unpickler calls it by REDUCE, which passes positional args only",
 }
 
 # mutmut's exit-code meaning (mutmut/__main__.py status_by_exit_code), folded into three.

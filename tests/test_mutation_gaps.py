@@ -328,3 +328,42 @@ def test_summaries_of_no_examples_and_concatenated_parts():
   joined = metrics.concatenate(parts)
   for k in ("top1", "top5", "nll", "confidence"):
     np.testing.assert_array_equal(joined[k], [0, 0.5, 1, 1.5, 2, 2.5])
+
+
+# --- model_defs/convert_deepmind.py: the Haiku -> Keras names --------------------------------
+
+
+def test_deepmind_keys_map_to_keras_paths():
+  from model_defs.convert_deepmind import deepmind_key_to_keras_path as path
+  blocks = ["stage1_block1", "stage1_block2", "stage2_block1"]
+  cases = {
+      ("NFNet/~/stem_conv0", "w"): "stem_conv1/kernel",
+      ("NFNet/~/stem_conv3", "gain"): "stem_conv4/gain",
+      ("NFNet/~/final_conv", "bias"): "final_conv/bias",
+      ("NFNet/~/linear", "w"): "classifier/kernel",
+      ("NFNet/~/linear", "b"): "classifier/bias",
+      ("NFNet/~/nf_block", "skip_gain"): "stage1_block1/skip_gain",
+      ("NFNet/~/nf_block_1/~/conv1b", "w"): "stage1_block2/conv2b/kernel",
+      ("NFNet/~/nf_block_2/~/conv_shortcut", "gain"): "stage2_block1/shortcut_conv/gain",
+      ("NFNet/~/nf_block_2/~/squeeze_excite/~/linear", "w"): "stage2_block1/se/fc1/kernel",
+      ("NFNet/~/nf_block_2/~/squeeze_excite/~/linear_1", "b"): "stage2_block1/se/fc2/bias",
+      # Refused: past the last block, unknown names and parameters.
+      ("NFNet/~/nf_block_3/~/conv0", "w"): None,
+      ("NFNet/~/nf_block_1", "gain"): None,
+      ("NFNet/~/nf_block_1/~/conv9", "w"): None,
+      ("NFNet/~/stem_conv0", "b"): None,
+      ("NFNet/~/stem_convx", "w"): None,
+      ("NFNet/~/linear", "gain"): None,
+      ("NFNet/~/other", "w"): None,
+  }
+  for (module, param), expected in cases.items():
+    assert path(module, param, blocks) == expected, (module, param)
+
+
+def test_a_tree_that_is_not_a_mapping_is_named(tmp_path):
+  from model_defs import convert_deepmind
+  from model_defs.convert_common import ConversionError
+  file = tmp_path / "F0_haiku.npz"
+  file.write_bytes(pickle.dumps([1, 2], protocol=2))
+  with pytest.raises(ConversionError, match="holds a list, not a Haiku parameter tree"):
+    convert_deepmind.load_haiku_file(str(file))
