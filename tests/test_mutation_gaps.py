@@ -282,8 +282,17 @@ def test_results_record_accounts_core_hours_from_the_clock():
   assert results.budget_line(record, seconds) == (
       "budget: training 4 / planned 5 core hours = 0.8; overhead startup 10.0 s, tracing "
       "20.0 s, evaluation 30.0 s, checkpointing 40.0 s, other 3500.0 s (wall 7200.0 s)")
+  from reproduce.core import results as schema
+  assert (record["schema"], record["hardware"], record["dataset"]) == (schema.SCHEMA, "cpu",
+                                                                       "digits")
   ema = results.record(dict(config, ema_decay=0.999), plan, run)
   assert ema["eval_weights"] == "ema"
+  # The plan's hardware wins; without one, the config's. No train_size: the plan's size.
+  assert results.record(dict(config, hardware="tpu_v4"), plan, run)["hardware"] == "cpu"
+  del plan.hardware
+  assert results.record(dict(config, hardware="tpu_v4"), plan, run)["hardware"] == "tpu_v4"
+  del run.source.train_size
+  assert results.record(config, plan, run)["dataset_size"] == 80
   for planned in (0.0, float("nan")):
     plan.core_hours = planned
     assert math.isnan(results.record(config, plan, run)["training_over_planned"])
@@ -367,3 +376,84 @@ def test_a_tree_that_is_not_a_mapping_is_named(tmp_path):
   file.write_bytes(pickle.dumps([1, 2], protocol=2))
   with pytest.raises(ConversionError, match="holds a list, not a Haiku parameter tree"):
     convert_deepmind.load_haiku_file(str(file))
+
+
+# --- reproduce/train/losses.py against NumPy -------------------------------------------------
+
+
+def _log_softmax(x):
+  x = x - x.max(-1, keepdims=True)
+  return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+@FEW
+@given(seed=st.integers(0, 2**16), classes=st.integers(2, 7),
+       smoothing=st.sampled_from([0.0, 0.1, 0.3]))
+def test_losses_per_example_match_numpy(seed, classes, smoothing):
+  from reproduce.train import losses
+  rng = np.random.default_rng(seed)
+  logits = rng.normal(size=(3, classes)).astype(np.float32)
+  labels = (rng.uniform(size=(3, classes)) < 0.4).astype(np.float32)
+  labels[:, 0] = 1.0  # multi-hot rows, none empty
+  target = labels / labels.sum(-1, keepdims=True)
+  target = (1 - smoothing) * target + smoothing / classes
+  softmax = -(target * _log_softmax(logits.astype(np.float64))).sum(-1)
+  np.testing.assert_allclose(losses.per_example_loss(labels, logits, label_smoothing=smoothing),
+                             softmax, rtol=1e-5)
+  target = (1 - smoothing) * labels + smoothing / 2
+  z = logits.astype(np.float64)
+  sigmoid = (np.maximum(z, 0) - z * target + np.log1p(np.exp(-np.abs(z)))).sum(-1)
+  np.testing.assert_allclose(losses.per_example_loss(labels, logits, "sigmoid", smoothing),
+                             sigmoid, rtol=1e-5)
+  assert losses.reference_loss("softmax", classes) == pytest.approx(math.log(classes))
+  assert losses.reference_loss("sigmoid", classes) == pytest.approx(classes * math.log(2))
+  with pytest.raises(ValueError, match="unknown loss"):
+    losses.per_example_loss(labels, logits, "hinge")
+
+
+def test_divergence_message_names_loss_step_and_checkpoint():
+  from reproduce.train import losses
+  with pytest.raises(losses.TrainingDiverged,
+                     match=r"^loss is nan \(gradient norm 1.0\) at step 7: stopped without "
+                           r"saving; last good checkpoint: ckpt-5$"):
+    losses.check_divergence(7, float("nan"), 1.0, 2.3, 10.0, "ckpt-5")
+  with pytest.raises(losses.TrainingDiverged, match=r"gradient norm inf.*checkpoint: none$"):
+    losses.check_divergence(7, 1.0, float("inf"), 2.3, 10.0, None)
+  with pytest.raises(losses.TrainingDiverged, match=r"loss 23.1 at step 3 exceeds 10 x"):
+    losses.check_divergence(3, 23.1, 1.0, 2.3, 10.0, None)
+  losses.check_divergence(3, 22.9, 1.0, 2.3, 10.0, None)  # below 10 x 2.3: no error
+  losses.check_divergence(3, 1e6, 1.0, 2.3, 0.0, None)    # factor 0: off
+
+
+# --- reproduce/train/optim.py and sam.py: settings a run stores and defaults it relies on -----
+
+
+def test_agc_settings_are_in_the_optimizer_config():
+  import keras
+  from reproduce.train import optim
+  opt = optim.with_agc(keras.optimizers.SGD, learning_rate=0.1, clipping=0.02, eps=1e-4,
+                       weight_decay=5e-5, ema_decay=0.99)
+  config = opt.get_config()
+  assert {k: config[k] for k in ("agc_clipping", "agc_eps", "coupled_weight_decay",
+                                 "ema_decay")} == dict(agc_clipping=0.02, agc_eps=1e-4,
+                                                       coupled_weight_decay=5e-5,
+                                                       ema_decay=0.99)
+
+
+def test_per_device_lookup():
+  from reproduce.train import optim
+  assert optim._on_device({"/cpu:0": 1}, "/gpu:0") == 1  # the default strategy's only entry
+  assert optim._on_device({"a": 1, "b": 2}, "b") == 2
+  with pytest.raises(KeyError):
+    optim._on_device({"a": 1, "b": 2}, "c")
+
+
+def test_sam_step_fn_defaults():
+  from reproduce.train import sam
+  sam.sam_step_fn(0.05)                # per_replica
+  sam.sam_step_fn(0.05, "fractional")  # ascent_fraction 1: the whole batch
+  for form, fraction in (("fractional", 0.0), ("fractional", 1.5), ("none", 1.0)):
+    with pytest.raises(ValueError, match="SAM needs"):
+      sam.sam_step_fn(0.05, form, fraction)
+  with pytest.raises(ValueError, match="SAM needs"):
+    sam.sam_step_fn(0.0)
