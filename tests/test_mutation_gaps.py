@@ -457,3 +457,39 @@ def test_sam_step_fn_defaults():
       sam.sam_step_fn(0.05, form, fraction)
   with pytest.raises(ValueError, match="SAM needs"):
     sam.sam_step_fn(0.0)
+
+
+# --- reproduce/train/budgeting.py: what a cached speed is keyed by ----------------------------
+
+
+def test_machine_names_cpu_cores_and_tensorflow(monkeypatch):
+  import os
+  import platform
+
+  import tensorflow as tf
+  from reproduce.train import budgeting
+  found = budgeting.machine()
+  assert (found["cpu_cores"], found["tensorflow"]) == (os.cpu_count(), tf.__version__)
+  if os.path.exists("/proc/cpuinfo"):
+    names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+             if line.startswith("model name")]
+    assert found["cpu"] == (names[0] if names else platform.processor() or platform.machine())
+
+  def no_cpuinfo(*args, **kwargs):
+    raise OSError("no /proc here")
+  monkeypatch.setattr(budgeting, "open", no_cpuinfo, raising=False)
+  monkeypatch.setattr(platform, "machine", lambda: "arm64")
+  monkeypatch.setattr(platform, "processor", lambda: "")
+  assert budgeting._cpu_name() == "arm64"
+  monkeypatch.setattr(platform, "processor", lambda: "i386")
+  assert budgeting._cpu_name() == "i386"
+
+
+def test_budget_warning_without_a_throughput_source_says_given():
+  import types
+
+  from reproduce.train import budgeting
+  plan = types.SimpleNamespace(core_hours=0.001, steps=100, batch_size=16)
+  text = budgeting.BudgetCheck(plan, print).message(2.0, 7.2, 100, 1)
+  assert "planned from given throughput 444.4 images/s/core (given)" in text
+  assert "measure again" in text
