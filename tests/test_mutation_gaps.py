@@ -493,3 +493,46 @@ def test_budget_warning_without_a_throughput_source_says_given():
   text = budgeting.BudgetCheck(plan, print).message(2.0, 7.2, 100, 1)
   assert "planned from given throughput 444.4 images/s/core (given)" in text
   assert "measure again" in text
+
+
+# --- reproduce/data/order.py: the shard order, one host and many -----------------------------
+
+
+@settings(max_examples=6, deadline=None, derandomize=True, database=None)
+@given(sizes=st.lists(st.integers(1, 4), min_size=3, max_size=6), window=st.integers(1, 3),
+       pipelines=st.integers(1, 3), epoch=st.integers(0, 3))
+def test_shard_order_hosts_together_visit_every_example_once(sizes, window, pipelines, epoch):
+  """Host p owns shards p, p+P, ...; each host's epoch is a permutation of its own shards'
+  records, read window by window (k shards at a time), and the hosts together are one epoch."""
+  from reproduce.data import order
+  from reproduce.data.datasource import ShardOrder
+  pipelines = min(pipelines, len(sizes))
+  starts = np.cumsum(sizes) - sizes
+  shard_of = np.repeat(np.arange(len(sizes)), sizes)
+  seen = []
+  for host in range(pipelines):
+    shards = order.HostShards(ShardOrder(sizes=tuple(sizes), window=window), 7, pipelines, host)
+    own = [i for s in range(host, len(sizes), pipelines) for i in range(starts[s],
+                                                                       starts[s] + sizes[s])]
+    assert shards.size == len(own)
+    tables = shards.epoch_tables(epoch)
+    visit = [int(shards.train_index(tables, epoch, p)) for p in range(shards.size)]
+    assert sorted(visit) == own
+    # Window by window: each run of records comes from at most `window` shards, in order.
+    slots, _, window_ends = (t.numpy() for t in tables)
+    owned = np.arange(host, len(sizes), pipelines)
+    begin = 0
+    for w, end in enumerate(window_ends):
+      in_window = set(owned[slots[w * window:(w + 1) * window]])
+      assert set(shard_of[visit[begin:end]]) == in_window
+      begin = end
+    assert begin == shards.size
+    seen += visit
+  assert sorted(seen) == list(range(sum(sizes)))
+
+
+def test_shard_order_needs_a_shard_per_host():
+  from reproduce.data import order
+  from reproduce.data.datasource import DataError, ShardOrder
+  with pytest.raises(DataError, match="2 shards for 3 input pipelines"):
+    order.HostShards(ShardOrder(sizes=(4, 4), window=2), 0, 3, 0)
