@@ -80,6 +80,8 @@ EQUIVALENT: dict[str, str] = {
         "drops **kwargs: the unpickler calls it by REDUCE, which passes positional args only",
     "reproduce.train.results.x_record__mutmut_5":
         "train_size default None for 0: both are falsy, and every use is `train_size or ...`",
+    "reproduce.planning.allocation.x_reference_train_flops__mutmut_22":
+        "resolution None for 224 on the full NFNets: their default resolution is 224",
 }
 
 # mutmut's exit-code meaning (mutmut/__main__.py status_by_exit_code), folded into three.

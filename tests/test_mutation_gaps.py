@@ -536,3 +536,127 @@ def test_shard_order_needs_a_shard_per_host():
   from reproduce.data.datasource import DataError, ShardOrder
   with pytest.raises(DataError, match="2 shards for 3 input pipelines"):
     order.HostShards(ShardOrder(sizes=(4, 4), window=2), 0, 3, 0)
+
+
+# --- reproduce/planning: in-process (the CLI tests run it in a subprocess) -------------------
+
+
+def test_positive_names_the_flag_and_why():
+  from reproduce.planning import errors
+  cases = [("a", False, "--x must be a number, got 'a'"), (True, False, "must be a number"),
+           (-1, False, "--x must be > 0, got -1"), (math.nan, False, "must be > 0"),
+           (math.inf, False, "must be > 0"), (2.5, True, "--x must be a whole number, got 2.5")]
+  for value, integer, message in cases:
+    with pytest.raises(errors.PlanError) as info:
+      errors.positive("x", value, integer=integer)
+    assert message in str(info.value) and info.value.flag == "x", value
+  assert errors.positive("x", 3.0, integer=True) == 3 and type(
+      errors.positive("x", 3.0, integer=True)) is int
+  assert type(errors.positive("x", 3)) is float
+  error = errors.PlanError("epochs", "=0.1 is less than one step")
+  again = pickle.loads(pickle.dumps(error))  # the study's workers send errors back
+  assert (type(again), again.flag, again.message, str(again)) == (
+      errors.PlanError, "epochs", "=0.1 is less than one step", "--epochs=0.1 is less than one step")
+
+
+def test_lr_grid_and_size_fraction():
+  import model_defs
+  from reproduce import planning
+  assert planning.lr_grid(1.0, 5) == [4.0, 2.0, 1.0, 0.5, 0.25]
+  assert planning.lr_grid(1.0, 2) == [1.0, 0.5]
+  with pytest.raises(planning.PlanError) as info:
+    planning.lr_grid(1.0, 0)
+  assert info.value.flag == "lr_grid"
+  small, large = (published.value(f"nfnet_{v}.params") * 1e6 for v in ("f0", "f7plus"))
+  params = model_defs.stats("nfnet_f3").params
+  assert planning.lr.model_size_fraction("nfnet_f3") == pytest.approx(
+      math.log(params / small) / math.log(large / small))
+  assert 0.3 < planning.lr.model_size_fraction("nfnet_f3") < 0.7
+
+
+def test_costs_count_a_1000_class_head_at_the_default_resolution():
+  import model_defs
+  from reproduce.planning import cost
+  assert cost.registered_params("nfnet_f0") == model_defs.stats("nfnet_f0",
+                                                                num_classes=1000).params
+  assert cost.registered_params("no_such_model") is None
+  assert cost.model_stats("nfnet_f0").params == cost.registered_params("nfnet_f0")
+  assert cost.default_resolution("nfnet_f0") == 224
+  assert cost.train_flops_per_image("nfnet_f0") == round(
+      3 * model_defs.stats("nfnet_f0", resolution=224).flops)
+  assert cost.train_flops_per_image("nfnet_f0", 128) == round(
+      3 * model_defs.stats("nfnet_f0", resolution=128).flops)
+  from reproduce.planning import mfu
+  steps = cost.steps_from_epochs(1.0, 1000, 100)
+  assert mfu.implied_mfu("nfnet_f0", 1.0, 1000, 1.0, "tpu_v4", resolution=128,
+                         batch_size=100) == pytest.approx(
+      steps * 100 * cost.train_flops_per_image("nfnet_f0", 128)
+      / (3600.0 * mfu.peak_flops_per_core("tpu_v4")))
+
+
+def test_plan_inputs_and_config_path():
+  import dataclasses
+
+  import ml_collections
+  from reproduce import planning
+  from reproduce.planning import report
+  common = dict(dataset_size=1000, batch_size=100)
+  assert planning.plan_from_epochs("nfnet_f0", 1.0, warmup_steps=0, **common).warmup_steps == 0
+  for flag, kwargs in (("batch_size", dict(batch_size=2.5)), ("num_classes",
+                                                               dict(num_classes=2.5))):
+    with pytest.raises(planning.PlanError) as info:
+      planning.plan_from_epochs("nfnet_f0", 1.0, **dict(common, **kwargs))
+    assert info.value.flag == flag
+  config = ml_collections.ConfigDict(dict(
+      model="nfnet_f0", hardware="tpu_v4", batch_size=100, resolution=None, epochs=1.0,
+      mfu=0.25, dataset_size=None, budget_core_hours=None, warmup_steps=None, base_lr=None,
+      images_per_second_per_core=None))
+  plan = planning.plan_from_config(config, dataset_size=1000, num_classes=1000)
+  assert (plan.mfu, plan.throughput_source, plan.throughput_note) == (0.25, "analytic",
+                                                                      "MFU 0.25 given")
+  measured = planning.plan_from_config(config, 1000, 1000, images_per_second_per_core=50.0,
+                                       throughput_note="measured here")
+  assert (measured.images_per_second_per_core, measured.throughput_note) == (50.0,
+                                                                             "measured here")
+  table = report.plan_table(dataclasses.replace(plan, throughput_note=""))
+  assert table.splitlines()[-1].split() == ["throughput", "from", "analytic"]
+  assert report.plan_table(plan).splitlines()[-1].endswith("  MFU 0.25 given")
+  rows = report.allocation_table(planning.allocate(5000.0, ["nfnet_f0"])).splitlines()
+  assert rows[0].split() == ["model", "epochs", "target", "core", "hours", "base", "LR"]
+  assert rows[1].startswith("*  nfnet_f0")
+
+
+def test_allocation_ranks_by_log2_distance_and_skips_only_unaffordable_models():
+  from reproduce import planning
+  from reproduce.planning import allocation
+  models = ["nfnet_f0", "nfnet_f3", "nfnet_f7plus"]
+  one_f7plus_step = planning.plan_from_epochs("nfnet_f7plus", 4096 / 4e9).core_hours
+  rows = allocation.allocate(0.5 * one_f7plus_step, models)  # F7+ cannot afford a step
+  assert [r.model for r in rows] and "nfnet_f7plus" not in [r.model for r in rows]
+  rows = allocation.allocate(5000.0, models)
+  assert sorted(r.model for r in rows) == sorted(models)
+  assert [r.recommended for r in rows] == [True, False, False]
+  for r in rows:
+    assert r.log2_distance == pytest.approx(abs(math.log2(r.epochs / r.target_epochs)))
+  assert rows[0].log2_distance == min(r.log2_distance for r in rows)
+  with pytest.raises(planning.PlanError) as info:
+    allocation.allocate(5000.0, [])
+  assert info.value.flag == "models"
+  with pytest.raises(planning.PlanError) as info:
+    allocation.allocate(5000.0, models, batch_size=4095, num_replicas=2)
+  assert info.value.flag == "batch_size"
+  with pytest.raises(planning.PlanError, match="unknown; known: nfnet, nfnet_mini"):
+    allocation.family_models("vit")
+  assert allocation.family_models("nfnet_mini")[0] == "nfnet_mini_f0"
+
+
+def test_mini_reference_sits_where_the_papers_does_in_its_grid():
+  from reproduce.planning import allocation
+  paper = allocation.reference_train_flops(allocation.FIGURE2_MODELS)
+  lo, hi = allocation._grid_flops(allocation.FIGURE2_MODELS, 4e9, 224)
+  assert lo < paper < hi
+  minis = allocation.family_models("nfnet_mini")
+  mini = allocation.reference_train_flops(minis, dataset_size=60000, resolution=32)
+  lo_m, hi_m = allocation._grid_flops(minis, 60000, 32)
+  assert math.log(mini / lo_m) / math.log(hi_m / lo_m) == pytest.approx(
+      math.log(paper / lo) / math.log(hi / lo))
