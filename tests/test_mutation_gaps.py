@@ -660,3 +660,30 @@ def test_mini_reference_sits_where_the_papers_does_in_its_grid():
   lo_m, hi_m = allocation._grid_flops(minis, 60000, 32)
   assert math.log(mini / lo_m) / math.log(hi_m / lo_m) == pytest.approx(
       math.log(paper / lo) / math.log(hi / lo))
+
+
+# --- reproduce/core/published.py: every entry's key, model, quantity and unit agree ---------
+
+# The unit each quantity is stated in (the key names the quantity; this, its unit).
+UNITS = {"params": "M params", "gmacs": "GMACs", "gflops": "GFLOPs", "imagenet_top1": "%",
+         "imagenet_top1_ra": "%", "pretrain_core_hours": "TPU-v4 core hours",
+         "pretrain_core_hours_v3": "TPU-v3 core hours", "finetune_core_hours":
+         "TPU-v4 core hours", "pretrain_epochs": "epochs", "dataset_size": "images"}
+
+
+def test_published_keys_name_their_model_and_quantity():
+  for e in published.ENTRIES:
+    model_part, quantity_part = e.key.split(".", 1)
+    if model_part == "claim":
+      assert quantity_part == e.quantity and e.model in ("nfnet", "vit"), e.key
+      continue
+    # A suffix may tell apart two numbers of one quantity (vit_gigantic14_map, f5_ra).
+    assert model_part.startswith(e.model) and e.quantity.startswith(quantity_part), e.key
+    if e.quantity in UNITS:
+      assert e.unit == UNITS[e.quantity], e.key
+    assert isinstance(e.value, float | int) and e.value > 0 and e.tolerance >= 0, e.key
+    assert all(isinstance(k, str) and k.islower() for k, _ in e.model_overrides), e.key
+  assert published.get("nfnet_f0.params").value == 71.5  # N Table 3
+  assert published.entries("nfnet_f0", "gmacs")[0].key == "nfnet_f0.gmacs"
+  with pytest.raises(KeyError, match="close: .*nfnet_f0.params"):
+    published.get("nfnet_f0.param")
