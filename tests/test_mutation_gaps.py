@@ -687,3 +687,57 @@ def test_published_keys_name_their_model_and_quantity():
   assert published.entries("nfnet_f0", "gmacs")[0].key == "nfnet_f0.gmacs"
   with pytest.raises(KeyError, match="close: .*nfnet_f0.params"):
     published.get("nfnet_f0.param")
+
+
+# --- reproduce/analysis/outputs.py and tensorboard.py: the files and tables as written ------
+
+
+def test_points_csv_and_fits_json_round_trip(tmp_path):
+  import csv
+  import json
+
+  from reproduce.analysis import outputs
+  points = synthetic.as_points(synthetic.synthetic_records(
+      {"nfnet_mini_s0": 1e5}, (1.0, 2.0), lr_factors=(1.0,)))
+  text = outputs.points_to_csv(points)
+  assert "\r" not in text and text.endswith("\n")
+  rows = list(csv.reader(text.splitlines()))
+  assert rows[0] == list(outputs.POINT_COLUMNS) and len(rows) == 3
+  for point, row in zip(points, rows[1:]):
+    values = dict(zip(rows[0], row))
+    assert values["name"] == point.name and float(values["epochs"]) == point.epochs
+    assert values["finetune_top1"] == ""  # None is written empty
+  fits = {"schema": "x", "b": 0.1, "nested": {"k": [1, 2]}}
+  paths = outputs.write_fit_files(str(tmp_path), points, fits)
+  assert json.load(open(paths[0])) == fits and open(paths[1]).read() == text
+
+
+def test_coefficients_table_rows():
+  from reproduce.analysis import tensorboard
+  entry = dict(
+      fit=dict(b=0.1, ci=dict(b=[0.05, 0.15])),
+      floor=dict(E=0.5, E_over_top_loss=0.25),
+      seeds=dict(sd=0.01, n_groups=3),
+      optimal_scaling=dict(n=4, size=dict(exponent=0.6, ci=dict(exponent=[0.5, 0.7])),
+                           epochs=dict(exponent=0.4, ci=dict(exponent=[0.3, 0.5])),
+                           ratio=dict(value=1.5, ci=[1.2, 1.8])),
+      finetune_fit=dict(b=0.2, ci=dict(b=[0.1, 0.3])),
+      lr_trend=dict(pooled_slope=-0.25, ci=[-0.3, -0.2]))
+  assert [(name, coef, value) for name, _, coef, value, _ in
+          tensorboard._family_values(entry)] == [
+      ("loss_b", "b", 0.1), ("floor_E", "E", 0.5), ("seed_sd", "sd", 0.01),
+      ("optimal_size_exponent", "alpha", 0.6), ("optimal_epochs_exponent", "alpha", 0.4),
+      ("size_epochs_exponent_ratio", "ratio", 1.5), ("finetune_error_b", "b", 0.2),
+      ("lr_trend_slope", "s", -0.25)]
+  fits = dict(compute_kind="planned", compute_unit="core hours", n_runs=12,
+              settings=dict(confidence=0.9, bootstrap=100, seed=0),
+              loss_vs_compute=dict(form="L = E + a*C^-b", a=3.0, b=0.2, E=0.1,
+                                   ci=dict(a=[2.0, 4.0], b=[0.1, 0.3], E=None)),
+              per_family={"nfnet": entry})
+  lines = tensorboard.coefficients_markdown(fits).splitlines()
+  assert lines[2] == "| fit | coefficient | value | 90% CI |"
+  assert [line.split(" | ")[1] for line in lines[4:7]] == ["a", "b", "E"]
+  assert lines[5].endswith("| b | 0.2 | [0.1, 0.3] |") and lines[6].endswith("| n/a |")
+  assert "| nfnet: size / epochs exponent ratio | ratio | 1.5 | [1.2, 1.8] |" in lines
+  assert "| nfnet: floor diagnostic: E of L = E + a*C^-b (E / top loss 0.25) | E | 0.5 | n/a |" \
+      in lines
