@@ -48,7 +48,7 @@ GROUPS = {
     "analysis": (["reproduce/analysis/*.py"],
                  ["tests/test_scaling.py", "tests/test_verdicts.py", "tests/test_prediction.py",
                   "tests/test_claims_per_family.py", "tests/test_compare.py",
-                  "tests/test_mutation_gaps.py"]),
+                  "tests/test_report.py", "tests/test_mutation_gaps.py"]),
     "planning": (["reproduce/planning/*.py"],
                  ["tests/test_budget.py", "tests/test_published.py",
                   "tests/test_mutation_gaps.py"]),
