@@ -555,8 +555,9 @@ def test_positive_names_the_flag_and_why():
   assert type(errors.positive("x", 3)) is float
   error = errors.PlanError("epochs", "=0.1 is less than one step")
   again = pickle.loads(pickle.dumps(error))  # the study's workers send errors back
-  assert (type(again), again.flag, again.message, str(again)) == (
-      errors.PlanError, "epochs", "=0.1 is less than one step", "--epochs=0.1 is less than one step")
+  assert (type(again), again.flag, again.message) == (errors.PlanError, "epochs",
+                                                      "=0.1 is less than one step")
+  assert str(again) == "--epochs=0.1 is less than one step"
 
 
 def test_lr_grid_and_size_fraction():
