@@ -746,3 +746,63 @@ def test_coefficients_table_rows():
   assert "| nfnet: size / epochs exponent ratio | ratio | 1.5 | [1.2, 1.8] |" in lines
   assert "| nfnet: floor diagnostic: E of L = E + a*C^-b (E / top loss 0.25) | E | 0.5 | n/a |" \
       in lines
+
+
+# --- reproduce/analysis/figures.py: the figures plot the fitted numbers ----------------------
+
+
+@pytest.fixture(scope="module")
+def small_study():
+  import analysis_helpers as helpers
+  from reproduce.analysis import fits as fits_lib
+  from reproduce.analysis import prediction
+  points = helpers.study_points(finetune_b=0.1)
+  return points, fits_lib.fit_all(points, bootstrap=20), prediction.predict_all(points,
+                                                                               bootstrap=20)
+
+
+def _lines(ax):
+  return {line.get_label(): line for line in ax.get_lines()}
+
+
+def test_figures_plot_the_fitted_numbers(small_study):
+  import matplotlib.pyplot as plt
+
+  from reproduce.analysis import figures
+  points, fits, predictions = small_study
+  (family,) = fits["per_family"]
+  entry = fits["per_family"][family]
+  by_name = {p.name: p for p in points}
+
+  fig = figures.figure_loss_vs_compute(points, fits)
+  lines = _lines(fig.axes[0])
+  frontier = lines["best run per budget (frontier)"]
+  np.testing.assert_allclose(frontier.get_xydata(), [(by_name[n].compute, by_name[n].heldout_loss)
+                                                     for n in entry["frontier"]])
+  (law,) = [line for label, line in lines.items() if label.startswith("L = ")]
+  x, y = law.get_xydata().T
+  np.testing.assert_allclose(y, entry["fit"]["a"] * x ** -entry["fit"]["b"], rtol=1e-6)
+  assert x.min() == pytest.approx(min(p.compute for p in points))
+  plt.close(fig)
+
+  fig = figures.figure_optimal_lr(fits)
+  lines = _lines(fig.axes[0])
+  for model in {s["model"] for s in entry["optimal_lr"]}:
+    rows = sorted((s for s in entry["optimal_lr"] if s["model"] == model),
+                  key=lambda s: s["epochs"])
+    np.testing.assert_allclose(lines[model].get_xydata(),
+                               [(s["epochs"], s["refined_lr"]) for s in rows])
+  plt.close(fig)
+  fig = figures.figure_optimal_lr({"per_family": {family: {}}})
+  assert "no LR sweeps" in " ".join(t.get_text() for t in fig.axes[0].texts)
+  plt.close(fig)
+
+  record = predictions[family]
+  fig = figures.figure_prediction(predictions)
+  (line,) = [l for label, l in _lines(fig.axes[0]).items() if label.startswith("law of")]
+  np.testing.assert_allclose(line.get_xydata(), np.c_[record["band"]["compute"],
+                                                      record["band"]["centre"]])
+  plt.close(fig)
+  fig = figures.figure_prediction({family: {"status": "skipped", "note": "too few budgets"}})
+  assert [t.get_text() for t in fig.axes[0].texts] == ["too few budgets"]
+  plt.close(fig)
