@@ -108,7 +108,7 @@ def test_sign_status(expected, estimate, ci, sign, status):
 
 
 def test_interval_status_and_counts():
-  assert verdicts.interval_status(2.0, (1.0, 3.0))[0] == "PASS"
+  assert verdicts.interval_status(2.0, (1.0, 3.0)) == ("PASS", "inside")
   assert verdicts.interval_status(1.0, (1.0, 3.0))[0] == "PASS"
   assert verdicts.interval_status(3.5, (1.0, 3.0)) == ("FAIL", "outside")
   assert verdicts.interval_status(0.5, (1.0, 3.0))[0] == "FAIL"
@@ -806,3 +806,41 @@ def test_figures_plot_the_fitted_numbers(small_study):
   fig = figures.figure_prediction({family: {"status": "skipped", "note": "too few budgets"}})
   assert [t.get_text() for t in fig.axes[0].texts] == ["too few budgets"]
   plt.close(fig)
+
+
+# --- reproduce/analysis/seeds.py and runs.py ------------------------------------------------
+
+
+def test_replicates_average_and_spread():
+  from reproduce.analysis import seeds
+  records = synthetic.synthetic_records({"nfnet_mini_s0": 1e5}, (1.0,), lr_factors=(1.0,),
+                                        seeds=(0, 1, 2), noise=0.05, finetune_b=0.1)
+  points = synthetic.as_points(records)
+  (mean,) = seeds.average_replicates(points)
+  losses = np.array([p.heldout_loss for p in points])
+  assert mean.heldout_loss == pytest.approx(np.exp(np.log(losses).mean()))
+  assert mean.finetune_top1 == pytest.approx(np.mean([p.finetune_top1 for p in points]))
+  assert (mean.n_seeds, mean.seed) == (3, None)
+  spread = seeds.seed_spread(points)
+  assert spread == dict(sd=pytest.approx(np.log(losses).std(ddof=1)), dof=2, n_groups=1,
+                        n_runs=3)
+  assert seeds._mean_or_none([1.0, None]) is None and seeds._mean_or_none([1, 2]) == 1.5
+  assert seeds.noise_sd(dict(sd=None)) == seeds.SEED_SD_FLOOR
+  assert seeds.noise_sd(dict(sd=0.2)) == 0.2
+
+
+def test_min_of_normals_two_equal_candidates():
+  from reproduce.analysis import seeds
+  mean, sd = seeds.min_of_normals([1, 1], 0.1)  # integers are losses too
+  assert mean == pytest.approx(-0.1 / math.sqrt(math.pi), abs=0.004)  # E min of 2 = -1/sqrt(pi)
+  assert seeds.min_of_normals([1.0, 9.0], 0.1)[0] == pytest.approx(0.0, abs=1e-3)
+  assert seeds.min_of_normals([], 0.1) == (0.0, 0.0)
+  assert seeds.min_of_normals([1.0, 1.0], 0.0) == (0.0, 0.0)
+
+
+def test_run_labels_are_unique_and_short():
+  from reproduce.analysis import runs
+  assert runs._unique_names(["a/x/results.json", "a/y/results.json"]) == ["x", "y"]
+  assert runs._unique_names(["a\\x\\results.json", "b\\x\\results.json"]) == ["a/x", "b/x"]
+  assert runs._unique_names(["p/a/x", "q/a/x"]) == ["p/a/x", "q/a/x"]
+  assert runs._unique_names(["r/p/a/x", "s/p/a/x"]) == ["x#0", "x#1"]
