@@ -844,3 +844,12 @@ def test_run_labels_are_unique_and_short():
   assert runs._unique_names(["a\\x\\results.json", "b\\x\\results.json"]) == ["a/x", "b/x"]
   assert runs._unique_names(["p/a/x", "q/a/x"]) == ["p/a/x", "q/a/x"]
   assert runs._unique_names(["r/p/a/x", "s/p/a/x"]) == ["x#0", "x#1"]
+
+
+def test_a_path_is_read_through_the_safe_unpickler(tmp_path):
+  from model_defs import convert_deepmind
+  from model_defs.convert_common import ConversionError
+  path = tmp_path / "F0_haiku.npz"
+  path.write_bytes(pickle.dumps({"NFNet/~/linear": {"w": _Calls(np.load, "x")}}, protocol=2))
+  with pytest.raises(ConversionError, match="not a safe Haiku parameter pickle"):
+    convert_deepmind.load_deepmind_params(None, str(path))  # refused before any model use
