@@ -853,3 +853,25 @@ def test_a_path_is_read_through_the_safe_unpickler(tmp_path):
   path.write_bytes(pickle.dumps({"NFNet/~/linear": {"w": _Calls(np.load, "x")}}, protocol=2))
   with pytest.raises(ConversionError, match="not a safe Haiku parameter pickle"):
     convert_deepmind.load_deepmind_params(None, str(path))  # refused before any model use
+
+
+def test_keras_per_variable_hook_makes_the_same_update():
+  """``update_step`` (Keras' hook on other backends) clips and steps as ``apply`` does."""
+  import keras
+  import tensorflow as tf
+  from reproduce.train import optim
+
+  def make():
+    variable = keras.Variable(np.array([[1.0, -2.0], [0.5, 3.0]], np.float32), name="w")
+    opt = optim.with_agc(keras.optimizers.SGD, learning_rate=0.1, momentum=0.0,
+                         clipping=0.01, weight_decay=0.01)
+    opt.build([variable])
+    return variable, opt
+
+  grad = tf.constant([[0.3, -0.1], [2.0, 0.05]])
+  applied, opt = make()
+  opt.apply_gradients([(grad, applied)])
+  hooked, opt = make()
+  opt.update_step(grad, hooked, 0.1)
+  np.testing.assert_allclose(hooked.numpy(), applied.numpy(), rtol=1e-6)
+  assert np.abs(applied.numpy() - [[1.0, -2.0], [0.5, 3.0]]).max() > 1e-4
