@@ -875,3 +875,12 @@ def test_keras_per_variable_hook_makes_the_same_update():
   opt.update_step(grad, hooked, 0.1)
   np.testing.assert_allclose(hooked.numpy(), applied.numpy(), rtol=1e-6)
   assert np.abs(applied.numpy() - [[1.0, -2.0], [0.5, 3.0]]).max() > 1e-4
+
+
+def test_edge_optimum_reasons():
+  from reproduce.analysis import fits
+  assert fits._edge(1.0, np.log([2.0, 2.0, 2.0])) == "only size"
+  assert fits._edge(1.0, np.log([2.0, 4.0])) == "fewer than 3 sizes"
+  sizes = np.log([2.0, 4.0, 8.0])
+  assert fits._edge(sizes[0], sizes) == "smallest" and fits._edge(sizes[2], sizes) == "largest"
+  assert fits._edge(np.log(5.0), sizes) == "no vertex"
