@@ -884,3 +884,44 @@ def test_edge_optimum_reasons():
   sizes = np.log([2.0, 4.0, 8.0])
   assert fits._edge(sizes[0], sizes) == "smallest" and fits._edge(sizes[2], sizes) == "largest"
   assert fits._edge(np.log(5.0), sizes) == "no vertex"
+
+
+def test_prediction_rows_state_interval_tolerance_and_who_counts():
+  made = dict(observed=2.2, predicted=2.0, interval=[1.5, 2.5], inside=True)
+  rows = claims.prediction_rows({"nfnet": {"loss": made}, "vit": {"loss": dict(
+      made, observed=2.7, inside=False)}})
+  by_key = {r.key: r for r in rows}
+  nfnet, vit = by_key["prediction.nfnet.loss"], by_key["prediction.vit.loss"]
+  assert (nfnet.status, nfnet.counted, nfnet.tolerance) == ("PASS", True, pytest.approx(0.5))
+  assert nfnet.note == ("held-out loss of the best run at the largest budget from the smaller "
+                        "ones: predicted [1.5, 2.5]: inside")
+  assert (vit.status, vit.counted) == ("FAIL", False) and vit.note.startswith(claims.NOT_A_CLAIM)
+  below = claims.prediction_rows({"nfnet": {"loss": dict(made, observed=1.8)}})[0]
+  assert below.tolerance == pytest.approx(0.5)  # predicted - lo on the low side
+  skewed = claims.prediction_rows({"nfnet": {"loss": dict(made, interval=[1.9, 2.5])}})[0]
+  assert skewed.tolerance == pytest.approx(0.5)
+  skewed = claims.prediction_rows({"nfnet": {"loss": dict(made, observed=1.95,
+                                                          interval=[1.9, 2.5])}})[0]
+  assert skewed.tolerance == pytest.approx(0.1)
+  none = by_key["prediction.nfnet.optimal_size"]
+  assert (none.status, none.note.endswith("no interval")) == ("UNDECIDED", True)
+
+
+def test_absolute_claims_rows_and_notes():
+  entry = dict(optimal_lr=[dict(batch_size=4096, epochs=0.25, refined_lr=1.6),
+                           dict(batch_size=4096, epochs=0.25, refined_lr=0.4),
+                           dict(batch_size=4096, epochs=1.0, refined_lr=0.1)],
+               optimal=[dict(compute=1e3, epochs=0.5, edge=None),
+                        dict(compute=4e3, epochs=2.0, edge=None),
+                        dict(compute=2e3, epochs=0.9, edge="smallest"),
+                        dict(compute=8e3, epochs=3.0, edge=None)])
+  rows, notes = claims._absolute_claims("nfnet", entry)
+  lr, crossing = rows
+  assert lr.ours == pytest.approx(0.8) and "2 model(s) at 0.25 epochs" in lr.note
+  assert crossing.ours == 4e3 and crossing.note == (
+      "smallest budget above which every interior optimum has > 1 epoch")
+  assert notes == []
+  rows, notes = claims._absolute_claims("nfnet", {})
+  assert rows == [] and notes == [
+      "nfnet: optimal-LR value claim skipped: no LR sweeps at batch 4096",
+      "nfnet: optimal-epochs > 1 claim skipped: interior optima do not cross 1 epoch"]
