@@ -1,6 +1,7 @@
 """Puts back, one at a time, each bug issue #23 names as surviving the tests, and runs the test
 that must now catch it. Every line should read CAUGHT. Not run in CI (it edits source files
-in place and restores them; about 2 minutes).
+in place and restores them; about 2 minutes): do not run it while scripts/mutation_score.py
+is copying the tree.
 
   python scripts/named_survivors.py
 """
