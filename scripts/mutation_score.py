@@ -88,6 +88,9 @@ EQUIVALENT: dict[str, str] = {
         "resolution None for 224 on the full NFNets: their default resolution is 224",
     "reproduce.analysis.seeds.x_min_of_normals__mutmut_5":
         "drops dtype=float: the next lines add float noise, so integer losses give the same",
+    "reproduce.data.repeated.x_train_dataset__mutmut_163":
+        "drops map(deterministic=True): tf.data's default is deterministic, and the kit never "
+        "turns it off (pipelines.py sets options.deterministic = True)",
 }
 
 # mutmut's exit-code meaning (mutmut/__main__.py status_by_exit_code), folded into three.

@@ -10,7 +10,7 @@ import pickle
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from reproduce.analysis import bootstrap, claims, pipeline, synthetic, verdicts
 from reproduce.core import published
@@ -499,6 +499,7 @@ def test_budget_warning_without_a_throughput_source_says_given():
 
 
 @settings(max_examples=6, deadline=None, derandomize=True, database=None)
+@example(sizes=[2, 3, 1, 2, 2], window=2, pipelines=1, epoch=1)  # several windows of 2
 @given(sizes=st.lists(st.integers(1, 4), min_size=3, max_size=6), window=st.integers(1, 3),
        pipelines=st.integers(1, 3), epoch=st.integers(0, 3))
 def test_shard_order_hosts_together_visit_every_example_once(sizes, window, pipelines, epoch):
@@ -925,3 +926,20 @@ def test_absolute_claims_rows_and_notes():
   assert rows == [] and notes == [
       "nfnet: optimal-LR value claim skipped: no LR sweeps at batch 4096",
       "nfnet: optimal-epochs > 1 claim skipped: interior optima do not cross 1 epoch"]
+
+
+def test_choose_order_sizes_and_refusals():
+  import tensorflow as tf
+  from reproduce.data import order
+  from reproduce.data.datasource import DataError, ShardOrder
+  assert order.choose_order("shards", (3, 4, 5), 10) == ShardOrder(sizes=(3, 4, 3), window=8)
+  # Files past the train part hold no train example: no empty shards.
+  assert order.choose_order("shards", (3, 4, 5), 7, window=2) == ShardOrder(sizes=(3, 4),
+                                                                           window=2)
+  assert order.choose_order("global", (3, 4, 5), 10) is None
+  assert order.choose_order("auto", (3, 4, 5), 10) is None
+  with pytest.raises(DataError, match="order='random': use one of auto, global, shards"):
+    order.choose_order("random", (3,), 3)
+  with pytest.raises(DataError, match="shard_window=0"):
+    order.choose_order("shards", (3,), 3, window=0)
+  assert order.base_seed(3, order.ORDER_TAG).dtype == tf.int64  # Philox keys are int64
