@@ -604,6 +604,9 @@ def test_plan_inputs_and_config_path():
   from reproduce.planning import report
   common = dict(dataset_size=1000, batch_size=100)
   assert planning.plan_from_epochs("nfnet_f0", 1.0, warmup_steps=0, **common).warmup_steps == 0
+  whole = planning.plan_from_epochs("nfnet_f0", 1.0, dataset_size=1000, batch_size=100.0,
+                                    num_classes=10.0)
+  assert type(whole.batch_size) is int and type(whole.num_classes) is int
   for flag, kwargs in (("batch_size", dict(batch_size=2.5)), ("num_classes",
                                                                dict(num_classes=2.5))):
     with pytest.raises(planning.PlanError) as info:
@@ -635,12 +638,20 @@ def test_allocation_ranks_by_log2_distance_and_skips_only_unaffordable_models():
   one_f7plus_step = planning.plan_from_epochs("nfnet_f7plus", 4096 / 4e9).core_hours
   rows = allocation.allocate(0.5 * one_f7plus_step, models)  # F7+ cannot afford a step
   assert [r.model for r in rows] and "nfnet_f7plus" not in [r.model for r in rows]
-  rows = allocation.allocate(5000.0, models)
+  # 50k core hours: a target of about 3 epochs (at 5k it is 1, where e/t and e*t agree).
+  rows = allocation.allocate(50_000.0, models)
   assert sorted(r.model for r in rows) == sorted(models)
   assert [r.recommended for r in rows] == [True, False, False]
   for r in rows:
     assert r.log2_distance == pytest.approx(abs(math.log2(r.epochs / r.target_epochs)))
   assert rows[0].log2_distance == min(r.log2_distance for r in rows)
+  assert rows[0].target_epochs == pytest.approx(math.sqrt(10), rel=0.01)
+  minis = list(allocation.family_models("nfnet_mini"))[:2]
+  (row, *_) = allocation.allocate(1.0, minis, dataset_size=60000, resolution=32)
+  reference = allocation.reference_train_flops(minis, 60000, 32)
+  assert row.target_epochs == pytest.approx(
+      (3600.0 * row.plan.images_per_second_per_core * row.plan.train_flops_per_image
+       / reference) ** 0.5)
   with pytest.raises(planning.PlanError) as info:
     allocation.allocate(5000.0, [])
   assert info.value.flag == "models"
