@@ -91,6 +91,8 @@ EQUIVALENT: dict[str, str] = {
     "reproduce.data.repeated.x_train_dataset__mutmut_163":
         "drops map(deterministic=True): tf.data's default is deterministic, and the kit never "
         "turns it off (pipelines.py sets options.deterministic = True)",
+    "reproduce.analysis.outputs.x_points_to_csv__mutmut_11":
+        "writes None instead of '': csv.writer writes None as an empty field",
 }
 
 # mutmut's exit-code meaning (mutmut/__main__.py status_by_exit_code), folded into three.
