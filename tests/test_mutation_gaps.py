@@ -95,6 +95,15 @@ def test_band_status_on_both_sides_of_the_band(ci, status):
   assert verdicts.band_status(1.0, 0.5, ci)[0] == status
 
 
+def test_band_status_says_where_the_interval_is():
+  assert verdicts.band_status(1.0, 0.5, (1.4, 1.45)) == ("PASS", "CI [1.4, 1.45] inside [0.5, 1.5]")
+  assert verdicts.band_status(1.0, 0.5, (1.55, 1.6)) == ("FAIL",
+                                                       "CI [1.55, 1.6] outside [0.5, 1.5]")
+  assert verdicts.band_status(1.0, 0.5, (1.4, 1.6))[1] == (
+      "CI [1.4, 1.6] reaches both in and out of [0.5, 1.5]")
+  assert verdicts.band_status(1.0, 0.5, None) == ("UNDECIDED", "no interval")
+
+
 @pytest.mark.parametrize("expected,estimate,ci,sign,status", [
     (1, 0.3, (0.1, 0.5), 1.0, "PASS"), (-1, -0.3, (-0.5, -0.1), -1.0, "PASS"),
     (1, -0.3, (-0.5, -0.1), -1.0, "FAIL"), (-1, 0.3, (0.1, 0.5), 1.0, "FAIL"),
