@@ -963,3 +963,12 @@ def test_choose_order_sizes_and_refusals():
   with pytest.raises(DataError, match="shard_window=0"):
     order.choose_order("shards", (3,), 3, window=0)
   assert order.base_seed(3, order.ORDER_TAG).dtype == tf.int64  # Philox keys are int64
+
+
+def test_prediction_interval_is_the_exp_of_the_log_interval():
+  from reproduce.analysis import prediction
+  draws = np.random.default_rng(0).normal(0.0, 0.1, 50)
+  lo, hi = bootstrap.normal_interval(1.0, draws, 0.9)
+  assert prediction._exp_interval(1.0, draws, 0.9) == pytest.approx([math.exp(lo),
+                                                                     math.exp(hi)])
+  assert prediction._exp_interval(1.0, draws[:5], 0.9) == [None, None]  # too few draws
