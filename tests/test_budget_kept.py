@@ -122,6 +122,7 @@ def test_measurement_is_cached_per_model_and_machine(tmp_path, monkeypatch):
   cache = json.load(open(config.throughput_cache))
   (key,) = cache
   assert json.loads(key)["machine"]["cpu_cores"] == os.cpu_count()
+  assert key == json.dumps(json.loads(key), sort_keys=True)  # the same key from any writer
   with config.unlocked():
     config.batch_size = 32  # another program: measured again
   budgeting.plan_with_measured_throughput(config, source, one_device(), say=print)

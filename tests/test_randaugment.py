@@ -237,8 +237,14 @@ def test_each_layer_applies_one_uniformly_chosen_op():
     if not matches:
       centres.add(_check_cutout(image, out, _official_args(level)["pad"]))
       matches = ["cutout"]
+    # The pixels are those of the op the seed drew (some ops coincide at this level).
+    drawn = ra._layer_draws(tf.constant([seed, 9]), 1, HEIGHT, WIDTH)[0][0]
+    assert ra.OP_NAMES[int(drawn)] in matches, (seed, ra.OP_NAMES[int(drawn)], matches)
     chosen.append(matches[0])
   assert len(set(chosen)) >= 14, sorted(set(chosen))
+  # Every op is drawn, the last included: 200 layers' draws cover all 16 indices.
+  ops, _, _ = ra._layer_draws(tf.constant([3, 9]), 200, HEIGHT, WIDTH)
+  assert sorted(set(ops.numpy().tolist())) == list(range(len(ra.OP_NAMES))) == list(range(16))
   assert len(centres) == chosen.count("cutout")
   again = ra.randaugment(tf.constant(image), tf.constant([5, 9]), 4, 15)
   np.testing.assert_array_equal(again, ra.randaugment(tf.constant(image), tf.constant([5, 9]),

@@ -31,10 +31,11 @@ def _source(train_size=TRAIN):
                          read=read)
 
 
-def _batches(source, steps, start_step=0, multiplicity=MULTIPLICITY, augment=None):
+def _batches(source, steps, start_step=0, multiplicity=MULTIPLICITY, augment=None,
+             input_range=None):
   dataset = repeated.train_dataset(source, multiplicity=multiplicity, global_batch_size=BATCH,
                                    resolution=RES, seed=SEED, start_step=start_step,
-                                   augment=augment)
+                                   augment=augment, input_range=input_range)
   return [(images.numpy(), np.argmax(targets.numpy(), -1))
           for images, targets in dataset.take(steps)]
 
@@ -73,10 +74,13 @@ def test_unique_images_per_epoch_follow_the_compute_constant_rule():
 def test_stream_resumes_exactly_at_any_step():
   source = _source()
   whole = _batches(source, steps=9)
-  resumed = _batches(source, steps=4, start_step=5)
-  for (a, ia), (b, ib) in zip(whole[5:], resumed):
-    np.testing.assert_array_equal(ia, ib)
-    np.testing.assert_array_equal(a, b)
+  # An epoch is 5 steps: resume inside the first epoch, at its end, and inside the second.
+  for start in (2, 5, 7):
+    resumed = _batches(source, steps=9 - start, start_step=start)
+    assert len(resumed) == 9 - start
+    for (a, ia), (b, ib) in zip(whole[start:], resumed):
+      np.testing.assert_array_equal(ia, ib)
+      np.testing.assert_array_equal(a, b)
 
 
 def test_data_module_wraps_only_the_train_stream():
@@ -91,3 +95,39 @@ def test_batch_must_hold_whole_groups():
   with pytest.raises(data.DataError, match="multiplicity"):
     repeated.train_dataset(_source(), multiplicity=3, global_batch_size=BATCH, resolution=RES,
                            seed=0)
+
+
+def test_two_hosts_batches_together_are_one_hosts():
+  """Each of 2 input pipelines reads its contiguous half of every global batch, augmented
+  with the same seeds: host 0's batch then host 1's is the one-host batch."""
+  source = _source()
+  one = _batches(source, steps=3, start_step=2)
+  hosts = []
+  for host in range(2):
+    context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=host,
+                                         num_replicas_in_sync=2)
+    dataset = repeated.train_dataset(source, multiplicity=MULTIPLICITY, global_batch_size=BATCH,
+                                     resolution=RES, seed=SEED, start_step=2,
+                                     input_context=context)
+    hosts.append([(i.numpy(), np.argmax(t.numpy(), -1)) for i, t in dataset.take(3)])
+  for (images, indices), (a, ia), (b, ib) in zip(one, *hosts):
+    assert len(ia) == len(ib) == BATCH // 2
+    np.testing.assert_array_equal(np.concatenate([ia, ib]), indices)
+    np.testing.assert_array_equal(np.concatenate([a, b]), images)
+
+
+@pytest.mark.parametrize("augment", [{"mixup_alpha": 0.2}, {"cutmix_alpha": 1.0}])
+def test_mixup_or_cutmix_alone_is_refused(augment):
+  with pytest.raises(data.DataError, match="does not support mixup/cutmix"):
+    _batches(_source(), steps=1, augment=augment)
+
+
+def test_input_range_reaches_the_images():
+  from reproduce.data import preprocess
+  plain = dict(crop=False, flip=False)
+  images = {r: _batches(_source(), steps=1, augment=plain, input_range=r)[0][0]
+            for r in ("imagenet", "minus_one_one")}
+  pixels = images["minus_one_one"] * 127.5 + 127.5
+  mean, std = (np.array(v, np.float32) for v in preprocess.INPUT_RANGES["imagenet"])
+  np.testing.assert_allclose(images["imagenet"] * std + mean, pixels, atol=1e-3)
+  assert np.abs(images["imagenet"] - images["minus_one_one"]).max() > 0.1

@@ -65,10 +65,18 @@ def test_ascent_has_norm_rho_along_the_normalised_gradient():
     np.testing.assert_allclose(t, RHO * g / norm, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("form,fraction", [("per_replica", 1.0), ("global", 1.0),
-                                           ("fractional", 0.5)])
-def test_sam_update_uses_the_gradient_at_the_perturbed_point(form, fraction):
-  (w0, b0), (w1, b1), (x, y) = _one_step(sam.sam_step_fn(RHO, form, fraction))
+@pytest.mark.parametrize("form", ["per_replica", "global", "standard", "fractional"])
+def test_sam_update_uses_the_gradient_at_the_perturbed_point(form, monkeypatch):
+  """Built from the config, as a run builds it: each form's ascent batch, and whether its
+  ascent gradient is all-reduced (a recorder here; the two-replica test below runs the real
+  all-reduce)."""
+  reduced = []
+  real_all_reduced = sam._all_reduced
+  monkeypatch.setattr(sam, "_all_reduced", lambda g: reduced.append(1) or real_all_reduced(g))
+  fraction = 0.5  # only the fractional form reads it
+  step_fn = sam.from_config({"sam": form, "sam_rho": RHO, "sam_ascent_fraction": fraction})
+  (w0, b0), (w1, b1), (x, y) = _one_step(step_fn)
+  assert bool(reduced) == (form in ("global", "standard")), form
   count = int(BATCH * fraction) if form == "fractional" else BATCH
   gw, gb = _numpy_grads(w0, b0, x, y, count)
   norm = np.sqrt((gw ** 2).sum() + (gb ** 2).sum())
@@ -181,7 +189,8 @@ def weights_after(strategy, form):
     optimizer = keras.optimizers.SGD(LR)
     optimizer.build(model.trainable_variables)
   before = [v.numpy().copy() for v in model.trainable_variables]
-  step_fn = sam.sam_step_fn(RHO, form, FRACTION)
+  # Through the config path a user takes (a swapped form there is caught here).
+  step_fn = sam.from_config({"sam": form, "sam_rho": RHO, "sam_ascent_fraction": FRACTION})
   chunk = steps.make_train_chunk(strategy, model, optimizer, loss="softmax",
                                  label_smoothing=0.0, global_batch_size=8, step_fn=step_fn)
   dataset = tf.data.Dataset.from_tensors((x, y)).repeat().unbatch().batch(8)

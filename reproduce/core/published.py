@@ -246,8 +246,11 @@ def _claim_rows() -> list[Published]:
   ]
 
 
-ENTRIES: tuple[Published, ...] = tuple(
-    _nfnet_rows() + _vit_rows() + _xiao_rows() + _headline_rows() + _claim_rows())
+def _all_rows() -> list[Published]:
+  return _nfnet_rows() + _vit_rows() + _xiao_rows() + _headline_rows() + _claim_rows()
+
+
+ENTRIES: tuple[Published, ...] = tuple(_all_rows())
 _BY_KEY = {e.key: e for e in ENTRIES}
 assert len(_BY_KEY) == len(ENTRIES), "duplicate published key"
 
