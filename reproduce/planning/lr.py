@@ -41,7 +41,11 @@ def lr_rule(epochs: float, size_fraction: float,
   slope = LR_SLOPE_SMALL_MODEL + (LR_SLOPE_LARGE_MODEL - LR_SLOPE_SMALL_MODEL) * size_fraction
   drop = slope * max(0.0, math.log2(epochs / LR_FLAT_UNTIL_EPOCHS))
   halvings = math.floor(drop + 0.5)
-  return LR_AT_PAPER_BATCH * 2.0 ** -halvings * batch_size / published.PAPER_BATCH_SIZE
+  # The paper's LR at its batch, per batch unit, through the one batch-scaling rule (every
+  # factor a power of two: the same bits as scaling from batch 4096 directly).
+  per_unit = (LR_AT_PAPER_BATCH * 2.0 ** -halvings * published.NFNET_LR_BATCH_UNIT
+              / published.PAPER_BATCH_SIZE)
+  return published.nfnet_batch_scaled_lr(per_unit, batch_size)
 
 
 def model_size_fraction(model: str) -> float:
