@@ -656,8 +656,10 @@ def test_allocation_ranks_by_log2_distance_and_skips_only_unaffordable_models():
   assert rows[0].log2_distance == min(r.log2_distance for r in rows)
   assert rows[0].target_epochs == pytest.approx(math.sqrt(10), rel=0.01)
   minis = list(allocation.family_models("nfnet_mini"))[:2]
-  (row, *_) = allocation.allocate(1.0, minis, dataset_size=60000, resolution=32)
-  reference = allocation.reference_train_flops(minis, 60000, 32)
+  # At a resolution other than the minis' default (32), so the reference reads the one asked.
+  (row, *_) = allocation.allocate(1.0, minis, dataset_size=60000, resolution=64)
+  reference = allocation.reference_train_flops(minis, 60000, 64)
+  assert reference != allocation.reference_train_flops(minis, 60000, 32)
   assert row.target_epochs == pytest.approx(
       (3600.0 * row.plan.images_per_second_per_core * row.plan.train_flops_per_image
        / reference) ** 0.5)
