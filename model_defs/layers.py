@@ -115,11 +115,6 @@ def resolve_grouped_conv_impl(impl: str | None = None) -> str:
   return impl
 
 
-def gelu_tanh(x):
-  """GELU with the tanh approximation (``jax.nn.gelu``'s default, used by the official code)."""
-  return ops.gelu(x, approximate=True)
-
-
 def _activation_fn(name: str, gelu_approximate: bool):
   """The plain (unscaled) activation function called ``name``."""
   functions = {

@@ -18,7 +18,6 @@ Source keys (full references in docs/published.md):
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable
 
 
 # The paper's pre-training recipe constants ([P] Section 2): every module reads them here.
@@ -274,6 +273,3 @@ def entries(model: str | None = None, quantity: str | None = None) -> list[Publi
   return [e for e in ENTRIES
           if (model is None or e.model == model) and (quantity is None or e.quantity == quantity)]
 
-
-def as_dicts(items: Iterable[Published] = ENTRIES) -> list[dict]:
-  return [dataclasses.asdict(e) for e in items]
