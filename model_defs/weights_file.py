@@ -38,6 +38,9 @@ CONFIG_FILE = "model.json"
 WEIGHTS_FILE = "model.weights.h5"
 REQUIRED_FIELDS = ("format", "model", "num_classes", "model_overrides", "resolution", "source")
 INPUT_RANGES = ("imagenet", "minus_one_one")
+# Families whose converted weights are ViTs (a hybrid is a ViT on a conv stem): the AugReg
+# input range and the ViT eval crop.
+VIT_FAMILIES = ("vit", "hybrid")
 
 
 def source_input_range(source: str, family: str) -> str:
@@ -45,7 +48,7 @@ def source_input_range(source: str, family: str) -> str:
   model.json ``source`` such as 'timm:pytorch_model.bin'): [-1, 1] for ViTs and hybrid ViTs
   from big_vision and timm (AugReg), ImageNet mean/std otherwise."""
   kind = str(source).split(":", 1)[0]
-  return ("minus_one_one" if family in ("vit", "hybrid") and kind in ("big_vision", "timm")
+  return ("minus_one_one" if family in VIT_FAMILIES and kind in ("big_vision", "timm")
           else "imagenet")
 
 
@@ -54,7 +57,7 @@ def source_eval_crop(family: str) -> str:
   (big_vision's ImageNet transfer eval, resize_small(448)|central_crop(384); timm's AugReg
   ViTs are big_vision's) for ViTs and the hybrid ViTs (timm's R26/R50 hybrids are AugReg
   ViTs), 'nfnet' (the NFNet code's resize_crop_32) otherwise."""
-  return "vit" if family in ("vit", "hybrid") else "nfnet"
+  return "vit" if family in VIT_FAMILIES else "nfnet"
 
 
 class WeightsFileError(ValueError):
