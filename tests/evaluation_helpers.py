@@ -88,3 +88,34 @@ def randomise(model, scale=1.0, seed=0):
   rng = np.random.default_rng(seed)
   model.set_weights([rng.normal(size=w.shape).astype(np.float32) * scale
                      for w in model.get_weights()])
+
+
+def prepare_fake_tfds(name, data_dir, split, num_examples, seed=0, file_format="tfrecord"):
+  """A prepared copy of TFDS dataset ``name`` in ``data_dir``: one ``split`` of random examples
+  of its own features, as ``tfds build`` writes it (TFRecord files; ``as_dataset`` reads them
+  too), without the real files."""
+  import unittest.mock
+  import tensorflow_datasets as tfds
+  builder = tfds.builder(name, data_dir=data_dir)
+  rng = np.random.default_rng(seed)
+
+  def value(feature, index):
+    if isinstance(feature, tfds.features.Image):
+      height, width = rng.integers(20, 40, size=2)
+      return rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    if isinstance(feature, tfds.features.ClassLabel):
+      return int(rng.integers(feature.num_classes))
+    if isinstance(feature, tfds.features.Sequence):
+      return [value(feature.feature, index) for _ in range(rng.integers(0, 4))]
+    return f"{name}_{index}"
+
+  def examples():
+    for index in range(num_examples):
+      yield index, {key: value(feature, index)
+                    for key, feature in builder.info.features.items()}
+
+  with unittest.mock.patch.object(type(builder), "_split_generators",
+                                  lambda self, dl_manager: {split: examples()}):
+    tfds.disable_progress_bar()
+    builder.download_and_prepare(file_format=file_format)
+  return data_dir

@@ -1,4 +1,4 @@
-"""``reproduce.evaluate``: metrics on tfds mock ImageNet / ReaL reproduced by independent code,
+"""``reproduce.evaluate``: metrics on fake prepared ImageNet / ReaL reproduced by independent code,
 run directories (EMA choice, results.json section), converted weights at another resolution,
 ImageFolder with a class map (restricted logits), exclusions, and the command line."""
 
@@ -29,7 +29,7 @@ from reproduce.evaluation import specs
 
 TINY_1K = "evaluate_test_tiny_1k"
 RES = 32
-MOCK_EXAMPLES = 24
+FAKE_EXAMPLES = 24
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +39,20 @@ def tiny_1k():
   registry.unregister(TINY_1K)
 
 
-def _mock_examples(name, label_key):
-  """(encoded images, label sets) of a mock tfds split, read directly from tfds."""
-  builder = tfds.builder(name)
+@pytest.fixture(scope="module")
+def fake_imagenet(tmp_path_factory):
+  """A TFDS data_dir with fake prepared ImageNet validation, ReaL and ImageNet-A sets."""
+  data_dir = str(tmp_path_factory.mktemp("tfds"))
+  for seed, (name, split, count) in enumerate((
+      ("imagenet2012", "validation", FAKE_EXAMPLES),
+      ("imagenet2012_real", "validation", FAKE_EXAMPLES), ("imagenet_a", "test", 40))):
+    helpers.prepare_fake_tfds(name, data_dir, split, count, seed=seed)
+  return data_dir
+
+
+def _tfds_examples(name, label_key, data_dir):
+  """(encoded images, label sets) of a prepared tfds split, read directly from tfds."""
+  builder = tfds.builder(name, data_dir=data_dir)
   dataset = builder.as_dataset(split="validation", shuffle_files=False,
                                decoders={"image": tfds.decode.SkipDecoding()})
   encoded, labels = [], []
@@ -61,23 +72,23 @@ def _classifier_for(model, imagenet_labels, real_label_sets):
   model.layers[-1].bias.assign(bias)
 
 
-def test_mock_imagenet_and_real_reproduce_independent_metrics(tiny_1k, tmp_path):
+def test_imagenet_and_real_reproduce_independent_metrics(tiny_1k, fake_imagenet, tmp_path):
   model = model_defs.build(tiny_1k, num_classes=1000)
   model(tf.zeros((1, RES, RES, 3)))
-  with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
-    reference = {name: _mock_examples(name, key) for name, key in
-                 (("imagenet2012", "label"), ("imagenet2012_real", "real_label"))}
-    _classifier_for(model, reference["imagenet2012"][1], reference["imagenet2012_real"][1])
-    weights = helpers.write_converted(model, str(tmp_path / "weights"), name=tiny_1k,
-                                      num_classes=1000, resolution=RES)
-    record = run_lib.run(weights, ["imagenet2012", "imagenet2012_real"], [str(RES)],
-                          batch_size=10, output=str(tmp_path / "out"), say=lambda _: None)
+  reference = {name: _tfds_examples(name, key, fake_imagenet) for name, key in
+               (("imagenet2012", "label"), ("imagenet2012_real", "real_label"))}
+  _classifier_for(model, reference["imagenet2012"][1], reference["imagenet2012_real"][1])
+  weights = helpers.write_converted(model, str(tmp_path / "weights"), name=tiny_1k,
+                                    num_classes=1000, resolution=RES)
+  record = run_lib.run(weights, ["imagenet2012", "imagenet2012_real"], [str(RES)],
+                       batch_size=10, data_dir=fake_imagenet, output=str(tmp_path / "out"),
+                       say=lambda _: None)
   for name, (encoded, label_sets_seen) in reference.items():
     images = np.stack([data.eval_image(e, RES, crop="nfnet").numpy() for e in encoded])
     want = helpers.loop_metrics(model.predict(images, verbose=0), label_sets_seen)
     got = record["eval"][name][str(RES)]
     assert got["examples"] == want["examples"]
-    assert got["excluded"] == MOCK_EXAMPLES - want["examples"]
+    assert got["excluded"] == FAKE_EXAMPLES - want["examples"]
     for key in ("top1", "top5", "nll", "ece"):
       assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-6), (name, key)
     assert got["crop"] == "nfnet" and got["resolution"] == RES and got["weights"] == "raw"
@@ -92,17 +103,16 @@ def test_mock_imagenet_and_real_reproduce_independent_metrics(tiny_1k, tmp_path)
           "eval/imagenet2012_real/reliability"} <= tags
 
 
-def test_mock_imagenet_a_scores_the_200_class_subset(tiny_1k, tmp_path):
+def test_imagenet_a_scores_the_200_class_subset(tiny_1k, fake_imagenet):
   model = model_defs.build(tiny_1k, num_classes=1000)
   model(tf.zeros((1, RES, RES, 3)))
   helpers.randomise(model, scale=2.0)
-  with tfds.testing.mock_data(num_examples=40):
-    builder = tfds.builder("imagenet_a")
-    examples = list(builder.as_dataset(split="test", shuffle_files=False,
-                                       decoders={"image": tfds.decode.SkipDecoding()}))
-    eval_set = datasets.open_set("imagenet_a", 1000)
-    result = runner.evaluate_set(model, eval_set, resolution=RES, crop="nfnet", batch_size=16)
-  # Mock labels cover all 1000 classes; only those among the subset's 200 are scorable.
+  builder = tfds.builder("imagenet_a", data_dir=fake_imagenet)
+  examples = list(builder.as_dataset(split="test", shuffle_files=False,
+                                     decoders={"image": tfds.decode.SkipDecoding()}))
+  eval_set = datasets.open_set("imagenet_a", 1000, fake_imagenet)
+  result = runner.evaluate_set(model, eval_set, resolution=RES, crop="nfnet", batch_size=16)
+  # Fake labels cover all 1000 classes; only those among the subset's 200 are scorable.
   position = {c: i for i, c in enumerate(helpers.PUBLISHED_A)}
   images = np.stack([data.eval_image(e["image"], RES).numpy() for e in examples])
   logits = model.predict(images, verbose=0)[:, helpers.PUBLISHED_A]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from evaluation_helpers import PUBLISHED_A, PUBLISHED_R, loop_metrics
-from reproduce.evaluation import label_sets
+from reproduce.data import imagenet_subsets
 from reproduce.evaluation import metrics
 from reproduce.evaluation import specs
 
@@ -23,8 +23,8 @@ def _imagenet_wnids():
 @pytest.mark.parametrize("name, published", [("imagenet_a", PUBLISHED_A),
                                              ("imagenet_r", PUBLISHED_R)])
 def test_subsets_match_the_published_indices(name, published):
-  assert len(set(label_sets.SUBSETS[name])) == 200
-  assert label_sets.subset_indices(name, _imagenet_wnids()) == published
+  assert len(set(imagenet_subsets.SUBSETS[name])) == 200
+  assert imagenet_subsets.subset_indices(name, _imagenet_wnids()) == published
 
 
 def test_ece_of_a_hand_computed_example():

@@ -16,6 +16,7 @@ import torch  # torch alone imports fine next to TensorFlow (timm is run in its 
 
 import checkpoint_export
 import engine_helpers
+import evaluation_helpers
 import model_defs
 from model_defs import weights_file
 from reproduce import data
@@ -60,46 +61,48 @@ def _random_vit_checkpoints(tmp_path):
 
 def test_converted_vit_is_evaluated_on_timm_preprocessing(tmp_path):
   pth, npz = _random_vit_checkpoints(tmp_path)
-  with tfds.testing.mock_data(num_examples=EXAMPLES):
-    builder = tfds.builder("imagenet2012")
-    encoded = [e["image"] for e in builder.as_dataset(
-        split="validation", shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()})]
-    pixels = np.stack([data.eval_pixels(e, RES, crop="vit").numpy() for e in encoded])
-    np.save(tmp_path / "pixels.npy", pixels)
-    script = _TIMM_SCRIPT.replace("sys.argv[1:4]", repr([str(pth), str(tmp_path / "pixels.npy"),
-                                                          str(tmp_path / "timm.npy")]))
-    proc = engine_helpers.run_script(script)
+  data_dir = evaluation_helpers.prepare_fake_tfds("imagenet2012", str(tmp_path / "tfds"),
+                                                  "validation", EXAMPLES)
+  builder = tfds.builder("imagenet2012", data_dir=data_dir)
+  encoded = [e["image"] for e in builder.as_dataset(
+      split="validation", shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()})]
+  pixels = np.stack([data.eval_pixels(e, RES, crop="vit").numpy() for e in encoded])
+  np.save(tmp_path / "pixels.npy", pixels)
+  script = _TIMM_SCRIPT.replace("sys.argv[1:4]", repr([str(pth), str(tmp_path / "pixels.npy"),
+                                                        str(tmp_path / "timm.npy")]))
+  proc = engine_helpers.run_script(script)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  timm_logits = np.load(tmp_path / "timm.npy")
+  for source, path in (("timm", pth), ("big_vision", npz)):
+    out = tmp_path / source
+    proc = run_convert(f"--source={source}", f"--input={path}", "--model=vit_ti16",
+                       f"--output={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    timm_logits = np.load(tmp_path / "timm.npy")
-    for source, path in (("timm", pth), ("big_vision", npz)):
-      out = tmp_path / source
-      proc = run_convert(f"--source={source}", f"--input={path}", "--model=vit_ti16",
-                         f"--output={out}")
-      assert proc.returncode == 0, proc.stderr[-3000:]
-      assert "input range minus_one_one" in proc.stdout
-      assert json.loads((out / "model.json").read_text())["input_range"] == "minus_one_one"
-      # The evaluate path: the loaded model, its input range, the evaluation batches.
-      loaded = models.load(str(out))
-      assert loaded.input_range == "minus_one_one"
-      eval_set = datasets.open_set("imagenet2012", CLASSES)
-      images, _ = next(iter(datasets.batches(eval_set, RES, "vit", EXAMPLES, CLASSES,
-                                             input_range=loaded.input_range)))
-      logits = np.asarray(loaded.model(images, training=False))
-      np.testing.assert_allclose(logits, timm_logits, rtol=1e-4, atol=1e-4, err_msg=source)
-      # ... and the whole command: its default crop is the ViT's, its metrics timm's.
-      said = []
-      record = run_lib.run(str(out), ["imagenet2012"], [str(RES)], batch_size=4,
-                           output=str(tmp_path / f"eval_{source}"), say=said.append)
-      entry = record["eval"]["imagenet2012"][str(RES)]
-      assert entry["input_range"] == "minus_one_one" and entry["examples"] == EXAMPLES
-      assert entry["crop"] == "vit"
-      labels = np.array([int(x["label"]) for x in builder.as_dataset(split="validation",
-                                                                     shuffle_files=False)])
-      shifted = timm_logits - timm_logits.max(-1, keepdims=True)
-      nll = np.log(np.exp(shifted).sum(-1)) - shifted[np.arange(EXAMPLES), labels]
-      assert entry["nll"] == pytest.approx(nll.mean(), rel=1e-4)
-      assert entry["top1"] == pytest.approx(np.mean(np.argmax(timm_logits, -1) == labels))
-      assert any("expected top-1" in line and "measured" in line for line in said), said
+    assert "input range minus_one_one" in proc.stdout
+    assert json.loads((out / "model.json").read_text())["input_range"] == "minus_one_one"
+    # The evaluate path: the loaded model, its input range, the evaluation batches.
+    loaded = models.load(str(out))
+    assert loaded.input_range == "minus_one_one"
+    eval_set = datasets.open_set("imagenet2012", CLASSES, data_dir)
+    images, _ = next(iter(datasets.batches(eval_set, RES, "vit", EXAMPLES, CLASSES,
+                                           input_range=loaded.input_range)))
+    logits = np.asarray(loaded.model(images, training=False))
+    np.testing.assert_allclose(logits, timm_logits, rtol=1e-4, atol=1e-4, err_msg=source)
+    # ... and the whole command: its default crop is the ViT's, its metrics timm's.
+    said = []
+    record = run_lib.run(str(out), ["imagenet2012"], [str(RES)], batch_size=4,
+                         data_dir=data_dir, output=str(tmp_path / f"eval_{source}"),
+                         say=said.append)
+    entry = record["eval"]["imagenet2012"][str(RES)]
+    assert entry["input_range"] == "minus_one_one" and entry["examples"] == EXAMPLES
+    assert entry["crop"] == "vit"
+    labels = np.array([int(x["label"]) for x in builder.as_dataset(split="validation",
+                                                                   shuffle_files=False)])
+    shifted = timm_logits - timm_logits.max(-1, keepdims=True)
+    nll = np.log(np.exp(shifted).sum(-1)) - shifted[np.arange(EXAMPLES), labels]
+    assert entry["nll"] == pytest.approx(nll.mean(), rel=1e-4)
+    assert entry["top1"] == pytest.approx(np.mean(np.argmax(timm_logits, -1) == labels))
+    assert any("expected top-1" in line and "measured" in line for line in said), said
 
 
 def test_source_input_ranges_and_old_model_json(tmp_path):

@@ -5,11 +5,13 @@ pipelines.
 Modules: ``sources`` (``load_source``) over ``tfds_source``, ``tfrecord_source``,
 ``imagefolder_source`` and ``record_index``; ``datasource``
 (``DataSource``, held-out rule); ``order``; ``preprocess``; ``randaugment``; ``mixing``;
-``pipelines``; ``digits`` (a TFDS builder). The public API is re-exported here; the training
-package uses only these names.
+``pipelines``; ``imagenet_subsets`` (the 200 classes of ImageNet-A and -R); ``digits`` (a TFDS
+builder). The public API is re-exported here; the training and evaluation packages use only
+these names.
 """
 
 from reproduce.data.datasource import AUGMENT_DEFAULTS, DataError, DataSource, describe
+from reproduce.data.imagenet_subsets import subset_indices
 from reproduce.data.mixing import mix_batch
 from reproduce.data.order import SHARD_ORDER_FROM, SHARD_WINDOW, example_order
 from reproduce.data.pipelines import heldout_dataset, train_dataset
@@ -18,9 +20,11 @@ from reproduce.data.preprocess import (DEFAULT_INPUT_RANGE, EVAL_CROPS, INPUT_RA
                                        eval_image, eval_pixels, normalise, train_image)
 from reproduce.data.record_index import write_record_counts
 from reproduce.data.sources import load_eval_source, load_source, split_spec
+from reproduce.data.tfds_source import load_tfds_split
 
 __all__ = ["AUGMENT_DEFAULTS", "DEFAULT_INPUT_RANGE", "EVAL_CROPS", "INPUT_RANGES", "MEAN_RGB",
            "SHARD_ORDER_FROM", "SHARD_WINDOW", "STDDEV_RGB", "DataError", "DataSource",
            "check_input_range", "describe", "eval_crop_padding", "eval_image", "eval_pixels",
            "example_order", "normalise", "heldout_dataset", "load_eval_source", "load_source",
-           "mix_batch", "split_spec", "train_dataset", "train_image", "write_record_counts"]
+           "load_tfds_split", "mix_batch", "split_spec", "subset_indices", "train_dataset",
+           "train_image", "write_record_counts"]

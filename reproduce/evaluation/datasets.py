@@ -19,7 +19,6 @@ import tensorflow as tf
 from reproduce.core import cli
 from reproduce.core import fileio
 from reproduce import data
-from reproduce.evaluation import label_sets
 from reproduce.evaluation import specs
 from reproduce.evaluation.specs import EvaluationError
 
@@ -73,39 +72,6 @@ def _mapped(names: list[str], class_map: dict[str, int] | None,
   return label_map, (classes if len(classes) < num_classes else None)
 
 
-def _tfds_examples(name: str, split: str | None, label_key: str, data_dir: str | None):
-  """(examples fn, label names, description) of a tfds split; split None: validation if the
-  dataset has one, else test."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  try:
-    builder = tfds.builder(name, data_dir=data_dir)
-  except Exception as e:  # pylint: disable=broad-except
-    # Any failure to make the builder (unknown name, bad config or version) is one cause.
-    raise EvaluationError(f"TFDS has no dataset {name!r} ({type(e).__name__})") from None
-  features = builder.info.features
-  if "image" not in features or label_key not in features:
-    raise EvaluationError(f"TFDS dataset {name!r} lacks an 'image' or {label_key!r} feature")
-  label = features[label_key]
-  if not split:
-    split = "test" if "test" in builder.info.splits and "validation" not in builder.info.splits \
-        else "validation"
-  names = list(getattr(label, "feature", label).names)
-
-  def examples(resolution: int, crop: str, input_range: str | None = None) -> tf.data.Dataset:
-    try:
-      dataset = builder.as_dataset(split=split, shuffle_files=False,
-                                   decoders={"image": tfds.decode.SkipDecoding()})
-    except (AssertionError, ValueError, KeyError) as e:
-      raise EvaluationError(f"TFDS dataset {name!r} split {split!r} is not available in "
-                            f"{builder.data_dir} ({cli.first_line(e)})") from None
-    return dataset.map(lambda ex: (data.eval_image(ex["image"], resolution, crop=crop,
-                                                   input_range=input_range),
-                                   tf.reshape(ex[label_key], [-1])),
-                       num_parallel_calls=tf.data.AUTOTUNE)
-
-  return examples, names, f"tfds {builder.name} {builder.version} {split}"
-
-
 def _source_examples(source):
   """(examples fn) of a ``reproduce.data`` source's held-out set: the data module's own
   held-out pipeline (its eval preprocessing and crop padding), one example at a time."""
@@ -121,13 +87,16 @@ def _source_examples(source):
 
 
 def open_source(spec: str, data_dir: str | None):
-  """``data.load_eval_source(spec)`` (None for the ImageNet names); a DataError becomes one
-  EvaluationError line. Needs no model: ``run`` opens every set before loading weights."""
+  """The ``reproduce.data`` source whose held-out set ``spec`` scores (the ImageNet names: their
+  whole TFDS split); a DataError becomes one EvaluationError line. Needs no model: ``run``
+  opens every set before loading weights."""
   spec = specs.check_dataset(spec)
-  if spec in specs.IMAGENET_SETS:
-    return None
   try:
-    source = data.load_eval_source(spec, data_dir)
+    if spec in specs.IMAGENET_SETS:
+      name, split, label_key, _ = specs.IMAGENET_SETS[spec]
+      source = data.load_tfds_split(spec, name, data_dir, None, split, label_key)
+    else:
+      source = data.load_eval_source(spec, data_dir)
   except data.DataError as e:
     raise EvaluationError(cli.first_line(e)) from None
   if not source.heldout_size:
@@ -140,16 +109,17 @@ def open_set(spec: str, num_classes: int, data_dir: str | None = None,
   """The EvalSet of ``spec`` for a model with ``num_classes`` outputs (``source``: its
   ``open_source``, when already open)."""
   spec = specs.check_dataset(spec)
-  if spec in specs.IMAGENET_SETS:
-    name, split, label_key, subset = specs.IMAGENET_SETS[spec]
-    if num_classes != IMAGENET_CLASSES:
-      raise EvaluationError(f"{spec} scores ImageNet classifiers ({IMAGENET_CLASSES} "
-                            f"classes); the model has {num_classes}")
-    examples, names, description = _tfds_examples(name, split, label_key, data_dir)
-    scored = np.array(label_sets.subset_indices(spec, names)) if subset else None
-    return EvalSet(spec, examples, np.arange(IMAGENET_CLASSES), scored, description)
+  imagenet = specs.IMAGENET_SETS.get(spec)
+  if imagenet and num_classes != IMAGENET_CLASSES:
+    raise EvaluationError(f"{spec} scores ImageNet classifiers ({IMAGENET_CLASSES} "
+                          f"classes); the model has {num_classes}")
   source = source or open_source(spec, data_dir)
   names = list(source.class_names) or [str(i) for i in range(source.num_classes)]
+  if imagenet:
+    # Labels are ImageNet class ids; A/R score only the classes of their subset.
+    scored = _subset(spec, names) if imagenet[3] else None
+    return EvalSet(spec, _source_examples(source), np.arange(IMAGENET_CLASSES), scored,
+                   source.description)
   if spec.startswith("imagefolder:") and class_map is not None:
     missing = [n for n in names if n not in class_map]
     if missing:
@@ -158,6 +128,13 @@ def open_set(spec: str, num_classes: int, data_dir: str | None = None,
   label_map, scored = _mapped(names, class_map, num_classes)
   description = f"{source.description}: {source.heldout_size} images"
   return EvalSet(spec, _source_examples(source), label_map, scored, description)
+
+
+def _subset(spec: str, class_names: list[str]) -> np.ndarray:
+  try:
+    return np.array(data.subset_indices(spec, class_names))
+  except data.DataError as e:
+    raise EvaluationError(cli.first_line(e)) from None
 
 
 def batches(eval_set: EvalSet, resolution: int, crop: str, batch_size: int, num_classes: int,
