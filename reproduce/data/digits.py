@@ -15,6 +15,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from reproduce.data.kit_builders import PngClassificationBuilder
+
 IMAGE_SIZE = 32
 NUM_CLASSES = 10
 
@@ -30,36 +32,20 @@ def upscaled_digits(image_size: int = IMAGE_SIZE) -> tuple[np.ndarray, np.ndarra
   return np.repeat(images, 3, axis=-1), digits.target.astype(np.int64)
 
 
-def png_classification_info(builder, description: str, image_shape: tuple[int, int, int],
-                            label, homepage: str) -> tfds.core.DatasetInfo:
-  """The DatasetInfo of the kit's own builders: PNG images and one ``ClassLabel``."""
-  return tfds.core.DatasetInfo(
-      builder=builder, description=description,
-      features=tfds.features.FeaturesDict({
-          "image": tfds.features.Image(shape=image_shape, encoding_format="png"),
-          "label": label,
-      }),
-      supervised_keys=("image", "label"), homepage=homepage)
-
-
-class SklearnDigits(tfds.core.GeneratorBasedBuilder):
+class SklearnDigits(PngClassificationBuilder):
   """scikit-learn handwritten digits (UCI optdigits test set), 32x32 RGB PNGs."""
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "8x8 digits upscaled to 32x32 RGB, one 'train' split."}
+  DESCRIPTION = "1797 handwritten digits from scikit-learn, upscaled to 32x32 RGB."
+  HOMEPAGE = ("https://scikit-learn.org/stable/modules/generated/"
+              "sklearn.datasets.load_digits.html")
+  IMAGE_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 3)
+  LABEL = {"num_classes": NUM_CLASSES}
+  SPLITS = ("train",)  # only a train split: the kit carves its held-out set from it
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    return png_classification_info(
-        self, "1797 handwritten digits from scikit-learn, upscaled to 32x32 RGB.",
-        (IMAGE_SIZE, IMAGE_SIZE, 3), tfds.features.ClassLabel(num_classes=NUM_CLASSES),
-        "https://scikit-learn.org/stable/modules/generated/sklearn.datasets.load_digits.html")
-
-  def _split_generators(self, dl_manager):
-    del dl_manager  # nothing to download: the data ships with scikit-learn
-    # Only a train split: the kit carves its held-out set from it.
-    return {"train": self._generate_examples()}
-
-  def _generate_examples(self):
+  def _generate_examples(self, split: str):
+    del split  # the one split
     images, labels = upscaled_digits()
     for index, (image, label) in enumerate(zip(images, labels)):
       yield index, {"image": image, "label": int(label)}

@@ -22,7 +22,7 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
-from reproduce.data.digits import png_classification_info
+from reproduce.data.kit_builders import PngClassificationBuilder
 
 IMAGE_SIZE = 32
 PADDING = (IMAGE_SIZE - 28) // 2
@@ -111,25 +111,20 @@ def available(data_dir: str | None = None) -> bool:
   return tfds.builder("fashion_mnist", data_dir=data_dir).is_prepared()
 
 
-class KitFashionMnist(tfds.core.GeneratorBasedBuilder):
+class KitFashionMnist(PngClassificationBuilder):
   """Fashion-MNIST padded to 32x32, greyscale PNGs, the official train and test splits."""
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "28x28 padded to 32x32 (2 px black border), train and test."}
+  DESCRIPTION = "Fashion-MNIST (Xiao et al. 2017) padded to 32x32 greyscale."
+  HOMEPAGE = "https://github.com/zalandoresearch/fashion-mnist"
+  IMAGE_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
+  LABEL = {"names": CLASS_NAMES}
+  SPLITS = tuple(IDX_FILES)  # made by load_split's sources, never from a URL of ours
 
   def __init__(self, *, source_data_dir: str | None = None, **kwargs):
     self._source_data_dir = source_data_dir
     super().__init__(**kwargs)
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    return png_classification_info(
-        self, "Fashion-MNIST (Xiao et al. 2017) padded to 32x32 greyscale.",
-        (IMAGE_SIZE, IMAGE_SIZE, 1), tfds.features.ClassLabel(names=CLASS_NAMES),
-        "https://github.com/zalandoresearch/fashion-mnist")
-
-  def _split_generators(self, dl_manager):
-    del dl_manager  # the files come from load_split's sources, never from a URL of ours
-    return {split: self._generate_examples(split) for split in IDX_FILES}
 
   def _generate_examples(self, split: str):
     images, labels = load_split(split, self._source_data_dir)
