@@ -90,10 +90,12 @@ def randomise(model, scale=1.0, seed=0):
                      for w in model.get_weights()])
 
 
-def prepare_fake_tfds(name, data_dir, split, num_examples, seed=0, file_format="tfrecord"):
+def prepare_fake_tfds(name, data_dir, split, num_examples, seed=0, num_labels=None,
+                      file_format="tfrecord"):
   """A prepared copy of TFDS dataset ``name`` in ``data_dir``: one ``split`` of random examples
-  of its own features, as ``tfds build`` writes it (TFRecord files; ``as_dataset`` reads them
-  too), without the real files."""
+  of its own features (class labels among the first ``num_labels``, default all), as
+  ``tfds build`` writes it (TFRecord files; ``as_dataset`` reads them too), without the real
+  files."""
   import unittest.mock
   import tensorflow_datasets as tfds
   builder = tfds.builder(name, data_dir=data_dir)
@@ -104,7 +106,7 @@ def prepare_fake_tfds(name, data_dir, split, num_examples, seed=0, file_format="
       height, width = rng.integers(20, 40, size=2)
       return rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
     if isinstance(feature, tfds.features.ClassLabel):
-      return int(rng.integers(feature.num_classes))
+      return int(rng.integers(num_labels or feature.num_classes))
     if isinstance(feature, tfds.features.Sequence):
       return [value(feature.feature, index) for _ in range(rng.integers(0, 4))]
     return f"{name}_{index}"

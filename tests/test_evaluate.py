@@ -41,12 +41,13 @@ def tiny_1k():
 
 @pytest.fixture(scope="module")
 def fake_imagenet(tmp_path_factory):
-  """A TFDS data_dir with fake prepared ImageNet validation, ReaL and ImageNet-A sets."""
+  """A TFDS data_dir with fake prepared ImageNet validation, ReaL and ImageNet-A sets; the
+  first two labelled with few classes, which a classifier can favour (``_classifier_for``)."""
   data_dir = str(tmp_path_factory.mktemp("tfds"))
-  for seed, (name, split, count) in enumerate((
-      ("imagenet2012", "validation", FAKE_EXAMPLES),
-      ("imagenet2012_real", "validation", FAKE_EXAMPLES), ("imagenet_a", "test", 40))):
-    helpers.prepare_fake_tfds(name, data_dir, split, count, seed=seed)
+  for seed, (name, split, count, labels) in enumerate((
+      ("imagenet2012", "validation", FAKE_EXAMPLES, 4),
+      ("imagenet2012_real", "validation", FAKE_EXAMPLES, 4), ("imagenet_a", "test", 40, None))):
+    helpers.prepare_fake_tfds(name, data_dir, split, count, seed=seed, num_labels=labels)
   return data_dir
 
 
@@ -309,9 +310,11 @@ def test_digits_specs_score_the_sets_pretraining_uses():
     ("tfrecord:/no/such/*.tfrecord", "tfrecord glob '/no/such/*.tfrecord' matches no files"),
     ("arrayrecord:/no/such/*.array_record", "arrayrecord glob '/no/such/*.array_record' matches"),
     ("tfrecord:/no/such/x@validation", "only TFDS datasets have named splits"),
+    ("imagenet_a", "TFDS dataset 'imagenet_a' is not prepared in /no/such/dir"),
 ])
 def test_every_bad_spec_is_one_evaluation_error_line(spec, message):
+  data_dir = "/no/such/dir" if spec == "imagenet_a" else None
   with pytest.raises(specs.EvaluationError) as raised:
-    datasets.open_source(spec, None)
+    datasets.open_source(spec, data_dir)
   assert message in str(raised.value) and "\n" not in str(raised.value)
 
