@@ -3,7 +3,6 @@
 Modules:
   specs       dataset specs, resolutions, crops, EvaluationError (no TensorFlow)
   metrics     top-1, top-5, NLL, ECE and the reliability table, in NumPy
-  label_sets  the 200-class subsets of ImageNet-A and -R (wnids, with their source)
   datasets    EvalSet: a spec to batches of (images, multi-hot targets in model classes)
   models      load a run directory or converted weights for inference (EMA, resolution)
   runner      ``evaluate_set``: one (dataset, resolution) scored

@@ -1,5 +1,8 @@
 """Evaluation sets: a dataset spec (see ``specs``) to labelled, preprocessed batches whose
-targets are multi-hot rows over the model's classes.
+targets are multi-hot rows over the model's classes. Every set is read through
+``reproduce.data`` (the ImageNet names: their whole TFDS split, ``data.load_tfds_split``; the
+others: ``data.load_eval_source``) with its held-out pipeline; this module only maps the
+labels to the model's classes.
 
 A ``class_map`` (JSON file: class name -> model class index) maps the labels of ``tfds:``
 and ``imagefolder:`` sets (an ImageFolder folder missing from it is an error; a tfds label

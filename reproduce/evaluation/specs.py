@@ -18,7 +18,9 @@ Dataset specs (``--datasets`` is a comma-separated list of them):
   SPEC@heldout, SPEC@train
                       any of these: the held-out set / train examples pre-training uses
 
-Every spec is read through ``reproduce.data.load_eval_source`` (docs/data.md, "Evaluating").
+Every spec is read through ``reproduce.data``: the ImageNet names as the TFDS split and label
+feature ``IMAGENET_SETS`` names (``data.load_tfds_split``), the others through
+``data.load_eval_source`` (docs/data.md, "Evaluating").
 """
 
 from __future__ import annotations
