@@ -7,7 +7,9 @@ files, record counts from the metadata's shard lengths (no file opened at load).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import os
 
 import numpy as np
@@ -56,24 +58,30 @@ def _digits_builder(data_dir: str | None):
   return _prepared_quietly(_builder("digits", "sklearn_digits", kit_data_dir(data_dir)))
 
 
-def _prepared_quietly(builder):
-  """``builder`` prepared (array_record) if it is not yet: seconds of work on first use, with
-  no progress bars or TFDS notices on stderr, which carries only errors (one line) in the
-  kit's mains. Its own errors pass through."""
-  import logging
-  import tensorflow_datasets as tfds
+@contextlib.contextmanager
+def _tfds_notices_off():
+  """No TFDS notices (absl warnings, e.g. ``is_prepared``'s "Variant folder ... has no
+  dataset_info.json") on stderr, which carries only errors (one line) in the kit's mains."""
   absl_logger = logging.getLogger("absl")
   level = absl_logger.level
   absl_logger.setLevel(logging.ERROR)
   try:
+    yield
+  finally:
+    absl_logger.setLevel(level)
+
+
+def _prepared_quietly(builder):
+  """``builder`` prepared (array_record) if it is not yet: seconds of work on first use, with
+  no progress bars or TFDS notices. Its own errors pass through."""
+  import tensorflow_datasets as tfds
+  with _tfds_notices_off():
     if not builder.is_prepared():
       tfds.disable_progress_bar()
       try:
         builder.download_and_prepare(file_format="array_record")
       finally:
         tfds.enable_progress_bar()
-  finally:
-    absl_logger.setLevel(level)
   return builder
 
 
@@ -220,7 +228,9 @@ def _reader(builder, fetch, num_classes: int, num_records: int):
 
 def _prepared_builder(spec: str, name: str, data_dir: str | None, manual_dir: str | None):
   builder = _builder(spec, name, data_dir)
-  if not builder.is_prepared():
+  with _tfds_notices_off():
+    prepared = builder.is_prepared()
+  if not prepared:
     base_name = _base_name(name)
     if base_name not in MANUAL_TARS:
       raise DataError(f"TFDS dataset {name!r} is not prepared in {builder.data_dir}: run "

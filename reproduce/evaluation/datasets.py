@@ -120,7 +120,8 @@ def open_set(spec: str, num_classes: int, data_dir: str | None = None,
   names = list(source.class_names) or [str(i) for i in range(source.num_classes)]
   if imagenet:
     # Labels are ImageNet class ids; A/R score only the classes of their subset.
-    scored = _subset(spec, names) if imagenet[3] else None
+    *_, on_subset = imagenet
+    scored = _subset(spec, names) if on_subset else None
     return EvalSet(spec, _source_examples(source), np.arange(IMAGENET_CLASSES), scored,
                    source.description)
   if spec.startswith("imagefolder:") and class_map is not None:
