@@ -163,15 +163,12 @@ def _one_plan(as_json: bool) -> str:
 
 
 def main(argv):
-  if len(argv) > 1:
-    cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
-  try:
+  cli.refuse_stray_arguments(argv)
+  with cli.errors_as_one_line():
     _check_flags()
     cli.import_tensorflow()  # model lookups import model_defs, hence Keras and TensorFlow
     as_json = _FORMAT.value == "json"
     text = _sweep_or_allocation(as_json) if _SWEEP.value or _ALLOCATE.value else _one_plan(as_json)
-  except planning.PlanError as e:
-    cli.fail(cli.first_line(e))
   print(text)
 
 

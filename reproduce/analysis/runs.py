@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 from reproduce.core import cli
 from reproduce.core import fileio
+from reproduce.core.errors import UserError
 from reproduce.core import results
 from reproduce.planning.hardware import compute_unit
 
@@ -20,7 +21,7 @@ from reproduce.planning.hardware import compute_unit
 PAPER_COMPUTE_UNIT = compute_unit("tpu_v4")
 
 
-class ScalingError(ValueError):
+class ScalingError(UserError, ValueError):
   """Bad input to a fit (no runs, broken results.json, too few points). One-line message."""
 
 

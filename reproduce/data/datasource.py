@@ -11,6 +11,8 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
+from reproduce.core.errors import UserError
+
 IMAGENET_HELDOUT = 10_000     # NFNet code's "minival": the last 10k train images
 MULTI_LABEL_HELDOUT = 130_000  # the paper's JFT-4B held-out set
 OTHER_HELDOUT_FRACTION = 0.1   # other single-label data: 10%, at most 10k
@@ -29,7 +31,7 @@ AUGMENT_DEFAULTS = {
 }
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
   """Bad dataset spec, missing files or data; the message is one line."""
 
 
