@@ -4,12 +4,13 @@ pipelines.
 
 Modules: ``sources`` (``load_source``) over ``tfds_source``, ``tfrecord_source``,
 ``imagefolder_source`` and ``record_index``; ``datasource``
-(``DataSource``, held-out rule); ``order``; ``preprocess``; ``randaugment``; ``mixing``;
-``pipelines``; ``digits`` (a TFDS builder). The public API is re-exported here; the training
+(``DataSource``, held-out rule); ``augment_defaults``; ``order``; ``preprocess``;
+``randaugment``; ``mixing``; ``pipelines``; ``digits`` (a TFDS builder). The public API is re-exported here; the training
 package uses only these names.
 """
 
-from reproduce.data.datasource import AUGMENT_DEFAULTS, DataError, DataSource, describe
+from reproduce.data.augment_defaults import AUGMENT_DEFAULTS
+from reproduce.data.datasource import DataError, DataSource, describe
 from reproduce.data.mixing import mix_batch
 from reproduce.data.order import SHARD_ORDER_FROM, SHARD_WINDOW, example_order
 from reproduce.data.pipelines import heldout_dataset, train_dataset
