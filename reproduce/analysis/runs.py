@@ -15,10 +15,10 @@ from reproduce.core import cli
 from reproduce.core import fileio
 from reproduce.core.errors import UserError
 from reproduce.core import results
-from reproduce.planning.hardware import compute_unit
+from reproduce.planning.hardware import PAPER_HARDWARE, compute_unit
 
 # The unit of every compute number in the paper; other units are never compared with it.
-PAPER_COMPUTE_UNIT = compute_unit("tpu_v4")
+PAPER_COMPUTE_UNIT = compute_unit(PAPER_HARDWARE)
 
 
 class ScalingError(UserError, ValueError):
