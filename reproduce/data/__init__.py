@@ -3,10 +3,10 @@ epoch-exact order, stateless preprocessing and augmentation, and the per-host ``
 pipelines.
 
 Modules: ``sources`` (``load_source``) over ``tfds_source``, ``tfrecord_source``,
-``imagefolder_source`` and ``record_index``; ``datasource``
-(``DataSource``, held-out rule); ``augment_defaults``; ``order``; ``preprocess``;
-``randaugment``; ``mixing``; ``pipelines``; ``digits`` (a TFDS builder). The public API is re-exported here; the training
-package uses only these names.
+``imagefolder_source`` and ``record_index``; ``datasource`` (``DataSource``, held-out rule);
+``augment_defaults``; ``order``; ``preprocess``; ``randaugment``; ``mixing``; ``pipelines``;
+``digits`` (a TFDS builder). The public API is re-exported here; the training package uses
+only these names.
 """
 
 from reproduce.data.augment_defaults import AUGMENT_DEFAULTS
