@@ -31,21 +31,17 @@ _MODEL_STATS = flags.DEFINE_bool("model_stats", True,
 
 
 def main(argv):
-  if len(argv) > 1:
-    cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  cli.refuse_stray_arguments(argv)
   if _BOOTSTRAP.value < 0:
     cli.fail(f"--bootstrap={_BOOTSTRAP.value}: expected a count >= 0")
   cli.start_tensorflow()
   # pylint: disable=g-import-not-at-top  (after TensorFlow's quiet start-up)
   from reproduce.analysis import compare
   from reproduce.analysis import outputs
-  from reproduce.analysis import runs
   from reproduce.analysis import tensorboard
-  try:
+  with cli.errors_as_one_line():
     result = compare.run(_RUNS.value, _FITS.value, _COMPUTE.value, _BOOTSTRAP.value,
                          _MODEL_STATS.value)
-  except runs.ScalingError as e:
-    cli.fail(cli.first_line(e))
   print(compare.format_table(result))
   if _LOGDIR.value:
     tensorboard.write_compare(_LOGDIR.value, result)

@@ -75,30 +75,27 @@ def _check_flags() -> dict:
       cli.fail(f"--{flag.name}={flag.value}: expected a positive integer")
   if _CHECK_IMAGE.value and not os.path.isfile(_CHECK_IMAGE.value):
     cli.fail(f"--check_image={_CHECK_IMAGE.value}: no such file")
-  try:
+  with cli.errors_as_one_line(also=(ValueError,)):
     return parse_overrides(_OVERRIDE.value)
-  except ValueError as e:
-    cli.fail(cli.first_line(e))
 
 
 def main(argv):
-  if len(argv) > 1:
-    cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  cli.refuse_stray_arguments(argv)
   overrides = _check_flags()
   tf = cli.start_tensorflow()
   # pylint: disable=g-import-not-at-top  (after TensorFlow's quiet start-up)
   from model_defs import convert_sources
   from model_defs import weights_file
   try:
-    model, info = convert_sources.convert_checkpoint(
-        _SOURCE.value, _INPUT.value, _MODEL.value, num_classes=_NUM_CLASSES.value,
-        overrides=overrides, resolution=_RESOLUTION.value, input_range=_INPUT_RANGE.value)
-    top5 = None
-    if _CHECK.value:
-      top5 = describe_top5(model, read_check_image(_CHECK_IMAGE.value), info)
-    weights_file.save(model, _OUTPUT.value, **info)
-  except (ValueError, OSError, ImportError) as e:
-    cli.fail(cli.first_line(e))  # a checkpoint that does not fit, an unknown model, ...
+    # A checkpoint that does not fit, an unknown model, an unreadable file, no torch: one line.
+    with cli.errors_as_one_line(also=(ValueError, OSError, ImportError)):
+      model, info = convert_sources.convert_checkpoint(
+          _SOURCE.value, _INPUT.value, _MODEL.value, num_classes=_NUM_CLASSES.value,
+          overrides=overrides, resolution=_RESOLUTION.value, input_range=_INPUT_RANGE.value)
+      top5 = None
+      if _CHECK.value:
+        top5 = describe_top5(model, read_check_image(_CHECK_IMAGE.value), info)
+      weights_file.save(model, _OUTPUT.value, **info)
   except tf.errors.InvalidArgumentError:
     cli.fail(f"--check_image={_CHECK_IMAGE.value}: not an image TensorFlow decodes "
              f"(JPEG, PNG, GIF, BMP, WebP)")

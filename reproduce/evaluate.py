@@ -37,22 +37,16 @@ _CLASS_MAP = flags.DEFINE_string("class_map", None,
 
 
 def main(argv):
-  if len(argv) > 1:
-    cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  cli.refuse_stray_arguments(argv)
   from reproduce.evaluation import run as run_lib  # pylint: disable=g-import-not-at-top
-  try:
+  with cli.errors_as_one_line():
     run_lib.check_usage(_WEIGHTS.value, _DATASETS.value, _RESOLUTION.value,
                         _BATCH_SIZE.value, _MAX_EXAMPLES.value)
-  except specs.EvaluationError as e:
-    cli.fail(cli.first_line(e))
   cli.start_tensorflow()
-  import model_defs  # pylint: disable=g-import-not-at-top
-  try:
+  with cli.errors_as_one_line():
     run_lib.run(_WEIGHTS.value, _DATASETS.value, _RESOLUTION.value, _CROP.value,
                 _BATCH_SIZE.value, _DATA_DIR.value, _EMA.value, _OUTPUT.value,
                 _MAX_EXAMPLES.value, _CLASS_MAP.value, say=lambda line: print(line, flush=True))
-  except (specs.EvaluationError, model_defs.UnknownModelError) as e:
-    cli.fail(cli.first_line(e))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from reproduce.core import cli
+from reproduce.core import errors
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config, e.g. reproduce/configs/finetune_mini.py.",
@@ -35,54 +36,37 @@ flags.adopt_module_key_flags(cli)  # --help lists the shared flags with the main
 
 
 def check_usage(config, model_dir: str | None, init: str | None) -> str:
-  """The checks that need no TensorFlow; returns the init path or raises ``ValueError``."""
+  """The checks that need no TensorFlow; returns the init path or raises
+  ``errors.UserError``."""
   if not model_dir:
-    raise ValueError("--model_dir is required")
+    raise errors.UserError("--model_dir is required")
   init = init or config.get("init")
   if not init:
-    raise ValueError("--init is required (a pre-training run dir or converted-weights dir)")
+    raise errors.UserError("--init is required (a pre-training run dir or converted-weights dir)")
   if not (config.get("budget_core_hours") or config.get("epochs")):
-    raise ValueError("set --config.epochs or --config.budget_core_hours")
+    raise errors.UserError("set --config.epochs or --config.budget_core_hours")
   return init
 
 
-def user_errors() -> tuple:
-  """The exception types of bad input (one-line messages, exit 2)."""
-  import model_defs  # pylint: disable=g-import-not-at-top
-  from reproduce import data  # pylint: disable=g-import-not-at-top
-  from reproduce import planning  # pylint: disable=g-import-not-at-top
-  from reproduce.evaluation import specs  # pylint: disable=g-import-not-at-top
-  from reproduce.finetuning import init  # pylint: disable=g-import-not-at-top
-  from reproduce.train import rundir  # pylint: disable=g-import-not-at-top
-  from reproduce.train import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
-  return (init.FinetuneError, specs.EvaluationError, model_defs.UnknownModelError,
-          data.DataError, planning.PlanError, strategy_lib.StrategyError, rundir.EngineError)
-
-
 def main(argv):
-  if len(argv) > 1:
-    cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  cli.refuse_stray_arguments(argv)
   config = _CONFIG.value
   if config is None:
     cli.fail("--config is required (e.g. reproduce/configs/finetune_mini.py)")
   try:
-    init = check_usage(config, _MODEL_DIR.value, _INIT.value)
+    with cli.errors_as_one_line():
+      init = check_usage(config, _MODEL_DIR.value, _INIT.value)
   except OSError:  # ml_collections reports a config file that failed to load on first use
     cli.fail(f"cannot load --config={config_flags.get_config_filename(flags.FLAGS['config'])}")
-  except ValueError as e:
-    cli.fail(cli.first_line(e))
   cli.start_tensorflow()
   from reproduce.finetuning import run as run_lib  # pylint: disable=g-import-not-at-top
   from reproduce.train import losses  # pylint: disable=g-import-not-at-top
   from reproduce.train import preemption  # pylint: disable=g-import-not-at-top
-  try:
-    run_lib.run(config, _MODEL_DIR.value, init, *(_RUN_FLAGS[k].value for k in _RUN_FLAGS))
-  except losses.TrainingDiverged as e:  # a diverged run: exit 1, its last good checkpoint kept
-    cli.fail(cli.first_line(e), exit_code=1)
-  except preemption.Preempted as e:  # checkpointed; the next launch resumes
-    cli.fail(cli.first_line(e), exit_code=preemption.EXIT_CODE)
-  except user_errors() as e:
-    cli.fail(cli.first_line(e))
+  # A diverged run exits 1, its last good checkpoint kept; a preempted one is checkpointed
+  # and the next launch resumes.
+  with cli.errors_as_one_line(exit_codes={losses.TrainingDiverged: 1,
+                                          preemption.Preempted: preemption.EXIT_CODE}):
+    run_lib.run(config, model_dir=_MODEL_DIR.value, init=init, **cli.flag_values(_RUN_FLAGS))
 
 
 if __name__ == "__main__":

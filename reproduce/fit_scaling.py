@@ -14,6 +14,7 @@ from absl import app
 from absl import flags
 
 from reproduce.core import cli
+from reproduce.core import formatting
 
 _RUNS = flags.DEFINE_string("runs", None, "Glob(s), comma-separated, of run dirs or "
                             "results.json files (local or gs://).")
@@ -33,16 +34,16 @@ def _family_lines(family: str, entry: dict) -> list[str]:
   law = entry.get("fit")
   lines = [f"{family}: {entry['n_runs']} runs, frontier {len(entry['frontier'])} points"
            + (f"; L = {law['a']:.4g} * C^-{law['b']:.4g} (b CI "
-              f"{cli.format_interval(law['ci']['b'])})" if law else "")]
+              f"{formatting.interval(law['ci']['b'])})" if law else "")]
   opt = entry.get("optimal_scaling")
   if opt:
     ratio = opt["ratio"]["value"]
     parts = [f"{part} ~ C^{opt[part]['exponent']:.3g} "
-             f"(CI {cli.format_interval(opt[part]['ci']['exponent'])})"
+             f"(CI {formatting.interval(opt[part]['ci']['exponent'])})"
              for part in ("size", "epochs")]
     lines.append(f"{family}: optimal {', '.join(parts)}, ratio "
                  f"{'n/a' if ratio is None else f'{ratio:.3g}'} "
-                 f"(CI {cli.format_interval(opt['ratio']['ci'])}); size = {opt['size_axis']}, "
+                 f"(CI {formatting.interval(opt['ratio']['ci'])}); size = {opt['size_axis']}, "
                  f"iso-compute vertices of {opt['n']} of {opt['n_budgets']} budgets")
   floor = entry.get("floor")
   if floor:
@@ -51,7 +52,7 @@ def _family_lines(family: str, entry: dict) -> list[str]:
   trend = entry.get("lr_trend")
   if trend:
     lines.append(f"{family}: optimal LR ~ epochs^{trend['pooled_slope']:.3g} "
-                 f"(CI {cli.format_interval(trend.get('ci'))}, "
+                 f"(CI {formatting.interval(trend.get('ci'))}, "
                  f"{len(entry['optimal_lr'])} LR sweeps)")
   return lines
 
@@ -63,7 +64,7 @@ def summary_lines(fits: dict) -> list[str]:
   lines = [f"{fits['n_runs']} runs, compute in {fits['compute_kind']} {fits['compute_unit']}; "
            f"pooled frontier {len(fits['frontier'])} points",
            f"loss: L = {e_text}{law['a']:.4g} * C^-{law['b']:.4g}  "
-           f"(pooled over families; b CI {cli.format_interval(law['ci']['b'])}, "
+           f"(pooled over families; b CI {formatting.interval(law['ci']['b'])}, "
            f"rmse(log L) {law['rmse_log']:.3g})"]
   for family, entry in sorted(fits.get("per_family", {}).items()):
     lines += _family_lines(family, entry)
@@ -73,8 +74,7 @@ def summary_lines(fits: dict) -> list[str]:
 
 
 def main(argv):
-  if len(argv) > 1:
-    cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  cli.refuse_stray_arguments(argv)
   for flag in (_RUNS, _LOGDIR):
     if not flag.value:
       cli.fail(f"--{flag.name} is required")
@@ -86,12 +86,10 @@ def main(argv):
   from reproduce.analysis import outputs
   from reproduce.analysis import runs
   from reproduce.analysis import tensorboard
-  try:
+  with cli.errors_as_one_line():
     points = runs.load_points(_RUNS.value, _COMPUTE.value)
     fits = fits_lib.fit_all(points, irreducible=_IRREDUCIBLE.value, bootstrap=_BOOTSTRAP.value,
                             seed=_SEED.value)
-  except runs.ScalingError as e:
-    cli.fail(cli.first_line(e))
   files = outputs.write_fit_files(_LOGDIR.value, points, fits)
   tensorboard.write_fits(_LOGDIR.value, points, fits)
   print("\n".join(summary_lines(fits)))

@@ -18,6 +18,7 @@ from absl import app, flags
 
 from reproduce import planning  # pure arithmetic: imports no TensorFlow
 from reproduce.core import cli
+from reproduce.core import published
 from reproduce.planning import report
 
 _MODEL = flags.DEFINE_string("model", None, "Model name (see python -m model_defs.summary).")
@@ -29,8 +30,10 @@ _BUDGET = flags.DEFINE_float("budget_core_hours", None, "Compute budget in --har
 _EPOCHS = flags.DEFINE_float("epochs", None, "Epoch budget (exclusive with --budget_core_hours).")
 _DATASET_SIZE = flags.DEFINE_float("dataset_size", None,
                                    "Images per epoch (default: JFT-4B, from core/published.py).")
-_HARDWARE = flags.DEFINE_string("hardware", "tpu_v4", "Accelerator kind (planning.HARDWARE).")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 4096, "Global batch size.")
+_HARDWARE = flags.DEFINE_string("hardware", planning.PAPER_HARDWARE,
+                                 "Accelerator kind (planning.HARDWARE; default: the paper's).")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", published.PAPER_BATCH_SIZE,
+                                   "Global batch size (default: the paper's).")
 _RESOLUTION = flags.DEFINE_integer(
     "resolution", None, "Training resolution (default: 224 for full NFNets, else the model's).")
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", 1000, "Classifier width for FLOP counting.")
@@ -163,15 +166,12 @@ def _one_plan(as_json: bool) -> str:
 
 
 def main(argv):
-  if len(argv) > 1:
-    cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
-  try:
+  cli.refuse_stray_arguments(argv)
+  with cli.errors_as_one_line():
     _check_flags()
     cli.import_tensorflow()  # model lookups import model_defs, hence Keras and TensorFlow
     as_json = _FORMAT.value == "json"
     text = _sweep_or_allocation(as_json) if _SWEEP.value or _ALLOCATE.value else _one_plan(as_json)
-  except planning.PlanError as e:
-    cli.fail(cli.first_line(e))
   print(text)
 
 

@@ -21,6 +21,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from reproduce.core import cli
+from reproduce.core import errors
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, e.g. reproduce/configs/pretrain_mini.py.",
@@ -30,16 +31,12 @@ _RUN_FLAGS = cli.define_training_flags()
 flags.adopt_module_key_flags(cli)  # --help lists the shared flags with the main's own
 
 
-class UsageError(ValueError):
-  """A bad flag or config value; one line."""
-
-
 def check_usage(config, model_dir: str | None) -> None:
-  """The checks that need no TensorFlow; raises ``UsageError``."""
+  """The checks that need no TensorFlow; raises ``errors.UserError``."""
   if not model_dir:
-    raise UsageError("--model_dir is required")
+    raise errors.UserError("--model_dir is required")
   if not (config.get("budget_core_hours") or config.get("epochs")):
-    raise UsageError("set --config.budget_core_hours or --config.epochs")
+    raise errors.UserError("set --config.budget_core_hours or --config.epochs")
 
 
 def run(config, model_dir: str, strategy_kind: str = "auto", tpu: str | None = None,
@@ -66,47 +63,29 @@ def run(config, model_dir: str, strategy_kind: str = "auto", tpu: str | None = N
                       manual_dir=manual_dir, source=source)
 
 
-def user_errors() -> tuple:
-  """The exception types ``run`` raises for bad input (one-line messages, exit 2)."""
-  import model_defs  # pylint: disable=g-import-not-at-top
-  from reproduce import data  # pylint: disable=g-import-not-at-top
-  from reproduce import planning  # pylint: disable=g-import-not-at-top
-  from reproduce.train import rundir  # pylint: disable=g-import-not-at-top
-  from reproduce.train import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
-  return (UsageError, model_defs.UnknownModelError, data.DataError, planning.PlanError,
-          strategy_lib.StrategyError, rundir.EngineError)
-
-
 def _checked_config():
   """The parsed --config, after the checks that need no TensorFlow (else one line, exit 2)."""
   config = _CONFIG.value
   if config is None:
     cli.fail("--config is required (e.g. reproduce/configs/pretrain_mini.py)")
   try:
-    check_usage(config, _MODEL_DIR.value)
+    with cli.errors_as_one_line():
+      check_usage(config, _MODEL_DIR.value)
   except OSError:  # ml_collections reports a config file that failed to load on first use
     cli.fail(f"cannot load --config={config_flags.get_config_filename(flags.FLAGS['config'])}")
-  except UsageError as e:
-    cli.fail(cli.first_line(e))
   return config
 
 
 def main(argv):
-  if len(argv) > 1:
-    cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  cli.refuse_stray_arguments(argv)
   config = _checked_config()
   cli.start_tensorflow()
   from reproduce.train import losses  # pylint: disable=g-import-not-at-top
   from reproduce.train import preemption  # pylint: disable=g-import-not-at-top
-  errors = user_errors()
-  try:
-    run(config, _MODEL_DIR.value, *(_RUN_FLAGS[k].value for k in _RUN_FLAGS))
-  except errors as e:
-    cli.fail(cli.first_line(e))
-  except losses.TrainingDiverged as e:
-    cli.fail(cli.first_line(e), exit_code=1)
-  except preemption.Preempted as e:  # checkpointed; the next launch resumes
-    cli.fail(cli.first_line(e), exit_code=preemption.EXIT_CODE)
+  # A diverged run exits 1; a preempted one is checkpointed and the next launch resumes.
+  with cli.errors_as_one_line(exit_codes={losses.TrainingDiverged: 1,
+                                          preemption.Preempted: preemption.EXIT_CODE}):
+    run(config, model_dir=_MODEL_DIR.value, **cli.flag_values(_RUN_FLAGS))
 
 
 if __name__ == "__main__":

@@ -87,25 +87,12 @@ def _validated_flags() -> list[float]:
       cli.fail(f"--{flag.name} must be > 0, got {flag.value:g}")
   preset = grid.PRESETS[_PRESET.value]
   values = _BUDGETS.value or [f"{b:g}" for b in preset["budgets"]]
-  try:
+  with cli.errors_as_one_line():
     return [b * _SCALE.value for b in grid.parse_budgets(values)]
-  except grid.StudyError as e:
-    cli.fail(cli.first_line(e))
-
-
-def _user_errors() -> tuple:
-  import model_defs
-  from reproduce import data, planning
-  from reproduce.analysis import runs
-  from reproduce.finetuning import init
-  from reproduce.train import rundir
-  return (grid.StudyError, model_defs.UnknownModelError, data.DataError, planning.PlanError,
-          rundir.EngineError, runs.ScalingError, init.FinetuneError)
 
 
 def main(argv):
-  if len(argv) > 1:
-    cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  cli.refuse_stray_arguments(argv)
   budgets = _validated_flags()
   cli.start_tensorflow()
   from reproduce.miniature import study
@@ -118,10 +105,8 @@ def main(argv):
       finetune_steps=_FINETUNE_STEPS.value, bootstrap=_BOOTSTRAP.value, seed=_SEED.value,
       data_dir=_DATA_DIR.value, workers=_WORKERS.value, dataset=_DATASET.value,
       transfer_dataset=_TRANSFER.value, top_seeds=_TOP_SEEDS.value)
-  try:
+  with cli.errors_as_one_line():
     result = study.run_study(spec, started=_STARTED)
-  except _user_errors() as e:
-    cli.fail(cli.first_line(e))
   if _STRICT.value and not result["passed"]:
     raise SystemExit(1)
 

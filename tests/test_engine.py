@@ -298,20 +298,22 @@ def _error_line(error):
 @pytest.mark.parametrize("overrides, kwargs, error_name, needle", [
     ({"model": "nfnet_nope"}, {}, "UnknownModelError", "nfnet_nope"),
     ({}, {"strategy_kind": "tpu"}, "StrategyError", "TPU"),
-    ({}, {"model_dir": ""}, "UsageError", "--model_dir"),
+    ({}, {"model_dir": ""}, "UserError", "--model_dir"),
     ({"dataset": "no_such_dataset"}, {}, "DataError", "no_such_dataset"),
     ({"budget_core_hours": -1.0}, {}, "PlanError", "budget_core_hours"),
     ({"budget_core_hours": 1e-12}, {}, "PlanError", "budget_core_hours"),
-    ({"budget_core_hours": None, "epochs": None}, {}, "UsageError", "epochs"),
+    ({"budget_core_hours": None, "epochs": None}, {}, "UserError", "epochs"),
 ])
 def test_run_user_errors_are_one_line(tmp_path, monkeypatch, overrides, kwargs, error_name,
                                       needle):
   monkeypatch.delenv("TPU_NAME", raising=False)
   if error_name in ("DataError", "PlanError") and not _have_data_module():
     pytest.skip("reproduce.data not available")
+  import model_defs  # noqa: F401  (user_error_types lists its error once it is imported)
   from reproduce import pretrain
+  from reproduce.core import cli
   kwargs = dict(dict(model_dir=str(tmp_path / "run"), strategy_kind="one_device"), **kwargs)
-  with pytest.raises(pretrain.user_errors()) as info:
+  with pytest.raises(cli.user_error_types()) as info:
     pretrain.run(_mini_config(**overrides), **kwargs)
   assert type(info.value).__name__ == error_name
   line = _error_line(info.value)

@@ -5,6 +5,7 @@ setting, SAM in a named form, and the LR unit with both readings."""
 import pytest
 
 from reproduce.configs import base
+from reproduce.configs import finetune_base
 from reproduce.configs import finetune_imagenet
 from reproduce.core import published
 from reproduce.train import sam
@@ -17,7 +18,7 @@ def _set_keys(config) -> list[str]:
   """The keys whose value differs from configs/base.py, plus the fine-tune's own keys."""
   defaults = base.get_config().to_dict()
   values = config.to_dict()
-  own = set(finetune_imagenet.add_finetune_keys(base.get_config()).to_dict()) - set(defaults)
+  own = set(finetune_base.defaults())
   return sorted(k for k, v in values.items()
                 if k not in _NOT_RECIPE and (k in own or defaults.get(k, object()) != v))
 

@@ -16,7 +16,7 @@ import math
 from reproduce.analysis import verdicts
 from reproduce.analysis.runs import PAPER_COMPUTE_UNIT
 from reproduce.analysis.verdicts import UNDECIDED, Row
-from reproduce.core import cli
+from reproduce.core import formatting
 from reproduce.core import published
 
 PAPER_BATCH_SIZE = published.PAPER_BATCH_SIZE
@@ -192,7 +192,7 @@ def prediction_rows(predictions: dict) -> list[Row]:
         lo, hi = made["interval"]
         tolerance = (hi - predicted) if observed >= predicted else (predicted - lo)
       note = (f"{what} at the largest budget from the smaller ones: predicted "
-              f"{cli.format_interval(made.get('interval'))}: {why}")
+              f"{formatting.interval(made.get('interval'))}: {why}")
       rows.append(Row(key=f"prediction.{family}.{part}", kind="prediction", model=family,
                       quantity=part, ours=math.nan if observed is None else observed,
                       published=math.nan if predicted is None else predicted, unit=unit,

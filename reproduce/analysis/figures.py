@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 from reproduce.analysis.fits import predict  # noqa: E402
 from reproduce.analysis.frontier import best_lr_points, best_per_group  # noqa: E402
 from reproduce.analysis.runs import PAPER_COMPUTE_UNIT, Point  # noqa: E402
-from reproduce.core import cli  # noqa: E402
+from reproduce.core import formatting  # noqa: E402
 from reproduce.core import published  # noqa: E402
 
 # The published points of the paper's Figure 1 (model key in published.py, legend label).
@@ -100,7 +100,7 @@ def _loss_panel(ax, family: str, points: Sequence[Point], entry: dict, fits: dic
   if law and points:
     grid = np.geomspace(min(p.compute for p in points), max(p.compute for p in points), 100)
     ax.plot(grid, predict(law, grid), color="crimson", lw=2, alpha=0.8, zorder=4,
-            label=f"L = {law['a']:.3g} C^-{law['b']:.3f}, b {cli.format_interval(law['ci']['b'])}")
+            label=f"L = {law['a']:.3g} C^-{law['b']:.3f}, b {formatting.interval(law['ci']['b'])}")
   ax.set_xscale("log")
   ax.set_yscale("log")
   ax.set_xlabel(_compute_label(fits), fontsize=8)
@@ -156,7 +156,7 @@ def figure_top1_vs_compute(points: Sequence[Point], fits: dict):
       ax.plot(grid, 100 * predict(finetuned, grid), ls=":", lw=1.5, color="dimgray",
               marker=_marker(family), markevery=20,
               label=f"{family} fine-tuned fit: err ~ C^-{finetuned['b']:.3f}, "
-                    f"b {cli.format_interval(finetuned['ci']['b'])}")
+                    f"b {formatting.interval(finetuned['ci']['b'])}")
   source = fits.get("top1_error", {}).get("source", "heldout")
   what = {"finetune": "fine-tuned top-1 error (%)", "heldout": "held-out top-1 error (%)"}
   ax.set_ylabel(what.get(source, "top-1 error (%): fine-tuned where available, else held-out"))
@@ -197,7 +197,7 @@ def _lr_panel(ax, family: str, entry: dict) -> None:
   title = f"{family}: optimal LR vs epoch budget"
   if trend:
     title += (f"\npooled slope d log(lr) / d log(epochs) = {trend['pooled_slope']:.3f} "
-              f"{cli.format_interval(trend.get('ci'))}")
+              f"{formatting.interval(trend.get('ci'))}")
   ax.set_title(title, fontsize=9)
   if not sweeps:
     ax.text(0.5, 0.5, "no LR sweeps (runs differing only in base_lr)", ha="center",
@@ -241,12 +241,12 @@ def _scaling_panel(ax, fits: dict, family: str, part: str) -> None:
     grid = np.geomspace(min(o["compute"] for o in optimal), max(o["compute"] for o in optimal),
                         50)
     ax.plot(grid, law["k"] * grid ** law["exponent"], color="crimson",
-            label=f"fit: ~ C^{law['exponent']:.3f} {cli.format_interval(law['ci']['exponent'])}")
+            label=f"fit: ~ C^{law['exponent']:.3f} {formatting.interval(law['ci']['exponent'])}")
   ratio = scaling.get("ratio") or {}
   title = family
   if part == "size" and ratio.get("value") is not None:
     title += (f": size/epochs exponent ratio {ratio['value']:.3f} "
-              f"{cli.format_interval(ratio.get('ci'))} (paper: ~1)")
+              f"{formatting.interval(ratio.get('ci'))} (paper: ~1)")
   ax.set_title(title, fontsize=9)
   ax.set_xscale("log")
   ax.set_yscale("log")

@@ -15,8 +15,8 @@ from reproduce.analysis import compare
 from reproduce.analysis import figures
 from reproduce.analysis import tensorboard
 from reproduce.analysis.runs import Point
-from reproduce.core import cli
 from reproduce.core import fileio
+from reproduce.core import formatting
 
 REPORT_FILE = "report.md"
 # File name (beside report.md) -> caption; the figures are ``figures.*``.
@@ -102,7 +102,7 @@ def _prediction_lines(record: dict | None) -> list[str]:
     verdict = ("not judged" if made["inside"] is None else
                "inside" if made["inside"] else "outside")
     lines.append(f"  - {what}: predicted {_value(made['predicted'])} "
-                 f"{cli.format_interval(made['interval'])}, observed "
+                 f"{formatting.interval(made['interval'])}, observed "
                  f"{_value(made['observed'])}: {verdict}"
                  + (f"; {made['note']}" if made.get("note") else ""))
   return lines
@@ -118,7 +118,7 @@ def laws_markdown(fits: dict, predictions: dict) -> str:
   for family, entry in sorted((fits.get("per_family") or {}).items()):
     lines += ["", f"### {family}", "", f"| law | coefficient | value | {level} CI |",
               "|---|---|---|---|"]
-    lines += [f"| {law} | {coef} | {value} | {cli.format_interval(ci)} |"
+    lines += [f"| {law} | {coef} | {value} | {formatting.interval(ci)} |"
               for law, coef, value, ci in _law_rows(entry)]
     lines.append("")
     edges = [f"{_value(o['compute'])} ({o['edge']})" for o in entry.get("optimal") or []
@@ -167,7 +167,7 @@ def _prediction_sentence(family: str, record: dict) -> str:
   loss, size = record["loss"], record["optimal_size"]
   text = (f"Fitted on the {len(record['budgets']) - 1} smaller budgets, the {family} law "
           f"predicted a held-out loss of {_value(loss['predicted'], 3)} "
-          f"{cli.format_interval(loss['interval'])} (prediction interval) at the largest "
+          f"{formatting.interval(loss['interval'])} (prediction interval) at the largest "
           f"budget; the best run there "
           f"reached {_value(loss['observed'], 3)}, "
           f"{'inside' if loss['inside'] else 'outside'} the interval")
@@ -182,7 +182,7 @@ def _figure1_sentence(fits: dict) -> str:
           sorted((fits.get("per_family") or {}).items()) if entry.get("finetune_fit")}
   if not laws:
     return "No run was fine-tuned, so Figure 1 shows held-out top-1 only."
-  parts = [f"{family} error ~ C^{-law['b']:.3f} (b {cli.format_interval(law['ci']['b'])})"
+  parts = [f"{family} error ~ C^{-law['b']:.3f} (b {formatting.interval(law['ci']['b'])})"
            for family, law in laws.items()]
   text = "On Figure 1 the fine-tuned top-1 error falls as " + " vs ".join(parts)
   if len(laws) == 2:

@@ -13,14 +13,15 @@ from typing import Any, Sequence
 
 from reproduce.core import cli
 from reproduce.core import fileio
+from reproduce.core.errors import UserError
 from reproduce.core import results
-from reproduce.planning.hardware import compute_unit
+from reproduce.planning.hardware import PAPER_HARDWARE, compute_unit
 
 # The unit of every compute number in the paper; other units are never compared with it.
-PAPER_COMPUTE_UNIT = compute_unit("tpu_v4")
+PAPER_COMPUTE_UNIT = compute_unit(PAPER_HARDWARE)
 
 
-class ScalingError(ValueError):
+class ScalingError(UserError, ValueError):
   """Bad input to a fit (no runs, broken results.json, too few points). One-line message."""
 
 

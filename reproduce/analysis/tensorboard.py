@@ -26,8 +26,8 @@ from reproduce.analysis import compare
 from reproduce.analysis import figures
 from reproduce.analysis.frontier import best_lr_points
 from reproduce.analysis.runs import Point, single_unit
-from reproduce.core import cli
 from reproduce.core import fileio
+from reproduce.core import formatting
 
 FITS_RUN = "fits"
 HPARAMS_RUN = "hparams"
@@ -91,7 +91,7 @@ def coefficients_markdown(fits: dict) -> str:
 
   def add(fit_name, coef, value, ci):
     shown = "n/a" if value is None else f"{value:.4g}"
-    lines.append(f"| {fit_name} | {coef} | {shown} | {cli.format_interval(ci)} |")
+    lines.append(f"| {fit_name} | {coef} | {shown} | {formatting.interval(ci)} |")
 
   law = fits["loss_vs_compute"]
   for coef in ("a", "b", "E") if law["form"].startswith("L = E") else ("a", "b"):

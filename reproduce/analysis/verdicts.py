@@ -12,7 +12,7 @@ import dataclasses
 import math
 from typing import Sequence
 
-from reproduce.core import cli
+from reproduce.core import formatting
 
 PASS, FAIL, UNDECIDED = "PASS", "FAIL", "UNDECIDED"
 VERDICTS = (PASS, FAIL, UNDECIDED)
@@ -78,7 +78,7 @@ def sign_status(expected: float, estimate: float | None,
     return 0.0, UNDECIDED, f"estimate {estimate:.4g}, no interval"
   lo, hi = ci
   sign = 1.0 if lo > 0 else -1.0 if hi < 0 else 0.0
-  why = f"estimate {estimate:.4g}, CI {cli.format_interval(ci)}"
+  why = f"estimate {estimate:.4g}, CI {formatting.interval(ci)}"
   if sign == 0:
     return sign, UNDECIDED, f"{why}: the interval spans zero"
   return sign, PASS if sign == expected else FAIL, why
@@ -92,11 +92,11 @@ def band_status(claimed: float, tolerance: float, ci: Sequence | None) -> tuple[
   lo, hi = ci
   band = (claimed - tolerance, claimed + tolerance)
   if band[0] <= lo and hi <= band[1]:
-    return PASS, f"CI {cli.format_interval(ci)} inside {cli.format_interval(band)}"
+    return PASS, f"CI {formatting.interval(ci)} inside {formatting.interval(band)}"
   if hi < band[0] or lo > band[1]:
-    return FAIL, f"CI {cli.format_interval(ci)} outside {cli.format_interval(band)}"
-  return UNDECIDED, (f"CI {cli.format_interval(ci)} reaches both in and out of "
-                     f"{cli.format_interval(band)}")
+    return FAIL, f"CI {formatting.interval(ci)} outside {formatting.interval(band)}"
+  return UNDECIDED, (f"CI {formatting.interval(ci)} reaches both in and out of "
+                     f"{formatting.interval(band)}")
 
 
 def interval_status(observed: float, interval: Sequence | None) -> tuple[str, str]:

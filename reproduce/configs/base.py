@@ -28,6 +28,8 @@ def get_config() -> config_dict.ConfigDict:
   config.strict_data = False                           # True: unusable ImageFolder files stop
                                                        # the run (else skipped, one warning)
   # How long: core hours of `hardware`, or epochs (the budget wins when both are set).
+  # A laptop's run (cpu, batch 16); `python -m reproduce.plan` defaults to the paper's
+  # (planning.PAPER_HARDWARE, published.PAPER_BATCH_SIZE).
   config.hardware = "cpu"                              # a planning hardware name
   config.budget_core_hours = config_dict.placeholder(float)
   config.epochs = config_dict.placeholder(float)

@@ -18,7 +18,7 @@ rate names both families share (dropout_rate, stochdepth_rate).
 
 from ml_collections import config_dict
 
-from reproduce.configs import base
+from reproduce.configs import finetune_base
 from reproduce.core import published
 
 STATED = "stated [P] §3"
@@ -26,18 +26,6 @@ NFNET_FINETUNE = "assumed: [N] A.5 (JFT-300M -> ImageNet fine-tune)"
 VARIANTS = ("", "f7plus_ra")
 BATCH_SIZE = 2048  # [N] A.5
 LR = 0.1           # [N] A.5 "LR 0.1" at batch 2048; read here as the peak (see provenance)
-
-
-def add_finetune_keys(config: config_dict.ConfigDict) -> config_dict.ConfigDict:
-  """The fine-tune's own keys (defaults as reproduce.finetuning.recipe.DEFAULTS)."""
-  config.init = ""                     # the source run / converted weights; or --init
-  config.head_init = "model"           # 'model': the builder's init; 'zeros': a zero classifier
-  config.sam = "none"                  # 'none', 'per_replica' (the SAM code), 'fractional'
-                                       # ([N] A.4), 'global' (all-reduced): train/sam.py
-  config.sam_rho = 0.05
-  config.sam_ascent_fraction = 0.2     # 'fractional': share of each replica's batch
-  config.augment_multiplicity = 1      # repeated augmentation; 1 = off
-  return config
 
 
 def _provenance() -> dict:
@@ -87,7 +75,7 @@ def get_config(variant: str = ""):
   """The Figure 1 fine-tune; ``variant='f7plus_ra'``: the "F7+ with RA" point."""
   if variant not in VARIANTS:
     raise ValueError(f"finetune_imagenet variant {variant!r}: use one of {VARIANTS}")
-  config = add_finetune_keys(base.get_config())
+  config = finetune_base.get_config()
   config.model = ""
   config.update(
       dataset="imagenet2012", heldout_split="validation", eval_crop="nfnet", hardware="tpu_v4",

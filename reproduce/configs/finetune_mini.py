@@ -16,12 +16,11 @@ each image a batch of 16 holds 4 distinct digits, too few for 180 steps to learn
 
 from ml_collections import config_dict
 
-from reproduce.configs import base
-from reproduce.configs import finetune_imagenet
+from reproduce.configs import finetune_base
 
 
 def get_config():
-  config = finetune_imagenet.add_finetune_keys(base.get_config())
+  config = finetune_base.get_config()
   config.model = ""
   config.update(
       dataset="digits", hardware="cpu", resolution=48, eval_resolution=48, epochs=2.0,

@@ -1,4 +1,5 @@
-"""What every command-line main shares: quiet TensorFlow start-up and one-line errors.
+"""What every command-line main shares: quiet TensorFlow start-up, flag parsing and one-line
+errors.
 
 On CPUs with AVX-512/AMX, ``import tensorflow`` writes an absl "InitializeLog" warning and a
 oneDNN notice straight to file descriptor 2, whatever ``TF_CPP_MIN_LOG_LEVEL`` says. A user
@@ -17,6 +18,8 @@ from typing import NoReturn
 
 from absl import flags
 from absl import logging
+
+from reproduce.core import errors
 
 USAGE_EXIT_CODE = 2
 
@@ -110,28 +113,52 @@ def fail(message: str, exit_code: int = USAGE_EXIT_CODE) -> NoReturn:
   sys.exit(exit_code)
 
 
-def format_duration(seconds: float) -> str:
-  """``H:MM:SS`` (progress lines, ETAs, time breakdowns)."""
-  seconds = max(0, int(round(seconds)))
-  return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+def refuse_stray_arguments(argv: list[str]) -> None:
+  """One line and exit 2 when words that are not flags follow the command."""
+  if len(argv) > 1:
+    fail(f"unexpected arguments: {' '.join(argv[1:])}")
 
 
-def format_interval(interval) -> str:
-  """``[lo, hi]`` of a confidence interval, ``n/a`` when unknown."""
-  if not interval or any(v is None for v in interval):
-    return "n/a"
-  return f"[{interval[0]:.3g}, {interval[1]:.3g}]"
+def user_error_types() -> tuple[type[Exception], ...]:
+  """What a main reports as bad input: every ``errors.UserError``, and model_defs'
+  ``UnknownModelError`` (the model library imports nothing of reproduce, so it cannot share
+  the base; looked up only once imported, since until then nothing can have raised it)."""
+  model_defs = sys.modules.get("model_defs")
+  return (errors.UserError,) + ((model_defs.UnknownModelError,) if model_defs else ())
+
+
+@contextlib.contextmanager
+def errors_as_one_line(also: tuple[type[BaseException], ...] = (),
+                       exit_codes: dict[type[BaseException], int] | None = None):
+  """An error raised in the block becomes ``error: <its first line>`` and an exit: with
+  ``exit_codes[type]`` for a type listed there (a diverged run: 1), with 2 for a user error
+  (``user_error_types``) or one of ``also`` (OS or TensorFlow errors a main reports as bad
+  input). Any other error propagates with its traceback."""
+  try:
+    yield
+  except Exception as e:  # pylint: disable=broad-except  (re-raised below unless listed)
+    for error_type, exit_code in (exit_codes or {}).items():
+      if isinstance(e, error_type):
+        fail(first_line(e), exit_code=exit_code)
+    if isinstance(e, user_error_types() + tuple(also)):
+      fail(first_line(e))
+    raise
 
 
 def define_training_flags() -> dict:
   """The flags every training main shares (pretrain, finetune): strategy, tpu, data_dir,
-  manual_dir, allow_config_change, in the order of the mains' run() arguments; returns their
-  FlagHolders by name."""
+  manual_dir, allow_config_change; returns their FlagHolders keyed by the name of the run()
+  argument each one sets (``--strategy`` sets ``strategy_kind``), for ``flag_values``."""
   return dict(
-      strategy=flags.DEFINE_enum("strategy", "auto", ["auto", "tpu", "mirrored", "one_device"],
-                                 "Distribution strategy."),
+      strategy_kind=flags.DEFINE_enum(
+          "strategy", "auto", ["auto", "tpu", "mirrored", "one_device"], "Distribution strategy."),
       tpu=flags.DEFINE_string("tpu", None, "TPU name, or 'local' on a TPU VM (also TPU_NAME)."),
       data_dir=flags.DEFINE_string("data_dir", None, "tfds data_dir / dataset root."),
       manual_dir=flags.DEFINE_string("manual_dir", None, "tfds manual_dir (ImageNet tars)."),
       allow_config_change=flags.DEFINE_bool(
           "allow_config_change", False, "Resume --model_dir even if its config.json differs."))
+
+
+def flag_values(holders: dict) -> dict:
+  """``{name: holder.value}``: flags passed to a function as keyword arguments, by name."""
+  return {name: holder.value for name, holder in holders.items()}

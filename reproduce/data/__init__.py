@@ -3,14 +3,15 @@ epoch-exact order, stateless preprocessing and augmentation, and the per-host ``
 pipelines.
 
 Modules: ``sources`` (``load_source``) over ``tfds_source``, ``tfrecord_source``,
-``imagefolder_source`` and ``record_index``; ``datasource``
-(``DataSource``, held-out rule); ``order``; ``preprocess``; ``randaugment``; ``mixing``;
-``pipelines``; ``imagenet_subsets`` (the 200 classes of ImageNet-A and -R); ``digits`` (a TFDS
-builder). The public API is re-exported here; the training and evaluation packages use only
-these names.
+``imagefolder_source`` and ``record_index``; ``datasource`` (``DataSource``, held-out rule);
+``augment_defaults``; ``order``; ``preprocess``; ``randaugment``; ``mixing``; ``pipelines``;
+``imagenet_subsets`` (the 200 classes of ImageNet-A and -R); ``digits`` and ``fashion_mnist``
+(TFDS builders over ``kit_builders``). The public API is re-exported here; the training and
+evaluation packages use only these names.
 """
 
-from reproduce.data.datasource import AUGMENT_DEFAULTS, DataError, DataSource, describe
+from reproduce.data.augment_defaults import AUGMENT_DEFAULTS
+from reproduce.data.datasource import DataError, DataSource, describe
 from reproduce.data.imagenet_subsets import subset_indices
 from reproduce.data.mixing import mix_batch
 from reproduce.data.order import SHARD_ORDER_FROM, SHARD_WINDOW, example_order

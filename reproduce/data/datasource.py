@@ -11,25 +11,16 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
+from reproduce.core.errors import UserError
+from reproduce.data.augment_defaults import AUGMENT_DEFAULTS
+
 IMAGENET_HELDOUT = 10_000     # NFNet code's "minival": the last 10k train images
 MULTI_LABEL_HELDOUT = 130_000  # the paper's JFT-4B held-out set
 OTHER_HELDOUT_FRACTION = 0.1   # other single-label data: 10%, at most 10k
 OTHER_HELDOUT_MAX = 10_000
 IN_MEMORY_BYTES = 64 * 2**20  # datasets this small are read once, into memory (memory_reader)
 
-AUGMENT_DEFAULTS = {
-    "crop": True,                     # Inception-style random-resized crop
-    "area_range": (0.08, 1.0),
-    "aspect_ratio_range": (3 / 4, 4 / 3),
-    "min_object_covered": 0.1,
-    "flip": True,                     # random horizontal flip
-    "randaugment": None,              # (num_layers, magnitude), e.g. (4, 5) or "405"
-    "mixup_alpha": 0.0,
-    "cutmix_alpha": 0.0,
-}
-
-
-class DataError(ValueError):
+class DataError(UserError, ValueError):
   """Bad dataset spec, missing files or data; the message is one line."""
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from reproduce.data.datasource import AUGMENT_DEFAULTS, DataError, DataSource
+from reproduce.data.augment_defaults import AUGMENT_DEFAULTS
+from reproduce.data.datasource import DataError, DataSource
 from reproduce.data.randaugment import randaugment, randaugment_batch
 
 # NFNet normalisation (ImageNet mean/std on the 0..255 scale).

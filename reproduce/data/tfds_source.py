@@ -18,21 +18,15 @@ import tensorflow as tf
 from reproduce.core import fileio
 from reproduce.data import order
 from reproduce.data.record_index import OPENERS, RecordFiles, example_fetch
-from reproduce.data.datasource import (AUGMENT_DEFAULTS, DataError, DataSource, ShardOrder,
-                                       default_heldout, fraction_heldout, record_reader,
-                                       split_heldout)
+from reproduce.data.augment_defaults import DIGITS_AUGMENT, FASHION_MNIST_AUGMENT
+from reproduce.data.datasource import (DataError, DataSource, ShardOrder, default_heldout,
+                                       fraction_heldout, record_reader, split_heldout)
 
 DEFAULT_DATA_CACHE = os.path.join("~", ".cache", "nfnet_vit_scaling", "tensorflow_datasets")
 DIGITS_HELDOUT_FRACTION = 0.2
 # The study's held-out set: a fixed slice of Fashion-MNIST's official test split (docs/study.md).
 FASHION_MNIST_HELDOUT = 2048
 MANUAL_TARS = {"imagenet2012": ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")}
-# Digits: flips change digits' meaning and big crops cut strokes off.
-DIGITS_AUGMENT = {**AUGMENT_DEFAULTS, "flip": False, "area_range": (0.65, 1.0),
-                  "aspect_ratio_range": (0.85, 1.18), "min_object_covered": 0.0}
-# Fashion-MNIST: the same mild crop (runs of under two epochs gain little from more), but
-# a mirrored garment is still a garment.
-FASHION_MNIST_AUGMENT = {**DIGITS_AUGMENT, "flip": True}
 
 
 def kit_data_dir(data_dir: str | None) -> str:

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import re
 
+from reproduce.core.errors import UserError
+
 # name: (tfds dataset, split, label feature, scored on the 200-class subset)
 IMAGENET_SETS = {
     "imagenet2012": ("imagenet2012", "validation", "label", False),
@@ -43,7 +45,7 @@ _NAME = re.compile(r"[a-z][a-z0-9_]*(/[\w.-]+)?(:[\d.*]+)?(@[A-Za-z][\w.%:\[\]-]
 CROPS = ("nfnet", "vit")  # data.EVAL_CROPS, spelled out to check flags before TensorFlow
 
 
-class EvaluationError(ValueError):
+class EvaluationError(UserError, ValueError):
   """Bad evaluation input (dataset, weights, class map, flags); the message is one line."""
 
 

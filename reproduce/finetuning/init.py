@@ -16,6 +16,7 @@ import numpy as np
 
 from model_defs import weights_file
 from reproduce.core import fileio
+from reproduce.core.errors import UserError
 from reproduce.core import results as schema
 from reproduce.evaluation import models
 from reproduce.train import optim
@@ -25,7 +26,7 @@ from reproduce.train import steps
 HEAD_INITS = ("zeros", "model")
 
 
-class FinetuneError(ValueError):
+class FinetuneError(UserError, ValueError):
   """A fine-tune that cannot start from its --init; one line."""
 
 

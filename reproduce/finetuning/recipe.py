@@ -1,10 +1,5 @@
-"""The fine-tune's own config keys, its plan, and its compute accounting.
-
-Keys (defaults in ``DEFAULTS``; configs/finetune_imagenet.py and finetune_mini.py set them):
-``init`` (the source, or --init), ``head_init`` ('zeros' or 'model'), ``sam`` ('none',
-'per_replica', 'fractional', 'global': ``train/sam.py``), ``sam_rho``, ``sam_ascent_fraction``
-(fractional SAM's share of each replica's batch), ``augment_multiplicity`` (repeated
-augmentation; 1 = off).
+"""The fine-tune's plan and its compute accounting, from its config keys (declared, with
+their defaults, in configs/finetune_base.py).
 """
 
 from __future__ import annotations
@@ -12,16 +7,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 
+from reproduce.configs import finetune_base
 from reproduce.data import repeated
 from reproduce.train import sam
-
-DEFAULTS = dict(init="", head_init="model", sam="none", sam_rho=0.05, sam_ascent_fraction=0.2,
-                augment_multiplicity=1)
 
 
 def with_defaults(config: dict) -> dict:
   """``config`` (a plain dict) with the fine-tune keys it lacks."""
-  return {**DEFAULTS, **config}
+  return {**finetune_base.defaults(), **config}
 
 
 def cost_factor(config: dict) -> float:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 
-from reproduce.core import cli
+from reproduce.core import formatting
 from reproduce.core import timing
 
 # Kinds the jobs report (workers.run_cost and model_runs), in the order printed.
@@ -70,7 +70,7 @@ def breakdown_from(clock: StudyClock, jobs, wall: float) -> dict:
 def format_breakdown(breakdown: dict) -> list[str]:
   """The breakdown as printed lines (core-seconds and shares of cores x wall)."""
   total = breakdown["wall_seconds"] * breakdown["cores"]
-  lines = [f"  wall {cli.format_duration(breakdown['wall_seconds'])} on {breakdown['cores']} "
+  lines = [f"  wall {formatting.duration(breakdown['wall_seconds'])} on {breakdown['cores']} "
            f"cores = {total:.0f} core-s; training {breakdown['training_core_seconds']:.0f} "
            f"core-s ({breakdown['training_core_seconds'] / total:.0%})"]
   for kind, seconds in sorted(breakdown["overhead_core_seconds"].items(),

@@ -18,6 +18,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from reproduce.core.errors import UserError
 from reproduce.planning.lr import MINI_LR
 
 DATASET = "fashion_mnist"
@@ -62,7 +63,7 @@ DEFAULT_FINETUNE_STEPS = 64
 FINETUNE_LR_FRACTION = 0.25
 
 
-class StudyError(ValueError):
+class StudyError(UserError, ValueError):
   """A bad flag value; one line naming the flag."""
 
 

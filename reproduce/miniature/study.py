@@ -9,8 +9,8 @@ import os
 import queue as queue_lib
 import time
 
-from reproduce.core import cli
 from reproduce.core import fileio
+from reproduce.core import formatting
 from reproduce.miniature import accounting
 from reproduce.miniature import grid as grid_lib
 from reproduce.miniature import workers
@@ -170,17 +170,17 @@ def family_summary(family: str, per_family: dict) -> str:
   line = f"{family}:"
   if law.get("b") is not None:
     line += (f" frontier loss ~ C^{-law['b']:.3f} (95% CI of the decay rate b "
-             f"{cli.format_interval(law['ci']['b'])}; {law['n']} runs)")
+             f"{formatting.interval(law['ci']['b'])}; {law['n']} runs)")
   scaling = per_family.get("optimal_scaling") or {}
   if scaling.get("size") and scaling.get("epochs"):
     size, epochs = scaling["size"], scaling["epochs"]
     line += (f"; optimal size (forward FLOPs/image) ~ C^{size['exponent']:.2f} "
-             f"{cli.format_interval(size['ci']['exponent'])}, epochs ~ C^{epochs['exponent']:.2f} "
-             f"{cli.format_interval(epochs['ci']['exponent'])}")
+             f"{formatting.interval(size['ci']['exponent'])}, epochs ~ C^{epochs['exponent']:.2f} "
+             f"{formatting.interval(epochs['ci']['exponent'])}")
   finetuned = per_family.get("finetune_fit")
   if finetuned:
     line += (f"; fine-tuned top-1 error ~ C^{-finetuned['b']:.3f} (95% CI of b "
-             f"{cli.format_interval(finetuned['ci']['b'])}; best of {finetuned['n']} budgets)")
+             f"{formatting.interval(finetuned['ci']['b'])}; best of {finetuned['n']} budgets)")
   return line
 
 
@@ -222,7 +222,7 @@ def run_study(spec: StudySpec, started: float | None = None) -> dict:
     say(line)
   result = analysis["comparison"]
   from reproduce.analysis import verdicts  # pylint: disable=g-import-not-at-top
-  say(f"Done in {cli.format_duration(breakdown['wall_seconds'])}. Comparison: "
+  say(f"Done in {formatting.duration(breakdown['wall_seconds'])}. Comparison: "
       f"{verdicts.verdict_line(result)}. Report: {os.path.abspath(report_path)}")
   fits_dir = os.path.abspath(fileio.join(spec.workdir, FITS_DIR))
   # The figures and the report first: the fits' logdir holds images and text, no per-step

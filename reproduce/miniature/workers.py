@@ -19,6 +19,7 @@ import time
 
 from reproduce.core import cli
 from reproduce.core import fileio
+from reproduce.core import formatting
 from reproduce.core import results as results_schema
 from reproduce.miniature import grid as grid_lib
 
@@ -206,8 +207,8 @@ def format_progress(event: dict, done: int, total: int, elapsed: float,
                     eta: float | None) -> str:
   """The study's line for one finished run or fine-tune event (``total``: the runs planned;
   an LR beyond an edge optimum adds one, so the count may pass it)."""
-  eta_text = "" if eta is None else f" ETA {cli.format_duration(eta)}"
-  tail = f"| elapsed {cli.format_duration(elapsed)}{eta_text}"
+  eta_text = "" if eta is None else f" ETA {formatting.duration(eta)}"
+  tail = f"| elapsed {formatting.duration(elapsed)}{eta_text}"
   name, status = event["name"], event.get("status", "")
   if event["kind"] == "diverged":
     return f"  [{done:3d}/~{total}] {name:<34} diverged: {event['error']}  {tail}"

@@ -21,8 +21,9 @@ from reproduce.planning.allocation import (FAMILIES, FIGURE2_EPOCHS, FIGURE2_MOD
 from reproduce.planning.cost import (TRAIN_FLOPS_PER_FORWARD, default_resolution, model_spec,
                                      model_stats, steps_from_epochs, train_flops_per_image)
 from reproduce.planning.errors import PlanError, positive
-from reproduce.planning.hardware import (HARDWARE, Hardware, compute_unit, get_hardware,
-                                         measured_cpu_peak_flops, peak_flops_per_core)
+from reproduce.planning.hardware import (HARDWARE, PAPER_HARDWARE, Hardware, compute_unit,
+                                         get_hardware, measured_cpu_peak_flops,
+                                         peak_flops_per_core)
 from reproduce.planning.lr import (MINI_LR, WARMUP_CAP_STEPS, WARMUP_FRACTION, base_lr,
                                    default_warmup_steps, lr_grid, lr_rule, mini_lr,
                                    model_size_fraction)
@@ -33,7 +34,7 @@ from reproduce.planning.plan import (DECAY, Plan, plan_from_budget, plan_from_co
 
 __all__ = [
     "Allocation", "DECAY", "FAMILIES", "FIGURE2_EPOCHS", "FIGURE2_MODELS", "HARDWARE", "Hardware",
-    "MINI_LR", "Plan", "PlanError", "TRAIN_FLOPS_PER_FORWARD", "WARMUP_CAP_STEPS",
+    "MINI_LR", "PAPER_HARDWARE", "Plan", "PlanError", "TRAIN_FLOPS_PER_FORWARD", "WARMUP_CAP_STEPS",
     "WARMUP_FRACTION", "allocate", "anchor", "anchor_mfu", "base_lr", "calibration", "calibration_note",
     "compute_unit",
     "default_resolution", "default_warmup_steps", "epochs_exponent", "family_models",

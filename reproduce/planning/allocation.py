@@ -10,7 +10,7 @@ from reproduce.core import published
 from reproduce.planning import cost
 from reproduce.planning.mfu import anchor_mfu
 from reproduce.planning.errors import PlanError, positive
-from reproduce.planning.hardware import peak_flops_per_core
+from reproduce.planning.hardware import PAPER_HARDWARE, peak_flops_per_core
 from reproduce.planning.plan import Plan, plan_from_budget, plan_from_epochs
 
 # Figure 2 grid ([P] Figure 2 legend, Figure 3 x-axis ticks).
@@ -77,7 +77,7 @@ def reference_train_flops(models: Sequence[str], dataset_size: int | None = None
   has inside the paper's grid, so the rule transfers to CPU scale.
   """
   paper_ref = (published.value("claim.optimal_epochs_gt1_above_core_hours") * 3600.0
-               * peak_flops_per_core("tpu_v4") * anchor_mfu())
+               * peak_flops_per_core(PAPER_HARDWARE) * anchor_mfu())
   if not any(cost.model_spec(m).mini for m in models):
     return paper_ref
   jft = published.value("jft4b.dataset_size")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 import numbers
 
+from reproduce.core.errors import UserError
 
-class PlanError(ValueError):
+
+class PlanError(UserError, ValueError):
   """Bad planning input. The message is one line and starts with the offending --flag."""
 
   def __init__(self, flag: str, message: str):

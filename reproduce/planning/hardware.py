@@ -46,6 +46,9 @@ class Hardware:
     return self.name.startswith("tpu_")
 
 
+# The accelerator of the paper's runs, whose core hours every published budget counts: the
+# planner's default.
+PAPER_HARDWARE = "tpu_v4"
 _TC = "one TensorCore"
 REFERENCE_CORE_FLOPS = 1e10  # training FLOP/s of one reference-CPU core (``cpu_ref``)
 HARDWARE: dict[str, Hardware] = {h.name: h for h in (

@@ -17,7 +17,7 @@ import functools
 from reproduce.core import published
 from reproduce.planning import cost
 from reproduce.planning.errors import PlanError
-from reproduce.planning.hardware import get_hardware, peak_flops_per_core
+from reproduce.planning.hardware import PAPER_HARDWARE, get_hardware, peak_flops_per_core
 
 
 def anchor() -> dict:
@@ -27,7 +27,7 @@ def anchor() -> dict:
       core_hours=published.value("nfnet_f7plus.pretrain_core_hours"),
       epochs=published.value("nfnet_f7plus.pretrain_epochs"),
       dataset_size=int(published.value("jft4b.dataset_size")),
-      hardware="tpu_v4",
+      hardware=PAPER_HARDWARE,
       resolution=published.PAPER_PRETRAIN_RESOLUTION,
       batch_size=published.PAPER_BATCH_SIZE,
   )

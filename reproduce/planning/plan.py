@@ -18,7 +18,7 @@ from reproduce.planning import cost
 from reproduce.planning import lr as lr_rules  # not `lr`: the plan functions' LR override
 from reproduce.planning.mfu import calibration_note, hardware_mfu
 from reproduce.planning.errors import PlanError, positive
-from reproduce.planning.hardware import get_hardware, peak_flops_per_core
+from reproduce.planning.hardware import PAPER_HARDWARE, get_hardware, peak_flops_per_core
 
 DECAY = "cosine"
 
@@ -69,31 +69,27 @@ class Plan:
     return dataclasses.asdict(self)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Setup:
-  """Everything about a plan except its length."""
-  model: str
-  family: str
-  params: int
-  hardware: str
-  num_cores: int
-  num_replicas: int
-  batch_size: int
-  dataset_size: int
-  resolution: int
-  num_classes: int
-  forward_flops: int
-  train_flops: int
-  multiplier: float
-  peak: float
-  mfu: float
-  images_per_second_per_core: float
-  throughput_source: str
-  throughput_note: str
+def _setup(model: str, *, dataset_size: int | None = None, hardware: str = PAPER_HARDWARE,
+           batch_size: int = published.PAPER_BATCH_SIZE, resolution: int | None = None,
+           num_replicas: int = 1, num_cores: int | None = None, num_classes: int = 1000,
+           mfu: float | None = None, images_per_second_per_core: float | None = None,
+           train_flops_multiplier: float = cost.TRAIN_FLOPS_PER_FORWARD) -> dict:
+  """The ``Plan`` fields of a run of ``model`` that do not depend on its length; the plan
+  functions' setup options.
 
-
-def _setup(model, dataset_size, hardware, batch_size, resolution, num_replicas, num_cores,
-           num_classes, mfu, images_per_second_per_core, train_flops_multiplier) -> _Setup:
+  Args:
+    model: registered model name.
+    dataset_size: images per epoch (default JFT-4B, 4e9).
+    hardware: key of ``HARDWARE`` (default: the paper's).
+    batch_size: global batch size (default: the paper's).
+    resolution: training resolution (default ``default_resolution(model)``).
+    num_replicas: data-parallel replicas; must divide ``batch_size``.
+    num_cores: cores used (sets wall clock only); default replicas x cores per device.
+    num_classes: classifier width used for the FLOP count.
+    mfu: override the calibrated utilisation.
+    images_per_second_per_core: a measured throughput; replaces the analytic one.
+    train_flops_multiplier: training FLOPs per forward FLOP.
+  """
   if dataset_size is None:
     dataset_size = published.value("jft4b.dataset_size")
   dataset_size = positive("dataset_size", dataset_size, integer=True)
@@ -125,18 +121,21 @@ def _setup(model, dataset_size, hardware, batch_size, resolution, num_replicas, 
     mfu = hardware_mfu(hardware)
     ips = mfu * peak / train_flops
     source, note = "analytic", calibration_note(hardware, spec.family)
-  return _Setup(model, spec.family, stats.params, hardware, num_cores, num_replicas,
-                batch_size, dataset_size, resolution, num_classes, stats.flops, train_flops,
-                multiplier, peak, mfu, ips, source, note)
+  return dict(model=model, family=spec.family, params=stats.params, hardware=hardware,
+              num_cores=num_cores, num_replicas=num_replicas, batch_size=batch_size,
+              dataset_size=dataset_size, resolution=resolution, num_classes=num_classes,
+              forward_flops_per_image=stats.flops, train_flops_per_image=train_flops,
+              train_flops_multiplier=multiplier, peak_flops_per_core=peak, mfu=mfu,
+              images_per_second_per_core=ips, throughput_source=source, throughput_note=note)
 
 
-def _core_hours(setup: _Setup, steps: int) -> float:
-  return steps * setup.batch_size / setup.images_per_second_per_core / 3600.0
+def _core_hours(setup: dict, steps: int) -> float:
+  return steps * setup["batch_size"] / setup["images_per_second_per_core"] / 3600.0
 
 
-def _plan(setup: _Setup, steps: int, warmup_steps: int | None, base_lr: float | None) -> Plan:
-  images = steps * setup.batch_size
-  epochs = images / setup.dataset_size
+def _plan(setup: dict, steps: int, warmup_steps: int | None, base_lr: float | None) -> Plan:
+  images = steps * setup["batch_size"]
+  epochs = images / setup["dataset_size"]
   core_hours = _core_hours(setup, steps)
   if warmup_steps is None:
     warmup_steps = lr_rules.default_warmup_steps(steps)
@@ -144,30 +143,17 @@ def _plan(setup: _Setup, steps: int, warmup_steps: int | None, base_lr: float | 
     raise PlanError("warmup_steps", f"must be in [0, {steps}] (the plan's steps), "
                     f"got {warmup_steps}")
   if base_lr is None:
-    base_lr = lr_rules.base_lr(setup.model, epochs, setup.batch_size)
+    base_lr = lr_rules.base_lr(setup["model"], epochs, setup["batch_size"])
   return Plan(
-      model=setup.model, family=setup.family, params=setup.params,
-      hardware=setup.hardware, num_cores=setup.num_cores, num_replicas=setup.num_replicas,
-      core_hours=core_hours, wall_clock_hours=core_hours / setup.num_cores,
-      epochs=epochs, images=images, steps=steps, batch_size=setup.batch_size,
-      per_replica_batch_size=setup.batch_size // setup.num_replicas,
-      base_lr=base_lr, warmup_steps=int(warmup_steps), decay=DECAY, mfu=setup.mfu,
-      peak_flops_per_core=setup.peak, dataset_size=setup.dataset_size,
-      resolution=setup.resolution, num_classes=setup.num_classes,
-      forward_flops_per_image=setup.forward_flops, train_flops_per_image=setup.train_flops,
-      train_flops_multiplier=setup.multiplier, total_train_flops=float(images) * setup.train_flops,
-      images_per_second_per_core=setup.images_per_second_per_core,
-      throughput_source=setup.throughput_source, throughput_note=setup.throughput_note)
+      **setup, core_hours=core_hours, wall_clock_hours=core_hours / setup["num_cores"],
+      epochs=epochs, images=images, steps=steps,
+      per_replica_batch_size=setup["batch_size"] // setup["num_replicas"], base_lr=base_lr,
+      warmup_steps=int(warmup_steps), decay=DECAY,
+      total_train_flops=float(images) * setup["train_flops_per_image"])
 
 
-def plan_from_budget(model: str, core_hours: float,
-                     dataset_size: int | None = None, hardware: str = "tpu_v4",
-                     batch_size: int = published.PAPER_BATCH_SIZE, resolution: int | None = None,
-                     num_replicas: int = 1, num_cores: int | None = None,
-                     num_classes: int = 1000, mfu: float | None = None,
-                     images_per_second_per_core: float | None = None,
-                     train_flops_multiplier: float = cost.TRAIN_FLOPS_PER_FORWARD,
-                     warmup_steps: int | None = None, lr: float | None = None) -> Plan:
+def plan_from_budget(model: str, core_hours: float, *, warmup_steps: int | None = None,
+                     lr: float | None = None, **setup_options) -> Plan:
   """The longest run of ``model`` that fits in ``core_hours`` of ``hardware``.
 
   Steps = floor(budget / cost of one step) (a budget within 1e-6 of a step buys it), so the
@@ -176,54 +162,36 @@ def plan_from_budget(model: str, core_hours: float,
   Args:
     model: registered model name.
     core_hours: budget in ``hardware`` core hours.
-    dataset_size: images per epoch (default JFT-4B, 4e9).
-    hardware: key of ``HARDWARE``.
-    batch_size: global batch size.
-    resolution: training resolution (default ``default_resolution(model)``).
-    num_replicas: data-parallel replicas; must divide ``batch_size``.
-    num_cores: cores used (sets wall clock only); default replicas x cores per device.
-    num_classes: classifier width used for the FLOP count.
-    mfu: override the calibrated utilisation.
-    images_per_second_per_core: a measured throughput; replaces the analytic one.
-    train_flops_multiplier: training FLOPs per forward FLOP.
     warmup_steps: override ``default_warmup_steps``.
     lr: override the LR rule.
+    **setup_options: the run's setup (``hardware``, ``batch_size``, ``dataset_size``, ...),
+      arguments and defaults as ``_setup``.
 
   Raises:
     PlanError: bad input; the message names the flag.
   """
   core_hours = positive("budget_core_hours", core_hours)
-  setup = _setup(model, dataset_size, hardware, batch_size, resolution, num_replicas,
-                 num_cores, num_classes, mfu, images_per_second_per_core,
-                 train_flops_multiplier)
+  setup = _setup(model, **setup_options)
   step_cost = _core_hours(setup, 1)
   steps = math.floor(core_hours / step_cost + _STEP_TOLERANCE)
   if steps < 1:
     raise PlanError("budget_core_hours", f"={core_hours:g} is smaller than one training step "
-                    f"({step_cost:.3g} core hours at --batch_size={setup.batch_size})")
+                    f"({step_cost:.3g} core hours at --batch_size={setup['batch_size']})")
   return _plan(setup, steps, warmup_steps, lr)
 
 
-def plan_from_epochs(model: str, epochs: float,
-                     dataset_size: int | None = None, hardware: str = "tpu_v4",
-                     batch_size: int = published.PAPER_BATCH_SIZE, resolution: int | None = None,
-                     num_replicas: int = 1, num_cores: int | None = None,
-                     num_classes: int = 1000, mfu: float | None = None,
-                     images_per_second_per_core: float | None = None,
-                     train_flops_multiplier: float = cost.TRAIN_FLOPS_PER_FORWARD,
-                     warmup_steps: int | None = None, lr: float | None = None) -> Plan:
+def plan_from_epochs(model: str, epochs: float, *, warmup_steps: int | None = None,
+                     lr: float | None = None, **setup_options) -> Plan:
   """A run of ``model`` for ``epochs`` passes over ``dataset_size`` images.
 
   Steps = round(epochs x dataset_size / batch_size). Arguments as ``plan_from_budget``.
   """
   epochs = positive("epochs", epochs)
-  setup = _setup(model, dataset_size, hardware, batch_size, resolution, num_replicas,
-                 num_cores, num_classes, mfu, images_per_second_per_core,
-                 train_flops_multiplier)
-  steps = cost.steps_from_epochs(epochs, setup.dataset_size, setup.batch_size)
+  setup = _setup(model, **setup_options)
+  steps = cost.steps_from_epochs(epochs, setup["dataset_size"], setup["batch_size"])
   if steps < 1:
     raise PlanError("epochs", f"={epochs:g} is less than one step of --batch_size="
-                    f"{setup.batch_size} over --dataset_size={setup.dataset_size}")
+                    f"{setup['batch_size']} over --dataset_size={setup['dataset_size']}")
   return _plan(setup, steps, warmup_steps, lr)
 
 

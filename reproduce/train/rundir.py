@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from reproduce.configs import base
 from reproduce.core import fileio
+from reproduce.core.errors import UserError
 
 CONFIG_FILE = "config.json"
 PLAN_FILE = "plan.json"
@@ -26,7 +27,7 @@ CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"
 
 
-class EngineError(RuntimeError):
+class EngineError(UserError, RuntimeError):
   """A user-facing problem with the run (bad model_dir, config mismatch); one line."""
 
 

@@ -25,11 +25,13 @@ import os
 
 import tensorflow as tf
 
+from reproduce.core.errors import UserError
+
 STRATEGY_KINDS = ("auto", "tpu", "mirrored", "one_device")
 TPU_ENV_VARS = ("TPU_NAME",)
 
 
-class StrategyError(RuntimeError):
+class StrategyError(UserError, RuntimeError):
   """A strategy could not be created; the message is one line."""
 
 

@@ -14,7 +14,7 @@ import os
 
 import tensorflow as tf
 
-from reproduce.core import cli
+from reproduce.core import formatting
 from reproduce.train import rundir
 
 TRAIN_TAGS = ("loss", "learning_rate", "grad_norm", "agc_clip_fraction", "images_per_second",
@@ -98,7 +98,7 @@ def progress_line(step: int, total_steps: int, logs: dict, batch_size: int) -> s
   return (f"step {step}/{total_steps} loss {logs['loss']:.4f} lr {logs['learning_rate']:.4g} "
           f"grad_norm {logs['grad_norm']:.3g} clip {logs['agc_clip_fraction']:.3f} "
           f"{logs['images_per_second']:.1f} img/s core_h {logs['core_hours']:.4g} "
-          f"ETA {cli.format_duration(eta)}")
+          f"ETA {formatting.duration(eta)}")
 
 
 def eval_line(step: int, total_steps: int, metrics: dict) -> str:
