@@ -5,9 +5,11 @@ Modules:
   metrics     top-1, top-5, NLL, ECE and the reliability table, in NumPy
   label_sets  the 200-class subsets of ImageNet-A and -R (wnids, with their source)
   datasets    EvalSet: a spec to batches of (images, multi-hot targets in model classes)
-  models      load a run directory or converted weights for inference (EMA, resolution)
   runner      ``evaluate_set``: one (dataset, resolution) scored
-  outputs     results.json ``eval`` section, TensorBoard, reliability-diagram PNGs
+  outputs     TensorBoard, reliability-diagram PNGs, the summary line
+
+Models come from ``reproduce.train.model_loading``; the eval section of results.json is
+written by ``reproduce.train.rundir.RunDirectory.add_eval``.
 
 Nothing is imported here, so ``specs`` stays usable before TensorFlow starts.
 """
