@@ -89,13 +89,12 @@ def source_model(path: str) -> str:
   """The model name of a run or converted-weights directory (without loading weights)."""
   path = fileio.expand(path).rstrip("/")
   run_directory = rundir.RunDirectory(path)
-  if run_directory.is_run():
-    model = (run_directory.config() or {}).get("model")
-    if model:
-      return str(model)
   converted = fileio.join(path, weights_file.CONFIG_FILE)
+  descriptions = [run_directory.config()] if run_directory.is_run() else []
   if fileio.exists(converted):
-    model = (fileio.read_json(converted) or {}).get("model")
+    descriptions.append(fileio.read_json(converted))
+  for description in descriptions:
+    model = (description or {}).get("model")
     if model:
       return str(model)
   raise FinetuneError(f"--init={path} is neither a run directory ({rundir.CONFIG_FILE}) nor "
