@@ -61,7 +61,7 @@ GROUPS = {
     "metrics": (["reproduce/evaluation/metrics.py"],
                 ["tests/test_evaluation_metrics.py", "tests/test_mutation_gaps.py"]),
     "train": (["reproduce/train/agc.py", "reproduce/train/optim.py", "reproduce/train/losses.py",
-               "reproduce/train/sam.py", "reproduce/train/results.py",
+               "reproduce/train/sam.py", "reproduce/train/run_record.py",
                "reproduce/train/budgeting.py"],
               ["tests/test_optim.py", "tests/test_sam.py", "tests/test_budget_kept.py",
                "tests/test_mutation_gaps.py"]),
@@ -82,7 +82,7 @@ EQUIVALENT: dict[str, str] = {
         "and Tally.add truncates to int; the float product is exact below 2**53",
     "model_defs.convert_deepmind.x__as_dict__mutmut_2":
         "drops **kwargs: the unpickler calls it by REDUCE, which passes positional args only",
-    "reproduce.train.results.x_record__mutmut_5":
+    "reproduce.train.run_record.x_record__mutmut_5":
         "train_size default None for 0: both are falsy, and every use is `train_size or ...`",
     "reproduce.planning.allocation.x_reference_train_flops__mutmut_22":
         "resolution None for 224 on the full NFNets: their default resolution is 224",

@@ -7,9 +7,22 @@ the largest budget, where each model trains once at its optimal LR: the study's 
 import math
 
 from reproduce.analysis import synthetic
+from reproduce.core import fileio
+from reproduce.core import results
 
 FIVE_SIZES = {f"nfnet_mini_s{i}": 1e5 * 2.0 ** i for i in range(5)}
 BUDGETS = tuple(0.1 * 2.0 ** k for k in range(6))
+
+
+def write_records(directory: str, records) -> list[str]:
+  """Writes each record to ``directory/<run_name>/results.json`` (as a finished run would);
+  the run dirs."""
+  dirs = []
+  for r in records:
+    run = fileio.join(directory, synthetic.run_name(r))
+    fileio.write_json(fileio.join(run, results.FILE), r, sort_keys=False)
+    dirs.append(run)
+  return dirs
 
 
 def study_records(models=None, budgets=BUDGETS, noise=0.02, seed=1, **law):

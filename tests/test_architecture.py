@@ -24,7 +24,7 @@ ALLOWED = {
     "configs": {"core", "configs"},
     "miniature": {"core", "planning", "data", "train", "analysis", "configs", "finetuning"},
     "evaluation": {"core", "data", "train", "analysis"},
-    "finetuning": {"core", "planning", "data", "train", "evaluation", "configs"},
+    "finetuning": {"core", "planning", "data", "train", "configs"},
 }
 MAINS = {"plan", "pretrain", "fit_scaling", "compare", "study", "evaluate", "convert", "finetune"}
 
@@ -68,6 +68,109 @@ def test_layers_import_one_way():
     problems += [f"{path.relative_to(ROOT)} imports {n}" for n in _imported(tree)
                  if n.startswith("reproduce")]
   assert not problems, "\n".join(problems)
+
+
+def test_finetuning_and_evaluation_do_not_import_each_other():
+  """Both build on the training layer (model loading, the run directory), not on each other."""
+  problems = []
+  for layer, other in (("finetuning", "evaluation"), ("evaluation", "finetuning")):
+    for path, tree in _modules(f"reproduce/{layer}"):
+      problems += [f"{path.relative_to(ROOT)} imports {name}" for name in _imported(tree)
+                   if name.startswith(f"reproduce.{other}")]
+  assert not problems, "\n".join(problems)
+
+
+def _module_name(path: pathlib.Path) -> str:
+  parts = path.relative_to(ROOT).with_suffix("").parts
+  return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph() -> dict[str, set[str]]:
+  """Module -> the modules of reproduce/ it imports anywhere (functions included); ``from P
+  import M`` counts as an import of the module P.M when there is one, else of P."""
+  modules = {_module_name(path): tree for path, tree in _modules("reproduce")}
+  graph = {}
+  for name, tree in modules.items():
+    targets = set()
+    for node in ast.walk(tree):
+      if isinstance(node, ast.Import):
+        targets.update(alias.name for alias in node.names)
+      elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+        targets.update(f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in modules
+                       else node.module for alias in node.names)
+    graph[name] = {t for t in targets if t in modules and t != name}
+  return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+  """The strongly connected components of more than one module (Tarjan)."""
+  index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+  def visit(node):
+    index[node] = low[node] = len(index)
+    stack.append(node)
+    on_stack.add(node)
+    for target in sorted(graph[node]):
+      if target not in index:
+        visit(target)
+        low[node] = min(low[node], low[target])
+      elif target in on_stack:
+        low[node] = min(low[node], index[target])
+    if low[node] == index[node]:
+      component = []
+      while not component or component[-1] != node:
+        component.append(stack.pop())
+        on_stack.discard(component[-1])
+      if len(component) > 1:
+        found.append(sorted(component))
+
+  for node in sorted(graph):
+    if node not in index:
+      visit(node)
+  return found
+
+
+def test_no_import_cycle_counting_imports_inside_functions():
+  cycles = _cycles(_import_graph())
+  assert not cycles, "\n".join(" <-> ".join(c) for c in cycles)
+
+
+# results.json has one writer: reproduce/train/rundir.py (RunDirectory).
+RESULTS_WRITER = "reproduce/train/rundir.py"
+_JSON_WRITES = {"write_json", "write_text"}
+
+
+def _names_of_results_schema(tree: ast.AST) -> set[str]:
+  """The names a module binds to ``reproduce.core.results``."""
+  names = set()
+  for node in ast.walk(tree):
+    if isinstance(node, ast.ImportFrom) and node.module == "reproduce.core":
+      names.update(a.asname or a.name for a in node.names if a.name == "results")
+  return names
+
+
+def _mentions_results_file(tree: ast.AST) -> bool:
+  schema_names = _names_of_results_schema(tree)
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Constant) and node.value == "results.json":
+      return True
+    if (isinstance(node, ast.Attribute) and node.attr == "FILE"
+        and isinstance(node.value, ast.Name) and node.value.id in schema_names):
+      return True
+  return False
+
+
+def test_only_the_run_directory_writes_results_json():
+  """A module that names the results file (schema FILE or "results.json") and writes JSON or
+  text anywhere counts as a writer of results.json (the path may be built in one function
+  and written in another)."""
+  writers = []
+  for path, tree in _modules("reproduce"):
+    writes = any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+                 and n.func.attr in _JSON_WRITES for n in ast.walk(tree))
+    if writes and _mentions_results_file(tree):
+      writers.append(str(path.relative_to(ROOT)))
+  assert writers == [RESULTS_WRITER], f"only RunDirectory writes results.json: {writers}"
 
 
 def test_modules_and_functions_stay_readable():

@@ -24,7 +24,7 @@ MODELS = {f"nfnet_mini_s{i}": 1e5 * 2.0 ** i for i in range(5)}
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
   base = tmp_path_factory.mktemp("compare")
-  synthetic.write_records(str(base / "runs"), helpers.verdict_records(noise=0.005))
+  helpers.write_records(str(base / "runs"), helpers.verdict_records(noise=0.005))
   points = runs.load_points(str(base / "runs" / "*"))
   return base, points, fits_lib.fit_all(points, bootstrap=50)
 

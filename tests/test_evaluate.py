@@ -22,7 +22,7 @@ from model_defs import posemb_resampling
 from model_defs import registry
 from reproduce.evaluation import run as run_lib
 from reproduce.evaluation import datasets
-from reproduce.evaluation import models
+from reproduce.train import model_loading
 from reproduce import data
 from reproduce.evaluation import runner
 from reproduce.evaluation import specs
@@ -166,21 +166,21 @@ def test_run_directory_weights_follow_the_ema_flag(runs):
   raw, ema = _optimizer_tensors(runs["ema"])
   assert any(not np.allclose(r, e) for r, e in zip(raw, ema))
   for flag, want, label in (("auto", ema, "ema"), ("true", ema, "ema"), ("false", raw, "raw")):
-    loaded = models.load(runs["ema"], flag)
+    loaded = model_loading.load(runs["ema"], flag)
     assert loaded.weights == label and loaded.num_classes == engine_helpers.NUM_CLASSES
     for variable, expected in zip(loaded.model.trainable_variables, want):
       np.testing.assert_array_equal(variable.numpy(), expected)
-  assert models.load(runs["raw"], "auto").weights == "raw"
-  with pytest.raises(models.ModelLoadError, match="no EMA weights"):
-    models.load(runs["raw"], "true")
+  assert model_loading.load(runs["raw"], "auto").weights == "raw"
+  with pytest.raises(model_loading.ModelLoadError, match="no EMA weights"):
+    model_loading.load(runs["raw"], "true")
 
 
 def test_converted_weights_hold_one_set():
-  assert models.choose_weights("auto", {"ema"}, "d") == "ema"
-  with pytest.raises(models.ModelLoadError, match="no RAW weights"):
-    models.choose_weights("false", {"ema"}, "d")
-  with pytest.raises(models.ModelLoadError, match="--ema"):
-    models.choose_weights("maybe", {"raw"}, "d")
+  assert model_loading.choose_weights("auto", {"ema"}, "d") == "ema"
+  with pytest.raises(model_loading.ModelLoadError, match="no RAW weights"):
+    model_loading.choose_weights("false", {"ema"}, "d")
+  with pytest.raises(model_loading.ModelLoadError, match="--ema"):
+    model_loading.choose_weights("maybe", {"raw"}, "d")
 
 
 def test_run_directory_gains_an_eval_section_on_a_class_mapped_imagefolder(runs, tmp_path):
@@ -194,7 +194,7 @@ def test_run_directory_gains_an_eval_section_on_a_class_mapped_imagefolder(runs,
   entry = after["eval"][f"imagefolder:{folder}"][str(engine_helpers.RES)]
   assert {k: v for k, v in after.items() if k != "eval"} == before
   assert entry["scored_classes"] == 3 and entry["examples"] == 9 and entry["weights"] == "ema"
-  loaded = models.load(runs["ema"], "auto")
+  loaded = model_loading.load(runs["ema"], "auto")
   paths = sorted(os.path.join(folder, d, f) for d in "abc" for f in os.listdir(
       os.path.join(folder, d)))
   images = np.stack([data.eval_image(tf.io.read_file(p), engine_helpers.RES).numpy()
@@ -249,7 +249,7 @@ def _converted_mini_vit(tmp_path):
 
 def test_vit_at_another_resolution_resamples_its_position_embedding(tmp_path):
   model, weights = _converted_mini_vit(tmp_path)
-  bigger, info = models.load_for_inference(weights, 24)
+  bigger, info = model_loading.load_for_inference(weights, 24)
   assert info["resolution"] == 24 and bigger.outputs[0].shape[-1] == 3
 
   def posemb(m):

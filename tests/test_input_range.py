@@ -21,7 +21,7 @@ import model_defs
 from model_defs import weights_file
 from reproduce import data
 from reproduce.evaluation import datasets
-from reproduce.evaluation import models
+from reproduce.train import model_loading
 from reproduce.evaluation import run as run_lib
 from test_convert import run_convert
 
@@ -81,7 +81,7 @@ def test_converted_vit_is_evaluated_on_timm_preprocessing(tmp_path):
     assert "input range minus_one_one" in proc.stdout
     assert json.loads((out / "model.json").read_text())["input_range"] == "minus_one_one"
     # The evaluate path: the loaded model, its input range, the evaluation batches.
-    loaded = models.load(str(out))
+    loaded = model_loading.load(str(out))
     assert loaded.input_range == "minus_one_one"
     eval_set = datasets.open_set("imagenet2012", CLASSES, data_dir)
     images, _ = next(iter(datasets.batches(eval_set, RES, "vit", EXAMPLES, CLASSES,
@@ -211,5 +211,5 @@ def test_finetune_feeds_the_init_range_to_train_and_heldout(tmp_path, tiny):
               data_module=module, verbose=False)
   assert {kind for kind, _ in seen} == {"train", "heldout"}
   assert all(chosen == "minus_one_one" for _, chosen in seen), seen
-  config = json.loads((tmp_path / "ft" / rundir.CONFIG_FILE).read_text())
+  config = rundir.RunDirectory(str(tmp_path / "ft")).config()
   assert config["input_range"] == "minus_one_one"

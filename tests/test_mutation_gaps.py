@@ -252,27 +252,27 @@ def test_unpickler_refuses_every_other_global(tmp_path):
   assert not marker.exists()
 
 
-# --- reproduce/train/results.py: core hours from the clock, not from each other --------------
+# --- reproduce/train/run_record.py: core hours from the clock, not from each other ----------
 
 
 def test_results_record_accounts_core_hours_from_the_clock():
   import types
 
   import model_defs
-  from reproduce.train import results, rundir, strategy as strategy_lib
+  from reproduce.train import run_record, rundir, strategy as strategy_lib
   plan = rundir.StoredPlan(model="nfnet_f0", steps=10, batch_size=8, base_lr=0.1,
                            warmup_steps=2, decay="cosine", resolution=64, dataset_size=80,
                            epochs=1.0, hardware="cpu", num_cores=4, core_hours=5.0)
   seconds = dict(wall=7200.0, training=3600.0, startup=10.0, tracing=20.0, evaluation=30.0,
                  checkpointing=40.0)
-  run = results.RunSummary(
+  run = run_record.RunSummary(
       model=types.SimpleNamespace(count_params=lambda: 123),
       source=types.SimpleNamespace(num_classes=10, train_size=80),
       strategy=strategy_lib.make_strategy("one_device"), dtype_policy="float32", step=10,
       heldout=dict(loss=1.5, top1=0.25, examples=16), final_train_loss=1.7, seconds=seconds,
       num_cores=4)
   config = dict(dataset="digits", hardware="cpu", ema_decay=0.0, model_overrides=None)
-  record = results.record(config, plan, run)
+  record = run_record.record(config, plan, run)
   # 3600 s training and 7200 s wall on 4 cores; the plan's 5 core hours.
   assert (record["training_core_hours"], record["measured_core_hours"],
           record["planned_core_hours"], record["training_over_planned"]) == (4.0, 8.0, 5.0, 0.8)
@@ -288,23 +288,23 @@ def test_results_record_accounts_core_hours_from_the_clock():
                                             checkpointing=40.0)
   assert (record["heldout_loss"], record["heldout_top1"], record["heldout_examples"],
           record["wall_seconds"]) == (1.5, 0.25, 16, 7200.0)
-  assert results.budget_line(record, seconds) == (
+  assert run_record.budget_line(record, seconds) == (
       "budget: training 4 / planned 5 core hours = 0.8; overhead startup 10.0 s, tracing "
       "20.0 s, evaluation 30.0 s, checkpointing 40.0 s, other 3500.0 s (wall 7200.0 s)")
   from reproduce.core import results as schema
   assert (record["schema"], record["hardware"], record["dataset"]) == (schema.SCHEMA, "cpu",
                                                                        "digits")
-  ema = results.record(dict(config, ema_decay=0.999), plan, run)
+  ema = run_record.record(dict(config, ema_decay=0.999), plan, run)
   assert ema["eval_weights"] == "ema"
   # The plan's hardware wins; without one, the config's. No train_size: the plan's size.
-  assert results.record(dict(config, hardware="tpu_v4"), plan, run)["hardware"] == "cpu"
+  assert run_record.record(dict(config, hardware="tpu_v4"), plan, run)["hardware"] == "cpu"
   del plan.hardware
-  assert results.record(dict(config, hardware="tpu_v4"), plan, run)["hardware"] == "tpu_v4"
+  assert run_record.record(dict(config, hardware="tpu_v4"), plan, run)["hardware"] == "tpu_v4"
   del run.source.train_size
-  assert results.record(config, plan, run)["dataset_size"] == 80
+  assert run_record.record(config, plan, run)["dataset_size"] == 80
   for planned in (0.0, float("nan")):
     plan.core_hours = planned
-    assert math.isnan(results.record(config, plan, run)["training_over_planned"])
+    assert math.isnan(run_record.record(config, plan, run)["training_over_planned"])
 
 
 # --- reproduce/evaluation/metrics.py ---------------------------------------------------------

@@ -234,7 +234,7 @@ def test_a_mini_vit_trains_with_adamw_through_the_loop(tmp_path):
   assert record["steps"] == 6 and np.isfinite(record["heldout_loss"])
   run = loop.build_run(rundir.config_to_dict(config), plan, model_dir, one_device(),
                        data_module=fake_data(), say=lambda line: None)
-  assert isinstance(run.optimizer, keras.optimizers.AdamW)
+  assert isinstance(run.program.optimizer, keras.optimizers.AdamW)
 
 
 def test_study_config_picks_each_familys_recipe():

@@ -188,7 +188,8 @@ def _disk_full():
 
 def test_saves_on_a_full_disk_are_one_line_and_keep_the_previous_checkpoint(tmp_path):
   import keras
-  from reproduce.train import checkpoints, clock, results, rundir
+  from reproduce.core import results as schema
+  from reproduce.train import checkpoints, clock, rundir
   model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
   optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
   optimizer.build(model.trainable_variables)
@@ -201,7 +202,7 @@ def test_saves_on_a_full_disk_are_one_line_and_keep_the_previous_checkpoint(tmp_
     with pytest.raises(rundir.EngineError) as info:
       saver.save(2, run_clock)
     with pytest.raises(rundir.EngineError) as results_info:
-      results.write(str(tmp_path), {"heldout_loss": 1.0})
+      rundir.RunDirectory(str(tmp_path)).write_record(dict.fromkeys(schema.RECORD_FIELDS))
   assert str(info.value) == (f"cannot write checkpoint {directory}/ckpt-2: File too large; the "
                              f"latest checkpoint is still {first}")
   assert str(results_info.value) == (f"cannot use model_dir {tmp_path}: cannot write "

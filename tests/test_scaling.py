@@ -19,6 +19,8 @@ from reproduce.core import fileio
 from reproduce.core import results
 from reproduce.planning.hardware import compute_unit
 
+import analysis_helpers as helpers
+
 # Small grid: 4 sizes x 4 budgets x 3 LRs = 48 runs.
 SMALL_MODELS = {f"nfnet_mini_s{i}": 1e5 * 2.0 ** i for i in range(4)}
 SMALL_EPOCHS = (0.5, 1.0, 2.0, 4.0)
@@ -193,7 +195,7 @@ def _write_run(directory, name, record):
 
 def test_load_points_from_dirs_and_files(tmp_path):
   records = synthetic.synthetic_records(models=SMALL_MODELS, epochs=SMALL_EPOCHS)
-  synthetic.write_records(str(tmp_path), records)
+  helpers.write_records(str(tmp_path), records)
   by_dir = runs.load_points(str(tmp_path / "*"))
   by_file = runs.load_points([str(tmp_path / "*" / "results.json")])
   assert len(by_dir) == len(by_file) == len(records)
@@ -210,7 +212,7 @@ def test_empty_glob_names_the_pattern(tmp_path):
 
 
 def test_run_without_results_is_named(tmp_path):
-  synthetic.write_records(str(tmp_path), synthetic.synthetic_records(models={"m_a": 1e5},
+  helpers.write_records(str(tmp_path), synthetic.synthetic_records(models={"m_a": 1e5},
                                                                      epochs=(1.0,)))
   os.makedirs(tmp_path / "crashed_run")
   with pytest.raises(ScalingError, match="crashed_run") as info:
@@ -292,7 +294,7 @@ def tb_logdir(tmp_path_factory):
   records = synthetic.synthetic_records(models=SMALL_MODELS, epochs=SMALL_EPOCHS, noise=0.01)
   vit = synthetic.synthetic_records(models={"vit_mini_a": 1.5e5, "vit_mini_b": 6e5},
                                     epochs=SMALL_EPOCHS, lr_factors=(1.0,), noise=0.01, seed=1)
-  synthetic.write_records(str(base / "runs"), records + vit)
+  helpers.write_records(str(base / "runs"), records + vit)
   points = runs.load_points(str(base / "runs" / "*"))
   fits = fits_lib.fit_all(points, bootstrap=20)
   files = outputs.write_fit_files(str(base / "tb"), points, fits)

@@ -16,7 +16,7 @@ import pytest
 
 from reproduce.miniature import accounting
 from reproduce.miniature import grid
-from reproduce.miniature import workers
+from reproduce.miniature import worker_pool
 
 
 def test_lr_sweep_is_a_factor_sqrt2_grid_around_its_centre():
@@ -243,10 +243,10 @@ def test_jobs_start_longest_first_by_their_per_step_overhead_not_their_flops_alo
   grids = {g.model: g for g in grid.make_grid(grid.DEFAULT_NFNETS, grid.DEFAULT_VITS,
                                                grid.DEFAULT_BUDGETS_CORE_SECONDS,
                                                grid.DEFAULT_LR_CENTRES, 3)}
-  guess = {m: workers.job_seconds_guess(g, grid.BATCH_SIZE) for m, g in grids.items()}
+  guess = {m: worker_pool.job_seconds_guess(g, grid.BATCH_SIZE) for m, g in grids.items()}
   narrow, wide = grids["nfnet_mini_f0w25"], grids["nfnet_mini_f0w75"]
   assert narrow.planned_core_seconds() == grids["vit_mini_pico"].planned_core_seconds()
   assert guess["nfnet_mini_f0w25"] > 3 * guess["vit_mini_pico"]
-  stretch = {g.model: (guess[g.model] - workers._COMPILE_SECONDS["nfnet"])
+  stretch = {g.model: (guess[g.model] - worker_pool._COMPILE_SECONDS["nfnet"])
              / g.planned_core_seconds() for g in (narrow, wide)}
   assert 2.5 < stretch["nfnet_mini_f0w25"] < 3.2 and 1.1 < stretch["nfnet_mini_f0w75"] < 1.5

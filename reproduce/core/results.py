@@ -1,7 +1,10 @@
-"""The ``results.json`` contract between training (writer) and analysis (reader).
+"""The ``results.json`` contract between the run directory (writer) and analysis (reader).
 
-A finished run writes one record to ``<run dir>/results.json``; fits, the comparison and the
-study read it. The schema name, the file name and the required fields live here only.
+A finished run's ``<run dir>/results.json`` has three parts, each written by one method of
+``reproduce.train.rundir.RunDirectory`` and declared here: the pre-training record
+(``RECORD_FIELDS``, ``write_record``), the fine-tune fields (``FINETUNE_FIELDS``,
+``add_finetune``) and the eval section (``EVAL_SECTION``, ``add_eval``). Fits, the comparison
+and the study read it. The schema name, the file name and the field names live here only.
 """
 
 from __future__ import annotations
@@ -11,6 +14,22 @@ import math
 SCHEMA = "nfnet-vit-scaling/results/v1"
 FILE = "results.json"
 FITS_SCHEMA = "nfnet-vit-scaling/fits/v2"  # v2: per-family claims, FLOPs size axis
+
+# The pre-training record, in the order written (``finetune_top1``: None until a fine-tune
+# adds it).
+RECORD_FIELDS = ("schema", "model", "family", "params", "flops_per_image", "resolution",
+                 "dataset", "dataset_size", "num_classes", "epochs", "steps", "batch_size",
+                 "base_lr", "hardware", "planned_core_hours", "measured_core_hours",
+                 "training_core_hours", "training_over_planned", "overhead_seconds",
+                 "wall_seconds", "heldout_loss", "heldout_top1", "heldout_examples",
+                 "eval_weights", "final_train_loss", "finetune_top1", "num_replicas",
+                 "strategy", "dtype_policy", "plan", "config")
+# What a fine-tune adds: to its own run (its accounting and a ``finetune`` section) and to
+# the run it started from (its top-1, cost and ``finetune_run``, where the fits read them).
+FINETUNE_FIELDS = ("finetune_top1", "finetune_core_hours", "finetune_planned_core_hours",
+                   "pretrain_core_hours", "finetune_run", "finetune")
+# ``eval[dataset][resolution as a string] = entry``: what ``reproduce.evaluate`` adds.
+EVAL_SECTION = "eval"
 
 # Which field holds a run's compute, by the name the CLIs use for it.
 COMPUTE_FIELDS = {"planned": "planned_core_hours", "measured": "measured_core_hours"}

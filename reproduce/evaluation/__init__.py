@@ -4,9 +4,11 @@ Modules:
   specs       dataset specs, resolutions, crops, EvaluationError (no TensorFlow)
   metrics     top-1, top-5, NLL, ECE and the reliability table, in NumPy
   datasets    EvalSet: a spec to batches of (images, multi-hot targets in model classes)
-  models      load a run directory or converted weights for inference (EMA, resolution)
   runner      ``evaluate_set``: one (dataset, resolution) scored
-  outputs     results.json ``eval`` section, TensorBoard, reliability-diagram PNGs
+  outputs     TensorBoard, reliability-diagram PNGs, the summary line
+
+Models come from ``reproduce.train.model_loading``; the eval section of results.json is
+written by ``reproduce.train.rundir.RunDirectory.add_eval``.
 
 Nothing is imported here, so ``specs`` stays usable before TensorFlow starts.
 """

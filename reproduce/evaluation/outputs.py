@@ -1,10 +1,8 @@
-"""Where evaluation results go: ``results.json`` (an ``eval`` section), TensorBoard and
-reliability-diagram PNGs.
+"""Evaluation's outputs beside results.json (whose eval section ``rundir.RunDirectory.add_eval``
+writes): TensorBoard, reliability-diagram PNGs and the summary line.
 
-``results.json`` gains ``eval[dataset][resolution] = entry`` (resolution as a string key);
-every other field of the file is kept and the file is rewritten atomically. TensorBoard:
-scalars ``eval/<dataset>/<metric>`` and the image ``eval/<dataset>/reliability`` at step =
-resolution, so several resolutions draw a curve.
+TensorBoard: scalars ``eval/<dataset>/<metric>`` and the image ``eval/<dataset>/reliability``
+at step = resolution, so several resolutions draw a curve.
 """
 
 from __future__ import annotations
@@ -15,8 +13,6 @@ import numpy as np
 import tensorflow as tf
 
 from reproduce.analysis import figures
-from reproduce.core import fileio
-from reproduce.core import results as results_schema
 from reproduce.evaluation import metrics
 
 SCALARS = ("top1", "top5", "nll", "ece", "images_per_second")
@@ -69,22 +65,6 @@ def write_tensorboard(writer, dataset: str, entry: dict, png: bytes) -> None:
     tf.summary.image(f"eval/{dataset}/reliability",
                      tf.image.decode_png(png, channels=4)[tf.newaxis], step=step)
   writer.flush()
-
-
-def merge_results(path: str, entries: dict[str, dict[int, dict]], base: dict | None) -> dict:
-  """Adds ``entries`` ({dataset: {resolution: entry}}) to the ``eval`` section of the
-  results.json at ``path`` (created from ``base`` when absent); returns the record."""
-  record = fileio.read_json(path) if fileio.exists(path) else dict(base or {})
-  section = record.setdefault("eval", {})
-  for dataset, by_resolution in entries.items():
-    for resolution, entry in by_resolution.items():
-      section.setdefault(dataset, {})[str(resolution)] = entry
-  fileio.write_json(path, record)
-  return record
-
-
-def results_path(directory: str) -> str:
-  return fileio.join(directory, results_schema.FILE)
 
 
 def summary_line(dataset: str, entry: dict) -> str:

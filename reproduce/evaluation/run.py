@@ -20,18 +20,21 @@ def check_usage(weights, datasets, resolutions, batch_size, max_examples):
   return names, specs.parse_resolutions(resolutions)
 
 
-def _destination(loaded, output: str | None) -> tuple[str, str]:
-  """(directory of results.json and PNGs, TensorBoard log directory)."""
+def _destination(loaded, output: str | None):
+  """(the directory of results.json and PNGs, as a ``RunDirectory``; TensorBoard log
+  directory)."""
   from reproduce.core import fileio  # pylint: disable=g-import-not-at-top
-  from reproduce.evaluation import outputs  # pylint: disable=g-import-not-at-top
+  from reproduce.train import rundir  # pylint: disable=g-import-not-at-top
   if output:
-    return output, fileio.join(output, "tensorboard")
+    directory = rundir.RunDirectory(output)
+    return directory, directory.tensorboard_dir
   if loaded.source != "run":
     raise specs.EvaluationError("--output is required for converted weights")
-  if not fileio.exists(outputs.results_path(loaded.path)):
+  directory = rundir.RunDirectory(loaded.path)
+  if directory.results() is None:
     raise specs.EvaluationError(f"run {loaded.path} has no results.json yet (unfinished): "
                                 "pass --output")
-  return loaded.path, fileio.join(loaded.path, "tensorboard", "eval")
+  return directory, fileio.join(directory.tensorboard_dir, "eval")
 
 
 def expected_top1_line(loaded, entry: dict) -> str:
@@ -65,11 +68,14 @@ def run(weights: str, datasets, resolutions=(), crop: str | None = None, batch_s
   cli.import_tensorflow()
   from reproduce.core import fileio  # pylint: disable=g-import-not-at-top
   from reproduce.evaluation import datasets as datasets_lib  # pylint: disable=g-import-not-at-top
-  from reproduce.evaluation import models  # pylint: disable=g-import-not-at-top
   from reproduce.evaluation import outputs  # pylint: disable=g-import-not-at-top
   from reproduce.evaluation import runner  # pylint: disable=g-import-not-at-top
+  from reproduce.train import model_loading  # pylint: disable=g-import-not-at-top
   sources = [datasets_lib.open_source(n, data_dir) for n in names]  # bad data: before weights
-  loaded = models.load(weights, ema)
+  try:
+    loaded = model_loading.load(weights, ema)
+  except model_loading.ModelLoadError as e:  # the weights named by --weights: bad input
+    raise specs.EvaluationError(str(e)) from None
   crop = crop or loaded.crop  # None: the crop its weights are scored with
   directory, logdir = _destination(loaded, output)
   mapping = datasets_lib.read_class_map(class_map) if class_map else None
@@ -78,7 +84,7 @@ def run(weights: str, datasets, resolutions=(), crop: str | None = None, batch_s
   entries = {}
   writer = cli.import_tensorflow().summary.create_file_writer(logdir)
   for resolution in resolutions or [loaded.resolution]:
-    model = models.at_resolution(loaded, resolution)
+    model = model_loading.at_resolution(loaded, resolution)
     for eval_set in sets:
       result = runner.evaluate_set(model, eval_set, resolution=resolution, crop=crop,
                                    batch_size=batch_size, max_examples=max_examples,
@@ -86,7 +92,7 @@ def run(weights: str, datasets, resolutions=(), crop: str | None = None, batch_s
       entry = dict(result.entry, weights=loaded.weights)
       png = outputs.reliability_png(result.reliability, eval_set.name, entry)
       fileio.write_bytes(fileio.join(
-          directory, outputs.file_stem(eval_set.name, resolution) + ".png"), png)
+          directory.path, outputs.file_stem(eval_set.name, resolution) + ".png"), png)
       outputs.write_tensorboard(writer, eval_set.name, entry, png)
       entries.setdefault(eval_set.name, {})[resolution] = entry
       say(outputs.summary_line(eval_set.name, entry))
@@ -94,4 +100,4 @@ def run(weights: str, datasets, resolutions=(), crop: str | None = None, batch_s
         say(expected_top1_line(loaded, entry))
   writer.close()
   base = {"model": loaded.name, "weights": loaded.info()}
-  return outputs.merge_results(outputs.results_path(directory), entries, base)
+  return directory.add_eval(entries, base)

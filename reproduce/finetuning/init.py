@@ -2,9 +2,12 @@
 
 ``--init`` is a pre-training ``model_dir`` (the latest checkpoint; EMA weights when the run
 keeps them) or a converted-weights directory (``model.json`` + ``model.weights.h5``); both
-are read by ``reproduce.evaluation.models.load``. The source is brought to the fine-tune
+are read by ``reproduce.train.model_loading.load``. The source is brought to the fine-tune
 resolution first (NFNets take any input size; a ViT's position embedding is resampled,
-``models.at_resolution``). The fine-tune model gets a fresh head for its own classes.
+``model_loading.at_resolution``). The fine-tune model gets a fresh head for its own classes.
+
+A run of the same model and classes can instead be restored straight into the model being
+trained (``run_initialiser``: the study's fine-tunes, which reuse one traced program).
 """
 
 from __future__ import annotations
@@ -13,12 +16,12 @@ import dataclasses
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from model_defs import weights_file
 from reproduce.core import fileio
 from reproduce.core.errors import UserError
-from reproduce.core import results as schema
-from reproduce.evaluation import models
+from reproduce.train import model_loading
 from reproduce.train import optim
 from reproduce.train import rundir
 from reproduce.train import steps
@@ -75,10 +78,9 @@ def body_variables(model: keras.Model, num_classes: int) -> list:
 
 def pretrain_compute(path: str, kind: str) -> dict:
   """The init run's compute fields from its results.json (empty when there is none)."""
-  results_path = fileio.join(path, schema.FILE)
-  if kind != "run" or not fileio.exists(results_path):
+  record = rundir.RunDirectory(path).results() if kind == "run" else None
+  if record is None:
     return {}
-  record = fileio.read_json(results_path)
   return {key: record.get(key) for key in ("planned_core_hours", "measured_core_hours",
                                             "training_core_hours", "hardware", "model",
                                             "heldout_top1")}
@@ -87,11 +89,15 @@ def pretrain_compute(path: str, kind: str) -> dict:
 def source_model(path: str) -> str:
   """The model name of a run or converted-weights directory (without loading weights)."""
   path = fileio.expand(path).rstrip("/")
-  for name in (rundir.CONFIG_FILE, weights_file.CONFIG_FILE):
-    if fileio.exists(fileio.join(path, name)):
-      model = (fileio.read_json(fileio.join(path, name)) or {}).get("model")
-      if model:
-        return str(model)
+  run_directory = rundir.RunDirectory(path)
+  converted = fileio.join(path, weights_file.CONFIG_FILE)
+  descriptions = [run_directory.config()] if run_directory.is_run() else []
+  if fileio.exists(converted):
+    descriptions.append(fileio.read_json(converted))
+  for description in descriptions:
+    model = (description or {}).get("model")
+    if model:
+      return str(model)
   raise FinetuneError(f"--init={path} is neither a run directory ({rundir.CONFIG_FILE}) nor "
                       f"a converted-weights directory ({weights_file.CONFIG_FILE})")
 
@@ -99,10 +105,10 @@ def source_model(path: str) -> str:
 def load_init(path: str, resolution: int, ema: str = "auto") -> Initialisation:
   """Reads ``path`` and returns its non-head weights for ``resolution`` inputs."""
   try:
-    loaded = models.load(path, ema)
-  except models.ModelLoadError as e:
+    loaded = model_loading.load(path, ema)
+  except model_loading.ModelLoadError as e:
     raise FinetuneError(str(e).replace("--weights=", "--init=")) from None
-  model = models.at_resolution(loaded, int(resolution))
+  model = model_loading.at_resolution(loaded, int(resolution))
   arrays = [(v.path, np.asarray(v.numpy())) for v in body_variables(model, loaded.num_classes)]
   return Initialisation(loaded.path, loaded.source, loaded.name, loaded.weights,
                         loaded.num_classes, loaded.resolution, arrays,
@@ -112,8 +118,6 @@ def load_init(path: str, resolution: int, ema: str = "auto") -> Initialisation:
 def transfer(init: Initialisation, model: keras.Model, num_classes: int,
              head_init: str = "model") -> None:
   """Copies the source's body into ``model`` (same order and shapes) and sets its head."""
-  if head_init not in HEAD_INITS:
-    raise FinetuneError(f"config.head_init={head_init!r}: use one of {HEAD_INITS}")
   targets = body_variables(model, num_classes)
   if len(targets) != len(init.arrays):
     raise FinetuneError(f"--init={init.path} holds {len(init.arrays)} body weights but "
@@ -123,9 +127,29 @@ def transfer(init: Initialisation, model: keras.Model, num_classes: int,
       raise FinetuneError(f"--init={init.path}: {source_path} has shape {array.shape}, "
                           f"{variable.path} needs {tuple(variable.shape)}")
     variable.assign(array)
-  if head_init == "zeros":  # a zero classifier starts from the uniform prediction
+  set_head(model, num_classes, head_init)
+
+
+def set_head(model: keras.Model, num_classes: int, head_init: str) -> None:
+  """'model': the head keeps the builder's weights; 'zeros': a zero classifier, which starts
+  from the uniform prediction."""
+  if head_init not in HEAD_INITS:
+    raise FinetuneError(f"config.head_init={head_init!r}: use one of {HEAD_INITS}")
+  if head_init == "zeros":
     for variable in head_variables(model, num_classes):
       variable.assign(np.zeros(variable.shape, variable.dtype))
+
+
+def restore_run_body(model: keras.Model, num_classes: int, checkpoint: str,
+                     head_init: str = "model") -> None:
+  """``model`` gets the raw weights of a run's ``checkpoint`` (the same model and classes)
+  but its head, which keeps its own weights, then ``head_init``."""
+  head = head_variables(model, num_classes)
+  own_head = [v.numpy() for v in head]
+  tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
+  for variable, value in zip(head, own_head):
+    variable.assign(value)
+  set_head(model, num_classes, head_init)
 
 
 def initialiser(init: Initialisation, head_init: str = "model"):
@@ -133,6 +157,18 @@ def initialiser(init: Initialisation, head_init: str = "model"):
 
   def initialise(model: keras.Model, num_classes: int) -> None:
     transfer(init, model, num_classes, head_init)
+
+  return initialise
+
+
+def run_initialiser(run_dir: str, head_init: str = "model"):
+  """``loop.train``'s initialise from a run of the same model and classes: its latest
+  checkpoint's raw weights restored into the model being trained (no second model built),
+  with a fresh head."""
+  checkpoint = rundir.RunDirectory(run_dir).latest_checkpoint()
+
+  def initialise(model: keras.Model, num_classes: int) -> None:
+    restore_run_body(model, num_classes, checkpoint, head_init)
 
   return initialise
 

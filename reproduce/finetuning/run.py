@@ -11,7 +11,6 @@ from reproduce.finetuning import init as init_lib
 from reproduce.finetuning import recipe
 from reproduce.train import inputs
 from reproduce.train import loop
-from reproduce.train import results as results_lib
 from reproduce.train import rundir
 from reproduce.train import sam
 
@@ -63,9 +62,8 @@ def finetune(config, plan, model_dir: str, init, strategy=None, *, source=None,
       data_module=repeated.data_module(data_module or data, multiplicity),
       initialise=init_lib.initialiser(init, config["head_init"]),
       step_fn=sam.from_config(config), hooks=hooks, verbose=verbose, log=log)
-  record.update(recipe.accounting(config, plan, record, init.info(), init.pretrain))
-  results_lib.write(model_dir, record)
-  return record
+  fields = recipe.accounting(config, plan, record, init.info(), init.pretrain)
+  return rundir.RunDirectory(model_dir).add_finetune(fields)
 
 
 def run(config, model_dir: str, init: str, strategy_kind: str = "auto", tpu: str | None = None,

@@ -15,11 +15,26 @@ import time
 from reproduce.core import formatting
 from reproduce.core import timing
 
-# Kinds the jobs report (workers.run_cost and model_runs), in the order printed.
+# Kinds the jobs report (``run_cost`` and model_runs), in the order printed.
 JOB_KINDS = ("worker startup", "job setup", "program build",
              "tracing", "startup", "evaluation", "checkpointing")
 LABELS = {"startup": "run set-up (input pipelines, restore)"}
 OVERHEAD_GOAL = 0.25
+
+
+def run_cost(record: dict) -> dict:
+  """Core-seconds of one finished run by kind (training and the engine's overheads)."""
+  overhead = dict(record.get("overhead_seconds") or {})
+  cores = float(record.get("num_replicas") or 1)
+  cost = {kind: float(seconds) * cores for kind, seconds in overhead.items()}
+  cost["training"] = float(record.get("training_core_hours") or 0.0) * 3600.0
+  cost["wall"] = float(record.get("wall_seconds") or 0.0) * cores
+  return cost
+
+
+def add_cost(totals: dict, cost: dict) -> None:
+  for kind, seconds in cost.items():
+    totals[kind] = totals.get(kind, 0.0) + seconds
 
 
 def study_cores(workers: int) -> int:
@@ -46,7 +61,7 @@ class StudyClock:
 
 
 def breakdown_from(clock: StudyClock, jobs, wall: float) -> dict:
-  """Core-seconds by kind; ``jobs``: what each ``workers.model_job`` returned."""
+  """Core-seconds by kind; ``jobs``: what each ``worker_pool.model_job`` returned."""
   totals = {}
   for job in jobs:
     for kind, seconds in job["cost"].items():

@@ -1,4 +1,4 @@
-"""One model's share of the study, run inside one worker process (``workers.model_job``).
+"""One model's share of the study, run inside one worker process (``worker_pool.model_job``).
 
 Order: the LR sweeps from the smallest budget up (each re-centred where the model's earlier
 sweeps point), the largest budget at the LR the sweeps predict (every seed), then one
@@ -9,13 +9,39 @@ model's one traced train step (``loop.Program``; the transfer dataset's program 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import time
 
 from reproduce.core import cli
-from reproduce.core import fileio
+from reproduce.miniature import accounting
 from reproduce.miniature import grid as grid_lib
-from reproduce.miniature import workers
+from reproduce.miniature import progress
+from reproduce.miniature import run_paths
+
+_SOURCES = {}  # (dataset, data_dir, seed) -> DataSource, per process (``load_source``)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """What every job of one study shares."""
+  workdir: str
+  data_dir: str | None
+  seed: int
+  batch_size: int
+  finetune_steps: int
+  dataset: str = grid_lib.DATASET
+  transfer_dataset: str = grid_lib.TRANSFER_DATASET
+
+
+def load_source(dataset: str, data_dir: str | None, seed: int):
+  """The dataset's source, opened once per worker process: its in-memory records (read on
+  first use: Fashion-MNIST's take seconds) then serve every job of the process."""
+  from reproduce import data  # pylint: disable=g-import-not-at-top
+  key = (dataset, data_dir, seed)
+  if key not in _SOURCES:
+    _SOURCES[key] = data.load_source(dataset, data_dir=data_dir, seed=seed)
+  return _SOURCES[key]
 
 
 def _quiet(line: str) -> None:
@@ -45,12 +71,12 @@ def _freeze_traced_graphs() -> None:
 class ModelRuns:
   """The runs of one ``ModelGrid``; ``cost`` collects core-seconds by kind."""
 
-  def __init__(self, model_grid: grid_lib.ModelGrid, settings: workers.Settings, events):
+  def __init__(self, model_grid: grid_lib.ModelGrid, settings: Settings, events):
     from reproduce.train import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
     start = time.time()
     self.grid, self.settings, self.events = model_grid, settings, events
     self.model = model_grid.model
-    self.source = workers.load_source(settings.dataset, settings.data_dir, settings.seed)
+    self.source = load_source(settings.dataset, settings.data_dir, settings.seed)
     self.strategy = strategy_lib.make_strategy("one_device")
     self.programs = {}  # dataset -> its loop.Program (all share the first one's trace)
     self.frozen = False  # the traced programs are out of the garbage collector's reach
@@ -100,34 +126,35 @@ class ModelRuns:
     or buys no step."""
     from reproduce import planning  # pylint: disable=g-import-not-at-top
     from reproduce.train import losses  # pylint: disable=g-import-not-at-top
+    from reproduce.train import rundir  # pylint: disable=g-import-not-at-top
     name = grid_lib.run_name(self.model, budget, lr, seed_offset)
-    path = workers.run_dir(self.settings.workdir, name)
+    path = run_paths.run_dir(self.settings.workdir, name)
     try:
       config, plan = self._plan(budget, lr, seed_offset)
     except planning.PlanError as e:
-      workers.emit(self.events, "skipped", name=name, error=cli.first_line(e))
+      progress.emit(self.events, "skipped", name=name, error=cli.first_line(e))
       return None
-    done = workers.finished(path)
+    done = rundir.RunDirectory(path).results()
     if done is not None:
-      workers.check_reusable(path, done, config, plan)
-      workers.emit(self.events, "run", name=name, results=done, status="reused")
+      run_paths.check_reusable(path, done, config, plan)
+      progress.emit(self.events, "run", name=name, results=done, status="reused")
       self.finished_runs.append(name)
       return dict(done, _name=name)
     start = time.time()
     try:
       results = self._train(config, plan, path, self.source)
     except losses.TrainingDiverged as e:  # a diverged run is a data point lost, not the study
-      workers.emit(self.events, "diverged", name=name, error=cli.first_line(e))
+      progress.emit(self.events, "diverged", name=name, error=cli.first_line(e))
       return None
-    workers.add_cost(self.cost, workers.run_cost(results))
-    workers.emit(self.events, "run", name=name, results=results,
+    accounting.add_cost(self.cost, accounting.run_cost(results))
+    progress.emit(self.events, "run", name=name, results=results,
                  status=f"{time.time() - start:5.1f} s")
     self.finished_runs.append(name)
     return dict(results, _name=name)
 
   def _points(self, sweeps: dict) -> list:
     from reproduce.analysis import runs  # pylint: disable=g-import-not-at-top
-    return [runs.point_from_record(workers.run_dir(self.settings.workdir, r["_name"]),
+    return [runs.point_from_record(run_paths.run_dir(self.settings.workdir, r["_name"]),
                                    r["_name"], r)
             for results in sweeps.values() for r in results]
 
@@ -159,52 +186,45 @@ class ModelRuns:
 
   # -- fine-tuning -----------------------------------------------------------------------
 
-  def _from_run(self, pretrain_dir: str):
-    """``loop.train``'s initialise: the run's final weights, the builder's fresh head."""
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    from reproduce.finetuning import init as init_lib  # pylint: disable=g-import-not-at-top
-    from reproduce.train import rundir  # pylint: disable=g-import-not-at-top
-    latest = tf.train.latest_checkpoint(fileio.join(pretrain_dir, rundir.CHECKPOINT_DIR))
-
-    def initialise(model, num_classes: int) -> None:
-      head = init_lib.head_variables(model, num_classes)
-      fresh = [v.numpy() for v in head]  # the builder's init: the program was just reset
-      tf.train.Checkpoint(model=model).restore(latest).expect_partial()
-      for variable, value in zip(head, fresh):
-        variable.assign(value)
-
-    return initialise
-
   def _transfer_source(self):
-    return workers.load_source(self.settings.transfer_dataset, self.settings.data_dir,
+    return load_source(self.settings.transfer_dataset, self.settings.data_dir,
                                self.settings.seed)
 
   def finetune(self, name: str, pretrained: dict, source) -> None:
-    """Fine-tunes the run ``name`` on ``source`` (or reuses it) and records its top-1."""
+    """Fine-tunes the run ``name`` on ``source`` (or reuses it) and records its top-1 in the
+    run's results.json, where the fits read it. The fine-tune starts from the run's final
+    raw weights and the head the program was just reset to (``init.run_initialiser``)."""
+    from reproduce.finetuning import init as init_lib  # pylint: disable=g-import-not-at-top
     from reproduce.train import losses  # pylint: disable=g-import-not-at-top
-    pretrain_dir = workers.run_dir(self.settings.workdir, name)
-    finetune_dir = fileio.join(self.settings.workdir, workers.FINETUNE_DIR, name)
+    from reproduce.train import rundir  # pylint: disable=g-import-not-at-top
+    pretrain_dir = run_paths.run_dir(self.settings.workdir, name)
+    finetune_dir = run_paths.finetune_dir(self.settings.workdir, name)
     lr = float(pretrained["base_lr"]) * grid_lib.FINETUNE_LR_FRACTION
     config, plan = grid_lib.plan_finetune(self.model, self.settings.finetune_steps, lr,
                                           self.settings.seed, source,
                                           self.settings.batch_size,
                                           self.settings.transfer_dataset)
-    done, start, status = workers.finished(finetune_dir), time.time(), "reused"
+    done = rundir.RunDirectory(finetune_dir).results()
+    start, status = time.time(), "reused"
     if done is not None:
-      workers.check_reusable(finetune_dir, done, config, plan)
+      run_paths.check_reusable(finetune_dir, done, config, plan)
     if done is None:
       try:
         done = self._train(config, plan, finetune_dir, source,
-                           initialise=self._from_run(pretrain_dir))
+                           initialise=init_lib.run_initialiser(pretrain_dir))
       except losses.TrainingDiverged as e:  # the run keeps no fine-tuned top-1
-        workers.emit(self.events, "diverged", name=f"fine-tune {name}",
-                     error=cli.first_line(e))
+        progress.emit(self.events, "diverged", name=f"fine-tune {name}",
+                      error=cli.first_line(e))
         return
-      workers.add_cost(self.cost, workers.run_cost(done))
+      accounting.add_cost(self.cost, accounting.run_cost(done))
       status = f"{time.time() - start:5.1f} s"
-    record = workers.record_finetune(pretrain_dir, finetune_dir, done)
-    workers.emit(self.events, "finetune", name=name, results=done, status=status,
-                 pretrained_top1=record["heldout_top1"])
+    record = rundir.RunDirectory(pretrain_dir).add_finetune({
+        "finetune_top1": done["heldout_top1"],
+        "finetune_core_hours": done.get("training_core_hours"),
+        "finetune_planned_core_hours": done.get("planned_core_hours"),
+        "finetune_run": finetune_dir})
+    progress.emit(self.events, "finetune", name=name, results=done, status=status,
+                  pretrained_top1=record["heldout_top1"])
 
   def traces(self) -> int:
     """How often the model's train step was traced (once, however many runs and datasets

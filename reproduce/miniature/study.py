@@ -13,7 +13,10 @@ from reproduce.core import fileio
 from reproduce.core import formatting
 from reproduce.miniature import accounting
 from reproduce.miniature import grid as grid_lib
-from reproduce.miniature import workers
+from reproduce.miniature import model_runs
+from reproduce.miniature import progress as progress_lib
+from reproduce.miniature import run_paths
+from reproduce.miniature import worker_pool
 
 FITS_DIR = "fits"
 COMPARE_FILE = "compare.json"
@@ -100,15 +103,16 @@ class Progress:
         and event.get("status") != "reused"):
       left = max(self.planned - self.done_core_seconds, 0.0)
       eta = elapsed * left / self.done_core_seconds
-    say(workers.format_progress(event, self.done, self.total, elapsed, eta))
+    say(progress_lib.format_progress(event, self.done, self.total, elapsed, eta))
 
 
-def run_jobs(pool, grids, settings: workers.Settings, progress: Progress, inline: bool) -> list:
+def run_jobs(pool, grids, settings: model_runs.Settings, progress: Progress,
+             inline: bool) -> list:
   """Runs every model's job, printing events as they come; returns the jobs' costs."""
   manager = None if inline else multiprocessing.Manager()
   events = queue_lib.Queue() if inline else manager.Queue()
   try:
-    futures = workers.submit_models(pool, grids, settings, events)
+    futures = worker_pool.submit_models(pool, grids, settings, events)
     pending = set(futures)
     while pending:
       try:
@@ -132,7 +136,7 @@ def fit_and_compare(workdir: str, run_names, bootstrap: int, seed: int) -> dict:
   from reproduce.analysis import runs, tensorboard
   # The runs this study finished, not whatever else the workdir holds (a run a kill left
   # unfinished, another grid's).
-  points = runs.load_points([workers.run_dir(workdir, name) for name in sorted(run_names)],
+  points = runs.load_points([run_paths.run_dir(workdir, name) for name in sorted(run_names)],
                             compute="planned")
   fits = fits_lib.fit_all(points, bootstrap=bootstrap, seed=seed)
   predictions = prediction.predict_all(points, bootstrap=bootstrap, seed=seed)
@@ -203,11 +207,11 @@ def run_study(spec: StudySpec, started: float | None = None) -> dict:
   grids = grid_lib.make_grid(spec.nfnets, spec.vits, spec.budgets, spec.lr_centres,
                              spec.lr_points, spec.top_seeds)
   describe_grid(grids, spec.budgets)
-  settings = workers.Settings(spec.workdir, spec.data_dir, spec.seed, spec.batch_size,
-                              spec.finetune_steps, spec.dataset, spec.transfer_dataset)
+  settings = model_runs.Settings(spec.workdir, spec.data_dir, spec.seed, spec.batch_size,
+                                 spec.finetune_steps, spec.dataset, spec.transfer_dataset)
   progress = Progress(grids, spec.finetune_steps)
   with clock.phase("workers"):
-    with workers.make_pool(spec.workers) as pool:
+    with worker_pool.make_pool(spec.workers) as pool:
       costs = run_jobs(pool, grids, settings, progress, inline=spec.workers == 0)
   say("3/4 scaling fits, the prediction and the comparison with the paper's claims:")
   with clock.phase("fits and report"):

@@ -5,7 +5,7 @@ finishes it with an evaluation, a checkpoint and ``results.json``.
 Nesterov + AGC + coupled weight decay, warm-up + cosine, optional EMA). A second script (a
 fine-tune) reuses it with its own initialisation or optimizer (``model_fn``,
 ``optimizer_fn``) and data (``source``, ``data_module``), or composes the parts itself:
-``rundir``, ``steps``, ``inputs``, ``checkpoints``, ``clock``, ``summaries``, ``results``.
+``rundir``, ``steps``, ``inputs``, ``checkpoints``, ``clock``, ``summaries``, ``run_record``.
 See docs/pretrain.md for resume, determinism and the TensorBoard tags.
 """
 
@@ -20,7 +20,6 @@ import numpy as np
 import tensorflow as tf
 
 from reproduce import data
-from reproduce.core import fileio
 from reproduce.train import budgeting
 from reproduce.train import checkpoints as checkpoints_lib
 from reproduce.train import clock as clock_lib
@@ -29,7 +28,7 @@ from reproduce.train import lock
 from reproduce.train import losses
 from reproduce.train import optim
 from reproduce.train import preemption
-from reproduce.train import results as results_lib
+from reproduce.train import run_record
 from reproduce.train import rundir
 from reproduce.train import steps
 from reproduce.train import strategy as strategy_lib
@@ -152,18 +151,13 @@ class Run:
   """The parts of one run: its ``Program`` and its own directory, clock and budget check."""
   config: dict
   plan: object
-  model_dir: str
+  directory: rundir.RunDirectory
   program: Program
   checkpoints: checkpoints_lib.RunCheckpoints
   summaries: summaries_lib.Summaries
   clock: clock_lib.RunClock
   say: Callable[[str], None]
   budget: budgeting.BudgetCheck
-
-  def __getattr__(self, name):  # model, optimizer, schedule, train_chunk... of the program
-    if name == "program":
-      raise AttributeError(name)
-    return getattr(self.program, name)
 
   def check_budget(self, step: int, final: bool) -> float | None:
     """Training/planned core hours so far (projected to the plan); warns once when off."""
@@ -172,7 +166,8 @@ class Run:
 
   @property
   def num_cores(self) -> int:
-    return int(getattr(self.plan, "num_cores", None) or self.strategy.num_replicas_in_sync)
+    return int(getattr(self.plan, "num_cores", None)
+               or self.program.strategy.num_replicas_in_sync)
 
   def core_hours(self) -> float:
     return self.clock.wall_seconds() * self.num_cores / 3600.0
@@ -208,12 +203,13 @@ def build_run(config: dict, plan, model_dir: str, strategy, *, source=None, data
                             optimizer_fn=optimizer_fn, step_fn=step_fn)
   else:
     program.reset(config, plan)
+  directory = rundir.RunDirectory(model_dir)
   checkpoints = checkpoints_lib.RunCheckpoints(
-      fileio.join(model_dir, rundir.CHECKPOINT_DIR), program.model, program.optimizer,
+      directory.checkpoint_dir, program.model, program.optimizer,
       keep=int(config["keep_checkpoints"]), every_steps=int(config["checkpoint_every_steps"]),
       every_secs=float(config["checkpoint_every_secs"] or 0.0))
-  summaries = summaries_lib.Summaries(fileio.join(model_dir, rundir.TENSORBOARD_DIR))
-  return Run(config, plan, model_dir, program, checkpoints, summaries,
+  summaries = summaries_lib.Summaries(directory.tensorboard_dir)
+  return Run(config, plan, directory, program, checkpoints, summaries,
              clock or clock_lib.RunClock(), say,
              budgeting.BudgetCheck(plan, warn, summaries.write_budget_warning))
 
@@ -229,16 +225,17 @@ def chunk_end(step: int, total_steps: int, config: dict) -> int:
 def run_chunk(run: Run, iterator, step: int, end: int) -> dict:
   """Trains steps ``step+1 .. end``; returns the chunk's logs (divergence raises)."""
   start = time.time()
-  loss, grad_norm, clip_fraction = run.train_chunk(iterator, tf.constant(end - step))
+  loss, grad_norm, clip_fraction = run.program.train_chunk(iterator, tf.constant(end - step))
   loss, grad_norm, clip_fraction = float(loss), float(grad_norm), float(clip_fraction)
   seconds = time.time() - start
   run.clock.add_chunk(end - step, seconds)
-  num_classes = int(run.source.num_classes)
+  num_classes = int(run.program.source.num_classes)
   losses.check_divergence(end, loss, grad_norm,
                           losses.reference_loss(run.config["loss"], num_classes),
                           float(run.config["divergence_factor"] or 0.0), run.checkpoints.latest)
+  last_update_lr = float(run.program.schedule(end - 1))
   return {"loss": loss, "grad_norm": grad_norm, "agc_clip_fraction": clip_fraction,
-          "learning_rate": float(run.schedule(end - 1)),  # the LR of the chunk's last update
+          "learning_rate": last_update_lr,
           "images_per_second": (end - step) * int(run.plan.batch_size) / max(seconds, 1e-9),
           "core_hours": run.core_hours(), "total_steps": int(run.plan.steps)}
 
@@ -246,7 +243,7 @@ def run_chunk(run: Run, iterator, step: int, end: int) -> dict:
 def evaluate(run: Run, step: int) -> dict:
   """Held-out metrics at ``step``, written to TensorBoard."""
   with run.clock.measure("evaluation"):
-    metrics = run.evaluate()
+    metrics = run.program.evaluate()
   run.summaries.write_eval(step, metrics, run.core_hours())
   return metrics
 
@@ -289,10 +286,11 @@ def run_chunks(run: Run, step: int, hooks: Sequence[Hook] = (),
   total = int(run.plan.steps)
   if step >= total:  # resumed after the final checkpoint: its loss was saved with it
     return float(run.checkpoints.train_loss.numpy())
-  dtype = inputs.input_dtype(run.dtype_policy)
+  program = run.program
+  dtype = inputs.input_dtype(program.dtype_policy)
   with run.clock.measure("startup"):  # the input pipeline's set-up
-    iterator = [inputs.train_iterator(run.strategy, run.data_module, run.source, run.config,
-                                      run.plan, step, dtype)]  # the only reference: released
+    iterator = [inputs.train_iterator(program.strategy, program.data_module, program.source,
+                                      run.config, run.plan, step, dtype)]  # released later
   while step < total:
     end = chunk_end(step, total, run.config)
     logs = run_chunk(run, iterator[0], step, end)
@@ -311,13 +309,15 @@ def finish(run: Run, step: int, train_loss: float) -> dict:
   metrics = evaluate(run, step)
   seconds = run.clock.totals()
   run.summaries.write_core_hours(step, seconds["wall"] * run.num_cores / 3600.0)
-  summary = results_lib.RunSummary(run.model, run.source, run.strategy, run.dtype_policy, step,
-                                   metrics, train_loss, seconds, run.num_cores)
-  record = results_lib.record(run.config, run.plan, summary)
-  results_lib.write(run.model_dir, record)
+  program = run.program
+  summary = run_record.RunSummary(program.model, program.source, program.strategy,
+                                  program.dtype_policy, step, metrics, train_loss, seconds,
+                                  run.num_cores)
+  record = run_record.record(run.config, run.plan, summary)
+  run.directory.write_record(record)
   run.say(f"done: step {step}/{run.plan.steps} heldout loss {metrics['loss']:.4f} "
           f"top1 {metrics['top1']:.4f} core hours {record['measured_core_hours']:.4g}")
-  run.say(results_lib.budget_line(record, seconds))
+  run.say(run_record.budget_line(record, seconds))
   run.check_budget(step, final=True)
   run.summaries.close()
   return record
@@ -367,16 +367,17 @@ def train(config, plan, model_dir: str, strategy: tf.distribute.Strategy | None 
   log = log or (lambda line: print(line, flush=True))
   say = log if verbose else (lambda line: None)  # warnings go to ``log`` even when quiet
   config = rundir.config_to_dict(config)
-  plan = rundir.prepare(model_dir, config, plan, allow_config_change)
+  plan = rundir.RunDirectory(model_dir).prepare(config, plan, allow_config_change)
   run = build_run(config, plan, model_dir, strategy, source=source, data_module=data_module,
                   data_dir=data_dir, manual_dir=manual_dir, model_fn=model_fn,
                   optimizer_fn=optimizer_fn, clock=clock, say=say, warn=log,
                   step_fn=step_fn, program=program)
+  program = run.program
   if initialise is not None:
-    initialise(run.model, int(run.source.num_classes))
-    optim.restart_ema(run.optimizer)
+    initialise(program.model, int(program.source.num_classes))
+    optim.restart_ema(program.optimizer)
   resumed_from = run.checkpoints.restore(clock)
-  step = int(run.optimizer.iterations.numpy())
+  step = int(program.optimizer.iterations.numpy())
   if resumed_from:
     say(f"resumed from {resumed_from} at step {step}/{plan.steps}")
   else:
@@ -384,4 +385,4 @@ def train(config, plan, model_dir: str, strategy: tf.distribute.Strategy | None 
   clock.startup_done()
   with preemption.Watch() as watch:
     train_loss = run_chunks(run, step, hooks, watch)
-  return finish(run, int(run.optimizer.iterations.numpy()), train_loss)
+  return finish(run, int(program.optimizer.iterations.numpy()), train_loss)

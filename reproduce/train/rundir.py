@@ -1,4 +1,4 @@
-"""The run directory: its layout, the resolved config and the plan a run follows.
+"""The run directory: one object owns a run's files (``RunDirectory``).
 
 Layout of ``model_dir`` (local path or gs://, all I/O through ``reproduce.core.fileio``):
 
@@ -6,8 +6,12 @@ Layout of ``model_dir`` (local path or gs://, all I/O through ``reproduce.core.f
   plan.json        the planning.Plan; a restart continues this plan
   checkpoints/     tf.train.CheckpointManager (state file written last = atomic)
   tensorboard/     tf.summary events (scalars + hparams)
-  results.json     written once the run has finished (reproduce.core.results)
+  results.json     written once the run has finished: its parts in ``reproduce.core.results``
   lock             the process training the run (``lock.RunLock``), while it trains
+
+``RunDirectory`` is the only code that reads config.json and plan.json and the only code
+that writes results.json (one method per part: ``write_record``, ``add_finetune``,
+``add_eval``), so a newcomer changes what a run records in one place.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import tensorflow as tf
 
 from reproduce.configs import base
 from reproduce.core import fileio
+from reproduce.core import results as schema
 from reproduce.core.errors import UserError
 
 CONFIG_FILE = "config.json"
@@ -93,27 +98,108 @@ def _mismatch(model_dir: str, old: dict, new: dict, changed: list[str]) -> Confi
       "use a new --model_dir or pass --allow_config_change")
 
 
-def prepare(model_dir: str, config: dict, plan, allow_config_change: bool = False):
-  """Checks/writes config.json and plan.json; returns the plan the run must follow.
+class RunDirectory:
+  """A run's directory: reads its config, plan, results and checkpoints, writes its files."""
 
-  A fresh model_dir gets both files. A model_dir with the same config resumes on
-  its stored plan (so a CPU throughput re-measurement cannot change the step
-  count mid-run). A different config is refused unless ``allow_config_change``,
-  which then replaces both files with the new ones.
-  """
-  config_path = fileio.join(model_dir, CONFIG_FILE)
-  plan_path = fileio.join(model_dir, PLAN_FILE)
-  try:
-    fileio.makedirs(model_dir)
-    if fileio.exists(config_path):
-      old = fileio.read_json(config_path)
-      changed = _changed_keys(old, config)
-      if changed and not allow_config_change:
-        raise _mismatch(model_dir, old, config, changed)
-      if not changed and fileio.exists(plan_path):
-        return StoredPlan(**fileio.read_json(plan_path))
-    fileio.write_json(config_path, config)
-    fileio.write_json(plan_path, plan_to_dict(plan))
-    return plan
-  except (tf.errors.OpError, OSError) as e:
-    raise unusable(model_dir, e) from None
+  def __init__(self, path: str):
+    self.path = path
+
+  def _file(self, name: str) -> str:
+    return fileio.join(self.path, name)
+
+  @property
+  def checkpoint_dir(self) -> str:
+    return self._file(CHECKPOINT_DIR)
+
+  @property
+  def tensorboard_dir(self) -> str:
+    return self._file(TENSORBOARD_DIR)
+
+  # -- readers -----------------------------------------------------------------------------
+
+  def is_run(self) -> bool:
+    """Whether it holds a run (its config.json), finished or not."""
+    return fileio.exists(self._file(CONFIG_FILE))
+
+  def config(self) -> dict:
+    return fileio.read_json(self._file(CONFIG_FILE))
+
+  def plan(self) -> StoredPlan:
+    return StoredPlan(**fileio.read_json(self._file(PLAN_FILE)))
+
+  def results(self) -> dict | None:
+    """The results.json record; None while the run is unfinished."""
+    path = self._file(schema.FILE)
+    return fileio.read_json(path) if fileio.exists(path) else None
+
+  def latest_checkpoint(self) -> str | None:
+    return tf.train.latest_checkpoint(self.checkpoint_dir)
+
+  # -- writers -----------------------------------------------------------------------------
+
+  def prepare(self, config: dict, plan, allow_config_change: bool = False):
+    """Checks/writes config.json and plan.json; returns the plan the run must follow.
+
+    A fresh directory gets both files. One with the same config resumes on its stored plan
+    (so a CPU throughput re-measurement cannot change the step count mid-run). A different
+    config is refused unless ``allow_config_change``, which then replaces both files.
+    """
+    config_path, plan_path = self._file(CONFIG_FILE), self._file(PLAN_FILE)
+    try:
+      fileio.makedirs(self.path)
+      if fileio.exists(config_path):
+        old = fileio.read_json(config_path)
+        changed = _changed_keys(old, config)
+        if changed and not allow_config_change:
+          raise _mismatch(self.path, old, config, changed)
+        if not changed and fileio.exists(plan_path):
+          return self.plan()
+      fileio.write_json(config_path, config)
+      fileio.write_json(plan_path, plan_to_dict(plan))
+      return plan
+    except (tf.errors.OpError, OSError) as e:
+      raise unusable(self.path, e) from None
+
+  def write_record(self, record: dict) -> str:
+    """Writes the pre-training record (``schema.RECORD_FIELDS``) as results.json; returns
+    its path."""
+    if tuple(record) != schema.RECORD_FIELDS:
+      raise ValueError(f"a results record has the fields {schema.RECORD_FIELDS}, not "
+                       f"{tuple(record)}")
+    return self._write_results(record)
+
+  def add_finetune(self, fields: dict) -> dict:
+    """Adds a fine-tune's fields (``schema.FINETUNE_FIELDS``) to results.json (rewritten
+    only when they change); returns the record."""
+    unknown = sorted(set(fields) - set(schema.FINETUNE_FIELDS))
+    if unknown:
+      raise ValueError(f"{unknown} are not fine-tune fields {schema.FINETUNE_FIELDS}")
+    record = self.results()
+    if record is None:
+      raise EngineError(f"run {self.path} has no {schema.FILE} yet: nothing to add a "
+                        "fine-tune to")
+    if any(record.get(key) != value for key, value in fields.items()):
+      record.update(fields)
+      self._write_results(record)
+    return record
+
+  def add_eval(self, entries: dict[str, dict[int, dict]], base: dict | None = None) -> dict:
+    """Adds ``entries`` ({dataset: {resolution: entry}}) to results.json's eval section
+    (the file made from ``base`` when absent: converted weights); returns the record."""
+    record = self.results() or dict(base or {})
+    section = record.setdefault(schema.EVAL_SECTION, {})
+    for dataset, by_resolution in entries.items():
+      for resolution, entry in by_resolution.items():
+        section.setdefault(dataset, {})[str(resolution)] = entry
+    self._write_results(record)
+    return record
+
+  def _write_results(self, record: dict) -> str:
+    """Writes results.json atomically (``EngineError`` when it cannot: the previous file, if
+    any, stays whole)."""
+    path = self._file(schema.FILE)
+    try:
+      fileio.write_json(path, record)
+    except Exception as e:  # pylint: disable=broad-except  # tf.errors.OpError or OSError
+      raise unusable(self.path, e, path) from None
+    return path

@@ -1,4 +1,5 @@
-"""The ``results.json`` record of a finished run (schema in ``reproduce.core.results``).
+"""The pre-training record of a finished run: the first part of its ``results.json``
+(fields in ``reproduce.core.results.RECORD_FIELDS``, written by ``rundir.RunDirectory``).
 
 Besides the required fields, the record carries the run's own accounting:
 ``measured_core_hours`` (wall seconds over all attempts x cores), ``training_core_hours``
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from reproduce.core import fileio
 from reproduce.core import results as schema
 from reproduce.train import clock as clock_lib
 from reproduce.train import rundir
@@ -62,7 +62,7 @@ def budget_line(record_: dict, seconds: dict) -> str:
 
 
 def record(config: dict, plan, run: RunSummary) -> dict:
-  """The results.json record (every field of docs/architecture.md plus extras)."""
+  """The pre-training record (``schema.RECORD_FIELDS``, in that order)."""
   import model_defs  # pylint: disable=g-import-not-at-top
   batch, train_size = int(plan.batch_size), getattr(run.source, "train_size", 0)
   num_classes = int(run.source.num_classes)
@@ -99,13 +99,3 @@ def record(config: dict, plan, run: RunSummary) -> dict:
       "config": config,
   }
 
-
-def write(model_dir: str, results: dict) -> str:
-  """Writes ``model_dir/results.json`` atomically; returns its path (``EngineError`` when it
-  cannot be written: the previous file, if any, stays whole)."""
-  path = fileio.join(model_dir, schema.FILE)
-  try:
-    fileio.write_json(path, results)
-  except Exception as e:  # pylint: disable=broad-except  # tf.errors.OpError or OSError
-    raise rundir.unusable(model_dir, e, path) from None
-  return path

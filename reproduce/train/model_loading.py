@@ -1,7 +1,7 @@
 """Models for inference, from a training run directory or a converted-weights directory.
 
-  run directory       ``model_dir`` of ``reproduce.train`` (config.json, plan.json,
-                      checkpoints/): the model is rebuilt as the engine builds it
+  run directory       ``model_dir`` of ``reproduce.train``, read through
+                      ``rundir.RunDirectory``: the model is rebuilt as the engine builds it
                       (``steps.build_model``) and the latest checkpoint restored with its
                       optimizer, whose EMA weights are used when it keeps them.
   converted weights   ``model.json`` + ``model.weights.h5`` written by ``reproduce.convert``
@@ -29,7 +29,6 @@ from model_defs import weights_file
 from reproduce.core import cli
 from reproduce.core import fileio
 from reproduce import data
-from reproduce.evaluation import specs
 from reproduce.train import checkpoints
 from reproduce.train import optim
 from reproduce.train import rundir
@@ -40,7 +39,7 @@ EMA_CHOICES = ("auto", "true", "false")
 _TRAINABLE_KEY = re.compile(r"^optimizer/_trainable_variables/(\d+)/")
 
 
-class ModelLoadError(specs.EvaluationError):
+class ModelLoadError(rundir.EngineError):
   """The weights cannot be found, read or matched; one line."""
 
 
@@ -87,10 +86,10 @@ def checkpoint_classes(checkpoint_path: str) -> int:
 
 
 def _load_run(path: str, ema: str) -> LoadedModel:
-  config = fileio.read_json(fileio.join(path, rundir.CONFIG_FILE))
-  plan = rundir.StoredPlan(**fileio.read_json(fileio.join(path, rundir.PLAN_FILE)))
-  directory = fileio.join(path, rundir.CHECKPOINT_DIR)
-  latest = tf.train.latest_checkpoint(directory)
+  run_directory = rundir.RunDirectory(path)
+  config, plan = run_directory.config(), run_directory.plan()
+  directory = run_directory.checkpoint_dir
+  latest = run_directory.latest_checkpoint()
   if not latest:
     raise ModelLoadError(f"run {path} has no checkpoint in {directory}")
   num_classes = checkpoint_classes(latest)
@@ -136,12 +135,12 @@ def _load_converted(path: str, ema: str) -> LoadedModel:
 def load(path: str, ema: str = "auto") -> LoadedModel:
   """The model of a run directory or converted-weights directory at its own resolution."""
   path = fileio.expand(path).rstrip("/")
-  loader = (_load_run if fileio.exists(fileio.join(path, rundir.CONFIG_FILE)) else
+  loader = (_load_run if rundir.RunDirectory(path).is_run() else
             _load_converted if fileio.exists(fileio.join(path, weights_file.CONFIG_FILE)) else None)
   if loader is not None:
     try:
       return loader(path, ema)
-    except specs.EvaluationError:
+    except ModelLoadError:
       raise
     except (OSError, ValueError, AssertionError, tf.errors.OpError) as e:
       # Unreadable JSON, missing or mismatched weights: the files do not hold this model.
