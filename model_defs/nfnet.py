@@ -2,7 +2,7 @@
 
 The architecture follows the official DeepMind code (``nfnets/nfnet.py``, ``base.py``);
 see ``docs/nfnet.md``. Layout of the Keras model (layer names are part of the weight
-contract used by ``model_defs.convert_nfnet`` and by tests that tap block outputs):
+contract used by ``model_defs.converters.nfnet`` and by tests that tap block outputs):
 
   stem_conv1..stem_conv4   3x3 WS convs (16, 32, 64, width[0]/2; strides 2, 1, 1, 2),
   stem_act1..stem_act3     gamma activations between them (none after stem_conv4)

@@ -18,7 +18,7 @@ import engine_helpers
 import evaluation_helpers as helpers
 import model_defs
 import tiny_models
-from model_defs import posemb_resampling
+from model_defs.converters import posemb_resampling
 from model_defs import registry
 from reproduce.evaluation import run as run_lib
 from reproduce.evaluation import datasets

@@ -215,7 +215,7 @@ def test_published_ratio_claim():
   assert (entry.model, entry.value, entry.tolerance) == ("nfnet", 1.0, 0.5)
 
 
-# --- model_defs/convert_deepmind.py: the unpickler's allow-list refuses ----------------------
+# --- model_defs/converters/deepmind.py: the unpickler's allow-list refuses ----------------------
 
 
 class _Calls:
@@ -241,14 +241,14 @@ def _refused_globals(tmp_path):
 
 
 def test_unpickler_refuses_every_other_global(tmp_path):
-  from model_defs import convert_deepmind
-  from model_defs.convert_common import ConversionError
+  from model_defs import converters
+  from model_defs.converters.common import ConversionError
   marker, payloads = _refused_globals(tmp_path)
   for i, payload in enumerate(payloads):
     path = tmp_path / f"F{i}_haiku.npz"
     path.write_bytes(pickle.dumps({"NFNet/~/linear": {"w": payload}}, protocol=2))
     with pytest.raises(ConversionError, match="refusing to unpickle"):
-      convert_deepmind.load_haiku_file(str(path))
+      converters.deepmind.load_haiku_file(str(path))
   assert not marker.exists()
 
 
@@ -348,11 +348,11 @@ def test_summaries_of_no_examples_and_concatenated_parts():
     np.testing.assert_array_equal(joined[k], [0, 0.5, 1, 1.5, 2, 2.5])
 
 
-# --- model_defs/convert_deepmind.py: the Haiku -> Keras names --------------------------------
+# --- model_defs/converters/deepmind.py: the Haiku -> Keras names --------------------------------
 
 
 def test_deepmind_keys_map_to_keras_paths():
-  from model_defs.convert_deepmind import deepmind_key_to_keras_path as path
+  from model_defs.converters.deepmind import deepmind_key_to_keras_path as path
   blocks = ["stage1_block1", "stage1_block2", "stage2_block1"]
   cases = {
       ("NFNet/~/stem_conv0", "w"): "stem_conv1/kernel",
@@ -379,12 +379,12 @@ def test_deepmind_keys_map_to_keras_paths():
 
 
 def test_a_tree_that_is_not_a_mapping_is_named(tmp_path):
-  from model_defs import convert_deepmind
-  from model_defs.convert_common import ConversionError
+  from model_defs import converters
+  from model_defs.converters.common import ConversionError
   file = tmp_path / "F0_haiku.npz"
   file.write_bytes(pickle.dumps([1, 2], protocol=2))
   with pytest.raises(ConversionError, match="holds a list, not a Haiku parameter tree"):
-    convert_deepmind.load_haiku_file(str(file))
+    converters.deepmind.load_haiku_file(str(file))
 
 
 # --- reproduce/train/losses.py against NumPy -------------------------------------------------
@@ -869,12 +869,12 @@ def test_run_labels_are_unique_and_short():
 
 
 def test_a_path_is_read_through_the_safe_unpickler(tmp_path):
-  from model_defs import convert_deepmind
-  from model_defs.convert_common import ConversionError
+  from model_defs import converters
+  from model_defs.converters.common import ConversionError
   path = tmp_path / "F0_haiku.npz"
   path.write_bytes(pickle.dumps({"NFNet/~/linear": {"w": _Calls(np.load, "x")}}, protocol=2))
   with pytest.raises(ConversionError, match="not a safe Haiku parameter pickle"):
-    convert_deepmind.load_deepmind_params(None, str(path))  # refused before any model use
+    converters.deepmind.load_deepmind_params(None, str(path))  # refused before any model use
 
 
 def test_keras_per_variable_hook_makes_the_same_update():

@@ -158,8 +158,8 @@ def at_resolution(loaded: LoadedModel, resolution: int) -> keras.Model:
     return loaded.model
   model = _build(loaded.name, loaded.num_classes, loaded.overrides, resolution)
   if model_defs.get_spec(loaded.name).family == "vit":
-    from model_defs import convert_vit  # pylint: disable=g-import-not-at-top
-    convert_vit.load_weights_across_resolution(loaded.model, model)
+    from model_defs import converters  # pylint: disable=g-import-not-at-top
+    converters.vit.load_weights_across_resolution(loaded.model, model)
   else:
     model.set_weights(loaded.model.get_weights())
   return model

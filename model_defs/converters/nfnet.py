@@ -1,7 +1,7 @@
 """Loads timm ``dm_nfnet_f*`` (PyTorch) weights into a Keras NFNet from ``model_defs.nfnet``.
 
 Only NumPy is needed to convert a state dict; reading a ``.pth`` file imports
-``torch`` lazily (``model_defs.convert_common``; never timm or torchvision: importing
+``torch`` lazily (``model_defs.converters.common``; never timm or torchvision: importing
 those after TensorFlow can crash the process).
 
 To reproduce timm's outputs exactly, build the Keras model with timm's two numerical
@@ -28,9 +28,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-# ConversionError is re-exported: callers catch convert_nfnet.ConversionError.
-from model_defs.convert_common import (ConversionError, assign_all, load_torch_state_dict,
-                                       match_to_model, to_numpy)
+# ConversionError is re-exported: callers catch converters.nfnet.ConversionError.
+from model_defs.converters.common import (ConversionError, assign_all, load_torch_state_dict,
+                                          match_to_model, to_numpy)
 
 
 _CONV_PARAM = {"weight": "kernel", "gain": "gain", "bias": "bias"}
