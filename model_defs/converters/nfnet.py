@@ -28,16 +28,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-# ConversionError is re-exported: callers catch converters.nfnet.ConversionError.
-from model_defs.converters.common import (ConversionError, assign_all, load_torch_state_dict,
-                                          match_to_model, to_numpy)
+from model_defs.converters.common import assign_all, load_torch_state_dict, match_to_model, to_numpy
 
 
 _CONV_PARAM = {"weight": "kernel", "gain": "gain", "bias": "bias"}
-
-
-# The name this module has always exported for reading a .pth file.
-load_torch_checkpoint = load_torch_state_dict
 
 
 def load_timm_checkpoint(model, path: str, check_options: bool = True):
