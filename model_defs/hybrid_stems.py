@@ -29,7 +29,7 @@ from keras import layers, ops
 
 from model_defs import nfnet
 from model_defs.common import conv_output_size
-from model_defs.layers import kernel_moments
+from model_defs.nfnet_layers import kernel_moments
 from model_defs.stats import Tally
 
 STEM_KINDS = ("resnetv2", "conv", "nf")

@@ -122,7 +122,7 @@ def load_timm_state_dict(model, state_dict: Mapping[str, Any], check_options: bo
 
 
 def _warn_if_not_timm_numerics(model) -> None:
-  from model_defs.layers import GammaActivation, ScaledWSConv2D  # pylint: disable=import-outside-toplevel
+  from model_defs.nfnet_layers import GammaActivation, ScaledWSConv2D  # pylint: disable=import-outside-toplevel
 
   layers = list(model._flatten_layers(include_self=False, recursive=True))  # pylint: disable=protected-access
   official_ws = any(isinstance(l, ScaledWSConv2D) and l.ws_eps_mode != "timm" for l in layers)
