@@ -2,7 +2,7 @@
 
   run directory       ``model_dir`` of ``reproduce.train`` (config.json, plan.json,
                       checkpoints/): the model is rebuilt as the engine builds it
-                      (``steps.build_model``) and the latest checkpoint restored with its
+                      (``builders.build_model``) and the latest checkpoint restored with its
                       optimizer, whose EMA weights are used when it keeps them.
   converted weights   ``model.json`` + ``model.weights.h5`` written by ``reproduce.convert``
                       (read by ``model_defs.weights_file``).
@@ -33,7 +33,7 @@ from reproduce.evaluation import specs
 from reproduce.train import checkpoints
 from reproduce.train import optim
 from reproduce.train import rundir
-from reproduce.train import steps
+from reproduce.train import builders
 
 EMA_CHOICES = ("auto", "true", "false")
 # Checkpoint keys of the model's trainable variables (tracked through the optimizer).
@@ -94,8 +94,8 @@ def _load_run(path: str, ema: str) -> LoadedModel:
   if not latest:
     raise ModelLoadError(f"run {path} has no checkpoint in {directory}")
   num_classes = checkpoint_classes(latest)
-  model = steps.build_model(config, plan, num_classes)
-  optimizer = steps.build_optimizer(config, optim.schedule_from_plan(plan), model, num_classes)
+  model = builders.build_model(config, plan, num_classes)
+  optimizer = builders.build_optimizer(config, optim.schedule_from_plan(plan), model, num_classes)
   checkpoints.RunCheckpoints(directory, model, optimizer, keep=1).restore()
   has_ema = bool(getattr(optimizer, "ema_variables", None))  # AdamW keeps none
   weights = choose_weights(ema, {"raw", "ema"} if has_ema else {"raw"}, path)

@@ -22,6 +22,7 @@ from reproduce.train import inputs
 from reproduce.train import optim
 from reproduce.train import rundir
 from reproduce.train import sam
+from reproduce.train import builders
 from reproduce.train import steps as steps_lib
 from reproduce.train import strategy as strategy_lib
 
@@ -75,9 +76,9 @@ def _engine_step(model_name, batch_size, resolution, num_classes, total_steps, c
   policy = config["dtype_policy"] or strategy_lib.policy_for(strategy)
   keras.mixed_precision.set_global_policy(policy)
   with strategy.scope():
-    model = steps_lib.build_model(config, plan, num_classes)
+    model = builders.build_model(config, plan, num_classes)
     schedule = optim.schedule_from_plan(plan)
-    optimizer = steps_lib.build_optimizer(config, schedule, model, num_classes)
+    optimizer = builders.build_optimizer(config, schedule, model, num_classes)
   chunk = steps_lib.make_train_chunk(
       strategy, model, optimizer, loss=config["loss"],
       label_smoothing=float(config["label_smoothing"] or 0.0), global_batch_size=batch_size,
