@@ -610,7 +610,7 @@ def test_plan_inputs_and_config_path():
 
   import ml_collections
   from reproduce import planning
-  from reproduce.planning import report
+  from reproduce.planning import plan_tables
   common = dict(dataset_size=1000, batch_size=100)
   assert planning.plan_from_epochs("nfnet_f0", 1.0, warmup_steps=0, **common).warmup_steps == 0
   whole = planning.plan_from_epochs("nfnet_f0", 1.0, dataset_size=1000, batch_size=100.0,
@@ -632,10 +632,10 @@ def test_plan_inputs_and_config_path():
                                        throughput_note="measured here")
   assert (measured.images_per_second_per_core, measured.throughput_note) == (50.0,
                                                                              "measured here")
-  table = report.plan_table(dataclasses.replace(plan, throughput_note=""))
+  table = plan_tables.plan_table(dataclasses.replace(plan, throughput_note=""))
   assert table.splitlines()[-1].split() == ["throughput", "from", "analytic"]
-  assert report.plan_table(plan).splitlines()[-1].endswith("  MFU 0.25 given")
-  rows = report.allocation_table(planning.allocate(5000.0, ["nfnet_f0"])).splitlines()
+  assert plan_tables.plan_table(plan).splitlines()[-1].endswith("  MFU 0.25 given")
+  rows = plan_tables.allocation_table(planning.allocate(5000.0, ["nfnet_f0"])).splitlines()
   assert rows[0].split() == ["model", "epochs", "target", "core", "hours", "base", "LR"]
   assert rows[1].startswith("*  nfnet_f0")
 

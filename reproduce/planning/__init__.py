@@ -12,7 +12,7 @@ Modules, one job each:
   lr           the LR rule, LR grids, default warm-up
   run_plan     Plan and plan_from_budget / plan_from_epochs / plan_from_config
   allocation   Figure-2 sweeps and the rule-of-thumb allocation of a budget
-  report       the text tables ``python -m reproduce.plan`` prints
+  plan_tables  the text tables ``python -m reproduce.plan`` prints
 """
 
 from reproduce.planning.allocation import (FAMILIES, FIGURE2_EPOCHS, FIGURE2_MODELS, Allocation,
