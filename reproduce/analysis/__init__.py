@@ -16,10 +16,10 @@ TensorBoard output, and the comparison with the published numbers.
   claims       the paper's claims per family and the prediction rows
   compare      ours vs published: the table and its verdict
   prediction   the largest budget predicted from the smaller ones (prediction interval)
-  report       the study's report.md, its figures, the same text in TensorBoard
+  study_report the study's report.md, its figures, the same text in TensorBoard
   synthetic    runs that follow a known law (tests, docs)
 
 Imports run runs <- (frontier, seeds) <- (bootstrap) pipeline <- laws <- (fits,
-prediction) <- (figures, verdicts <- claims <- compare) <- tensorboard <- report. Reads files only;
-never imports ``train`` or ``data``.
+prediction) <- (figures, verdicts <- claims <- compare) <- tensorboard <- study_report. Reads
+files only; never imports ``train`` or ``data``.
 """

@@ -152,11 +152,11 @@ def fit_and_compare(workdir: str, run_names, bootstrap: int, seed: int) -> dict:
 
 def write_report(workdir: str, analysis: dict, breakdown: dict) -> str:
   """report.md (and its figures, and the same text in TensorBoard); returns its path."""
-  from reproduce.analysis import report  # pylint: disable=g-import-not-at-top
+  from reproduce.analysis import study_report  # pylint: disable=g-import-not-at-top
   cores = breakdown["cores"]
   per_category = {kind: seconds / cores
                   for kind, seconds in breakdown["overhead_core_seconds"].items()}
-  written = report.write_report(
+  written = study_report.write_report(
       workdir, analysis["points"], analysis["fits"], analysis["comparison"],
       analysis["predictions"], per_category, wall_seconds=breakdown["wall_seconds"],
       cores=cores, training_core_seconds=breakdown["training_core_seconds"],
