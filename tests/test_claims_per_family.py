@@ -5,12 +5,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from reproduce.analysis import compare
 from reproduce.analysis import fits as fits_lib
 from reproduce.analysis import frontier
 from reproduce.analysis import pipeline
 from reproduce.analysis import seeds as seeds_lib
 from reproduce.analysis import synthetic
+from reproduce.analysis import versus_published
 
 EPOCHS = (0.25, 0.5, 1.0, 2.0, 4.0)
 NFNET_CLAIMS = {"claim.nfnet.loss_vs_compute_slope_sign",
@@ -37,7 +37,7 @@ def _crossing_vits(models=5, noise=0.01):
 
 def _rows(points, bootstrap=100):
   fits = fits_lib.fit_all(points, bootstrap=bootstrap)
-  return fits, compare.compare(points, fits, model_stats=False)
+  return fits, versus_published.compare(points, fits, model_stats=False)
 
 
 def test_nfnet_claims_pass_when_vits_cross_them():
@@ -51,7 +51,7 @@ def test_nfnet_claims_pass_when_vits_cross_them():
   rows = {r["key"]: r for r in result["rows"]}
   assert {k for k in rows if k.startswith("claim.nfnet.")} == NFNET_CLAIMS
   assert all(rows[k]["status"] == "PASS" and rows[k]["counted"] for k in NFNET_CLAIMS), (
-      compare.format_table(result))
+      versus_published.format_table(result))
   assert rows["claim.nfnet.size_vs_epochs_exponent_ratio"]["ours"] == pytest.approx(1.0,
                                                                                     abs=0.05)
   vit_rows = [r for k, r in rows.items() if k.startswith("claim.vit.")]
@@ -59,7 +59,7 @@ def test_nfnet_claims_pass_when_vits_cross_them():
   assert all(not r["counted"] and "not a paper claim" in r["note"] for r in vit_rows)
   assert result["passed"] and result["n_rows"] == len(NFNET_CLAIMS)
   assert result["n_info"] == len(vit_rows)
-  table = compare.format_table(result)
+  table = versus_published.format_table(result)
   assert all(f"({r['status']})" in table.split(r["key"])[1].splitlines()[0] for r in vit_rows)
   assert fits["per_family"]["nfnet"]["optimal_scaling"]["size_axis"] == "flops_per_image"
 

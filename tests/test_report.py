@@ -4,10 +4,10 @@ import os
 
 import pytest
 
-from reproduce.analysis import compare
 from reproduce.analysis import fits as fits_lib
 from reproduce.analysis import prediction
 from reproduce.analysis import study_report
+from reproduce.analysis import versus_published
 from reproduce.core import fileio
 
 import analysis_helpers as helpers
@@ -23,7 +23,7 @@ def study(tmp_path_factory):
       {f"vit_mini_s{i}": 1e5 * 2.0 ** i for i in range(5)}, seed=2, finetune_b=0.07))
   fits = fits_lib.fit_all(points, bootstrap=50)
   predictions = prediction.predict_all(points, bootstrap=50)
-  comparison = compare.compare(points, fits, model_stats=False, predictions=predictions)
+  comparison = versus_published.compare(points, fits, model_stats=False, predictions=predictions)
   workdir = str(tmp_path_factory.mktemp("study"))
   written = study_report.write_report(workdir, points, fits, comparison, predictions, BREAKDOWN,
                                       wall_seconds=400.0, cores=2, training_core_seconds=600.0)

@@ -128,7 +128,7 @@ def fit_and_compare(workdir: str, run_names, bootstrap: int, seed: int) -> dict:
   """Scaling fits, the prediction of the largest budget, the comparison, TensorBoard;
   returns what ``write_report`` needs."""
   # pylint: disable=g-import-not-at-top  (TensorFlow starts after the flags are checked)
-  from reproduce.analysis import compare, figures, fits as fits_lib, outputs, prediction
+  from reproduce.analysis import figures, fits as fits_lib, outputs, prediction, versus_published
   from reproduce.analysis import runs, tensorboard
   # The runs this study finished, not whatever else the workdir holds (a run a kill left
   # unfinished, another grid's).
@@ -141,10 +141,10 @@ def fit_and_compare(workdir: str, run_names, bootstrap: int, seed: int) -> dict:
   tensorboard.write_fits(logdir, points, fits)
   fileio.write_bytes(fileio.join(logdir, FIGURE1_PNG),
                      figures.png_bytes(figures.figure_top1_vs_compute(points, fits)))
-  result = compare.compare(points, fits, model_stats=False, predictions=predictions)
+  result = versus_published.compare(points, fits, model_stats=False, predictions=predictions)
   tensorboard.write_compare(logdir, result)
   outputs.write_compare_json(fileio.join(workdir, COMPARE_FILE), result)
-  say(compare.format_table(result))
+  say(versus_published.format_table(result))
   for family, per_family in sorted(fits.get("per_family", {}).items()):
     say(family_summary(family, per_family))
   return dict(points=points, fits=fits, comparison=result, predictions=predictions)
