@@ -108,9 +108,9 @@ def main(argv):
     cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
   budgets = _validated_flags()
   cli.start_tensorflow()
-  from reproduce.miniature import study
+  from reproduce.miniature import stages
   preset = grid.PRESETS[_PRESET.value]
-  spec = study.StudySpec(
+  spec = stages.StudySpec(
       workdir=_WORKDIR.value, nfnets=tuple(_NFNETS.value or preset["nfnets"]),
       vits=tuple(_VITS.value or preset["vits"]), budgets=tuple(budgets),
       lr_centres={"nfnet": _NFNET_LR.value, "vit": _VIT_LR.value},
@@ -119,7 +119,7 @@ def main(argv):
       data_dir=_DATA_DIR.value, workers=_WORKERS.value, dataset=_DATASET.value,
       transfer_dataset=_TRANSFER.value, top_seeds=_TOP_SEEDS.value)
   try:
-    result = study.run_study(spec, started=_STARTED)
+    result = stages.run_study(spec, started=_STARTED)
   except _user_errors() as e:
     cli.fail(cli.first_line(e))
   if _STRICT.value and not result["passed"]:
