@@ -11,12 +11,12 @@ import pytest
 from reproduce.analysis import fits as fits_lib
 from reproduce.analysis import outputs
 from reproduce.analysis import runs
-from reproduce.analysis import synthetic
 from reproduce.analysis import versus_published
 from reproduce.core import fileio
 from reproduce.core import published
 
 import analysis_helpers as helpers
+import synthetic_runs
 
 MODELS = {f"nfnet_mini_s{i}": 1e5 * 2.0 ** i for i in range(5)}
 
@@ -24,14 +24,14 @@ MODELS = {f"nfnet_mini_s{i}": 1e5 * 2.0 ** i for i in range(5)}
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
   base = tmp_path_factory.mktemp("compare")
-  synthetic.write_records(str(base / "runs"), helpers.verdict_records(noise=0.005))
+  synthetic_runs.write_records(str(base / "runs"), helpers.verdict_records(noise=0.005))
   points = runs.load_points(str(base / "runs" / "*"))
   return base, points, fits_lib.fit_all(points, bootstrap=50)
 
 
 def _finetune_run(directory, name, model, top1):
-  record = synthetic.synthetic_records(models={model: 1e6}, epochs=(8.0,), lr_factors=(1.0,),
-                                       hardware="tpu_v4")[0]
+  record = synthetic_runs.synthetic_records(models={model: 1e6}, epochs=(8.0,), lr_factors=(1.0,),
+                                            hardware="tpu_v4")[0]
   record["finetune_top1"] = top1
   run = directory / name
   run.mkdir(parents=True)

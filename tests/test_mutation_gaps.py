@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 from hypothesis import example, given, settings, strategies as st
 
-from reproduce.analysis import bootstrap, claims, pipeline, synthetic, verdicts
+from reproduce.analysis import bootstrap, claims, pipeline, verdicts
 from reproduce.core import published
+
+import synthetic_runs
 
 # model_defs.stats is the module; the package's own ``stats`` attribute is a function.
 stats_lib = importlib.import_module("model_defs.stats")
@@ -144,7 +146,7 @@ def test_interval_status_and_counts():
 @given(size_exponent=st.sampled_from([0.35, 0.4, 0.45, 0.55, 0.6, 0.65]))
 def test_exponent_ratio_is_size_over_epochs(size_exponent):
   """Optimal size ~ C^s and epochs ~ C^(1-s): the ratio reads s / (1 - s) (0.6 -> 1.5)."""
-  points = synthetic.as_points(synthetic.synthetic_records(
+  points = synthetic_runs.as_points(synthetic_runs.synthetic_records(
       {f"nfnet_mini_s{i}": 1e5 * 2.0 ** i for i in range(7)}, (0.25, 0.5, 1, 2, 4, 8, 16),
       size_penalty=1.0, size_exponent=size_exponent, lr_factors=(1.0,)))
   runs = pipeline.FamilyRuns.from_points(points)
@@ -724,7 +726,7 @@ def test_points_csv_and_fits_json_round_trip(tmp_path):
   import json
 
   from reproduce.analysis import outputs
-  points = synthetic.as_points(synthetic.synthetic_records(
+  points = synthetic_runs.as_points(synthetic_runs.synthetic_records(
       {"nfnet_mini_s0": 1e5}, (1.0, 2.0), lr_factors=(1.0,)))
   text = outputs.points_to_csv(points)
   assert "\r" not in text and text.endswith("\n")
@@ -835,9 +837,9 @@ def test_figures_plot_the_fitted_numbers(small_study):
 
 def test_replicates_average_and_spread():
   from reproduce.analysis import seeds
-  records = synthetic.synthetic_records({"nfnet_mini_s0": 1e5}, (1.0,), lr_factors=(1.0,),
-                                        seeds=(0, 1, 2), noise=0.05, finetune_b=0.1)
-  points = synthetic.as_points(records)
+  records = synthetic_runs.synthetic_records({"nfnet_mini_s0": 1e5}, (1.0,), lr_factors=(1.0,),
+                                             seeds=(0, 1, 2), noise=0.05, finetune_b=0.1)
+  points = synthetic_runs.as_points(records)
   (mean,) = seeds.average_replicates(points)
   losses = np.array([p.heldout_loss for p in points])
   assert mean.heldout_loss == pytest.approx(np.exp(np.log(losses).mean()))

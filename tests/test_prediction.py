@@ -8,10 +8,10 @@ from reproduce.analysis import fits as fits_lib
 from reproduce.analysis import frontier
 from reproduce.analysis import prediction
 from reproduce.analysis import runs
-from reproduce.analysis import synthetic
 from reproduce.analysis import versus_published
 
 import analysis_helpers as helpers
+import synthetic_runs
 
 THREE_SIZES = {f"nfnet_mini_f{i}": 1e5 * 4.0 ** i for i in range(3)}
 
@@ -65,7 +65,7 @@ def test_budget_comes_from_config_and_old_results_still_load():
   del old["config"]
   assert runs.point_from_record("r/results.json", "r", old).budget is None
   # Without a budget, runs within BUDGET_GAP of compute share one (the older grouping).
-  plain = synthetic.as_points(synthetic.synthetic_records(epochs=(0.5, 1.0, 2.0)))
+  plain = synthetic_runs.as_points(synthetic_runs.synthetic_records(epochs=(0.5, 1.0, 2.0)))
   ids = frontier.budget_ids(plain)
   for p, i in zip(plain, ids):
     same = [q for q, j in zip(plain, ids) if j == i]

@@ -17,7 +17,6 @@ TensorBoard output, and the comparison with the published numbers.
   versus_published  ours vs published: the table and its verdict
   prediction   the largest budget predicted from the smaller ones (prediction interval)
   study_report the study's report.md, its figures, the same text in TensorBoard
-  synthetic    runs that follow a known law (tests, docs)
 
 Imports run runs <- (frontier, seeds) <- (bootstrap) pipeline <- laws <- (fits,
 prediction) <- (figures, verdicts <- claims <- versus_published) <- tensorboard <-
