@@ -83,7 +83,7 @@ def test_bf16_policy_on_tpu_strategy():
   assert strategy_lib.policy_for(fake) == "mixed_bfloat16"
 
 
-def test_input_context_for_multi_host():
+def test_input_context_of_one_host_among_four():
   strategy = strategy_lib.make_strategy("one_device")
   # What one host of four receives from distribute_datasets_from_function.
   ctx = tf.distribute.InputContext(num_input_pipelines=4, input_pipeline_id=2,
