@@ -9,7 +9,7 @@ import pytest
 import model_defs
 from model_defs import registry
 from model_defs.stats import ModelStats
-from tiny_models import tiny_conv_builder
+import tiny_models
 from reproduce.core import published
 from reproduce import planning
 from reproduce.planning import plan_tables
@@ -34,13 +34,13 @@ def _counter(config, resolution, num_classes, name=None, **overrides):
 @pytest.fixture(scope="module", autouse=True)
 def fake_models():
   for name, (gmacs, params, mini) in _FAKES.items():
-    registry.register(registry.ModelSpec(
-        name, "nfnet", dict(gmacs=gmacs, params=params), tiny_conv_builder, _counter,
+    tiny_models.register(registry.ModelSpec(
+        name, "nfnet", dict(gmacs=gmacs, params=params), tiny_models.tiny_conv_builder, _counter,
         train_resolution=32 if mini else 192, test_resolution=32 if mini else 256,
         source="test fake", mini=mini))
   yield
   for name in _FAKES:
-    registry.unregister(name)
+    tiny_models.unregister(name)
 
 
 COMMON = dict(dataset_size=1_000_000, hardware="tpu_v4", batch_size=1000, mfu=0.5)
