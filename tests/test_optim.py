@@ -204,8 +204,8 @@ def test_classifier_kernels_finds_head():
   assert kernel.path == "head/kernel"
 
 
-def test_clip_segments_equals_agc_clip_per_tensor():
-  """The vector group's one-pass AGC gives each tensor's ``agc_clip`` and statistics."""
+def test_clip_segments_equals_clipping_per_tensor():
+  """The vector group's one-pass AGC gives each tensor's ``clip_with_statistics``."""
   rng = np.random.default_rng(3)
   shapes = [(), (7,), (1,), (16,), (), (5,)]
   params = [rng.normal(size=s).astype(np.float32) for s in shapes]
@@ -219,9 +219,9 @@ def test_clip_segments_equals_agc_clip_per_tensor():
                                               0.01, 1e-3)
   expected, expected_count = [], 0
   for g, w in zip(grads, params):
-    clipped_g, mask = agc.agc_clip(g, w, 0.01, 1e-3)
+    clipped_g, _, kept = agc.clip_with_statistics(g, w, 0.01, 1e-3)
     expected.append(np.asarray(clipped_g))
-    expected_count += int(np.sum(np.asarray(mask)))
+    expected_count += int(np.sum(~np.asarray(kept)))
   assert 0 < expected_count < len(shapes)  # both branches
   np.testing.assert_allclose(np.asarray(clipped), flat(expected), rtol=1e-6)
   assert float(count) == expected_count
