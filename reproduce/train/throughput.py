@@ -162,16 +162,3 @@ def _throughput(model_name, batch_size, resolution, warmup_steps, seconds, num_r
   return Throughput(model_name, batch_size, resolution, len(seconds), warmup_steps,
                     num_replicas, cores, tuple(seconds), min(rates), statistics.median(rates),
                     max(rates))
-
-
-def measure_program(program, config: dict, plan, steps: int, steps_per_chunk: int,
-                    cores_per_device: int = 1) -> tuple[Throughput, float]:
-  """Times ``steps`` chunks of a ``loop.Program``'s own train step on the run's real input
-  pipeline (the first chunk traces it and is not timed); returns (throughput, seconds of
-  that first chunk). The caller resets the program before training with it."""
-  iterator = [inputs.train_iterator(program.strategy, program.data_module, program.source,
-                                    config, plan, 0, inputs.input_dtype(program.dtype_policy))]
-  first, seconds = time_chunks(program.train_chunk, iterator[0], steps, 1, steps_per_chunk)
-  inputs.release_in_background(iterator)
-  return _throughput(plan.model, int(plan.batch_size), int(plan.resolution), 1, seconds,
-                     program.strategy.num_replicas_in_sync, cores_per_device), first
