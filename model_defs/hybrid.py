@@ -3,7 +3,7 @@
 A hybrid is a convolutional stem (``model_defs.hybrid_stems``), then the ``embedding`` conv
 (``patch_size`` x ``patch_size`` patches of the stem's map, as timm's ``HybridEmbed``), then
 ``model_defs.vit``'s encoder unchanged (tokens, position embedding, class token, blocks,
-pooling, head; the same layer names, so ``model_defs.convert_vit`` reads the ViT part). The
+pooling, head; the same layer names, so ``model_defs.converters.vit`` reads the ViT part). The
 config is a ViT config plus a ``stem`` dict, and every ViT override applies (docs/hybrids.md).
 
 Sources: V = Dosovitskiy et al. 2021 (ViT), Section 3.1 "Hybrid Architecture" and timm's

@@ -14,7 +14,7 @@ turns it into tokens for the ViT encoder of ``model_defs.vit``. Three kinds, eac
   nf        This kit: the NFNet stem and its first stage (``model_defs.nfnet``'s own layers:
             scaled weight-standardised convs, no normalisation).
 
-Layer names (the weight contract of ``model_defs.convert_hybrid``): ``stem_conv``,
+Layer names (the weight contract of ``model_defs.converters.hybrid``): ``stem_conv``,
 ``stem_norm``, ``stem_pool`` and ``stage{s}_block{b}_{conv1,norm1,...,downsample_conv,
 downsample_norm}`` (resnetv2); ``stem_conv{i}``, ``stem_bn{i}`` (conv); NFNet's names (nf).
 """
@@ -29,7 +29,7 @@ from keras import layers, ops
 
 from model_defs import nfnet
 from model_defs.common import conv_output_size
-from model_defs.layers import kernel_moments
+from model_defs.nfnet_layers import kernel_moments
 from model_defs.stats import Tally
 
 STEM_KINDS = ("resnetv2", "conv", "nf")

@@ -2,7 +2,7 @@
 
 The architecture follows the official DeepMind code (``nfnets/nfnet.py``, ``base.py``);
 see ``docs/nfnet.md``. Layout of the Keras model (layer names are part of the weight
-contract used by ``model_defs.convert_nfnet`` and by tests that tap block outputs):
+contract used by ``model_defs.converters.nfnet`` and by tests that tap block outputs):
 
   stem_conv1..stem_conv4   3x3 WS convs (16, 32, 64, width[0]/2; strides 2, 1, 1, 2),
   stem_act1..stem_act3     gamma activations between them (none after stem_conv4)
@@ -26,8 +26,8 @@ from keras import ops
 
 from model_defs import common
 from model_defs.common import StochasticDepth, conv_output_size
-from model_defs.layers import (ACTIVATION_GAMMAS, WS_EPS_MODES, GammaActivation,
-                               ScaledWSConv2D, SqueezeExcite)
+from model_defs.nfnet_layers import (ACTIVATION_GAMMAS, WS_EPS_MODES, GammaActivation,
+                                     ScaledWSConv2D, SqueezeExcite)
 from model_defs.stats import ModelStats, Tally
 
 FAMILY = "nfnet"
@@ -96,7 +96,7 @@ _DEFAULTS = dict(
     gelu_approximate=True,     # official JAX code: jax.nn.gelu (tanh form); timm: exact
     ws_eps_mode="official",    # rsqrt(max(fan_in*var, 1e-4)); 'timm': rsqrt(var+1e-5)/sqrt(fan_in)
     ws_eps=None,               # None = the mode's default
-    grouped_impl=None,         # None = model_defs.layers module setting ('auto')
+    grouped_impl=None,         # None = model_defs.nfnet_layers module setting ('auto')
     skip_gain_init=0.0,        # SkipInit
     image_size=None,           # None = any resolution
     timm_compat=False,         # shorthand for gelu_approximate=False, ws_eps_mode='timm'

@@ -36,14 +36,6 @@ class ModelSpec:
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register(spec: ModelSpec) -> ModelSpec:
-  """Adds one spec; a name that is already registered raises ValueError."""
-  if spec.name in _REGISTRY:
-    raise ValueError(f"model {spec.name!r} registered twice")
-  _REGISTRY[spec.name] = spec
-  return spec
-
-
 def register_family(family: str, specs: Iterable[ModelSpec]) -> None:
   """Registers a family module's variants; safe to run again when the module is reloaded.
 
@@ -58,11 +50,6 @@ def register_family(family: str, specs: Iterable[ModelSpec]) -> None:
     if previous is not None and previous.family != family:
       raise ValueError(f"model {spec.name!r} is already registered by family {previous.family!r}")
     _REGISTRY[spec.name] = spec
-
-
-def unregister(name: str) -> None:
-  """Removes ``name`` (for models registered temporarily, e.g. by tests)."""
-  _REGISTRY.pop(name, None)
 
 
 def get_spec(name: str) -> ModelSpec:

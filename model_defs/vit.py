@@ -3,7 +3,7 @@
 The architecture follows big_vision's ``models/vit.py`` (Zhai et al. 2022,
 Alabdulmohsin et al. 2023) and timm's ``VisionTransformer`` (pre-norm blocks,
 LayerNorm eps 1e-6, exact GELU, qkv bias), so that checkpoints of both load
-exactly (see ``model_defs.convert_vit``).
+exactly (see ``model_defs.converters.vit``).
 
 Layout of the Keras model (layer names are part of the weight contract used by
 the converters):

@@ -3,7 +3,7 @@
   python -m reproduce.compare --runs='runs/*' [--fits=fits/fits.json] [--logdir=DIR] \
       [--json_out=compare.json] [--compute=planned|measured] [--model_stats=false]
 
-Prints the PASS / FAIL / UNDECIDED table (reproduce.analysis.compare; docs/scaling.md),
+Prints the PASS / FAIL / UNDECIDED table (reproduce.analysis.versus_published; docs/scaling.md),
 writes it to TensorBoard text and JSON, and exits 1 only when a counted row FAILs (an
 UNDECIDED row, or nothing to compare, is not a failure), 2 on bad input.
 """
@@ -36,13 +36,13 @@ def main(argv):
     cli.fail(f"--bootstrap={_BOOTSTRAP.value}: expected a count >= 0")
   cli.start_tensorflow()
   # pylint: disable=g-import-not-at-top  (after TensorFlow's quiet start-up)
-  from reproduce.analysis import compare
+  from reproduce.analysis import versus_published
   from reproduce.analysis import outputs
   from reproduce.analysis import tensorboard
   with cli.errors_as_one_line():
-    result = compare.run(_RUNS.value, _FITS.value, _COMPUTE.value, _BOOTSTRAP.value,
-                         _MODEL_STATS.value)
-  print(compare.format_table(result))
+    result = versus_published.run(_RUNS.value, _FITS.value, _COMPUTE.value, _BOOTSTRAP.value,
+                                  _MODEL_STATS.value)
+  print(versus_published.format_table(result))
   if _LOGDIR.value:
     tensorboard.write_compare(_LOGDIR.value, result)
   if _JSON_OUT.value:

@@ -84,12 +84,12 @@ def main(argv):
   overrides = _check_flags()
   tf = cli.start_tensorflow()
   # pylint: disable=g-import-not-at-top  (after TensorFlow's quiet start-up)
-  from model_defs import convert_sources
+  from model_defs import converters
   from model_defs import weights_file
   try:
     # A checkpoint that does not fit, an unknown model, an unreadable file, no torch: one line.
     with cli.errors_as_one_line(also=(ValueError, OSError, ImportError)):
-      model, info = convert_sources.convert_checkpoint(
+      model, info = converters.sources.convert_checkpoint(
           _SOURCE.value, _INPUT.value, _MODEL.value, num_classes=_NUM_CLASSES.value,
           overrides=overrides, resolution=_RESOLUTION.value, input_range=_INPUT_RANGE.value)
       top5 = None
@@ -103,8 +103,8 @@ def main(argv):
         f"{info['resolution']} px, from {info['source']}, input range {info['input_range']}"
         + (f", overrides {info['overrides']}" if info["overrides"] else ""))
   if _SOURCE.value == "deepmind":
-    from model_defs import convert_deepmind  # pylint: disable=g-import-not-at-top
-    print(convert_deepmind.release_note(_INPUT.value))
+    from model_defs import converters  # pylint: disable=g-import-not-at-top
+    print(converters.deepmind.release_note(_INPUT.value))
   if top5:
     print(top5)
 
@@ -120,7 +120,7 @@ def read_check_image(path: str | None) -> bytes:
 
 def check_logits(model, encoded: bytes, info: dict):
   """Logits of one image as ``reproduce.evaluate`` feeds these weights (``info``:
-  ``convert_sources.convert_checkpoint``'s): their family's crop
+  ``converters.sources.convert_checkpoint``'s): their family's crop
   (``weights_file.source_eval_crop``) and ``input_range``, at their resolution, through
   the same ``data.eval_image``."""
   import numpy as np  # pylint: disable=g-import-not-at-top

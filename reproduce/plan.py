@@ -19,7 +19,7 @@ from absl import app, flags
 from reproduce import planning  # pure arithmetic: imports no TensorFlow
 from reproduce.core import cli
 from reproduce.core import published
-from reproduce.planning import report
+from reproduce.planning import plan_tables
 
 _MODEL = flags.DEFINE_string("model", None, "Model name (see python -m model_defs.summary).")
 _MODELS = flags.DEFINE_list("models", None,
@@ -120,11 +120,11 @@ def _sweep_or_allocation(as_json: bool) -> str:
     plans = planning.sweep(models, grid, **_plan_kwargs())
     if as_json:
       return json.dumps({"sweep": [p.to_dict() for p in plans]}, indent=2)
-    return report.sweep_table(models, grid, plans)
+    return plan_tables.sweep_table(models, grid, plans)
   allocations = planning.allocate(_BUDGET.value, models, **_plan_kwargs())
   if as_json:
     return json.dumps({"allocation": [a.to_dict() for a in allocations]}, indent=2)
-  return report.allocation_table(allocations)
+  return plan_tables.allocation_table(allocations)
 
 
 def _measure():
@@ -159,9 +159,9 @@ def _one_plan(as_json: bool) -> str:
     if measured:
       result["measurement"] = measured.to_dict()
     return json.dumps(result, indent=2)
-  text = report.plan_table(plan, lr_candidates)
+  text = plan_tables.plan_table(plan, lr_candidates)
   if measured:
-    text += "\n" + report.measurement_line(measured)
+    text += "\n" + plan_tables.measurement_line(measured)
   return text
 
 

@@ -95,9 +95,9 @@ def main(argv):
   cli.refuse_stray_arguments(argv)
   budgets = _validated_flags()
   cli.start_tensorflow()
-  from reproduce.miniature import study
+  from reproduce.miniature import stages
   preset = grid.PRESETS[_PRESET.value]
-  spec = study.StudySpec(
+  spec = stages.StudySpec(
       workdir=_WORKDIR.value, nfnets=tuple(_NFNETS.value or preset["nfnets"]),
       vits=tuple(_VITS.value or preset["vits"]), budgets=tuple(budgets),
       lr_centres={"nfnet": _NFNET_LR.value, "vit": _VIT_LR.value},
@@ -106,7 +106,7 @@ def main(argv):
       data_dir=_DATA_DIR.value, workers=_WORKERS.value, dataset=_DATASET.value,
       transfer_dataset=_TRANSFER.value, top_seeds=_TOP_SEEDS.value)
   with cli.errors_as_one_line():
-    result = study.run_study(spec, started=_STARTED)
+    result = stages.run_study(spec, started=_STARTED)
   if _STRICT.value and not result["passed"]:
     raise SystemExit(1)
 

@@ -65,7 +65,7 @@ GROUPS = {
                "reproduce/train/budgeting.py"],
               ["tests/test_optim.py", "tests/test_sam.py", "tests/test_budget_kept.py",
                "tests/test_mutation_gaps.py"]),
-    "convert_deepmind": (["model_defs/convert_deepmind.py"],
+    "convert_deepmind": (["model_defs/converters/deepmind.py"],
                          ["tests/test_unpickler.py", "tests/test_mutation_gaps.py"]),
     "stats": (["model_defs/stats.py"],
               ["tests/test_budget.py", "tests/test_published.py", "tests/test_mutation_gaps.py"]),
@@ -80,7 +80,7 @@ EQUIVALENT: dict[str, str] = {
     "model_defs.stats.xǁTallyǁconv__mutmut_8":
         "in_ch / groups for in_ch // groups: a grouped conv's in_ch is a multiple of groups, "
         "and Tally.add truncates to int; the float product is exact below 2**53",
-    "model_defs.convert_deepmind.x__as_dict__mutmut_2":
+    "model_defs.converters.deepmind.x__as_dict__mutmut_2":
         "drops **kwargs: the unpickler calls it by REDUCE, which passes positional args only",
     "reproduce.train.run_record.x_record__mutmut_5":
         "train_size default None for 0: both are falsy, and every use is `train_size or ...`",

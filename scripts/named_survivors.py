@@ -26,7 +26,7 @@ BUGS = [
      '"scale model size and epochs at the same rate", "P Section 2", 0.5)',
      '"scale model size and epochs at the same rate", "P Section 2", 0.95)',
      ["tests/test_mutation_gaps.py::test_ratio_claim_is_one_within_half"]),
-    ("DeepMind unpickler allows every numpy.* global", "model_defs/convert_deepmind.py",
+    ("DeepMind unpickler allows every numpy.* global", "model_defs/converters/deepmind.py",
      "  def find_class(self, module: str, name: str):\n",
      "  def find_class(self, module: str, name: str):\n"
      "    if module.split('.')[0] == 'numpy' and (module, name) not in _ARRAY_GLOBALS:\n"

@@ -6,30 +6,18 @@ the largest budget, where each model trains once at its optimal LR: the study's 
 
 import math
 
-from reproduce.analysis import synthetic
-from reproduce.core import fileio
-from reproduce.core import results
+import synthetic_runs
+
 
 FIVE_SIZES = {f"nfnet_mini_s{i}": 1e5 * 2.0 ** i for i in range(5)}
 BUDGETS = tuple(0.1 * 2.0 ** k for k in range(6))
 
 
-def write_records(directory: str, records) -> list[str]:
-  """Writes each record to ``directory/<run_name>/results.json`` (as a finished run would);
-  the run dirs."""
-  dirs = []
-  for r in records:
-    run = fileio.join(directory, synthetic.run_name(r))
-    fileio.write_json(fileio.join(run, results.FILE), r, sort_keys=False)
-    dirs.append(run)
-  return dirs
-
-
 def study_records(models=None, budgets=BUDGETS, noise=0.02, seed=1, **law):
-  """results.json records of a study-shaped grid (``synthetic.synthetic_records`` law)."""
-  records = synthetic.synthetic_records(models or FIVE_SIZES, budgets=budgets, noise=noise,
-                                        seed=seed, size_penalty=law.pop("size_penalty", 1.0),
-                                        **law)
+  """results.json records of a study-shaped grid (``synthetic_runs.synthetic_records`` law)."""
+  records = synthetic_runs.synthetic_records(models or FIVE_SIZES, budgets=budgets, noise=noise,
+                                             seed=seed, size_penalty=law.pop("size_penalty", 1.0),
+                                             **law)
   largest = max(budgets)
   return [r for r in records if r["config"]["budget_core_hours"] < largest
           or abs(r["base_lr"] - 1.6 * r["epochs"] ** -0.25) < 1e-9]
@@ -41,7 +29,7 @@ def study_points(models=None, budgets=BUDGETS, off_law: float = 1.0, family=None
   for r in records:
     if r["config"]["budget_core_hours"] == max(budgets):
       r["heldout_loss"] *= off_law
-  return synthetic.as_points(records)
+  return synthetic_runs.as_points(records)
 
 
 SQRT2_GRID = tuple(1.6 * 2.0 ** (k / 2) for k in range(-5, 3))  # 0.28 .. 3.2, factor sqrt(2)
@@ -50,11 +38,11 @@ SQRT2_GRID = tuple(1.6 * 2.0 ** (k / 2) for k in range(-5, 3))  # 0.28 .. 3.2, f
 def verdict_records(models=None, budgets=BUDGETS, noise=0.01, seed=0, top_seeds=(0, 1), **law):
   """A study as the lead's grid plans it: every size at every budget over a fixed sqrt(2) LR
   grid; at the largest budget each size once at the grid LR nearest its optimum, with
-  ``top_seeds`` replicates. ``law``: ``synthetic.synthetic_records`` overrides."""
+  ``top_seeds`` replicates. ``law``: ``synthetic_runs.synthetic_records`` overrides."""
   law.setdefault("size_penalty", 0.3)
   law.setdefault("lr_grid", SQRT2_GRID)
-  records = synthetic.synthetic_records(models or FIVE_SIZES, budgets=budgets, noise=noise,
-                                        seed=seed, seeds=tuple(top_seeds), **law)
+  records = synthetic_runs.synthetic_records(models or FIVE_SIZES, budgets=budgets, noise=noise,
+                                             seed=seed, seeds=tuple(top_seeds), **law)
   slope, top = law.get("lr_slope", -0.25), max(budgets)
 
   def kept(r):
@@ -67,4 +55,4 @@ def verdict_records(models=None, budgets=BUDGETS, noise=0.01, seed=0, top_seeds=
 
 
 def verdict_points(**kwargs):
-  return synthetic.as_points(verdict_records(**kwargs))
+  return synthetic_runs.as_points(verdict_records(**kwargs))

@@ -32,7 +32,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 def tiny():
   """Registers the engine tests' tiny model for one test module; yields its name."""
   import engine_helpers
-  from model_defs import registry
+  import tiny_models
   engine_helpers.register_engine_tiny_model()
   yield engine_helpers.TINY
-  registry.unregister(engine_helpers.TINY)
+  tiny_models.unregister(engine_helpers.TINY)

@@ -9,10 +9,10 @@ import pytest
 import model_defs
 from model_defs import registry
 from model_defs.stats import ModelStats
-from tiny_models import tiny_conv_builder
+import tiny_models
 from reproduce.core import published
 from reproduce import planning
-from reproduce.planning import report
+from reproduce.planning import plan_tables
 
 HAS_NFNET = "nfnet_f7plus" in model_defs.names()
 needs_nfnet = pytest.mark.skipif(not HAS_NFNET, reason="NFNet registry not available yet")
@@ -34,13 +34,13 @@ def _counter(config, resolution, num_classes, name=None, **overrides):
 @pytest.fixture(scope="module", autouse=True)
 def fake_models():
   for name, (gmacs, params, mini) in _FAKES.items():
-    registry.register(registry.ModelSpec(
-        name, "nfnet", dict(gmacs=gmacs, params=params), tiny_conv_builder, _counter,
+    tiny_models.register(registry.ModelSpec(
+        name, "nfnet", dict(gmacs=gmacs, params=params), tiny_models.tiny_conv_builder, _counter,
         train_resolution=32 if mini else 192, test_resolution=32 if mini else 256,
         source="test fake", mini=mini))
   yield
   for name in _FAKES:
-    registry.unregister(name)
+    tiny_models.unregister(name)
 
 
 COMMON = dict(dataset_size=1_000_000, hardware="tpu_v4", batch_size=1000, mfu=0.5)
@@ -220,20 +220,21 @@ def test_importing_planning_imports_no_tensorflow():
 
 def test_report_tables():
   plan = planning.plan_from_epochs("budget_test_small", 2.0, **COMMON)
-  table = report.plan_table(plan, [0.8, 0.4])
+  table = plan_tables.plan_table(plan, [0.8, 0.4])
   assert "budget_test_small" in table and "2,000 x batch 1000" in table
   assert table.splitlines()[-1].split() == ["LR", "grid", "0.8,", "0.4"]
   plans = planning.sweep(["budget_test_small", "budget_test_large"], [1, 2], **COMMON)
-  lines = report.sweep_table(["budget_test_small", "budget_test_large"], [1, 2], plans)
+  lines = plan_tables.sweep_table(["budget_test_small", "budget_test_large"], [1, 2], plans)
   rows = [line.split() for line in lines.splitlines()]
   assert rows[0] == ["model", "1", "ep", "2", "ep"]
-  assert rows[1] == ["budget_test_small", report.format_core_hours(plans[0].core_hours),
-                     report.format_core_hours(plans[1].core_hours)]
-  assert report.format_core_hours(110e3) == "110k" and report.format_core_hours(324.4) == "324"
+  assert rows[1] == ["budget_test_small", plan_tables.format_core_hours(plans[0].core_hours),
+                     plan_tables.format_core_hours(plans[1].core_hours)]
+  assert plan_tables.format_core_hours(110e3) == "110k"
+  assert plan_tables.format_core_hours(324.4) == "324"
   ref = planning.plan_from_epochs("budget_test_small", 1, **COMMON)
   allocations = planning.allocate(ref.core_hours, ["budget_test_small", "budget_test_large"],
                                   reference_flops=ref.total_train_flops, **COMMON)
-  rows = report.allocation_table(allocations).splitlines()
+  rows = plan_tables.allocation_table(allocations).splitlines()
   assert rows[1].split()[:2] == ["*", "budget_test_small"] and not rows[2].startswith("*")
 
 
@@ -264,5 +265,5 @@ def test_paper_figure2_grid_spans_0p4k_to_110k():
   assert max(hours.values()) == pytest.approx(110e3, rel=0.05)
   assert planning.allocate(110e3)[0].model == "nfnet_f7plus"
   assert planning.allocate(400)[0].model == "nfnet_f0"
-  table = report.sweep_table(planning.FIGURE2_MODELS, planning.FIGURE2_EPOCHS, plans)
+  table = plan_tables.sweep_table(planning.FIGURE2_MODELS, planning.FIGURE2_EPOCHS, plans)
   assert table.splitlines()[-2].split()[0] == "nfnet_f7plus" and "110k" in table

@@ -5,12 +5,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-from reproduce.analysis import compare
 from reproduce.analysis import fits as fits_lib
 from reproduce.analysis import frontier
 from reproduce.analysis import pipeline
 from reproduce.analysis import seeds as seeds_lib
-from reproduce.analysis import synthetic
+from reproduce.analysis import versus_published
+
+import synthetic_runs
 
 EPOCHS = (0.25, 0.5, 1.0, 2.0, 4.0)
 NFNET_CLAIMS = {"claim.nfnet.loss_vs_compute_slope_sign",
@@ -22,7 +23,7 @@ NFNET_CLAIMS = {"claim.nfnet.loss_vs_compute_slope_sign",
 
 def _nfnets(noise=0.01, seed=0):
   """NFNets whose optimal size and epochs grow exactly as C^0.5 (ratio 1)."""
-  return synthetic.as_points(synthetic.synthetic_records(
+  return synthetic_runs.as_points(synthetic_runs.synthetic_records(
       {f"nfnet_mini_s{i}": 1e5 * 2.0 ** i for i in range(5)}, EPOCHS, noise=noise, seed=seed,
       size_penalty=1.0))
 
@@ -30,14 +31,14 @@ def _nfnets(noise=0.01, seed=0):
 def _crossing_vits(models=5, noise=0.01):
   """ViTs 25x smaller than the NFNets over the same compute: worse than the NFNets at small
   compute, better at large (their frontiers cross at ~0.4 core hours)."""
-  return synthetic.as_points(synthetic.synthetic_records(
+  return synthetic_runs.as_points(synthetic_runs.synthetic_records(
       {f"vit_mini_s{i}": 4e3 * 2.0 ** i for i in range(models)}, EPOCHS, noise=noise, seed=1,
       size_penalty=1.0, a=2.893, b=0.14, hours_per_param_epoch=2.5e-5))
 
 
 def _rows(points, bootstrap=100):
   fits = fits_lib.fit_all(points, bootstrap=bootstrap)
-  return fits, compare.compare(points, fits, model_stats=False)
+  return fits, versus_published.compare(points, fits, model_stats=False)
 
 
 def test_nfnet_claims_pass_when_vits_cross_them():
@@ -51,7 +52,7 @@ def test_nfnet_claims_pass_when_vits_cross_them():
   rows = {r["key"]: r for r in result["rows"]}
   assert {k for k in rows if k.startswith("claim.nfnet.")} == NFNET_CLAIMS
   assert all(rows[k]["status"] == "PASS" and rows[k]["counted"] for k in NFNET_CLAIMS), (
-      compare.format_table(result))
+      versus_published.format_table(result))
   assert rows["claim.nfnet.size_vs_epochs_exponent_ratio"]["ours"] == pytest.approx(1.0,
                                                                                     abs=0.05)
   vit_rows = [r for k, r in rows.items() if k.startswith("claim.vit.")]
@@ -59,7 +60,7 @@ def test_nfnet_claims_pass_when_vits_cross_them():
   assert all(not r["counted"] and "not a paper claim" in r["note"] for r in vit_rows)
   assert result["passed"] and result["n_rows"] == len(NFNET_CLAIMS)
   assert result["n_info"] == len(vit_rows)
-  table = compare.format_table(result)
+  table = versus_published.format_table(result)
   assert all(f"({r['status']})" in table.split(r["key"])[1].splitlines()[0] for r in vit_rows)
   assert fits["per_family"]["nfnet"]["optimal_scaling"]["size_axis"] == "flops_per_image"
 
@@ -123,7 +124,7 @@ def test_pipeline_estimates_equal_the_reported_fits():
 
 
 def test_replicate_seeds_are_averaged_and_their_spread_reported():
-  points = synthetic.as_points(synthetic.synthetic_records(
+  points = synthetic_runs.as_points(synthetic_runs.synthetic_records(
       {f"nfnet_mini_s{i}": 1e5 * 2.0 ** i for i in range(5)}, EPOCHS, noise=0.02, seed=3,
       seeds=(0, 1, 2), size_penalty=1.0))
   entry, _ = fits_lib.fit_family(points, bootstrap=0)

@@ -8,15 +8,15 @@ import sys
 import numpy as np
 import pytest
 
-from reproduce.analysis import compare
 from reproduce.analysis import fits as fits_lib
 from reproduce.analysis import outputs
 from reproduce.analysis import runs
-from reproduce.analysis import synthetic
+from reproduce.analysis import versus_published
 from reproduce.core import fileio
 from reproduce.core import published
 
 import analysis_helpers as helpers
+import synthetic_runs
 
 MODELS = {f"nfnet_mini_s{i}": 1e5 * 2.0 ** i for i in range(5)}
 
@@ -24,14 +24,14 @@ MODELS = {f"nfnet_mini_s{i}": 1e5 * 2.0 ** i for i in range(5)}
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
   base = tmp_path_factory.mktemp("compare")
-  helpers.write_records(str(base / "runs"), helpers.verdict_records(noise=0.005))
+  synthetic_runs.write_records(str(base / "runs"), helpers.verdict_records(noise=0.005))
   points = runs.load_points(str(base / "runs" / "*"))
   return base, points, fits_lib.fit_all(points, bootstrap=50)
 
 
 def _finetune_run(directory, name, model, top1):
-  record = synthetic.synthetic_records(models={model: 1e6}, epochs=(8.0,), lr_factors=(1.0,),
-                                       hardware="tpu_v4")[0]
+  record = synthetic_runs.synthetic_records(models={model: 1e6}, epochs=(8.0,), lr_factors=(1.0,),
+                                            hardware="tpu_v4")[0]
   record["finetune_top1"] = top1
   run = directory / name
   run.mkdir(parents=True)
@@ -40,16 +40,16 @@ def _finetune_run(directory, name, model, top1):
 
 def test_row_pass_fail_and_difference():
   entry = published.get("nfnet_f7plus.imagenet_top1")
-  inside = compare._row(entry, "finetune", entry.value + 0.9 * entry.tolerance)
-  outside = compare._row(entry, "finetune", entry.value - 1.1 * entry.tolerance)
+  inside = versus_published._row(entry, "finetune", entry.value + 0.9 * entry.tolerance)
+  outside = versus_published._row(entry, "finetune", entry.value - 1.1 * entry.tolerance)
   assert inside.status == "PASS" and outside.status == "FAIL"
   assert outside.difference == pytest.approx(-1.1 * entry.tolerance)
-  assert compare._row(entry, "finetune", float("nan")).status == "UNDECIDED"
+  assert versus_published._row(entry, "finetune", float("nan")).status == "UNDECIDED"
 
 
 def test_claims_on_synthetic_study_pass(study):
   _, points, fits = study
-  result = compare.compare(points, fits, model_stats=False)
+  result = versus_published.compare(points, fits, model_stats=False)
   keys = {r["key"] for r in result["rows"]}
   assert keys == {"claim.nfnet.loss_vs_compute_slope_sign",
                   "claim.nfnet.optimal_size_exponent_sign",
@@ -57,7 +57,7 @@ def test_claims_on_synthetic_study_pass(study):
                   "claim.nfnet.size_vs_epochs_exponent_ratio",
                   "claim.nfnet.optimal_lr_vs_epochs_sign"}
   assert result["verdict"] == "PASS" and result["n_undecided"] == 0, (
-      compare.format_table(result))
+      versus_published.format_table(result))
   # CPU core hours are never compared with the paper's TPU-v4 core hours.
   assert any("not TPU-v4 core hours" in n for n in result["notes"])
 
@@ -68,7 +68,7 @@ def test_flat_study_fails_claims(study):
   nfnet = flat["per_family"]["nfnet"]
   nfnet["fit"].update(b=-0.01, ci=dict(a=[1, 2], b=[-0.02, -0.005], E=[0, 0]))
   nfnet["lr_trend"].update(pooled_slope=0.0, ci=None)
-  result = compare.compare(points, flat, model_stats=False)
+  result = versus_published.compare(points, flat, model_stats=False)
   status = {r["key"]: r["status"] for r in result["rows"]}
   assert status["claim.nfnet.loss_vs_compute_slope_sign"] == "FAIL"  # rises, CI above 0
   assert status["claim.nfnet.optimal_lr_vs_epochs_sign"] == "UNDECIDED"  # no interval
@@ -83,8 +83,8 @@ def test_absolute_claims_only_in_tpu_v4_units(study):
   nfnet["optimal"] = [dict(compute=1e3, epochs=0.5), dict(compute=4e3, epochs=1.0),
                       dict(compute=6e3, epochs=2.0), dict(compute=2e4, epochs=4.0)]
   for sweep in nfnet["optimal_lr"]:
-    sweep["batch_size"] = compare.PAPER_BATCH_SIZE
-  rows, _ = compare.claim_rows(paper_units)
+    sweep["batch_size"] = versus_published.PAPER_BATCH_SIZE
+  rows, _ = versus_published.claim_rows(paper_units)
   by_key = {r.key: r for r in rows}
   assert by_key["claim.nfnet.optimal_epochs_gt1_above_core_hours"].ours == 6e3
   assert by_key["claim.nfnet.optimal_epochs_gt1_above_core_hours"].status == "PASS"
@@ -92,7 +92,7 @@ def test_absolute_claims_only_in_tpu_v4_units(study):
   expected = [s["refined_lr"] for s in nfnet["optimal_lr"] if s["epochs"] == smallest]
   assert by_key["claim.nfnet.optimal_lr_small_epochs"].ours == pytest.approx(
       float(np.exp(np.mean(np.log(expected)))))
-  rows, notes = compare.claim_rows(fits)  # CPU core hours: no absolute rows
+  rows, notes = versus_published.claim_rows(fits)  # CPU core hours: no absolute rows
   assert not any(r.key.endswith("optimal_lr_small_epochs") for r in rows)
   assert any("not TPU-v4" in n for n in notes)
 
@@ -102,7 +102,7 @@ def test_finetune_rows(tmp_path):
   _finetune_run(tmp_path, "vitg_bad", "vit_giant14", 0.85)
   _finetune_run(tmp_path, "unknown", "nfnet_mini_f0", 0.5)
   points = runs.load_points(str(tmp_path / "*"))
-  rows, notes = compare.finetune_rows(points)
+  rows, notes = versus_published.finetune_rows(points)
   status = {r.key: (r.status, r.ours) for r in rows}
   assert status["nfnet_f7plus.imagenet_top1"][0] == "PASS"
   assert status["nfnet_f7plus.imagenet_top1"][1] == pytest.approx(90.2)
@@ -113,10 +113,11 @@ def test_finetune_rows(tmp_path):
 def test_model_stats_rows_with_what_is_registered():
   import model_defs
 
-  rows, notes = compare.model_stats_rows()
+  rows, notes = versus_published.model_stats_rows()
   registered = set(model_defs.names())
   assert all(r.model in registered for r in rows)
-  stats_models = {e.model for e in published.ENTRIES if e.quantity in compare.STATS_QUANTITIES}
+  stats_models = {e.model for e in published.ENTRIES
+                  if e.quantity in versus_published.STATS_QUANTITIES}
   for model in stats_models - registered:
     assert any(n.startswith(model + ":") for n in notes), model
 
@@ -127,7 +128,7 @@ def _model_size_keys() -> set:
 
   registered = set(model_defs.names())
   return {e.key for e in published.ENTRIES
-          if e.quantity in compare.STATS_QUANTITIES and e.model in registered}
+          if e.quantity in versus_published.STATS_QUANTITIES and e.model in registered}
 
 
 def _assert_model_size_rows_all_pass(rows):
@@ -141,9 +142,9 @@ def _assert_model_size_rows_all_pass(rows):
 
 
 def test_default_comparison_model_size_rows_pass():
-  result = compare.compare()  # the defaults: model_stats on
+  result = versus_published.compare()  # the defaults: model_stats on
   _assert_model_size_rows_all_pass(result["rows"])
-  assert result["passed"], compare.format_table(result)
+  assert result["passed"], versus_published.format_table(result)
 
 
 def test_model_stats_rows_logic(monkeypatch):
@@ -158,7 +159,7 @@ def test_model_stats_rows_logic(monkeypatch):
     raise model_defs.UnknownModelError(name)
 
   monkeypatch.setattr(model_defs, "stats", fake_stats)
-  rows, notes = compare.model_stats_rows()
+  rows, notes = versus_published.model_stats_rows()
   assert {r.key: r.status for r in rows} == {"vit_b16.params": "PASS", "vit_b16.gflops": "PASS"}
   assert any("vit_s16" in n and "half-written" in n for n in notes)
   assert any("nfnet_f0" in n and "not registered" in n for n in notes)
@@ -169,8 +170,8 @@ def test_outputs_table_json_and_tensorboard(study, tmp_path):
   from reproduce.analysis import tensorboard as tb_writer
 
   _, points, fits = study
-  result = compare.compare(points, fits, model_stats=False)
-  table = compare.format_table(result)
+  result = versus_published.compare(points, fits, model_stats=False)
+  table = versus_published.format_table(result)
   assert "claim.nfnet.size_vs_epochs_exponent_ratio" in table
   assert table.rstrip().endswith(f"-> {result['verdict']}")
   assert f"{result['n_undecided']} UNDECIDED" in table.splitlines()[-1]

@@ -8,7 +8,7 @@ import os
 import pytest
 
 import engine_helpers as h
-from reproduce.analysis import compare, fits as fits_lib, runs
+from reproduce.analysis import fits as fits_lib, runs, versus_published
 from reproduce.core import fileio
 from reproduce.core import results as results_schema
 from reproduce.train import loop
@@ -52,6 +52,6 @@ def test_fits_and_comparison_read_engine_runs(engine_runs):
     assert point.params == record["params"] and point.family == record["family"]
     assert point.heldout_loss == pytest.approx(record["heldout_loss"])
   fits = fits_lib.fit_all(points, bootstrap=20, seed=0)
-  result = compare.compare(points, fits, model_stats=False)
-  assert result["rows"], compare.format_table(result)
+  result = versus_published.compare(points, fits, model_stats=False)
+  assert result["rows"], versus_published.format_table(result)
   assert any("loss_vs_compute_slope_sign" in row["key"] for row in result["rows"])

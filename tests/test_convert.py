@@ -21,8 +21,8 @@ import pytest
 import torch  # torch alone imports fine next to TensorFlow (timm/torchvision after it do not)
 
 import model_defs
-from model_defs import convert_deepmind, convert_sources, weights_file
-from model_defs.convert_common import ConversionError
+from model_defs import converters, weights_file
+from model_defs.converters.common import ConversionError
 import checkpoint_export
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,10 +71,10 @@ def test_deepmind_loader_defaults_to_official_numerics(timm_nfnets):
   state_dict, images, timm_logits = timm_nfnets["mini_f0"]
   tree = checkpoint_export.timm_to_haiku_tree(state_dict)
   exact = model_defs.build("nfnet_mini_f0", NUM_CLASSES, timm_compat=True)
-  assert convert_deepmind.load_deepmind_params(exact, tree) is exact
+  assert converters.deepmind.load_deepmind_params(exact, tree) is exact
   assert relative_error(exact(images, training=False), timm_logits) <= 1e-4
-  official = convert_deepmind.load_deepmind_params(model_defs.build("nfnet_mini_f0", NUM_CLASSES),
-                                                   tree)
+  official = converters.deepmind.load_deepmind_params(
+      model_defs.build("nfnet_mini_f0", NUM_CLASSES), tree)
   assert relative_error(official(images, training=False), timm_logits) > 1e-3
 
 
@@ -88,16 +88,16 @@ def test_deepmind_errors_name_the_first_bad_parameter(timm_nfnets, tmp_path):
   missing = {m: dict(p) for m, p in tree.items()}
   del missing["NFNet/~/nf_block_3/~/conv1b"]["gain"]  # block 3 = stage 3, block 1
   with pytest.raises(ConversionError) as error:
-    convert_deepmind.convert_deepmind_params(model, missing)
+    converters.deepmind.convert_deepmind_params(model, missing)
   assert "missing parameter 'stage3_block1/conv2b/gain'" in _first_line(error)
   unexpected = {**tree, "NFNet/~/nf_block_99/~/conv0": tree["NFNet/~/nf_block/~/conv0"]}
   with pytest.raises(ConversionError) as error:
-    convert_deepmind.convert_deepmind_params(model, unexpected)
+    converters.deepmind.convert_deepmind_params(model, unexpected)
   assert "unexpected parameter 'NFNet/~/nf_block_99/~/conv0/" in _first_line(error)
   misshaped = {m: dict(p) for m, p in tree.items()}
   misshaped["NFNet/~/final_conv"]["bias"] = np.zeros(7, np.float32)
   with pytest.raises(ConversionError) as error:
-    convert_deepmind.convert_deepmind_params(model, misshaped)
+    converters.deepmind.convert_deepmind_params(model, misshaped)
   assert "mis-shaped parameter NFNet/~/final_conv/bias (7,)" in _first_line(error)
 
   path = tmp_path / "bad_haiku.npz"
@@ -113,7 +113,7 @@ def test_malicious_pickle_is_rejected_without_running(tmp_path):
   path, marker = tmp_path / "evil_haiku.npz", tmp_path / "pwned"
   checkpoint_export.write_malicious_file(path, marker)
   with pytest.raises(ConversionError, match="refusing to unpickle (posix|os|nt).system"):
-    convert_deepmind.load_haiku_file(str(path))
+    converters.deepmind.load_haiku_file(str(path))
   proc = run_convert("--source=deepmind", f"--input={path}", "--model=nfnet_mini_f0",
                      f"--output={tmp_path / 'out'}")
   assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr[-2000:]
@@ -140,13 +140,13 @@ def test_haiku_mappings_unpickle_as_dicts(tmp_path, monkeypatch):
   with open(path, "wb") as f:
     pickle.dump(tree, f, protocol=4)
   monkeypatch.delitem(sys.modules, stub.__name__)
-  params = convert_deepmind.load_haiku_file(str(path))
+  params = converters.deepmind.load_haiku_file(str(path))
   assert type(params) is dict and params["NFNet/~/linear"]["w"].shape == (2, 3)
-  assert convert_deepmind.head_classes(params) == 3
+  assert converters.deepmind.head_classes(params) == 3
   with open(path, "wb") as f:
     pickle.dump([np.ones(2)], f)
   with pytest.raises(ConversionError, match="not a Haiku parameter tree"):
-    convert_deepmind.load_haiku_file(str(path))
+    converters.deepmind.load_haiku_file(str(path))
 
 
 def test_timm_nfnet_pth_through_the_command(timm_nfnets, tmp_path):
@@ -183,7 +183,7 @@ def test_vit_checkpoints_through_the_command(tmp_path, source):
     path = tmp_path / "vit.pth"
     torch.save({k: torch.from_numpy(np.ascontiguousarray(v))
                 for k, v in checkpoint_export.keras_vit_to_timm(weights, depth=12).items()}, path)
-  model, info = convert_sources.convert_checkpoint(source, str(path), "vit_ti16")
+  model, info = converters.sources.convert_checkpoint(source, str(path), "vit_ti16")
   assert info["resolution"] == 32 and info["num_classes"] == NUM_CLASSES
   np.testing.assert_allclose(model(images, training=False), expected, rtol=1e-4, atol=1e-4)
   out = tmp_path / "out"
@@ -207,4 +207,4 @@ def test_source_and_model_family_must_match(tmp_path):
   path = tmp_path / "x.npz"
   np.savez(path, a=np.zeros(1))
   with pytest.raises(ConversionError, match="big_vision holds vit weights, not nfnet"):
-    convert_sources.convert_checkpoint("big_vision", str(path), "nfnet_mini_f0")
+    converters.sources.convert_checkpoint("big_vision", str(path), "nfnet_mini_f0")

@@ -123,11 +123,11 @@ def test_loss_functions():
 def test_model_fn_and_optimizer_fn_replace_the_defaults(tiny, tmp_path):
   # What a fine-tuning script does: its own initialisation and optimizer, the same loop.
   import keras
-  from reproduce.train import loop, steps
+  from reproduce.train import builders, loop
   calls = []
 
   def model_fn(config, plan, num_classes):
-    model = steps.build_model(config, plan, num_classes)
+    model = builders.build_model(config, plan, num_classes)
     for variable in model.trainable_variables:
       variable.assign(tf.zeros_like(variable) + 0.01)
     calls.append("model")

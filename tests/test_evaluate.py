@@ -18,8 +18,7 @@ import engine_helpers
 import evaluation_helpers as helpers
 import model_defs
 import tiny_models
-from model_defs import posemb_resampling
-from model_defs import registry
+from model_defs.converters import posemb_resampling
 from reproduce.evaluation import run as run_lib
 from reproduce.evaluation import datasets
 from reproduce.train import model_loading
@@ -36,7 +35,7 @@ FAKE_EXAMPLES = 24
 def tiny_1k():
   tiny_models.register_tiny_model(TINY_1K, train_resolution=RES)
   yield TINY_1K
-  registry.unregister(TINY_1K)
+  tiny_models.unregister(TINY_1K)
 
 
 @pytest.fixture(scope="module")

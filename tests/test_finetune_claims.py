@@ -4,26 +4,27 @@ import dataclasses
 
 import pytest
 
-from reproduce.analysis import compare
 from reproduce.analysis import figures
 from reproduce.analysis import fits as fits_lib
 from reproduce.analysis import frontier
-from reproduce.analysis import synthetic
 from reproduce.analysis import tensorboard
+from reproduce.analysis import versus_published
+
+import synthetic_runs
 
 EPOCHS = (0.25, 0.5, 1.0, 2.0, 4.0)
 KEY = "finetune_error_vs_compute_slope_sign"
 
 
 def _points(family="nfnet", finetune_b=0.2, noise=0.0, seed=0, epochs=EPOCHS, models=3):
-  return synthetic.as_points(synthetic.synthetic_records(
+  return synthetic_runs.as_points(synthetic_runs.synthetic_records(
       {f"{family}_mini_s{i}": 1e5 * 2.0 ** i for i in range(models)}, epochs, (1.0,),
       noise=noise, seed=seed, finetune_b=finetune_b, finetune_a=0.1))
 
 
 def _fit_and_compare(points, bootstrap=100):
   fits = fits_lib.fit_all(points, bootstrap=bootstrap)
-  return fits, compare.compare(points, fits, model_stats=False)
+  return fits, versus_published.compare(points, fits, model_stats=False)
 
 
 def test_best_per_budget_keeps_budgets_whose_best_is_worse():

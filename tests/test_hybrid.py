@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import model_defs
-from model_defs import hybrid, hybrid_stems, layers, nfnet, vit_layers
+from model_defs import hybrid, hybrid_stems, nfnet, nfnet_layers, vit_layers
 from model_defs.hybrid_stems import StdConv2D
 from model_defs.stats import Tally
 from reproduce.core import published
@@ -61,7 +61,7 @@ def _walked_macs(model) -> int:
   macs = 0
   for layer in model.layers:
     out = layer.output.shape
-    if isinstance(layer, (keras.layers.Conv2D, StdConv2D, layers.ScaledWSConv2D)):
+    if isinstance(layer, (keras.layers.Conv2D, StdConv2D, nfnet_layers.ScaledWSConv2D)):
       macs += int(np.prod(layer.kernel.shape)) * out[1] * out[2]
     elif isinstance(layer, keras.layers.Dense):
       macs += int(np.prod(layer.kernel.shape)) * int(np.prod(out[1:-1]))

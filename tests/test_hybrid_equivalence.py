@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import model_defs
-from model_defs import convert_hybrid, convert_sources
-from model_defs.convert_common import ConversionError
+from model_defs import converters
+from model_defs.converters.common import ConversionError
 
 import hybrid_timm_reference as reference
 
@@ -44,12 +44,12 @@ def test_timm_equivalence_and_counts(timm_ref, arch, tmp_path):
   name = KIT_NAMES[arch]
   if arch == reference.R26:
     np.savez(tmp_path / "r26.npz", **state_dict)
-    model, info = convert_sources.convert_checkpoint("timm", str(tmp_path / "r26.npz"), name)
+    model, info = converters.sources.convert_checkpoint("timm", str(tmp_path / "r26.npz"), name)
     assert (info["num_classes"], info["resolution"], info["input_range"]) == (
         1000, 224, "minus_one_one")
   else:
     model = timm_ref[1][arch]
-    convert_hybrid.load_timm_state_dict(model, state_dict)
+    converters.hybrid.load_timm_state_dict(model, state_dict)
   logits = np.asarray(model(images, training=False))
   rel = np.linalg.norm(logits - timm_logits) / np.linalg.norm(timm_logits)
   assert rel <= 1e-4, f"{name}: relative logits error {rel:.2e}"
@@ -65,9 +65,9 @@ def test_conversion_errors_name_the_parameter(timm_ref):
   broken = dict(state_dict)
   del broken["patch_embed.backbone.stages.2.blocks.1.conv2.weight"]
   with pytest.raises(ConversionError, match="stage3_block2_conv2/kernel"):
-    convert_hybrid.load_timm_state_dict(model, broken)
+    converters.hybrid.load_timm_state_dict(model, broken)
   extra = {**state_dict, "patch_embed.backbone.stages.0.blocks.0.se.fc.weight": np.ones(2)}
   with pytest.raises(ConversionError, match="se.fc.weight"):
-    convert_hybrid.load_timm_state_dict(model, extra)
+    converters.hybrid.load_timm_state_dict(model, extra)
   with pytest.raises(ConversionError, match="mis-shaped|shape"):
-    convert_hybrid.load_timm_state_dict(timm_ref[1][reference.R50], state_dict)
+    converters.hybrid.load_timm_state_dict(timm_ref[1][reference.R50], state_dict)

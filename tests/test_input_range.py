@@ -170,10 +170,10 @@ def test_evaluate_prints_the_published_top1_beside_the_measured():
 def test_convert_check_feeds_the_weights_crop_and_range(tmp_path):
   """``convert --check`` scores the image as evaluate will: a big_vision ViT gets the ViT
   crop and [-1, 1] pixels."""
-  from model_defs import convert_sources
+  from model_defs import converters
   from reproduce import convert
   _, npz = _random_vit_checkpoints(tmp_path)
-  model, info = convert_sources.convert_checkpoint("big_vision", str(npz), "vit_ti16")
+  model, info = converters.sources.convert_checkpoint("big_vision", str(npz), "vit_ti16")
   assert info["input_range"] == "minus_one_one"
   encoded = tf.io.encode_png(np.random.default_rng(2).integers(
       0, 256, (40, 50, 3), dtype=np.uint8)).numpy()

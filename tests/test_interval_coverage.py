@@ -14,9 +14,9 @@ import pytest
 
 from reproduce.analysis import fits as fits_lib
 from reproduce.analysis import prediction
-from reproduce.analysis import synthetic
 
 import analysis_helpers as helpers
+import synthetic_runs
 
 DESIGN = dict(irreducible=1.0, a=3.0, b=0.1, size_exponent=0.5, noise=0.03)
 REPLICATES = 200
@@ -24,7 +24,7 @@ RESAMPLES = 60
 
 
 def _study(seed: int, **design):
-  return synthetic.as_points(helpers.verdict_records(seed=seed, **{**DESIGN, **design}))
+  return synthetic_runs.as_points(helpers.verdict_records(seed=seed, **{**DESIGN, **design}))
 
 
 def test_noiseless_design_recovers_the_exponents():

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 from hypothesis import example, given, settings, strategies as st
 
-from reproduce.analysis import bootstrap, claims, pipeline, synthetic, verdicts
+from reproduce.analysis import bootstrap, claims, pipeline, verdicts
 from reproduce.core import published
+
+import synthetic_runs
 
 # model_defs.stats is the module; the package's own ``stats`` attribute is a function.
 stats_lib = importlib.import_module("model_defs.stats")
@@ -144,7 +146,7 @@ def test_interval_status_and_counts():
 @given(size_exponent=st.sampled_from([0.35, 0.4, 0.45, 0.55, 0.6, 0.65]))
 def test_exponent_ratio_is_size_over_epochs(size_exponent):
   """Optimal size ~ C^s and epochs ~ C^(1-s): the ratio reads s / (1 - s) (0.6 -> 1.5)."""
-  points = synthetic.as_points(synthetic.synthetic_records(
+  points = synthetic_runs.as_points(synthetic_runs.synthetic_records(
       {f"nfnet_mini_s{i}": 1e5 * 2.0 ** i for i in range(7)}, (0.25, 0.5, 1, 2, 4, 8, 16),
       size_penalty=1.0, size_exponent=size_exponent, lr_factors=(1.0,)))
   runs = pipeline.FamilyRuns.from_points(points)
@@ -215,7 +217,7 @@ def test_published_ratio_claim():
   assert (entry.model, entry.value, entry.tolerance) == ("nfnet", 1.0, 0.5)
 
 
-# --- model_defs/convert_deepmind.py: the unpickler's allow-list refuses ----------------------
+# --- model_defs/converters/deepmind.py: the unpickler's allow-list refuses ----------------------
 
 
 class _Calls:
@@ -241,14 +243,14 @@ def _refused_globals(tmp_path):
 
 
 def test_unpickler_refuses_every_other_global(tmp_path):
-  from model_defs import convert_deepmind
-  from model_defs.convert_common import ConversionError
+  from model_defs import converters
+  from model_defs.converters.common import ConversionError
   marker, payloads = _refused_globals(tmp_path)
   for i, payload in enumerate(payloads):
     path = tmp_path / f"F{i}_haiku.npz"
     path.write_bytes(pickle.dumps({"NFNet/~/linear": {"w": payload}}, protocol=2))
     with pytest.raises(ConversionError, match="refusing to unpickle"):
-      convert_deepmind.load_haiku_file(str(path))
+      converters.deepmind.load_haiku_file(str(path))
   assert not marker.exists()
 
 
@@ -348,11 +350,11 @@ def test_summaries_of_no_examples_and_concatenated_parts():
     np.testing.assert_array_equal(joined[k], [0, 0.5, 1, 1.5, 2, 2.5])
 
 
-# --- model_defs/convert_deepmind.py: the Haiku -> Keras names --------------------------------
+# --- model_defs/converters/deepmind.py: the Haiku -> Keras names --------------------------------
 
 
 def test_deepmind_keys_map_to_keras_paths():
-  from model_defs.convert_deepmind import deepmind_key_to_keras_path as path
+  from model_defs.converters.deepmind import deepmind_key_to_keras_path as path
   blocks = ["stage1_block1", "stage1_block2", "stage2_block1"]
   cases = {
       ("NFNet/~/stem_conv0", "w"): "stem_conv1/kernel",
@@ -379,12 +381,12 @@ def test_deepmind_keys_map_to_keras_paths():
 
 
 def test_a_tree_that_is_not_a_mapping_is_named(tmp_path):
-  from model_defs import convert_deepmind
-  from model_defs.convert_common import ConversionError
+  from model_defs import converters
+  from model_defs.converters.common import ConversionError
   file = tmp_path / "F0_haiku.npz"
   file.write_bytes(pickle.dumps([1, 2], protocol=2))
   with pytest.raises(ConversionError, match="holds a list, not a Haiku parameter tree"):
-    convert_deepmind.load_haiku_file(str(file))
+    converters.deepmind.load_haiku_file(str(file))
 
 
 # --- reproduce/train/losses.py against NumPy -------------------------------------------------
@@ -610,7 +612,7 @@ def test_plan_inputs_and_config_path():
 
   import ml_collections
   from reproduce import planning
-  from reproduce.planning import report
+  from reproduce.planning import plan_tables
   common = dict(dataset_size=1000, batch_size=100)
   assert planning.plan_from_epochs("nfnet_f0", 1.0, warmup_steps=0, **common).warmup_steps == 0
   whole = planning.plan_from_epochs("nfnet_f0", 1.0, dataset_size=1000, batch_size=100.0,
@@ -632,10 +634,10 @@ def test_plan_inputs_and_config_path():
                                        throughput_note="measured here")
   assert (measured.images_per_second_per_core, measured.throughput_note) == (50.0,
                                                                              "measured here")
-  table = report.plan_table(dataclasses.replace(plan, throughput_note=""))
+  table = plan_tables.plan_table(dataclasses.replace(plan, throughput_note=""))
   assert table.splitlines()[-1].split() == ["throughput", "from", "analytic"]
-  assert report.plan_table(plan).splitlines()[-1].endswith("  MFU 0.25 given")
-  rows = report.allocation_table(planning.allocate(5000.0, ["nfnet_f0"])).splitlines()
+  assert plan_tables.plan_table(plan).splitlines()[-1].endswith("  MFU 0.25 given")
+  rows = plan_tables.allocation_table(planning.allocate(5000.0, ["nfnet_f0"])).splitlines()
   assert rows[0].split() == ["model", "epochs", "target", "core", "hours", "base", "LR"]
   assert rows[1].startswith("*  nfnet_f0")
 
@@ -724,7 +726,7 @@ def test_points_csv_and_fits_json_round_trip(tmp_path):
   import json
 
   from reproduce.analysis import outputs
-  points = synthetic.as_points(synthetic.synthetic_records(
+  points = synthetic_runs.as_points(synthetic_runs.synthetic_records(
       {"nfnet_mini_s0": 1e5}, (1.0, 2.0), lr_factors=(1.0,)))
   text = outputs.points_to_csv(points)
   assert "\r" not in text and text.endswith("\n")
@@ -835,9 +837,9 @@ def test_figures_plot_the_fitted_numbers(small_study):
 
 def test_replicates_average_and_spread():
   from reproduce.analysis import seeds
-  records = synthetic.synthetic_records({"nfnet_mini_s0": 1e5}, (1.0,), lr_factors=(1.0,),
-                                        seeds=(0, 1, 2), noise=0.05, finetune_b=0.1)
-  points = synthetic.as_points(records)
+  records = synthetic_runs.synthetic_records({"nfnet_mini_s0": 1e5}, (1.0,), lr_factors=(1.0,),
+                                             seeds=(0, 1, 2), noise=0.05, finetune_b=0.1)
+  points = synthetic_runs.as_points(records)
   (mean,) = seeds.average_replicates(points)
   losses = np.array([p.heldout_loss for p in points])
   assert mean.heldout_loss == pytest.approx(np.exp(np.log(losses).mean()))
@@ -869,12 +871,12 @@ def test_run_labels_are_unique_and_short():
 
 
 def test_a_path_is_read_through_the_safe_unpickler(tmp_path):
-  from model_defs import convert_deepmind
-  from model_defs.convert_common import ConversionError
+  from model_defs import converters
+  from model_defs.converters.common import ConversionError
   path = tmp_path / "F0_haiku.npz"
   path.write_bytes(pickle.dumps({"NFNet/~/linear": {"w": _Calls(np.load, "x")}}, protocol=2))
   with pytest.raises(ConversionError, match="not a safe Haiku parameter pickle"):
-    convert_deepmind.load_deepmind_params(None, str(path))  # refused before any model use
+    converters.deepmind.load_deepmind_params(None, str(path))  # refused before any model use
 
 
 def test_keras_per_variable_hook_makes_the_same_update():

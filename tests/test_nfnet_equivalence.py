@@ -12,9 +12,9 @@ import torch  # torch alone imports fine next to TensorFlow (timm/torchvision af
 
 import checkpoint_export
 import model_defs
-from model_defs import convert_common, convert_vit
-from model_defs.convert_nfnet import (ConversionError, load_timm_checkpoint,
-                                      load_timm_state_dict, load_torch_checkpoint)
+from model_defs import converters
+from model_defs.converters.common import ConversionError, load_torch_state_dict
+from model_defs.converters.nfnet import load_timm_checkpoint, load_timm_state_dict
 
 NUM_CLASSES = 10
 KERAS_NAMES = {"f0": "nfnet_f0", "mini_f0": "nfnet_mini_f0"}
@@ -74,17 +74,17 @@ def test_pth_checkpoint_loads_through_the_path_loader(timm_references, tmp_path,
   model = model_defs.build("nfnet_mini_f0", NUM_CLASSES, timm_compat=True)
   assert load_timm_checkpoint(model, str(path)) is model
   assert _relative_error(np.asarray(model(images, training=False)), timm_logits) <= 1e-4
-  arrays = load_torch_checkpoint(str(path))
+  arrays = load_torch_state_dict(str(path))
   assert sorted(arrays) == sorted(state_dict)
   assert all(arrays[k].dtype == np.float32 for k in arrays)
 
 
 def test_torch_loader_errors_and_one_conversion_error(tmp_path):
-  assert convert_vit.ConversionError is ConversionError is convert_common.ConversionError
+  assert converters.vit.ConversionError is ConversionError is converters.common.ConversionError
   assert issubclass(ConversionError, ValueError)
   path = tmp_path / "not_a_state_dict.pth"
   torch.save([torch.zeros(2)], path)
   with pytest.raises(ConversionError, match="not a state dict"):
-    convert_common.load_torch_state_dict(str(path))
+    load_torch_state_dict(str(path))
   bf16 = torch.arange(4, dtype=torch.float32).to(torch.bfloat16)
-  np.testing.assert_array_equal(convert_common.to_numpy(bf16), np.arange(4, dtype=np.float32))
+  np.testing.assert_array_equal(converters.common.to_numpy(bf16), np.arange(4, dtype=np.float32))

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from reproduce.train import agc
 from reproduce.train import optim
+from reproduce.train import rundir
 
 
 def _numpy_unit_norm(x):
@@ -142,6 +143,11 @@ def test_rejects_decoupled_weight_decay():
     optim.with_agc(keras.optimizers.SGD(learning_rate=0.1, weight_decay=1e-4))
 
 
+def _plan(base_lr, steps, warmup_steps):
+  return rundir.StoredPlan(steps=steps, warmup_steps=warmup_steps, base_lr=base_lr,
+                           decay="cosine")
+
+
 def _nfnet_schedule(s, base, total, warmup, end=0.0):
   """The official NFNet warm-up (base * s / W) then cosine to ``end`` at ``total``."""
   if s < warmup:
@@ -153,7 +159,7 @@ def _nfnet_schedule(s, base, total, warmup, end=0.0):
 @pytest.mark.parametrize("base, total, warmup, end", [
     (1.6, 100, 10, 0.0), (1.0, 10, 0, 0.0), (0.4, 37, 5, 0.01), (0.2, 8, 8, 0.0)])
 def test_schedule_matches_the_formula(base, total, warmup, end):
-  sched = optim.warmup_cosine(base_lr=base, total_steps=total, warmup_steps=warmup, end_lr=end)
+  sched = optim.schedule_from_plan(_plan(base, total, warmup), end_lr=end)
   assert isinstance(sched, keras.optimizers.schedules.CosineDecay)
   for s in range(total + 5):
     np.testing.assert_allclose(float(sched(s)), _nfnet_schedule(s, base, total, warmup, end),
@@ -161,7 +167,7 @@ def test_schedule_matches_the_formula(base, total, warmup, end):
 
 
 def test_schedule_shape():
-  sched = optim.warmup_cosine(base_lr=1.6, total_steps=100, warmup_steps=10)
+  sched = optim.schedule_from_plan(_plan(1.6, 100, 10))
   lrs = np.array([float(sched(s)) for s in range(0, 101)])
   assert lrs[0] == 0.0                          # the first update does not move (official)
   np.testing.assert_allclose(lrs[1], 0.16, rtol=1e-6)
@@ -170,14 +176,13 @@ def test_schedule_shape():
   assert np.all(np.diff(lrs[10:]) <= 1e-7)      # cosine decay
   np.testing.assert_allclose(lrs[55], 0.8, rtol=1e-5)  # half way through the decay
   assert abs(lrs[100]) < 1e-6
-  no_warm = optim.warmup_cosine(1.0, 10, 0)
+  no_warm = optim.schedule_from_plan(_plan(1.0, 10, 0))
   np.testing.assert_allclose(float(no_warm(0)), 1.0, rtol=1e-6)
-  with pytest.raises(ValueError):
-    optim.warmup_cosine(1.0, 10, 11)
+  with pytest.raises(ValueError, match="total_steps"):
+    optim.schedule_from_plan(_plan(1.0, 0, 0))
 
 
 def test_schedule_from_plan():
-  from reproduce.train import rundir
   plan = rundir.StoredPlan(steps=20, warmup_steps=4, base_lr=0.8, decay="cosine")
   sched = optim.schedule_from_plan(plan)
   for s in range(22):
@@ -199,8 +204,8 @@ def test_classifier_kernels_finds_head():
   assert kernel.path == "head/kernel"
 
 
-def test_clip_segments_equals_agc_clip_per_tensor():
-  """The vector group's one-pass AGC gives each tensor's ``agc_clip`` and statistics."""
+def test_clip_segments_equals_clipping_per_tensor():
+  """The vector group's one-pass AGC gives each tensor's ``clip_with_statistics``."""
   rng = np.random.default_rng(3)
   shapes = [(), (7,), (1,), (16,), (), (5,)]
   params = [rng.normal(size=s).astype(np.float32) for s in shapes]
@@ -214,9 +219,9 @@ def test_clip_segments_equals_agc_clip_per_tensor():
                                               0.01, 1e-3)
   expected, expected_count = [], 0
   for g, w in zip(grads, params):
-    clipped_g, mask = agc.agc_clip(g, w, 0.01, 1e-3)
+    clipped_g, _, kept = agc.clip_with_statistics(g, w, 0.01, 1e-3)
     expected.append(np.asarray(clipped_g))
-    expected_count += int(np.sum(np.asarray(mask)))
+    expected_count += int(np.sum(~np.asarray(kept)))
   assert 0 < expected_count < len(shapes)  # both branches
   np.testing.assert_allclose(np.asarray(clipped), flat(expected), rtol=1e-6)
   assert float(count) == expected_count

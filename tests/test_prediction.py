@@ -4,14 +4,14 @@
 import numpy as np
 import pytest
 
-from reproduce.analysis import compare
 from reproduce.analysis import fits as fits_lib
 from reproduce.analysis import frontier
 from reproduce.analysis import prediction
 from reproduce.analysis import runs
-from reproduce.analysis import synthetic
+from reproduce.analysis import versus_published
 
 import analysis_helpers as helpers
+import synthetic_runs
 
 THREE_SIZES = {f"nfnet_mini_f{i}": 1e5 * 4.0 ** i for i in range(3)}
 
@@ -65,7 +65,7 @@ def test_budget_comes_from_config_and_old_results_still_load():
   del old["config"]
   assert runs.point_from_record("r/results.json", "r", old).budget is None
   # Without a budget, runs within BUDGET_GAP of compute share one (the older grouping).
-  plain = synthetic.as_points(synthetic.synthetic_records(epochs=(0.5, 1.0, 2.0)))
+  plain = synthetic_runs.as_points(synthetic_runs.synthetic_records(epochs=(0.5, 1.0, 2.0)))
   ids = frontier.budget_ids(plain)
   for p, i in zip(plain, ids):
     same = [q for q, j in zip(plain, ids) if j == i]
@@ -95,7 +95,7 @@ def test_edge_optima_leave_the_size_rows_undecided():
   fits = fits_lib.fit_all(points, bootstrap=50)
   assert fits["per_family"]["nfnet"]["optimal_scaling"] is None
   assert "too few interior optima" in fits["notes"]["per_family.nfnet.optimal_scaling"]
-  rows = {r["key"]: r for r in compare.compare(points, fits, model_stats=False)["rows"]}
+  rows = {r["key"]: r for r in versus_published.compare(points, fits, model_stats=False)["rows"]}
   for key in ("claim.nfnet.optimal_size_exponent_sign",
               "claim.nfnet.optimal_epochs_exponent_sign",
               "claim.nfnet.size_vs_epochs_exponent_ratio"):
@@ -108,7 +108,7 @@ def test_prediction_rows_count_for_nfnet_only():
   vits = helpers.study_points({f"vit_mini_s{i}": 1e5 * 2.0 ** i for i in range(5)}, seed=2,
                               off_law=1.3)
   predictions = prediction.predict_all(nfnets + vits, bootstrap=100)
-  result = compare.compare(model_stats=False, predictions=predictions)
+  result = versus_published.compare(model_stats=False, predictions=predictions)
   rows = {r["key"]: r for r in result["rows"]}
   assert set(rows) == {f"prediction.{f}.{part}" for f in ("nfnet", "vit")
                        for part in ("loss", "optimal_size")}
@@ -119,7 +119,7 @@ def test_prediction_rows_count_for_nfnet_only():
   assert not rows["prediction.vit.loss"]["counted"]
   assert "not a paper claim" in rows["prediction.vit.loss"]["note"]
   assert result["passed"] and result["n_rows"] == 2 and result["n_info"] == 2
-  table = compare.format_table(result)
+  table = versus_published.format_table(result)
   assert "(FAIL)" in table.split("prediction.vit.loss")[1].splitlines()[0]
   # The PASS rule is the interval: the tolerance is its half on the observed side.
   loss = predictions["nfnet"]["loss"]
@@ -130,7 +130,7 @@ def test_prediction_rows_count_for_nfnet_only():
 
 def test_skipped_prediction_is_an_undecided_row():
   points = helpers.study_points(budgets=helpers.BUDGETS[:3])
-  result = compare.compare(model_stats=False, predictions=prediction.predict_all(points))
+  result = versus_published.compare(model_stats=False, predictions=prediction.predict_all(points))
   assert {r["status"] for r in result["rows"]} == {"UNDECIDED"}
   assert all("3 budget(s)" in r["note"] for r in result["rows"])
   assert result["passed"] and result["verdict"] == "UNDECIDED"

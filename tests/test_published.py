@@ -7,7 +7,7 @@ import re
 import pytest
 
 import model_defs
-from model_defs import registry
+import tiny_models
 from reproduce import planning
 from reproduce.core import published
 
@@ -49,10 +49,10 @@ def unrounded_f7plus():
   """NFNet-F7+ with the unrounded stage-1 bottleneck, registered for the planner."""
   spec = model_defs.get_spec("nfnet_f7plus")
   name = "nfnet_f7plus_unrounded_test"
-  registry.register(dataclasses.replace(
+  tiny_models.register(dataclasses.replace(
       spec, name=name, config={**spec.config, "bottleneck_rounding": "unrounded"}))
   yield name
-  registry.unregister(name)
+  tiny_models.unregister(name)
 
 
 def test_mfu_anchor_under_each_bottleneck_reading(unrounded_f7plus):

@@ -1,4 +1,4 @@
-"""The recipes (reproduce/configs, train.steps/inputs, miniature.grid): held-out resolution and
+"""The recipes (reproduce/configs, train.builders/inputs, miniature.grid): held-out resolution and
 split, the ImageNet recipe read from the variant table, explicit JFT regularisation, and each
 family on its own optimizer in the study."""
 
@@ -63,11 +63,11 @@ def test_the_eval_crop_is_passed_only_when_set():
 
 
 def test_a_vit_refuses_an_eval_resolution_other_than_its_build_size():
-  from reproduce.train import rundir, steps
+  from reproduce.train import builders, rundir
   config = rundir.config_to_dict(dict(eval_resolution=40))
   with pytest.raises(rundir.EngineError, match="vit_mini_ti is built for 32 px"):
-    steps.build_model(config, _plan("vit_mini_ti", 32), NUM_CLASSES)
-  model = steps.build_model(rundir.config_to_dict({}), _plan("vit_mini_ti", 32), NUM_CLASSES)
+    builders.build_model(config, _plan("vit_mini_ti", 32), NUM_CLASSES)
+  model = builders.build_model(rundir.config_to_dict({}), _plan("vit_mini_ti", 32), NUM_CLASSES)
   assert tuple(model.input_shape[1:]) == (32, 32, 3)
 
 
@@ -177,16 +177,16 @@ def _regularisation(model):
 @pytest.mark.parametrize("name", ["pretrain_jft", "pretrain_i21k"])
 def test_jft_pretraining_builds_without_dropout_or_stochastic_depth(name):
   import importlib
-  from reproduce.train import rundir, steps
+  from reproduce.train import builders, rundir
   config = importlib.import_module(f"reproduce.configs.{name}").get_config()
   assert config.model_overrides.to_dict() == dict(dropout_rate=0.0, stochdepth_rate=0.0)
   config.model = "nfnet_mini_f0"  # the same overrides on a model that builds in seconds
-  model = steps.build_model(rundir.config_to_dict(config), _plan("nfnet_mini_f0", 32), 10)
+  model = builders.build_model(rundir.config_to_dict(config), _plan("nfnet_mini_f0", 32), 10)
   dropouts, stochdepth = _regularisation(model)
   assert max(dropouts, default=0.0) == 0.0  # a rate of 0 builds no Dropout layer
   assert stochdepth and max(stochdepth) == 0.0
   # The variant defaults the config now overrides: dropout 0.2, stochastic depth up to 0.1.
-  default = steps.build_model(rundir.config_to_dict({}), _plan("nfnet_mini_f0", 32), 10)
+  default = builders.build_model(rundir.config_to_dict({}), _plan("nfnet_mini_f0", 32), 10)
   dropouts, stochdepth = _regularisation(default)
   assert max(dropouts) == pytest.approx(0.2) and max(stochdepth) > 0
 
@@ -196,26 +196,27 @@ def test_jft_pretraining_builds_without_dropout_or_stochastic_depth(name):
 
 
 def test_build_optimizer_builds_the_configured_one(tiny):
-  from reproduce.train import optim, rundir, steps
+  from reproduce.train import builders, optim, rundir
   plan = tiny_plan()
-  model = steps.build_model(rundir.config_to_dict(tiny_config()), plan, NUM_CLASSES)
+  model = builders.build_model(rundir.config_to_dict(tiny_config()), plan, NUM_CLASSES)
   schedule = optim.schedule_from_plan(plan)
-  sgd = steps.build_optimizer(rundir.config_to_dict(tiny_config()), schedule, model,
-                              NUM_CLASSES)
+  sgd = builders.build_optimizer(rundir.config_to_dict(tiny_config()), schedule, model,
+                                 NUM_CLASSES)
   assert isinstance(sgd, keras.optimizers.SGD) and sgd.agc_clipping == 0.01
   config = rundir.config_to_dict(tiny_config(optimizer="adamw", weight_decay=0.1,
                                              adam_b2=0.999, grad_clip_norm=1.0))
-  adamw = steps.build_optimizer(config, schedule, model, NUM_CLASSES)
+  adamw = builders.build_optimizer(config, schedule, model, NUM_CLASSES)
   assert isinstance(adamw, keras.optimizers.AdamW) and not hasattr(adamw, "agc_statistics")
   assert (adamw.weight_decay, adamw.beta_2, adamw.global_clipnorm) == (0.1, 0.999, 1.0)
   decayed = [v for v in model.trainable_variables if adamw._use_weight_decay(v)]
   assert decayed and all(len(v.shape) > 1 for v in decayed)  # no decay on biases
   with pytest.raises(rundir.EngineError, match="unknown"):
-    steps.build_optimizer(rundir.config_to_dict(tiny_config(optimizer="lamb")), schedule,
-                          model, NUM_CLASSES)
+    builders.build_optimizer(rundir.config_to_dict(tiny_config(optimizer="lamb")), schedule,
+                             model, NUM_CLASSES)
   with pytest.raises(rundir.EngineError, match="sgd_agc"):
-    steps.build_optimizer(rundir.config_to_dict(tiny_config(optimizer="adamw", ema_decay=0.9)),
-                          schedule, model, NUM_CLASSES)
+    builders.build_optimizer(
+        rundir.config_to_dict(tiny_config(optimizer="adamw", ema_decay=0.9)), schedule, model,
+        NUM_CLASSES)
 
 
 def test_a_mini_vit_trains_with_adamw_through_the_loop(tmp_path):

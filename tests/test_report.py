@@ -4,10 +4,10 @@ import os
 
 import pytest
 
-from reproduce.analysis import compare
 from reproduce.analysis import fits as fits_lib
 from reproduce.analysis import prediction
-from reproduce.analysis import report
+from reproduce.analysis import study_report
+from reproduce.analysis import versus_published
 from reproduce.core import fileio
 
 import analysis_helpers as helpers
@@ -23,16 +23,16 @@ def study(tmp_path_factory):
       {f"vit_mini_s{i}": 1e5 * 2.0 ** i for i in range(5)}, seed=2, finetune_b=0.07))
   fits = fits_lib.fit_all(points, bootstrap=50)
   predictions = prediction.predict_all(points, bootstrap=50)
-  comparison = compare.compare(points, fits, model_stats=False, predictions=predictions)
+  comparison = versus_published.compare(points, fits, model_stats=False, predictions=predictions)
   workdir = str(tmp_path_factory.mktemp("study"))
-  written = report.write_report(workdir, points, fits, comparison, predictions, BREAKDOWN,
-                                wall_seconds=400.0, cores=2, training_core_seconds=600.0)
+  written = study_report.write_report(workdir, points, fits, comparison, predictions, BREAKDOWN,
+                                      wall_seconds=400.0, cores=2, training_core_seconds=600.0)
   return workdir, written, fileio.read_text(written["report"]), predictions
 
 
 def test_report_has_every_section(study):
   workdir, written, text, _ = study
-  assert written["report"] == os.path.join(workdir, report.REPORT_FILE)
+  assert written["report"] == os.path.join(workdir, study_report.REPORT_FILE)
   for heading in ("## In plain words", "## Ours vs the paper", "## Fitted laws",
                   "### nfnet", "### vit", "## Figures", "## Where the time went"):
     assert heading in text, heading
@@ -66,8 +66,8 @@ def test_time_breakdown_table(study):
 
 def test_figures_are_png_files_beside_the_report(study):
   workdir, written, text, _ = study
-  assert [os.path.basename(p) for p in written["figures"]] == list(report.FIGURE_FILES)
-  for name in report.FIGURE_FILES:
+  assert [os.path.basename(p) for p in written["figures"]] == list(study_report.FIGURE_FILES)
+  for name in study_report.FIGURE_FILES:
     path = os.path.join(workdir, name)
     with open(path, "rb") as f:
       assert f.read(8) == b"\x89PNG\r\n\x1a\n", name

@@ -13,13 +13,12 @@ from reproduce.analysis import fits as fits_lib
 from reproduce.analysis import frontier
 from reproduce.analysis import outputs
 from reproduce.analysis import runs
-from reproduce.analysis import synthetic
 from reproduce.analysis.runs import Point, ScalingError
 from reproduce.core import fileio
 from reproduce.core import results
 from reproduce.planning.hardware import compute_unit
 
-import analysis_helpers as helpers
+import synthetic_runs
 
 # Small grid: 4 sizes x 4 budgets x 3 LRs = 48 runs.
 SMALL_MODELS = {f"nfnet_mini_s{i}": 1e5 * 2.0 ** i for i in range(4)}
@@ -104,9 +103,9 @@ def test_fit_exponent_recovers_slope():
 
 
 def test_fit_all_recovers_synthetic_study():
-  records = synthetic.synthetic_records(noise=0.0, b=0.1,
-                                        models={f"nfnet_mini_s{i}": 1e5 * 2.0 ** i
-                                                for i in range(7)})
+  records = synthetic_runs.synthetic_records(noise=0.0, b=0.1,
+                                             models={f"nfnet_mini_s{i}": 1e5 * 2.0 ** i
+                                                     for i in range(7)})
   points = [_from_record(i, r) for i, r in enumerate(records)]
   fits = fits_lib.fit_all(points, bootstrap=50)
   assert fits["loss_vs_compute"]["b"] == pytest.approx(0.1, abs=1e-3)
@@ -194,8 +193,8 @@ def _write_run(directory, name, record):
 
 
 def test_load_points_from_dirs_and_files(tmp_path):
-  records = synthetic.synthetic_records(models=SMALL_MODELS, epochs=SMALL_EPOCHS)
-  helpers.write_records(str(tmp_path), records)
+  records = synthetic_runs.synthetic_records(models=SMALL_MODELS, epochs=SMALL_EPOCHS)
+  synthetic_runs.write_records(str(tmp_path), records)
   by_dir = runs.load_points(str(tmp_path / "*"))
   by_file = runs.load_points([str(tmp_path / "*" / "results.json")])
   assert len(by_dir) == len(by_file) == len(records)
@@ -212,8 +211,8 @@ def test_empty_glob_names_the_pattern(tmp_path):
 
 
 def test_run_without_results_is_named(tmp_path):
-  helpers.write_records(str(tmp_path), synthetic.synthetic_records(models={"m_a": 1e5},
-                                                                     epochs=(1.0,)))
+  synthetic_runs.write_records(str(tmp_path), synthetic_runs.synthetic_records(models={"m_a": 1e5},
+                                                                               epochs=(1.0,)))
   os.makedirs(tmp_path / "crashed_run")
   with pytest.raises(ScalingError, match="crashed_run") as info:
     runs.load_points(str(tmp_path / "*"))
@@ -221,7 +220,8 @@ def test_run_without_results_is_named(tmp_path):
 
 
 def test_missing_field_is_named(tmp_path):
-  record = synthetic.synthetic_records(models={"m_a": 1e5}, epochs=(1.0,), lr_factors=(1.0,))[0]
+  record = synthetic_runs.synthetic_records(models={"m_a": 1e5}, epochs=(1.0,),
+                                            lr_factors=(1.0,))[0]
   del record["heldout_loss"]
   _write_run(str(tmp_path), "broken_run", record)
   with pytest.raises(ScalingError, match=r"broken_run.*heldout_loss"):
@@ -229,7 +229,8 @@ def test_missing_field_is_named(tmp_path):
 
 
 def test_bad_values_and_schema_are_named(tmp_path):
-  record = synthetic.synthetic_records(models={"m_a": 1e5}, epochs=(1.0,), lr_factors=(1.0,))[0]
+  record = synthetic_runs.synthetic_records(models={"m_a": 1e5}, epochs=(1.0,),
+                                            lr_factors=(1.0,))[0]
   _write_run(str(tmp_path), "wrong_schema", dict(record, schema="other/v9"))
   _write_run(str(tmp_path), "percent_top1", dict(record, heldout_top1=61.0))
   with pytest.raises(ScalingError) as info:
@@ -291,10 +292,11 @@ def tb_logdir(tmp_path_factory):
   from reproduce.analysis import tensorboard as tb_writer
 
   base = tmp_path_factory.mktemp("scaling_tb")
-  records = synthetic.synthetic_records(models=SMALL_MODELS, epochs=SMALL_EPOCHS, noise=0.01)
-  vit = synthetic.synthetic_records(models={"vit_mini_a": 1.5e5, "vit_mini_b": 6e5},
-                                    epochs=SMALL_EPOCHS, lr_factors=(1.0,), noise=0.01, seed=1)
-  helpers.write_records(str(base / "runs"), records + vit)
+  records = synthetic_runs.synthetic_records(models=SMALL_MODELS, epochs=SMALL_EPOCHS, noise=0.01)
+  vit = synthetic_runs.synthetic_records(models={"vit_mini_a": 1.5e5, "vit_mini_b": 6e5},
+                                         epochs=SMALL_EPOCHS, lr_factors=(1.0,), noise=0.01,
+                                         seed=1)
+  synthetic_runs.write_records(str(base / "runs"), records + vit)
   points = runs.load_points(str(base / "runs" / "*"))
   fits = fits_lib.fit_all(points, bootstrap=20)
   files = outputs.write_fit_files(str(base / "tb"), points, fits)

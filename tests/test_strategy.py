@@ -83,9 +83,11 @@ def test_bf16_policy_on_tpu_strategy():
   assert strategy_lib.policy_for(fake) == "mixed_bfloat16"
 
 
-def test_input_context_for_multi_host():
+def test_input_context_of_one_host_among_four():
   strategy = strategy_lib.make_strategy("one_device")
-  ctx = strategy_lib.input_context_for(strategy, input_pipeline_id=2, num_input_pipelines=4)
+  # What one host of four receives from distribute_datasets_from_function.
+  ctx = tf.distribute.InputContext(num_input_pipelines=4, input_pipeline_id=2,
+                                   num_replicas_in_sync=strategy.num_replicas_in_sync)
   assert (ctx.input_pipeline_id, ctx.num_input_pipelines, ctx.num_replicas_in_sync) == (2, 4, 1)
   assert ctx.get_per_replica_batch_size(16) == 16
 
@@ -105,7 +107,7 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
                  ctx.get_per_replica_batch_size(16)))
     per_replica = ctx.get_per_replica_batch_size(16)
     return tf.data.Dataset.range(64).shard(ctx.num_input_pipelines, ctx.input_pipeline_id).batch(per_replica)
-  dist = strategy_lib.distribute_dataset(strategy, dataset_fn)
+  dist = strategy.distribute_datasets_from_function(dataset_fn)
   batch = next(iter(dist))
   parts = [t.numpy().tolist() for t in strategy.experimental_local_results(batch)]
   assert seen == [(1, 0, 2, 8)], seen

@@ -210,10 +210,10 @@ def test_the_real_study_end_to_end_then_resumed_then_again(tmp_path):
 
 def test_the_eta_waits_until_five_percent_of_the_plan_is_trained(capsys):
   """Early on the elapsed time is mostly start-up and tracing: no ETA from it."""
-  from reproduce.miniature import study
+  from reproduce.miniature import stages
   grids = grid.make_grid(["nfnet_mini_f0"], [], [1.0, 9.0, 90.0],
                          {"nfnet": 0.4, "vit": 4e-3}, 1)
-  progress = study.Progress(grids, finetune_steps=0)
+  progress = stages.Progress(grids, finetune_steps=0)
 
   def run_event(core_seconds):
     results = {"planned_core_hours": core_seconds / 3600, "epochs": 1.0, "steps": 10,

@@ -1,7 +1,6 @@
 """Serve a fit_scaling logdir with the real `tensorboard` binary and read scalars over HTTP."""
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -13,9 +12,9 @@ import urllib.request
 
 import pytest
 
-from reproduce.analysis import synthetic
+import synthetic_runs
 
-import analysis_helpers as helpers
+
 
 READY_TIMEOUT_S = 45  # ~5 s on an idle machine; the CI box is shared
 
@@ -38,7 +37,7 @@ def _tensorboard_command() -> list[str]:
 
 def test_serve_logdir_and_read_scalars(tmp_path):
   models = {f"nfnet_mini_s{i}": 1e5 * 2.0 ** i for i in range(4)}
-  helpers.write_records(str(tmp_path / "runs"), synthetic.synthetic_records(
+  synthetic_runs.write_records(str(tmp_path / "runs"), synthetic_runs.synthetic_records(
       models=models, epochs=(0.5, 1.0, 2.0), lr_factors=(0.5, 1.0), noise=0.01))
   logdir = tmp_path / "tb"
   fit = subprocess.run(

@@ -6,10 +6,10 @@ import math
 
 import pytest
 
-from reproduce.analysis import compare
 from reproduce.analysis import fits as fits_lib
 from reproduce.analysis import prediction
 from reproduce.analysis import verdicts
+from reproduce.analysis import versus_published
 
 import analysis_helpers as helpers
 
@@ -31,8 +31,8 @@ def _status(off_law: float = 1.0, **design) -> tuple[dict, dict]:
               p.__class__(**{**p.to_dict(), "heldout_loss": p.heldout_loss * off_law})
               for p in points]
   fits = fits_lib.fit_all(points, bootstrap=100)
-  result = compare.compare(points, fits, model_stats=False,
-                           predictions=prediction.predict_all(points, bootstrap=100))
+  result = versus_published.compare(points, fits, model_stats=False,
+                                    predictions=prediction.predict_all(points, bootstrap=100))
   return {r["key"]: r["status"] for r in result["rows"]}, result
 
 
@@ -43,7 +43,7 @@ def obeying():
 
 def test_data_that_obey_every_claim_pass(obeying):
   status, result = obeying
-  assert set(status.values()) == {"PASS"}, compare.format_table(result)
+  assert set(status.values()) == {"PASS"}, versus_published.format_table(result)
   assert {LOSS, SIZE, EPOCHS, RATIO, LR, FINETUNE, PRED_LOSS, PRED_SIZE} <= set(status)
   assert result["verdict"] == "PASS" and result["passed"] and result["n_undecided"] == 0
 
@@ -58,7 +58,8 @@ def test_data_that_obey_every_claim_pass(obeying):
 ])
 def test_data_that_break_a_claim_fail_it(design, failing):
   status, result = _status(**design)
-  assert {k for k, v in status.items() if v == "FAIL"} == failing, compare.format_table(result)
+  failed = {k for k, v in status.items() if v == "FAIL"}
+  assert failed == failing, versus_published.format_table(result)
   assert result["verdict"] == "FAIL" and not result["passed"]
 
 
@@ -66,12 +67,12 @@ def test_sparse_data_are_undecided_with_the_reason():
   status, result = _status(budgets=helpers.BUDGETS[:3], noise=0.05, finetune_b=0.2)
   rows = {r["key"]: r for r in result["rows"]}
   undecided = {k for k, v in status.items() if v == "UNDECIDED"}
-  assert {LOSS, RATIO, LR, PRED_LOSS, PRED_SIZE} <= undecided, compare.format_table(result)
+  assert {LOSS, RATIO, LR, PRED_LOSS, PRED_SIZE} <= undecided, versus_published.format_table(result)
   assert "FAIL" not in status.values() and result["passed"]
   assert result["verdict"] == "UNDECIDED" and result["n_undecided"] == len(undecided)
   assert "spans zero" in rows[LOSS]["note"]
   assert "budget(s)" in rows[PRED_LOSS]["note"]
-  assert "UNDECIDED of" in compare.format_table(result).splitlines()[-1]
+  assert "UNDECIDED of" in versus_published.format_table(result).splitlines()[-1]
 
 
 def test_edge_optima_leave_the_size_rows_undecided():
@@ -114,7 +115,7 @@ def test_fits_and_compare_json_are_identical_across_runs():
     points = helpers.verdict_points(noise=0.02)
     fits = fits_lib.fit_all(points, bootstrap=30, seed=3)
     predictions = prediction.predict_all(points, bootstrap=30, seed=3)
-    result = compare.compare(points, fits, model_stats=False, predictions=predictions)
+    result = versus_published.compare(points, fits, model_stats=False, predictions=predictions)
     return fileio.dumps(fits), fileio.dumps(result)
 
   assert once() == once()

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import model_defs
-from model_defs import convert_vit, vit, vit_layers
+from model_defs import converters, vit, vit_layers
+from model_defs.converters.posemb_resampling import resample_posemb
 from reproduce.core import published
 
 FULL = ["vit_ti16", "vit_s16", "vit_b16", "vit_b32", "vit_l16", "vit_h14", "vit_giant14",
@@ -213,24 +214,24 @@ def test_sincos_posemb_is_fixed_and_matches_formula():
 def test_resample_posemb_basics():
   rng = np.random.default_rng(0)
   pe = rng.standard_normal((1, 1 + 16, 5)).astype("float32")
-  same = convert_vit.resample_posemb(pe, 4, num_prefix_tokens=1)
+  same = resample_posemb(pe, 4, num_prefix_tokens=1)
   np.testing.assert_allclose(same, pe)
-  up = convert_vit.resample_posemb(pe, (6, 6), num_prefix_tokens=1)
+  up = resample_posemb(pe, (6, 6), num_prefix_tokens=1)
   assert up.shape == (1, 37, 5)
   np.testing.assert_array_equal(up[:, :1], pe[:, :1])  # class-token row kept
   const = np.full((1, 49, 3), 0.7, "float32")
   for method in ("bilinear", "bicubic"):
-    np.testing.assert_allclose(convert_vit.resample_posemb(const, 13, method=method),
+    np.testing.assert_allclose(resample_posemb(const, 13, method=method),
                                np.full((1, 169, 3), 0.7), rtol=1e-6)
 
 
 def test_resample_posemb_errors():
   with pytest.raises(ValueError, match=r"\(1, 15, 4\).*not a square"):
-    convert_vit.resample_posemb(np.zeros((1, 15, 4)), 4)
+    resample_posemb(np.zeros((1, 15, 4)), 4)
   with pytest.raises(ValueError, match="method"):
-    convert_vit.resample_posemb(np.zeros((1, 16, 4)), 4, method="nearest")
+    resample_posemb(np.zeros((1, 16, 4)), 4, method="nearest")
   with pytest.raises(ValueError, match=r"\(2, 16, 4\)"):
-    convert_vit.resample_posemb(np.zeros((2, 16, 4)), 4)
+    resample_posemb(np.zeros((2, 16, 4)), 4)
 
 
 def test_load_weights_across_resolution_gap_constant_image():
@@ -247,7 +248,7 @@ def test_load_weights_across_resolution_gap_constant_image():
   pe = src.get_layer("pos_embedding").pos_embedding
   pe.assign(np.broadcast_to(pe.numpy()[:, :1], pe.shape))  # constant over positions
   dst = model_defs.build("vit_ti16", num_classes=10, pool_type="gap", image_size=384)
-  convert_vit.load_weights_across_resolution(src, dst)
+  converters.vit.load_weights_across_resolution(src, dst)
   assert dst.get_layer("pos_embedding").pos_embedding.shape == (1, 24 * 24, 192)
   img = np.full((1, 224, 224, 3), 0.3, "float32")
   a = np.asarray(src(img, training=False))
@@ -263,12 +264,12 @@ def test_load_weights_across_resolution_token_learned():
   _randomise(src)
   dst = model_defs.build("vit_mini_ti", num_classes=10, pool_type="token", posemb="learn",
                          image_size=48)
-  convert_vit.load_weights_across_resolution(src, dst)
-  sw, dw = convert_vit.weights_dict(src), convert_vit.weights_dict(dst)
+  converters.vit.load_weights_across_resolution(src, dst)
+  sw, dw = converters.vit.weights_dict(src), converters.vit.weights_dict(dst)
   for path, value in sw.items():
-    if path == convert_vit.POSEMB_PATH:
+    if path == converters.vit.POSEMB_PATH:
       assert dw[path].shape == (1, 12 * 12, 32)
-      np.testing.assert_allclose(dw[path], convert_vit.resample_posemb(value, 12), atol=1e-6)
+      np.testing.assert_allclose(dw[path], resample_posemb(value, 12), atol=1e-6)
     else:
       np.testing.assert_array_equal(dw[path], value)
   assert dst(np.zeros((2, 48, 48, 3), "float32")).shape == (2, 10)
@@ -277,15 +278,15 @@ def test_load_weights_across_resolution_token_learned():
 def test_load_weights_across_resolution_errors():
   src = model_defs.build("vit_mini_ti", posemb="learn")
   with pytest.raises(ValueError, match="shape mismatch"):  # different width
-    convert_vit.load_weights_across_resolution(src, model_defs.build("vit_mini_s",
-                                                                     posemb="learn"))
+    converters.vit.load_weights_across_resolution(src, model_defs.build("vit_mini_s",
+                                                                        posemb="learn"))
   with pytest.raises(ValueError, match="missing"):  # different head
-    convert_vit.load_weights_across_resolution(
+    converters.vit.load_weights_across_resolution(
         src, model_defs.build("vit_mini_ti", posemb="learn", pool_type="map"))
-  bad = convert_vit.weights_dict(src)
-  bad[convert_vit.POSEMB_PATH] = np.zeros((1, 50, 32), "float32")
+  bad = converters.vit.weights_dict(src)
+  bad[converters.vit.POSEMB_PATH] = np.zeros((1, 50, 32), "float32")
   with pytest.raises(ValueError, match=r"\(1, 50, 32\).*not a square"):
-    convert_vit.assign_weights(src, bad)
+    converters.vit.assign_weights(src, bad)
 
 
 # --------------------------------------------------------------------------------------
@@ -423,7 +424,7 @@ def test_big_vision_npz_matches_reference(tmp_path, pool, legacy):
   path = tmp_path / "ckpt.npz"
   np.savez(path, **ckpt)
   model = _mini_model(pool)
-  convert_vit.load_big_vision_npz(model, str(path))
+  converters.vit.load_big_vision_npz(model, str(path))
   x = rng.standard_normal((2, 32, 32, 3)).astype("float32")
   ref = _np_forward(params, x.astype("float64"), MINI_ARCH["heads"], pool)
   out = np.asarray(model(x, training=False))
@@ -435,22 +436,22 @@ def test_big_vision_npz_resamples_and_reports_errors(tmp_path):
   rng = np.random.default_rng(2)
   params = _bv_params(rng, pool="gap", classes=10, **MINI_ARCH)
   model = _mini_model("gap", image_size=48)  # 12 x 12 grid from an 8 x 8 checkpoint
-  convert_vit.load_big_vision_npz(model, params)
+  converters.vit.load_big_vision_npz(model, params)
   np.testing.assert_allclose(model.get_layer("pos_embedding").pos_embedding.numpy(),
-                             convert_vit.resample_posemb(params["pos_embedding"], 12), atol=1e-6)
+                             resample_posemb(params["pos_embedding"], 12), atol=1e-6)
   missing = {k: v for k, v in params.items() if "encoderblock_1/MlpBlock_0/Dense_1" not in k}
   with pytest.raises(ValueError, match="encoderblock_1/MlpBlock_0/Dense_1"):
-    convert_vit.load_big_vision_npz(_mini_model("gap"), missing)
+    converters.vit.load_big_vision_npz(_mini_model("gap"), missing)
   with pytest.raises(ValueError, match="MAP head"):
-    convert_vit.load_big_vision_npz(_mini_model("map"), params)
+    converters.vit.load_big_vision_npz(_mini_model("map"), params)
   with pytest.raises(ValueError, match="more than"):
-    convert_vit.load_big_vision_npz(_mini_model("gap", depth=1), params)
+    converters.vit.load_big_vision_npz(_mini_model("gap", depth=1), params)
   bad = dict(params, pos_embedding=np.zeros((1, 63, 32), "float32"))
   with pytest.raises(ValueError, match=r"\(1, 63, 32\)"):
-    convert_vit.load_big_vision_npz(_mini_model("gap"), bad)
+    converters.vit.load_big_vision_npz(_mini_model("gap"), bad)
   four_heads = _bv_params(rng, pool="gap", classes=10, **{**MINI_ARCH, "heads": 4})
   with pytest.raises(ValueError, match="heads"):
-    convert_vit.load_big_vision_npz(_mini_model("gap"), four_heads)
+    converters.vit.load_big_vision_npz(_mini_model("gap"), four_heads)
 
 
 def test_big_vision_scanned_layout():
@@ -463,10 +464,10 @@ def test_big_vision_scanned_layout():
     scanned[f"Transformer/encoderblock/{rest}"] = np.stack(
         [params[f"Transformer/encoderblock_{i}/{rest}"] for i in range(2)])
   a, b = _mini_model("gap"), _mini_model("gap")
-  convert_vit.load_big_vision_npz(a, params)
-  convert_vit.load_big_vision_npz(b, {"params": _nest(scanned)})
-  for (pa, va), (pb, vb) in zip(convert_vit.weights_dict(a).items(),
-                                convert_vit.weights_dict(b).items()):
+  converters.vit.load_big_vision_npz(a, params)
+  converters.vit.load_big_vision_npz(b, {"params": _nest(scanned)})
+  for (pa, va), (pb, vb) in zip(converters.vit.weights_dict(a).items(),
+                                converters.vit.weights_dict(b).items()):
     assert pa == pb
     np.testing.assert_array_equal(va, vb)
 
@@ -518,19 +519,19 @@ _JAX_SCRIPT = textwrap.dedent("""
     import keras
     assert keras.backend.backend() == "jax", keras.backend.backend()
     import model_defs
-    from model_defs import convert_vit
+    from model_defs import converters
     f = np.load(sys.argv[1])
     kw = dict(pool_type="map", posemb="learn", representation_size=16,
               stochdepth_rate=0.2, dropout_rate=0.1)
     model = model_defs.build("vit_mini_ti", num_classes=10, **kw)
-    convert_vit.assign_weights(model, {k[2:]: f[k] for k in f.files if k.startswith("w/")})
+    converters.vit.assign_weights(model, {k[2:]: f[k] for k in f.files if k.startswith("w/")})
     out = np.asarray(model(f["x"], training=False))
     err = np.abs(out - f["y"]).max()
     assert err < 1e-4, err
     train = np.asarray(model(f["x"], training=True))
     assert np.all(np.isfinite(train)) and train.shape == (2, 10)
     fused = model_defs.build("vit_mini_ti", num_classes=10, fused_attention=True, **kw)
-    convert_vit.assign_weights(fused, {k[2:]: f[k] for k in f.files if k.startswith("w/")})
+    converters.vit.assign_weights(fused, {k[2:]: f[k] for k in f.files if k.startswith("w/")})
     fused_err = np.abs(np.asarray(fused(f["x"], training=False)) - f["y"]).max()
     assert fused_err < 1e-4, fused_err
     sincos = model_defs.build("vit_mini_s", num_classes=10)
@@ -548,7 +549,7 @@ def test_jax_backend_forward(tmp_path):
   x = np.random.default_rng(4).standard_normal((2, 32, 32, 3)).astype("float32")
   y = np.asarray(model(x, training=False))
   data = tmp_path / "tf.npz"
-  np.savez(data, x=x, y=y, **{f"w/{k}": v for k, v in convert_vit.weights_dict(model).items()})
+  np.savez(data, x=x, y=y, **{f"w/{k}": v for k, v in converters.vit.weights_dict(model).items()})
   env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
   proc = subprocess.run([sys.executable, "-c", _JAX_SCRIPT, str(data)], capture_output=True,
                         text=True, env=env, timeout=240,

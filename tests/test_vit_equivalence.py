@@ -14,8 +14,9 @@ import pytest
 import torch  # torch alone imports fine next to TensorFlow (timm/torchvision after it do not)
 
 import model_defs
-from model_defs import convert_vit
-from model_defs.convert_common import ConversionError
+from model_defs import converters
+from model_defs.converters.common import ConversionError
+from model_defs.converters.posemb_resampling import resample_posemb
 
 _SCRIPT = os.path.join(os.path.dirname(__file__), "vit_timm_reference.py")
 
@@ -46,7 +47,7 @@ def test_timm_equivalence(timm_ref, ref_name, model_name, overrides):
   # The randomised timm model has no trivial parameter (zero bias, zero head...).
   assert all(np.abs(v).max() > 0 for v in sd.values())
   model = model_defs.build(model_name, num_classes=1000, **overrides)
-  convert_vit.load_timm_state_dict(model, sd)
+  converters.vit.load_timm_state_dict(model, sd)
   logits = np.asarray(model(images, training=False))
   rel = np.linalg.norm(logits - ref) / np.linalg.norm(ref)
   assert rel <= 1e-4, f"{ref_name}: relative logits error {rel:.2e}"
@@ -58,11 +59,11 @@ def test_timm_missing_and_extra_keys(timm_ref):
   broken = dict(sd)
   del broken["blocks.3.mlp.fc1.weight"]
   with pytest.raises(ConversionError, match="blocks.3.mlp.fc1.weight"):
-    convert_vit.load_timm_state_dict(model, broken)
+    converters.vit.load_timm_state_dict(model, broken)
   with pytest.raises(ConversionError, match="extra.thing"):
-    convert_vit.load_timm_state_dict(model, {**sd, "extra.thing": np.zeros(3)})
+    converters.vit.load_timm_state_dict(model, {**sd, "extra.thing": np.zeros(3)})
   with pytest.raises(ConversionError, match="class token"):
-    convert_vit.load_timm_state_dict(model_defs.build("vit_ti16", pool_type="gap"), sd)
+    converters.vit.load_timm_state_dict(model_defs.build("vit_ti16", pool_type="gap"), sd)
 
 
 @pytest.mark.parametrize("wrapper,suffix", [(None, ".pth"), ("model", ".pth"), (None, ".bin")])
@@ -73,7 +74,7 @@ def test_timm_checkpoint_file_loads(timm_ref, tmp_path, wrapper, suffix):
   path = tmp_path / f"vit_tiny{suffix}"
   torch.save(tensors if wrapper is None else {wrapper: tensors, "optimizer": {}}, path)
   model = model_defs.build("vit_ti16", num_classes=1000)
-  convert_vit.load_timm_checkpoint(model, str(path))
+  converters.vit.load_timm_checkpoint(model, str(path))
   logits = np.asarray(model(images, training=False))
   assert np.linalg.norm(logits - ref) / np.linalg.norm(ref) <= 1e-4
 
@@ -82,10 +83,10 @@ def test_timm_into_other_resolution(timm_ref):
   """A 224 px timm checkpoint loads into a 384 px model; pos-emb = bicubic resample."""
   sd, _, _ = _load(timm_ref / "vit_tiny_token.npz")
   model = model_defs.build("vit_ti16", image_size=384)
-  convert_vit.load_timm_state_dict(model, sd)
+  converters.vit.load_timm_state_dict(model, sd)
   pe = model.get_layer("pos_embedding").pos_embedding.numpy()
   assert pe.shape == (1, 24 * 24, 192)
-  np.testing.assert_allclose(pe, convert_vit.resample_posemb(sd["pos_embed"][:, 1:], 24),
+  np.testing.assert_allclose(pe, resample_posemb(sd["pos_embed"][:, 1:], 24),
                              rtol=0, atol=1e-6)
   cls = model.get_layer("cls").token.numpy()
   np.testing.assert_allclose(cls, sd["cls_token"] + sd["pos_embed"][:, :1], atol=1e-7)
@@ -96,6 +97,6 @@ def test_resample_matches_torch_interpolate(timm_ref):
     grid = f["grid"]
     for method in ("bicubic", "bilinear"):
       for side in (24, 10):
-        ours = convert_vit.resample_posemb(grid.reshape(1, 14 * 14, 8), side, method=method)
+        ours = resample_posemb(grid.reshape(1, 14 * 14, 8), side, method=method)
         np.testing.assert_allclose(ours.reshape(1, side, side, 8), f[f"{method}_{side}"],
                                    rtol=0, atol=1e-5)

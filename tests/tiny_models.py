@@ -1,10 +1,11 @@
-"""Tiny Keras models registered as ModelSpecs for tests: ONE helper, ``register_tiny_model``.
+"""Tiny Keras models registered as ModelSpecs for tests, and the registry edits tests make.
 
   spec = register_tiny_model("my_test_model")                  # nfnet family, mini, 16 px
   register_tiny_model("big_fake", config=dict(gmacs=9.5, params=70e6), counter=my_counter,
                       train_resolution=192, test_resolution=256, mini=False)
+  register(dataclasses.replace(model_defs.get_spec("nfnet_f0"), name="f0_variant"))
   ...
-  model_defs.registry.unregister("my_test_model")
+  unregister("my_test_model")
 
 Both builders have exact analytic counters, so ``model_defs.stats`` (and the engine's
 results.json) work for them like for a real model.
@@ -56,6 +57,17 @@ def dropout_conv_counter(config, resolution, num_classes, name=None, **overrides
   return ModelStats(name, resolution, num_classes, params, macs)
 
 
+def register(spec: registry.ModelSpec) -> registry.ModelSpec:
+  """Adds one test spec as its family module would (a spec of that name is replaced)."""
+  registry.register_family(spec.family, [spec])
+  return spec
+
+
+def unregister(name: str) -> None:
+  """Removes a test model; the kit never removes its own, so the registry offers no way to."""
+  registry._REGISTRY.pop(name, None)  # pylint: disable=protected-access
+
+
 def register_tiny_model(name: str, *, family: str = "nfnet", config: Mapping | None = None,
                         builder: Callable = tiny_conv_builder, counter: Callable | None = None,
                         train_resolution: int = 16, test_resolution: int | None = None,
@@ -63,12 +75,12 @@ def register_tiny_model(name: str, *, family: str = "nfnet", config: Mapping | N
   """Registers (or re-registers) a test model ``name``; returns its spec.
 
   ``counter`` defaults to the exact counter of the two builders above. Remove it with
-  ``model_defs.registry.unregister(name)``.
+  ``unregister(name)``.
   """
   if counter is None:
     counter = dropout_conv_counter if builder is dropout_conv_builder else tiny_conv_counter
-  registry.unregister(name)  # reload-safe: a second registration replaces the first
-  return registry.register(registry.ModelSpec(
+  unregister(name)  # a second registration replaces the first, even of another family
+  return register(registry.ModelSpec(
       name=name, family=family, config=dict(config or {}), builder=builder, counter=counter,
       train_resolution=train_resolution, test_resolution=test_resolution or train_resolution,
       source="test fake", mini=mini))

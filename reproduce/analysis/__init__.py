@@ -14,12 +14,11 @@ TensorBoard output, and the comparison with the published numbers.
   outputs      fits.json, points.csv and compare.json (atomic writes), load_fits
   verdicts     PASS / FAIL / UNDECIDED and the rules that give them
   claims       the paper's claims per family and the prediction rows
-  compare      ours vs published: the table and its verdict
+  versus_published  ours vs published: the table and its verdict
   prediction   the largest budget predicted from the smaller ones (prediction interval)
-  report       the study's report.md, its figures, the same text in TensorBoard
-  synthetic    runs that follow a known law (tests, docs)
+  study_report the study's report.md, its figures, the same text in TensorBoard
 
 Imports run runs <- (frontier, seeds) <- (bootstrap) pipeline <- laws <- (fits,
-prediction) <- (figures, verdicts <- claims <- compare) <- tensorboard <- report. Reads files only;
-never imports ``train`` or ``data``.
+prediction) <- (figures, verdicts <- claims <- versus_published) <- tensorboard <-
+study_report. Reads files only; never imports ``train`` or ``data``.
 """

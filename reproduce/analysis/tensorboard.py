@@ -22,8 +22,8 @@ from typing import Sequence
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hp
 
-from reproduce.analysis import compare
 from reproduce.analysis import figures
+from reproduce.analysis import versus_published
 from reproduce.analysis.frontier import best_lr_points
 from reproduce.analysis.runs import Point, single_unit
 from reproduce.core import fileio
@@ -224,7 +224,7 @@ def write_compare(logdir: str, result: dict, run: str = COMPARE_RUN) -> None:
   (the counts are one number each: text, not one-point scalar charts)."""
   writer = tf.summary.create_file_writer(fileio.join(logdir, run))
   with writer.as_default():
-    tf.summary.text("compare/table", compare.markdown_table(result), step=0)
+    tf.summary.text("compare/table", versus_published.markdown_table(result), step=0)
   writer.close()
 
 

@@ -24,7 +24,7 @@ from reproduce.core.errors import UserError
 from reproduce.train import model_loading
 from reproduce.train import optim
 from reproduce.train import rundir
-from reproduce.train import steps
+from reproduce.train import builders
 
 HEAD_INITS = ("zeros", "model")
 
@@ -177,7 +177,7 @@ def model_fn(init: Initialisation, head_init: str = "model"):
   """A model_fn: the engine's model, initialised from ``init``."""
 
   def build(config: dict, plan, num_classes: int) -> keras.Model:
-    model = steps.build_model(config, plan, num_classes)
+    model = builders.build_model(config, plan, num_classes)
     initialiser(init, head_init)(model, num_classes)
     return model
 

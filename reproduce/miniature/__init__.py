@@ -3,6 +3,6 @@
 ``grid`` plans the runs; ``worker_pool`` runs one job per model in worker processes, and
 ``model_runs`` is one model's job (sweeps, the largest budget, fine-tunes), its runs where
 ``run_paths`` says, its events and lines in ``progress``, its core-seconds in ``accounting``;
-``study`` strings the stages together and fits and compares the results.
+``stages`` strings the stages together and fits and compares the results.
 ``python -m reproduce.study`` is the command-line front end.
 """

@@ -10,9 +10,9 @@ Modules, one job each:
   cost         FLOPs per image, default resolution, steps of an epoch budget (reads model_defs)
   mfu          MFU calibrated on the paper's 110k-core-hour F7+ run
   lr           the LR rule, LR grids, default warm-up
-  plan         Plan and plan_from_budget / plan_from_epochs / plan_from_config
+  run_plan     Plan and plan_from_budget / plan_from_epochs / plan_from_config
   allocation   Figure-2 sweeps and the rule-of-thumb allocation of a budget
-  report       the text tables ``python -m reproduce.plan`` prints
+  plan_tables  the text tables ``python -m reproduce.plan`` prints
 """
 
 from reproduce.planning.allocation import (FAMILIES, FIGURE2_EPOCHS, FIGURE2_MODELS, Allocation,
@@ -29,8 +29,8 @@ from reproduce.planning.lr import (MINI_LR, WARMUP_CAP_STEPS, WARMUP_FRACTION, b
                                    model_size_fraction)
 from reproduce.planning.mfu import (anchor, anchor_mfu, calibration, calibration_note,
                                     hardware_mfu, implied_mfu)
-from reproduce.planning.plan import (DECAY, Plan, plan_from_budget, plan_from_config,
-                                     plan_from_epochs)
+from reproduce.planning.run_plan import (DECAY, Plan, plan_from_budget, plan_from_config,
+                                         plan_from_epochs)
 
 __all__ = [
     "Allocation", "DECAY", "FAMILIES", "FIGURE2_EPOCHS", "FIGURE2_MODELS", "HARDWARE", "Hardware",

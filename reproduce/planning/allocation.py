@@ -11,7 +11,7 @@ from reproduce.planning import cost
 from reproduce.planning.mfu import anchor_mfu
 from reproduce.planning.errors import PlanError, positive
 from reproduce.planning.hardware import PAPER_HARDWARE, peak_flops_per_core
-from reproduce.planning.plan import Plan, plan_from_budget, plan_from_epochs
+from reproduce.planning.run_plan import Plan, plan_from_budget, plan_from_epochs
 
 # Figure 2 grid ([P] Figure 2 legend, Figure 3 x-axis ticks).
 FIGURE2_MODELS = ("nfnet_f0", "nfnet_f1", "nfnet_f3", "nfnet_f3plus", "nfnet_f7",

@@ -28,8 +28,8 @@ def num_units(shape) -> int:
   return 1 if len(shape) <= 1 else int(shape[-1])
 
 
-def agc_clip(grad, param, clipping: float = 0.01, eps: float = 1e-3):
-  """Adaptive gradient clipping of one gradient tensor.
+def clip_with_statistics(grad, param, clipping: float, eps: float):
+  """Adaptive gradient clipping of one gradient tensor, with its statistics.
 
   Args:
     grad: gradient tensor.
@@ -38,15 +38,9 @@ def agc_clip(grad, param, clipping: float = 0.01, eps: float = 1e-3):
     eps: the floor on the parameter norm.
 
   Returns:
-    (clipped_grad, clipped_mask): the mask holds one boolean per unit.
+    (clipped grad, squared norm of ``grad`` before clipping (float32 scalar), per-unit mask
+    of the units kept as they are).
   """
-  clipped_grad, _, clipped = clip_with_statistics(grad, param, clipping, eps)
-  return clipped_grad, ops.logical_not(clipped)
-
-
-def clip_with_statistics(grad, param, clipping: float, eps: float):
-  """``agc_clip`` with the statistics: (clipped grad, squared norm of ``grad`` before
-  clipping (float32 scalar), per-unit mask of the units kept as they are)."""
   grad_sq = unitwise_sum_of_squares(grad)
   factor, keep = _clip_factor(grad_sq, unitwise_sum_of_squares(param), clipping, eps)
   return grad * ops.cast(factor, grad.dtype), _float32_sum(grad_sq), keep
@@ -54,9 +48,9 @@ def clip_with_statistics(grad, param, clipping: float, eps: float):
 
 def clip_segments(grad, param, segment_ids, num_segments: int, clipping: float, eps: float):
   """AGC of many one-unit tensors concatenated into flat ``grad``/``param`` vectors (unit
-  ``segment_ids[k]`` holds element k): the same per-unit formula as ``agc_clip`` in a fixed
-  number of ops, whatever the number of tensors. Returns (clipped flat grad, squared norm of
-  ``grad``, number of clipped units)."""
+  ``segment_ids[k]`` holds element k): the same per-unit formula as ``clip_with_statistics``
+  in a fixed number of ops, whatever the number of tensors. Returns (clipped flat grad,
+  squared norm of ``grad``, number of clipped units)."""
   def segment_sums(x):
     return ops.segment_sum(ops.square(x), segment_ids, num_segments=num_segments)
   grad_sq = segment_sums(grad)

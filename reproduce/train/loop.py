@@ -30,6 +30,7 @@ from reproduce.train import optim
 from reproduce.train import preemption
 from reproduce.train import run_record
 from reproduce.train import rundir
+from reproduce.train import builders
 from reproduce.train import steps
 from reproduce.train import strategy as strategy_lib
 from reproduce.train import summaries as summaries_lib
@@ -131,8 +132,8 @@ def build_program(config: dict, plan, strategy, *, source=None, data_module=None
   num_classes = int(source.num_classes)
   with strategy.scope():
     schedule = optim.schedule_from_plan(plan)
-    model = (model_fn or steps.build_model)(config, plan, num_classes)
-    optimizer = (optimizer_fn or steps.build_optimizer)(config, schedule, model, num_classes)
+    model = (model_fn or builders.build_model)(config, plan, num_classes)
+    optimizer = (optimizer_fn or builders.build_optimizer)(config, schedule, model, num_classes)
   train_chunk = steps.make_train_chunk(
       strategy, model, optimizer, loss=config["loss"],
       label_smoothing=float(config["label_smoothing"] or 0.0),
@@ -343,10 +344,10 @@ def train(config, plan, model_dir: str, strategy: tf.distribute.Strategy | None 
     data_dir, manual_dir: passed to ``data_module.load_source``.
     source: an already loaded data source (skips ``load_source``).
     data_module: ``load_source``, ``train_dataset``, ``heldout_dataset`` (default reproduce.data).
-    model_fn: ``(config, plan, num_classes) -> keras.Model`` (default ``steps.build_model``);
+    model_fn: ``(config, plan, num_classes) -> keras.Model`` (default ``builders.build_model``);
       called in the strategy scope, before a checkpoint is restored.
     optimizer_fn: ``(config, schedule, model, num_classes) -> built optimizer`` (default
-      ``steps.build_optimizer``).
+      ``builders.build_optimizer``).
     hooks: ``on_step(step, logs)`` callables run after every chunk (progress, tests).
     verbose: print progress lines; log: the printer (default ``print`` with flush).
     step_fn: replaces the plain gradient step (``steps.make_train_chunk``; e.g. SAM).

@@ -2,7 +2,7 @@
 
   run directory       ``model_dir`` of ``reproduce.train``, read through
                       ``rundir.RunDirectory``: the model is rebuilt as the engine builds it
-                      (``steps.build_model``) and the latest checkpoint restored with its
+                      (``builders.build_model``) and the latest checkpoint restored with its
                       optimizer, whose EMA weights are used when it keeps them.
   converted weights   ``model.json`` + ``model.weights.h5`` written by ``reproduce.convert``
                       (read by ``model_defs.weights_file``).
@@ -32,7 +32,7 @@ from reproduce import data
 from reproduce.train import checkpoints
 from reproduce.train import optim
 from reproduce.train import rundir
-from reproduce.train import steps
+from reproduce.train import builders
 
 EMA_CHOICES = ("auto", "true", "false")
 # Checkpoint keys of the model's trainable variables (tracked through the optimizer).
@@ -93,8 +93,8 @@ def _load_run(path: str, ema: str) -> LoadedModel:
   if not latest:
     raise ModelLoadError(f"run {path} has no checkpoint in {directory}")
   num_classes = checkpoint_classes(latest)
-  model = steps.build_model(config, plan, num_classes)
-  optimizer = steps.build_optimizer(config, optim.schedule_from_plan(plan), model, num_classes)
+  model = builders.build_model(config, plan, num_classes)
+  optimizer = builders.build_optimizer(config, optim.schedule_from_plan(plan), model, num_classes)
   checkpoints.RunCheckpoints(directory, model, optimizer, keep=1).restore()
   has_ema = bool(getattr(optimizer, "ema_variables", None))  # AdamW keeps none
   weights = choose_weights(ema, {"raw", "ema"} if has_ema else {"raw"}, path)
@@ -157,8 +157,8 @@ def at_resolution(loaded: LoadedModel, resolution: int) -> keras.Model:
     return loaded.model
   model = _build(loaded.name, loaded.num_classes, loaded.overrides, resolution)
   if model_defs.get_spec(loaded.name).family == "vit":
-    from model_defs import convert_vit  # pylint: disable=g-import-not-at-top
-    convert_vit.load_weights_across_resolution(loaded.model, model)
+    from model_defs import converters  # pylint: disable=g-import-not-at-top
+    converters.vit.load_weights_across_resolution(loaded.model, model)
   else:
     model.set_weights(loaded.model.get_weights())
   return model

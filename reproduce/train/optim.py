@@ -355,7 +355,7 @@ def adamw(learning_rate, variables, weight_decay: float = 0.0, no_decay=None,
 
 
 def _cosine_arguments(base_lr: float, total_steps: int, warmup_steps: int, end_lr: float):
-  """``CosineDecay``'s arguments for ``warmup_cosine``'s schedule (checked)."""
+  """``CosineDecay``'s arguments for ``PlanSchedule`` (checked)."""
   if total_steps < 1:
     raise ValueError(f"total_steps must be >= 1, got {total_steps}")
   if not 0 <= warmup_steps <= total_steps:
@@ -366,26 +366,18 @@ def _cosine_arguments(base_lr: float, total_steps: int, warmup_steps: int, end_l
               warmup_steps=int(warmup_steps))
 
 
-def warmup_cosine(base_lr: float, total_steps: int, warmup_steps: int = 0,
-                  end_lr: float = 0.0) -> keras.optimizers.schedules.CosineDecay:
-  """Linear warm-up to ``base_lr`` over ``warmup_steps``, then cosine decay to ``end_lr``.
+class PlanSchedule(keras.optimizers.schedules.CosineDecay):
+  """A plan's linear warm-up to ``base_lr``, then cosine decay to ``end_lr``, in variables.
 
   Keras' ``CosineDecay`` with a warm-up target: ``lr(s) = base_lr * s / warmup_steps`` for
   ``s < warmup_steps`` (the official NFNet warm-up), then
   ``end_lr + (base_lr - end_lr) * 0.5 * (1 + cos(pi * (s - warmup) / (total - warmup)))``,
   held at ``end_lr`` past ``total_steps``. ``s`` is the optimizer's iteration count before
   the update.
-  """
-  return keras.optimizers.schedules.CosineDecay(
-      initial_learning_rate=0.0, **_cosine_arguments(base_lr, total_steps, warmup_steps, end_lr))
-
-
-class PlanSchedule(keras.optimizers.schedules.CosineDecay):
-  """``warmup_cosine`` of a plan, with its LR, warm-up and length held in variables.
 
   ``set(plan)`` moves the schedule to another plan without changing the program that reads
   it, so one traced train step serves every budget and LR of a model (the study's workers;
-  ``loop.Program``). The values equal ``warmup_cosine``'s for the same plan.
+  ``loop.Program``).
   """
 
   def __init__(self, plan, end_lr: float = 0.0):

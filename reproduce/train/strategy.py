@@ -116,24 +116,3 @@ def policy_for(strategy: tf.distribute.Strategy) -> str:
 def supports_jit(strategy: tf.distribute.Strategy) -> bool:
   """XLA inside the train step: off under Mirrored (fails on logical CPUs)."""
   return not is_mirrored(strategy)
-
-
-def input_context_for(strategy: tf.distribute.Strategy,
-                      input_pipeline_id: int = 0,
-                      num_input_pipelines: int = 1) -> tf.distribute.InputContext:
-  """The InputContext one host would receive from ``distribute_datasets_from_function``.
-
-  Useful for building the per-host pipeline outside the strategy (tests,
-  inspection). On a multi-host TPU slice each host has its own pipeline id.
-  """
-  return tf.distribute.InputContext(
-      num_input_pipelines=num_input_pipelines,
-      input_pipeline_id=input_pipeline_id,
-      num_replicas_in_sync=strategy.num_replicas_in_sync)
-
-
-def distribute_dataset(strategy: tf.distribute.Strategy, dataset_fn):
-  """Per-host input: ``dataset_fn(input_context)`` must return a dataset batched
-  at ``input_context.get_per_replica_batch_size(global_batch)`` and sharded by
-  ``input_context.input_pipeline_id`` / ``num_input_pipelines``."""
-  return strategy.distribute_datasets_from_function(dataset_fn)

@@ -22,6 +22,7 @@ from reproduce.train import inputs
 from reproduce.train import optim
 from reproduce.train import rundir
 from reproduce.train import sam
+from reproduce.train import builders
 from reproduce.train import steps as steps_lib
 from reproduce.train import strategy as strategy_lib
 
@@ -75,9 +76,9 @@ def _engine_step(model_name, batch_size, resolution, num_classes, total_steps, c
   policy = config["dtype_policy"] or strategy_lib.policy_for(strategy)
   keras.mixed_precision.set_global_policy(policy)
   with strategy.scope():
-    model = steps_lib.build_model(config, plan, num_classes)
+    model = builders.build_model(config, plan, num_classes)
     schedule = optim.schedule_from_plan(plan)
-    optimizer = steps_lib.build_optimizer(config, schedule, model, num_classes)
+    optimizer = builders.build_optimizer(config, schedule, model, num_classes)
   chunk = steps_lib.make_train_chunk(
       strategy, model, optimizer, loss=config["loss"],
       label_smoothing=float(config["label_smoothing"] or 0.0), global_batch_size=batch_size,
@@ -161,16 +162,3 @@ def _throughput(model_name, batch_size, resolution, warmup_steps, seconds, num_r
   return Throughput(model_name, batch_size, resolution, len(seconds), warmup_steps,
                     num_replicas, cores, tuple(seconds), min(rates), statistics.median(rates),
                     max(rates))
-
-
-def measure_program(program, config: dict, plan, steps: int, steps_per_chunk: int,
-                    cores_per_device: int = 1) -> tuple[Throughput, float]:
-  """Times ``steps`` chunks of a ``loop.Program``'s own train step on the run's real input
-  pipeline (the first chunk traces it and is not timed); returns (throughput, seconds of
-  that first chunk). The caller resets the program before training with it."""
-  iterator = [inputs.train_iterator(program.strategy, program.data_module, program.source,
-                                    config, plan, 0, inputs.input_dtype(program.dtype_policy))]
-  first, seconds = time_chunks(program.train_chunk, iterator[0], steps, 1, steps_per_chunk)
-  inputs.release_in_background(iterator)
-  return _throughput(plan.model, int(plan.batch_size), int(plan.resolution), 1, seconds,
-                     program.strategy.num_replicas_in_sync, cores_per_device), first

@@ -1,7 +1,7 @@
 """Loads timm ``dm_nfnet_f*`` (PyTorch) weights into a Keras NFNet from ``model_defs.nfnet``.
 
 Only NumPy is needed to convert a state dict; reading a ``.pth`` file imports
-``torch`` lazily (``model_defs.convert_common``; never timm or torchvision: importing
+``torch`` lazily (``model_defs.converters.common``; never timm or torchvision: importing
 those after TensorFlow can crash the process).
 
 To reproduce timm's outputs exactly, build the Keras model with timm's two numerical
@@ -28,16 +28,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-# ConversionError is re-exported: callers catch convert_nfnet.ConversionError.
-from model_defs.convert_common import (ConversionError, assign_all, load_torch_state_dict,
-                                       match_to_model, to_numpy)
+from model_defs.converters.common import assign_all, load_torch_state_dict, match_to_model, to_numpy
 
 
 _CONV_PARAM = {"weight": "kernel", "gain": "gain", "bias": "bias"}
-
-
-# The name this module has always exported for reading a .pth file.
-load_torch_checkpoint = load_torch_state_dict
 
 
 def load_timm_checkpoint(model, path: str, check_options: bool = True):
@@ -128,7 +122,7 @@ def load_timm_state_dict(model, state_dict: Mapping[str, Any], check_options: bo
 
 
 def _warn_if_not_timm_numerics(model) -> None:
-  from model_defs.layers import GammaActivation, ScaledWSConv2D  # pylint: disable=import-outside-toplevel
+  from model_defs.nfnet_layers import GammaActivation, ScaledWSConv2D  # pylint: disable=import-outside-toplevel
 
   layers = list(model._flatten_layers(include_self=False, recursive=True))  # pylint: disable=protected-access
   official_ws = any(isinstance(l, ScaledWSConv2D) and l.ws_eps_mode != "timm" for l in layers)

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from model_defs.convert_common import ConversionError, to_numpy
+from model_defs.converters.common import ConversionError, to_numpy
 
 RESAMPLE_METHODS = ("bilinear", "bicubic")
 

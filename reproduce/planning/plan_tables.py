@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from reproduce.planning.allocation import Allocation
-from reproduce.planning.plan import Plan
+from reproduce.planning.run_plan import Plan
 
 
 def format_core_hours(hours: float) -> str:

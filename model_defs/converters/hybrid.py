@@ -2,7 +2,7 @@
 ``model_defs.hybrid`` models.
 
 The ViT part (``cls_token``, ``pos_embed``, ``patch_embed.proj``, ``blocks``, ``norm``,
-``head``) has the plain ViT's names and goes through ``model_defs.convert_vit`` (class row
+``head``) has the plain ViT's names and goes through ``model_defs.converters.vit`` (class row
 folded into the class token, position table resampled to the model's grid). The ResNet-v2
 backbone's names map as (prefix ``patch_embed.backbone.``; weights OIHW -> HWIO):
 
@@ -22,8 +22,8 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from model_defs import convert_vit
-from model_defs.convert_common import ConversionError, to_numpy
+from model_defs.converters import vit
+from model_defs.converters.common import ConversionError, to_numpy
 
 BACKBONE = "patch_embed.backbone."
 _NORM_PARAM = {"weight": "gamma", "bias": "beta"}
@@ -53,10 +53,10 @@ def timm_to_keras(state_dict: Mapping[str, Any], model, *, strict: bool = True) 
 
   Raises:
     ConversionError: for an unrecognised backbone key (unless not ``strict``) or any problem
-      of the ViT part (``convert_vit.timm_to_keras``).
+      of the ViT part (``vit.timm_to_keras``).
   """
   backbone = {k: v for k, v in state_dict.items() if k.startswith(BACKBONE)}
-  out = convert_vit.timm_to_keras(
+  out = vit.timm_to_keras(
       {k: v for k, v in state_dict.items() if k not in backbone}, model, strict=strict)
   unknown = []
   for key, value in backbone.items():
@@ -80,10 +80,10 @@ def load_timm_state_dict(model, state_dict: Mapping[str, Any], *, strict: bool =
     ConversionError: naming the missing, unexpected or mis-shaped parameters; nothing is
       assigned then.
   """
-  convert_vit.assign_weights(model, timm_to_keras(state_dict, model, strict=strict),
-                             method=method)
+  vit.assign_weights(model, timm_to_keras(state_dict, model, strict=strict),
+                     method=method)
 
 
 def load_timm_checkpoint(model, path: str, **kwargs) -> None:
   """Loads a timm hybrid ViT state dict from ``.npz`` or a torch ``.pth``/``.bin`` file."""
-  load_timm_state_dict(model, convert_vit.read_timm_file(path), **kwargs)
+  load_timm_state_dict(model, vit.read_timm_file(path), **kwargs)

@@ -1,6 +1,6 @@
 """The study's report: ``report.md`` with its figures beside it, and the same text in TensorBoard.
 
-``write_report`` takes plain data (the runs, ``fits.fit_all``, ``compare.compare``,
+``write_report`` takes plain data (the runs, ``fits.fit_all``, ``versus_published.compare``,
 ``prediction.predict_all`` and the time breakdown the study measured) and writes, in the
 study's work directory: report.md (a paragraph in plain words, the comparison table, every
 fitted law with its interval, the figures, where the time went) and one PNG per figure.
@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from reproduce.analysis import compare
 from reproduce.analysis import figures
 from reproduce.analysis import tensorboard
+from reproduce.analysis import versus_published
 from reproduce.analysis.runs import Point
 from reproduce.core import fileio
 from reproduce.core import formatting
@@ -218,7 +218,7 @@ def report_markdown(fits: dict, comparison: dict, predictions: dict, breakdown: 
   return "\n".join([
       "# Miniature study: report", "", "## In plain words", "",
       plain_words(fits, comparison, predictions), "", "## Ours vs the paper", "",
-      compare.markdown_table(comparison), "", "## Fitted laws", "",
+      versus_published.markdown_table(comparison), "", "## Fitted laws", "",
       laws_markdown(fits, predictions), "", "## Figures", ""] + figure_lines + [
       "## Where the time went", "",
       breakdown_markdown(breakdown, wall_seconds, cores, training_core_seconds), ""])
@@ -233,7 +233,7 @@ def write_report(workdir: str, points: Sequence[Point], fits: dict, comparison: 
     workdir: the study's work directory (local or gs://).
     points: the runs (``runs.load_points``).
     fits: ``fits.fit_all(points)``.
-    comparison: ``compare.compare(points, fits, predictions=predictions)``.
+    comparison: ``versus_published.compare(points, fits, predictions=predictions)``.
     predictions: ``prediction.predict_all(points)``.
     breakdown: {category: seconds} of the study's wall time.
     wall_seconds, cores, training_core_seconds: the study's totals.

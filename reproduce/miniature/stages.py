@@ -132,7 +132,7 @@ def fit_and_compare(workdir: str, run_names, bootstrap: int, seed: int) -> dict:
   """Scaling fits, the prediction of the largest budget, the comparison, TensorBoard;
   returns what ``write_report`` needs."""
   # pylint: disable=g-import-not-at-top  (TensorFlow starts after the flags are checked)
-  from reproduce.analysis import compare, figures, fits as fits_lib, outputs, prediction
+  from reproduce.analysis import figures, fits as fits_lib, outputs, prediction, versus_published
   from reproduce.analysis import runs, tensorboard
   # The runs this study finished, not whatever else the workdir holds (a run a kill left
   # unfinished, another grid's).
@@ -145,10 +145,10 @@ def fit_and_compare(workdir: str, run_names, bootstrap: int, seed: int) -> dict:
   tensorboard.write_fits(logdir, points, fits)
   fileio.write_bytes(fileio.join(logdir, FIGURE1_PNG),
                      figures.png_bytes(figures.figure_top1_vs_compute(points, fits)))
-  result = compare.compare(points, fits, model_stats=False, predictions=predictions)
+  result = versus_published.compare(points, fits, model_stats=False, predictions=predictions)
   tensorboard.write_compare(logdir, result)
   outputs.write_compare_json(fileio.join(workdir, COMPARE_FILE), result)
-  say(compare.format_table(result))
+  say(versus_published.format_table(result))
   for family, per_family in sorted(fits.get("per_family", {}).items()):
     say(family_summary(family, per_family))
   return dict(points=points, fits=fits, comparison=result, predictions=predictions)
@@ -156,11 +156,11 @@ def fit_and_compare(workdir: str, run_names, bootstrap: int, seed: int) -> dict:
 
 def write_report(workdir: str, analysis: dict, breakdown: dict) -> str:
   """report.md (and its figures, and the same text in TensorBoard); returns its path."""
-  from reproduce.analysis import report  # pylint: disable=g-import-not-at-top
+  from reproduce.analysis import study_report  # pylint: disable=g-import-not-at-top
   cores = breakdown["cores"]
   per_category = {kind: seconds / cores
                   for kind, seconds in breakdown["overhead_core_seconds"].items()}
-  written = report.write_report(
+  written = study_report.write_report(
       workdir, analysis["points"], analysis["fits"], analysis["comparison"],
       analysis["predictions"], per_category, wall_seconds=breakdown["wall_seconds"],
       cores=cores, training_core_seconds=breakdown["training_core_seconds"],

@@ -39,7 +39,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from model_defs.convert_common import ConversionError, assign_all, match_to_model, to_numpy
+from model_defs.converters.common import ConversionError, assign_all, match_to_model, to_numpy
 
 # Globals a parameter pickle may name: NumPy's array reconstruction (numpy 1 and 2 paths)
 # and the bytes codec that protocol-2 pickles use for the array buffers.

@@ -17,8 +17,8 @@ checkpoints) keep a (1, 1 + N, D) table added after the class token; its first r
 constant per model, so it is folded into the class token on import. That is exact.
 
 Every mismatch between a checkpoint and the model raises ``ConversionError`` (a
-ValueError, shared with ``model_defs.convert_nfnet``). No timm/torchvision import here;
-``torch`` is imported only to read a .pth file (``model_defs.convert_common``).
+ValueError, shared with ``model_defs.converters.nfnet``). No timm/torchvision import here;
+``torch`` is imported only to read a .pth file (``model_defs.converters.common``).
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from model_defs.convert_common import ConversionError, load_torch_state_dict, to_numpy
-from model_defs.posemb_resampling import (resample_posemb, split_posemb_class_row,
-                                         square_grid_side)
+from model_defs.converters.common import ConversionError, load_torch_state_dict, to_numpy
+from model_defs.converters.posemb_resampling import (resample_posemb, split_posemb_class_row,
+                                                    square_grid_side)
 
 
 POSEMB_PATH = "pos_embedding/pos_embedding"

@@ -18,9 +18,9 @@ from typing import Any, Mapping
 import numpy as np
 
 import model_defs
-from model_defs import (convert_deepmind, convert_hybrid, convert_nfnet, convert_vit,
-                        hybrid_stems, weights_file)
-from model_defs.convert_common import ConversionError, load_torch_state_dict
+from model_defs import hybrid_stems, weights_file
+from model_defs.converters import deepmind, hybrid, nfnet, vit
+from model_defs.converters.common import ConversionError, load_torch_state_dict
 
 SOURCES = ("deepmind", "timm", "big_vision")
 _FAMILIES = {"deepmind": ("nfnet",), "timm": ("nfnet", "vit", "hybrid"),
@@ -38,12 +38,12 @@ def read_checkpoint(source: str, path: str) -> Mapping[str, Any]:
   if not os.path.isfile(path):
     raise ConversionError(f"checkpoint {path} does not exist")
   if source == "deepmind":
-    return convert_deepmind.load_haiku_file(path)
+    return deepmind.load_haiku_file(path)
   if source == "timm":
     if path.endswith(".npz"):
       return _read_npz(path)
     return load_torch_state_dict(path)
-  return convert_vit.normalize_big_vision_params(_read_npz(path))
+  return vit.normalize_big_vision_params(_read_npz(path))
 
 
 def _read_npz(path: str) -> dict[str, np.ndarray]:
@@ -56,7 +56,7 @@ def _read_npz(path: str) -> dict[str, np.ndarray]:
 
 def _head_classes(source: str, family: str, params: Mapping[str, Any]) -> int:
   if source == "deepmind":
-    return convert_deepmind.head_classes(params)
+    return deepmind.head_classes(params)
   key = {("timm", "nfnet"): "head.fc.weight", ("timm", "vit"): "head.weight",
          ("timm", "hybrid"): "head.weight", ("big_vision", "vit"): "head/kernel"}[(source, family)]
   if key not in params:
@@ -116,16 +116,16 @@ def convert_checkpoint(source: str, path: str, model_name: str, *,
     model = model_defs.build(model_name, classes, **{**overrides,
                                                       "image_size": resolution or None})
     resolution = resolution or model.input_shape[1]
-    loader = {("timm", "vit"): convert_vit.load_timm_state_dict,
-              ("timm", "hybrid"): convert_hybrid.load_timm_state_dict,
-              ("big_vision", "vit"): convert_vit.load_big_vision_npz}[(source, spec.family)]
+    loader = {("timm", "vit"): vit.load_timm_state_dict,
+              ("timm", "hybrid"): hybrid.load_timm_state_dict,
+              ("big_vision", "vit"): vit.load_big_vision_npz}[(source, spec.family)]
     loader(model, params)
   else:
     model = model_defs.build(model_name, classes, **overrides)
     if source == "deepmind":
-      convert_deepmind.load_deepmind_params(model, params)
+      deepmind.load_deepmind_params(model, params)
     else:
-      convert_nfnet.load_timm_state_dict(model, params, check_options=False)
+      nfnet.load_timm_state_dict(model, params, check_options=False)
   info = dict(name=model_name, num_classes=int(classes),
               overrides={k: v for k, v in overrides.items() if k != "image_size"},
               resolution=int(resolution or spec.test_resolution),

@@ -1,4 +1,4 @@
-"""Synthetic runs that follow a known scaling law (tests, docs, dry runs of the pipeline)."""
+"""Synthetic runs that follow a known scaling law, for the analysis tests."""
 
 from __future__ import annotations
 
