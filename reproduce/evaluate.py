@@ -2,7 +2,8 @@ r"""Evaluation: ``python -m reproduce.evaluate``.
 
   python -m reproduce.evaluate --weights=DIR --datasets=imagenet2012,imagenet2012_real \
       [--resolution=256[,288]] [--crop=nfnet|vit] [--batch_size=64] [--data_dir=DIR] \
-      [--ema=auto|true|false] [--output=DIR] [--max_examples=N] [--class_map=FILE]
+      [--manual_dir=DIR] [--ema=auto|true|false] [--output=DIR] [--max_examples=N] \
+      [--class_map=FILE]
 
 --weights is a pre-training / fine-tuning run directory (reproduce.train) or a
 converted-weights directory (reproduce.convert). Top-1, top-5, NLL and ECE (15 bins) of
@@ -28,6 +29,8 @@ _CROP = flags.DEFINE_enum("crop", None, list(specs.CROPS), "Eval crop protocol (
                           "'nfnet').")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Images per inference batch.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data_dir.")
+_MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "tfds manual_dir: the ImageNet tars, "
+                                  "to prepare imagenet2012 on first use.")
 _EMA = flags.DEFINE_enum("ema", "auto", ["auto", "true", "false"],
                          "EMA weights: auto (when present), true (required), false (raw).")
 _OUTPUT = flags.DEFINE_string("output", None, "Output directory (default: the run directory).")
@@ -44,9 +47,11 @@ def main(argv):
                         _BATCH_SIZE.value, _MAX_EXAMPLES.value)
   cli.start_tensorflow()
   with cli.errors_as_one_line():
-    run_lib.run(_WEIGHTS.value, _DATASETS.value, _RESOLUTION.value, _CROP.value,
-                _BATCH_SIZE.value, _DATA_DIR.value, _EMA.value, _OUTPUT.value,
-                _MAX_EXAMPLES.value, _CLASS_MAP.value, say=lambda line: print(line, flush=True))
+    run_lib.run(_WEIGHTS.value, _DATASETS.value, resolutions=_RESOLUTION.value,
+                crop=_CROP.value, batch_size=_BATCH_SIZE.value, data_dir=_DATA_DIR.value,
+                ema=_EMA.value, output=_OUTPUT.value, max_examples=_MAX_EXAMPLES.value,
+                class_map=_CLASS_MAP.value, manual_dir=_MANUAL_DIR.value,
+                say=lambda line: print(line, flush=True))
 
 
 if __name__ == "__main__":

@@ -45,6 +45,9 @@ CASES = [
      "tfrecord glob '{tmp}/none/*' matches no files"),
     ("evaluate", ["--weights={tmp}/none", "--data_dir={tmp}"],
      "imagenet2012 is not prepared in {tmp}"),
+    # --manual_dir reaches the preparation the line above asks for:
+    ("evaluate", ["--weights={tmp}/none", "--data_dir={tmp}", "--manual_dir={tmp}"],
+     "imagenet2012: --manual_dir={tmp} lacks"),
     ("evaluate", ["--weights={tmp}/none", "--datasets=digits"], "{tmp}/none"),
     ("convert", [], "--source"),
     ("convert", ["--source=haiku"], "haiku"),

@@ -89,15 +89,16 @@ def _source_examples(source):
   return examples
 
 
-def open_source(spec: str, data_dir: str | None):
+def open_source(spec: str, data_dir: str | None, manual_dir: str | None = None):
   """The ``reproduce.data`` source whose held-out set ``spec`` scores (the ImageNet names: their
-  whole TFDS split); a DataError becomes one EvaluationError line. Needs no model: ``run``
-  opens every set before loading weights."""
+  whole TFDS split, prepared from ``manual_dir``'s tars when not yet prepared); a DataError
+  becomes one EvaluationError line. Needs no model: ``run`` opens every set before loading
+  weights."""
   spec = specs.check_dataset(spec)
   try:
     if spec in specs.IMAGENET_SETS:
       name, split, label_key, _ = specs.IMAGENET_SETS[spec]
-      source = data.load_tfds_split(spec, name, data_dir, None, split, label_key)
+      source = data.load_tfds_split(spec, name, data_dir, manual_dir, split, label_key)
     else:
       source = data.load_eval_source(spec, data_dir)
   except data.DataError as e:

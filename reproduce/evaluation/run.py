@@ -60,7 +60,8 @@ def expected_top1_line(loaded, entry: dict) -> str:
 
 def run(weights: str, datasets, resolutions=(), crop: str | None = None, batch_size: int = 64,
         data_dir: str | None = None, ema: str = "auto", output: str | None = None,
-        max_examples: int | None = None, class_map: str | None = None, say=print) -> dict:
+        max_examples: int | None = None, class_map: str | None = None,
+        manual_dir: str | None = None, say=print) -> dict:
   """Everything ``main`` does, callable from Python; returns the results record."""
   names, resolutions = check_usage(weights, datasets, resolutions, batch_size, max_examples)
   if crop is not None:
@@ -71,7 +72,7 @@ def run(weights: str, datasets, resolutions=(), crop: str | None = None, batch_s
   from reproduce.evaluation import outputs  # pylint: disable=g-import-not-at-top
   from reproduce.evaluation import runner  # pylint: disable=g-import-not-at-top
   from reproduce.train import model_loading  # pylint: disable=g-import-not-at-top
-  sources = [datasets_lib.open_source(n, data_dir) for n in names]  # bad data: before weights
+  sources = [datasets_lib.open_source(n, data_dir, manual_dir) for n in names]  # bad data: before weights
   try:
     loaded = model_loading.load(weights, ema)
   except model_loading.ModelLoadError as e:  # the weights named by --weights: bad input
