@@ -40,8 +40,9 @@ def main(argv):
   from reproduce.analysis import outputs
   from reproduce.analysis import tensorboard
   with cli.errors_as_one_line():
-    result = versus_published.run(_RUNS.value, _FITS.value, _COMPUTE.value, _BOOTSTRAP.value,
-                                  _MODEL_STATS.value)
+    result = versus_published.run(runs_glob=_RUNS.value, fits_path=_FITS.value,
+                                  compute=_COMPUTE.value, bootstrap=_BOOTSTRAP.value,
+                                  model_stats=_MODEL_STATS.value)
   print(versus_published.format_table(result))
   if _LOGDIR.value:
     tensorboard.write_compare(_LOGDIR.value, result)
