@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from reproduce.analysis.runs import Point, point_from_record
+from reproduce.core import fileio
 from reproduce.core import results
 
 
@@ -104,3 +105,13 @@ def as_points(records: Sequence[dict], compute: str = "planned") -> list[Point]:
   """The records as ``Point``s without writing them (as ``load_points`` would read them)."""
   return [point_from_record(run_name(r), run_name(r), r, compute) for r in records]
 
+
+def write_records(directory: str, records) -> list[str]:
+  """Writes each record to ``directory/<run_name>/results.json`` (as a finished run would);
+  the run dirs."""
+  dirs = []
+  for r in records:
+    run = fileio.join(directory, run_name(r))
+    fileio.write_json(fileio.join(run, results.FILE), r, sort_keys=False)
+    dirs.append(run)
+  return dirs

@@ -211,8 +211,8 @@ def test_empty_glob_names_the_pattern(tmp_path):
 
 
 def test_run_without_results_is_named(tmp_path):
-  synthetic_runs.write_records(str(tmp_path), synthetic_runs.synthetic_records(models={"m_a": 1e5},
-                                                                               epochs=(1.0,)))
+  records = synthetic_runs.synthetic_records(models={"m_a": 1e5}, epochs=(1.0,))
+  synthetic_runs.write_records(str(tmp_path), records)
   os.makedirs(tmp_path / "crashed_run")
   with pytest.raises(ScalingError, match="crashed_run") as info:
     runs.load_points(str(tmp_path / "*"))
