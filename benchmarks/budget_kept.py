@@ -20,8 +20,8 @@ from absl import flags
 
 from reproduce.core import cli
 
-_BUDGET = flags.DEFINE_float("budget_core_hours", 0.005, "each mini pre-training run's budget in core hours",
-                             lower_bound=0)
+_BUDGET = flags.DEFINE_float("budget_core_hours", 0.005,
+                             "each mini pre-training run's budget in core hours", lower_bound=0)
 _RUNS = flags.DEFINE_integer("runs", 1, "runs, each in a fresh directory", lower_bound=1)
 
 BAND = (0.8, 1.25)
