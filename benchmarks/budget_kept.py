@@ -9,12 +9,20 @@ warning band). A timing, so a benchmark: run it on an otherwise idle machine.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 import tempfile
+
+from absl import app
+from absl import flags
+
+from reproduce.core import cli
+
+_BUDGET = flags.DEFINE_float("budget_core_hours", 0.005,
+                             "each mini pre-training run's budget in core hours", lower_bound=0)
+_RUNS = flags.DEFINE_integer("runs", 1, "runs, each in a fresh directory", lower_bound=1)
 
 BAND = (0.8, 1.25)
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,15 +42,12 @@ def run_once(budget: float, workdir: str) -> dict:
     return json.load(f)
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--budget_core_hours", type=float, default=0.005)
-  parser.add_argument("--runs", type=int, default=1)
-  args = parser.parse_args()
+def main(argv: list[str]) -> None:
+  cli.refuse_stray_arguments(argv)
   inside = True
-  for i in range(args.runs):
+  for i in range(_RUNS.value):
     with tempfile.TemporaryDirectory() as workdir:
-      record = run_once(args.budget_core_hours, workdir)
+      record = run_once(_BUDGET.value, workdir)
     ratio = record["training_over_planned"]
     overhead = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(record["overhead_seconds"].items()))
     ok = BAND[0] <= ratio <= BAND[1]
@@ -55,4 +60,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main, flags_parser=cli.parse_flags)

@@ -25,7 +25,6 @@ is the repository root (configs are given by their repository paths).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import glob
 import os
@@ -36,7 +35,18 @@ import sys
 import tempfile
 import time
 
+from absl import app
+from absl import flags
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)  # run as documented, without PYTHONPATH
+from reproduce.core import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+_SLOW = flags.DEFINE_bool("slow", False, "also run the slow examples")
+_LIST = flags.DEFINE_bool("list", False, "list the examples, run nothing")
+_ONLY = flags.DEFINE_list("only", [], "comma-separated doc files (default: all)")
+_KEEP = flags.DEFINE_string("keep", None, "scratch directory to use and keep")
+
 MARKER = re.compile(r"^<!--\s*example:\s*(.*?)\s*-->", re.S | re.M)  # at a line start
 FENCE = re.compile(r"```(bash|python)\n(.*?)```", re.S)
 KINDS = ("fast", "slow")
@@ -180,20 +190,19 @@ def run(example: Example, scratch: str, env=None) -> tuple[list[str], str]:
   return problems, output
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--slow", action="store_true", help="also run the slow examples")
-  parser.add_argument("--list", action="store_true", help="list the examples, run nothing")
-  parser.add_argument("--only", default="", help="comma-separated doc files (default: all)")
-  parser.add_argument("--keep", default=None, help="scratch directory to use and keep")
-  args = parser.parse_args(argv)
-  only = [p for p in args.only.split(",") if p] or None
-  examples = [e for e in collect_all(only=only) if args.slow or e.kind == "fast"]
-  if args.list:
+def main(argv: list[str]) -> int:
+  cli.refuse_stray_arguments(argv)
+  only = [p for p in _ONLY.value if p] or None
+  unknown = sorted(set(only or ()) - set(doc_files()))
+  if unknown:
+    cli.fail(f"--only: {', '.join(unknown)} is not one of the doc files "
+             f"({', '.join(doc_files())})")
+  examples = [e for e in collect_all(only=only) if _SLOW.value or e.kind == "fast"]
+  if _LIST.value:
     for e in examples:
       print(f"{e.name}\t{e.kind}\texit={e.exit_code}\t{e.code.splitlines()[0]}")
     return 0
-  scratch = args.keep or tempfile.mkdtemp(prefix="docs-examples-")
+  scratch = _KEEP.value or tempfile.mkdtemp(prefix="docs-examples-")
   os.makedirs(scratch, exist_ok=True)
   failed = 0
   for e in examples:
@@ -213,4 +222,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  app.run(main, flags_parser=cli.parse_flags)

@@ -14,14 +14,32 @@ measured with JAX in the same run.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 
+from absl import app
+from absl import flags
+
+from reproduce.core import cli  # absl and the kit's CLI helpers only: no TensorFlow
+
 os.environ.setdefault("KERAS_BACKEND", "jax")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import peers  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+_PAIRS = flags.DEFINE_list("pairs", list(peers.DEFAULT_PAIRS), "kit models, each against timm")
+_BATCH = flags.DEFINE_integer("batch", 128, "full models' batch size, both sides", lower_bound=1)
+_RESOLUTION = flags.DEFINE_integer("resolution", 224, "full models' resolution (minis: their own)",
+                                   lower_bound=1)
+_MINI_BATCH = flags.DEFINE_integer("mini_batch", 256, "mini models' batch size, both sides",
+                                   lower_bound=1)
+_STEPS = flags.DEFINE_integer("steps", 10, "timed steps per side", lower_bound=1)
+_WARMUP = flags.DEFINE_integer("warmup", 3, "untimed steps per side (compilation, allocation)",
+                               lower_bound=0)
+_DEVICE = flags.DEFINE_string("device", "cuda", "torch device; cpu: a quick check here")
+_FUSED_ATTENTION = flags.DEFINE_bool(
+    "fused_attention", False,
+    "the kit's ViTs with fused attention (cuDNN flash attention on JAX)")
 
 
 def _jax_peak(size: int) -> float:
@@ -87,35 +105,28 @@ def kit_step(model: str, batch: int, resolution: int, num_classes: int = 1000,
   return run, sum(int(np.prod(v.shape)) for v in net.trainable_variables)
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--pairs", default=",".join(peers.DEFAULT_PAIRS))
-  parser.add_argument("--batch", type=int, default=128)
-  parser.add_argument("--resolution", type=int, default=224)
-  parser.add_argument("--mini_batch", type=int, default=256)
-  parser.add_argument("--steps", type=int, default=10)
-  parser.add_argument("--warmup", type=int, default=3)
-  parser.add_argument("--device", default="cuda", help="torch device; cpu: a quick check here")
-  parser.add_argument("--fused_attention", action="store_true",
-                      help="the kit's ViTs with fused attention (cuDNN flash attention on JAX)")
-  args = parser.parse_args()
+def main(argv: list[str]) -> None:
+  cli.refuse_stray_arguments(argv)
+  pairs_error = peers.pairs_error(_PAIRS.value)
+  if pairs_error:
+    cli.fail(pairs_error)
   import jax  # pylint: disable=g-import-not-at-top
   import model_defs  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
   torch.backends.cudnn.benchmark = True
-  peak = _jax_peak(2048 if args.device == "cpu" else 8192)
+  peak = _jax_peak(2048 if _DEVICE.value == "cpu" else 8192)
   print(f"{jax.devices()[0].device_kind}; jax {jax.__version__}; torch {torch.__version__}; "
         f"bf16 matmul peak {peak / 1e12:.0f} TFLOP/s", flush=True)
-  for model in args.pairs.split(","):
+  for model in _PAIRS.value:
     spec = model_defs.get_spec(model)
-    resolution = spec.train_resolution if spec.mini else args.resolution
-    batch = args.mini_batch if spec.mini else args.batch
+    resolution = spec.train_resolution if spec.mini else _RESOLUTION.value
+    batch = _MINI_BATCH.value if spec.mini else _BATCH.value
     start = time.perf_counter()
-    run, kit_params = kit_step(model, batch, resolution, fused_attention=args.fused_attention)
+    run, kit_params = kit_step(model, batch, resolution, fused_attention=_FUSED_ATTENTION.value)
     net = peers.peer_model(model, dict(spec.config), resolution)
-    peer = peers.peer_step(net, model, batch, resolution, "bfloat16", device=args.device,
+    peer = peers.peer_step(net, model, batch, resolution, "bfloat16", device=_DEVICE.value,
                            use_agc=False)
-    kit_s, peer_s = peers.interleaved(run, peer, args.warmup, args.steps)
+    kit_s, peer_s = peers.interleaved(run, peer, _WARMUP.value, _STEPS.value)
     flops = 3 * model_defs.stats(model, resolution).flops
     kit, timm_rate = batch / kit_s, batch / peer_s
     print(f"{model:>14} {resolution:>4}px batch {batch:>4} params {kit_params / 1e6:.2f}M/"
@@ -123,9 +134,9 @@ def main() -> None:
           f"img/s  ratio {kit / timm_rate:.2f}  MFU kit {kit * flops / peak:.1%} timm "
           f"{timm_rate * flops / peak:.1%}  ({time.perf_counter() - start:.0f} s)", flush=True)
     del net, peer, run
-    if args.device != "cpu":
+    if _DEVICE.value != "cpu":
       torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main, flags_parser=cli.parse_flags)

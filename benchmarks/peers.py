@@ -21,6 +21,16 @@ DEFAULT_PAIRS = tuple(TIMM_NAMES)
 OPTIMIZERS = {"nfnet": "sgd_agc", "vit": "adamw"}
 
 
+def pairs_error(models: list[str]) -> str | None:
+  """The one-line complaint about a ``--pairs`` value with a model that has no timm
+  counterpart; None when every model has one."""
+  unknown = [m for m in models if m not in TIMM_NAMES]
+  if not unknown:
+    return None
+  return (f"--pairs: no timm counterpart for {', '.join(unknown)}; known: "
+          f"{', '.join(TIMM_NAMES)}")
+
+
 def family(model: str) -> str:
   return "nfnet" if model.startswith("nfnet") else "vit"
 

@@ -187,11 +187,10 @@ def main(argv):
     cli.import_tensorflow()
     _serve(side, model)
     return
-  unknown = [m for m in _PAIRS.value if m not in peers.TIMM_NAMES]
-  if unknown:
+  pairs_error = peers.pairs_error(_PAIRS.value)
+  if pairs_error:
     from reproduce.core import cli  # pylint: disable=g-import-not-at-top
-    cli.fail(f"--pairs: no timm counterpart for {', '.join(unknown)}; known: "
-             f"{', '.join(peers.TIMM_NAMES)}")
+    cli.fail(pairs_error)
   print(f"load {os.getloadavg()[0]:.2f}; {os.cpu_count()} cores; batch {_BATCH.value}; "
         f"{_PRECISION.value}; kit jit {_JIT.value}; threads {_THREADS.value or 'all'}; peak: "
         f"{_PRECISION.value} 2048^3 TF matmul" + ("; dry run" if _DRY.value else ""), flush=True)

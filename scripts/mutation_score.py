@@ -20,7 +20,6 @@ Run without PYTHONPATH pointing at a checkout: mutmut must import its mutated co
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import json
 import glob
@@ -30,7 +29,25 @@ import shutil
 import subprocess
 import sys
 
+from absl import app
+from absl import flags
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # run as documented, without PYTHONPATH
+from reproduce.core import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+_WORKDIR = flags.DEFINE_string("workdir", os.path.join(REPO, ".mutation"),
+                               "scratch copies and logs (default: .mutation/, git-ignored)")
+_MAX_CHILDREN = flags.DEFINE_integer("max-children", 2, "mutants tested at once (mutmut's)",
+                                     lower_bound=1)
+_SAMPLE = flags.DEFINE_integer("sample", None,
+                               "test a seeded sample of at most this many mutants per module "
+                               "(the rest are reported as not checked)", lower_bound=1)
+_REV = flags.DEFINE_string("rev", None,
+                           "mutate and test this commit's tree instead of the working tree "
+                           "(the score before a change; use another --workdir)")
+_REPORT = flags.DEFINE_bool("report", False, "only print the tables")
+_SURVIVORS = flags.DEFINE_bool("survivors", False, "also list surviving mutants")
 
 # Tests that run the code in a subprocess: mutmut sees no call from them, so they never test
 # a mutant, and would only slow the two runs of the whole selection.
@@ -235,32 +252,23 @@ def report(workdir: str, names: list[str], show_survivors: bool) -> None:
       print(" ", mutant)
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("groups", nargs="*", help=f"default: all of {', '.join(GROUPS)}")
-  parser.add_argument("--workdir", default=os.path.join(REPO, ".mutation"),
-                      help="scratch copies and logs (default: .mutation/, git-ignored)")
-  parser.add_argument("--max-children", type=int, default=2)
-  parser.add_argument("--sample", type=int, default=None,
-                      help="test a seeded sample of at most this many mutants per module "
-                      "(the rest are reported as not checked)")
-  parser.add_argument("--rev", default=None,
-                      help="mutate and test this commit's tree instead of the working tree "
-                      "(the score before a change; use another --workdir)")
-  parser.add_argument("--report", action="store_true", help="only print the tables")
-  parser.add_argument("--survivors", action="store_true", help="also list surviving mutants")
-  args = parser.parse_args()
-  names = args.groups or list(GROUPS)
+def main(argv: list[str]) -> None:
+  """``argv[1:]``: the groups to run (default: all of GROUPS)."""
+  names = argv[1:] or list(GROUPS)
   unknown = sorted(set(names) - set(GROUPS))
   if unknown:
-    parser.error(f"unknown group(s) {unknown}; choose from {list(GROUPS)}")
-  if not args.report:
-    os.makedirs(args.workdir, exist_ok=True)
+    cli.fail(f"unknown group(s) {unknown}; choose from {list(GROUPS)}")
+  if _REV.value and subprocess.run(["git", "rev-parse", "--verify", "--quiet",
+                                    f"{_REV.value}^{{commit}}"], cwd=REPO, capture_output=True,
+                                   check=False).returncode:
+    cli.fail(f"--rev: {_REV.value} is not a commit of {REPO}")
+  if not _REPORT.value:
+    os.makedirs(_WORKDIR.value, exist_ok=True)
     for name in names:
       print(f"[{name}] mutating {GROUPS[name][0]}", flush=True)
-      run_group(name, args.workdir, args.max_children, args.sample, args.rev)
-  report(args.workdir, names, args.survivors)
+      run_group(name, _WORKDIR.value, _MAX_CHILDREN.value, _SAMPLE.value, _REV.value)
+  report(_WORKDIR.value, names, _SURVIVORS.value)
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main, flags_parser=cli.parse_flags)

@@ -8,9 +8,13 @@ import sys
 import pytest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# script -> a flag its help names (absl's --help exits 1, argparse's 0)
+# script -> a flag its help names (absl's own --help exits 1, cli.parse_flags' 0)
 SCRIPTS = {"throughput_vs_timm.py": "--precision", "input_pipeline.py": "--models",
-           "gpu_vs_timm.py": "--pairs", "op_profile.py": "--jit_compile"}
+           "gpu_vs_timm.py": "--pairs", "op_profile.py": "--jit_compile",
+           "budget_kept.py": "--budget_core_hours", "docs_examples.py": "--slow"}
+# script -> a bad value of one of its flags (checked before any work starts)
+BAD_FLAGS = {"benchmarks/budget_kept.py": "--runs=0", "benchmarks/docs_examples.py": "--only=x.md",
+             "benchmarks/gpu_vs_timm.py": "--pairs=x", "scripts/mutation_score.py": "--sample=x"}
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
@@ -19,6 +23,15 @@ def test_script_prints_its_help(script):
                         capture_output=True, text=True, cwd=REPO_ROOT, check=False, timeout=120)
   assert done.returncode in (0, 1) and "Traceback" not in done.stderr, done.stderr[-2000:]
   assert SCRIPTS[script] in done.stdout
+
+
+@pytest.mark.parametrize("script", sorted(BAD_FLAGS))
+def test_a_bad_flag_is_one_line_naming_it_and_exit_2(script):
+  done = subprocess.run([sys.executable, os.path.join(REPO_ROOT, script), BAD_FLAGS[script]],
+                        capture_output=True, text=True, cwd=REPO_ROOT, check=False, timeout=120)
+  flag = BAD_FLAGS[script].split("=")[0]
+  assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr[-2000:]
+  assert done.stderr.startswith("error: ") and flag in done.stderr, done.stderr
 
 
 def test_every_kit_model_of_the_pairs_is_registered():
