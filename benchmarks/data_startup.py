@@ -28,6 +28,8 @@ import time
 from absl import app
 from absl import flags
 
+from reproduce.core import cli
+
 _SIZES = flags.DEFINE_list("sizes", ["1000000", "4000000"], "records per dataset")
 _RECORDS_PER_SHARD = flags.DEFINE_integer("records_per_shard", 62_500, "records per file")
 _FORMATS = flags.DEFINE_list("formats", ["arrayrecord", "tfrecord"],
@@ -138,7 +140,7 @@ def _run_child(kind: str, order: str, directory: str, num_records: int) -> dict:
 
 
 def main(argv):
-  del argv
+  cli.refuse_stray_arguments(argv)
   if _CHILD.value:
     kind, order, directory, num_records = _CHILD.value.split(":")
     print(json.dumps(_measure(kind, order, directory, int(num_records))))
@@ -169,4 +171,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

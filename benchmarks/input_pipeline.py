@@ -27,6 +27,8 @@ import time
 from absl import app
 from absl import flags
 
+from reproduce.core import cli
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import peers  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -90,11 +92,14 @@ def pipeline_rate(root: str, model: str, resolution: int, batch: int,
 
 
 def main(argv):
-  del argv
-  from reproduce.core import cli  # pylint: disable=g-import-not-at-top
+  cli.refuse_stray_arguments(argv)
   cli.import_tensorflow()
   import model_defs  # pylint: disable=g-import-not-at-top
   from reproduce.train import throughput  # pylint: disable=g-import-not-at-top
+  unknown = [name for name in _MODELS.value if name not in model_defs.names()]
+  if unknown:
+    cli.fail(f"--models: unknown {', '.join(unknown)} (python -m model_defs.summary lists "
+             "the models)")
   images, batches, steps = _IMAGES.value, _BATCHES.value, _STEPS.value
   try:
     size = tuple(int(v) for v in _JPEG_SIZE.value)
@@ -123,4 +128,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

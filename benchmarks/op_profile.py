@@ -25,6 +25,8 @@ import time
 from absl import app
 from absl import flags
 
+from reproduce.core import cli
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import peers  # pylint: disable=g-import-not-at-top,wrong-import-position
 import trace_ops  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -50,8 +52,7 @@ def _step():
 
 
 def main(argv):
-  del argv
-  from reproduce.core import cli  # pylint: disable=g-import-not-at-top
+  cli.refuse_stray_arguments(argv)
   tf = cli.import_tensorflow()
   import model_defs  # pylint: disable=g-import-not-at-top
   if _MODEL.value not in model_defs.names():
@@ -92,4 +93,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -27,6 +27,8 @@ import time
 from absl import app
 from absl import flags
 
+from reproduce.core import cli
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import peers  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -175,7 +177,7 @@ def _print_row(row: dict) -> None:
 
 
 def main(argv):
-  del argv
+  cli.refuse_stray_arguments(argv)
   if _WORKER.value:
     side, model = _WORKER.value.split(":")
     if side == "peer":
@@ -200,4 +202,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -14,7 +14,11 @@ SCRIPTS = {"throughput_vs_timm.py": "--precision", "input_pipeline.py": "--model
            "budget_kept.py": "--budget_core_hours", "docs_examples.py": "--slow"}
 # script -> a bad value of one of its flags (checked before any work starts)
 BAD_FLAGS = {"benchmarks/budget_kept.py": "--runs=0", "benchmarks/docs_examples.py": "--only=x.md",
-             "benchmarks/gpu_vs_timm.py": "--pairs=x", "scripts/mutation_score.py": "--sample=x"}
+             "benchmarks/gpu_vs_timm.py": "--pairs=x", "scripts/mutation_score.py": "--sample=x",
+             "benchmarks/op_profile.py": "--jit_compile=maybe",
+             "benchmarks/input_pipeline.py": "--models=no_such_model",
+             "benchmarks/data_startup.py": "--records_per_shard=x",
+             "benchmarks/throughput_vs_timm.py": "--precision=x"}
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
