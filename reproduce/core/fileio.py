@@ -16,9 +16,10 @@ import math
 import os
 from typing import Any
 
+from reproduce.core import cli
+
 
 def _gfile():
-  from reproduce.core import cli  # pylint: disable=g-import-not-at-top
   return cli.import_tensorflow().io.gfile
 
 

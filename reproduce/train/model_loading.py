@@ -25,6 +25,7 @@ import keras
 import tensorflow as tf
 
 import model_defs
+from model_defs import converters
 from model_defs import weights_file
 from reproduce.core import cli
 from reproduce.core import fileio
@@ -157,7 +158,6 @@ def at_resolution(loaded: LoadedModel, resolution: int) -> keras.Model:
     return loaded.model
   model = _build(loaded.name, loaded.num_classes, loaded.overrides, resolution)
   if model_defs.get_spec(loaded.name).family == "vit":
-    from model_defs import converters  # pylint: disable=g-import-not-at-top
     converters.vit.load_weights_across_resolution(loaded.model, model)
   else:
     model.set_weights(loaded.model.get_weights())
