@@ -31,6 +31,7 @@ from reproduce.core import cli
 from reproduce.core import fileio
 from reproduce import data
 from reproduce.train import checkpoints
+from reproduce.train import lr_schedule
 from reproduce.train import optim
 from reproduce.train import rundir
 from reproduce.train import builders
@@ -95,7 +96,7 @@ def _load_run(path: str, ema: str) -> LoadedModel:
     raise ModelLoadError(f"run {path} has no checkpoint in {directory}")
   num_classes = checkpoint_classes(latest)
   model = builders.build_model(config, plan, num_classes)
-  optimizer = builders.build_optimizer(config, optim.schedule_from_plan(plan), model, num_classes)
+  optimizer = builders.build_optimizer(config, lr_schedule.schedule_from_plan(plan), model, num_classes)
   checkpoints.RunCheckpoints(directory, model, optimizer, keep=1).restore()
   has_ema = bool(getattr(optimizer, "ema_variables", None))  # AdamW keeps none
   weights = choose_weights(ema, {"raw", "ema"} if has_ema else {"raw"}, path)
