@@ -68,10 +68,10 @@ def model_job(model_grid: grid_lib.ModelGrid, settings, events) -> dict:
   ``model_runs.Settings``). Returns ``model``, ``cost`` (its core-seconds by kind),
   ``traces`` (times its programs' train steps were traced: one per program, however many
   runs and fine-tunes went through it) and ``runs`` (the names of its finished runs)."""
+  start = time.time()  # a worker's first job imports the kit: its time is the job's
   # pylint: disable=g-import-not-at-top  (after init_worker: see core/cli.py)
   import keras
   from reproduce.miniature import model_runs
-  start = time.time()
   job = model_runs.ModelRuns(model_grid, settings, events)
   job.cost["worker startup"], _WORKER["startup_seconds"] = _WORKER["startup_seconds"], 0.0
   job.run_all()
