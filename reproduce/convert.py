@@ -16,11 +16,13 @@ parameter is named), is one line on stderr and exit 2.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 
 from absl import app
 from absl import flags
+import numpy as np
 
 from reproduce.core import cli
 
@@ -83,7 +85,7 @@ def main(argv):
   cli.refuse_stray_arguments(argv)
   overrides = _check_flags()
   tf = cli.start_tensorflow()
-  # pylint: disable=g-import-not-at-top  (after TensorFlow's quiet start-up)
+  # pylint: disable=g-import-not-at-top  (after flags: see core/cli.py)
   from model_defs import converters
   from model_defs import weights_file
   try:
@@ -103,7 +105,6 @@ def main(argv):
         f"{info['resolution']} px, from {info['source']}, input range {info['input_range']}"
         + (f", overrides {info['overrides']}" if info["overrides"] else ""))
   if _SOURCE.value == "deepmind":
-    from model_defs import converters  # pylint: disable=g-import-not-at-top
     print(converters.deepmind.release_note(_INPUT.value))
   if top5:
     print(top5)
@@ -111,10 +112,10 @@ def main(argv):
 
 def read_check_image(path: str | None) -> bytes:
   """The encoded test image: ``path``, or scikit-learn's sample photo as a JPEG."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf = cli.import_tensorflow()
   if path:
     return tf.io.read_file(path).numpy()
-  from sklearn.datasets import load_sample_image  # pylint: disable=g-import-not-at-top
+  from sklearn.datasets import load_sample_image  # after flags: see core/cli.py
   return tf.io.encode_jpeg(load_sample_image("china.jpg"), quality=95).numpy()
 
 
@@ -123,10 +124,10 @@ def check_logits(model, encoded: bytes, info: dict):
   ``converters.sources.convert_checkpoint``'s): their family's crop
   (``weights_file.source_eval_crop``) and ``input_range``, at their resolution, through
   the same ``data.eval_image``."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  import model_defs  # pylint: disable=g-import-not-at-top
-  from model_defs import weights_file  # pylint: disable=g-import-not-at-top
-  from reproduce import data  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top  (after flags: see core/cli.py)
+  import model_defs
+  from model_defs import weights_file
+  from reproduce import data
   crop = weights_file.source_eval_crop(model_defs.get_spec(info["name"]).family)
   image = np.asarray(data.eval_image(encoded, info["resolution"], crop=crop,
                                      input_range=info["input_range"]))
@@ -136,7 +137,6 @@ def check_logits(model, encoded: bytes, info: dict):
 def imagenet_class_names() -> list[str] | None:
   """The 1000 ImageNet-1k class names in label order, from timm's data files when timm is
   installed (read as text; timm is not imported); None otherwise."""
-  import importlib.util  # pylint: disable=g-import-not-at-top
   spec = importlib.util.find_spec("timm")
   if spec is None or not spec.submodule_search_locations:
     return None
@@ -153,7 +153,6 @@ def imagenet_class_names() -> list[str] | None:
 
 def describe_top5(model, encoded: bytes, info: dict) -> str:
   """The top-5 classes of the check image with their probabilities, one per line."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
   resolution = info["resolution"]
   logits = check_logits(model, encoded, info)
   probs = np.exp(logits - logits.max())

@@ -41,11 +41,11 @@ _CLASS_MAP = flags.DEFINE_string("class_map", None,
 
 def main(argv):
   cli.refuse_stray_arguments(argv)
-  from reproduce.evaluation import run as run_lib  # pylint: disable=g-import-not-at-top
   with cli.errors_as_one_line():
-    run_lib.check_usage(_WEIGHTS.value, _DATASETS.value, _RESOLUTION.value,
-                        _BATCH_SIZE.value, _MAX_EXAMPLES.value)
+    specs.check_usage(_WEIGHTS.value, _DATASETS.value, _RESOLUTION.value, _BATCH_SIZE.value,
+                      _MAX_EXAMPLES.value)
   cli.start_tensorflow()
+  from reproduce.evaluation import run as run_lib  # after flags: see core/cli.py
   with cli.errors_as_one_line():
     run_lib.run(_WEIGHTS.value, _DATASETS.value, resolutions=_RESOLUTION.value,
                 crop=_CROP.value, batch_size=_BATCH_SIZE.value, data_dir=_DATA_DIR.value,

@@ -59,9 +59,10 @@ def main(argv):
   except OSError:  # ml_collections reports a config file that failed to load on first use
     cli.fail(f"cannot load --config={config_flags.get_config_filename(flags.FLAGS['config'])}")
   cli.start_tensorflow()
-  from reproduce.finetuning import run as run_lib  # pylint: disable=g-import-not-at-top
-  from reproduce.train import losses  # pylint: disable=g-import-not-at-top
-  from reproduce.train import preemption  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top  (after flags: see core/cli.py)
+  from reproduce.finetuning import run as run_lib
+  from reproduce.train import losses
+  from reproduce.train import preemption
   # A diverged run exits 1, its last good checkpoint kept; a preempted one is checkpointed
   # and the next launch resumes.
   with cli.errors_as_one_line(exit_codes={losses.TrainingDiverged: 1,

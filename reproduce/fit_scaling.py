@@ -81,7 +81,7 @@ def main(argv):
   if _BOOTSTRAP.value < 0:
     cli.fail(f"--bootstrap={_BOOTSTRAP.value}: expected a count >= 0")
   cli.start_tensorflow()
-  # pylint: disable=g-import-not-at-top  (after TensorFlow's quiet start-up)
+  # pylint: disable=g-import-not-at-top  (after flags: see core/cli.py)
   from reproduce.analysis import fits as fits_lib
   from reproduce.analysis import outputs
   from reproduce.analysis import runs

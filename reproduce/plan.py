@@ -129,7 +129,7 @@ def _sweep_or_allocation(as_json: bool) -> str:
 
 def _measure():
   """Times the training engine's own step on this machine (``reproduce.train.throughput``)."""
-  from reproduce.train import throughput  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  from reproduce.train import throughput  # after flags: see core/cli.py
   planning.model_spec(_MODEL.value)  # an unknown name is a --model error, not a crash
   resolution = _RESOLUTION.value or planning.default_resolution(_MODEL.value)
   batch_size = _MEASURE_BATCH.value or max(1, _BATCH_SIZE.value // _NUM_REPLICAS.value)

@@ -45,13 +45,14 @@ def run(config, model_dir: str, strategy_kind: str = "auto", tpu: str | None = N
   """Everything ``main`` does, callable from Python; raises the library errors."""
   check_usage(config, model_dir)
   cli.import_tensorflow()
-  import model_defs  # pylint: disable=g-import-not-at-top
-  from reproduce import data  # pylint: disable=g-import-not-at-top
-  from reproduce.train import budgeting  # pylint: disable=g-import-not-at-top
-  from reproduce.train import inputs  # pylint: disable=g-import-not-at-top
-  from reproduce.train import lock  # pylint: disable=g-import-not-at-top
-  from reproduce.train import loop  # pylint: disable=g-import-not-at-top
-  from reproduce.train import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top  (after flags: see core/cli.py)
+  import model_defs
+  from reproduce import data
+  from reproduce.train import budgeting
+  from reproduce.train import inputs
+  from reproduce.train import lock
+  from reproduce.train import loop
+  from reproduce.train import strategy as strategy_lib
   model_defs.get_spec(config.model)  # unknown model: fail before any heavy work
   with lock.RunLock(model_dir):  # a model_dir in use: refused before the data and the plan
     strategy = strategy_lib.make_strategy(strategy_kind, tpu=tpu)
@@ -80,8 +81,9 @@ def main(argv):
   cli.refuse_stray_arguments(argv)
   config = _checked_config()
   cli.start_tensorflow()
-  from reproduce.train import losses  # pylint: disable=g-import-not-at-top
-  from reproduce.train import preemption  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top  (after flags: see core/cli.py)
+  from reproduce.train import losses
+  from reproduce.train import preemption
   # A diverged run exits 1; a preempted one is checkpointed and the next launch resumes.
   with cli.errors_as_one_line(exit_codes={losses.TrainingDiverged: 1,
                                           preemption.Preempted: preemption.EXIT_CODE}):

@@ -95,7 +95,7 @@ def main(argv):
   cli.refuse_stray_arguments(argv)
   budgets = _validated_flags()
   cli.start_tensorflow()
-  from reproduce.miniature import stages
+  from reproduce.miniature import stages  # after flags: see core/cli.py
   preset = grid.PRESETS[_PRESET.value]
   spec = stages.StudySpec(
       workdir=_WORKDIR.value, nfnets=tuple(_NFNETS.value or preset["nfnets"]),

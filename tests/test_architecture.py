@@ -135,6 +135,49 @@ def test_no_import_cycle_counting_imports_inside_functions():
   assert not cycles, "\n".join(" <-> ".join(c) for c in cycles)
 
 
+# Imports sit at the top of a module; the exceptions (the reasons: reproduce/core/cli.py's
+# docstring). A main imports whatever it needs after its flags; elsewhere, module -> names.
+LAZY_IMPORTS = {
+    # import_tensorflow itself: the import with stderr captured.
+    "reproduce/core/cli.py": {"tensorflow", "keras"},
+    # planning/ and configs/ load no TensorFlow: the mains use them before their flags pass.
+    "reproduce/planning/cost.py": {"model_defs"},
+    "reproduce/configs/pretrain_imagenet.py": {"model_defs"},
+    # A study worker imports worker_pool before init_worker starts TensorFlow quietly.
+    "reproduce/miniature/worker_pool.py": {"keras", "reproduce.miniature.model_runs"},
+    # Optional dependencies, needed by one kind of input only.
+    "reproduce/data/record_index.py": {"array_record.python.array_record_module"},
+    "model_defs/converters/common.py": {"torch"},
+}
+
+
+def _function_level_imports(tree: ast.AST) -> list[tuple[int, str]]:
+  """(line, imported name) of every import inside a function or class body."""
+  found = []
+  for scope in ast.walk(tree):
+    if not isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+      continue
+    for node in ast.walk(scope):
+      if isinstance(node, ast.Import):
+        found += [(node.lineno, alias.name) for alias in node.names]
+      elif isinstance(node, ast.ImportFrom):
+        found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
+  return sorted(set(found))
+
+
+def test_imports_inside_functions_only_where_a_lazy_import_is_needed():
+  problems = []
+  for package in PACKAGES:
+    for path, tree in _modules(package):
+      if path.parent == ROOT / "reproduce" and path.stem in MAINS:
+        continue
+      relative = str(path.relative_to(ROOT))
+      allowed = LAZY_IMPORTS.get(relative, set())
+      problems += [f"{relative}:{line} imports {name} inside a function"
+                   for line, name in _function_level_imports(tree) if name not in allowed]
+  assert not problems, "\n".join(problems)
+
+
 # results.json has one writer: reproduce/train/rundir.py (RunDirectory).
 RESULTS_WRITER = "reproduce/train/rundir.py"
 _JSON_WRITES = {"write_json", "write_text"}

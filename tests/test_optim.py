@@ -1,4 +1,5 @@
-"""AGC, weight decay, EMA and schedule of reproduce.train.optim against direct NumPy."""
+"""AGC, weight decay and EMA of reproduce.train.optim, and reproduce.train.lr_schedule, against
+direct NumPy."""
 
 import math
 
@@ -8,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from reproduce.train import agc
+from reproduce.train import lr_schedule
 from reproduce.train import optim
 from reproduce.train import rundir
 
@@ -159,7 +161,7 @@ def _nfnet_schedule(s, base, total, warmup, end=0.0):
 @pytest.mark.parametrize("base, total, warmup, end", [
     (1.6, 100, 10, 0.0), (1.0, 10, 0, 0.0), (0.4, 37, 5, 0.01), (0.2, 8, 8, 0.0)])
 def test_schedule_matches_the_formula(base, total, warmup, end):
-  sched = optim.schedule_from_plan(_plan(base, total, warmup), end_lr=end)
+  sched = lr_schedule.schedule_from_plan(_plan(base, total, warmup), end_lr=end)
   assert isinstance(sched, keras.optimizers.schedules.CosineDecay)
   for s in range(total + 5):
     np.testing.assert_allclose(float(sched(s)), _nfnet_schedule(s, base, total, warmup, end),
@@ -167,7 +169,7 @@ def test_schedule_matches_the_formula(base, total, warmup, end):
 
 
 def test_schedule_shape():
-  sched = optim.schedule_from_plan(_plan(1.6, 100, 10))
+  sched = lr_schedule.schedule_from_plan(_plan(1.6, 100, 10))
   lrs = np.array([float(sched(s)) for s in range(0, 101)])
   assert lrs[0] == 0.0                          # the first update does not move (official)
   np.testing.assert_allclose(lrs[1], 0.16, rtol=1e-6)
@@ -176,20 +178,20 @@ def test_schedule_shape():
   assert np.all(np.diff(lrs[10:]) <= 1e-7)      # cosine decay
   np.testing.assert_allclose(lrs[55], 0.8, rtol=1e-5)  # half way through the decay
   assert abs(lrs[100]) < 1e-6
-  no_warm = optim.schedule_from_plan(_plan(1.0, 10, 0))
+  no_warm = lr_schedule.schedule_from_plan(_plan(1.0, 10, 0))
   np.testing.assert_allclose(float(no_warm(0)), 1.0, rtol=1e-6)
   with pytest.raises(ValueError, match="total_steps"):
-    optim.schedule_from_plan(_plan(1.0, 0, 0))
+    lr_schedule.schedule_from_plan(_plan(1.0, 0, 0))
 
 
 def test_schedule_from_plan():
   plan = rundir.StoredPlan(steps=20, warmup_steps=4, base_lr=0.8, decay="cosine")
-  sched = optim.schedule_from_plan(plan)
+  sched = lr_schedule.schedule_from_plan(plan)
   for s in range(22):
     np.testing.assert_allclose(float(sched(s)), _nfnet_schedule(s, 0.8, 20, 4), rtol=1e-5,
                                atol=1e-7)
   with pytest.raises(ValueError, match="decay"):
-    optim.schedule_from_plan(rundir.StoredPlan(steps=20, warmup_steps=4, base_lr=0.8,
+    lr_schedule.schedule_from_plan(rundir.StoredPlan(steps=20, warmup_steps=4, base_lr=0.8,
                                                decay="linear"))
 
 

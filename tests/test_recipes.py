@@ -196,10 +196,10 @@ def test_jft_pretraining_builds_without_dropout_or_stochastic_depth(name):
 
 
 def test_build_optimizer_builds_the_configured_one(tiny):
-  from reproduce.train import builders, optim, rundir
+  from reproduce.train import builders, lr_schedule, rundir
   plan = tiny_plan()
   model = builders.build_model(rundir.config_to_dict(tiny_config()), plan, NUM_CLASSES)
-  schedule = optim.schedule_from_plan(plan)
+  schedule = lr_schedule.schedule_from_plan(plan)
   sgd = builders.build_optimizer(rundir.config_to_dict(tiny_config()), schedule, model,
                                  NUM_CLASSES)
   assert isinstance(sgd, keras.optimizers.SGD) and sgd.agc_clipping == 0.01

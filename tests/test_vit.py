@@ -424,7 +424,7 @@ def test_big_vision_npz_matches_reference(tmp_path, pool, legacy):
   path = tmp_path / "ckpt.npz"
   np.savez(path, **ckpt)
   model = _mini_model(pool)
-  converters.vit.load_big_vision_npz(model, str(path))
+  converters.big_vision.load_big_vision_npz(model, str(path))
   x = rng.standard_normal((2, 32, 32, 3)).astype("float32")
   ref = _np_forward(params, x.astype("float64"), MINI_ARCH["heads"], pool)
   out = np.asarray(model(x, training=False))
@@ -436,22 +436,22 @@ def test_big_vision_npz_resamples_and_reports_errors(tmp_path):
   rng = np.random.default_rng(2)
   params = _bv_params(rng, pool="gap", classes=10, **MINI_ARCH)
   model = _mini_model("gap", image_size=48)  # 12 x 12 grid from an 8 x 8 checkpoint
-  converters.vit.load_big_vision_npz(model, params)
+  converters.big_vision.load_big_vision_npz(model, params)
   np.testing.assert_allclose(model.get_layer("pos_embedding").pos_embedding.numpy(),
                              resample_posemb(params["pos_embedding"], 12), atol=1e-6)
   missing = {k: v for k, v in params.items() if "encoderblock_1/MlpBlock_0/Dense_1" not in k}
   with pytest.raises(ValueError, match="encoderblock_1/MlpBlock_0/Dense_1"):
-    converters.vit.load_big_vision_npz(_mini_model("gap"), missing)
+    converters.big_vision.load_big_vision_npz(_mini_model("gap"), missing)
   with pytest.raises(ValueError, match="MAP head"):
-    converters.vit.load_big_vision_npz(_mini_model("map"), params)
+    converters.big_vision.load_big_vision_npz(_mini_model("map"), params)
   with pytest.raises(ValueError, match="more than"):
-    converters.vit.load_big_vision_npz(_mini_model("gap", depth=1), params)
+    converters.big_vision.load_big_vision_npz(_mini_model("gap", depth=1), params)
   bad = dict(params, pos_embedding=np.zeros((1, 63, 32), "float32"))
   with pytest.raises(ValueError, match=r"\(1, 63, 32\)"):
-    converters.vit.load_big_vision_npz(_mini_model("gap"), bad)
+    converters.big_vision.load_big_vision_npz(_mini_model("gap"), bad)
   four_heads = _bv_params(rng, pool="gap", classes=10, **{**MINI_ARCH, "heads": 4})
   with pytest.raises(ValueError, match="heads"):
-    converters.vit.load_big_vision_npz(_mini_model("gap"), four_heads)
+    converters.big_vision.load_big_vision_npz(_mini_model("gap"), four_heads)
 
 
 def test_big_vision_scanned_layout():
@@ -464,8 +464,8 @@ def test_big_vision_scanned_layout():
     scanned[f"Transformer/encoderblock/{rest}"] = np.stack(
         [params[f"Transformer/encoderblock_{i}/{rest}"] for i in range(2)])
   a, b = _mini_model("gap"), _mini_model("gap")
-  converters.vit.load_big_vision_npz(a, params)
-  converters.vit.load_big_vision_npz(b, {"params": _nest(scanned)})
+  converters.big_vision.load_big_vision_npz(a, params)
+  converters.big_vision.load_big_vision_npz(b, {"params": _nest(scanned)})
   for (pa, va), (pb, vb) in zip(converters.vit.weights_dict(a).items(),
                                 converters.vit.weights_dict(b).items()):
     assert pa == pb

@@ -29,6 +29,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from model_defs.converters.common import assign_all, load_torch_state_dict, match_to_model, to_numpy
+from model_defs.nfnet_layers import GammaActivation, ScaledWSConv2D
 
 
 _CONV_PARAM = {"weight": "kernel", "gain": "gain", "bias": "bias"}
@@ -122,8 +123,6 @@ def load_timm_state_dict(model, state_dict: Mapping[str, Any], check_options: bo
 
 
 def _warn_if_not_timm_numerics(model) -> None:
-  from model_defs.nfnet_layers import GammaActivation, ScaledWSConv2D  # pylint: disable=import-outside-toplevel
-
   layers = list(model._flatten_layers(include_self=False, recursive=True))  # pylint: disable=protected-access
   official_ws = any(isinstance(l, ScaledWSConv2D) and l.ws_eps_mode != "timm" for l in layers)
   tanh_gelu = any(isinstance(l, GammaActivation) and l.activation == "gelu" and l.gelu_approximate

@@ -19,7 +19,7 @@ import numpy as np
 
 import model_defs
 from model_defs import hybrid_stems, weights_file
-from model_defs.converters import deepmind, hybrid, nfnet, vit
+from model_defs.converters import big_vision, deepmind, hybrid, nfnet, vit
 from model_defs.converters.common import ConversionError, load_torch_state_dict
 
 SOURCES = ("deepmind", "timm", "big_vision")
@@ -43,7 +43,7 @@ def read_checkpoint(source: str, path: str) -> Mapping[str, Any]:
     if path.endswith(".npz"):
       return _read_npz(path)
     return load_torch_state_dict(path)
-  return vit.normalize_big_vision_params(_read_npz(path))
+  return big_vision.normalize_big_vision_params(_read_npz(path))
 
 
 def _read_npz(path: str) -> dict[str, np.ndarray]:
@@ -118,7 +118,7 @@ def convert_checkpoint(source: str, path: str, model_name: str, *,
     resolution = resolution or model.input_shape[1]
     loader = {("timm", "vit"): vit.load_timm_state_dict,
               ("timm", "hybrid"): hybrid.load_timm_state_dict,
-              ("big_vision", "vit"): vit.load_big_vision_npz}[(source, spec.family)]
+              ("big_vision", "vit"): big_vision.load_big_vision_npz}[(source, spec.family)]
     loader(model, params)
   else:
     model = model_defs.build(model_name, classes, **overrides)

@@ -1,4 +1,4 @@
-"""Weights into the Keras ViT of ``model_defs.vit``: timm, big_vision, other resolutions.
+"""Weights into the Keras ViT of ``model_defs.vit``: weight dicts, other resolutions, timm.
 
 Public functions:
   weights_dict(model)                          {variable path: numpy array}
@@ -8,8 +8,9 @@ Public functions:
   timm_to_keras(state_dict, model)             timm ``VisionTransformer`` state dict -> weights dict
   load_timm_state_dict(model, state_dict)      ... and assign it
   load_timm_checkpoint(model, path)            .pth / .bin / .npz file of a timm state dict
-  big_vision_to_keras(params, model)           big_vision / ViT-AugReg .npz params -> weights dict
-  load_big_vision_npz(model, path_or_params)   ... and assign it
+  model_layout(model), CheckpointParams        what a format's converter maps onto (and from)
+
+big_vision and ViT-AugReg .npz checkpoints: ``model_defs.converters.big_vision``.
 
 Conventions: the Keras model keeps a patch-only position table (1, N, D) and adds it
 before prepending the class token (big_vision). timm (and the original ViT/AugReg
@@ -17,7 +18,7 @@ checkpoints) keep a (1, 1 + N, D) table added after the class token; its first r
 constant per model, so it is folded into the class token on import. That is exact.
 
 Every mismatch between a checkpoint and the model raises ``ConversionError`` (a
-ValueError, shared with ``model_defs.converters.nfnet``). No timm/torchvision import here;
+ValueError, shared with the other converters). No timm/torchvision import here;
 ``torch`` is imported only to read a .pth file (``model_defs.converters.common``).
 """
 
@@ -93,7 +94,7 @@ def load_weights_across_resolution(src_model, dst_model, *, method: str = "bicub
 # Model introspection
 # --------------------------------------------------------------------------------------
 
-def _model_layout(model) -> dict[str, Any]:
+def model_layout(model) -> dict[str, Any]:
   """Structure of a Keras ViT, read from its variables (and attention layers)."""
   paths = {v.path: tuple(v.shape) for v in model.weights}
   if "embedding/kernel" not in paths:
@@ -111,7 +112,7 @@ def _model_layout(model) -> dict[str, Any]:
       qkv_bias="encoderblock_0_attn/qkv_bias" in paths if depth else True)
 
 
-class _Source:
+class CheckpointParams:
   """A flat checkpoint dict that records which keys were used, for strict checks."""
 
   def __init__(self, params: Mapping[str, Any], kind: str):
@@ -136,7 +137,7 @@ class _Source:
                        f"strict=False to ignore): {extra}")
 
 
-def _expect(value: np.ndarray, shape, key: str, kind: str) -> np.ndarray:
+def expect_shape(value: np.ndarray, shape, key: str, kind: str) -> np.ndarray:
   if tuple(value.shape) != tuple(shape):
     raise ConversionError(f"{kind} key {key!r} has shape {tuple(value.shape)}, expected "
                      f"{tuple(shape)} for this model")
@@ -160,8 +161,8 @@ def timm_to_keras(state_dict: Mapping[str, Any], model, *, strict: bool = True) 
       timm features this ViT does not have (fc_norm/avg pool, LayerScale, register
       tokens, qk-norm, ...).
   """
-  src = _Source(state_dict, "timm")
-  lay = _model_layout(model)
+  src = CheckpointParams(state_dict, "timm")
+  lay = model_layout(model)
   _reject_unsupported_timm_features(src)
   out = _timm_embeddings(src, lay)
   qb = lay["qkv_bias"]
@@ -189,7 +190,7 @@ def timm_to_keras(state_dict: Mapping[str, Any], model, *, strict: bool = True) 
   return out
 
 
-def _reject_unsupported_timm_features(src: "_Source") -> None:
+def _reject_unsupported_timm_features(src: "CheckpointParams") -> None:
   if src.has("fc_norm.weight"):
     raise ConversionError("timm checkpoint has 'fc_norm' (global_pool='avg' normalises after "
                           "pooling); model_defs.vit's 'gap' normalises before pooling as "
@@ -202,11 +203,11 @@ def _reject_unsupported_timm_features(src: "_Source") -> None:
                           f"{unsupported}")
 
 
-def _timm_embeddings(src: "_Source", lay: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def _timm_embeddings(src: "CheckpointParams", lay: Mapping[str, Any]) -> dict[str, np.ndarray]:
   """Patch embedding, class token and position table (its class row folded into ``cls``)."""
   out: dict[str, np.ndarray] = {}
   w = src.get("patch_embed.proj.weight")  # (D, 3, p, p) -> (p, p, 3, D)
-  out["embedding/kernel"] = _expect(w.transpose(2, 3, 1, 0), lay["paths"]["embedding/kernel"],
+  out["embedding/kernel"] = expect_shape(w.transpose(2, 3, 1, 0), lay["paths"]["embedding/kernel"],
                                     "patch_embed.proj.weight", "timm")
   out["embedding/bias"] = src.get("patch_embed.proj.bias")
   has_cls = src.has("cls_token")
@@ -225,11 +226,11 @@ def _timm_embeddings(src: "_Source", lay: Mapping[str, Any]) -> dict[str, np.nda
   return out
 
 
-def _timm_map_head(src: "_Source", lay: Mapping[str, Any], out: dict) -> None:
+def _timm_map_head(src: "CheckpointParams", lay: Mapping[str, Any], out: dict) -> None:
   """timm's ``attn_pool`` (separate q and kv projections) -> the Keras MAP head."""
   if not src.has("attn_pool.latent"):
     raise ConversionError("model has a MAP head but the timm checkpoint has no 'attn_pool.*'")
-  out["map_probe/token"] = _expect(src.get("attn_pool.latent"), (1, 1, lay["width"]),
+  out["map_probe/token"] = expect_shape(src.get("attn_pool.latent"), (1, 1, lay["width"]),
                                    "attn_pool.latent", "timm")
   q, kv = src.get("attn_pool.q.weight"), src.get("attn_pool.kv.weight")
   out["map_attn/qkv_kernel"] = np.concatenate([q.T, kv.T], axis=1)
@@ -242,14 +243,14 @@ def _timm_map_head(src: "_Source", lay: Mapping[str, Any], out: dict) -> None:
   _timm_linear(src, out, "attn_pool.mlp.fc2", "map_mlp_fc2/kernel", "map_mlp_fc2/bias")
 
 
-def _timm_linear(src: "_Source", out: dict, prefix: str, kernel_path: str,
+def _timm_linear(src: "CheckpointParams", out: dict, prefix: str, kernel_path: str,
                  bias_path: str | None) -> None:
   out[kernel_path] = src.get(f"{prefix}.weight").T  # torch Linear is (out, in)
   if bias_path is not None:
     out[bias_path] = src.get(f"{prefix}.bias")
 
 
-def _timm_norm(src: "_Source", out: dict, prefix: str, name: str) -> None:
+def _timm_norm(src: "CheckpointParams", out: dict, prefix: str, name: str) -> None:
   out[f"{name}/gamma"] = src.get(f"{prefix}.weight")
   out[f"{name}/beta"] = src.get(f"{prefix}.bias")
 
@@ -271,173 +272,3 @@ def read_timm_file(path: str) -> dict[str, Any]:
     with np.load(path) as f:
       return {k: f[k] for k in f.files}
   return load_torch_state_dict(path)
-
-
-# --------------------------------------------------------------------------------------
-# big_vision / ViT AugReg .npz
-# --------------------------------------------------------------------------------------
-
-# Pre-linen flax names (original ViT and AugReg .npz) -> linen names (big_vision).
-_PRE_LINEN_BLOCK = {"LayerNorm_0": "LayerNorm_0", "MultiHeadDotProductAttention_1":
-                    "MultiHeadDotProductAttention_0", "LayerNorm_2": "LayerNorm_1",
-                    "MlpBlock_3": "MlpBlock_0"}
-
-
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-  flat = {}
-  for k, v in tree.items():
-    key = f"{prefix}/{k}" if prefix else str(k)
-    if isinstance(v, Mapping):
-      flat.update(_flatten(v, key))
-    else:
-      flat[key] = v
-  return flat
-
-
-def normalize_big_vision_params(params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-  """Brings any known big_vision/ViT checkpoint layout to today's big_vision names.
-
-  Handles nested dicts, a leading 'params/' prefix, pre-linen block names
-  (MultiHeadDotProductAttention_1, LayerNorm_2, MlpBlock_3), the old position-table
-  locations ('Transformer/posembed_input/pos_embedding', 'Transformer/pos_embedding'),
-  scanned blocks ('Transformer/encoderblock/...' with a leading depth axis) and an
-  inlined MAP head ('probe' at the top level). A (1, 1 + N, D) table keeps its
-  class row as 'pos_embedding_cls' for the converter to fold into 'cls'.
-  """
-  flat = {k: to_numpy(v, dtype=None) for k, v in _flatten(params).items()}
-  if flat and all(k.startswith("params/") for k in flat):
-    flat = {k[len("params/"):]: v for k, v in flat.items()}
-  out: dict[str, np.ndarray] = {}
-  for k, v in flat.items():
-    m = re.match(r"Transformer/encoderblock/(.*)$", k)
-    if m:  # scanned: unstack the depth axis
-      for i in range(v.shape[0]):
-        out[f"Transformer/encoderblock_{i}/{m.group(1)}"] = v[i]
-      continue
-    m = re.match(r"(Transformer/encoderblock_\d+)/([^/]+)/(.*)$", k)
-    if m and m.group(2) in _PRE_LINEN_BLOCK and not any(
-        f"{m.group(1)}/{n}/" in kk for kk in flat for n in ("MultiHeadDotProductAttention_0",
-                                                            "MlpBlock_0")):
-      k = f"{m.group(1)}/{_PRE_LINEN_BLOCK[m.group(2)]}/{m.group(3)}"
-    for old in ("Transformer/posembed_input/pos_embedding", "Transformer/pos_embedding"):
-      if k == old:
-        k = "pos_embedding"
-    if re.match(r"(probe|MultiHeadDotProductAttention_0|MlpBlock_0|LayerNorm_0)(/|$)", k):
-      k = f"MAPHead_0/{k}"
-    out[k] = v
-  if "pos_embedding" in out:
-    cls_row, pe = split_posemb_class_row(out["pos_embedding"], "pos_embedding", "big_vision")
-    out["pos_embedding"] = pe
-    if cls_row is not None:
-      out["pos_embedding_cls"] = cls_row
-  return out
-
-
-def big_vision_to_keras(params: Mapping[str, Any], model, *, strict: bool = True) -> dict:
-  """Maps big_vision ViT params (flat '/'-joined or nested) onto ``model``'s variables.
-
-  Raises:
-    ConversionError: for missing keys, unused keys (``strict``), a head-count or shape
-      mismatch, or a head type the model was not built with.
-  """
-  src = _Source(normalize_big_vision_params(params), "big_vision")
-  lay = _model_layout(model)
-  out = _big_vision_embeddings(src, lay)
-  for i in range(lay["depth"]):
-    b, k = f"Transformer/encoderblock_{i}", f"encoderblock_{i}"
-    _bv_norm(src, out, f"{b}/LayerNorm_0", f"{k}_ln0")
-    _bv_attention(src, out, lay, f"{b}/MultiHeadDotProductAttention_0", f"{k}_attn")
-    _bv_norm(src, out, f"{b}/LayerNorm_1", f"{k}_ln1")
-    _bv_dense(src, out, f"{b}/MlpBlock_0/Dense_0", f"{k}_mlp_fc1")
-    _bv_dense(src, out, f"{b}/MlpBlock_0/Dense_1", f"{k}_mlp_fc2")
-  if src.has(f"Transformer/encoderblock_{lay['depth']}/LayerNorm_0/scale"):
-    raise ConversionError(f"big_vision checkpoint has more than the model's {lay['depth']} "
-                          f"blocks")
-  _bv_norm(src, out, "Transformer/encoder_norm", "encoder_norm")
-  if lay["map"]:
-    out["map_probe/token"] = src.get("MAPHead_0/probe", purpose="MAP head")
-    _bv_attention(src, out, lay, "MAPHead_0/MultiHeadDotProductAttention_0", "map_attn")
-    _bv_norm(src, out, "MAPHead_0/LayerNorm_0", "map_ln")
-    _bv_dense(src, out, "MAPHead_0/MlpBlock_0/Dense_0", "map_mlp_fc1")
-    _bv_dense(src, out, "MAPHead_0/MlpBlock_0/Dense_1", "map_mlp_fc2")
-  elif src.has("MAPHead_0/probe"):
-    raise ConversionError("big_vision checkpoint has a MAP head; build the model with "
-                          "pool_type='map'")
-  if lay["pre_logits"]:
-    _bv_dense(src, out, "pre_logits", "pre_logits")
-  _bv_dense(src, out, "head", "head")
-  src.check_all_used(strict)
-  return out
-
-
-def _big_vision_embeddings(src: "_Source", lay: Mapping[str, Any]) -> dict[str, np.ndarray]:
-  """Patch embedding, position table and class token (plus any old class row of the table)."""
-  out: dict[str, np.ndarray] = {}
-  out["embedding/kernel"] = _expect(src.get("embedding/kernel"), lay["paths"]["embedding/kernel"],
-                                    "embedding/kernel", "big_vision")
-  out["embedding/bias"] = src.get("embedding/bias")
-  if src.has("cls") != lay["cls"]:
-    raise ConversionError(f"big_vision checkpoint {'has' if src.has('cls') else 'has no'} "
-                          f"'cls' token but the model {'has' if lay['cls'] else 'has no'} "
-                          f"class token: build the model with a matching pool_type")
-  if lay["learn_posemb"]:
-    out[POSEMB_PATH] = src.get("pos_embedding", purpose="learned position embedding")
-  elif src.has("pos_embedding"):
-    raise ConversionError("big_vision checkpoint has a learned 'pos_embedding' but the model "
-                          "was built with posemb='sincos2d'")
-  if lay["cls"]:
-    cls = src.get("cls")
-    if src.has("pos_embedding_cls"):
-      cls = cls + src.get("pos_embedding_cls")
-    out[CLS_PATH] = cls
-  elif src.has("pos_embedding_cls"):
-    src.get("pos_embedding_cls")  # old layout without a class token: row unused, as big_vision
-  return out
-
-
-def _bv_attention(src: "_Source", out: dict, lay: Mapping[str, Any], prefix: str,
-                  name: str) -> None:
-  """flax (D, H, hd) query/key/value kernels -> one fused (D, 3D) kernel; out (H, hd, D)."""
-  d, heads = lay["width"], lay["heads"]
-  ws, bs = [], []
-  for part in ("query", "key", "value"):
-    k = src.get(f"{prefix}/{part}/kernel")
-    if k.ndim != 3 or k.shape[0] != d or k.shape[1] != heads:
-      raise ConversionError(f"big_vision key '{prefix}/{part}/kernel' has shape {k.shape}, "
-                            f"expected ({d}, {heads}, {d // heads}) (width, heads, head dim)")
-    ws.append(k.reshape(d, d))
-    if lay["qkv_bias"]:
-      bs.append(src.get(f"{prefix}/{part}/bias").reshape(d))
-  out[f"{name}/qkv_kernel"] = np.concatenate(ws, axis=1)
-  if lay["qkv_bias"]:
-    out[f"{name}/qkv_bias"] = np.concatenate(bs)
-  ok = src.get(f"{prefix}/out/kernel")
-  out[f"{name}/out_kernel"] = _expect(ok, (heads, d // heads, d), f"{prefix}/out/kernel",
-                                      "big_vision").reshape(d, d)
-  out[f"{name}/out_bias"] = src.get(f"{prefix}/out/bias")
-
-
-def _bv_dense(src: "_Source", out: dict, prefix: str, name: str) -> None:
-  out[f"{name}/kernel"] = src.get(f"{prefix}/kernel")
-  out[f"{name}/bias"] = src.get(f"{prefix}/bias")
-
-
-def _bv_norm(src: "_Source", out: dict, prefix: str, name: str) -> None:
-  out[f"{name}/gamma"] = src.get(f"{prefix}/scale")
-  out[f"{name}/beta"] = src.get(f"{prefix}/bias")
-
-
-def load_big_vision_npz(model, path_or_params, *, strict: bool = True,
-                        method: str = "bicubic") -> None:
-  """Loads a big_vision / ViT-AugReg .npz (path or dict) into ``model``.
-
-  The position table is resampled to the model's grid when the resolution differs
-  (big_vision itself uses bilinear ``scipy.ndimage.zoom`` for this; default here is
-  timm's bicubic, pass method='bilinear' to get the half-pixel bilinear variant).
-  """
-  if isinstance(path_or_params, Mapping):
-    params = path_or_params
-  else:
-    with np.load(path_or_params, allow_pickle=False) as f:
-      params = {k: f[k] for k in f.files}
-  assign_weights(model, big_vision_to_keras(params, model, strict=strict), method=method)

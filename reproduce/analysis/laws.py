@@ -13,6 +13,7 @@ import math
 from typing import Sequence
 
 import numpy as np
+from scipy import optimize
 
 from reproduce.analysis import bootstrap as boot
 from reproduce.analysis.pipeline import MIN_POINTS_LOGLOG, loglog
@@ -37,7 +38,6 @@ def _check_xy(x, y, min_points: int, what: str, names: Sequence[str] | None):
 
 def _fit_irreducible(x, y) -> tuple[float, float, float]:
   """(E, a, b) of y = E + a x^-b, least squares in log y (relative errors)."""
-  from scipy import optimize  # pylint: disable=g-import-not-at-top
 
   lx, ly = np.log(x), np.log(y)
   center = float(lx.mean())  # fit log a at the data's centre: far better conditioned

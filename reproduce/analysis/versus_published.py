@@ -24,6 +24,7 @@ import math
 import re
 from typing import Sequence
 
+import model_defs
 from reproduce.analysis import fits as fits_lib
 from reproduce.analysis import outputs
 from reproduce.analysis import runs
@@ -52,11 +53,6 @@ def _resolution(convention: str) -> int | None:
 
 def model_stats_rows(models: Sequence[str] | None = None) -> tuple[list[Row], list[str]]:
   """Analytic params/GMACs/GFLOPs vs the published tables (1000-class heads)."""
-  try:
-    import model_defs  # pylint: disable=g-import-not-at-top
-  except Exception as e:  # pylint: disable=broad-except  (a broken package must not hide rows)
-    return [], [f"model_defs unavailable ({type(e).__name__}: {e}); model-stats rows skipped"]
-
   rows, notes, failed = [], [], {}
   entries = [e for e in published.ENTRIES if e.quantity in STATS_QUANTITIES
              and (models is None or e.model in models)]

@@ -36,7 +36,7 @@ def randaugment_spec(layers: int, magnitude: int) -> str:
 
 def get_config(model: str = ""):
   cli.import_tensorflow()  # model_defs builds on Keras; keep TensorFlow's notices quiet
-  import model_defs  # pylint: disable=g-import-not-at-top
+  import model_defs  # pylint: disable=g-import-not-at-top  (Keras: see core/cli.py)
   spec = model_defs.get_spec(model or DEFAULT_MODEL)
   if spec.family != "nfnet":
     raise ValueError(f"pretrain_imagenet is the NFNet recipe; {spec.name} is a {spec.family}")

@@ -6,6 +6,19 @@ oneDNN notice straight to file descriptor 2, whatever ``TF_CPP_MIN_LOG_LEVEL`` s
 who mistypes a flag must see one line, so the mains (1) validate flags before TensorFlow is
 imported and (2) import it through ``import_tensorflow``, which sends descriptor 2 to a
 temporary file during the import and replays it only if the import fails.
+
+Imports therefore sit at the top of a module except where they would start TensorFlow (or
+Keras, which imports it) too early, or load an optional dependency:
+  - a main (``reproduce/<name>.py``) imports the TensorFlow-importing parts of the kit after
+    its flags are checked and ``start_tensorflow`` ran;
+  - what a main imports before that loads no TensorFlow: ``core/``, ``planning/`` (its
+    ``cost.model_spec`` imports ``model_defs`` on first use), ``configs/`` (config files are
+    read while the flags are parsed), ``evaluation/specs.py``, ``miniature/grid.py``;
+  - a worker process of the study imports ``miniature/worker_pool.py`` before its initializer
+    starts TensorFlow quietly, so its jobs import the rest there;
+  - optional dependencies (torch, array_record) and slow ones a main needs on one path only
+    (scikit-learn's sample image).
+``tests/test_architecture.py`` lists these cases; a new lazy import belongs in one of them.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ file and rename it, so a reader never sees half a file (a kill during the write 
 previous version); ``create_exclusive`` writes a file only if none exists (the run lock). JSON
 is normalised by ``to_jsonable`` (NumPy scalars, tuples, NaN -> null).
 
-TensorFlow is imported on first use, not at import time: the command-line mains validate
-their flags before TensorFlow starts (and prints its start-up notices).
+TensorFlow is imported on first use (``cli.import_tensorflow``), not at import time: see
+core/cli.py.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import math
 import os
 from typing import Any
 
+from reproduce.core import cli
+
 
 def _gfile():
-  from reproduce.core import cli  # pylint: disable=g-import-not-at-top
   return cli.import_tensorflow().io.gfile
 
 

@@ -18,6 +18,7 @@ Source keys (full references in docs/published.md):
 from __future__ import annotations
 
 import dataclasses
+import difflib
 
 
 # The paper's pre-training recipe constants ([P] Section 2): every module reads them here.
@@ -265,7 +266,6 @@ def get(key: str) -> Published:
   try:
     return _BY_KEY[key]
   except KeyError:
-    import difflib
     close = difflib.get_close_matches(key, list(_BY_KEY), n=5)
     raise KeyError(f"no published number {key!r}; close: {close}") from None
 

@@ -12,10 +12,14 @@ import dataclasses
 import logging
 import os
 
+from google.protobuf import json_format
 import numpy as np
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from reproduce.core import fileio
+from reproduce.data import digits
+from reproduce.data import fashion_mnist
 from reproduce.data import order
 from reproduce.data.record_index import OPENERS, RecordFiles, example_fetch
 from reproduce.data.augment_defaults import DIGITS_AUGMENT, FASHION_MNIST_AUGMENT
@@ -47,9 +51,7 @@ def load_digits(data_dir: str | None, heldout_size: int | None, order_name: str 
 
 def _digits_builder(data_dir: str | None):
   """The ``sklearn_digits`` builder in ``kit_data_dir``, prepared on first use (offline)."""
-  from reproduce.data import digits  # registers the 'sklearn_digits' builder
-  del digits
-  return _prepared_quietly(_builder("digits", "sklearn_digits", kit_data_dir(data_dir)))
+  return _prepared_quietly(_builder("digits", digits.SklearnDigits.name, kit_data_dir(data_dir)))
 
 
 @contextlib.contextmanager
@@ -68,7 +70,6 @@ def _tfds_notices_off():
 def _prepared_quietly(builder):
   """``builder`` prepared (array_record) if it is not yet: seconds of work on first use, with
   no progress bars or TFDS notices. Its own errors pass through."""
-  import tensorflow_datasets as tfds
   with _tfds_notices_off():
     if not builder.is_prepared():
       tfds.disable_progress_bar()
@@ -105,7 +106,6 @@ def load_fashion_mnist(data_dir: str | None, heldout_size: int | None,
   """``fashion_mnist``: the kit's 32 px builder (prepared on first use, ``fashion_mnist``
   says from where); all 60k train images, held out the first ``heldout_size`` (default
   ``FASHION_MNIST_HELDOUT``) of the official test split as stored: a fixed slice."""
-  from reproduce.data import fashion_mnist
   try:
     builder = _prepared_quietly(fashion_mnist.KitFashionMnist(
         data_dir=kit_data_dir(data_dir), source_data_dir=data_dir))
@@ -235,7 +235,6 @@ def _prepared_builder(spec: str, name: str, data_dir: str | None, manual_dir: st
 
 def label_feature(features) -> tuple[str, bool, int]:
   """(label feature name, multi_label, num_classes) of a TFDS FeaturesDict."""
-  import tensorflow_datasets as tfds
   for key in ("label", "labels"):
     if key not in features:
       continue
@@ -254,8 +253,6 @@ def _metadata(directory: str):
   (or unreadable metadata)."""
   if not fileio.exists(fileio.join(directory, "dataset_info.json")):
     return None
-  import tensorflow_datasets as tfds
-  from google.protobuf import json_format
   try:
     return tfds.builder_from_directory(directory).info
   except (ValueError, OSError, tf.errors.OpError, json_format.Error):
@@ -299,7 +296,6 @@ def _base_name(name: str) -> str:
 
 
 def _builder(spec: str, name: str, data_dir: str | None):
-  import tensorflow_datasets as tfds
   try:
     return tfds.builder(name, data_dir=data_dir)
   except Exception as e:  # pylint: disable=broad-except
@@ -340,7 +336,6 @@ def _source_from_builder(builder, spec: str, name: str, heldout_size: int | None
 
 
 def _prepare_manual(builder, base_name: str, manual_dir: str | None) -> None:
-  import tensorflow_datasets as tfds
   expected = MANUAL_TARS[base_name]
   if not manual_dir:
     raise DataError(f"{base_name} is not prepared in {builder.data_dir}: pass --manual_dir=DIR "

@@ -1,7 +1,8 @@
 """Evaluation of trained or converted classifiers: ``python -m reproduce.evaluate``.
 
 Modules:
-  specs       dataset specs, resolutions, crops, EvaluationError (no TensorFlow)
+  specs       dataset specs, resolutions, crops, evaluate's flag checks (``check_usage``),
+              EvaluationError (no TensorFlow)
   metrics     top-1, top-5, NLL, ECE and the reliability table, in NumPy
   datasets    EvalSet: a spec to batches of (images, multi-hot targets in model classes)
   runner      ``evaluate_set``: one (dataset, resolution) scored

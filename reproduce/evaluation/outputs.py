@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+import matplotlib.pyplot as plt
 import numpy as np
 import tensorflow as tf
 
@@ -20,7 +21,6 @@ SCALARS = ("top1", "top5", "nll", "ece", "images_per_second")
 
 def reliability_figure(table: metrics.Reliability, title: str):
   """Accuracy per confidence bin against the diagonal, with the gap shaded and bin counts."""
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top  (figures set Agg)
   centres = (table.edges[:-1] + table.edges[1:]) / 2
   width = table.edges[1] - table.edges[0]
   fig, ax = plt.subplots(figsize=(5, 5))
@@ -51,7 +51,6 @@ def reliability_png(table: metrics.Reliability, dataset: str, entry: dict) -> by
   try:
     return figures.png_bytes(fig)
   finally:
-    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
     plt.close(fig)
 
 

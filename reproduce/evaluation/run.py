@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
-from reproduce.core import cli
+import math
+
+import tensorflow as tf
+
+from reproduce.core import fileio
+from reproduce.core import published
+from reproduce.evaluation import datasets as datasets_lib
+from reproduce.evaluation import outputs
+from reproduce.evaluation import runner
 from reproduce.evaluation import specs
-
-
-def check_usage(weights, datasets, resolutions, batch_size, max_examples):
-  """Checks that need no TensorFlow; returns (dataset specs, resolutions)."""
-  if not weights:
-    raise specs.EvaluationError("--weights is required (a run or converted-weights directory)")
-  names = [specs.check_dataset(d) for d in datasets or [] if d.strip()]
-  if not names:
-    raise specs.EvaluationError(f"--datasets is empty: {specs.SPEC_HELP}")
-  if batch_size < 1:
-    raise specs.EvaluationError(f"--batch_size={batch_size} must be >= 1")
-  if max_examples is not None and max_examples < 1:
-    raise specs.EvaluationError(f"--max_examples={max_examples} must be >= 1")
-  return names, specs.parse_resolutions(resolutions)
+from reproduce.train import model_loading
+from reproduce.train import rundir
 
 
 def _destination(loaded, output: str | None):
   """(the directory of results.json and PNGs, as a ``RunDirectory``; TensorBoard log
   directory)."""
-  from reproduce.core import fileio  # pylint: disable=g-import-not-at-top
-  from reproduce.train import rundir  # pylint: disable=g-import-not-at-top
   if output:
     directory = rundir.RunDirectory(output)
     return directory, directory.tensorboard_dir
@@ -40,8 +34,6 @@ def _destination(loaded, output: str | None):
 def expected_top1_line(loaded, entry: dict) -> str:
   """The published ImageNet top-1 of the model beside the measured one (NFNets F0-F6: the
   released DeepMind weights, [N] Table 3 at each variant's test resolution)."""
-  import math  # pylint: disable=g-import-not-at-top
-  from reproduce.core import published  # pylint: disable=g-import-not-at-top
   measured, count = entry.get("top1"), int(entry.get("examples") or 0)
   where = "".join(f", {k} {entry[k]}" for k in ("resolution", "crop") if entry.get(k))
   shown = (f"{100 * measured:.2f}% on {count} images{where}" if measured is not None
@@ -63,15 +55,9 @@ def run(weights: str, datasets, resolutions=(), crop: str | None = None, batch_s
         max_examples: int | None = None, class_map: str | None = None,
         manual_dir: str | None = None, say=print) -> dict:
   """Everything ``main`` does, callable from Python; returns the results record."""
-  names, resolutions = check_usage(weights, datasets, resolutions, batch_size, max_examples)
+  names, resolutions = specs.check_usage(weights, datasets, resolutions, batch_size, max_examples)
   if crop is not None:
     specs.check_crop(crop)
-  cli.import_tensorflow()
-  from reproduce.core import fileio  # pylint: disable=g-import-not-at-top
-  from reproduce.evaluation import datasets as datasets_lib  # pylint: disable=g-import-not-at-top
-  from reproduce.evaluation import outputs  # pylint: disable=g-import-not-at-top
-  from reproduce.evaluation import runner  # pylint: disable=g-import-not-at-top
-  from reproduce.train import model_loading  # pylint: disable=g-import-not-at-top
   sources = [datasets_lib.open_source(n, data_dir, manual_dir) for n in names]  # bad data: before weights
   try:
     loaded = model_loading.load(weights, ema)
@@ -83,7 +69,7 @@ def run(weights: str, datasets, resolutions=(), crop: str | None = None, batch_s
   sets = [datasets_lib.open_set(n, loaded.num_classes, data_dir, mapping, source)
           for n, source in zip(names, sources)]
   entries = {}
-  writer = cli.import_tensorflow().summary.create_file_writer(logdir)
+  writer = tf.summary.create_file_writer(logdir)
   for resolution in resolutions or [loaded.resolution]:
     model = model_loading.at_resolution(loaded, resolution)
     for eval_set in sets:

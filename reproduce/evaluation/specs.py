@@ -58,6 +58,20 @@ def check_dataset(spec: str) -> str:
   return spec
 
 
+def check_usage(weights, datasets, resolutions, batch_size, max_examples):
+  """Checks that need no TensorFlow; returns (dataset specs, resolutions)."""
+  if not weights:
+    raise EvaluationError("--weights is required (a run or converted-weights directory)")
+  names = [check_dataset(d) for d in datasets or [] if d.strip()]
+  if not names:
+    raise EvaluationError(f"--datasets is empty: {SPEC_HELP}")
+  if batch_size < 1:
+    raise EvaluationError(f"--batch_size={batch_size} must be >= 1")
+  if max_examples is not None and max_examples < 1:
+    raise EvaluationError(f"--max_examples={max_examples} must be >= 1")
+  return names, parse_resolutions(resolutions)
+
+
 def parse_resolutions(values) -> list[int]:
   """``["256", "288"]`` -> [256, 288]; each a positive integer."""
   resolutions = []

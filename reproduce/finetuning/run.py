@@ -5,14 +5,17 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import model_defs
 from reproduce import data
 from reproduce.data import repeated
 from reproduce.finetuning import init as init_lib
 from reproduce.finetuning import recipe
+from reproduce.train import budgeting
 from reproduce.train import inputs
 from reproduce.train import loop
 from reproduce.train import rundir
 from reproduce.train import sam
+from reproduce.train import strategy as strategy_lib
 
 
 def check_config(config: dict) -> None:
@@ -72,9 +75,6 @@ def run(config, model_dir: str, init: str, strategy_kind: str = "auto", tpu: str
   """Everything ``python -m reproduce.finetune`` does: the model from ``init``, the plan of
   the config (its epochs, or its budget with both SAM passes counted; on CPU/GPU from a
   measured step, as ``reproduce.pretrain`` plans), then ``finetune``."""
-  import model_defs  # pylint: disable=g-import-not-at-top
-  from reproduce.train import budgeting  # pylint: disable=g-import-not-at-top
-  from reproduce.train import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
   model = init_lib.source_model(init)
   if config.model and config.model != model:
     raise init_lib.FinetuneError(f"config.model={config.model} but --init={init} holds {model}")

@@ -18,6 +18,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from reproduce import planning
+from reproduce.configs import pretrain_mini
+from reproduce.configs import pretrain_mini_vit
 from reproduce.core.errors import UserError
 from reproduce.planning.lr import MINI_LR
 
@@ -162,10 +165,7 @@ def run_name(model: str, budget_core_seconds: float, lr: float, seed_offset: int
 def family_config(model: str):
   """The config of ``model``'s family: pretrain_mini (NFNets: SGD + AGC) or
   pretrain_mini_vit (ViTs: AdamW)."""
-  import model_defs  # pylint: disable=g-import-not-at-top
-  from reproduce.configs import pretrain_mini  # pylint: disable=g-import-not-at-top
-  from reproduce.configs import pretrain_mini_vit  # pylint: disable=g-import-not-at-top
-  family = model_defs.get_spec(model).family
+  family = planning.model_spec(model).family
   return (pretrain_mini_vit if family == "vit" else pretrain_mini).get_config()
 
 
@@ -212,7 +212,6 @@ def plan_run(model: str, budget: float, lr: float, seed: int, source,
              batch_size: int = BATCH_SIZE, dataset: str = DATASET, replicate: int = 0):
   """(config, plan) of one run (``replicate``: its data seed's offset from ``seed``);
   ``planning.PlanError`` when the budget buys no step."""
-  from reproduce import planning  # pylint: disable=g-import-not-at-top
   config = study_config(model, budget, lr, seed, batch_size, dataset, replicate)
   plan = planning.plan_from_config(config, dataset_size=source.train_size,
                                    num_classes=source.num_classes)
@@ -223,7 +222,6 @@ def plan_finetune(model: str, steps: int, lr: float, seed: int, source,
                   batch_size: int = BATCH_SIZE, dataset: str = TRANSFER_DATASET):
   """(config, plan) of a fine-tune of one of ``model``'s runs on ``dataset``: its
   pre-training recipe for exactly ``steps`` steps at peak LR ``lr``."""
-  from reproduce import planning  # pylint: disable=g-import-not-at-top
   # Pre-training's recipe and XLA setting: the fine-tune runs through its compiled step.
   config = study_config(model, 1.0, lr, seed, batch_size, dataset)
   config.budget_core_hours = None

@@ -13,11 +13,20 @@ import dataclasses
 import gc
 import time
 
+from reproduce import data
+from reproduce import planning
+from reproduce.analysis import frontier
+from reproduce.analysis import runs
 from reproduce.core import cli
+from reproduce.finetuning import init as init_lib
 from reproduce.miniature import accounting
 from reproduce.miniature import grid as grid_lib
 from reproduce.miniature import progress
 from reproduce.miniature import run_paths
+from reproduce.train import losses
+from reproduce.train import loop
+from reproduce.train import rundir
+from reproduce.train import strategy as strategy_lib
 
 _SOURCES = {}  # (dataset, data_dir, seed) -> DataSource, per process (``load_source``)
 
@@ -37,7 +46,6 @@ class Settings:
 def load_source(dataset: str, data_dir: str | None, seed: int):
   """The dataset's source, opened once per worker process: its in-memory records (read on
   first use: Fashion-MNIST's take seconds) then serve every job of the process."""
-  from reproduce import data  # pylint: disable=g-import-not-at-top
   key = (dataset, data_dir, seed)
   if key not in _SOURCES:
     _SOURCES[key] = data.load_source(dataset, data_dir=data_dir, seed=seed)
@@ -72,7 +80,6 @@ class ModelRuns:
   """The runs of one ``ModelGrid``; ``cost`` collects core-seconds by kind."""
 
   def __init__(self, model_grid: grid_lib.ModelGrid, settings: Settings, events):
-    from reproduce.train import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
     start = time.time()
     self.grid, self.settings, self.events = model_grid, settings, events
     self.model = model_grid.model
@@ -88,8 +95,6 @@ class ModelRuns:
   def _program(self, config, plan, source):
     """The model's program for ``config``'s dataset: built (and traced) for the first
     dataset; another dataset (the transfer fine-tunes) reuses its traced train step."""
-    from reproduce.train import loop  # pylint: disable=g-import-not-at-top
-    from reproduce.train import rundir  # pylint: disable=g-import-not-at-top
     config = rundir.config_to_dict(config)
     if config["dataset"] not in self.programs:
       start = time.time()
@@ -105,7 +110,6 @@ class ModelRuns:
 
   def _train(self, config, plan, path: str, source, initialise=None) -> dict:
     """One run through the model's program; freezes the program once it is traced."""
-    from reproduce.train import loop  # pylint: disable=g-import-not-at-top
     program = self._program(config, plan, source)
     with _collected_between_runs():
       results = loop.train(config, plan, path, self.strategy, source=source, verbose=False,
@@ -124,9 +128,6 @@ class ModelRuns:
   def pretrain(self, budget: float, lr: float, seed_offset: int = 0) -> dict | None:
     """Trains (or reuses) one run; its results (with ``_name``), or None when it diverged
     or buys no step."""
-    from reproduce import planning  # pylint: disable=g-import-not-at-top
-    from reproduce.train import losses  # pylint: disable=g-import-not-at-top
-    from reproduce.train import rundir  # pylint: disable=g-import-not-at-top
     name = grid_lib.run_name(self.model, budget, lr, seed_offset)
     path = run_paths.run_dir(self.settings.workdir, name)
     try:
@@ -153,7 +154,6 @@ class ModelRuns:
     return dict(results, _name=name)
 
   def _points(self, sweeps: dict) -> list:
-    from reproduce.analysis import runs  # pylint: disable=g-import-not-at-top
     return [runs.point_from_record(run_paths.run_dir(self.settings.workdir, r["_name"]),
                                    r["_name"], r)
             for results in sweeps.values() for r in results]
@@ -161,8 +161,6 @@ class ModelRuns:
   def _lr_at(self, sweeps: dict, budget: float, default: float) -> float:
     """The model's optimal LR at ``budget`` from its sweeps so far (``grid.predicted_lr``:
     the trend of Figure 3, its slope kept plausible), or ``default`` before any sweep."""
-    from reproduce.analysis import frontier  # pylint: disable=g-import-not-at-top
-    from reproduce.analysis import runs  # pylint: disable=g-import-not-at-top
     try:
       found = frontier.optimal_lr(self._points(sweeps))
     except runs.ScalingError:  # no sweep yet
@@ -194,9 +192,6 @@ class ModelRuns:
     """Fine-tunes the run ``name`` on ``source`` (or reuses it) and records its top-1 in the
     run's results.json, where the fits read it. The fine-tune starts from the run's final
     raw weights and the head the program was just reset to (``init.run_initialiser``)."""
-    from reproduce.finetuning import init as init_lib  # pylint: disable=g-import-not-at-top
-    from reproduce.train import losses  # pylint: disable=g-import-not-at-top
-    from reproduce.train import rundir  # pylint: disable=g-import-not-at-top
     pretrain_dir = run_paths.run_dir(self.settings.workdir, name)
     finetune_dir = run_paths.finetune_dir(self.settings.workdir, name)
     lr = float(pretrained["base_lr"]) * grid_lib.FINETUNE_LR_FRACTION
@@ -243,8 +238,8 @@ class ModelRuns:
       sweeps[budget] = self.sweep(budget, centre)
     if self.grid.top_budget is not None:
       lr = self._lr_at(sweeps, self.grid.top_budget, centre)
-      runs = [self.pretrain(self.grid.top_budget, lr, s) for s in range(self.grid.top_seeds)]
-      sweeps[self.grid.top_budget] = [r for r in runs if r is not None]
+      seeds = [self.pretrain(self.grid.top_budget, lr, s) for s in range(self.grid.top_seeds)]
+      sweeps[self.grid.top_budget] = [r for r in seeds if r is not None]
     if self.settings.finetune_steps > 0:
       source = self._transfer_source()
       for budget, results in sweeps.items():

@@ -9,6 +9,17 @@ import os
 import queue as queue_lib
 import time
 
+import model_defs
+from reproduce import data
+from reproduce.analysis import figures
+from reproduce.analysis import fits as fits_lib
+from reproduce.analysis import outputs
+from reproduce.analysis import prediction
+from reproduce.analysis import runs
+from reproduce.analysis import study_report
+from reproduce.analysis import tensorboard
+from reproduce.analysis import verdicts
+from reproduce.analysis import versus_published
 from reproduce.core import fileio
 from reproduce.core import formatting
 from reproduce.miniature import accounting
@@ -51,7 +62,6 @@ class StudySpec:
 
 def check_models(nfnets, vits) -> list[str]:
   """All models of the study; StudyError / UnknownModelError before any work."""
-  import model_defs  # pylint: disable=g-import-not-at-top
   if not nfnets or not vits:
     raise grid_lib.StudyError("--nfnet_models and --vit_models must each name at least one "
                               "model")
@@ -63,9 +73,9 @@ def check_models(nfnets, vits) -> list[str]:
 
 def describe_grid(grids, budgets) -> None:
   """The grid in a few lines: sizes, budgets, LRs, runs and planned compute."""
-  runs = sum(g.planned_runs() for g in grids)
+  run_count = sum(g.planned_runs() for g in grids)
   total = sum(g.planned_core_seconds() for g in grids)
-  say(f"2/4 training {runs}+ runs ({total:.0f} reference core-s = {total * 1e-5:.3g} PFLOP "
+  say(f"2/4 training {run_count}+ runs ({total:.0f} reference core-s = {total * 1e-5:.3g} PFLOP "
       f"planned): budgets {', '.join(f'{b:g}' for b in budgets)} core-s "
       f"({budgets[-1] / budgets[0]:.0f}x)")
   for g in grids:
@@ -131,9 +141,6 @@ def run_jobs(pool, grids, settings: model_runs.Settings, progress: Progress,
 def fit_and_compare(workdir: str, run_names, bootstrap: int, seed: int) -> dict:
   """Scaling fits, the prediction of the largest budget, the comparison, TensorBoard;
   returns what ``write_report`` needs."""
-  # pylint: disable=g-import-not-at-top  (TensorFlow starts after the flags are checked)
-  from reproduce.analysis import figures, fits as fits_lib, outputs, prediction, versus_published
-  from reproduce.analysis import runs, tensorboard
   # The runs this study finished, not whatever else the workdir holds (a run a kill left
   # unfinished, another grid's).
   points = runs.load_points([run_paths.run_dir(workdir, name) for name in sorted(run_names)],
@@ -156,7 +163,6 @@ def fit_and_compare(workdir: str, run_names, bootstrap: int, seed: int) -> dict:
 
 def write_report(workdir: str, analysis: dict, breakdown: dict) -> str:
   """report.md (and its figures, and the same text in TensorBoard); returns its path."""
-  from reproduce.analysis import study_report  # pylint: disable=g-import-not-at-top
   cores = breakdown["cores"]
   per_category = {kind: seconds / cores
                   for kind, seconds in breakdown["overhead_core_seconds"].items()}
@@ -191,7 +197,6 @@ def family_summary(family: str, per_family: dict) -> str:
 def run_study(spec: StudySpec, started: float | None = None) -> dict:
   """The whole study; returns the comparison result. ``started``: when the command began
   (the time breakdown counts from there)."""
-  from reproduce import data  # pylint: disable=g-import-not-at-top
   started = started or time.time()
   check_models(spec.nfnets, spec.vits)
   fileio.makedirs(spec.workdir)
@@ -225,7 +230,6 @@ def run_study(spec: StudySpec, started: float | None = None) -> dict:
   for line in accounting.format_breakdown(breakdown):
     say(line)
   result = analysis["comparison"]
-  from reproduce.analysis import verdicts  # pylint: disable=g-import-not-at-top
   say(f"Done in {formatting.duration(breakdown['wall_seconds'])}. Comparison: "
       f"{verdicts.verdict_line(result)}. Report: {os.path.abspath(report_path)}")
   fits_dir = os.path.abspath(fileio.join(spec.workdir, FITS_DIR))

@@ -18,7 +18,6 @@ import time
 
 from reproduce.core import cli
 from reproduce.miniature import grid as grid_lib
-from reproduce.miniature import model_runs
 from reproduce.planning import cost
 from reproduce.planning import hardware
 
@@ -33,7 +32,6 @@ def init_worker(threads: int) -> None:
   tf.config.threading.set_inter_op_parallelism_threads(threads)
   # Grappler's rewrites cost ~15 s per traced model and buy nothing for steps this small.
   tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
-  import keras  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   _WORKER["startup_seconds"] = time.time() - start
 
 
@@ -65,13 +63,15 @@ class InlineExecutor:
     return future
 
 
-def model_job(model_grid: grid_lib.ModelGrid, settings: model_runs.Settings, events) -> dict:
-  """Everything of one model (see the module docstring). Returns ``model``, ``cost`` (its
-  core-seconds by kind), ``traces`` (times its programs' train steps were traced: one per
-  program, however many runs and fine-tunes went through it) and ``runs`` (the names of its
-  finished runs)."""
-  import keras  # pylint: disable=g-import-not-at-top  (TensorFlow: in the workers only)
-  start = time.time()
+def model_job(model_grid: grid_lib.ModelGrid, settings, events) -> dict:
+  """Everything of one model (see the module docstring; ``settings``: the study's
+  ``model_runs.Settings``). Returns ``model``, ``cost`` (its core-seconds by kind),
+  ``traces`` (times its programs' train steps were traced: one per program, however many
+  runs and fine-tunes went through it) and ``runs`` (the names of its finished runs)."""
+  start = time.time()  # a worker's first job imports the kit: its time is the job's
+  # pylint: disable=g-import-not-at-top  (after init_worker: see core/cli.py)
+  import keras
+  from reproduce.miniature import model_runs
   job = model_runs.ModelRuns(model_grid, settings, events)
   job.cost["worker startup"], _WORKER["startup_seconds"] = _WORKER["startup_seconds"], 0.0
   job.run_all()
@@ -84,7 +84,7 @@ def model_job(model_grid: grid_lib.ModelGrid, settings: model_runs.Settings, eve
   return result
 
 
-def submit_models(pool, grids, settings: model_runs.Settings, events) -> dict:
+def submit_models(pool, grids, settings, events) -> dict:
   """Futures of every model's job, the longest first (the workers then end together)."""
   order = sorted(grids, key=lambda g: -job_seconds_guess(g, settings.batch_size))
   return {pool.submit(model_job, g, settings, events): g for g in order}

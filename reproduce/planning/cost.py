@@ -16,7 +16,7 @@ TRAIN_FLOPS_PER_FORWARD = 3.0
 
 
 def _model_defs():
-  import model_defs  # pylint: disable=g-import-not-at-top  (deferred: imports TensorFlow)
+  import model_defs  # pylint: disable=g-import-not-at-top  (Keras: see core/cli.py)
   return model_defs
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+import model_defs
 from reproduce.train import optim
 from reproduce.train import rundir
 
 
 def build_model(config: dict, plan, num_classes: int) -> keras.Model:
   """The model of ``plan.model`` with ``config['model_overrides']``, built at the plan's size."""
-  import model_defs  # pylint: disable=g-import-not-at-top
   overrides = dict(config.get("model_overrides") or {})
   resolution = int(plan.resolution)
   if model_defs.get_spec(plan.model).family == "vit":

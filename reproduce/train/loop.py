@@ -25,6 +25,7 @@ from reproduce.train import checkpoints as checkpoints_lib
 from reproduce.train import clock as clock_lib
 from reproduce.train import inputs
 from reproduce.train import lock
+from reproduce.train import lr_schedule
 from reproduce.train import losses
 from reproduce.train import optim
 from reproduce.train import preemption
@@ -77,7 +78,7 @@ class Program:
   source: object
   model: keras.Model
   optimizer: object
-  schedule: optim.PlanSchedule
+  schedule: lr_schedule.PlanSchedule
   train_chunk: Callable
   evaluate: steps.Evaluator
   initial_state: list
@@ -131,7 +132,7 @@ def build_program(config: dict, plan, strategy, *, source=None, data_module=None
     source = inputs.open_source(data_module, config, data_dir, manual_dir)
   num_classes = int(source.num_classes)
   with strategy.scope():
-    schedule = optim.schedule_from_plan(plan)
+    schedule = lr_schedule.schedule_from_plan(plan)
     model = (model_fn or builders.build_model)(config, plan, num_classes)
     optimizer = (optimizer_fn or builders.build_optimizer)(config, schedule, model, num_classes)
   train_chunk = steps.make_train_chunk(

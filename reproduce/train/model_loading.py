@@ -25,11 +25,13 @@ import keras
 import tensorflow as tf
 
 import model_defs
+from model_defs import converters
 from model_defs import weights_file
 from reproduce.core import cli
 from reproduce.core import fileio
 from reproduce import data
 from reproduce.train import checkpoints
+from reproduce.train import lr_schedule
 from reproduce.train import optim
 from reproduce.train import rundir
 from reproduce.train import builders
@@ -94,7 +96,7 @@ def _load_run(path: str, ema: str) -> LoadedModel:
     raise ModelLoadError(f"run {path} has no checkpoint in {directory}")
   num_classes = checkpoint_classes(latest)
   model = builders.build_model(config, plan, num_classes)
-  optimizer = builders.build_optimizer(config, optim.schedule_from_plan(plan), model, num_classes)
+  optimizer = builders.build_optimizer(config, lr_schedule.schedule_from_plan(plan), model, num_classes)
   checkpoints.RunCheckpoints(directory, model, optimizer, keep=1).restore()
   has_ema = bool(getattr(optimizer, "ema_variables", None))  # AdamW keeps none
   weights = choose_weights(ema, {"raw", "ema"} if has_ema else {"raw"}, path)
@@ -157,7 +159,6 @@ def at_resolution(loaded: LoadedModel, resolution: int) -> keras.Model:
     return loaded.model
   model = _build(loaded.name, loaded.num_classes, loaded.overrides, resolution)
   if model_defs.get_spec(loaded.name).family == "vit":
-    from model_defs import converters  # pylint: disable=g-import-not-at-top
     converters.vit.load_weights_across_resolution(loaded.model, model)
   else:
     model.set_weights(loaded.model.get_weights())

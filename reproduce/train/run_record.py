@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import model_defs
 from reproduce.core import results as schema
 from reproduce.train import clock as clock_lib
 from reproduce.train import rundir
@@ -33,7 +34,6 @@ class RunSummary:
 
 def flops_per_image(model_name: str, resolution: int, num_classes: int, overrides: dict) -> float:
   """Forward FLOPs (2 x MACs) per image from the model's analytic counter."""
-  import model_defs  # pylint: disable=g-import-not-at-top
   return float(model_defs.stats(model_name, resolution=resolution, num_classes=num_classes,
                                 **overrides).flops)
 
@@ -63,7 +63,6 @@ def budget_line(record_: dict, seconds: dict) -> str:
 
 def record(config: dict, plan, run: RunSummary) -> dict:
   """The pre-training record (``schema.RECORD_FIELDS``, in that order)."""
-  import model_defs  # pylint: disable=g-import-not-at-top
   batch, train_size = int(plan.batch_size), getattr(run.source, "train_size", 0)
   num_classes = int(run.source.num_classes)
   planned = float(getattr(plan, "core_hours", float("nan")))

@@ -13,6 +13,7 @@ import contextlib
 import os
 
 import tensorflow as tf
+from tensorboard.plugins.hparams import api as hp
 
 from reproduce.core import formatting
 from reproduce.train import rundir
@@ -50,7 +51,6 @@ class Summaries:
 
   def write_hparams(self, config: dict, plan, trial_id: str) -> None:
     """The hparams plugin's session for this run (once, when the run starts fresh)."""
-    from tensorboard.plugins.hparams import api as hp  # pylint: disable=g-import-not-at-top
     values = hparams(config, plan)
     with self._writing():
       hp.hparams_config(hparams=[hp.HParam(k) for k in values],

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from reproduce import planning
 from reproduce.train import inputs
-from reproduce.train import optim
+from reproduce.train import lr_schedule
 from reproduce.train import rundir
 from reproduce.train import sam
 from reproduce.train import builders
@@ -77,7 +77,7 @@ def _engine_step(model_name, batch_size, resolution, num_classes, total_steps, c
   keras.mixed_precision.set_global_policy(policy)
   with strategy.scope():
     model = builders.build_model(config, plan, num_classes)
-    schedule = optim.schedule_from_plan(plan)
+    schedule = lr_schedule.schedule_from_plan(plan)
     optimizer = builders.build_optimizer(config, schedule, model, num_classes)
   chunk = steps_lib.make_train_chunk(
       strategy, model, optimizer, loss=config["loss"],
