@@ -69,7 +69,10 @@ CASES = [
                   "--config.epochs=None"], "--config.epochs"),
     ("finetune", [FINETUNE_CONFIG, "--model_dir={tmp}/ft", "--init={tmp}/pt",
                   "--strategy=gpu"], "strategy"),
-]
+] + [  # words after the flags, refused by every main before any work
+    (main, ["stray_word"], "unexpected arguments: stray_word")
+    for main in ("plan", "pretrain", "finetune", "evaluate", "convert", "fit_scaling",
+                 "compare", "study")]
 
 
 @pytest.mark.parametrize("main, args, needle", CASES,
