@@ -185,13 +185,11 @@ def main(argv):
       # timm (torchvision) before model_defs' Keras imports TensorFlow: else a segfault.
       _serve(side, model)
       return
-    from reproduce.core import cli  # pylint: disable=g-import-not-at-top
     cli.import_tensorflow()
     _serve(side, model)
     return
   pairs_error = peers.pairs_error(_PAIRS.value)
   if pairs_error:
-    from reproduce.core import cli  # pylint: disable=g-import-not-at-top
     cli.fail(pairs_error)
   print(f"load {os.getloadavg()[0]:.2f}; {os.cpu_count()} cores; batch {_BATCH.value}; "
         f"{_PRECISION.value}; kit jit {_JIT.value}; threads {_THREADS.value or 'all'}; peak: "

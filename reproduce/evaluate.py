@@ -29,8 +29,8 @@ _CROP = flags.DEFINE_enum("crop", None, list(specs.CROPS), "Eval crop protocol (
                           "'nfnet').")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Images per inference batch.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data_dir.")
-_MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "tfds manual_dir: the ImageNet tars, "
-                                  "to prepare imagenet2012 on first use.")
+_MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "tfds manual_dir: ImageNet's train and val "
+                                  "tars, to prepare imagenet2012 on first use.")
 _EMA = flags.DEFINE_enum("ema", "auto", ["auto", "true", "false"],
                          "EMA weights: auto (when present), true (required), false (raw).")
 _OUTPUT = flags.DEFINE_string("output", None, "Output directory (default: the run directory).")

@@ -37,14 +37,14 @@ flags.adopt_module_key_flags(cli)  # --help lists the shared flags with the main
 
 def check_usage(config, model_dir: str | None, init: str | None) -> str:
   """The checks that need no TensorFlow; returns the init path or raises
-  ``errors.UserError``."""
+  ``errors.UsageError``."""
   if not model_dir:
-    raise errors.UserError("--model_dir is required")
+    raise errors.UsageError("--model_dir is required")
   init = init or config.get("init")
   if not init:
-    raise errors.UserError("--init is required (a pre-training run dir or converted-weights dir)")
+    raise errors.UsageError("--init is required (a pre-training run dir or converted-weights dir)")
   if not (config.get("budget_core_hours") or config.get("epochs")):
-    raise errors.UserError("set --config.epochs or --config.budget_core_hours")
+    raise errors.UsageError("set --config.epochs or --config.budget_core_hours")
   return init
 
 

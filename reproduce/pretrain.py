@@ -32,11 +32,11 @@ flags.adopt_module_key_flags(cli)  # --help lists the shared flags with the main
 
 
 def check_usage(config, model_dir: str | None) -> None:
-  """The checks that need no TensorFlow; raises ``errors.UserError``."""
+  """The checks that need no TensorFlow; raises ``errors.UsageError``."""
   if not model_dir:
-    raise errors.UserError("--model_dir is required")
+    raise errors.UsageError("--model_dir is required")
   if not (config.get("budget_core_hours") or config.get("epochs")):
-    raise errors.UserError("set --config.budget_core_hours or --config.epochs")
+    raise errors.UsageError("set --config.budget_core_hours or --config.epochs")
 
 
 def run(config, model_dir: str, strategy_kind: str = "auto", tpu: str | None = None,

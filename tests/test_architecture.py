@@ -148,6 +148,8 @@ LAZY_IMPORTS = {
     # Optional dependencies, needed by one kind of input only.
     "reproduce/data/record_index.py": {"array_record.python.array_record_module"},
     "model_defs/converters/common.py": {"torch"},
+    # sklearn costs ~0.7 s on every import of reproduce.data for a builder run once.
+    "reproduce/data/digits.py": {"sklearn.datasets.load_digits"},
 }
 
 
@@ -196,6 +198,9 @@ def _mentions_results_file(tree: ast.AST) -> bool:
   schema_names = _names_of_results_schema(tree)
   for node in ast.walk(tree):
     if isinstance(node, ast.Constant) and node.value == "results.json":
+      return True
+    if (isinstance(node, ast.ImportFrom) and node.module == "reproduce.core.results"
+        and any(a.name == "FILE" for a in node.names)):
       return True
     if (isinstance(node, ast.Attribute) and node.attr == "FILE"
         and isinstance(node.value, ast.Name) and node.value.id in schema_names):

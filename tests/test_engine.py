@@ -298,11 +298,11 @@ def _error_line(error):
 @pytest.mark.parametrize("overrides, kwargs, error_name, needle", [
     ({"model": "nfnet_nope"}, {}, "UnknownModelError", "nfnet_nope"),
     ({}, {"strategy_kind": "tpu"}, "StrategyError", "TPU"),
-    ({}, {"model_dir": ""}, "UserError", "--model_dir"),
+    ({}, {"model_dir": ""}, "UsageError", "--model_dir"),
     ({"dataset": "no_such_dataset"}, {}, "DataError", "no_such_dataset"),
     ({"budget_core_hours": -1.0}, {}, "PlanError", "budget_core_hours"),
     ({"budget_core_hours": 1e-12}, {}, "PlanError", "budget_core_hours"),
-    ({"budget_core_hours": None, "epochs": None}, {}, "UserError", "epochs"),
+    ({"budget_core_hours": None, "epochs": None}, {}, "UsageError", "epochs"),
 ])
 def test_run_user_errors_are_one_line(tmp_path, monkeypatch, overrides, kwargs, error_name,
                                       needle):

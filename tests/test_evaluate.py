@@ -248,8 +248,10 @@ def _converted_mini_vit(tmp_path):
 
 def test_vit_at_another_resolution_resamples_its_position_embedding(tmp_path):
   model, weights = _converted_mini_vit(tmp_path)
-  bigger, info = model_loading.load_for_inference(weights, 24)
-  assert info["resolution"] == 24 and bigger.outputs[0].shape[-1] == 3
+  loaded = model_loading.load(weights)
+  bigger = model_loading.at_resolution(loaded, 24)
+  assert loaded.resolution == 16 and bigger.inputs[0].shape[1] == 24
+  assert bigger.outputs[0].shape[-1] == 3
 
   def posemb(m):
     return [w.numpy() for w in m.weights if "pos_embedding" in w.path][0]

@@ -54,5 +54,5 @@ def load_fits(path: str) -> dict:
 
 
 def write_compare_json(path: str, result: dict) -> None:
-  """compare.json: the rows, notes and verdict of ``compare.compare``."""
+  """compare.json: the rows, notes and verdict of ``versus_published.compare``."""
   fileio.write_json(path, result, sort_keys=False)

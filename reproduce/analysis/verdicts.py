@@ -3,7 +3,7 @@
 PASS: the row's interval agrees with the paper. FAIL: the interval excludes the paper's
 claim. UNDECIDED: neither (the interval spans zero or both sides of the claim's band, the
 optima sit at the edge of the grid, too few interior points, no interval); the reason is the
-row's note. Only a FAIL among counted rows fails the comparison (``compare.compare``).
+row's note. Only a FAIL among counted rows fails the comparison (``versus_published.compare``).
 """
 
 from __future__ import annotations

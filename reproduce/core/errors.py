@@ -11,3 +11,7 @@ from __future__ import annotations
 
 class UserError(Exception):
   """Bad input (a flag, a config value, a file): the mains print its first line, exit 2."""
+
+
+class UsageError(UserError, ValueError):
+  """A main's own flags used wrongly (a required flag missing, two that exclude each other)."""

@@ -24,8 +24,9 @@ RECORD_FIELDS = ("schema", "model", "family", "params", "flops_per_image", "reso
                  "wall_seconds", "heldout_loss", "heldout_top1", "heldout_examples",
                  "eval_weights", "final_train_loss", "finetune_top1", "num_replicas",
                  "strategy", "dtype_policy", "plan", "config")
-# What a fine-tune adds: to its own run (its accounting and a ``finetune`` section) and to
-# the run it started from (its top-1, cost and ``finetune_run``, where the fits read them).
+# What a fine-tune adds to results.json: ``reproduce.finetune`` to its own run (its accounting
+# and a ``finetune`` section); the study also to the run it started from (its top-1, cost and
+# ``finetune_run``, where the fits read them).
 FINETUNE_FIELDS = ("finetune_top1", "finetune_core_hours", "finetune_planned_core_hours",
                    "pretrain_core_hours", "finetune_run", "finetune")
 # ``eval[dataset][resolution as a string] = entry``: what ``reproduce.evaluate`` adds.

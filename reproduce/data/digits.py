@@ -12,7 +12,6 @@ way), which gives the random access that the epoch-exact input pipeline needs.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.datasets import load_digits
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -24,6 +23,7 @@ NUM_CLASSES = 10
 
 def upscaled_digits(image_size: int = IMAGE_SIZE) -> tuple[np.ndarray, np.ndarray]:
   """The digits as uint8 RGB images [1797, size, size, 3] and int labels [1797]."""
+  from sklearn.datasets import load_digits  # slow (~0.7 s), needed once: see core/cli.py
   digits = load_digits()
   # sklearn pixel values are 0..16 (ink counts over a 4x4 block).
   images = digits.images.astype(np.float32)[..., None] * (255.0 / 16.0)

@@ -4,9 +4,11 @@
                results.json; the model_dir layout, EngineError
   lock         model_dir/lock: one process trains a run directory; stale locks recovered
   losses       per-example losses, the uniform-guess reference, TrainingDiverged
-  optim        AGC + coupled weight decay + EMA optimizer wrapper, warm-up + cosine schedule
+  optim        AGC + coupled weight decay + EMA optimizer wrapper
+  lr_schedule  the plan's warm-up + cosine schedule
   strategy     tf.distribute strategy and precision policy
-  steps        model and optimizer builders, train chunk / eval step for a strategy, Evaluator
+  builders     the model and optimizer of a config and plan
+  steps        train chunk / eval step for a strategy, Evaluator
   inputs       per-host data pipelines handed to the strategy
   clock        seconds by kind (training, startup, tracing, evaluation, checkpointing)
   checkpoints  tf.train.CheckpointManager of model, optimizer, RNG states and clock

@@ -163,9 +163,3 @@ def at_resolution(loaded: LoadedModel, resolution: int) -> keras.Model:
   else:
     model.set_weights(loaded.model.get_weights())
   return model
-
-
-def load_for_inference(path: str, resolution: int, ema: str = "auto"):
-  """(keras.Model for ``resolution`` inputs, info dict) of a run or converted directory."""
-  loaded = load(path, ema)
-  return at_resolution(loaded, resolution), dict(loaded.info(), resolution=int(resolution))
