@@ -34,6 +34,15 @@ class ModelSpec:
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
+# Families that are ViTs (a hybrid is a ViT on a conv stem): built for one input size (the
+# position-embedding grid); converted weights take the AugReg input range and the ViT crop.
+VIT_FAMILIES = ("vit", "hybrid")
+
+
+def has_position_grid(name: str) -> bool:
+  """Whether ``name`` is built for one input size (its ``image_size`` override sets the
+  position-embedding grid), as every ViT and hybrid ViT is."""
+  return get_spec(name).family in VIT_FAMILIES
 
 
 def register_family(family: str, specs: Iterable[ModelSpec]) -> None:

@@ -32,15 +32,13 @@ import tempfile
 from typing import Any, Mapping
 
 import model_defs
+from model_defs import registry
 
 FORMAT = "nfnet-vit-scaling/weights/v1"
 CONFIG_FILE = "model.json"
 WEIGHTS_FILE = "model.weights.h5"
 REQUIRED_FIELDS = ("format", "model", "num_classes", "model_overrides", "resolution", "source")
 INPUT_RANGES = ("imagenet", "minus_one_one")
-# Families whose converted weights are ViTs (a hybrid is a ViT on a conv stem): the AugReg
-# input range and the ViT eval crop.
-VIT_FAMILIES = ("vit", "hybrid")
 
 
 def source_input_range(source: str, family: str) -> str:
@@ -48,7 +46,7 @@ def source_input_range(source: str, family: str) -> str:
   model.json ``source`` such as 'timm:pytorch_model.bin'): [-1, 1] for ViTs and hybrid ViTs
   from big_vision and timm (AugReg), ImageNet mean/std otherwise."""
   kind = str(source).split(":", 1)[0]
-  return ("minus_one_one" if family in VIT_FAMILIES and kind in ("big_vision", "timm")
+  return ("minus_one_one" if family in registry.VIT_FAMILIES and kind in ("big_vision", "timm")
           else "imagenet")
 
 
@@ -57,7 +55,7 @@ def source_eval_crop(family: str) -> str:
   (big_vision's ImageNet transfer eval, resize_small(448)|central_crop(384); timm's AugReg
   ViTs are big_vision's) for ViTs and the hybrid ViTs (timm's R26/R50 hybrids are AugReg
   ViTs), 'nfnet' (the NFNet code's resize_crop_32) otherwise."""
-  return "vit" if family in VIT_FAMILIES else "nfnet"
+  return "vit" if family in registry.VIT_FAMILIES else "nfnet"
 
 
 class WeightsFileError(ValueError):
@@ -67,7 +65,7 @@ class WeightsFileError(ValueError):
 def build_overrides(info: Mapping[str, Any]) -> dict[str, Any]:
   """The ``model_defs.build`` overrides of a model.json (ViTs: image_size=resolution)."""
   overrides = dict(info.get("model_overrides") or {})
-  if model_defs.get_spec(info["model"]).family == "vit":
+  if model_defs.has_position_grid(info["model"]):
     overrides["image_size"] = int(info["resolution"])
   return overrides
 

@@ -3,6 +3,7 @@ r"""The miniature study: ``python -m reproduce.study`` (the kit's main job, ~22 
   python -m reproduce.study                        # the default grid on Fashion-MNIST
   python -m reproduce.study --preset=long          # 5 sizes a family, 128x (not yet timed)
   python -m reproduce.study --dataset=digits       # the quick option: the embedded digits
+  python -m reproduce.study --hybrids              # a third arm: hybrid ConvNet-ViTs
 
 What it does, end to end, with the kit's real code paths (reproduce.miniature; docs/study.md):
   1. loads Fashion-MNIST (60k train images, 2,048 held out from the official test split)
@@ -44,6 +45,11 @@ _NFNETS = flags.DEFINE_list("nfnet_models", None,
                             "ConvNets of the study, smallest first (default: the preset's).")
 _VITS = flags.DEFINE_list("vit_models", None,
                           "ViTs of the study, smallest first (default: the preset's).")
+_HYBRIDS = flags.DEFINE_bool(
+    "hybrids", False, "Add the third arm: the preset's hybrid ConvNet-ViT ladder (NF stem under "
+    "a ViT; docs/hybrids.md), trained and fitted as the other two families.")
+_HYBRID_MODELS = flags.DEFINE_list("hybrid_models", None,
+                                   "Hybrids of the third arm, smallest first (implies --hybrids).")
 _BUDGETS = flags.DEFINE_list(
     "budgets_core_seconds", None,
     "Compute budgets per run in reference-CPU core-seconds (1e10 training FLOPs each; the "
@@ -58,6 +64,8 @@ _NFNET_LR = flags.DEFINE_float("nfnet_lr", grid.DEFAULT_LR_CENTRES["nfnet"],
                                "Centre of the NFNets' first LR sweep (SGD + AGC).")
 _VIT_LR = flags.DEFINE_float("vit_lr", grid.DEFAULT_LR_CENTRES["vit"],
                              "Centre of the ViTs' first LR sweep (AdamW).")
+_HYBRID_LR = flags.DEFINE_float("hybrid_lr", grid.DEFAULT_LR_CENTRES["hybrid"],
+                                "Centre of the hybrids' first LR sweep (AdamW, the ViTs' recipe).")
 _LR_POINTS = flags.DEFINE_integer("lr_points", grid.DEFAULT_LR_POINTS,
                                   "Learning rates per sweep, on a factor-sqrt(2) grid.")
 _TOP_SEEDS = flags.DEFINE_integer("top_seeds", grid.TOP_SEEDS,
@@ -82,7 +90,7 @@ def _validated_flags() -> list[float]:
                         (_LR_POINTS, 1), (_TOP_SEEDS, 1), (_BOOTSTRAP, 0)):
     if flag.value < minimum:
       cli.fail(f"--{flag.name} must be an integer >= {minimum}, got {flag.value}")
-  for flag in (_SCALE, _NFNET_LR, _VIT_LR):
+  for flag in (_SCALE, _NFNET_LR, _VIT_LR, _HYBRID_LR):
     if flag.value <= 0:
       cli.fail(f"--{flag.name} must be > 0, got {flag.value:g}")
   preset = grid.PRESETS[_PRESET.value]
@@ -97,10 +105,11 @@ def main(argv):
   cli.start_tensorflow()
   from reproduce.miniature import stages  # after flags: see core/cli.py
   preset = grid.PRESETS[_PRESET.value]
+  hybrids = _HYBRID_MODELS.value or (preset["hybrids"] if _HYBRIDS.value else ())
   spec = stages.StudySpec(
       workdir=_WORKDIR.value, nfnets=tuple(_NFNETS.value or preset["nfnets"]),
-      vits=tuple(_VITS.value or preset["vits"]), budgets=tuple(budgets),
-      lr_centres={"nfnet": _NFNET_LR.value, "vit": _VIT_LR.value},
+      vits=tuple(_VITS.value or preset["vits"]), hybrids=tuple(hybrids), budgets=tuple(budgets),
+      lr_centres={"nfnet": _NFNET_LR.value, "vit": _VIT_LR.value, "hybrid": _HYBRID_LR.value},
       lr_points=_LR_POINTS.value, batch_size=_BATCH_SIZE.value,
       finetune_steps=_FINETUNE_STEPS.value, bootstrap=_BOOTSTRAP.value, seed=_SEED.value,
       data_dir=_DATA_DIR.value, workers=_WORKERS.value, dataset=_DATASET.value,

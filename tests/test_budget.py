@@ -106,9 +106,10 @@ def test_warmup_never_exceeds_steps(steps):
 
 def test_mini_models_get_their_familys_measured_lr_not_the_scaled_tpu_rule():
   """A mini run's LR is its family's measured one (the study's sweeps: NFNet minis ~0.4 with
-  SGD + AGC, ViT minis ~4e-3 with AdamW), whatever its batch and epochs; full-scale models
-  keep the paper's rule, linear in the batch."""
-  assert planning.MINI_LR == {"nfnet": 0.4, "vit": 4e-3}
+  SGD + AGC, ViT minis ~4e-3 with AdamW, hybrid minis ~1e-2 on the ViTs' recipe), whatever
+  its batch and epochs; full-scale models keep the paper's rule, linear in the batch."""
+  assert planning.MINI_LR == {"nfnet": 0.4, "vit": 4e-3, "hybrid": 1e-2}
+  assert planning.base_lr("hybrid_mini_mu", 0.5, 32) == 1e-2
   for batch, epochs in ((16, 0.25), (32, 2.0), (4096, 8.0)):
     assert planning.base_lr("budget_test_mini", epochs, batch) == 0.4
     assert planning.base_lr("budget_test_small", epochs, batch) == pytest.approx(

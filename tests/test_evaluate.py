@@ -235,19 +235,22 @@ def test_imagenet_sets_need_1000_classes():
     datasets.open_set("imagenet_a", 10)
 
 
-def _converted_mini_vit(tmp_path):
-  """A randomised 3-class vit_mini_ti at 16 px with a learned position embedding, converted."""
-  model = model_defs.build("vit_mini_ti", num_classes=3, image_size=16, posemb="learn")
+def _converted_mini_vit(tmp_path, name="vit_mini_ti"):
+  """A randomised 3-class ``name`` at 16 px with a learned position embedding, converted
+  (vit_mini_ti: 4x4 patches; hybrid_mini_pico: a stride-4 stem and 1x1 patches, the same
+  4x4 grid)."""
+  model = model_defs.build(name, num_classes=3, image_size=16, posemb="learn")
   model(tf.zeros((1, 16, 16, 3)))
   helpers.randomise(model, scale=0.1)
-  weights = helpers.write_converted(model, str(tmp_path / "vit"), name="vit_mini_ti",
+  weights = helpers.write_converted(model, str(tmp_path / "vit"), name=name,
                                     num_classes=3, resolution=16,
                                     overrides={"posemb": "learn"})
   return model, weights
 
 
-def test_vit_at_another_resolution_resamples_its_position_embedding(tmp_path):
-  model, weights = _converted_mini_vit(tmp_path)
+@pytest.mark.parametrize("name", ["vit_mini_ti", "hybrid_mini_pico"])
+def test_vit_at_another_resolution_resamples_its_position_embedding(tmp_path, name):
+  model, weights = _converted_mini_vit(tmp_path, name)
   loaded = model_loading.load(weights)
   bigger = model_loading.at_resolution(loaded, 24)
   assert loaded.resolution == 16 and bigger.inputs[0].shape[1] == 24

@@ -20,7 +20,8 @@ from reproduce.miniature import grid
 
 TIMM = ["vit_s_r26_s32", "vit_b_r50_s16", "vit_b_r50_s16_384"]
 XIAO = ["vit_c1gf", "vit_c4gf", "vit_c18gf", "vit_c36gf"]
-MINI = ["hybrid_mini_pico", "hybrid_mini_nano", "hybrid_mini_mu", "hybrid_mini_xs"]
+MINI = ["hybrid_mini_pico", "hybrid_mini_nano", "hybrid_mini_mu", "hybrid_mini_xs",
+        "hybrid_mini_ti"]
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -109,14 +110,17 @@ def test_xiao_stems_cost_about_one_block():
     assert 0.5 < stem.macs / block < (1.5 if name != "vit_c36gf" else 0.8), name
 
 
-@pytest.mark.parametrize("rung", range(4))
-def test_mini_family_is_compute_matched_to_the_study_ladders(rung):
-  hybrid_macs = model_defs.stats(MINI[rung], 32, 10).macs
-  for ladder in (grid.DEFAULT_NFNETS, grid.DEFAULT_VITS):
-    other = model_defs.stats(ladder[rung], 32, 10).macs
-    assert abs(hybrid_macs / other - 1) <= 0.15, (MINI[rung], ladder[rung], hybrid_macs, other)
-  # The stem is that rung's own narrow mini F0's stem and first stage.
-  assert model_defs.get_spec(MINI[rung]).config["stem"]["nfnet_name"] == grid.DEFAULT_NFNETS[rung]
+@pytest.mark.parametrize("preset", sorted(grid.PRESETS))
+def test_mini_family_is_compute_matched_to_the_study_ladders(preset):
+  ladders = grid.PRESETS[preset]
+  assert len(ladders["hybrids"]) == len(ladders["nfnets"]) == len(ladders["vits"])
+  for rung, name in enumerate(ladders["hybrids"]):
+    hybrid_macs = model_defs.stats(name, 32, 10).macs
+    for ladder in (ladders["nfnets"], ladders["vits"]):
+      other = model_defs.stats(ladder[rung], 32, 10).macs
+      assert abs(hybrid_macs / other - 1) <= 0.15, (name, ladder[rung], hybrid_macs, other)
+    # The stem is that rung's own narrow mini F0's stem and first stage.
+    assert model_defs.get_spec(name).config["stem"]["nfnet_name"] == ladders["nfnets"][rung]
 
 
 def test_nf_stem_is_the_nfnets_stem_and_first_stage():

@@ -108,7 +108,7 @@ def convert_checkpoint(source: str, path: str, model_name: str, *,
   params = read_checkpoint(source, path)
   classes = _head_classes(source, spec.family, params) if num_classes is None else num_classes
   overrides = {**default_overrides(source, spec.family), **dict(overrides or {})}
-  if spec.family in weights_file.VIT_FAMILIES:
+  if model_defs.has_position_grid(model_name):
     pixels = spec.config["patch_size"] * (
         hybrid_stems.stride(spec.config["stem"]) if spec.family == "hybrid" else 1)
     resolution = (resolution or overrides.pop("image_size", None)

@@ -34,15 +34,22 @@ TRANSFER_DATASET = "digits"
 DEFAULT_NFNETS = ("nfnet_mini_f0w25", "nfnet_mini_f0w38", "nfnet_mini_f0w50",
                   "nfnet_mini_f0w75")
 DEFAULT_VITS = ("vit_mini_pico", "vit_mini_nano", "vit_mini_mu", "vit_mini_xs")
+# The third arm (``--hybrids``, docs/hybrids.md): each rung the NF stem of the matching mini
+# F0 under the matching mini ViT, 0.37M / 0.61M / 0.91M / 2.08M MACs, matched to both ladders
+# within 15%.
+DEFAULT_HYBRIDS = ("hybrid_mini_pico", "hybrid_mini_nano", "hybrid_mini_mu", "hybrid_mini_xs")
+# The study's families in the order they are listed, trained and reported.
+FAMILIES = ("nfnet", "vit", "hybrid")
 # Budgets in reference-CPU core-seconds (1e10 training FLOPs each): 32x in steps of 2.
 DEFAULT_BUDGETS_CORE_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 # ``--preset=long``: five sizes a family and budgets up to 4x the default's largest (128x), to
 # decide the size, epochs and ratio claims (at most an hour on 2 cores).
 PRESETS = {
-    "default": dict(nfnets=DEFAULT_NFNETS, vits=DEFAULT_VITS,
+    "default": dict(nfnets=DEFAULT_NFNETS, vits=DEFAULT_VITS, hybrids=DEFAULT_HYBRIDS,
                     budgets=DEFAULT_BUDGETS_CORE_SECONDS),
     "long": dict(nfnets=DEFAULT_NFNETS + ("nfnet_mini_f0",),
                  vits=DEFAULT_VITS + ("vit_mini_ti",),
+                 hybrids=DEFAULT_HYBRIDS + ("hybrid_mini_ti",),
                  budgets=DEFAULT_BUDGETS_CORE_SECONDS + (64.0, 128.0)),
 }
 # Sizes a budget trains: the ``BAND`` sizes around where its optimum is expected.
@@ -143,12 +150,13 @@ class ModelGrid:
 
 def make_grid(nfnets: Sequence[str], vits: Sequence[str], budgets: Sequence[float],
               lr_centres: Mapping[str, float], lr_points: int,
-              top_seeds: int = TOP_SEEDS) -> list[ModelGrid]:
-  """Every model's ``ModelGrid``, each family's models in the order given (small to large)."""
+              top_seeds: int = TOP_SEEDS, hybrids: Sequence[str] = ()) -> list[ModelGrid]:
+  """Every model's ``ModelGrid``, each family's models in the order given (small to large);
+  ``hybrids`` is the optional third arm."""
   budgets = sorted(budgets)
   top = budgets[-1] if len(budgets) > 1 else None
   grids = []
-  for family, models in (("nfnet", nfnets), ("vit", vits)):
+  for family, models in zip(FAMILIES, (nfnets, vits, hybrids)):
     for rank, model in enumerate(models):
       own = size_budgets(rank, len(models), budgets)
       grids.append(ModelGrid(model, family, tuple(b for b in own if b != top),
@@ -164,9 +172,12 @@ def run_name(model: str, budget_core_seconds: float, lr: float, seed_offset: int
 
 def family_config(model: str):
   """The config of ``model``'s family: pretrain_mini (NFNets: SGD + AGC) or
-  pretrain_mini_vit (ViTs: AdamW)."""
+  pretrain_mini_vit (ViTs, and the hybrids: AdamW). A hybrid is mostly its transformer (the
+  mini NF stem is a fifth to a third of its MACs), and its sources trained theirs on their
+  ViT's recipe (Dosovitskiy et al. Section 4.1; Xiao et al. Section 4, AdamW), so the hybrids
+  use the ViTs' (docs/hybrids.md)."""
   family = planning.model_spec(model).family
-  return (pretrain_mini_vit if family == "vit" else pretrain_mini).get_config()
+  return (pretrain_mini if family == "nfnet" else pretrain_mini_vit).get_config()
 
 
 def study_config(model: str, budget_core_seconds: float, lr: float, seed: int,

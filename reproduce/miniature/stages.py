@@ -58,16 +58,23 @@ class StudySpec:
   dataset: str = grid_lib.DATASET
   transfer_dataset: str = grid_lib.TRANSFER_DATASET
   top_seeds: int = grid_lib.TOP_SEEDS
+  hybrids: tuple[str, ...] = ()  # the optional third arm
 
 
-def check_models(nfnets, vits) -> list[str]:
-  """All models of the study; StudyError / UnknownModelError before any work."""
+def check_models(nfnets, vits, hybrids=()) -> list[str]:
+  """All models of the study, each of its arm's family; StudyError / UnknownModelError before
+  any work."""
   if not nfnets or not vits:
     raise grid_lib.StudyError("--nfnet_models and --vit_models must each name at least one "
                               "model")
-  models = list(nfnets) + list(vits)
-  for model in models:
-    model_defs.get_spec(model)
+  models = []
+  for family, names in zip(grid_lib.FAMILIES, (nfnets, vits, hybrids)):
+    for model in names:
+      spec = model_defs.get_spec(model)
+      if spec.family != family:
+        raise grid_lib.StudyError(f"--{family}_models names {model}, a model of family "
+                                  f"{spec.family}")
+      models.append(model)
   return models
 
 
@@ -198,7 +205,7 @@ def run_study(spec: StudySpec, started: float | None = None) -> dict:
   """The whole study; returns the comparison result. ``started``: when the command began
   (the time breakdown counts from there)."""
   started = started or time.time()
-  check_models(spec.nfnets, spec.vits)
+  check_models(spec.nfnets, spec.vits, spec.hybrids)
   fileio.makedirs(spec.workdir)
   say(f"Miniature study in {os.path.abspath(spec.workdir)}")
   clock = accounting.StudyClock(started, spec.workers)
@@ -210,7 +217,7 @@ def run_study(spec: StudySpec, started: float | None = None) -> dict:
       f"images, {source.num_classes} classes; fine-tunes on {transfer.name} "
       f"({transfer.train_size} / {transfer.heldout_size})")
   grids = grid_lib.make_grid(spec.nfnets, spec.vits, spec.budgets, spec.lr_centres,
-                             spec.lr_points, spec.top_seeds)
+                             spec.lr_points, spec.top_seeds, spec.hybrids)
   describe_grid(grids, spec.budgets)
   settings = model_runs.Settings(spec.workdir, spec.data_dir, spec.seed, spec.batch_size,
                                  spec.finetune_steps, spec.dataset, spec.transfer_dataset)

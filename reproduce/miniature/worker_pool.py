@@ -94,8 +94,8 @@ def submit_models(pool, grids, settings, events) -> dict:
 # study's XLA steps, batch 32, 32 px): a fixed time per step (op launches, the optimizer's
 # per-variable updates), which makes the 25%-width NFNet train at about 2.8x its reference
 # time and the 75%-width one at 1.3x, and the trace and XLA compile of its program.
-_STEP_OVERHEAD_SECONDS = {"nfnet": 0.011, "vit": 0.004}
-_COMPILE_SECONDS = {"nfnet": 80.0, "vit": 7.0}
+_STEP_OVERHEAD_SECONDS = {"nfnet": 0.011, "vit": 0.004, "hybrid": 0.006}
+_COMPILE_SECONDS = {"nfnet": 80.0, "vit": 7.0, "hybrid": 12.0}
 
 
 def job_seconds_guess(model_grid: grid_lib.ModelGrid, batch_size: int) -> float:

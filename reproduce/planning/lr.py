@@ -18,8 +18,10 @@ LR_SLOPE_LARGE_MODEL = 0.5      # same for F7+ (-> 0.4 at 8 epochs): big models 
 # at, not the paper's rule scaled to a small batch (1.6 x 16 / 4096 = 0.006, chance after a
 # mini budget). The study's LR sweeps (batch 16-32) find the optimum of the NFNet minis (SGD +
 # AGC, configs/pretrain_mini.py) in 0.2-0.8 and of the ViT minis (AdamW,
-# configs/pretrain_mini_vit.py) near 4e-3; the study centres its sweeps on these values.
-MINI_LR = {"nfnet": 0.4, "vit": 4e-3}
+# configs/pretrain_mini_vit.py) near 4e-3; the study centres its sweeps on these values. The
+# mini hybrids train on the ViTs' recipe; a pilot study's sweeps at 0.5-2 core-s found their
+# optimum at the top of 4e-3-1.6e-2, so their sweeps start at 1e-2 (docs/hybrids.md).
+MINI_LR = {"nfnet": 0.4, "vit": 4e-3, "hybrid": 1e-2}
 
 # Warm-up default: NFNet JFT-300M runs used a 5,000-step linear warm-up ([N] A.5); short
 # runs get a fixed fraction of their steps instead so warm-up never dominates.

@@ -18,7 +18,7 @@ def build_model(config: dict, plan, num_classes: int) -> keras.Model:
   """The model of ``plan.model`` with ``config['model_overrides']``, built at the plan's size."""
   overrides = dict(config.get("model_overrides") or {})
   resolution = int(plan.resolution)
-  if model_defs.get_spec(plan.model).family == "vit":
+  if model_defs.has_position_grid(plan.model):
     check_vit_eval_resolution(config, plan)
     overrides.setdefault("image_size", resolution)  # the position-embedding grid
   model = model_defs.build(plan.model, num_classes=num_classes, **overrides)

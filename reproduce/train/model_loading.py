@@ -114,7 +114,7 @@ def _load_run(path: str, ema: str) -> LoadedModel:
 def _build(name: str, num_classes: int, overrides: dict, resolution: int) -> keras.Model:
   """``model_defs.build``, ViTs (and fixed-size models) at ``resolution``, built."""
   overrides = dict(overrides)
-  if model_defs.get_spec(name).family == "vit" or overrides.get("image_size"):
+  if model_defs.has_position_grid(name) or overrides.get("image_size"):
     overrides["image_size"] = int(resolution)
   model = model_defs.build(name, num_classes=num_classes, **overrides)
   model(tf.zeros((1, resolution, resolution, 3)), training=False)
@@ -158,7 +158,7 @@ def at_resolution(loaded: LoadedModel, resolution: int) -> keras.Model:
   if height in (None, resolution):
     return loaded.model
   model = _build(loaded.name, loaded.num_classes, loaded.overrides, resolution)
-  if model_defs.get_spec(loaded.name).family == "vit":
+  if model_defs.has_position_grid(loaded.name):
     converters.vit.load_weights_across_resolution(loaded.model, model)
   else:
     model.set_weights(loaded.model.get_weights())
