@@ -34,6 +34,8 @@ CASES = [
     ("study", ["--scale=0"], "--scale"),
     ("study", ["--lr_points=0"], "--lr_points"),
     ("study", ["--workdir={tmp}/study", "--nfnet_models=nfnet_nope"], "nfnet_nope"),
+    ("study", ["--workdir={tmp}/study", "--hybrid_models=vit_mini_mu"], "--hybrid_models"),
+    ("study", ["--hybrid_lr=0"], "--hybrid_lr"),
     ("evaluate", [], "--weights"),
     ("evaluate", ["--weights={tmp}/none", "--datasets=imagenet"], "imagenet"),
     ("evaluate", ["--weights={tmp}/none", "--resolution=2x"], "--resolution"),

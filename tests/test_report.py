@@ -52,6 +52,8 @@ def test_plain_words_come_from_the_results(study):
   assert f"{loss['predicted']:.3g}" in paragraph
   assert ("inside the interval" if loss["inside"] else "outside the interval") in paragraph
   assert "Figure 1" in paragraph and "nfnet improves faster" in paragraph
+  assert "At the largest budget the best held-out losses are" in paragraph
+  assert "The hybrids" not in paragraph  # two families: no third-arm sentence
   assert "interval" in paragraph and "prediction interval" in paragraph
 
 
@@ -82,3 +84,43 @@ def test_report_text_in_tensorboard(study):
   events.Reload()
   tensor = events.Tensors("report/markdown")[0].tensor_proto
   assert tensor.string_val[0].decode() == text
+
+
+def _family_entry(model, loss, sd=0.02, b=0.2, ci=(0.1, 0.3)):
+  """The parts of a ``fits.per_family`` entry the plain-words comparison reads: the top
+  budget's optimum (a 2-seed mean), the seed spread and the fine-tuned law."""
+  return dict(optimal=[dict(compute=1.0, model=model, heldout_loss=9.0),
+                       dict(compute=4.0, model=model, heldout_loss=loss)],
+              seeds=dict(sd=sd, n_runs=8, n_groups=4),
+              finetune_fit=dict(b=b, ci=dict(b=list(ci))))
+
+
+def test_the_families_are_ranked_only_beyond_the_seed_noise():
+  fits = dict(per_family=dict(nfnet=_family_entry("f", 0.50), vit=_family_entry("v", 0.60),
+                              hybrid=_family_entry("h", 0.505)))
+  text = study_report._families_sentence(fits)
+  # 2 SE of a difference of two 2-seed means at sd 0.02: 2 x hypot(0.02, 0.02) / sqrt(2) = 4%.
+  assert "nfnet 0.500 (f), hybrid 0.505 (h), vit 0.600 (v)" in text
+  assert "nfnet is level with hybrid (1.0% apart in log loss, 2 SE 4.0%)" in text
+  assert "The hybrids" in text and "level with nfnet" in text and "below vit (17.2% apart" in text
+  fits["per_family"]["hybrid"] = _family_entry("h", 0.40)
+  text = study_report._families_sentence(fits)
+  assert "hybrid is below nfnet" in text and "below nfnet" in text.split("The hybrids")[1]
+  fits["per_family"]["hybrid"] = _family_entry("h", 0.70)
+  assert "above nfnet" in study_report._families_sentence(fits).split("The hybrids")[1]
+  del fits["per_family"]["hybrid"]
+  two = study_report._families_sentence(fits)
+  assert "nfnet is below vit" in two and "hybrid" not in two
+  del fits["per_family"]["vit"]
+  assert study_report._families_sentence(fits) == ""  # one family: nothing to compare
+
+
+def test_figure1_sentence_tells_apart_only_the_pairs_whose_intervals_do():
+  fits = dict(per_family=dict(nfnet=_family_entry("f", 0.5, b=0.3, ci=(0.25, 0.35)),
+                              vit=_family_entry("v", 0.6, b=0.1, ci=(0.05, 0.15)),
+                              hybrid=_family_entry("h", 0.5, b=0.2, ci=(0.12, 0.28))))
+  text = study_report._figure1_sentence(fits)
+  assert "nfnet improves faster with compute than vit" in text
+  assert "hybrid" in text and "than hybrid" not in text and "hybrid improves" not in text
+  fits["per_family"]["vit"]["finetune_fit"]["ci"]["b"] = [0.05, 0.26]
+  assert "cannot tell the families' slopes apart" in study_report._figure1_sentence(fits)

@@ -39,8 +39,9 @@ def test_default_grid_can_show_an_optimum_in_the_papers_regime():
   be interior), the largest size not at the smallest budget, seeds at the largest."""
   budgets = grid.DEFAULT_BUDGETS_CORE_SECONDS
   grids = grid.make_grid(grid.DEFAULT_NFNETS, grid.DEFAULT_VITS, budgets,
-                         grid.DEFAULT_LR_CENTRES, grid.DEFAULT_LR_POINTS)
-  for family in ("nfnet", "vit"):
+                         grid.DEFAULT_LR_CENTRES, grid.DEFAULT_LR_POINTS,
+                         hybrids=grid.DEFAULT_HYBRIDS)
+  for family in grid.FAMILIES:
     members = _family(grids, family)
     assert len(members) >= 4
     trained = [b for g in members for b in _trained_at(g)]
@@ -64,11 +65,40 @@ def test_default_sizes_are_compute_matched_across_families():
     assert all(1.5 < b / a < 2.5 for a, b in zip(sizes, sizes[1:])), sizes
 
 
+def test_the_third_arm_is_opt_in_and_trains_each_rung_where_its_matches_train():
+  """Without hybrids the grid is the two families'; with them each hybrid rung trains at the
+  budgets of the NFNet and ViT rungs it is matched to, from its own LR centre, on the ViTs'
+  recipe (AdamW)."""
+  args = (grid.DEFAULT_NFNETS, grid.DEFAULT_VITS, grid.DEFAULT_BUDGETS_CORE_SECONDS,
+          grid.DEFAULT_LR_CENTRES, grid.DEFAULT_LR_POINTS)
+  assert {g.family for g in grid.make_grid(*args)} == {"nfnet", "vit"}
+  grids = grid.make_grid(*args, hybrids=grid.DEFAULT_HYBRIDS)
+  nfnets, hybrids = _family(grids, "nfnet"), _family(grids, "hybrid")
+  assert [g.model for g in hybrids] == list(grid.DEFAULT_HYBRIDS)
+  for nfnet, hybrid in zip(nfnets, hybrids):
+    assert (hybrid.sweep_budgets, hybrid.top_budget) == (nfnet.sweep_budgets, nfnet.top_budget)
+    assert hybrid.lr_centre == grid.DEFAULT_LR_CENTRES["hybrid"] == 1e-2
+  assert grid.family_config("hybrid_mini_mu").optimizer == "adamw"
+  assert grid.family_config("nfnet_mini_f0w50").optimizer == "sgd_agc"
+
+
+def test_each_arm_takes_only_its_own_family():
+  from reproduce.miniature import stages
+  assert stages.check_models(["nfnet_mini_f0w25"], ["vit_mini_pico"], ["hybrid_mini_pico"]) == [
+      "nfnet_mini_f0w25", "vit_mini_pico", "hybrid_mini_pico"]
+  with pytest.raises(grid.StudyError, match="--hybrid_models names vit_mini_pico, a model of "
+                                            "family vit"):
+    stages.check_models(["nfnet_mini_f0w25"], ["vit_mini_pico"], ["vit_mini_pico"])
+  with pytest.raises(grid.StudyError, match="--vit_models names nfnet_mini_f0w25"):
+    stages.check_models(["nfnet_mini_f0w25"], ["nfnet_mini_f0w25"])
+
+
 def test_every_run_in_the_papers_regime_under_two_epochs():
   import model_defs
   budgets = grid.DEFAULT_BUDGETS_CORE_SECONDS
   grids = grid.make_grid(grid.DEFAULT_NFNETS, grid.DEFAULT_VITS, budgets,
-                         grid.DEFAULT_LR_CENTRES, grid.DEFAULT_LR_POINTS)
+                         grid.DEFAULT_LR_CENTRES, grid.DEFAULT_LR_POINTS,
+                         hybrids=grid.DEFAULT_HYBRIDS)
   for g in grids:
     train_flops = 3 * model_defs.stats(g.model, resolution=32, num_classes=10).flops
     for budget in _trained_at(g):
@@ -140,7 +170,8 @@ def test_breakdown_names_every_core_second_that_is_not_training():
 
 
 TINY_STUDY = ["--nfnet_models=nfnet_mini_f0w38,nfnet_mini_f0w50",
-              "--vit_models=vit_mini_nano,vit_mini_mu", "--budgets_core_seconds=0.5,1,2",
+              "--vit_models=vit_mini_nano,vit_mini_mu", "--hybrid_models=hybrid_mini_nano",
+              "--budgets_core_seconds=0.5,1,2",
               "--lr_points=2", "--finetune_steps=4", "--bootstrap=10", "--strict"]
 
 
@@ -165,11 +196,12 @@ def test_the_real_study_end_to_end_then_resumed_then_again(tmp_path):
   breakdown = json.loads((workdir / "time_breakdown.json").read_text())
   # One trace per model, however many runs and datasets (the transfer reuses it).
   assert breakdown["traces"] == {m: 1 for m in ("nfnet_mini_f0w38", "nfnet_mini_f0w50",
-                                                "vit_mini_nano", "vit_mini_mu")}
+                                                "vit_mini_nano", "vit_mini_mu",
+                                                "hybrid_mini_nano")}
   runs = sorted(os.listdir(workdir / "runs"))
   # Per model: 2 budgets x 2 LRs (+ one LR beyond an edge optimum), the largest x 2 seeds.
-  assert 4 * 6 <= len(runs) <= 4 * 8, runs
-  assert sum("__seed1" in r for r in runs) == 4
+  assert 5 * 6 <= len(runs) <= 5 * 8, runs
+  assert sum("__seed1" in r for r in runs) == 5
   # A replicate is another data order through the same program: data_seed differs, so does
   # its loss.
   for seed1 in (r for r in runs if r.endswith("__seed1")):
@@ -179,10 +211,15 @@ def test_the_real_study_end_to_end_then_resumed_then_again(tmp_path):
     assert pair[1]["heldout_loss"] != pair[0]["heldout_loss"]
   record = json.loads((workdir / "runs" / runs[0] / "results.json").read_text())
   assert record["dataset"] == "fashion_mnist" and record["config"]["label_smoothing"] == 0.0
-  # The best run of each swept budget, every seed of the largest: 4 x (2 + 2).
-  assert len(os.listdir(workdir / "finetune")) == 4 * 4
+  # The best run of each swept budget, every seed of the largest: 5 x (2 + 2).
+  assert len(os.listdir(workdir / "finetune")) == 5 * 4
   fits = json.loads((workdir / "fits" / "fits.json").read_text())
-  for family in ("nfnet", "vit"):  # every budget has a fine-tuned point, the largest too
+  # The third arm: its own fits and rows (in parentheses), a sentence in the report.
+  assert "claim.hybrid.loss_vs_compute_slope_sign" in first.stdout and "hybrid: frontier" in (
+      first.stdout)
+  assert "The hybrids" in (workdir / "report.md").read_text()
+  assert (workdir / "frontiers_loss_vs_compute.png").exists()
+  for family in ("nfnet", "vit", "hybrid"):  # every budget has a fine-tuned point
     assert fits["per_family"][family]["finetune_fit"]["n"] == 3, fits["per_family"][family]
   for finetune in (workdir / "finetune").iterdir():  # transfer: another real dataset
     assert json.loads((finetune / "results.json").read_text())["dataset"] == "digits"

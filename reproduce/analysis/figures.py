@@ -28,6 +28,7 @@ FIGURE1_PUBLISHED = (("vit_giant14", "ViT-g/14"), ("vit_gigantic14", "ViT-G/14")
                      ("vit_so400m14", "SoViT-400m/14"), ("nfnet_f7plus", "NFNet-F7+ (paper)"))
 
 _FAMILY_MARKERS = {"nfnet": "o", "vit": "s"}
+_FAMILY_COLORS = {"nfnet": "tab:blue", "vit": "tab:orange", "hybrid": "tab:green"}
 
 
 def published_figure1_points() -> list[dict]:
@@ -111,6 +112,35 @@ def _loss_panel(ax, family: str, points: Sequence[Point], entry: dict, fits: dic
   ax.legend(fontsize=6)
 
 
+def figure_frontiers(points: Sequence[Point], fits: dict):
+  """Every family's frontier (best run per budget) and law on one axes: the study's models are
+  compute-matched and trained on the same data, so their held-out losses compare directly."""
+  fig, ax = plt.subplots(figsize=(7.5, 5))
+  by_name = {p.name: p for p in points}
+  computes = [p.compute for p in points] or [1.0]
+  grid = np.geomspace(min(computes), max(computes), 100)
+  for family, entry in sorted((fits.get("per_family") or {}).items()):
+    color = _FAMILY_COLORS.get(family, "tab:purple")
+    front = [by_name[n] for n in entry.get("frontier") or [] if n in by_name]
+    ax.plot([p.compute for p in front], [p.heldout_loss for p in front], ls="none",
+            marker=_marker(family), color=color, label=f"{family}: best run per budget")
+    law = entry.get("fit")
+    if law:
+      ax.plot(grid, predict(law, grid), color=color, lw=1.5,
+              label=f"{family}: L = {law['a']:.3g} C^-{law['b']:.3f}, "
+                    f"b {formatting.interval(law['ci']['b'])}")
+  ax.set_xscale("log")
+  ax.set_yscale("log")
+  ax.set_xlabel(_compute_label(fits), fontsize=8)
+  ax.set_ylabel("held-out loss")
+  _plain_log_axis(ax.yaxis)
+  ax.grid(True, which="both", alpha=0.3)
+  ax.legend(fontsize=7)
+  ax.set_title("Each family's frontier and law at matched compute", fontsize=9)
+  fig.tight_layout()
+  return fig
+
+
 def figure_loss_vs_compute(points: Sequence[Point], fits: dict):
   """Figure 2 per family, side by side (the paper's Figure 2 is NFNets only): each family's
   models across budgets, its own frontier and law; never one pooled frontier or fit."""
@@ -153,7 +183,8 @@ def figure_top1_vs_compute(points: Sequence[Point], fits: dict):
   for family, entry in sorted((fits.get("per_family") or {}).items()):
     finetuned = entry.get("finetune_fit")
     if finetuned:  # each family's own fine-tuned law, on its best run per budget
-      ax.plot(grid, 100 * predict(finetuned, grid), ls=":", lw=1.5, color="dimgray",
+      ax.plot(grid, 100 * predict(finetuned, grid), ls=":", lw=2,
+              color=_FAMILY_COLORS.get(family, "dimgray"),
               marker=_marker(family), markevery=20,
               label=f"{family} fine-tuned fit: err ~ C^-{finetuned['b']:.3f}, "
                     f"b {formatting.interval(finetuned['ci']['b'])}")

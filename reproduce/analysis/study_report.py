@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+from reproduce.analysis import claims
 from reproduce.analysis import figures
 from reproduce.analysis import tensorboard
 from reproduce.analysis import versus_published
@@ -25,6 +26,8 @@ FIGURE_FILES = {
                                       "(fine-tuned where runs were fine-tuned) with each "
                                       "family's law; the paper's published models in their "
                                       "own panel (other data, models and compute unit).",
+    "frontiers_loss_vs_compute.png": "Every family's frontier (best run per budget) and law "
+                                     "on one axes: compute-matched models on the same data.",
     "fig2_loss_vs_compute.png": "Figure 2, one panel per family: held-out loss vs compute, "
                                 "one curve per model across budgets (best LR), the best run "
                                 "of each budget and the family's law.",
@@ -41,6 +44,7 @@ FIGURE_FILES = {
 
 def _figures(points: Sequence[Point], fits: dict, predictions: dict) -> dict:
   makers = (lambda: figures.figure_top1_vs_compute(points, fits),
+            lambda: figures.figure_frontiers(points, fits),
             lambda: figures.figure_loss_vs_compute(points, fits),
             lambda: figures.figure_optimal_lr(fits),
             lambda: figures.figure_optimal_scaling(fits),
@@ -177,6 +181,30 @@ def _prediction_sentence(family: str, record: dict) -> str:
   return text + "."
 
 
+def _intervals_overlap(a: dict, b: dict) -> bool | None:
+  """Whether two laws' intervals of b overlap (None when either is missing)."""
+  (lo1, hi1), (lo2, hi2) = a["ci"]["b"], b["ci"]["b"]
+  if None in (lo1, hi1, lo2, hi2):
+    return None
+  return lo1 <= hi2 and lo2 <= hi1
+
+
+def _slopes_compared(laws: dict) -> str:
+  """Which families' decay rates the intervals tell apart ('' for fewer than two laws)."""
+  if len(laws) < 2:
+    return ""
+  apart = []
+  families = list(laws)
+  for i, first in enumerate(families):
+    for second in families[i + 1:]:
+      if _intervals_overlap(laws[first], laws[second]) is False:
+        faster, slower = sorted((first, second), key=lambda f: -laws[f]["b"])
+        apart.append(f"{faster} improves faster with compute than {slower}")
+  if not apart:
+    return "; the intervals overlap, so the miniature cannot tell the families' slopes apart"
+  return "; " + ", ".join(apart)
+
+
 def _figure1_sentence(fits: dict) -> str:
   laws = {family: entry["finetune_fit"] for family, entry in
           sorted((fits.get("per_family") or {}).items()) if entry.get("finetune_fit")}
@@ -184,22 +212,59 @@ def _figure1_sentence(fits: dict) -> str:
     return "No run was fine-tuned, so Figure 1 shows held-out top-1 only."
   parts = [f"{family} error ~ C^{-law['b']:.3f} (b {formatting.interval(law['ci']['b'])})"
            for family, law in laws.items()]
-  text = "On Figure 1 the fine-tuned top-1 error falls as " + " vs ".join(parts)
-  if len(laws) == 2:
-    (f1, l1), (f2, l2) = laws.items()
-    overlap = (None not in l1["ci"]["b"] + l2["ci"]["b"]
-               and l1["ci"]["b"][0] <= l2["ci"]["b"][1] and l2["ci"]["b"][0] <= l1["ci"]["b"][1])
-    text += ("; the intervals overlap, so the miniature cannot tell the families' slopes "
-             "apart" if overlap else
-             f"; {f1 if l1['b'] > l2['b'] else f2} improves faster with compute")
+  return "On Figure 1 the fine-tuned top-1 error falls as " + " vs ".join(parts) + (
+      _slopes_compared(laws) + ".")
+
+
+def _top_frontier(entry: dict) -> dict | None:
+  """A family's best run at its largest budget (its last iso-compute optimum)."""
+  optima = sorted(entry.get("optimal") or [], key=lambda o: o["compute"])
+  return optima[-1] if optima else None
+
+
+def _seed_se(entry: dict) -> float:
+  """The standard error of a family's top-budget log loss: the seed SD over the replicates
+  a selected point averages (0 without replicates)."""
+  seeds = entry.get("seeds") or {}
+  per_group = (seeds.get("n_runs") or 0) / max(seeds.get("n_groups") or 1, 1)
+  return (seeds.get("sd") or 0.0) / math.sqrt(max(per_group, 1.0))
+
+
+def _families_sentence(fits: dict) -> str:
+  """The families side by side at the largest budget: which differences exceed twice the
+  standard error of the difference (seed noise), and what that says about the hybrids."""
+  per_family = fits.get("per_family") or {}
+  tops = {f: _top_frontier(e) for f, e in sorted(per_family.items())}
+  tops = {f: t for f, t in tops.items() if t and t.get("heldout_loss") is not None}
+  if len(tops) < 2:
+    return ""
+  ranked = sorted(tops, key=lambda f: tops[f]["heldout_loss"])
+
+  def versus(first: str, second: str) -> str:
+    gap = math.log(tops[second]["heldout_loss"] / tops[first]["heldout_loss"])
+    se = math.hypot(_seed_se(per_family[first]), _seed_se(per_family[second]))
+    verdict = "below" if gap > 2 * se else "above" if gap < -2 * se else "level with"
+    return f"{verdict} {second} ({100 * abs(gap):.1f}% apart in log loss, 2 SE {200 * se:.1f}%)"
+
+  parts = [f"{f} {tops[f]['heldout_loss']:.3f} ({tops[f]['model']})" for f in ranked]
+  text = (f"At the largest budget the best held-out losses are {', '.join(parts)}; "
+          f"{ranked[0]} is {versus(ranked[0], ranked[1])}")
+  if "hybrid" in tops:
+    others = [f for f in ranked if f != "hybrid"]
+    text += (f". The hybrids (an NF stem under a ViT, on the ViTs' recipe) are "
+             f"{' and '.join(versus('hybrid', f) for f in others)} at matched compute: the "
+             f"miniature tells how the families rank at these budgets on this data, not "
+             f"whether the ranking holds at the paper's scale")
   return text + "."
 
 
 def plain_words(fits: dict, comparison: dict, predictions: dict) -> str:
   """One paragraph on what the miniature shows about the paper's claims."""
   sentences = [_claims_sentence(comparison)]
-  sentences += [_prediction_sentence(f, r) for f, r in sorted(predictions.items())]
+  sentences += [_prediction_sentence(f, predictions[f])
+                for f in sorted(predictions, key=lambda f: (f != claims.CLAIM_FAMILY, f))]
   sentences.append(_figure1_sentence(fits))
+  sentences.append(_families_sentence(fits))
   sentences.append(f"Caveats: the data set is small, the models are miniatures and "
                    f"compute is in {fits['compute_unit']}, not TPU-v4 core hours, so only signs, "
                    f"trends and predictions are compared, never absolute values; every interval "
@@ -207,7 +272,7 @@ def plain_words(fits: dict, comparison: dict, predictions: dict) -> str:
                    f"{fits['n_runs']} runs; a claim passes only when its interval agrees "
                    f"with the paper, fails only when it excludes the claim, and is "
                    f"undecided otherwise.")
-  return " ".join(sentences)
+  return " ".join(s for s in sentences if s)
 
 
 def report_markdown(fits: dict, comparison: dict, predictions: dict, breakdown: dict, *,

@@ -36,6 +36,7 @@ REPORT_RUN = "report"
 
 IMAGE_TAGS = {
     "fig1": "figures/fig1_top1_error_vs_compute",
+    "frontiers": "figures/frontiers_loss_vs_compute",
     "fig2": "figures/fig2_loss_vs_compute",
     "fig3": "figures/fig3_optimal_lr_vs_epochs",
     "optimal": "figures/optimal_size_epochs_vs_compute",
@@ -166,6 +167,7 @@ def write_fits(logdir: str, points: Sequence[Point], fits: dict) -> dict:
   images = {
       IMAGE_TAGS["fig2"]: lambda: figures.figure_loss_vs_compute(points, fits),
       IMAGE_TAGS["fig1"]: lambda: figures.figure_top1_vs_compute(points, fits),
+      IMAGE_TAGS["frontiers"]: lambda: figures.figure_frontiers(points, fits),
       IMAGE_TAGS["fig3"]: lambda: figures.figure_optimal_lr(fits),
       IMAGE_TAGS["optimal"]: lambda: figures.figure_optimal_scaling(fits),
   }
