@@ -1,9 +1,9 @@
-r"""The miniature study: ``python -m reproduce.study`` (the kit's main job, ~22 min on 2 cores).
+r"""The miniature study: ``python -m reproduce.study`` (the kit's main job, ~16 min on 2 cores).
 
   python -m reproduce.study                        # the default grid on Fashion-MNIST
   python -m reproduce.study --preset=long          # 5 sizes a family, 128x (not yet timed)
   python -m reproduce.study --dataset=digits       # the quick option: the embedded digits
-  python -m reproduce.study --hybrids              # a third arm: hybrid ConvNet-ViTs
+  python -m reproduce.study --hybrids              # a third arm: hybrid ConvNet-ViTs (~23 min)
 
 What it does, end to end, with the kit's real code paths (reproduce.miniature; docs/study.md):
   1. loads Fashion-MNIST (60k train images, 2,048 held out from the official test split)
@@ -39,7 +39,7 @@ from reproduce.miniature import grid
 
 _WORKDIR = flags.DEFINE_string("workdir", "study_runs", "Where runs, fits and logs go.")
 _PRESET = flags.DEFINE_enum("preset", "default", sorted(grid.PRESETS),
-                            "The grid: 'default' (4 sizes a family, 32x of compute, ~22 min on 2 "
+                            "The grid: 'default' (4 sizes a family, 32x of compute, ~16 min on 2 "
                             "cores) or 'long' (5 sizes, 128x; not yet timed). Flags below override it.")
 _NFNETS = flags.DEFINE_list("nfnet_models", None,
                             "ConvNets of the study, smallest first (default: the preset's).")

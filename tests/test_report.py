@@ -124,3 +124,19 @@ def test_figure1_sentence_tells_apart_only_the_pairs_whose_intervals_do():
   assert "hybrid" in text and "than hybrid" not in text and "hybrid improves" not in text
   fits["per_family"]["vit"]["finetune_fit"]["ci"]["b"] = [0.05, 0.26]
   assert "cannot tell the families' slopes apart" in study_report._figure1_sentence(fits)
+
+
+def test_frontiers_figure_draws_each_familys_best_runs_and_law_on_one_axes():
+  from reproduce.analysis import figures
+  points = (helpers.study_points() + helpers.study_points(
+      {f"vit_mini_s{i}": 1e5 * 2.0 ** i for i in range(5)}, seed=2))
+  fits = fits_lib.fit_all(points, bootstrap=0)
+  fig = figures.figure_frontiers(points, fits)
+  (ax,) = fig.axes
+  lines = {line.get_label(): line for line in ax.get_lines()}
+  for family in ("nfnet", "vit"):
+    entry = fits["per_family"][family]
+    best = lines[f"{family}: best run per budget"]
+    assert list(best.get_xdata()) == [p.compute for p in points if p.name in entry["frontier"]]
+    assert any(label.startswith(f"{family}: L = ") and f"C^-{entry['fit']['b']:.3f}" in label
+               for label in lines)
