@@ -39,6 +39,7 @@ def test_registered_names():
     ("vit_c1gf", {}),
     ("vit_b_nf_f0_s16", {}),
     ("hybrid_mini_pico", {}),
+    ("hybrid_mini_ti", {}),
     ("hybrid_mini_xs", dict(pool_type="map", representation_size=True)),
     ("hybrid_mini_nano", dict(pool_type="token", posemb="learn", qkv_bias=False)),
     ("vit_s_r26_s32", dict(image_size=64)),
