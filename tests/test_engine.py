@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from reproduce.train import steps
+
 from engine_helpers import (REPO_ROOT, checkpoint_tensors, fake_data, one_device, run_script,
                             tiny_config, tiny_plan)
 
@@ -163,7 +165,7 @@ def test_config_defaults_come_from_the_base_config():
 
 def test_throughput_measures_the_engine_train_step(tiny, monkeypatch):
   from reproduce import planning
-  from reproduce.train import steps, throughput
+  from reproduce.train import throughput
   built = []
   original = steps.make_train_chunk
 
@@ -382,3 +384,28 @@ def test_release_in_background_drops_the_last_reference_off_the_main_thread():
     if thread.name == "release-input-iterator":
       thread.join()
   assert alive() is None and holder == []
+
+
+@pytest.mark.parametrize("cache_bytes,passes", [(steps.CACHE_BYTES, 1), (1, 3)])
+def test_evaluator_keeps_a_small_held_out_set_and_streams_a_large_one(monkeypatch, cache_bytes,
+                                                                       passes):
+  """A held-out set within CACHE_BYTES goes through its pipeline once and is kept; a larger
+  one streams on every evaluation; both give the same metrics every time."""
+  import keras
+  monkeypatch.setattr(steps, "CACHE_BYTES", cache_bytes)
+  pulled = tf.Variable(0, dtype=tf.int64)
+  images = np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32)
+  labels = np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2, 0, 1, 2, 0]]
+
+  def dataset_fn(_):
+    def count(x, y):
+      pulled.assign_add(1)
+      return x, y
+    return tf.data.Dataset.from_tensor_slices((images, labels)).batch(4).map(count)
+
+  model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+  evaluator = steps.Evaluator(one_device(), model, keras.optimizers.SGD(), "softmax",
+                              dataset_fn)
+  results = [evaluator() for _ in range(3)]
+  assert results[0] == results[1] == results[2] and results[0]["examples"] == 10
+  assert int(pulled.numpy()) == 3 * passes  # three batches per pass through the pipeline

@@ -112,8 +112,22 @@ def make_eval_step(strategy: tf.distribute.Strategy, model: keras.Model, loss: s
   return eval_step
 
 
+# Held-out sets up to this size stay in memory after their first pass, so later evaluations
+# skip the input pipeline: the study evaluates each model's 2,048 held-out images after every
+# run, and making the iterator was about half of each evaluation (0.2-0.3 s of 0.35-0.55 s on
+# 2 cores). Larger sets (ImageNet's) stream every time.
+CACHE_BYTES = 64 << 20
+
+
+def _nbytes(batch) -> int:
+  return sum(int(t.shape.num_elements()) * t.dtype.size
+             for t in tf.nest.flatten(batch, expand_composites=True))
+
+
 class Evaluator:
-  """Held-out loss and top-1 of the model, with the optimizer's EMA weights when it keeps one."""
+  """Held-out loss and top-1 of the model, with the optimizer's EMA weights when it keeps one.
+  The batches of a held-out set up to ``CACHE_BYTES`` are kept after the first evaluation
+  (a held-out pipeline is deterministic, so every pass gives the same batches)."""
 
   def __init__(self, strategy: tf.distribute.Strategy, model: keras.Model, optimizer,
                loss: str, dataset_fn: Callable):
@@ -122,15 +136,33 @@ class Evaluator:
     self._eval_step = make_eval_step(strategy, model, loss)
     self._dataset_fn = dataset_fn
     self._dataset = None
+    self._kept = None  # the held-out batches, once one pass found them small enough
 
-  def __call__(self) -> dict:
+  def _batches(self):
+    """The held-out batches: the kept ones, or one pass of the pipeline (keeping them when
+    they fit in ``CACHE_BYTES``)."""
+    if self._kept is not None:
+      yield from self._kept
+      return
     if self._dataset is None:  # built on first use: most runs evaluate only at the end
       self._dataset = self._strategy.distribute_datasets_from_function(self._dataset_fn)
+    kept, size = [], 0
+    iterator = [iter(self._dataset)]  # the only reference: released in the background
+    for batch in iterator[0]:
+      batch = tuple(batch)
+      size += _nbytes(batch)
+      if kept is not None and size <= CACHE_BYTES:
+        kept.append(batch)
+      else:
+        kept = None
+      yield batch
+    inputs.release_in_background(iterator)
+    self._kept = kept
+
+  def __call__(self) -> dict:
     totals = np.zeros(3, np.float64)
     with optim.swap_in_ema(self._optimizer):
-      iterator = [iter(self._dataset)]  # the only reference: released in the background
-      for batch in iterator[0]:
-        totals += np.array([float(t) for t in self._eval_step(tuple(batch))])
-      inputs.release_in_background(iterator)
+      for batch in self._batches():
+        totals += np.array([float(t) for t in self._eval_step(batch)])
     count = max(totals[2], 1.0)
     return {"loss": totals[0] / count, "top1": totals[1] / count, "examples": int(totals[2])}
