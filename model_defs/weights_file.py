@@ -6,7 +6,7 @@ A directory holds two files:
                        "model_overrides": {...}, "resolution": int, "source": str,
                        "ema": bool, "input_range": str}
   model.weights.h5    ``model.save_weights`` of ``model_defs.build(model, num_classes,
-                       **model_overrides)``; ViTs are built with image_size=resolution
+                       **model_overrides)``; ViTs and hybrids (``has_position_grid``) are built with image_size=resolution
                        (the grid of their position embedding).
 
 ``input_range`` names the pixel range the weights expect (``reproduce.data.INPUT_RANGES``):
@@ -63,7 +63,7 @@ class WeightsFileError(ValueError):
 
 
 def build_overrides(info: Mapping[str, Any]) -> dict[str, Any]:
-  """The ``model_defs.build`` overrides of a model.json (ViTs: image_size=resolution)."""
+  """The ``model_defs.build`` overrides of a model.json (ViTs and hybrids: image_size=resolution)."""
   overrides = dict(info.get("model_overrides") or {})
   if model_defs.has_position_grid(info["model"]):
     overrides["image_size"] = int(info["resolution"])

@@ -53,7 +53,7 @@ _HYBRID_MODELS = flags.DEFINE_list("hybrid_models", None,
 _BUDGETS = flags.DEFINE_list(
     "budgets_core_seconds", None,
     "Compute budgets per run in reference-CPU core-seconds (1e10 training FLOPs each; the "
-    "same for both families); the largest is the one the scaling laws predict (default: the "
+    "same for every family); the largest is the one the scaling laws predict (default: the "
     "preset's).")
 _SCALE = flags.DEFINE_float("scale", 1.0, "Multiplies every budget.")
 _DATASET = flags.DEFINE_string("dataset", grid.DATASET,
@@ -93,6 +93,10 @@ def _validated_flags() -> list[float]:
   for flag in (_SCALE, _NFNET_LR, _VIT_LR, _HYBRID_LR):
     if flag.value <= 0:
       cli.fail(f"--{flag.name} must be > 0, got {flag.value:g}")
+  if _HYBRID_MODELS.value and flags.FLAGS["hybrids"].present and not _HYBRIDS.value:
+    cli.fail("--hybrid_models adds the third arm: drop --nohybrids")
+  if flags.FLAGS["hybrid_lr"].present and not (_HYBRIDS.value or _HYBRID_MODELS.value):
+    cli.fail("--hybrid_lr needs the third arm: add --hybrids or --hybrid_models")
   preset = grid.PRESETS[_PRESET.value]
   values = _BUDGETS.value or [f"{b:g}" for b in preset["budgets"]]
   with cli.errors_as_one_line():

@@ -390,7 +390,7 @@ def test_release_in_background_drops_the_last_reference_off_the_main_thread():
 def test_evaluator_keeps_a_small_held_out_set_and_streams_a_large_one(monkeypatch, cache_bytes,
                                                                        passes):
   """A held-out set within CACHE_BYTES goes through its pipeline once and is kept; a larger
-  one streams on every evaluation; both give the same metrics every time."""
+  one streams on every evaluation; both score the model as it is at each call."""
   import keras
   monkeypatch.setattr(steps, "CACHE_BYTES", cache_bytes)
   pulled = tf.Variable(0, dtype=tf.int64)
@@ -406,6 +406,12 @@ def test_evaluator_keeps_a_small_held_out_set_and_streams_a_large_one(monkeypatc
   model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
   evaluator = steps.Evaluator(one_device(), model, keras.optimizers.SGD(), "softmax",
                               dataset_fn)
-  results = [evaluator() for _ in range(3)]
-  assert results[0] == results[1] == results[2] and results[0]["examples"] == 10
+  results = []
+  for scale in (1.0, 1.0, 3.0):
+    model.layers[0].kernel.assign(scale * np.arange(12, dtype=np.float32).reshape(4, 3) / 10)
+    results.append(evaluator())
+    logits = images @ model.layers[0].kernel.numpy() + model.layers[0].bias.numpy()
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    assert results[-1]["loss"] == pytest.approx(-(labels * log_p).sum(-1).mean(), rel=1e-5)
+  assert results[0] == results[1] != results[2] and results[0]["examples"] == 10
   assert int(pulled.numpy()) == 3 * passes  # three batches per pass through the pipeline

@@ -1,5 +1,6 @@
 """The study's report.md: every section, the figures beside it, the same text in TensorBoard."""
 
+import math
 import os
 
 import pytest
@@ -69,6 +70,9 @@ def test_time_breakdown_table(study):
 def test_figures_are_png_files_beside_the_report(study):
   workdir, written, text, _ = study
   assert [os.path.basename(p) for p in written["figures"]] == list(study_report.FIGURE_FILES)
+  from reproduce.analysis import figures
+  assert [f"{name}.png" for name in figures.study_figures([], {}, {})] == list(
+      study_report.FIGURE_FILES)  # every figure has a caption, in the report's order
   for name in study_report.FIGURE_FILES:
     path = os.path.join(workdir, name)
     with open(path, "rb") as f:
@@ -86,12 +90,12 @@ def test_report_text_in_tensorboard(study):
   assert tensor.string_val[0].decode() == text
 
 
-def _family_entry(model, loss, sd=0.02, b=0.2, ci=(0.1, 0.3)):
+def _family_entry(model, loss, sd=0.02, b=0.2, ci=(0.1, 0.3), top=4.0):
   """The parts of a ``fits.per_family`` entry the plain-words comparison reads: the top
   budget's optimum (a 2-seed mean), the seed spread and the fine-tuned law."""
-  return dict(optimal=[dict(compute=1.0, model=model, heldout_loss=9.0),
-                       dict(compute=4.0, model=model, heldout_loss=loss)],
-              seeds=dict(sd=sd, n_runs=8, n_groups=4),
+  return dict(optimal=[dict(compute=1.0, model=model, heldout_loss=9.0, n_seeds=1),
+                       dict(compute=top, model=model, heldout_loss=loss, n_seeds=2)],
+              seeds=dict(sd=sd, dof=3 if sd is not None else 0, n_groups=3, n_runs=6),
               finetune_fit=dict(b=b, ci=dict(b=list(ci))))
 
 
@@ -99,20 +103,36 @@ def test_the_families_are_ranked_only_beyond_the_seed_noise():
   fits = dict(per_family=dict(nfnet=_family_entry("f", 0.50), vit=_family_entry("v", 0.60),
                               hybrid=_family_entry("h", 0.505)))
   text = study_report._families_sentence(fits)
-  # 2 SE of a difference of two 2-seed means at sd 0.02: 2 x hypot(0.02, 0.02) / sqrt(2) = 4%.
+  # t(0.975, 3 + 3) x sqrt(0.02^2 / 2 + 0.02^2 / 2) = 2.447 x 0.02 = 0.049.
   assert "nfnet 0.500 (f), hybrid 0.505 (h), vit 0.600 (v)" in text
-  assert "nfnet is level with hybrid (1.0% apart in log loss, 2 SE 4.0%)" in text
-  assert "The hybrids" in text and "level with nfnet" in text and "below vit (17.2% apart" in text
+  assert "nfnet is level with hybrid (log loss ratio 0.010; 95% seed-noise threshold 0.049)" in (
+      text)
+  hybrids = text.split("The hybrids")[1]
+  assert "level with nfnet" in hybrids and "below vit (log loss ratio 0.172;" in hybrids
+  fits["per_family"]["hybrid"] = _family_entry("h", 0.50 * math.exp(0.05))  # just beyond
+  assert "above nfnet" in study_report._families_sentence(fits).split("The hybrids")[1]
+  fits["per_family"]["hybrid"] = _family_entry("h", 0.50 * math.exp(0.048))  # just within
+  assert "level with nfnet" in study_report._families_sentence(fits).split("The hybrids")[1]
   fits["per_family"]["hybrid"] = _family_entry("h", 0.40)
   text = study_report._families_sentence(fits)
   assert "hybrid is below nfnet" in text and "below nfnet" in text.split("The hybrids")[1]
-  fits["per_family"]["hybrid"] = _family_entry("h", 0.70)
-  assert "above nfnet" in study_report._families_sentence(fits).split("The hybrids")[1]
   del fits["per_family"]["hybrid"]
   two = study_report._families_sentence(fits)
   assert "nfnet is below vit" in two and "hybrid" not in two
   del fits["per_family"]["vit"]
   assert study_report._families_sentence(fits) == ""  # one family: nothing to compare
+
+
+def test_families_without_replicates_or_without_the_largest_budget_are_not_ranked():
+  fits = dict(per_family=dict(nfnet=_family_entry("f", 0.50, sd=None),
+                              vit=_family_entry("v", 0.60, sd=None)))
+  assert "nfnet is not ranked against vit (no seed replicates" in (
+      study_report._families_sentence(fits))
+  fits = dict(per_family=dict(nfnet=_family_entry("f", 0.50), vit=_family_entry("v", 0.60),
+                              hybrid=_family_entry("h", 0.40, top=2.0)))
+  text = study_report._families_sentence(fits)
+  assert "(hybrid: no run at the largest budget, not compared)" in text
+  assert "nfnet is below vit" in text and "The hybrids" not in text
 
 
 def test_figure1_sentence_tells_apart_only_the_pairs_whose_intervals_do():
@@ -124,6 +144,8 @@ def test_figure1_sentence_tells_apart_only_the_pairs_whose_intervals_do():
   assert "hybrid" in text and "than hybrid" not in text and "hybrid improves" not in text
   fits["per_family"]["vit"]["finetune_fit"]["ci"]["b"] = [0.05, 0.26]
   assert "cannot tell the families' slopes apart" in study_report._figure1_sentence(fits)
+  fits["per_family"]["vit"]["finetune_fit"]["ci"]["b"] = [None, None]
+  assert "without an interval for every law" in study_report._figure1_sentence(fits)
 
 
 def test_frontiers_figure_draws_each_familys_best_runs_and_law_on_one_axes():
@@ -131,8 +153,7 @@ def test_frontiers_figure_draws_each_familys_best_runs_and_law_on_one_axes():
   points = (helpers.study_points() + helpers.study_points(
       {f"vit_mini_s{i}": 1e5 * 2.0 ** i for i in range(5)}, seed=2))
   fits = fits_lib.fit_all(points, bootstrap=0)
-  fig = figures.figure_frontiers(points, fits)
-  (ax,) = fig.axes
+  (ax,) = figures.figure_frontiers(points, fits).axes
   lines = {line.get_label(): line for line in ax.get_lines()}
   for family in ("nfnet", "vit"):
     entry = fits["per_family"][family]
@@ -140,3 +161,16 @@ def test_frontiers_figure_draws_each_familys_best_runs_and_law_on_one_axes():
     assert list(best.get_xdata()) == [p.compute for p in points if p.name in entry["frontier"]]
     assert any(label.startswith(f"{family}: L = ") and f"C^-{entry['fit']['b']:.3f}" in label
                for label in lines)
+
+
+def test_a_frontier_with_seeds_is_drawn_at_their_mean_as_the_law_sees_it():
+  from reproduce.analysis import figures
+  points = helpers.verdict_points()  # two seeds at the largest budget
+  fits = fits_lib.fit_all(points, bootstrap=0)
+  top = fits["per_family"]["nfnet"]["frontier"][-1]
+  seeds = [p.heldout_loss for p in points if p.replicate_key == next(
+      q.replicate_key for q in points if q.name == top)]
+  assert len(seeds) == 2 and seeds[0] != seeds[1]
+  (ax,) = figures.figure_frontiers(points, fits).axes
+  best = {line.get_label(): line for line in ax.get_lines()}["nfnet: best run per budget"]
+  assert best.get_ydata()[-1] == pytest.approx(math.sqrt(seeds[0] * seeds[1]))

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from reproduce.analysis import figures
 from reproduce.analysis import fits as fits_lib
 from reproduce.analysis import frontier
 from reproduce.analysis import outputs
@@ -318,7 +319,7 @@ def test_tensorboard_tags_load_with_event_multiplexer(tb_logdir):
   assert set(written["hparams_sessions"]) <= set(tb_runs)
 
   images = mux.PluginRunToTagToContent("images")["fits"]
-  assert set(tb_writer.IMAGE_TAGS.values()) <= set(images)
+  assert {tb_writer.IMAGE_PREFIX + name for name in figures.study_figures([], {})} <= set(images)
   assert set(tb_writer.TEXT_TAGS) <= set(mux.PluginRunToTagToContent("text")["fits"])
   scalars = mux.PluginRunToTagToContent("scalars")["fits"]
   for tag in ("loss_vs_compute/nfnet_mini_s0", "loss_vs_compute/vit_mini_a",

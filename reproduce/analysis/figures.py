@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=g-import-not-at-t
 from matplotlib import ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
+from reproduce.analysis import seeds  # noqa: E402
 from reproduce.analysis.fits import predict  # noqa: E402
 from reproduce.analysis.frontier import best_lr_points, best_per_group  # noqa: E402
 from reproduce.analysis.runs import PAPER_COMPUTE_UNIT, Point  # noqa: E402
@@ -42,10 +43,30 @@ def published_figure1_points() -> list[dict]:
   return rows
 
 
+_FAMILY_CMAPS = {"nfnet": "Blues", "vit": "Oranges", "hybrid": "Greens"}
+
+
 def _model_colors(points: Sequence[Point]) -> dict:
-  models = sorted({p.model for p in points}, key=lambda m: (m.split("_")[0], m))
-  cmap = plt.get_cmap("tab10" if len(models) <= 10 else "tab20")
-  return {m: cmap(i % cmap.N) for i, m in enumerate(models)}
+  """Each model's colour: shades of its family's colour (``_FAMILY_COLORS``' hue), light to
+  dark from small to large, so a family's curves and its law read as one group."""
+  families = {}
+  for p in sorted(points, key=lambda p: (p.flops_per_image, p.model)):
+    families.setdefault(p.family, [])
+    if p.model not in families[p.family]:
+      families[p.family].append(p.model)
+  colors = {}
+  for family, models in families.items():
+    cmap = plt.get_cmap(_FAMILY_CMAPS.get(family, "Purples"))
+    for i, model in enumerate(models):
+      colors[model] = cmap(0.35 + 0.6 * i / max(len(models) - 1, 1))
+  return colors
+
+
+def _frontier(points: Sequence[Point], entry: dict) -> list[Point]:
+  """A family's frontier as its law sees it: the replicate-averaged points it names (a
+  budget's best run with two seeds is their geometric mean, not the first seed's loss)."""
+  by_name = {p.name: p for p in seeds.average_replicates(points)}
+  return [by_name[n] for n in entry.get("frontier") or [] if n in by_name]
 
 
 def _marker(family: str) -> str:
@@ -93,8 +114,7 @@ def _loss_panel(ax, family: str, points: Sequence[Point], entry: dict, fits: dic
   for model, group in _by_model(tuned).items():
     ax.plot([p.compute for p in group], [p.heldout_loss for p in group],
             marker=_marker(family), color=colors[model], label=model, zorder=3)
-  by_name = {p.name: p for p in points}
-  front = [by_name[n] for n in entry.get("frontier") or [] if n in by_name]
+  front = _frontier(points, entry)
   ax.plot([p.compute for p in front], [p.heldout_loss for p in front], "k--", marker="o",
           mfc="none", ms=10, lw=1, zorder=2, label="best run per budget (frontier)")
   law = entry.get("fit")
@@ -116,12 +136,11 @@ def figure_frontiers(points: Sequence[Point], fits: dict):
   """Every family's frontier (best run per budget) and law on one axes: the study's models are
   compute-matched and trained on the same data, so their held-out losses compare directly."""
   fig, ax = plt.subplots(figsize=(7.5, 5))
-  by_name = {p.name: p for p in points}
   computes = [p.compute for p in points] or [1.0]
   grid = np.geomspace(min(computes), max(computes), 100)
   for family, entry in sorted((fits.get("per_family") or {}).items()):
     color = _FAMILY_COLORS.get(family, "tab:purple")
-    front = [by_name[n] for n in entry.get("frontier") or [] if n in by_name]
+    front = _frontier([p for p in points if p.family == family], entry)
     ax.plot([p.compute for p in front], [p.heldout_loss for p in front], ls="none",
             marker=_marker(family), color=color, label=f"{family}: best run per budget")
     law = entry.get("fit")
@@ -351,3 +370,18 @@ def png_bytes(fig) -> bytes:
   fig.savefig(buffer, format="png", dpi=100)
   plt.close(fig)
   return buffer.getvalue()
+
+
+def study_figures(points: Sequence[Point], fits: dict, predictions: dict | None = None) -> dict:
+  """Every figure of a study by name (report.md's PNG file stem, TensorBoard's tag under
+  ``figures/``) -> a function drawing it; the prediction's only with ``predictions``."""
+  makers = {
+      "fig1_top1_error_vs_compute": lambda: figure_top1_vs_compute(points, fits),
+      "frontiers_loss_vs_compute": lambda: figure_frontiers(points, fits),
+      "fig2_loss_vs_compute": lambda: figure_loss_vs_compute(points, fits),
+      "fig3_optimal_lr_vs_epochs": lambda: figure_optimal_lr(fits),
+      "optimal_size_epochs_vs_compute": lambda: figure_optimal_scaling(fits),
+  }
+  if predictions is not None:
+    makers["prediction_largest_budget"] = lambda: figure_prediction(predictions)
+  return makers

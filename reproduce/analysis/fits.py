@@ -118,7 +118,7 @@ def _optima(points: Sequence[Point], runs: pipeline.FamilyRuns) -> list[dict]:
     out.append(dict(compute=float(np.exp(runs.budget_log_compute[int(b)])),
                     **{SIZE_AXIS: float(np.exp(log_size))}, epochs=float(np.exp(log_epochs)),
                     edge=None if interior else _edge(log_size, sizes), name=best.name,
-                    model=best.model, heldout_loss=best.heldout_loss,
+                    model=best.model, heldout_loss=best.heldout_loss, n_seeds=best.n_seeds,
                     sizes_tried=[float(v) for v in np.exp(sizes)]))
   return out
 

@@ -13,6 +13,7 @@ from typing import Sequence
 
 from reproduce.analysis import claims
 from reproduce.analysis import figures
+from reproduce.analysis import ranking
 from reproduce.analysis import tensorboard
 from reproduce.analysis import versus_published
 from reproduce.analysis.runs import Point
@@ -43,13 +44,9 @@ FIGURE_FILES = {
 
 
 def _figures(points: Sequence[Point], fits: dict, predictions: dict) -> dict:
-  makers = (lambda: figures.figure_top1_vs_compute(points, fits),
-            lambda: figures.figure_frontiers(points, fits),
-            lambda: figures.figure_loss_vs_compute(points, fits),
-            lambda: figures.figure_optimal_lr(fits),
-            lambda: figures.figure_optimal_scaling(fits),
-            lambda: figures.figure_prediction(predictions))
-  return dict(zip(FIGURE_FILES, makers))
+  """report.md's figure files (the keys of ``FIGURE_FILES``) -> their makers."""
+  return {f"{name}.png": make
+          for name, make in figures.study_figures(points, fits, predictions).items()}
 
 
 def _value(value, digits: int = 4) -> str:
@@ -193,16 +190,20 @@ def _slopes_compared(laws: dict) -> str:
   """Which families' decay rates the intervals tell apart ('' for fewer than two laws)."""
   if len(laws) < 2:
     return ""
-  apart = []
+  apart, unknown = [], False
   families = list(laws)
   for i, first in enumerate(families):
     for second in families[i + 1:]:
-      if _intervals_overlap(laws[first], laws[second]) is False:
+      overlap = _intervals_overlap(laws[first], laws[second])
+      unknown |= overlap is None
+      if overlap is False:
         faster, slower = sorted((first, second), key=lambda f: -laws[f]["b"])
         apart.append(f"{faster} improves faster with compute than {slower}")
-  if not apart:
-    return "; the intervals overlap, so the miniature cannot tell the families' slopes apart"
-  return "; " + ", ".join(apart)
+  if apart:
+    return "; " + ", ".join(apart)
+  if unknown:
+    return "; without an interval for every law the miniature cannot compare the slopes"
+  return "; the intervals overlap, so the miniature cannot tell the families' slopes apart"
 
 
 def _figure1_sentence(fits: dict) -> str:
@@ -216,45 +217,32 @@ def _figure1_sentence(fits: dict) -> str:
       _slopes_compared(laws) + ".")
 
 
-def _top_frontier(entry: dict) -> dict | None:
-  """A family's best run at its largest budget (its last iso-compute optimum)."""
-  optima = sorted(entry.get("optimal") or [], key=lambda o: o["compute"])
-  return optima[-1] if optima else None
-
-
-def _seed_se(entry: dict) -> float:
-  """The standard error of a family's top-budget log loss: the seed SD over the replicates
-  a selected point averages (0 without replicates)."""
-  seeds = entry.get("seeds") or {}
-  per_group = (seeds.get("n_runs") or 0) / max(seeds.get("n_groups") or 1, 1)
-  return (seeds.get("sd") or 0.0) / math.sqrt(max(per_group, 1.0))
+def _relation(fits: dict, tops: dict, first: str, second: str) -> str:
+  found = ranking.versus(fits, tops, first, second)
+  if found["threshold"] is None:
+    return f"not ranked against {second} (no seed replicates: the noise is unknown)"
+  return (f"{found['relation']} {second} (log loss ratio {abs(found['log_ratio']):.3f}; "
+          f"{100 * ranking.LEVEL:g}% seed-noise threshold {found['threshold']:.3f})")
 
 
 def _families_sentence(fits: dict) -> str:
-  """The families side by side at the largest budget: which differences exceed twice the
-  standard error of the difference (seed noise), and what that says about the hybrids."""
-  per_family = fits.get("per_family") or {}
-  tops = {f: _top_frontier(e) for f, e in sorted(per_family.items())}
-  tops = {f: t for f, t in tops.items() if t and t.get("heldout_loss") is not None}
+  """The families side by side at the largest budget (``analysis.ranking``), and what that
+  says about the hybrids."""
+  tops, missing = ranking.largest_budget(fits)
+  absent = (f" ({', '.join(missing)}: no run at the largest budget, not compared)"
+            if missing else "")
   if len(tops) < 2:
-    return ""
+    return f"The families were not compared at the largest budget{absent}." if missing else ""
   ranked = sorted(tops, key=lambda f: tops[f]["heldout_loss"])
-
-  def versus(first: str, second: str) -> str:
-    gap = math.log(tops[second]["heldout_loss"] / tops[first]["heldout_loss"])
-    se = math.hypot(_seed_se(per_family[first]), _seed_se(per_family[second]))
-    verdict = "below" if gap > 2 * se else "above" if gap < -2 * se else "level with"
-    return f"{verdict} {second} ({100 * abs(gap):.1f}% apart in log loss, 2 SE {200 * se:.1f}%)"
-
   parts = [f"{f} {tops[f]['heldout_loss']:.3f} ({tops[f]['model']})" for f in ranked]
-  text = (f"At the largest budget the best held-out losses are {', '.join(parts)}; "
-          f"{ranked[0]} is {versus(ranked[0], ranked[1])}")
+  text = (f"At the largest budget the best held-out losses are {', '.join(parts)}{absent}; "
+          f"{ranked[0]} is {_relation(fits, tops, ranked[0], ranked[1])}")
   if "hybrid" in tops:
     others = [f for f in ranked if f != "hybrid"]
     text += (f". The hybrids (an NF stem under a ViT, on the ViTs' recipe) are "
-             f"{' and '.join(versus('hybrid', f) for f in others)} at matched compute: the "
-             f"miniature tells how the families rank at these budgets on this data, not "
-             f"whether the ranking holds at the paper's scale")
+             f"{' and '.join(_relation(fits, tops, 'hybrid', f) for f in others)} at matched "
+             f"compute: the miniature tells how the families rank at these budgets on this "
+             f"data, not whether the ranking holds at the paper's scale")
   return text + "."
 
 

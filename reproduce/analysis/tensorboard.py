@@ -34,13 +34,7 @@ HPARAMS_RUN = "hparams"
 COMPARE_RUN = "compare"
 REPORT_RUN = "report"
 
-IMAGE_TAGS = {
-    "fig1": "figures/fig1_top1_error_vs_compute",
-    "frontiers": "figures/frontiers_loss_vs_compute",
-    "fig2": "figures/fig2_loss_vs_compute",
-    "fig3": "figures/fig3_optimal_lr_vs_epochs",
-    "optimal": "figures/optimal_size_epochs_vs_compute",
-}
+IMAGE_PREFIX = "figures/"  # + the name of each of figures.study_figures
 TEXT_TAGS = ("summary/coefficients", "summary/frontier", "summary/notes")
 HPARAM_METRICS = ("heldout_loss", "heldout_top1", "core_hours")
 
@@ -164,13 +158,8 @@ def write_fits(logdir: str, points: Sequence[Point], fits: dict) -> dict:
   """
   points = list(points)
   fileio.makedirs(logdir)
-  images = {
-      IMAGE_TAGS["fig2"]: lambda: figures.figure_loss_vs_compute(points, fits),
-      IMAGE_TAGS["fig1"]: lambda: figures.figure_top1_vs_compute(points, fits),
-      IMAGE_TAGS["frontiers"]: lambda: figures.figure_frontiers(points, fits),
-      IMAGE_TAGS["fig3"]: lambda: figures.figure_optimal_lr(fits),
-      IMAGE_TAGS["optimal"]: lambda: figures.figure_optimal_scaling(fits),
-  }
+  images = {IMAGE_PREFIX + name: make
+            for name, make in figures.study_figures(points, fits).items()}
   curves = loss_curves(points, fits)
   texts = dict(zip(TEXT_TAGS, (coefficients_markdown(fits), frontier_markdown(fits),
                                notes_markdown(fits))))

@@ -7,7 +7,7 @@ JFT-300M recipe (Brock et al. 2021, A.5): Nesterov 0.9, AGC 0.01 (classifier
 excluded), coupled weight decay 1e-6, no EMA, crops + flips only.
 
 Held-out loss at 256 px (the paper: "224x224 train, 256x256 evaluation"), with the NFNet
-evaluation crop (resize to 288, centre 256). ViTs evaluate at their training resolution
+evaluation crop (resize to 288, centre 256). ViTs and hybrid ViTs evaluate at their training resolution
 (set --config.eval_resolution=None for them; docs/pretrain.md, "Recipes").
 
 Regularisation, a documented choice: NO dropout and NO stochastic depth in pre-training.

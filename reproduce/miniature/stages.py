@@ -32,7 +32,7 @@ from reproduce.miniature import worker_pool
 FITS_DIR = "fits"
 COMPARE_FILE = "compare.json"
 BREAKDOWN_FILE = "time_breakdown.json"
-# Figure 1 as a file too (both families on one compute-matched plot), beside fits.json.
+# Figure 1 as a file too (every family on one compute-matched plot), beside fits.json.
 FIGURE1_PNG = "fig1_top1_error_vs_compute.png"
 
 

@@ -19,7 +19,7 @@ def build_model(config: dict, plan, num_classes: int) -> keras.Model:
   overrides = dict(config.get("model_overrides") or {})
   resolution = int(plan.resolution)
   if model_defs.has_position_grid(plan.model):
-    check_vit_eval_resolution(config, plan)
+    check_position_grid_eval_resolution(config, plan)
     overrides.setdefault("image_size", resolution)  # the position-embedding grid
   model = model_defs.build(plan.model, num_classes=num_classes, **overrides)
   if not model.built:
@@ -30,14 +30,14 @@ def build_model(config: dict, plan, num_classes: int) -> keras.Model:
 OPTIMIZERS = ("sgd_agc", "adamw")
 
 
-def check_vit_eval_resolution(config: dict, plan) -> None:
-  """A ViT is built for one input size (its position-embedding grid): the held-out set is
-  evaluated at the training resolution, as its authors' pre-training evaluators do."""
+def check_position_grid_eval_resolution(config: dict, plan) -> None:
+  """A ViT (or hybrid ViT) is built for one input size (its position-embedding grid): the
+  held-out set is evaluated at the training resolution, as its authors' evaluators do."""
   requested = config["eval_resolution"]
   if requested and int(requested) != int(plan.resolution):
     raise rundir.EngineError(
         f"config.eval_resolution={requested} but {plan.model} is built for "
-        f"{int(plan.resolution)} px inputs (its position-embedding grid); ViTs evaluate the "
+        f"{int(plan.resolution)} px inputs (its position-embedding grid); ViTs and hybrids evaluate the "
         f"held-out set at their training resolution: set --config.eval_resolution=None")
 
 

@@ -344,7 +344,9 @@ def train(config, plan, model_dir: str, strategy: tf.distribute.Strategy | None 
     allow_config_change: accept a config different from model_dir/config.json.
     data_dir, manual_dir: passed to ``data_module.load_source``.
     source: an already loaded data source (skips ``load_source``).
-    data_module: ``load_source``, ``train_dataset``, ``heldout_dataset`` (default reproduce.data).
+    data_module: ``load_source``, ``train_dataset``, ``heldout_dataset`` (default reproduce.data);
+      ``heldout_dataset`` must give the same batches on every pass (a small held-out set is
+      kept after its first pass: ``steps.Evaluator``).
     model_fn: ``(config, plan, num_classes) -> keras.Model`` (default ``builders.build_model``);
       called in the strategy scope, before a checkpoint is restored.
     optimizer_fn: ``(config, schedule, model, num_classes) -> built optimizer`` (default

@@ -9,11 +9,11 @@
 
 ``ema``: "auto" takes EMA weights when the source has them; "true" requires them; "false"
 requires raw weights (a converted directory holds one set, its model.json says which).
-A ViT evaluated at another resolution gets its position embedding resampled. Each model
+A ViT or hybrid evaluated at another resolution gets its position embedding resampled. Each model
 carries its ``input_range`` (the pixel range its weights expect): a run's
 ``config.input_range`` (None: ImageNet mean/std), a converted directory's model.json field;
 and its ``crop`` (evaluate's default): a run's ``config.eval_crop`` (None: 'nfnet'), the
-family's for converted weights (``weights_file.source_eval_crop``: 'vit' for ViTs).
+family's for converted weights (``weights_file.source_eval_crop``: 'vit' for ViTs and hybrids).
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def _load_run(path: str, ema: str) -> LoadedModel:
 
 
 def _build(name: str, num_classes: int, overrides: dict, resolution: int) -> keras.Model:
-  """``model_defs.build``, ViTs (and fixed-size models) at ``resolution``, built."""
+  """``model_defs.build``, ViTs and hybrids (and fixed-size models) at ``resolution``, built."""
   overrides = dict(overrides)
   if model_defs.has_position_grid(name) or overrides.get("image_size"):
     overrides["image_size"] = int(resolution)
@@ -153,7 +153,7 @@ def load(path: str, ema: str = "auto") -> LoadedModel:
 
 def at_resolution(loaded: LoadedModel, resolution: int) -> keras.Model:
   """The model for ``resolution`` inputs: itself when its input size allows, else rebuilt
-  there (ViT position embeddings resampled, bicubic)."""
+  there (ViT and hybrid position embeddings resampled, bicubic)."""
   height = loaded.model.inputs[0].shape[1] if loaded.model.inputs else None
   if height in (None, resolution):
     return loaded.model

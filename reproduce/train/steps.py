@@ -126,8 +126,12 @@ def _nbytes(batch) -> int:
 
 class Evaluator:
   """Held-out loss and top-1 of the model, with the optimizer's EMA weights when it keeps one.
+
   The batches of a held-out set up to ``CACHE_BYTES`` are kept after the first evaluation
-  (a held-out pipeline is deterministic, so every pass gives the same batches)."""
+  (on an accelerator, in its memory, for the program's life). This relies on the data
+  module's contract that ``heldout_dataset`` is deterministic, every pass the same batches
+  (``loop.train``'s ``data_module``; docs/pretrain.md), as the kit's own pipelines are.
+  """
 
   def __init__(self, strategy: tf.distribute.Strategy, model: keras.Model, optimizer,
                loss: str, dataset_fn: Callable):
@@ -148,16 +152,18 @@ class Evaluator:
       self._dataset = self._strategy.distribute_datasets_from_function(self._dataset_fn)
     kept, size = [], 0
     iterator = [iter(self._dataset)]  # the only reference: released in the background
-    for batch in iterator[0]:
-      batch = tuple(batch)
-      size += _nbytes(batch)
-      if kept is not None and size <= CACHE_BYTES:
-        kept.append(batch)
-      else:
-        kept = None
-      yield batch
-    inputs.release_in_background(iterator)
-    self._kept = kept
+    try:
+      for batch in iterator[0]:
+        batch = tuple(batch)
+        size += _nbytes(batch)
+        if kept is not None and size <= CACHE_BYTES:
+          kept.append(batch)
+        else:
+          kept = None
+        yield batch
+    finally:
+      inputs.release_in_background(iterator)
+    self._kept = kept  # reached only after a whole pass
 
   def __call__(self) -> dict:
     totals = np.zeros(3, np.float64)
