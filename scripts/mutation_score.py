@@ -105,6 +105,11 @@ EQUIVALENT: dict[str, str] = {
     # without `jft` (a TypeError, not equivalent).
     "reproduce.planning.allocation.x_reference_train_flops__mutmut_20":
         "resolution None for 224 on the full NFNets: their default resolution is 224",
+    "reproduce.analysis.study_report.x__seed_se__mutmut_12":
+        "n_runs default 1 for 0: then 1 / n_groups <= 1, and max(per_group, 1.0) makes both 1",
+    "reproduce.analysis.prediction.x__judged__mutmut_4":
+        "tests interval[1] for interval[0] is None: every caller passes [None, None] or two "
+        "numbers (_exp_interval, _loss_part)",
     "reproduce.analysis.seeds.x_min_of_normals__mutmut_5":
         "drops dtype=float: the next lines add float noise, so integer losses give the same",
     "reproduce.data.repeated.x_train_dataset__mutmut_163":

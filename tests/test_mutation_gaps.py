@@ -710,6 +710,16 @@ def test_mini_reference_without_a_dataset_size_costs_the_grid_on_jft():
   assert allocation.reference_train_flops(minis, resolution=32) != pytest.approx(
       allocation.reference_train_flops(minis, 60000, 32))
 
+
+def test_allocation_dict_holds_the_plan_as_a_dict_for_json():
+  import json
+  from reproduce.planning import allocation
+  (row, *_) = allocation.allocate(5000.0, ["nfnet_f0"])
+  d = row.to_dict()
+  assert d["plan"] == row.plan.to_dict() and isinstance(d["plan"], dict)
+  assert (d["model"], d["recommended"], d["epochs"]) == ("nfnet_f0", True, row.epochs)
+  assert json.loads(json.dumps(d)) == d
+
 # --- reproduce/core/published.py: every entry's key, model, quantity and unit agree ---------
 
 # The unit each quantity is stated in (the key names the quantity; this, its unit).
@@ -988,6 +998,15 @@ def test_choose_order_sizes_and_refusals():
   with pytest.raises(DataError, match="shard_window=0"):
     order.choose_order("shards", (3,), 3, window=0)
   assert order.base_seed(3, order.ORDER_TAG).dtype == tf.int64  # Philox keys are int64
+
+
+def test_auto_order_turns_to_shards_only_above_shard_order_from():
+  from reproduce.data import order
+  from reproduce.data.datasource import ShardOrder
+  sizes = (order.SHARD_ORDER_FROM, order.SHARD_ORDER_FROM)
+  assert order.choose_order("auto", sizes, order.SHARD_ORDER_FROM) is None
+  assert order.choose_order("auto", sizes, order.SHARD_ORDER_FROM + 1) == ShardOrder(
+      sizes=(order.SHARD_ORDER_FROM, 1), window=order.SHARD_WINDOW)
 
 
 def test_prediction_interval_is_the_exp_of_the_log_interval():

@@ -119,4 +119,12 @@ def test_xiao_rows_are_the_four_vit_c_models_the_kit_defines():
                                    for q in ("params", "gmacs")]
   for entry in rows:
     assert entry.model == entry.key.split(".")[0] and entry.source == "X Table 1"
+    assert dict(entry.model_overrides) == {"pool_type": "token"}  # class token, with a head
     model_defs.get_spec(entry.model)  # a model the kit builds
+
+
+def test_every_size_entry_names_a_model_the_kit_builds():
+  sized = [e for e in published._all_rows() if e.quantity in SIZE_QUANTITIES]
+  assert {f"nfnet_f{i}.params" for i in range(7)} <= {e.key for e in sized}  # N Table 3
+  for entry in sized:
+    model_defs.get_spec(entry.model)

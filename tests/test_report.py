@@ -254,3 +254,39 @@ def test_laws_markdown_lists_edge_optima_predictions_and_each_familys_own_notes(
           "1e+06 (smallest size), 1.6e+07 (largest size)") in text
   assert "- prediction: not made: why" in text
   assert "- note: few points" in text and "other" not in text
+  fits["settings"]["family_intervals"] = "t intervals"
+  assert study_report.laws_markdown(fits, {}).splitlines()[0].endswith(
+      "intervals: 90%, t intervals (50 resamples).")
+
+
+def test_breakdown_gives_each_share_of_the_wall_time_and_the_time_not_training():
+  text = study_report.breakdown_markdown({"data": 30.0, "training": 150.0}, wall_seconds=200.0,
+                                         cores=4, training_core_seconds=400.0)
+  assert text.splitlines() == [
+      "| category | seconds | share of wall time |", "|---|---|---|",
+      "| data | 30.0 | 15.0% |", "| training | 150.0 | 75.0% |", "",
+      "Wall time 200.0 s on 4 core(s); training 400.0 core-seconds = 100.0 s of wall time on "
+      "4 core(s); time not spent training 100.0 s (50.0% of the wall time)."]
+  assert "| data | 0.0 | 0.0% |" in study_report.breakdown_markdown(
+      {"data": 0.0}, wall_seconds=0.0, cores=1, training_core_seconds=0.0)  # no division by 0
+
+
+def test_write_report_returns_where_it_wrote_the_report_figures_and_tensorboard_text(
+    tmp_path, monkeypatch):
+  """The files as written, with the figures and the text stubbed (the study fixture draws
+  the real ones)."""
+  drawn = {name: (lambda n=name: n) for name in study_report.FIGURE_FILES}
+  monkeypatch.setattr(study_report, "_figures", lambda points, fits, predictions: drawn)
+  monkeypatch.setattr(study_report.figures, "png_bytes", lambda name: name.encode())
+  monkeypatch.setattr(study_report, "report_markdown", lambda *a, **k: "the text")
+  workdir, logdir = str(tmp_path / "study"), str(tmp_path / "logs")
+  written = study_report.write_report(workdir, [], {}, {}, {}, {}, wall_seconds=1.0, cores=1,
+                                      training_core_seconds=1.0, logdir=logdir)
+  assert set(written) == {"report", "figures", "tensorboard"}
+  assert written["report"] == os.path.join(workdir, "report.md")
+  assert fileio.read_text(written["report"]) == "the text"
+  assert written["figures"] == [os.path.join(workdir, n) for n in study_report.FIGURE_FILES]
+  for path in written["figures"]:
+    with open(path, "rb") as f:
+      assert f.read() == os.path.basename(path).encode()
+  assert written["tensorboard"].startswith(logdir) and os.listdir(written["tensorboard"])
