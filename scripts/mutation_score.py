@@ -101,8 +101,13 @@ EQUIVALENT: dict[str, str] = {
         "drops **kwargs: the unpickler calls it by REDUCE, which passes positional args only",
     "reproduce.train.run_record.x_record__mutmut_5":
         "train_size default None for 0: both are falsy, and every use is `train_size or ...`",
-    "reproduce.planning.allocation.x_reference_train_flops__mutmut_22":
+    # mutmut numbers mutants in source order; this entry read _22, which is now the call
+    # without `jft` (a TypeError, not equivalent).
+    "reproduce.planning.allocation.x_reference_train_flops__mutmut_20":
         "resolution None for 224 on the full NFNets: their default resolution is 224",
+    "reproduce.analysis.prediction.x__judged__mutmut_4":
+        "tests interval[1] for interval[0] is None: every caller passes [None, None] or two "
+        "numbers (_exp_interval, _loss_part)",
     "reproduce.analysis.seeds.x_min_of_normals__mutmut_5":
         "drops dtype=float: the next lines add float noise, so integer losses give the same",
     "reproduce.data.repeated.x_train_dataset__mutmut_163":

@@ -688,6 +688,38 @@ def test_mini_reference_sits_where_the_papers_does_in_its_grid():
       math.log(paper / lo) / math.log(hi / lo))
 
 
+
+def test_allocation_refuses_a_budget_below_every_models_step_on_the_budget_flag():
+  from reproduce import planning
+  from reproduce.planning import allocation
+  one_f0_step = planning.plan_from_epochs("nfnet_f0", 4096 / 4e9).core_hours
+  with pytest.raises(planning.PlanError) as info:
+    allocation.allocate(0.5 * one_f0_step, ["nfnet_f0", "nfnet_f7plus"])
+  assert info.value.flag == "budget_core_hours"
+  assert info.value.message.endswith("is smaller than one training step of every model")
+  assert allocation.epochs_exponent() == 0.5  # 1 / (1 + the paper's ratio of 1)
+
+
+def test_mini_reference_without_a_dataset_size_costs_the_grid_on_jft():
+  from reproduce.core import published
+  from reproduce.planning import allocation
+  minis = allocation.family_models("nfnet_mini")
+  jft = published.value("jft4b.dataset_size")
+  assert allocation.reference_train_flops(minis, resolution=32) == pytest.approx(
+      allocation.reference_train_flops(minis, jft, 32))
+  assert allocation.reference_train_flops(minis, resolution=32) != pytest.approx(
+      allocation.reference_train_flops(minis, 60000, 32))
+
+
+def test_allocation_dict_holds_the_plan_as_a_dict_for_json():
+  import json
+  from reproduce.planning import allocation
+  (row, *_) = allocation.allocate(5000.0, ["nfnet_f0"])
+  d = row.to_dict()
+  assert d["plan"] == row.plan.to_dict() and isinstance(d["plan"], dict)
+  assert (d["model"], d["recommended"], d["epochs"]) == ("nfnet_f0", True, row.epochs)
+  assert json.loads(json.dumps(d)) == d
+
 # --- reproduce/core/published.py: every entry's key, model, quantity and unit agree ---------
 
 # The unit each quantity is stated in (the key names the quantity; this, its unit).
@@ -966,6 +998,15 @@ def test_choose_order_sizes_and_refusals():
   with pytest.raises(DataError, match="shard_window=0"):
     order.choose_order("shards", (3,), 3, window=0)
   assert order.base_seed(3, order.ORDER_TAG).dtype == tf.int64  # Philox keys are int64
+
+
+def test_auto_order_turns_to_shards_only_above_shard_order_from():
+  from reproduce.data import order
+  from reproduce.data.datasource import ShardOrder
+  sizes = (order.SHARD_ORDER_FROM, order.SHARD_ORDER_FROM)
+  assert order.choose_order("auto", sizes, order.SHARD_ORDER_FROM) is None
+  assert order.choose_order("auto", sizes, order.SHARD_ORDER_FROM + 1) == ShardOrder(
+      sizes=(order.SHARD_ORDER_FROM, 1), window=order.SHARD_WINDOW)
 
 
 def test_prediction_interval_is_the_exp_of_the_log_interval():

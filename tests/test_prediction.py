@@ -135,3 +135,31 @@ def test_skipped_prediction_is_an_undecided_row():
   assert all("3 budget(s)" in r["note"] for r in result["rows"])
   assert result["passed"] and result["verdict"] == "UNDECIDED"
   assert np.isfinite(_predict(helpers.study_points(), bootstrap=0)["loss"]["predicted"])
+
+
+def test_judged_is_inside_on_both_bounds_and_unjudged_without_an_interval():
+  part = prediction._judged(0.5, [0.4, 0.6], 0.6, note="n")
+  assert part == dict(predicted=0.5, interval=[0.4, 0.6], observed=0.6, inside=True, note="n")
+  assert prediction._judged(0.5, [0.4, 0.6], 0.4)["inside"] is True
+  assert prediction._judged(0.5, [0.4, 0.6], 0.61)["inside"] is False
+  assert prediction._judged(0.5, [0.4, 0.6], 0.39)["inside"] is False
+  assert prediction._judged(0.5, [None, None], 0.5)["inside"] is None
+
+
+def test_band_is_the_loss_law_and_its_interval_at_each_compute():
+  """The figure's band: centre a*C^-b at each compute, between the exp of the log interval."""
+  from reproduce.analysis import bootstrap
+  from reproduce.analysis.pipeline import ESTIMATES
+  estimate = np.zeros(len(ESTIMATES))
+  estimate[ESTIMATES.index("log_a")], estimate[ESTIMATES.index("b")] = np.log(2.0), 0.5
+  samples = np.tile(estimate, (50, 1))
+  samples[:, ESTIMATES.index("log_a")] += np.random.default_rng(0).normal(0.0, 0.1, 50)
+  band = prediction._band(estimate, samples, np.array([1.0, 4.0]), 0.9)
+  assert set(band) == {"compute", "centre", "lo", "hi"}
+  assert band["compute"] == [1.0, 4.0]
+  assert band["centre"] == pytest.approx([2.0, 1.0])
+  for i, c in enumerate((1.0, 4.0)):
+    centre = np.log(2.0) - 0.5 * np.log(c)
+    lo, hi = bootstrap.normal_interval(centre, samples[:, 0] - 0.5 * np.log(c), 0.9)
+    assert [band["lo"][i], band["hi"][i]] == pytest.approx([np.exp(lo), np.exp(hi)])
+    assert band["lo"][i] < band["centre"][i] < band["hi"][i]

@@ -174,3 +174,157 @@ def test_a_frontier_with_seeds_is_drawn_at_their_mean_as_the_law_sees_it():
   (ax,) = figures.figure_frontiers(points, fits).axes
   best = {line.get_label(): line for line in ax.get_lines()}["nfnet: best run per budget"]
   assert best.get_ydata()[-1] == pytest.approx(math.sqrt(seeds[0] * seeds[1]))
+
+
+def test_law_rows_list_every_fitted_law_with_its_value_and_interval():
+  entry = dict(
+      fit=dict(a=2.0, b=0.125, ci=dict(a=[1.5, 2.5], b=[0.1, 0.15])),
+      floor=dict(E=0.25, E_over_top_loss=0.3),
+      seeds=dict(sd=0.02, n_groups=3),
+      optimal_scaling=dict(n=4, ratio=dict(value=1.5, ci=[1.2, 1.8]),
+                           size=dict(k=10.0, exponent=0.6, ci=dict(k=[9.0, 11.0],
+                                                                   exponent=[0.5, 0.7])),
+                           epochs=dict(k=0.5, exponent=0.4, ci=dict(k=[0.4, 0.6],
+                                                                    exponent=[0.3, 0.5]))),
+      lr_trend=dict(pooled_slope=-0.5, ci=[-0.7, -0.3]),
+      finetune_fit=dict(a=3.0, b=0.07, ci=dict(a=[2.0, 4.0], b=[0.05, 0.09])))
+  size = "optimal size: size = k*C^alpha (iso-compute, 4 budgets)"
+  epochs = "optimal epochs: epochs = k*C^alpha (iso-compute, 4 budgets)"
+  assert study_report._law_rows(entry) == [
+      ("frontier loss: L = a*C^-b", "a", "2", [1.5, 2.5]),
+      ("frontier loss: L = a*C^-b", "b", "0.125", [0.1, 0.15]),
+      ("floor diagnostic: L = E + a*C^-b", "E", "0.25", None),
+      ("floor diagnostic", "E / top-budget loss (want < 0.5)", "0.3", None),
+      ("seed spread (3 replicated runs)", "SD of log loss", "0.02", None),
+      (size, "k", "10", [9.0, 11.0]), (size, "alpha", "0.6", [0.5, 0.7]),
+      (epochs, "k", "0.5", [0.4, 0.6]), (epochs, "alpha", "0.4", [0.3, 0.5]),
+      ("size / epochs exponent ratio (paper: ~1)", "ratio", "1.5", [1.2, 1.8]),
+      ("optimal LR trend (Figure 3): lr ~ epochs^s, pooled", "s", "-0.5", [-0.7, -0.3]),
+      ("fine-tuned top-1 error (Figure 1): err = a*C^-b", "a", "3", [2.0, 4.0]),
+      ("fine-tuned top-1 error (Figure 1): err = a*C^-b", "b", "0.07", [0.05, 0.09])]
+  assert study_report._law_rows({}) == []  # nothing fitted: no rows
+
+
+def _prediction_record(loss_inside, size_inside):
+  return dict(status="ok", compute=8.0, budgets=[1.0, 2.0, 4.0, 8.0], seed_sd=0.02,
+              seed_source="floor (no replicates)", law=dict(a=2.0, b=0.1),
+              loss=dict(predicted=0.5, interval=[0.4, 0.6], observed=0.55, inside=loss_inside),
+              optimal_size=dict(predicted=100.0, interval=[80.0, 120.0], observed=90.0,
+                                inside=size_inside, note="edge" if size_inside is None else None))
+
+
+def test_prediction_lines_say_inside_outside_or_not_judged():
+  lines = study_report._prediction_lines(_prediction_record(True, None))
+  assert lines[0] == ("- prediction at the largest budget (compute 8), law fitted on the 3 "
+                      "smaller budgets: L = 2*C^-0.1")
+  assert lines[1] == "  - seed SD used: 0.02 (floor (no replicates))"
+  assert lines[2] == "  - held-out loss: predicted 0.5 [0.4, 0.6], observed 0.55: inside"
+  assert lines[3] == ("  - optimal size (FLOPs/image): predicted 100 [80, 120], observed 90: "
+                      "not judged; edge")
+  lines = study_report._prediction_lines(_prediction_record(False, True))
+  assert lines[2].endswith("observed 0.55: outside") and lines[3].endswith("observed 90: inside")
+  assert study_report._prediction_lines(None) == []
+  assert study_report._prediction_lines(dict(status="skipped", note="3 budget(s)")) == [
+      "- prediction: not made: 3 budget(s)"]
+
+
+def test_prediction_sentence_says_inside_or_outside_for_the_loss_and_the_size():
+  text = study_report._prediction_sentence("nfnet", _prediction_record(True, False))
+  assert text == ("Fitted on the 3 smaller budgets, the nfnet law predicted a held-out loss of "
+                  "0.5 [0.4, 0.6] (prediction interval) at the largest budget; the best run "
+                  "there reached 0.55, inside the interval, and its iso-compute optimal size "
+                  "(90 FLOPs/image) was outside the predicted optimal-size interval.")
+  text = study_report._prediction_sentence("vit", _prediction_record(False, True))
+  assert "reached 0.55, outside the interval" in text
+  assert "was inside the predicted optimal-size interval." in text
+  unjudged = study_report._prediction_sentence("vit", _prediction_record(True, None))
+  assert unjudged.endswith("inside the interval.") and "optimal size" not in unjudged
+  assert study_report._prediction_sentence("vit", dict(status="skipped", note="why")) == (
+      "No vit prediction was made (why).")
+
+
+def test_plain_words_give_the_claim_family_prediction_first_then_the_others_by_name():
+  fits = dict(compute_unit="FLOPs", settings=dict(confidence=0.95), n_runs=12, per_family={})
+  comparison = dict(rows=[])
+  predictions = {f: dict(status="skipped", note=f"{f} note") for f in ("vit", "hybrid", "nfnet")}
+  text = study_report.plain_words(fits, comparison, predictions)
+  assert text.startswith("No NFNet claim could be judged. No nfnet prediction was made "
+                         "(nfnet note). No hybrid prediction was made (hybrid note). No vit "
+                         "prediction was made (vit note). No run was fine-tuned")
+  assert "every interval is a 95% bootstrap over 12 runs" in text
+
+
+def test_each_figure_is_drawn_from_the_data_it_plots(monkeypatch):
+  for name in ("figure_top1_vs_compute", "figure_frontiers", "figure_loss_vs_compute",
+               "figure_optimal_lr", "figure_optimal_scaling", "figure_prediction"):
+    monkeypatch.setattr(study_report.figures, name, lambda *a, _n=name: (_n,) + a)
+  made = {file: make() for file, make in study_report._figures("P", "F", "R").items()}
+  assert made == {"fig1_top1_error_vs_compute.png": ("figure_top1_vs_compute", "P", "F"),
+                  "frontiers_loss_vs_compute.png": ("figure_frontiers", "P", "F"),
+                  "fig2_loss_vs_compute.png": ("figure_loss_vs_compute", "P", "F"),
+                  "fig3_optimal_lr_vs_epochs.png": ("figure_optimal_lr", "F"),
+                  "optimal_size_epochs_vs_compute.png": ("figure_optimal_scaling", "F"),
+                  "prediction_largest_budget.png": ("figure_prediction", "R")}
+
+
+def test_intervals_that_touch_overlap_and_a_missing_bound_is_not_judged():
+  law = lambda lo, hi: dict(ci=dict(b=[lo, hi]))
+  assert study_report._intervals_overlap(law(0.1, 0.2), law(0.2, 0.3)) is True
+  assert study_report._intervals_overlap(law(0.2, 0.3), law(0.1, 0.2)) is True
+  assert study_report._intervals_overlap(law(0.1, 0.2), law(0.21, 0.3)) is False
+  assert study_report._intervals_overlap(law(0.21, 0.3), law(0.1, 0.2)) is False
+  assert study_report._intervals_overlap(law(0.1, None), law(0.2, 0.3)) is None
+  assert study_report._slopes_compared({"a": dict(b=0.1, ci=dict(b=[0.0, 0.2]))}) == ""
+
+
+def test_laws_markdown_lists_edge_optima_predictions_and_each_familys_own_notes():
+  fits = dict(compute_kind="training", compute_unit="FLOPs",
+              settings=dict(confidence=0.9, bootstrap=50),
+              per_family=dict(nfnet=dict(optimal=[dict(compute=1e6, edge="smallest size"),
+                                                  dict(compute=4e6, edge=None),
+                                                  dict(compute=1.6e7, edge="largest size")])),
+              notes={"per_family.nfnet.fit": "few points", "per_family.vit.fit": "other"})
+  text = study_report.laws_markdown(fits, {"nfnet": dict(status="skipped", note="why")})
+  assert text.splitlines()[0] == ("Compute in training FLOPs; intervals: 90%, bootstrap "
+                                  "(50 resamples).")
+  assert "### nfnet\n\n| law | coefficient | value | 90% CI |\n|---|---|---|---|\n" in text
+  assert ("- budgets whose optimum is an edge (no interior vertex; not fitted): "
+          "1e+06 (smallest size), 1.6e+07 (largest size)") in text
+  assert "- prediction: not made: why" in text
+  assert "- note: few points" in text and "other" not in text
+  fits["settings"]["family_intervals"] = "t intervals"
+  assert study_report.laws_markdown(fits, {}).splitlines()[0].endswith(
+      "intervals: 90%, t intervals (50 resamples).")
+
+
+def test_breakdown_gives_each_share_of_the_wall_time_and_the_time_not_training():
+  text = study_report.breakdown_markdown({"data": 30.0, "training": 150.0}, wall_seconds=200.0,
+                                         cores=4, training_core_seconds=400.0)
+  assert text.splitlines() == [
+      "| category | seconds | share of wall time |", "|---|---|---|",
+      "| data | 30.0 | 15.0% |", "| training | 150.0 | 75.0% |", "",
+      "Wall time 200.0 s on 4 core(s); training 400.0 core-seconds = 100.0 s of wall time on "
+      "4 core(s); time not spent training 100.0 s (50.0% of the wall time)."]
+  assert "| data | 0.0 | 0.0% |" in study_report.breakdown_markdown(
+      {"data": 0.0}, wall_seconds=0.0, cores=1, training_core_seconds=0.0)  # no division by 0
+
+
+def test_write_report_returns_where_it_wrote_the_report_figures_and_tensorboard_text(
+    tmp_path, monkeypatch):
+  """The files as written, with the figures and the text stubbed (the study fixture draws
+  the real ones)."""
+  drawn = {name: (lambda n=name: n) for name in study_report.FIGURE_FILES}
+  monkeypatch.setattr(study_report, "_figures", lambda points, fits, predictions: drawn)
+  monkeypatch.setattr(study_report.figures, "png_bytes", lambda name: name.encode())
+  monkeypatch.setattr(study_report, "report_markdown", lambda *a, **k: "the text")
+  workdir, logdir = str(tmp_path / "study"), str(tmp_path / "logs")
+  written = study_report.write_report(workdir, [], {}, {}, {}, {}, wall_seconds=1.0, cores=1,
+                                      training_core_seconds=1.0, logdir=logdir)
+  assert set(written) == {"report", "figures", "tensorboard"}
+  assert written["report"] == os.path.join(workdir, "report.md")
+  assert fileio.read_text(written["report"]) == "the text"
+  assert written["figures"] == [os.path.join(workdir, n) for n in study_report.FIGURE_FILES]
+  for path in written["figures"]:
+    with open(path, "rb") as f:
+      assert f.read() == os.path.basename(path).encode()
+  assert written["tensorboard"].startswith(logdir) and os.listdir(written["tensorboard"])
