@@ -328,3 +328,43 @@ def test_write_report_returns_where_it_wrote_the_report_figures_and_tensorboard_
     with open(path, "rb") as f:
       assert f.read() == os.path.basename(path).encode()
   assert written["tensorboard"].startswith(logdir) and os.listdir(written["tensorboard"])
+
+
+def test_two_laws_are_compared_too():
+  apart = {"nfnet": dict(b=0.3, ci=dict(b=[0.25, 0.35])), "vit": dict(b=0.1, ci=dict(b=[0.0, 0.2]))}
+  assert study_report._slopes_compared(apart) == "; nfnet improves faster with compute than vit"
+
+
+def test_the_size_panel_titles_the_size_epochs_ratio_and_the_epochs_panel_does_not():
+  from reproduce.analysis import figures
+  law = dict(k=1.0, exponent=0.5, ci=dict(exponent=[0.4, 0.6]))
+  fits = dict(compute_unit="FLOPs", per_family=dict(nfnet=dict(
+      optimal=[dict(compute=1.0, flops_per_image=10.0, epochs=1.0, edge=None),
+               dict(compute=4.0, flops_per_image=20.0, epochs=2.0, edge=None)],
+      optimal_scaling=dict(size=law, epochs=law, ratio=dict(value=1.25, ci=[1.0, 1.5])))))
+  size_ax, epochs_ax = figures.figure_optimal_scaling(fits).axes
+  assert size_ax.get_title() == "nfnet: size/epochs exponent ratio 1.250 [1, 1.5] (paper: ~1)"
+  assert epochs_ax.get_title() == "nfnet"
+
+
+def test_figure_titles_and_labels_say_what_is_drawn():
+  from reproduce.analysis import figures
+  points = (helpers.study_points() + helpers.study_points(
+      {f"vit_mini_s{i}": 1e5 * 2.0 ** i for i in range(5)}, seed=2))
+  fits = fits_lib.fit_all(points, bootstrap=0)
+  (ax,) = figures.figure_frontiers(points, fits).axes
+  assert ax.get_title() == "Each family's frontier and law at matched compute"
+  assert ax.get_ylabel() == "held-out loss"
+  nfnet_ax, _ = figures.figure_loss_vs_compute(points, fits).axes
+  labels = [line.get_label() for line in nfnet_ax.get_lines()] + [
+      c.get_label() for c in nfnet_ax.collections]
+  assert nfnet_ax.get_title() == "nfnet: held-out loss vs compute"
+  assert "other LRs / seeds" in labels and "best run per budget (frontier)" in labels
+
+
+def test_per_family_figures_grow_a_row_per_family():
+  from reproduce.analysis import figures
+  one = dict(per_family=dict(nfnet={}), compute_unit="FLOPs")
+  two = dict(per_family=dict(nfnet={}, vit={}), compute_unit="FLOPs")
+  (w1, h1), (w2, h2) = (figures.figure_optimal_scaling(f).get_size_inches() for f in (one, two))
+  assert w1 == w2 == 11 and h2 == pytest.approx(2 * h1) and h1 == pytest.approx(4.2)

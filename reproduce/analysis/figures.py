@@ -89,13 +89,6 @@ def _plain_log_axis(axis) -> None:
   axis.set_minor_formatter(formatter)
 
 
-def _legend_outside(ax, handles=None, labels=None) -> None:
-  if handles is None:
-    handles, labels = ax.get_legend_handles_labels()
-  ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0),
-            borderaxespad=0.0)
-
-
 def _by_model(points: Sequence[Point]) -> dict:
   groups = {}
   for p in sorted(points, key=lambda p: p.compute):
