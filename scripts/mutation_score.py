@@ -105,6 +105,8 @@ EQUIVALENT: dict[str, str] = {
     # without `jft` (a TypeError, not equivalent).
     "reproduce.planning.allocation.x_reference_train_flops__mutmut_20":
         "resolution None for 224 on the full NFNets: their default resolution is 224",
+    "reproduce.analysis.figures.x__scaling_panel__mutmut_112":
+        "color 'CRIMSON' for 'crimson': matplotlib's colour names are case-insensitive",
     "reproduce.analysis.prediction.x__judged__mutmut_4":
         "tests interval[1] for interval[0] is None: every caller passes [None, None] or two "
         "numbers (_exp_interval, _loss_part)",

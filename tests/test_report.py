@@ -360,6 +360,9 @@ def test_figure_titles_and_labels_say_what_is_drawn():
       c.get_label() for c in nfnet_ax.collections]
   assert nfnet_ax.get_title() == "nfnet: held-out loss vs compute"
   assert "other LRs / seeds" in labels and "best run per budget (frontier)" in labels
+  _, published_ax = figures.figure_top1_vs_compute(points, fits).axes
+  assert published_ax.get_ylabel() == "ImageNet top-1 error (%)"
+  assert published_ax.get_title() == "published (the paper's Figure 1 points)"
 
 
 def test_per_family_figures_grow_a_row_per_family():
