@@ -3,7 +3,7 @@ r"""The miniature study: ``python -m reproduce.study`` (the kit's main job, ~16 
   python -m reproduce.study                        # the default grid on Fashion-MNIST
   python -m reproduce.study --preset=long          # 5 sizes a family, 128x (not yet timed)
   python -m reproduce.study --dataset=digits       # the quick option: the embedded digits
-  python -m reproduce.study --hybrids              # a third arm: hybrid ConvNet-ViTs (~23 min)
+  python -m reproduce.study --hybrids              # a third arm: hybrid ConvNet-ViTs (~25 min)
 
 What it does, end to end, with the kit's real code paths (reproduce.miniature; docs/study.md):
   1. loads Fashion-MNIST (60k train images, 2,048 held out from the official test split)
