@@ -29,7 +29,6 @@ FIGURE1_PUBLISHED = (("vit_giant14", "ViT-g/14"), ("vit_gigantic14", "ViT-G/14")
                      ("vit_so400m14", "SoViT-400m/14"), ("nfnet_f7plus", "NFNet-F7+ (paper)"))
 
 _FAMILY_MARKERS = {"nfnet": "o", "vit": "s"}
-_FAMILY_COLORS = {"nfnet": "tab:blue", "vit": "tab:orange", "hybrid": "tab:green"}
 
 
 def published_figure1_points() -> list[dict]:
@@ -46,8 +45,13 @@ def published_figure1_points() -> list[dict]:
 _FAMILY_CMAPS = {"nfnet": "Blues", "vit": "Oranges", "hybrid": "Greens"}
 
 
+def _family_color(family: str):
+  """A family's colour (its laws): the dark end of the shades its models are drawn in."""
+  return plt.get_cmap(_FAMILY_CMAPS.get(family, "Purples"))(0.8)
+
+
 def _model_colors(points: Sequence[Point]) -> dict:
-  """Each model's colour: shades of its family's colour (``_FAMILY_COLORS``' hue), light to
+  """Each model's colour: shades of its family's colour (``_family_color``), light to
   dark from small to large, so a family's curves and its law read as one group."""
   families = {}
   for p in sorted(points, key=lambda p: (p.flops_per_image, p.model)):
@@ -132,7 +136,7 @@ def figure_frontiers(points: Sequence[Point], fits: dict):
   computes = [p.compute for p in points] or [1.0]
   grid = np.geomspace(min(computes), max(computes), 100)
   for family, entry in sorted((fits.get("per_family") or {}).items()):
-    color = _FAMILY_COLORS.get(family, "tab:purple")
+    color = _family_color(family)
     front = _frontier([p for p in points if p.family == family], entry)
     ax.plot([p.compute for p in front], [p.heldout_loss for p in front], ls="none",
             marker=_marker(family), color=color, label=f"{family}: best run per budget")
@@ -196,7 +200,7 @@ def figure_top1_vs_compute(points: Sequence[Point], fits: dict):
     finetuned = entry.get("finetune_fit")
     if finetuned:  # each family's own fine-tuned law, on its best run per budget
       ax.plot(grid, 100 * predict(finetuned, grid), ls=":", lw=2,
-              color=_FAMILY_COLORS.get(family, "dimgray"),
+              color=_family_color(family),
               marker=_marker(family), markevery=20,
               label=f"{family} fine-tuned fit: err ~ C^-{finetuned['b']:.3f}, "
                     f"b {formatting.interval(finetuned['ci']['b'])}")
