@@ -28,6 +28,7 @@ from absl import app
 from absl import flags
 
 from reproduce.core import cli
+from reproduce.core import cpu
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import peers  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -111,6 +112,7 @@ def main(argv):
     images, batches, steps = 40, 2, 1
   with tempfile.TemporaryDirectory() as root:
     write_imagefolder(root, images, size)
+    print(f"cpu: {cpu.describe()}", flush=True)
     print(f"load {os.getloadavg()[0]:.2f}; {os.cpu_count()} cores; {images} JPEGs "
           f"{size[1]}x{size[0]}; batch {_BATCH.value}", flush=True)
     for model in _MODELS.value:

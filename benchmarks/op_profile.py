@@ -1,6 +1,7 @@
 """Where the engine's train step spends its time: seconds per op type and the costliest ops.
 
   PYTHONPATH=$PWD python benchmarks/op_profile.py --model=nfnet_f0 --threads=1
+  PYTHONPATH=$PWD python benchmarks/op_profile.py --model=nfnet_f0 --precision=bfloat16
   PYTHONPATH=$PWD python benchmarks/op_profile.py --model=vit_mini_s --jit_compile=false
 
 Builds the step ``throughput_vs_timm.py`` times (``reproduce.train.throughput.engine_step``,
@@ -26,6 +27,7 @@ from absl import app
 from absl import flags
 
 from reproduce.core import cli
+from reproduce.core import cpu
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import peers  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -36,8 +38,11 @@ _RESOLUTION = flags.DEFINE_integer("resolution", 128, "full models' resolution (
 _BATCH = flags.DEFINE_integer("batch", 16, "batch size")
 _STEPS = flags.DEFINE_integer("steps", 2, "profiled steps (also the number timed before)")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "untimed steps first (tracing, allocation)")
-_THREADS = flags.DEFINE_integer("threads", 1, "TF intra- and inter-op threads (0: default)")
+_THREADS = flags.DEFINE_integer("threads", 0, "TF intra- and inter-op threads (0: TF's default, "
+                                "all cores)")
 _JIT = flags.DEFINE_enum("jit_compile", "false", ["true", "false"], "kit XLA")
+_PRECISION = flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"],
+                               "float32, or the kit's mixed_bfloat16 policy")
 _TOP = flags.DEFINE_integer("top", 25, "rows of each table")
 
 
@@ -47,6 +52,8 @@ def _step():
   spec = model_defs.get_spec(_MODEL.value)
   resolution = spec.train_resolution if spec.mini else _RESOLUTION.value
   config = dict(peers.kit_config(_MODEL.value), jit_compile=_JIT.value == "true")
+  if _PRECISION.value == "bfloat16":
+    config["dtype_policy"] = "mixed_bfloat16"
   return throughput.engine_step(_MODEL.value, _BATCH.value, resolution, total_steps=1000,
                                 config=config), resolution
 
@@ -80,8 +87,9 @@ def main(argv):
       step()
     tf.profiler.experimental.stop()
     by_type, count, by_op = trace_ops.op_seconds(logdir, _STEPS.value)
-  print(f"{_MODEL.value} {resolution}px batch {_BATCH.value} threads {_THREADS.value or 'all'} "
-        f"XLA {_JIT.value}: step {step_s * 1e3:.1f} ms ({_BATCH.value / step_s:.2f} img/s); "
+  print(f"cpu: {cpu.describe()}")
+  print(f"{_MODEL.value} {resolution}px batch {_BATCH.value} {_PRECISION.value} threads "
+        f"{_THREADS.value or 'all'} XLA {_JIT.value}: step {step_s * 1e3:.1f} ms ({_BATCH.value / step_s:.2f} img/s); "
         f"op time {sum(by_type.values()) * 1e3:.1f} ms per profiled step (profiling adds a "
         f"little; % step below is of the timed step)")
   print(f"{'ms/step':>9} {'% step':>7} {'ops/step':>8}  op type")

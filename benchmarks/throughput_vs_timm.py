@@ -28,6 +28,7 @@ from absl import app
 from absl import flags
 
 from reproduce.core import cli
+from reproduce.core import cpu
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import peers  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -191,6 +192,7 @@ def main(argv):
   pairs_error = peers.pairs_error(_PAIRS.value)
   if pairs_error:
     cli.fail(pairs_error)
+  print(f"cpu: {cpu.describe()}", flush=True)
   print(f"load {os.getloadavg()[0]:.2f}; {os.cpu_count()} cores; batch {_BATCH.value}; "
         f"{_PRECISION.value}; kit jit {_JIT.value}; threads {_THREADS.value or 'all'}; peak: "
         f"{_PRECISION.value} 2048^3 TF matmul" + ("; dry run" if _DRY.value else ""), flush=True)

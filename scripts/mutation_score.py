@@ -9,11 +9,13 @@ then runs, for each mutant, only those of the listed tests that call the mutated
   nice -n 19 python scripts/mutation_score.py                # every group
   nice -n 19 python scripts/mutation_score.py planning stats # some groups
   nice -n 19 python scripts/mutation_score.py --sample 10     # 10 mutants per module, seeded
+  nice -n 19 python scripts/mutation_score.py analysis --modules=reproduce/analysis/pipeline.py
   nice -n 19 python scripts/mutation_score.py --rev fbf7b3f --workdir .mutation-before ...
   python scripts/mutation_score.py --report                  # tables from finished runs
 
 Per module it prints killed / survived / equivalent and the score killed / (killed + survived).
-"Survived" includes mutants no listed test reaches and timeouts. Equivalent mutants (the
+"Survived" includes mutants no listed test reaches and timeouts; a mutant that crashes the
+test run (mutmut's exit 255, which it labels "timeout") is killed. Equivalent mutants (the
 program behaves the same) are listed in EQUIVALENT with the reason, and are not counted.
 Run without PYTHONPATH pointing at a checkout: mutmut must import its mutated copy.
 """
@@ -46,6 +48,9 @@ _SAMPLE = flags.DEFINE_integer("sample", None,
 _REV = flags.DEFINE_string("rev", None,
                            "mutate and test this commit's tree instead of the working tree "
                            "(the score before a change; use another --workdir)")
+_MODULES = flags.DEFINE_list("modules", None,
+                             "only these of the groups' modules (glob patterns, e.g. "
+                             "reproduce/analysis/pipeline.py): every mutant, or the --sample")
 _REPORT = flags.DEFINE_bool("report", False, "only print the tables")
 _SURVIVORS = flags.DEFINE_bool("survivors", False, "also list surviving mutants")
 
@@ -107,6 +112,9 @@ EQUIVALENT: dict[str, str] = {
         "resolution None for 224 on the full NFNets: their default resolution is 224",
     "reproduce.analysis.figures.x__scaling_panel__mutmut_112":
         "color 'CRIMSON' for 'crimson': matplotlib's colour names are case-insensitive",
+    "reproduce.analysis.fits.x_fit_all__mutmut_93":
+        "compute_kind of points[1] for points[0]: load_points gives every point of a fit one "
+        "compute kind, and a fit has at least 3 points",
     "reproduce.analysis.prediction.x__judged__mutmut_4":
         "tests interval[1] for interval[0] is None: every caller passes [None, None] or two "
         "numbers (_exp_interval, _loss_part)",
@@ -115,15 +123,24 @@ EQUIVALENT: dict[str, str] = {
     "reproduce.data.repeated.x_train_dataset__mutmut_163":
         "drops map(deterministic=True): tf.data's default is deterministic, and the kit never "
         "turns it off (pipelines.py sets options.deterministic = True)",
+    "reproduce.analysis.pipeline.xǁFamilyRunsǁestimates__mutmut_9":
+        "bincount of indices without dtype=int: every caller passes integers (np.arange, or "
+        "bootstrap.case_bootstrap's indices.astype(int)), which keep their dtype",
     "reproduce.analysis.outputs.x_points_to_csv__mutmut_11":
         "writes None instead of '': csv.writer writes None as an empty field",
 }
 
-# mutmut's exit-code meaning (mutmut/__main__.py status_by_exit_code), folded into three.
+# mutmut's exit-code meaning (mutmut/stats.py status_by_exit_code), folded into three.
 _KILLED = {"killed", "caught by type check"}
+# mutmut's worker exits -1 (255) when running the tests raised (mutmut/workers/isolation.py:
+# `except Exception: exit_code = -1`) and reports it as "timeout"; its own time limit sends
+# SIGXCPU (codes 24, -24, 152). A mutant that crashes the test run fails the suite: killed.
+_CRASHED = 255
 
 
 def _status(code, status_by_exit_code) -> str:
+  if code == _CRASHED:
+    return "killed"
   name = status_by_exit_code.get(code, "not checked") if code is not None else "not checked"
   if name in _KILLED:
     return "killed"
@@ -185,8 +202,25 @@ def _mutant_names(dest: str, modules: list[str]) -> list[tuple[str, str]]:
   return [tuple(line.split(" ", 1)) for line in out.splitlines() if line.strip()]
 
 
+def _chosen_mutants(dest: str, modules: list[str], sample: int | None,
+                    only: list[str] | None) -> list[str]:
+  """Mutant names for mutmut's command line ([] = all): each module's seeded sample of
+  ``sample`` (the same on every run of the same code), restricted to the ``only`` modules."""
+  if not sample and not only:
+    return []
+  by_module: dict[str, list[str]] = {}
+  for module, mutant in _mutant_names(dest, modules):
+    if not only or any(fnmatch.fnmatch(module, pattern) for pattern in only):
+      by_module.setdefault(module, []).append(mutant)
+  chosen = []
+  for module, names in sorted(by_module.items()):
+    chosen += sorted(random.Random(f"{module}:{sample}").sample(names, min(sample, len(names)))
+                     if sample else names)
+  return chosen
+
+
 def run_group(name: str, workdir: str, max_children: int, sample: int | None,
-              rev: str | None = None) -> None:
+              rev: str | None = None, only: list[str] | None = None) -> None:
   modules, tests = GROUPS[name]
   dest = os.path.join(workdir, name)
   shutil.rmtree(dest, ignore_errors=True)
@@ -198,15 +232,9 @@ def run_group(name: str, workdir: str, max_children: int, sample: int | None,
   env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
   env.update(TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
   mutmut = os.path.join(os.path.dirname(sys.executable), "mutmut")
-  chosen = []
-  if sample:
-    # The same seeded sample of each module's mutants on every run of the same code.
-    by_module: dict[str, list[str]] = {}
-    for module, mutant in _mutant_names(dest, modules):
-      by_module.setdefault(module, []).append(mutant)
-    for module, names in sorted(by_module.items()):
-      chosen += sorted(random.Random(f"{module}:{sample}").sample(names, min(sample,
-                                                                             len(names))))
+  chosen = _chosen_mutants(dest, modules, sample, only)
+  if only and not chosen:
+    return  # none of this group's modules was asked for
   with open(os.path.join(workdir, f"{name}.log"), "w") as log:
     subprocess.run([mutmut, "run", "--max-children", str(max_children), *chosen], cwd=dest,
                    env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
@@ -242,12 +270,15 @@ def counts(workdir: str, name: str) -> dict[str, dict[str, list[str]]]:
   return out
 
 
-def report(workdir: str, names: list[str], show_survivors: bool) -> None:
+def report(workdir: str, names: list[str], show_survivors: bool,
+           only: list[str] | None = None) -> None:
   print("| module | killed | survived | equivalent | score |")
   print("|---|---:|---:|---:|---:|")
   survivors = []
   for name in names:
     for module, table in sorted(counts(workdir, name).items()):
+      if only and not any(fnmatch.fnmatch(module, pattern) for pattern in only):
+        continue
       k, s, e = (len(table[x]) for x in ("killed", "survived", "equivalent"))
       score = f"{100 * k / (k + s):.0f}%" if k + s else "-"
       pending = f" ({len(table['not checked'])} not checked)" if table["not checked"] else ""
@@ -273,8 +304,9 @@ def main(argv: list[str]) -> None:
     os.makedirs(_WORKDIR.value, exist_ok=True)
     for name in names:
       print(f"[{name}] mutating {GROUPS[name][0]}", flush=True)
-      run_group(name, _WORKDIR.value, _MAX_CHILDREN.value, _SAMPLE.value, _REV.value)
-  report(_WORKDIR.value, names, _SURVIVORS.value)
+      run_group(name, _WORKDIR.value, _MAX_CHILDREN.value, _SAMPLE.value, _REV.value,
+                _MODULES.value)
+  report(_WORKDIR.value, names, _SURVIVORS.value, _MODULES.value)
 
 
 if __name__ == "__main__":

@@ -478,6 +478,7 @@ def test_machine_names_cpu_cores_and_tensorflow(monkeypatch):
   import platform
 
   import tensorflow as tf
+  from reproduce.core import cpu
   from reproduce.train import budgeting
   found = budgeting.machine()
   assert (found["cpu_cores"], found["tensorflow"]) == (os.cpu_count(), tf.__version__)
@@ -488,12 +489,50 @@ def test_machine_names_cpu_cores_and_tensorflow(monkeypatch):
 
   def no_cpuinfo(*args, **kwargs):
     raise OSError("no /proc here")
-  monkeypatch.setattr(budgeting, "open", no_cpuinfo, raising=False)
+  monkeypatch.setattr(cpu, "open", no_cpuinfo, raising=False)
   monkeypatch.setattr(platform, "machine", lambda: "arm64")
   monkeypatch.setattr(platform, "processor", lambda: "")
-  assert budgeting._cpu_name() == "arm64"
+  assert budgeting.machine()["cpu"] == "arm64"
   monkeypatch.setattr(platform, "processor", lambda: "i386")
-  assert budgeting._cpu_name() == "i386"
+  assert budgeting.machine()["cpu"] == "i386"
+
+
+# --- reproduce/core/cpu.py: the CPU every benchmark table names ------------------------------
+
+_TWO_CPUS = """processor	: 0
+vendor_id	: GenuineIntel
+cpu family	: 6
+model		: 143
+model name	: Intel(R) Xeon(R) Platinum 8480+
+flags		: fpu sse avx2 avx512f avx512_bf16 amx_bf16 amx_tile avx512_vnni
+
+processor	: 1
+vendor_id	: AuthenticAMD
+model name	: second
+flags		: fpu
+"""
+
+
+def test_cpu_description_reads_the_first_processor_and_orders_its_vector_flags():
+  from reproduce.core import cpu
+  info = cpu.parse_cpuinfo("\n" + _TWO_CPUS)
+  assert cpu.name(info) == "Intel(R) Xeon(R) Platinum 8480+"
+  assert cpu.vector_flags(info) == ["avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile",
+                                    "amx_bf16"]
+  line = cpu.describe(info)
+  assert line.startswith("Intel(R) Xeon(R) Platinum 8480+ (vendor GenuineIntel, family 6, "
+                         "model 143), ")
+  assert line.endswith("; flags: avx2 avx512f avx512_vnni avx512_bf16 amx_tile amx_bf16; "
+                       "bf16 unit: AMX")
+
+
+def test_cpu_bf16_unit_is_amx_then_avx512_bf16_then_none():
+  from reproduce.core import cpu
+  assert cpu.bf16_unit({"flags": "avx512_bf16 amx_bf16"}) == "AMX"
+  assert cpu.bf16_unit({"flags": "avx2 avx512f avx512_bf16"}) == "AVX-512 BF16"
+  assert cpu.bf16_unit({"flags": "avx2 amx_tile"}) is None
+  assert cpu.describe({"flags": "avx2"}).endswith("flags: avx2; bf16 unit: none (emulated)")
+  assert "flags: none of avx2 " in cpu.describe({})
 
 
 def test_budget_warning_without_a_throughput_source_says_given():
@@ -1016,3 +1055,92 @@ def test_prediction_interval_is_the_exp_of_the_log_interval():
   assert prediction._exp_interval(1.0, draws, 0.9) == pytest.approx([math.exp(lo),
                                                                      math.exp(hi)])
   assert prediction._exp_interval(1.0, draws[:5], 0.9) == [None, None]  # too few draws
+
+
+# --- reproduce/analysis: survivors of the complete analysis sample (Dec 7) -------------------
+
+
+def test_fits_keep_the_floor_diagnostic_the_compute_kind_and_each_frontier_runs_top1_source():
+  from reproduce.analysis import fits
+  records = synthetic_runs.synthetic_records(irreducible=0.5, finetune_b=0.1)
+  points = synthetic_runs.as_points(records)
+  result = fits.fit_all(points, bootstrap=0)
+  floor = result["per_family"]["nfnet"]["floor"]
+  assert floor["E"] == pytest.approx(0.5, rel=0.05)
+  assert floor["E_over_top_loss"] == pytest.approx(floor["E"] / floor["top_loss"])
+  assert {row["top1_source"] for row in result["frontier"]} == {"finetune"}
+  assert result["compute_kind"] == "planned"
+  plain = fits.fit_all(synthetic_runs.as_points(synthetic_runs.synthetic_records()), bootstrap=0)
+  assert {row["top1_source"] for row in plain["frontier"]} == {"heldout"}
+
+
+def test_lowest_per_group_of_nothing_is_an_empty_index_array():
+  from reproduce.analysis import frontier
+  found = frontier.lowest_per_group(np.zeros(0, dtype=int), np.zeros(0))
+  assert found.shape == (0,) and found.dtype.kind == "i"
+
+
+def test_power_law_refuses_unequal_or_2d_inputs_and_non_positive_values_by_name():
+  from reproduce.analysis import laws
+  with pytest.raises(laws.ScalingError, match=r"fit: x and y must be 1-D of one length, got "
+                                              r"\(3,\), \(4,\)"):
+    laws.fit_power_law([1.0, 2.0, 4.0], [3.0, 2.0, 1.5, 1.0], what="fit")
+  with pytest.raises(laws.ScalingError, match="1-D of one length"):
+    laws.fit_power_law([[1.0, 2.0], [4.0, 8.0]], [[3.0, 2.0], [1.5, 1.0]], what="fit")
+  with pytest.raises(laws.ScalingError, match=r"^fit: log-log fit needs positive finite values "
+                                              r"\(a, b, c\)$"):
+    laws.fit_power_law([1.0, 2.0, 4.0], [3.0, 0.0, 1.0], what="fit", names=["a", "b", "c"])
+  with pytest.raises(laws.ScalingError, match=r"ci_method must be 't' or 'percentile', got 'x'"):
+    laws.fit_power_law([1.0, 2.0, 4.0], [3.0, 2.0, 1.0], ci_method="x")
+
+
+def test_power_law_records_its_confidence_and_the_r2_of_log_loss():
+  from reproduce.analysis import laws
+  x = np.array([1.0, 2.0, 4.0, 8.0, 16.0])
+  y = 3.0 * x ** -0.2 * np.exp([0.05, -0.04, 0.02, -0.06, 0.03])
+  law = laws.fit_power_law(x, y, bootstrap=20, confidence=0.9)
+  assert law["confidence"] == 0.9
+  slope, intercept = np.polyfit(np.log(x), np.log(y), 1)
+  residual = np.log(y) - (intercept + slope * np.log(x))
+  centred = np.log(y) - np.log(y).mean()
+  assert law["r2_log"] == pytest.approx(1 - np.sum(residual ** 2) / np.sum(centred ** 2))
+
+
+def test_a_runs_seed_is_its_data_seed_else_its_seed():
+  from reproduce.analysis import runs
+  record = synthetic_runs.synthetic_records({"nfnet_mini_s0": 1e5}, (1.0,),
+                                            lr_factors=(1.0,))[0]
+  record.pop("seed", None)
+  for config, expected in (({"data_seed": 7, "seed": 3}, 7), ({"data_seed": None, "seed": 3}, 3),
+                           ({"seed": 4}, 4), ({}, None)):
+    record["config"] = dict(record["config"], **config)
+    for key in ("data_seed", "seed"):
+      if key not in config:
+        record["config"].pop(key, None)
+    assert runs.point_from_record("r/results.json", "r", record).seed == expected, config
+
+
+def test_seed_spread_skips_a_single_run_group_before_a_replicated_one():
+  from reproduce.analysis import seeds
+  single = synthetic_runs.synthetic_records({"nfnet_mini_s0": 1e5}, (1.0,), lr_factors=(1.0,))
+  pair = synthetic_runs.synthetic_records({"nfnet_mini_s1": 2e5}, (1.0,), lr_factors=(1.0,),
+                                          seeds=(0, 1), noise=0.05)
+  spread = seeds.seed_spread(synthetic_runs.as_points(single + pair))
+  losses = np.log([r["heldout_loss"] for r in pair])
+  assert spread == dict(sd=pytest.approx(losses.std(ddof=1)), dof=1, n_groups=1, n_runs=2)
+
+
+def test_sign_status_without_an_estimate_says_so():
+  assert verdicts.sign_status(-1, None, [0.1, 0.2]) == (pytest.approx(math.nan, nan_ok=True),
+                                                         verdicts.UNDECIDED, "no estimate")
+  assert verdicts.sign_status(-1, math.inf, None)[2] == "no estimate"
+
+
+def test_compare_limits_the_model_rows_to_the_models_asked_and_heads_its_table():
+  from reproduce.analysis import versus_published
+  result = versus_published.compare(models=["nfnet_f0"])
+  assert {(r["model"], r["quantity"]) for r in result["rows"]} == {("nfnet_f0", "params"),
+                                                                    ("nfnet_f0", "gmacs")}
+  header, rule = versus_published.markdown_table(result).splitlines()[:2]
+  assert header == "| key | ours | published | difference | tolerance | unit | status | note |"
+  assert rule == "|---|---|---|---|---|---|---|---|"

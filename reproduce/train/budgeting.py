@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 
 import tensorflow as tf
 
 from reproduce import planning
+from reproduce.core import cpu
 from reproduce.core import fileio
 from reproduce.train import rundir
 from reproduce.train import steps as steps_lib
@@ -48,22 +48,11 @@ def needs_measurement(config) -> bool:
   return not hardware.mfu_calibrated and hardware.fixed_mfu is None
 
 
-def _cpu_name() -> str:
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:  # Linux: the marketing name
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
-
-
 def machine() -> dict:
   """What a measured speed depends on besides the program: CPU, cores, GPUs, TF version."""
   gpus = [tf.config.experimental.get_device_details(d).get("device_name", d.name)
           for d in tf.config.list_physical_devices("GPU")]
-  return {"cpu": _cpu_name(), "cpu_cores": os.cpu_count(), "gpus": gpus,
+  return {"cpu": cpu.name(), "cpu_cores": os.cpu_count(), "gpus": gpus,
           "tensorflow": tf.__version__}
 
 
