@@ -38,6 +38,7 @@ import keras
 from keras import ops
 
 from model_defs.common import conv_output_size
+from model_defs.common import gelu
 
 GROUPED_CONV_IMPLS = ("auto", "split", "native")
 WS_EPS_MODES = ("official", "timm")
@@ -121,7 +122,7 @@ def _activation_fn(name: str, gelu_approximate: bool):
       "identity": lambda x: x,
       "celu": ops.celu,
       "elu": ops.elu,
-      "gelu": lambda x: ops.gelu(x, approximate=gelu_approximate),
+      "gelu": lambda x: gelu(x, gelu_approximate),
       # jax.nn.leaky_relu's slope; keras' default (0.2) would break the gamma.
       "leaky_relu": lambda x: ops.leaky_relu(x, negative_slope=0.01),
       "log_sigmoid": ops.log_sigmoid,
@@ -159,6 +160,8 @@ class GammaActivation(keras.layers.Layer):
     self._fn = _activation_fn(activation, self.gelu_approximate)
 
   def call(self, x):
+    if self.activation == "gelu":  # gamma folded into the GELU's own pass
+      return gelu(x, self.gelu_approximate, self.gamma)
     return self._fn(x) * ops.cast(self.gamma, x.dtype)
 
   def compute_output_shape(self, input_shape):
@@ -179,6 +182,45 @@ def kernel_moments(kernel):
   w = ops.cast(kernel, "float32")  # float32 under mixed precision: the variance is tiny
   centered = w - ops.mean(w, axis=(0, 1, 2), keepdims=True)
   return centered, ops.mean(ops.square(centered), axis=(0, 1, 2), keepdims=True)
+
+
+def scaled_standardize(kernel, gain, fan_in: int, eps: float, mode: str):
+  """``(kernel - mean) * scale(var) * gain`` per output channel of an HWIO kernel, in float32.
+
+  ``scale`` is ``rsqrt(max(fan_in * var, eps))`` (mode 'official') or
+  ``rsqrt(var + eps) / sqrt(fan_in)`` ('timm'). The gradient is the closed form (as a batch
+  norm's, over the fan-in): ``gain * scale * (G - mean G - scale^2 * sum(G * c) * c)`` for the
+  kernel (c the centred kernel; the last term only where the variance is not clamped by
+  ``eps``) and ``scale * sum(G * c)`` for the gain. Why: autodiff of the mean, the variance
+  and the scale writes about ten kernel-sized tensors per convolution per step, memory-bound
+  work that took a third of an NFNet-F0 CPU step's elementwise time (BENCHMARKS.md); the
+  closed form reads the upstream gradient and the centred kernel twice. The same values up
+  to float rounding (``tests/test_nfnet.py`` checks both gradients against autodiff).
+  """
+  fan_in = float(fan_in)
+
+  @ops.custom_gradient
+  def standardize(w, g):
+    centered, var = kernel_moments(w)
+    if mode == "official":
+      scale = ops.rsqrt(ops.maximum(var * fan_in, eps))
+      varies = ops.cast(ops.greater_equal(var * fan_in, eps), "float32")
+    else:
+      scale = ops.rsqrt(var + eps) / math.sqrt(fan_in)
+      varies = 1.0
+
+    def grad(*args, upstream=None):
+      upstream = args[0] if upstream is None else upstream
+      axes = (0, 1, 2)
+      projection = ops.sum(upstream * centered, axis=axes, keepdims=True)
+      d_kernel = (g * scale) * (upstream - ops.mean(upstream, axis=axes, keepdims=True)
+                                - (ops.square(scale) * projection * varies) * centered)
+      return d_kernel, ops.reshape(scale * projection, ops.shape(g))
+
+    # One full-size multiply: the per-channel factors are combined first.
+    return centered * (scale * g), grad
+
+  return standardize(ops.cast(kernel, "float32"), ops.cast(gain, "float32"))
 
 
 @keras.saving.register_keras_serializable(package="nfnet")
@@ -231,21 +273,15 @@ class ScaledWSConv2D(keras.layers.Layer):
     self.fan_in = k * k * (in_channels // self.groups)
     self.kernel = self.add_weight(
         name="kernel", shape=(k, k, in_channels // self.groups, self.filters),
-        initializer=keras.initializers.VarianceScaling(1.0, "fan_in", "untruncated_normal"))
-    self.gain = self.add_weight(name="gain", shape=(self.filters,),
+        initializer=keras.initializers.VarianceScaling(1.0, "fan_in", "untruncated_normal"),
+        autocast=False)  # standardised in float32 from the float32 kernel, not a bf16 copy
+    self.gain = self.add_weight(name="gain", shape=(self.filters,), autocast=False,
                                 initializer=keras.initializers.Constant(self.gain_init))
     self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
 
   def standardized_kernel(self):
     """The kernel actually convolved: standardised, fan-in scaled, times the gain."""
-    centered, var = kernel_moments(self.kernel)
-    gain = ops.cast(self.gain, "float32")
-    if self.ws_eps_mode == "official":
-      scale = ops.rsqrt(ops.maximum(var * self.fan_in, self.ws_eps))
-    else:
-      scale = ops.rsqrt(var + self.ws_eps) / math.sqrt(self.fan_in)
-    # One full-size multiply: the per-channel factors are combined first.
-    return centered * (scale * gain)
+    return scaled_standardize(self.kernel, self.gain, self.fan_in, self.ws_eps, self.ws_eps_mode)
 
   def call(self, x):
     kernel = ops.cast(self.standardized_kernel(), x.dtype)

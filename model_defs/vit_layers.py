@@ -15,6 +15,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from model_defs.common import gelu
+
 
 def posemb_sincos_2d(h: int, w: int, width: int, temperature: float = 10_000.0) -> np.ndarray:
   """Fixed 2-D sin-cos position embedding, (1, h*w, width), as big_vision (MoCo v3 logic)."""
@@ -175,7 +177,7 @@ class Gelu(layers.Layer):
     self.approximate = bool(approximate)
 
   def call(self, x):
-    return ops.gelu(x, approximate=self.approximate)
+    return gelu(x, self.approximate)
 
   def get_config(self):
     return {**super().get_config(), "approximate": self.approximate}

@@ -184,6 +184,40 @@ def test_any_resolution_and_output_shape():
 # ----------------------------------------------------------------------------- layers
 
 
+def _standardize_by_autodiff(kernel, gain, fan_in, eps, mode):
+  """The weight standardisation as plain ops: TensorFlow differentiates it itself."""
+  import tensorflow as tf
+  centered = kernel - tf.reduce_mean(kernel, axis=(0, 1, 2), keepdims=True)
+  var = tf.reduce_mean(tf.square(centered), axis=(0, 1, 2), keepdims=True)
+  if mode == "official":
+    scale = tf.math.rsqrt(tf.maximum(var * fan_in, eps))
+  else:
+    scale = tf.math.rsqrt(var + eps) / np.sqrt(fan_in)
+  return centered * scale * gain
+
+
+@pytest.mark.parametrize("mode", nfnet_layers.WS_EPS_MODES)
+def test_standardisation_gradients_equal_autodiff_of_the_formula(mode):
+  """The closed-form gradient, for the kernel and the gain, on a kernel with a channel whose
+  variance is clamped by eps (official mode: no gradient through its scale)."""
+  import tensorflow as tf
+  rng = np.random.default_rng(0)
+  kernel = rng.normal(size=(3, 3, 4, 6)).astype("float32")
+  kernel[..., 0] = 0.5 + 1e-4 * kernel[..., 0]  # fan_in * var far below eps
+  gain = rng.uniform(0.5, 2.0, size=6).astype("float32")
+  upstream = tf.constant(rng.normal(size=kernel.shape).astype("float32"))
+  eps, fan_in = nfnet_layers.WS_DEFAULT_EPS[mode], 3 * 3 * 4
+  found = []
+  for fn in (nfnet_layers.scaled_standardize, _standardize_by_autodiff):
+    k, g = tf.Variable(kernel), tf.Variable(gain)
+    with tf.GradientTape() as tape:
+      out = fn(k, g, fan_in, eps, mode)
+    found.append([out, *tape.gradient(out, [k, g], output_gradients=upstream)])
+  for ours, reference in zip(*found):
+    np.testing.assert_allclose(ours.numpy(), reference.numpy(), rtol=2e-4, atol=2e-5)
+  assert np.abs(found[0][1].numpy()).max() > 0.1 and np.abs(found[0][2].numpy()).min() > 0
+
+
 def test_scaled_ws_kernel_is_standardised():
   conv = nfnet_layers.ScaledWSConv2D(8, 3, groups=2)
   conv.build((None, 5, 5, 6))
