@@ -247,6 +247,31 @@ def test_fused_momentum_equals_keras_sgd(nesterov):
   np.testing.assert_allclose(fused.numpy(), plain.numpy(), rtol=1e-6, atol=1e-7)
 
 
+def test_fused_adamw_equals_keras_adamw_in_a_traced_step():
+  """TensorFlow's fused Adam kernel makes Keras AdamW's update: moments, bias correction,
+  decoupled decay (on the kernel, not the bias) and the LR, over steps inside tf.function."""
+  rng = np.random.default_rng(5)
+  shapes = [(4, 6), (6,)]
+  start = [rng.normal(size=s).astype(np.float32) for s in shapes]
+  sides = []
+  for make in (lambda **kw: optim.adamw(variables=variables, **kw),
+               lambda **kw: keras.optimizers.AdamW(**kw)):
+    variables = [keras.Variable(w, name=f"w{i}") for i, w in enumerate(start)]
+    opt = make(learning_rate=0.05, weight_decay=0.1, beta_1=0.8, beta_2=0.95, epsilon=1e-3)
+    if not isinstance(opt, optim.FusedAdamW):
+      opt.exclude_from_weight_decay(var_list=[variables[1]])
+    sides.append((variables, opt))
+  for _ in range(4):
+    grads = [rng.normal(size=s).astype(np.float32) for s in shapes]
+    for variables, opt in sides:
+      tf.function(lambda: opt.apply_gradients(zip(grads, variables)))()
+  (fused, opt), (plain, _) = sides
+  assert isinstance(opt, optim.FusedAdamW)
+  for a, b, w in zip(fused, plain, start):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+    assert np.abs(a.numpy() - w).max() > 0.05
+
+
 def test_traced_recipe_matches_numpy():
   """AGC (vector group and per tensor), coupled decay, Nesterov and EMA over two traced
   steps, and the statistics of the last one, against the per-variable NumPy formulas."""

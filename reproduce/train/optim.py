@@ -245,9 +245,8 @@ class _AGCMixin:
     """Keras SGD's momentum update (``m <- momentum * m - lr * G``; Nesterov:
     ``W <- W + momentum * m - lr * G``) as TensorFlow's one fused kernel of that formula
     (the 8 ops of Keras' ``update_step`` per variable become one)."""
-    handle = lambda v: (v.value if isinstance(v, keras.Variable) else v).handle
     tf.raw_ops.ResourceApplyKerasMomentum(
-        var=handle(variable), accum=handle(self.momentums[index]), lr=learning_rate,
+        var=_handle(variable), accum=_handle(self.momentums[index]), lr=learning_rate,
         grad=gradient, momentum=ops.cast(self.momentum, variable.dtype),
         use_nesterov=bool(self.nesterov))
 
@@ -340,15 +339,45 @@ def nfnet_sgd(learning_rate, momentum: float = 0.9, nesterov: bool = True, **agc
                   nesterov=nesterov, **agc_kwargs)
 
 
+def _handle(variable):
+  return (variable.value if isinstance(variable, keras.Variable) else variable).handle
+
+
+@keras.saving.register_keras_serializable(package="reproduce")
+class FusedAdamW(keras.optimizers.AdamW):
+  """Keras AdamW whose per-variable Adam update is, on TensorFlow, TF's one fused kernel of
+  the same formula (``ResourceApplyAdam``: ``m += (g - m)(1 - b1)``, ``v += (g^2 - v)(1 -
+  b2)``, ``w -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)``, as Keras' own
+  ``update_step``). Why: Keras' update is a dozen elementwise ops per variable, each a pass
+  over the weights: a quarter of a ViT-B/16 CPU step (BENCHMARKS.md). The decoupled weight
+  decay stays Keras' own; amsgrad and other backends use Keras' update unchanged.
+  """
+
+  def update_step(self, gradient, variable, learning_rate):
+    if keras.backend.backend() != "tensorflow" or self.amsgrad:
+      return super().update_step(gradient, variable, learning_rate)
+    dtype = variable.dtype
+    step = ops.cast(self.iterations + 1, dtype)
+    beta_1, beta_2 = ops.cast(self.beta_1, dtype), ops.cast(self.beta_2, dtype)
+    index = self._get_variable_index(variable)
+    tf.raw_ops.ResourceApplyAdam(
+        var=_handle(variable), m=_handle(self._momentums[index]),
+        v=_handle(self._velocities[index]), beta1_power=ops.power(beta_1, step),
+        beta2_power=ops.power(beta_2, step), lr=ops.cast(learning_rate, dtype), beta1=beta_1,
+        beta2=beta_2, epsilon=ops.cast(self.epsilon, dtype), grad=ops.cast(gradient, dtype))
+    return None
+
+
 def adamw(learning_rate, variables, weight_decay: float = 0.0, no_decay=None,
           **adam_kwargs) -> keras.optimizers.AdamW:
-  """The ViT recipe's optimizer: Keras AdamW (decoupled decay ``w -= lr * weight_decay * w``).
+  """The ViT recipe's optimizer: AdamW (decoupled decay ``w -= lr * weight_decay * w``),
+  Keras' formula with TensorFlow's fused update (``FusedAdamW``).
 
   Variables matching ``no_decay`` (default ``default_no_decay``: biases, gains, LayerNorm
   scales) get no decay, as in big_vision and timm; call before ``build``.
   """
-  optimizer = keras.optimizers.AdamW(learning_rate=learning_rate,
-                                     weight_decay=float(weight_decay), **adam_kwargs)
+  optimizer = FusedAdamW(learning_rate=learning_rate, weight_decay=float(weight_decay),
+                         **adam_kwargs)
   rule = _matcher(default_no_decay if no_decay is None else no_decay)
   optimizer.exclude_from_weight_decay(var_list=[v for v in variables if rule(v)])
   return optimizer
