@@ -184,6 +184,22 @@ def test_any_resolution_and_output_shape():
 # ----------------------------------------------------------------------------- layers
 
 
+@pytest.mark.parametrize("approximate", [True, False])
+def test_gelu_and_its_gradient_equal_tensorflows_gelu_in_the_input_dtype(approximate):
+  """``common.gelu``'s closed-form gradient against autodiff of ``tf.nn.gelu``, scaled as the
+  NFNets' gamma scales it; bfloat16 in, bfloat16 out."""
+  import tensorflow as tf
+  from model_defs.common import gelu
+  x = tf.constant(np.linspace(-6.0, 6.0, 481), tf.float32)
+  with tf.GradientTape(persistent=True) as tape:
+    tape.watch(x)
+    ours, reference = gelu(x, approximate, 1.7), 1.7 * tf.nn.gelu(x, approximate=approximate)
+  np.testing.assert_allclose(ours.numpy(), reference.numpy(), atol=1e-5)
+  np.testing.assert_allclose(tape.gradient(ours, x).numpy(), tape.gradient(reference, x).numpy(),
+                             atol=2e-5)
+  assert gelu(tf.cast(x, tf.bfloat16), approximate).dtype == tf.bfloat16
+
+
 def _standardize_by_autodiff(kernel, gain, fan_in, eps, mode):
   """The weight standardisation as plain ops: TensorFlow differentiates it itself."""
   import tensorflow as tf
