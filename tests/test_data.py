@@ -582,3 +582,20 @@ def test_the_memory_reader_fetches_its_records_as_plain_python_inside_a_trace():
   dataset = tf.data.Dataset.range(3).map(lambda i: read(i)[1])
   assert [int(np.argmax(t)) for t in dataset.as_numpy_iterator()] == [0, 1, 0]
   assert files_seen == [__file__] * 3
+
+
+def test_a_train_dataset_iterated_again_gives_the_same_batches(digits_dir):
+  """A study program keeps a run's train dataset and iterates it again for the next run of
+  the same data seed (``loop.Program.train_iterator``): every pass is the same stream, with
+  RandAugment and MixUp/CutMix on, as a freshly built dataset's."""
+  source = data.load_source("digits", data_dir=digits_dir)
+  augment = {"randaugment": (2, 15), "mixup_alpha": 0.2, "cutmix_alpha": 1.0}
+  dataset = data.train_dataset(source, global_batch_size=8, resolution=16, seed=5,
+                               augment=augment)
+  fresh = data.train_dataset(source, global_batch_size=8, resolution=16, seed=5,
+                             augment=augment)
+  passes = [list(dataset.take(3)), list(dataset.take(3)), list(fresh.take(3))]
+  for later in passes[1:]:
+    for ours, theirs in zip(passes[0], later):
+      for a, b in zip(ours, theirs):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())

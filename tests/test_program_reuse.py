@@ -26,9 +26,17 @@ def test_one_trace_for_every_budget_and_lr_and_same_results_as_fresh_runs(tiny, 
   config = rundir.config_to_dict(h.tiny_config())
   program = loop.build_program(config, plans[0], h.one_device(), data_module=data,
                                source=data.load_source("synthetic"))
+  built = []
+  make_train_dataset = data.train_dataset
+  data.train_dataset = lambda *a, **k: built.append(k["seed"]) or make_train_dataset(*a, **k)
   reused = [_train(tmp_path, f"reused{i}", plan, data, program=program, base_lr=plan.base_lr)
             for i, plan in enumerate(plans)]
   assert program.train_chunk.experimental_get_tracing_count() == 1
+  assert len(built) == 1  # one input pipeline, iterated by each run from its start
+  _train(tmp_path, "replicate", plans[0], data, program=program, base_lr=plans[0].base_lr,
+         data_seed=7)
+  assert built[1:] == [7]  # another data seed: its own pipeline
+  data.train_dataset = make_train_dataset
   for i, plan in enumerate(plans):
     fresh = _train(tmp_path, f"fresh{i}", plan, data, base_lr=plan.base_lr)
     for key in ("heldout_loss", "heldout_top1", "final_train_loss", "steps"):

@@ -25,9 +25,10 @@ def data_seed(config: dict) -> int:
   return int(config["seed"] if value is None else value)
 
 
-def train_iterator(strategy: tf.distribute.Strategy, data_module, source, config: dict, plan,
-                   start_step: int, dtype: tf.DType):
-  """A distributed iterator over the training batches from ``start_step`` on."""
+def train_batches(strategy: tf.distribute.Strategy, data_module, source, config: dict, plan,
+                  start_step: int, dtype: tf.DType) -> tf.distribute.DistributedDataset:
+  """The distributed dataset of the training batches from ``start_step`` on; each ``iter``
+  of it starts there again (the stream is a function of its seeds and positions)."""
 
   def dataset_fn(ctx):
     return data_module.train_dataset(
@@ -35,7 +36,7 @@ def train_iterator(strategy: tf.distribute.Strategy, data_module, source, config
         seed=data_seed(config), start_step=start_step, input_context=ctx,
         augment=dict(config["augment"] or {}) or None, dtype=dtype, **input_range(config))
 
-  return iter(strategy.distribute_datasets_from_function(dataset_fn))
+  return strategy.distribute_datasets_from_function(dataset_fn)
 
 
 def release_in_background(holder: list) -> None:
