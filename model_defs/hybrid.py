@@ -84,7 +84,7 @@ MINI_TABLE: tuple[tuple[ViTRow, Mapping[str, Any]], ...] = tuple(
         ("hybrid_mini_nano", "nfnet_mini_f0w38", 12, 48),   # 0.61M
         ("hybrid_mini_mu", "nfnet_mini_f0w50", 16, 64),     # 0.91M
         ("hybrid_mini_xs", "nfnet_mini_f0w75", 28, 112),    # 2.08M
-        ("hybrid_mini_ti", "nfnet_mini_f0", 36, 144),       # 3.21M (the study's long preset)
+        ("hybrid_mini_ti", "nfnet_mini_f0", 36, 144),       # 3.21M
     )
 )
 

@@ -102,7 +102,8 @@ VIT_MINI_TABLE: tuple[ViTRow, ...] = tuple(
            posemb="sincos2d", train_resolution=32, test_resolution=32, mini=True)
     for name, width, depth in (
         # pico to xs: below Ti, matched to the narrow mini NFNets (the study's ladder).
-        ("vit_mini_pico", 8, 3),   # ~0.37M MACs @ 32 px (10 classes); one head
+        ("vit_mini_femto", 4, 3),  # ~0.15M MACs @ 32 px (10 classes); the long preset only
+        ("vit_mini_pico", 8, 3),   # ~0.37M; one head
         ("vit_mini_nano", 12, 3),  # ~0.66M; one head
         ("vit_mini_mu", 16, 3),   # ~1.0M; one head
         ("vit_mini_xs", 24, 3),   # ~2.0M; one head of 24

@@ -30,8 +30,8 @@ PUBLISHED_GMACS_AT_TEST = {e.model: e for e in published.entries(quantity="gmacs
                            if e.model.startswith("nfnet_")}
 UNROUNDED = dict(bottleneck_rounding="unrounded")
 MINI_NAMES = ["nfnet_mini_f0", "nfnet_mini_f1", "nfnet_mini_f3", "nfnet_mini_f3plus",
-              "nfnet_mini_f7", "nfnet_mini_f7plus", "nfnet_mini_f0w25", "nfnet_mini_f0w38",
-              "nfnet_mini_f0w50", "nfnet_mini_f0w75"]
+              "nfnet_mini_f7", "nfnet_mini_f7plus", "nfnet_mini_f0w12", "nfnet_mini_f0w25",
+              "nfnet_mini_f0w38", "nfnet_mini_f0w50", "nfnet_mini_f0w75"]
 
 
 # ----------------------------------------------------------------------------- registry
@@ -107,7 +107,7 @@ DEFAULT_COUNTS = {
     "nfnet_mini_f0": (1466366, 3754496), "nfnet_mini_f1": (2432506, 6623744),
     "nfnet_mini_f3": (4364786, 12362240), "nfnet_mini_f3plus": (7124866, 19407360),
     "nfnet_mini_f7": (8229346, 23839232), "nfnet_mini_f7plus": (13528402, 37430784),
-    "nfnet_mini_f0w25": (167858, 419840), "nfnet_mini_f0w38": (301016, 726336),
+    "nfnet_mini_f0w12": (68004, 213056), "nfnet_mini_f0w25": (167858, 419840), "nfnet_mini_f0w38": (301016, 726336),
     "nfnet_mini_f0w50": (467478, 1132544), "nfnet_mini_f0w75": (900314, 2244096),
 }
 
