@@ -34,18 +34,21 @@ def _trained_at(g):
   return g.sweep_budgets + ((g.top_budget,) if g.top_budget else ())
 
 
-def test_default_grid_can_show_an_optimum_in_the_papers_regime():
-  """Four sizes a family, 30x of compute or more, every budget three sizes (its optimum can
-  be interior), the largest size not at the smallest budget, seeds at the largest."""
-  budgets = grid.DEFAULT_BUDGETS_CORE_SECONDS
-  grids = grid.make_grid(grid.DEFAULT_NFNETS, grid.DEFAULT_VITS, budgets,
+@pytest.mark.parametrize("preset, sizes, span", [("default", 4, 30), ("long", 5, 60)])
+def test_each_presets_grid_can_show_an_optimum_in_the_papers_regime(preset, sizes, span):
+  """Four sizes a family (the long preset: five, the hybrids' four aside), 30x of compute or
+  more (60x), every budget three sizes (its optimum can be interior), the largest size not
+  at the smallest budget, seeds at the largest."""
+  ladders = grid.PRESETS[preset]
+  budgets = ladders["budgets"]
+  grids = grid.make_grid(ladders["nfnets"], ladders["vits"], budgets,
                          grid.DEFAULT_LR_CENTRES, grid.DEFAULT_LR_POINTS,
-                         hybrids=grid.DEFAULT_HYBRIDS)
+                         hybrids=ladders["hybrids"])
   for family in grid.FAMILIES:
     members = _family(grids, family)
-    assert len(members) >= 4
+    assert len(members) >= (4 if family == "hybrid" else sizes)
     trained = [b for g in members for b in _trained_at(g)]
-    assert max(trained) / min(trained) >= 30
+    assert max(trained) / min(trained) >= span
     for budget in budgets:
       assert sum(budget in _trained_at(g) for g in members) == grid.BAND, (family, budget)
     assert budgets[0] not in _trained_at(members[-1])
@@ -54,13 +57,15 @@ def test_default_grid_can_show_an_optimum_in_the_papers_regime():
     assert all(g.lr_points >= 3 for g in members)
 
 
-def test_default_sizes_are_compute_matched_across_families():
+@pytest.mark.parametrize("preset", sorted(grid.PRESETS))
+def test_each_presets_sizes_are_compute_matched_across_families(preset):
   import model_defs
-  for nfnet, vit in zip(grid.DEFAULT_NFNETS, grid.DEFAULT_VITS):
+  ladders = grid.PRESETS[preset]
+  for nfnet, vit in zip(ladders["nfnets"], ladders["vits"], strict=True):
     macs = [model_defs.stats(m, resolution=grid.RESOLUTION, num_classes=10).macs
             for m in (nfnet, vit)]
     assert 0.85 < macs[0] / macs[1] < 1.15, (nfnet, vit, macs)
-  for family in (grid.DEFAULT_NFNETS, grid.DEFAULT_VITS):
+  for family in (ladders["nfnets"], ladders["vits"]):
     sizes = [model_defs.stats(m, resolution=grid.RESOLUTION).macs for m in family]
     assert all(1.5 < b / a < 2.5 for a, b in zip(sizes, sizes[1:])), sizes
 
