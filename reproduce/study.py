@@ -1,7 +1,7 @@
 r"""The miniature study: ``python -m reproduce.study`` (the kit's main job, 16-18 min on 2 cores).
 
   python -m reproduce.study                        # the default grid on Fashion-MNIST
-  python -m reproduce.study --preset=long          # 5 sizes a family, 64x (~36 min)
+  python -m reproduce.study --preset=long          # 5 sizes a family, 64x, bands of 4
   python -m reproduce.study --dataset=digits       # the quick option: the embedded digits
   python -m reproduce.study --hybrids              # a third arm: hybrid ConvNet-ViTs (~25 min)
 
@@ -40,7 +40,7 @@ from reproduce.miniature import grid
 _WORKDIR = flags.DEFINE_string("workdir", "study_runs", "Where runs, fits and logs go.")
 _PRESET = flags.DEFINE_enum("preset", "default", sorted(grid.PRESETS),
                             "The grid: 'default' (4 sizes a family, 32x of compute, 16-18 min on 2 "
-                            "cores) or 'long' (5 sizes, 64x, ~36 min). Flags below override it.")
+                            "cores) or 'long' (5 sizes, 64x, bands of 4). Flags below override it.")
 _NFNETS = flags.DEFINE_list("nfnet_models", None,
                             "ConvNets of the study, smallest first (default: the preset's).")
 _VITS = flags.DEFINE_list("vit_models", None,
@@ -68,6 +68,8 @@ _HYBRID_LR = flags.DEFINE_float("hybrid_lr", grid.DEFAULT_LR_CENTRES["hybrid"],
                                 "Centre of the hybrids' first LR sweep (AdamW, the ViTs' recipe).")
 _LR_POINTS = flags.DEFINE_integer("lr_points", grid.DEFAULT_LR_POINTS,
                                   "Learning rates per sweep, on a factor-sqrt(2) grid.")
+_BAND = flags.DEFINE_integer("band", None, "Sizes trained at each budget, a band sliding from "
+                             "the smallest sizes to the largest (default: the preset's).")
 _TOP_SEEDS = flags.DEFINE_integer("top_seeds", grid.TOP_SEEDS,
                                   "Seeds of every run at the largest budget.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", grid.BATCH_SIZE, "Global batch size of every run.")
@@ -90,6 +92,9 @@ def _validated_flags() -> list[float]:
                         (_LR_POINTS, 1), (_TOP_SEEDS, 1), (_BOOTSTRAP, 0)):
     if flag.value < minimum:
       cli.fail(f"--{flag.name} must be an integer >= {minimum}, got {flag.value}")
+  if _BAND.value is not None and _BAND.value < grid.MIN_BAND:
+    cli.fail(f"--band must be an integer >= {grid.MIN_BAND} (an interior optimum needs a "
+             f"size on each side), got {_BAND.value}")
   for flag in (_SCALE, _NFNET_LR, _VIT_LR, _HYBRID_LR):
     if flag.value <= 0:
       cli.fail(f"--{flag.name} must be > 0, got {flag.value:g}")
@@ -117,7 +122,8 @@ def main(argv):
       lr_points=_LR_POINTS.value, batch_size=_BATCH_SIZE.value,
       finetune_steps=_FINETUNE_STEPS.value, bootstrap=_BOOTSTRAP.value, seed=_SEED.value,
       data_dir=_DATA_DIR.value, workers=_WORKERS.value, dataset=_DATASET.value,
-      transfer_dataset=_TRANSFER.value, top_seeds=_TOP_SEEDS.value)
+      transfer_dataset=_TRANSFER.value, top_seeds=_TOP_SEEDS.value,
+      band=_BAND.value or preset["band"])
   with cli.errors_as_one_line():
     result = stages.run_study(spec, started=_STARTED)
   if _STRICT.value and not result["passed"]:

@@ -46,16 +46,20 @@ DEFAULT_BUDGETS_CORE_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 # best NFNet was the smallest of its band at four of six budgets), and budgets to 2x the
 # default's largest (64x), so the bands sit where the optimum was found; to decide the size,
 # epochs and ratio claims in at most an hour on 2 cores.
+# Its bands are four sizes: with three, one of its seven NFNet budgets had an interior optimum
+# (the optimum grew more slowly than the bands slid; docs/study.md has the table).
 PRESETS = {
     "default": dict(nfnets=DEFAULT_NFNETS, vits=DEFAULT_VITS, hybrids=DEFAULT_HYBRIDS,
-                    budgets=DEFAULT_BUDGETS_CORE_SECONDS),
+                    budgets=DEFAULT_BUDGETS_CORE_SECONDS, band=3),
     "long": dict(nfnets=("nfnet_mini_f0w12",) + DEFAULT_NFNETS,
                  vits=("vit_mini_femto",) + DEFAULT_VITS,
                  hybrids=DEFAULT_HYBRIDS,
-                 budgets=DEFAULT_BUDGETS_CORE_SECONDS + (64.0,)),
+                 budgets=DEFAULT_BUDGETS_CORE_SECONDS + (64.0,), band=4),
 }
-# Sizes a budget trains: the ``BAND`` sizes around where its optimum is expected.
-BAND = 3
+# Sizes a budget trains: the ``band`` sizes around where its optimum is expected (at least 3,
+# so that it can be interior).
+BAND = PRESETS["default"]["band"]
+MIN_BAND = 3
 # The centre of each family's first LR sweep (its smallest budget): the mini families' LR
 # (``planning.MINI_LR``, measured by earlier studies); later sweeps re-centre.
 DEFAULT_LR_CENTRES = dict(MINI_LR)
@@ -113,18 +117,19 @@ def predicted_lr(sweeps: Sequence[dict], epochs: float) -> float:
   return float(f"{lr:.4g}")
 
 
-def size_budgets(rank: int, sizes: int, budgets: Sequence[float]) -> list[float]:
-  """The budgets the ``rank``-th smallest of ``sizes`` models trains at: a band of ``BAND``
+def size_budgets(rank: int, sizes: int, budgets: Sequence[float],
+                 band: int = BAND) -> list[float]:
+  """The budgets the ``rank``-th smallest of ``sizes`` models trains at: a band of ``band``
   consecutive sizes slides from the smallest sizes (at the smallest budgets) to the largest
-  (at the largest budgets), so every budget has three sizes and no compute goes into a size
-  that could not be optimal there (the largest at the smallest budget)."""
+  (at the largest budgets), so every budget has ``band`` sizes and no compute goes into a
+  size that could not be optimal there (the largest at the smallest budget)."""
   budgets = sorted(budgets)
-  if sizes <= BAND:
+  if sizes <= band:
     return budgets
   own = []
   for index, budget in enumerate(budgets):
-    first = round(index * (sizes - BAND) / max(len(budgets) - 1, 1))
-    if first <= rank < first + BAND:
+    first = round(index * (sizes - band) / max(len(budgets) - 1, 1))
+    if first <= rank < first + band:
       own.append(budget)
   return own
 
@@ -152,15 +157,16 @@ class ModelGrid:
 
 def make_grid(nfnets: Sequence[str], vits: Sequence[str], budgets: Sequence[float],
               lr_centres: Mapping[str, float], lr_points: int,
-              top_seeds: int = TOP_SEEDS, hybrids: Sequence[str] = ()) -> list[ModelGrid]:
+              top_seeds: int = TOP_SEEDS, hybrids: Sequence[str] = (),
+              band: int = BAND) -> list[ModelGrid]:
   """Every model's ``ModelGrid``, each family's models in the order given (small to large);
-  ``hybrids`` is the optional third arm."""
+  ``hybrids`` is the optional third arm; ``band`` sizes a budget (``size_budgets``)."""
   budgets = sorted(budgets)
   top = budgets[-1] if len(budgets) > 1 else None
   grids = []
   for family, models in zip(FAMILIES, (nfnets, vits, hybrids)):
     for rank, model in enumerate(models):
-      own = size_budgets(rank, len(models), budgets)
+      own = size_budgets(rank, len(models), budgets, band)
       grids.append(ModelGrid(model, family, tuple(b for b in own if b != top),
                              float(lr_centres[family]), int(lr_points),
                              top if top in own else None, int(top_seeds)))

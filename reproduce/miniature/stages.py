@@ -59,6 +59,7 @@ class StudySpec:
   transfer_dataset: str = grid_lib.TRANSFER_DATASET
   top_seeds: int = grid_lib.TOP_SEEDS
   hybrids: tuple[str, ...] = ()  # the optional third arm
+  band: int = grid_lib.BAND  # sizes a budget
 
 
 def check_models(nfnets, vits, hybrids=()) -> list[str]:
@@ -217,7 +218,7 @@ def run_study(spec: StudySpec, started: float | None = None) -> dict:
       f"images, {source.num_classes} classes; fine-tunes on {transfer.name} "
       f"({transfer.train_size} / {transfer.heldout_size})")
   grids = grid_lib.make_grid(spec.nfnets, spec.vits, spec.budgets, spec.lr_centres,
-                             spec.lr_points, spec.top_seeds, spec.hybrids)
+                             spec.lr_points, spec.top_seeds, spec.hybrids, spec.band)
   describe_grid(grids, spec.budgets)
   settings = model_runs.Settings(spec.workdir, spec.data_dir, spec.seed, spec.batch_size,
                                  spec.finetune_steps, spec.dataset, spec.transfer_dataset)
