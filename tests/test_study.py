@@ -37,8 +37,8 @@ def _trained_at(g):
 @pytest.mark.parametrize("preset, sizes, span", [("default", 4, 30), ("long", 5, 60)])
 def test_each_presets_grid_can_show_an_optimum_in_the_papers_regime(preset, sizes, span):
   """Four sizes a family (the long preset: five, the hybrids' four aside), 30x of compute or
-  more (60x), every budget a band of three sizes (four) so its optimum can be interior, the
-  largest size not at the smallest budget, seeds at the largest."""
+  more (60x), every budget a band of the preset's sizes (at least three, so its optimum can be
+  interior), the largest size not at the smallest budget, seeds at the largest."""
   ladders = grid.PRESETS[preset]
   budgets = ladders["budgets"]
   grids = grid.make_grid(ladders["nfnets"], ladders["vits"], budgets,
@@ -52,7 +52,8 @@ def test_each_presets_grid_can_show_an_optimum_in_the_papers_regime(preset, size
     for budget in budgets:
       assert sum(budget in _trained_at(g) for g in members) == ladders["band"], (family,
                                                                                  budget)
-    if len(members) > ladders["band"]:  # else (the long preset's hybrids) all, everywhere
+    assert ladders["band"] >= grid.MIN_BAND
+    if len(members) > ladders["band"]:  # else every size at every budget
       assert budgets[0] not in _trained_at(members[-1])
       assert budgets[-1] not in _trained_at(members[0])
     assert all(g.top_seeds >= 2 for g in members if g.top_budget)
@@ -132,7 +133,7 @@ def test_the_band_slides_from_small_to_large_sizes():
   assert own[0] == [1, 2, 4] and own[3] == [8, 16, 32]
   assert own[1] == own[2] == budgets
   assert grid.size_budgets(0, 3, budgets) == budgets  # three sizes: all at every budget
-  # The long preset's bands of four over five sizes and seven budgets.
+  # Bands of four (``--band=4``) over five sizes and seven budgets.
   long = [grid.size_budgets(rank, 5, budgets + [64], band=4) for rank in range(5)]
   assert long[0] == [1, 2, 4, 8] and long[4] == [16, 32, 64]
   assert long[1] == long[2] == long[3] == budgets + [64]

@@ -46,15 +46,16 @@ DEFAULT_BUDGETS_CORE_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 # best NFNet was the smallest of its band at four of six budgets), and budgets to 2x the
 # default's largest (64x), so the bands sit where the optimum was found; to decide the size,
 # epochs and ratio claims in at most an hour on 2 cores.
-# Its bands are four sizes: with three, one of its seven NFNet budgets had an interior optimum
-# (the optimum grew more slowly than the bands slid; docs/study.md has the table).
+# Its bands are three sizes, as the default's: with them one of its seven NFNet budgets had an
+# interior optimum; bands of four (``--band=4``) take about 80 minutes, and a partial run found
+# the 25%-width NFNet best from 4 to 64 core-seconds (docs/study.md has both tables).
 PRESETS = {
     "default": dict(nfnets=DEFAULT_NFNETS, vits=DEFAULT_VITS, hybrids=DEFAULT_HYBRIDS,
                     budgets=DEFAULT_BUDGETS_CORE_SECONDS, band=3),
     "long": dict(nfnets=("nfnet_mini_f0w12",) + DEFAULT_NFNETS,
                  vits=("vit_mini_femto",) + DEFAULT_VITS,
                  hybrids=DEFAULT_HYBRIDS,
-                 budgets=DEFAULT_BUDGETS_CORE_SECONDS + (64.0,), band=4),
+                 budgets=DEFAULT_BUDGETS_CORE_SECONDS + (64.0,), band=3),
 }
 # Sizes a budget trains: the ``band`` sizes around where its optimum is expected (at least 3,
 # so that it can be interior).
