@@ -15,7 +15,8 @@ MINI_VARIANTS = ("f0", "f1", "f3", "f3plus", "f7", "f7plus")
 # is kept), so the miniature study's size ladder reaches the compute-optimal sizes of its
 # budgets (docs/study.md): 0.17M (the long preset's smallest), 0.32M, 0.58M, 0.94M and 1.96M
 # MACs at 32 px against the mini F0's 3.37M.
-MINI_NARROW_F0 = (("f0w12", 0.125), ("f0w25", 0.25), ("f0w38", 0.375), ("f0w50", 0.5), ("f0w75", 0.75))
+MINI_NARROW_F0 = (("f0w12", 0.125), ("f0w25", 0.25), ("f0w38", 0.375), ("f0w50", 0.5),
+                  ("f0w75", 0.75))
 
 
 def variant_specs() -> list[registry.ModelSpec]:

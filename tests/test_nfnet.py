@@ -107,8 +107,9 @@ DEFAULT_COUNTS = {
     "nfnet_mini_f0": (1466366, 3754496), "nfnet_mini_f1": (2432506, 6623744),
     "nfnet_mini_f3": (4364786, 12362240), "nfnet_mini_f3plus": (7124866, 19407360),
     "nfnet_mini_f7": (8229346, 23839232), "nfnet_mini_f7plus": (13528402, 37430784),
-    "nfnet_mini_f0w12": (68004, 213056), "nfnet_mini_f0w25": (167858, 419840), "nfnet_mini_f0w38": (301016, 726336),
-    "nfnet_mini_f0w50": (467478, 1132544), "nfnet_mini_f0w75": (900314, 2244096),
+    "nfnet_mini_f0w12": (68004, 213056), "nfnet_mini_f0w25": (167858, 419840),
+    "nfnet_mini_f0w38": (301016, 726336), "nfnet_mini_f0w50": (467478, 1132544),
+    "nfnet_mini_f0w75": (900314, 2244096),
 }
 
 
