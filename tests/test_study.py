@@ -299,3 +299,21 @@ def test_jobs_start_longest_first_by_their_per_step_overhead_not_their_flops_alo
   stretch = {g.model: (guess[g.model] - worker_pool._COMPILE_SECONDS["nfnet"])
              / g.planned_core_seconds() for g in (narrow, wide)}
   assert 2.5 < stretch["nfnet_mini_f0w25"] < 3.2 and 1.1 < stretch["nfnet_mini_f0w75"] < 1.5
+
+
+def test_the_studys_band_reaches_its_grid(tmp_path, monkeypatch):
+  """``--band`` (``StudySpec.band``) is the band the grid is made with."""
+  from reproduce.miniature import stages
+
+  class Planned(Exception):
+    pass
+
+  def make_grid(*args):
+    raise Planned(args[-1])
+
+  monkeypatch.setattr(stages.grid_lib, "make_grid", make_grid)
+  spec = stages.StudySpec(str(tmp_path), grid.DEFAULT_NFNETS, grid.DEFAULT_VITS, (1.0, 2.0),
+                          grid.DEFAULT_LR_CENTRES, 3, 32, 0, 0, 0, None, 0, dataset="digits",
+                          transfer_dataset="digits", band=4)
+  with pytest.raises(Planned, match="^4$"):
+    stages.run_study(spec)
