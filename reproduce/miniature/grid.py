@@ -44,11 +44,9 @@ FAMILIES = ("nfnet", "vit", "hybrid")
 DEFAULT_BUDGETS_CORE_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 # ``--preset=long``: five sizes a family, a smaller one below the default's (the default's
 # best NFNet was the smallest of its band at four of six budgets), and budgets to 2x the
-# default's largest (64x), so the bands sit where the optimum was found; to decide the size,
-# epochs and ratio claims in at most an hour on 2 cores.
-# Its bands are three sizes, as the default's: with them one of its seven NFNet budgets had an
-# interior optimum; bands of four (``--band=4``) take about 80 minutes, and a partial run found
-# the 25%-width NFNet best from 4 to 64 core-seconds (docs/study.md has both tables).
+# default's largest (64x), in about 35 minutes on 2 cores. Its bands are three sizes: with
+# them one of its seven NFNet budgets had an interior optimum, so it does not yet decide the
+# size claims; bands of four (``--band=4``) take about 80 minutes (docs/study.md).
 PRESETS = {
     "default": dict(nfnets=DEFAULT_NFNETS, vits=DEFAULT_VITS, hybrids=DEFAULT_HYBRIDS,
                     budgets=DEFAULT_BUDGETS_CORE_SECONDS, band=3),

@@ -103,14 +103,15 @@ class Program:
     seed built: building one traces its map functions, 0.1-0.2 s of each of the study's
     runs of a few seconds; a second ``iter`` gives the same batches (``inputs.train_batches``).
     """
-    dtype = inputs.input_dtype(self.dtype_policy)
+    def build(step):
+      return inputs.train_batches(self.strategy, self.data_module, self.source, config, plan,
+                                  step, inputs.input_dtype(self.dtype_policy))
+
     if start_step:  # a resumed run: built for its step, not kept
-      return iter(inputs.train_batches(self.strategy, self.data_module, self.source, config,
-                                       plan, start_step, dtype))
+      return iter(build(start_step))
     key = (config["dataset"], inputs.data_seed(config))
     if key not in self.train_datasets:
-      self.train_datasets[key] = inputs.train_batches(self.strategy, self.data_module,
-                                                      self.source, config, plan, 0, dtype)
+      self.train_datasets[key] = build(0)
     return iter(self.train_datasets[key])
 
   def variables(self) -> list:
