@@ -5,10 +5,12 @@
   stochdepth_rates     per-block drop rates, growing linearly with depth
   StochasticDepth      per-example residual-branch drop (NFNet: not rescaled; ViT: rescaled)
   gelu                 GELU (erf or tanh form) with a closed-form gradient, in float32
+  elementwise_compiler within it, ``gelu`` runs through a compiler an engine chose
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any, Callable, Collection, Mapping
 
@@ -20,6 +22,25 @@ RATE_OPTIONS = ("dropout_rate", "stochdepth_rate")
 
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+# Set by ``elementwise_compiler`` while a training engine traces its step.
+_elementwise_compiler: Callable | None = None
+
+
+@contextlib.contextmanager
+def elementwise_compiler(compiler: Callable | None):
+  """Within it, ``gelu`` runs as ``compiler(fn)(x)`` (None: as it is).
+
+  Why: run op by op, a GELU is a pass over the activations per elementwise op, forward and
+  backward; compiled into one kernel each way (XLA), NFNet-F0's bfloat16 CPU step is 11-16%
+  faster (BENCHMARKS.md). The model code stays backend-neutral: the engine, which knows its
+  backend, device and whether its step is compiled whole, chooses (``reproduce.train.steps``).
+  """
+  global _elementwise_compiler
+  previous, _elementwise_compiler = _elementwise_compiler, compiler
+  try:
+    yield
+  finally:
+    _elementwise_compiler = previous
 _TANH_CUBIC = 0.044715  # the tanh form's cubic coefficient (Hendrycks & Gimpel)
 
 
@@ -46,7 +67,12 @@ def gelu(x, approximate: bool, scale: float = 1.0):
 
     return (scale * x32) * gate, grad
 
-  return ops.cast(scaled_gelu(ops.cast(x, "float32")), x.dtype)
+  def scaled_gelu_as_input(x):
+    return ops.cast(scaled_gelu(ops.cast(x, "float32")), x.dtype)
+
+  if _elementwise_compiler is None:
+    return scaled_gelu_as_input(x)
+  return _elementwise_compiler(scaled_gelu_as_input)(x)
 
 
 def _gelu_tanh_parts(x):

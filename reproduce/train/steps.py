@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from model_defs import common as model_common
 from reproduce.train import inputs
 from reproduce.train import losses
 from reproduce.train import optim
@@ -23,6 +24,36 @@ def use_jit(config: dict, strategy: tf.distribute.Strategy) -> bool:
   the whole step anyway)."""
   return (bool(config["jit_compile"]) and strategy_lib.supports_jit(strategy)
           and not strategy_lib.is_tpu(strategy))
+
+
+# Activations of at least this many elements per example are compiled; below it an XLA
+# call's fixed cost outweighs what it saves (the 32 px mini NFNet ran 4% slower compiled).
+MIN_COMPILED_ELEMENTS = 2 ** 16
+
+
+def _compiled_by_xla(fn: Callable) -> Callable:
+  compiled = tf.function(fn, jit_compile=True)
+
+  def run(x):
+    per_example = x.shape[1:].num_elements()
+    return compiled(x) if (per_example or 0) >= MIN_COMPILED_ELEMENTS else fn(x)
+
+  return run
+
+
+def activation_compiler(strategy: tf.distribute.Strategy, jit_compile: bool,
+                        compute_dtype: str) -> Callable | None:
+  """What compiles the large activations (``model_defs.common.elementwise_compiler``) of a
+  bfloat16 step run op by op on CPUs: XLA, one kernel for each activation's forward pass
+  and one for its gradient, where TensorFlow's CPU kernels convert bfloat16 element by
+  element in each of a GELU's dozen ops (NFNet-F0 11-16% faster, ViT-B/16 6%; float32
+  gained nothing measurable: BENCHMARKS.md). None in float32, where the step is compiled
+  whole (XLA fuses them there already), on TPUs (compiled whole), under Mirrored (no XLA on
+  logical CPUs) and with a GPU (not measured)."""
+  if (compute_dtype != "bfloat16" or jit_compile or not strategy_lib.supports_jit(strategy)
+      or strategy_lib.is_tpu(strategy) or tf.config.list_logical_devices("GPU")):
+    return None
+  return _compiled_by_xla
 
 
 def _update_statistics(optimizer):
@@ -63,8 +94,11 @@ def make_train_chunk(strategy: tf.distribute.Strategy, model: keras.Model, optim
 
   update = step_fn(model, optimizer, objective) if step_fn else gradient_step
 
+  activations = activation_compiler(strategy, jit_compile, model.dtype_policy.compute_dtype)
+
   def replica_step(images, labels):
-    return (update(images, labels),) + tuple(_update_statistics(optimizer))
+    with model_common.elementwise_compiler(activations):
+      return (update(images, labels),) + tuple(_update_statistics(optimizer))
 
   if jit_compile:
     replica_step = tf.function(replica_step, jit_compile=True)
