@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 from typing import Any, Callable, Collection, Mapping
 
@@ -22,8 +23,10 @@ RATE_OPTIONS = ("dropout_rate", "stochdepth_rate")
 
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-# Set by ``elementwise_compiler`` while a training engine traces its step.
-_elementwise_compiler: Callable | None = None
+_TANH_CUBIC = 0.044715  # the tanh form's cubic coefficient (Hendrycks & Gimpel)
+# Set by ``elementwise_compiler`` while a training engine traces its step; per thread (and
+# task), as a strategy may trace its replicas' steps in threads of their own.
+_elementwise_compiler = contextvars.ContextVar("elementwise_compiler", default=None)
 
 
 @contextlib.contextmanager
@@ -31,17 +34,15 @@ def elementwise_compiler(compiler: Callable | None):
   """Within it, ``gelu`` runs as ``compiler(fn)(x)`` (None: as it is).
 
   Why: run op by op, a GELU is a pass over the activations per elementwise op, forward and
-  backward; compiled into one kernel each way (XLA), NFNet-F0's bfloat16 CPU step is 11-16%
-  faster (BENCHMARKS.md). The model code stays backend-neutral: the engine, which knows its
-  backend, device and whether its step is compiled whole, chooses (``reproduce.train.steps``).
+  backward; a compiler can make it one kernel each way. The model code stays
+  backend-neutral: the engine, which knows its backend, device and whether its step is
+  compiled whole, chooses (``reproduce.train.steps.activation_compiler``).
   """
-  global _elementwise_compiler
-  previous, _elementwise_compiler = _elementwise_compiler, compiler
+  token = _elementwise_compiler.set(compiler)
   try:
     yield
   finally:
-    _elementwise_compiler = previous
-_TANH_CUBIC = 0.044715  # the tanh form's cubic coefficient (Hendrycks & Gimpel)
+    _elementwise_compiler.reset(token)
 
 
 def gelu(x, approximate: bool, scale: float = 1.0):
@@ -70,9 +71,8 @@ def gelu(x, approximate: bool, scale: float = 1.0):
   def scaled_gelu_as_input(x):
     return ops.cast(scaled_gelu(ops.cast(x, "float32")), x.dtype)
 
-  if _elementwise_compiler is None:
-    return scaled_gelu_as_input(x)
-  return _elementwise_compiler(scaled_gelu_as_input)(x)
+  compiler = _elementwise_compiler.get()
+  return scaled_gelu_as_input(x) if compiler is None else compiler(scaled_gelu_as_input)(x)
 
 
 def _gelu_tanh_parts(x):

@@ -22,16 +22,18 @@ from reproduce.train import strategy as strategy_lib
 def use_jit(config: dict, strategy: tf.distribute.Strategy) -> bool:
   """XLA for the replica step: when the config asks and the strategy allows (TPUs compile
   the whole step anyway)."""
-  return (bool(config["jit_compile"]) and strategy_lib.supports_jit(strategy)
-          and not strategy_lib.is_tpu(strategy))
+  return bool(config["jit_compile"]) and strategy_lib.jit_within_step(strategy)
 
 
 # Activations of at least this many elements per example are compiled; below it an XLA
-# call's fixed cost outweighs what it saves (the 32 px mini NFNet ran 4% slower compiled).
+# call's fixed cost outweighs what it saves (BENCHMARKS.md, run M).
 MIN_COMPILED_ELEMENTS = 2 ** 16
 
 
 def _compiled_by_xla(fn: Callable) -> Callable:
+  """``fn`` as one XLA kernel (and its gradient as another) for inputs of at least
+  ``MIN_COMPILED_ELEMENTS`` per example; as it is for smaller ones and for inputs whose size
+  per example is not known when traced."""
   compiled = tf.function(fn, jit_compile=True)
 
   def run(x):
@@ -44,14 +46,13 @@ def _compiled_by_xla(fn: Callable) -> Callable:
 def activation_compiler(strategy: tf.distribute.Strategy, jit_compile: bool,
                         compute_dtype: str) -> Callable | None:
   """What compiles the large activations (``model_defs.common.elementwise_compiler``) of a
-  bfloat16 step run op by op on CPUs: XLA, one kernel for each activation's forward pass
-  and one for its gradient, where TensorFlow's CPU kernels convert bfloat16 element by
-  element in each of a GELU's dozen ops (NFNet-F0 11-16% faster, ViT-B/16 6%; float32
-  gained nothing measurable: BENCHMARKS.md). None in float32, where the step is compiled
-  whole (XLA fuses them there already), on TPUs (compiled whole), under Mirrored (no XLA on
-  logical CPUs) and with a GPU (not measured)."""
-  if (compute_dtype != "bfloat16" or jit_compile or not strategy_lib.supports_jit(strategy)
-      or strategy_lib.is_tpu(strategy) or tf.config.list_logical_devices("GPU")):
+  bfloat16 step run op by op on CPUs: XLA, where TensorFlow's CPU kernels convert bfloat16
+  element by element in each of a GELU's dozen ops (BENCHMARKS.md, run M). None in float32
+  (nothing measurable to gain), where the step is compiled whole (XLA fuses them there
+  already), on TPUs (compiled whole), under Mirrored (no XLA on logical CPUs) and on GPUs
+  (not measured)."""
+  if (compute_dtype != "bfloat16" or jit_compile or not strategy_lib.jit_within_step(strategy)
+      or strategy_lib.on_gpu(strategy)):
     return None
   return _compiled_by_xla
 

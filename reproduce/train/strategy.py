@@ -116,3 +116,18 @@ def policy_for(strategy: tf.distribute.Strategy) -> str:
 def supports_jit(strategy: tf.distribute.Strategy) -> bool:
   """XLA inside the train step: off under Mirrored (fails on logical CPUs)."""
   return not is_mirrored(strategy)
+
+
+def jit_within_step(strategy: tf.distribute.Strategy) -> bool:
+  """Whether the step may hold XLA-compiled functions: not under Mirrored
+  (``supports_jit``), and on TPUs the whole step is compiled anyway."""
+  return supports_jit(strategy) and not is_tpu(strategy)
+
+
+def on_gpu(strategy: tf.distribute.Strategy) -> bool:
+  """Whether the strategy's replicas run on GPUs."""
+  try:
+    devices = strategy.extended.worker_devices
+  except RuntimeError:  # the default strategy: TensorFlow's own placement, a GPU if any
+    return bool(tf.config.list_logical_devices("GPU"))
+  return any("GPU" in device.upper() for device in devices)
