@@ -70,6 +70,10 @@ _LR_POINTS = flags.DEFINE_integer("lr_points", grid.DEFAULT_LR_POINTS,
                                   "Learning rates per sweep, on a factor-sqrt(2) grid.")
 _BAND = flags.DEFINE_integer("band", None, "Sizes trained at each budget, a band sliding from "
                              "the smallest sizes to the largest (default: the preset's).")
+_EDGE_ROUNDS = flags.DEFINE_integer(
+    "edge_rounds", None, "Rounds that train the next size of the ladder at each budget whose "
+    "best size was the smallest or largest it trained, until the optimum is interior "
+    "(default: the preset's; 0: none).")
 _TOP_SEEDS = flags.DEFINE_integer("top_seeds", grid.TOP_SEEDS,
                                   "Seeds of every run at the largest budget.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", grid.BATCH_SIZE, "Global batch size of every run.")
@@ -92,6 +96,8 @@ def _validated_flags() -> list[float]:
                         (_LR_POINTS, 1), (_TOP_SEEDS, 1), (_BOOTSTRAP, 0)):
     if flag.value < minimum:
       cli.fail(f"--{flag.name} must be an integer >= {minimum}, got {flag.value}")
+  if _EDGE_ROUNDS.value is not None and _EDGE_ROUNDS.value < 0:
+    cli.fail(f"--edge_rounds must be an integer >= 0, got {_EDGE_ROUNDS.value}")
   if _BAND.value is not None and _BAND.value < grid.MIN_BAND:
     cli.fail(f"--band must be an integer >= {grid.MIN_BAND} (an interior optimum needs a "
              f"size on each side), got {_BAND.value}")
@@ -123,7 +129,8 @@ def main(argv):
       finetune_steps=_FINETUNE_STEPS.value, bootstrap=_BOOTSTRAP.value, seed=_SEED.value,
       data_dir=_DATA_DIR.value, workers=_WORKERS.value, dataset=_DATASET.value,
       transfer_dataset=_TRANSFER.value, top_seeds=_TOP_SEEDS.value,
-      band=_BAND.value or preset["band"])
+      band=_BAND.value or preset["band"],
+      edge_rounds=preset["edge_rounds"] if _EDGE_ROUNDS.value is None else _EDGE_ROUNDS.value)
   with cli.errors_as_one_line():
     result = stages.run_study(spec, started=_STARTED)
   if _STRICT.value and not result["passed"]:

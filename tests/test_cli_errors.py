@@ -34,6 +34,7 @@ CASES = [
     ("study", ["--scale=0"], "--scale"),
     ("study", ["--lr_points=0"], "--lr_points"),
     ("study", ["--band=2"], "--band must be an integer >= 3"),
+    ("study", ["--edge_rounds=-1"], "--edge_rounds must be an integer >= 0"),
     ("study", ["--workdir={tmp}/study", "--nfnet_models=nfnet_nope"], "nfnet_nope"),
     ("study", ["--workdir={tmp}/study", "--hybrid_models=vit_mini_mu"], "--hybrid_models"),
     ("study", ["--hybrids", "--hybrid_lr=0"], "--hybrid_lr"),

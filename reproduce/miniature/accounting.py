@@ -62,8 +62,10 @@ class StudyClock:
 
 def breakdown_from(clock: StudyClock, jobs, wall: float) -> dict:
   """Core-seconds by kind; ``jobs``: what each ``worker_pool.model_job`` returned."""
-  totals = {}
+  totals, traces = {}, {}
   for job in jobs:
+    # A model's job of each edge round (``edges``) traces its program again.
+    traces[job["model"]] = traces.get(job["model"], 0) + job["traces"]
     for kind, seconds in job["cost"].items():
       totals[kind] = totals.get(kind, 0.0) + seconds
   training = totals.get("training", 0.0)
@@ -79,7 +81,7 @@ def breakdown_from(clock: StudyClock, jobs, wall: float) -> dict:
   return dict(wall_seconds=wall, cores=clock.cores, training_core_seconds=training,
               overhead_fraction=max(1.0 - training / total, 0.0) if total else None,
               overhead_goal=OVERHEAD_GOAL, overhead_core_seconds=kinds,
-              traces={job["model"]: job["traces"] for job in jobs})
+              traces=traces)
 
 
 def format_breakdown(breakdown: dict) -> list[str]:

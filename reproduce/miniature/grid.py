@@ -43,17 +43,17 @@ FAMILIES = ("nfnet", "vit", "hybrid")
 # Budgets in reference-CPU core-seconds (1e10 training FLOPs each): 32x in steps of 2.
 DEFAULT_BUDGETS_CORE_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 # ``--preset=long``: five sizes a family, a smaller one below the default's (the default's
-# best NFNet was the smallest of its band at four of six budgets), and budgets to 2x the
-# default's largest (64x), in about 35 minutes on 2 cores. Its bands are three sizes: with
-# them one of its seven NFNet budgets had an interior optimum, so it does not yet decide the
-# size claims; bands of four (``--band=4``) take about 80 minutes (docs/study.md).
+# best NFNet was the smallest of its band at four of six budgets), the default's budgets, and
+# edge rounds (``edges``): where a budget's best size is the edge of its band, the next size
+# is trained there, until every optimum is interior or the ladder ends (docs/study.md, "The
+# long preset, measured": the sliding band alone left six of seven NFNet budgets at an edge).
 PRESETS = {
     "default": dict(nfnets=DEFAULT_NFNETS, vits=DEFAULT_VITS, hybrids=DEFAULT_HYBRIDS,
-                    budgets=DEFAULT_BUDGETS_CORE_SECONDS, band=3),
+                    budgets=DEFAULT_BUDGETS_CORE_SECONDS, band=3, edge_rounds=0),
     "long": dict(nfnets=("nfnet_mini_f0w12",) + DEFAULT_NFNETS,
                  vits=("vit_mini_femto",) + DEFAULT_VITS,
                  hybrids=DEFAULT_HYBRIDS,
-                 budgets=DEFAULT_BUDGETS_CORE_SECONDS + (64.0,), band=3),
+                 budgets=DEFAULT_BUDGETS_CORE_SECONDS, band=3, edge_rounds=3),
 }
 # Sizes a budget trains: the ``band`` sizes around where its optimum is expected (at least 3,
 # so that it can be interior).
@@ -137,7 +137,8 @@ def size_budgets(rank: int, sizes: int, budgets: Sequence[float],
 class ModelGrid:
   """One model's share of the study: its sweep budgets (each at ``lr_points`` LRs from
   ``lr_centre``, re-centred per budget) and, when it trains at the study's largest budget,
-  that budget (``top_seeds`` runs at the predicted LR)."""
+  that budget (``top_seeds`` runs at the predicted LR). ``prior_runs``: the model's runs of
+  earlier rounds (``edges``), read to centre its sweeps, neither retrained nor fine-tuned."""
   model: str
   family: str
   sweep_budgets: tuple[float, ...]
@@ -145,6 +146,7 @@ class ModelGrid:
   lr_points: int
   top_budget: float | None
   top_seeds: int = TOP_SEEDS
+  prior_runs: tuple[str, ...] = ()
 
   def planned_core_seconds(self) -> float:
     return (sum(self.sweep_budgets) * self.lr_points

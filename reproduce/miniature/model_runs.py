@@ -229,10 +229,23 @@ class ModelRuns:
 
   # -- the whole job ---------------------------------------------------------------------
 
+  def _prior_sweeps(self) -> dict:
+    """{budget core-seconds: results} of the model's runs of earlier rounds
+    (``grid.ModelGrid.prior_runs``): they centre the sweeps like the model's own."""
+    prior = {}
+    for name in self.grid.prior_runs:
+      done = rundir.RunDirectory(run_paths.run_dir(self.settings.workdir, name)).results()
+      if done is not None:
+        budget = float(f"{done['config']['budget_core_hours'] * 3600:.6g}")
+        prior.setdefault(budget, []).append(dict(done, _name=name))
+    return prior
+
   def run_all(self) -> None:
-    """Sweeps from the smallest budget up, each centred where the last ones point; the
-    largest budget at its predicted LR with every seed; then the fine-tunes."""
-    sweeps, centre = {}, self.grid.lr_centre
+    """Sweeps from the smallest budget up, each centred where the last ones (and the prior
+    rounds' runs) point; the largest budget at its predicted LR with every seed; then the
+    fine-tunes of this job's budgets."""
+    prior = self._prior_sweeps()
+    sweeps, centre = dict(prior), self.grid.lr_centre
     for budget in self.grid.sweep_budgets:
       centre = self._lr_at(sweeps, budget, centre)
       sweeps[budget] = self.sweep(budget, centre)
@@ -243,7 +256,7 @@ class ModelRuns:
     if self.settings.finetune_steps > 0:
       source = self._transfer_source()
       for budget, results in sweeps.items():
-        if not results:
+        if not results or budget in prior:
           continue
         # The best LR of a sweep; at the largest budget every seed (one LR), so that its
         # averaged point has a fine-tuned top-1 like every other budget.

@@ -23,6 +23,7 @@ from reproduce.analysis import versus_published
 from reproduce.core import fileio
 from reproduce.core import formatting
 from reproduce.miniature import accounting
+from reproduce.miniature import edges
 from reproduce.miniature import grid as grid_lib
 from reproduce.miniature import model_runs
 from reproduce.miniature import progress as progress_lib
@@ -60,6 +61,7 @@ class StudySpec:
   top_seeds: int = grid_lib.TOP_SEEDS
   hybrids: tuple[str, ...] = ()  # the optional third arm
   band: int = grid_lib.BAND  # sizes a budget
+  edge_rounds: int = 0  # rounds of sizes added beyond edge optima (``edges``)
 
 
 def check_models(nfnets, vits, hybrids=()) -> list[str]:
@@ -86,11 +88,18 @@ def describe_grid(grids, budgets) -> None:
   say(f"2/4 training {run_count}+ runs ({total:.0f} reference core-s = {total * 1e-5:.3g} PFLOP "
       f"planned): budgets {', '.join(f'{b:g}' for b in budgets)} core-s "
       f"({budgets[-1] / budgets[0]:.0f}x)")
+  describe_models(grids)
+
+
+def describe_models(grids) -> None:
+  """One line per model: its sweeps, their first centre, its runs at the largest budget."""
   for g in grids:
     top = ("" if g.top_budget is None else
            f"; {g.top_budget:g} at the predicted LR x {g.top_seeds} seeds")
+    centre = ("centred by its earlier runs" if g.prior_runs else
+              f"first centred on {g.lr_centre:g}")
     say(f"  {g.model:<17} sweeps at {', '.join(f'{b:g}' for b in g.sweep_budgets) or 'none'} "
-        f"core-s x {g.lr_points} LRs (first centred on {g.lr_centre:g}){top}")
+        f"core-s x {g.lr_points} LRs ({centre}){top}")
 
 
 ETA_AFTER_FRACTION = 0.05
@@ -100,12 +109,17 @@ class Progress:
   """Prints the workers' events with a count, the elapsed time and an ETA."""
 
   def __init__(self, grids, finetune_steps: int):
-    self.total = sum(g.planned_runs() for g in grids)
-    if finetune_steps:
+    self.total, self.planned, self.finetune_steps = 0, 0.0, finetune_steps
+    self.add(grids)
+    self.done, self.done_core_seconds, self.start = 0, 0.0, time.time()
+
+  def add(self, grids) -> None:
+    """Counts ``grids``' runs (and fine-tunes) in the total and the plan."""
+    self.total += sum(g.planned_runs() for g in grids)
+    if self.finetune_steps:
       self.total += sum(len(g.sweep_budgets) + (g.top_budget is not None) * g.top_seeds
                         for g in grids)
-    self.planned = sum(g.planned_core_seconds() for g in grids)
-    self.done, self.done_core_seconds, self.start = 0, 0.0, time.time()
+    self.planned += sum(g.planned_core_seconds() for g in grids)
 
   def show(self, event: dict) -> None:
     if event["kind"] == "skipped":
@@ -144,6 +158,25 @@ def run_jobs(pool, grids, settings: model_runs.Settings, progress: Progress,
   finally:
     if manager is not None:
       manager.shutdown()
+
+
+def edge_round(spec: StudySpec, costs, round_number: int) -> list:
+  """The grids of the next edge round (``edges.edge_grids``) from the runs finished so far,
+  printed; [] when every optimum is interior or bounded by its ladder's end."""
+  finished = {}
+  for cost in costs:
+    finished.setdefault(cost["model"], []).extend(cost["runs"])
+  names = sorted(n for runs_of in finished.values() for n in runs_of)
+  points = runs.load_points([run_paths.run_dir(spec.workdir, n) for n in names],
+                            compute="planned")
+  ladders = dict(zip(grid_lib.FAMILIES, (spec.nfnets, spec.vits, spec.hybrids)))
+  more = edges.edge_grids(points, ladders, spec.budgets, finished, spec.lr_centres,
+                          spec.lr_points, spec.top_seeds)
+  if more:
+    say(f"  edge round {round_number} of {spec.edge_rounds}: the next size where a budget's "
+        f"best size was the edge of its band")
+    describe_models(more)
+  return more
 
 
 def fit_and_compare(workdir: str, run_names, bootstrap: int, seed: int) -> dict:
@@ -226,6 +259,12 @@ def run_study(spec: StudySpec, started: float | None = None) -> dict:
   with clock.phase("workers"):
     with worker_pool.make_pool(spec.workers) as pool:
       costs = run_jobs(pool, grids, settings, progress, inline=spec.workers == 0)
+      for round_number in range(1, spec.edge_rounds + 1):
+        more = edge_round(spec, costs, round_number)
+        if not more:
+          break
+        progress.add(more)
+        costs += run_jobs(pool, more, settings, progress, inline=spec.workers == 0)
   say("3/4 scaling fits, the prediction and the comparison with the paper's claims:")
   with clock.phase("fits and report"):
     finished = [name for cost in costs for name in cost["runs"]]

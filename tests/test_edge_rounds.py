@@ -1,0 +1,96 @@
+"""Edge rounds of the miniature study (``reproduce.miniature.edges``): where a budget's best
+size is the edge of the sizes it trained, the ladder's next size trains there, its sweeps
+centred by the model's earlier runs, which are read and never retrained."""
+
+import types
+
+from reproduce.analysis.runs import Point
+from reproduce.miniature import accounting
+from reproduce.miniature import edges
+from reproduce.miniature import grid
+from reproduce.miniature import model_runs
+
+LADDERS = {"nfnet": ("a", "b", "c", "d"), "vit": ("p", "q", "r")}
+BUDGETS = (1.0, 2.0, 4.0)
+
+
+def _point(model, budget, loss, family="nfnet", lr=0.1, seed=None):
+  return Point(run=f"runs/{model}_{budget}_{lr}_{seed}", name=f"{model}_{budget}_{lr}_{seed}",
+               model=model, family=family, params=1.0, flops_per_image=1.0, epochs=1.0,
+               base_lr=lr, compute=budget / 3600, compute_unit="core hours",
+               compute_kind="planned", heldout_loss=loss, heldout_top1=0.5,
+               budget=budget / 3600, seed=seed)
+
+
+def test_the_next_size_beyond_a_lower_or_upper_edge_optimum_and_none_when_interior():
+  points = [_point("b", 1.0, 1.0), _point("c", 1.0, 1.1), _point("d", 1.0, 1.2),  # lower edge
+            _point("a", 2.0, 1.0), _point("b", 2.0, 0.9), _point("c", 2.0, 0.95),  # interior
+            _point("a", 4.0, 1.0), _point("b", 4.0, 0.95), _point("c", 4.0, 0.9)]  # upper edge
+  assert edges.edge_sizes(points, LADDERS, BUDGETS) == {"a": [1.0], "d": [4.0]}
+
+
+def test_no_size_beyond_the_ladders_end_and_the_best_lr_of_a_size_counts():
+  points = [_point("b", 4.0, 1.0), _point("c", 4.0, 1.1), _point("d", 4.0, 1.3),
+            _point("d", 4.0, 0.8, lr=0.2)]  # d's best LR makes it the best size: the top end
+  assert edges.edge_sizes(points, LADDERS, BUDGETS) == {}
+  points = [_point("a", 1.0, 0.8), _point("b", 1.0, 1.0), _point("c", 1.0, 1.1)]
+  assert edges.edge_sizes(points, LADDERS, BUDGETS) == {}
+
+
+def test_seeds_are_averaged_before_the_best_size_is_chosen():
+  """One lucky seed of the smallest size does not make it the optimum: the geometric mean of
+  b's seeds (sqrt(0.7 * 1.4) = 0.99) loses to c's 0.98, an interior optimum."""
+  points = [_point("b", 4.0, 0.7, seed=0), _point("b", 4.0, 1.4, seed=1),
+            _point("c", 4.0, 0.98), _point("d", 4.0, 1.1)]
+  assert edges.edge_sizes(points, LADDERS, BUDGETS) == {}
+  points[1] = _point("b", 4.0, 0.8, seed=1)
+  assert edges.edge_sizes(points, LADDERS, BUDGETS) == {"a": [4.0]}
+
+
+def test_each_family_on_its_own_ladder():
+  points = [_point("b", 1.0, 1.0), _point("c", 1.0, 1.1), _point("d", 1.0, 1.2),
+            _point("q", 1.0, 1.0, "vit"), _point("r", 1.0, 0.9, "vit"),
+            _point("x", 1.0, 0.1, "hybrid")]  # a family without a ladder adds nothing
+  assert edges.edge_sizes(points, LADDERS, BUDGETS) == {"a": [1.0]}
+  assert edges.edge_sizes(points, dict(LADDERS, vit=("p", "q", "r", "s")), BUDGETS) == {
+      "a": [1.0], "s": [1.0]}
+
+
+def test_an_edge_at_the_largest_budget_trains_its_seeds_from_the_prior_runs():
+  points = [_point("b", 1.0, 1.0), _point("c", 1.0, 1.1), _point("d", 1.0, 1.2),
+            _point("b", 4.0, 1.0), _point("c", 4.0, 1.1), _point("d", 4.0, 1.2)]
+  finished = {"a": ["a_2_lr0.1"], "b": ["b_1_lr0.1"]}
+  grids = edges.edge_grids(points, LADDERS, BUDGETS, finished, {"nfnet": 0.4, "vit": 4e-3},
+                           3, 2)
+  assert grids == [grid.ModelGrid("a", "nfnet", (1.0,), 0.4, 3, 4.0, 2,
+                                  prior_runs=("a_2_lr0.1",))]
+  assert grids[0].planned_runs() == 3 + 2
+
+
+def test_a_job_of_an_edge_round_centres_on_its_prior_runs_and_trains_only_its_budgets():
+  """The prior runs enter every LR prediction; only the round's budgets are trained and
+  fine-tuned."""
+  job = object.__new__(model_runs.ModelRuns)
+  job.grid = grid.ModelGrid("a", "nfnet", (2.0,), 0.4, 3, 4.0, 2, prior_runs=("a_1",))
+  job.settings = types.SimpleNamespace(finetune_steps=4)
+  seen, trained, finetuned = [], [], []
+  prior = {"base_lr": 0.3, "heldout_loss": 1.0, "_name": "a_1"}
+  job._prior_sweeps = lambda: {1.0: [prior]}
+  job._lr_at = lambda sweeps, budget, default: seen.append(sorted(sweeps)) or 0.5
+  job.sweep = lambda budget, centre: trained.append((budget, centre)) or [
+      {"base_lr": centre, "heldout_loss": 0.9, "_name": f"a_{budget}"}]
+  job.pretrain = lambda budget, lr, seed: trained.append((budget, lr, seed)) or {
+      "base_lr": lr, "heldout_loss": 0.8, "_name": f"a_{budget}_{seed}"}
+  job._transfer_source = lambda: None
+  job.finetune = lambda name, run, source: finetuned.append(name)
+  job.run_all()
+  assert seen == [[1.0], [1.0, 2.0]]
+  assert trained == [(2.0, 0.5), (4.0, 0.5, 0), (4.0, 0.5, 1)]
+  assert finetuned == ["a_2.0", "a_4.0_0", "a_4.0_1"]
+
+
+def test_a_models_traces_add_up_over_its_jobs():
+  clock = types.SimpleNamespace(phases={}, cores=2)
+  jobs = [dict(model="a", traces=1, cost={}), dict(model="a", traces=1, cost={}),
+          dict(model="b", traces=1, cost={})]
+  assert accounting.breakdown_from(clock, jobs, wall=1.0)["traces"] == {"a": 2, "b": 1}
