@@ -1,7 +1,7 @@
 r"""The miniature study: ``python -m reproduce.study`` (the kit's main job, 16-18 min on 2 cores).
 
   python -m reproduce.study                        # the default grid on Fashion-MNIST
-  python -m reproduce.study --preset=long          # 5 sizes a family, 64x (~36 min)
+  python -m reproduce.study --preset=long          # 5 sizes a family, edge rounds (~44 min)
   python -m reproduce.study --dataset=digits       # the quick option: the embedded digits
   python -m reproduce.study --hybrids              # a third arm: hybrid ConvNet-ViTs (~25 min)
 
@@ -40,7 +40,8 @@ from reproduce.miniature import grid
 _WORKDIR = flags.DEFINE_string("workdir", "study_runs", "Where runs, fits and logs go.")
 _PRESET = flags.DEFINE_enum("preset", "default", sorted(grid.PRESETS),
                             "The grid: 'default' (4 sizes a family, 32x of compute, 16-18 min on 2 "
-                            "cores) or 'long' (5 sizes, 64x, ~36 min). Flags below override it.")
+                            "cores) or 'long' (5 sizes and edge rounds, ~44 min). Flags below "
+                            "override it.")
 _NFNETS = flags.DEFINE_list("nfnet_models", None,
                             "ConvNets of the study, smallest first (default: the preset's).")
 _VITS = flags.DEFINE_list("vit_models", None,

@@ -2,7 +2,10 @@
 size is the edge of the sizes it trained, the ladder's next size trains there, its sweeps
 centred by the model's earlier runs, which are read and never retrained."""
 
+import os
 import types
+
+import pytest
 
 from reproduce.analysis.runs import Point
 from reproduce.miniature import accounting
@@ -94,3 +97,73 @@ def test_a_models_traces_add_up_over_its_jobs():
   jobs = [dict(model="a", traces=1, cost={}), dict(model="a", traces=1, cost={}),
           dict(model="b", traces=1, cost={})]
   assert accounting.breakdown_from(clock, jobs, wall=1.0)["traces"] == {"a": 2, "b": 1}
+
+
+def _spec(tmp_path, rounds):
+  from reproduce.miniature import stages
+  return stages.StudySpec(str(tmp_path), ("a", "b", "c", "d"), ("p", "q", "r"), BUDGETS,
+                          {"nfnet": 0.4, "vit": 4e-3, "hybrid": 1e-2}, 3, 32, 0, 0, 0, None,
+                          0, edge_rounds=rounds)
+
+
+def test_a_round_reads_the_finished_runs_and_prints_what_it_adds(tmp_path, monkeypatch,
+                                                                 capsys):
+  from reproduce.miniature import stages
+  read = []
+  points = [_point("b", 1.0, 1.0), _point("c", 1.0, 1.1), _point("d", 1.0, 1.2)]
+  monkeypatch.setattr(stages.runs, "load_points",
+                      lambda dirs, compute: read.extend(dirs) or points)
+  costs = [dict(model="b", runs=["b_1"]), dict(model="a", runs=["a_2"]),
+           dict(model="a", runs=["a_4"])]
+  more = stages.edge_round(_spec(tmp_path, 2), costs, 1)
+  assert [os.path.basename(d) for d in read] == ["a_2", "a_4", "b_1"]
+  assert more == [grid.ModelGrid("a", "nfnet", (1.0,), 0.4, 3, None, grid.TOP_SEEDS,
+                                 prior_runs=("a_2", "a_4"))]
+  out = capsys.readouterr().out
+  assert "edge round 1 of 2" in out and "(centred by its earlier runs)" in out
+
+
+@pytest.mark.parametrize("rounds, found, jobs", [(0, [["x"]], 1), (3, [["x"], []], 2),
+                                                 (2, [["x"], ["y"], ["z"]], 3)])
+def test_rounds_run_until_none_is_found_or_they_are_spent(tmp_path, monkeypatch, rounds,
+                                                          found, jobs):
+  """The same pool trains each round's grids after the first stage's."""
+  from reproduce.miniature import stages
+  submitted, found = [], list(found)
+  monkeypatch.setattr(stages.data, "load_source", lambda *a, **k: types.SimpleNamespace(
+      name="d", train_size=1, heldout_size=1, num_classes=10))
+  monkeypatch.setattr(stages, "check_models", lambda *a: [])
+  monkeypatch.setattr(stages.grid_lib, "make_grid", lambda *a: [])
+  monkeypatch.setattr(stages, "edge_round", lambda spec, costs, n: found.pop(0))
+  monkeypatch.setattr(stages, "run_jobs", lambda pool, grids, *a, **k: submitted.append(
+      grids) or [])
+  class Fitted(Exception):
+    pass
+
+  def fit_and_compare(*args):
+    raise Fitted
+
+  monkeypatch.setattr(stages, "fit_and_compare", fit_and_compare)
+  monkeypatch.setattr(stages.Progress, "add", lambda self, grids: None)
+  with pytest.raises(Fitted):
+    stages.run_study(_spec(tmp_path, rounds))
+  assert submitted == [[], ["x"], ["y"]][:jobs]
+
+
+def test_the_prior_runs_are_read_by_their_nominal_budget(tmp_path):
+  """A run planned at 2 core-seconds (2/3600 core hours in its results.json) is the model's
+  sweep of budget 2; a prior run that never finished is left out."""
+  import json
+  from reproduce.miniature import run_paths
+  job = object.__new__(model_runs.ModelRuns)
+  job.settings = types.SimpleNamespace(workdir=str(tmp_path))
+  job.grid = grid.ModelGrid("a", "nfnet", (4.0,), 0.4, 3, None, 2,
+                            prior_runs=("a_2_x", "a_2_y", "a_1_lost"))
+  for name, lr in (("a_2_x", 0.2), ("a_2_y", 0.4)):
+    path = run_paths.run_dir(str(tmp_path), name)
+    os.makedirs(path)
+    with open(os.path.join(path, "results.json"), "w") as f:
+      json.dump({"base_lr": lr, "config": {"budget_core_hours": 2.0 / 3600.0}}, f)
+  prior = job._prior_sweeps()
+  assert list(prior) == [2.0]
+  assert [(r["_name"], r["base_lr"]) for r in prior[2.0]] == [("a_2_x", 0.2), ("a_2_y", 0.4)]

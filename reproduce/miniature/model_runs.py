@@ -236,7 +236,7 @@ class ModelRuns:
     for name in self.grid.prior_runs:
       done = rundir.RunDirectory(run_paths.run_dir(self.settings.workdir, name)).results()
       if done is not None:
-        budget = float(f"{done['config']['budget_core_hours'] * 3600:.6g}")
+        budget = done["config"]["budget_core_hours"] * 3600.0
         prior.setdefault(budget, []).append(dict(done, _name=name))
     return prior
 
