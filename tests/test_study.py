@@ -30,10 +30,6 @@ def _family(grids, family):
   return [g for g in grids if g.family == family]
 
 
-def _trained_at(g):
-  return g.sweep_budgets + ((g.top_budget,) if g.top_budget else ())
-
-
 @pytest.mark.parametrize("preset, sizes, span", [("default", 4, 30), ("long", 5, 30)])
 def test_each_presets_grid_can_show_an_optimum_in_the_papers_regime(preset, sizes, span):
   """Four sizes a family (the long preset: five, the hybrids' four aside), 30x of compute or
@@ -47,15 +43,15 @@ def test_each_presets_grid_can_show_an_optimum_in_the_papers_regime(preset, size
   for family in grid.FAMILIES:
     members = _family(grids, family)
     assert len(members) >= (4 if family == "hybrid" else sizes)
-    trained = [b for g in members for b in _trained_at(g)]
+    trained = [b for g in members for b in g.trained_budgets()]
     assert max(trained) / min(trained) >= span
     for budget in budgets:
-      assert sum(budget in _trained_at(g) for g in members) == ladders["band"], (family,
+      assert sum(budget in g.trained_budgets() for g in members) == ladders["band"], (family,
                                                                                  budget)
     assert ladders["band"] >= grid.MIN_BAND
     if len(members) > ladders["band"]:  # else every size at every budget
-      assert budgets[0] not in _trained_at(members[-1])
-      assert budgets[-1] not in _trained_at(members[0])
+      assert budgets[0] not in members[-1].trained_budgets()
+      assert budgets[-1] not in members[0].trained_budgets()
     assert all(g.top_seeds >= 2 for g in members if g.top_budget)
     assert all(g.lr_points >= 3 for g in members)
 
@@ -109,7 +105,7 @@ def test_every_run_in_the_papers_regime_under_two_epochs():
                          hybrids=grid.DEFAULT_HYBRIDS)
   for g in grids:
     train_flops = 3 * model_defs.stats(g.model, resolution=32, num_classes=10).flops
-    for budget in _trained_at(g):
+    for budget in g.trained_budgets():
       epochs = budget * 1e10 / train_flops / 60000
       assert epochs < 2.0, (g.model, budget, epochs)
 

@@ -7,15 +7,15 @@ bounded, and the size, epochs and ratio laws cannot use that budget (``fits._opt
 edge round trains the ladder's next size beyond it at that budget, as a sweep adds one LR
 beyond an edge optimum (``model_runs.ModelRuns.sweep``); rounds repeat until every optimum
 is interior, the ladder ends, or ``--edge_rounds`` are spent. The choice reads only the
-finished runs' held-out losses, which are deterministic, so every run of a commit adds the
-same sizes.
+finished runs' held-out losses, which are deterministic on one machine at one commit, so
+there every run adds the same sizes.
 """
 
 from __future__ import annotations
 
 import collections
 import math
-from typing import Mapping, Sequence
+from typing import Collection, Mapping, Sequence
 
 from reproduce.analysis import seeds
 from reproduce.analysis.runs import Point
@@ -23,16 +23,20 @@ from reproduce.miniature import grid as grid_lib
 
 
 def _nominal(budget_core_hours: float, budgets: Sequence[float]) -> float:
-  """The study budget (core-seconds) a run was planned for."""
+  """The study budget (core-seconds, as ``grid.plan_run`` takes it) a run was planned for:
+  its results.json keeps core hours."""
   seconds = budget_core_hours * 3600.0
   return min(budgets, key=lambda b: abs(math.log(b / seconds)))
 
 
 def edge_sizes(points: Sequence[Point], ladders: Mapping[str, Sequence[str]],
-               budgets: Sequence[float]) -> dict[str, list[float]]:
+               budgets: Sequence[float],
+               tried: Collection[tuple[str, float]] = ()) -> dict[str, list[float]]:
   """{model: budgets (core-seconds, ascending)} to add: at each family's budget whose best
   size (seeds averaged, its best LR) is the smallest or largest trained there, the next size
-  of ``ladders[family]`` (smallest first) beyond it, unless the ladder ends there."""
+  of ``ladders[family]`` (smallest first, as the study's flags take them) beyond it, unless
+  the ladder ends there or that (model, budget) was ``tried`` already (it diverged or bought
+  no step: trying it again would give the same)."""
   best = collections.defaultdict(dict)  # (family, budget) -> {model: lowest loss}
   for p in seeds.average_replicates(points):
     if p.family not in ladders or p.budget is None:
@@ -48,24 +52,20 @@ def edge_sizes(points: Sequence[Point], ladders: Mapping[str, Sequence[str]],
     top = ladder.index(min((m for m in losses if m in ladder), key=losses.get))
     for edge, step in ((ranks[0], -1), (ranks[-1], 1)):
       if top == edge and 0 <= top + step < len(ladder):
-        added[ladder[top + step]].append(budget)
+        if (ladder[top + step], budget) not in tried:
+          added[ladder[top + step]].append(budget)
   return {model: sorted(b) for model, b in sorted(added.items())}
 
 
 def edge_grids(points: Sequence[Point], ladders: Mapping[str, Sequence[str]],
                budgets: Sequence[float], finished: Mapping[str, Sequence[str]],
-               lr_centres: Mapping[str, float], lr_points: int,
-               top_seeds: int) -> list[grid_lib.ModelGrid]:
+               tried: Collection[tuple[str, float]], lr_centres: Mapping[str, float],
+               lr_points: int, top_seeds: int) -> list[grid_lib.ModelGrid]:
   """One ``ModelGrid`` per model of the next edge round (``edge_sizes``): its added budgets,
   the largest at the predicted LR with every seed, its sweeps centred by its ``finished``
   runs (names per model, read, never retrained)."""
-  top = max(budgets) if len(budgets) > 1 else None  # as ``grid.make_grid``
   family_of = {m: family for family, ladder in ladders.items() for m in ladder}
-  grids = []
-  for model, added in edge_sizes(points, ladders, budgets).items():
-    family = family_of[model]
-    grids.append(grid_lib.ModelGrid(
-        model, family, tuple(b for b in added if b != top), float(lr_centres[family]),
-        int(lr_points), top if top in added else None, int(top_seeds),
-        prior_runs=tuple(finished.get(model, ()))))
-  return grids
+  return [grid_lib.model_grid(model, family_of[model], added, budgets,
+                              lr_centres[family_of[model]], lr_points, top_seeds,
+                              prior_runs=finished.get(model, ()))
+          for model, added in edge_sizes(points, ladders, budgets, tried).items()]

@@ -148,6 +148,10 @@ class ModelGrid:
   top_seeds: int = TOP_SEEDS
   prior_runs: tuple[str, ...] = ()
 
+  def trained_budgets(self) -> tuple[float, ...]:
+    """Every budget the model trains at: its sweeps' and the largest."""
+    return self.sweep_budgets + ((self.top_budget,) if self.top_budget is not None else ())
+
   def planned_core_seconds(self) -> float:
     return (sum(self.sweep_budgets) * self.lr_points
             + (self.top_budget or 0.0) * self.top_seeds)
@@ -163,15 +167,25 @@ def make_grid(nfnets: Sequence[str], vits: Sequence[str], budgets: Sequence[floa
   """Every model's ``ModelGrid``, each family's models in the order given (small to large);
   ``hybrids`` is the optional third arm; ``band`` sizes a budget (``size_budgets``)."""
   budgets = sorted(budgets)
-  top = budgets[-1] if len(budgets) > 1 else None
   grids = []
   for family, models in zip(FAMILIES, (nfnets, vits, hybrids)):
     for rank, model in enumerate(models):
       own = size_budgets(rank, len(models), budgets, band)
-      grids.append(ModelGrid(model, family, tuple(b for b in own if b != top),
-                             float(lr_centres[family]), int(lr_points),
-                             top if top in own else None, int(top_seeds)))
+      grids.append(model_grid(model, family, own, budgets, lr_centres[family], lr_points,
+                              top_seeds))
   return grids
+
+
+def model_grid(model: str, family: str, own: Sequence[float], budgets: Sequence[float],
+               lr_centre: float, lr_points: int, top_seeds: int,
+               prior_runs: Sequence[str] = ()) -> ModelGrid:
+  """The ``ModelGrid`` of ``model`` training at its ``own`` budgets of the study's
+  ``budgets``: the largest of those (when there are two or more) at the predicted LR with
+  every seed, the others swept."""
+  top = max(budgets) if len(budgets) > 1 else None
+  return ModelGrid(model, family, tuple(b for b in own if b != top), float(lr_centre),
+                   int(lr_points), top if top in own else None, int(top_seeds),
+                   tuple(prior_runs))
 
 
 def run_name(model: str, budget_core_seconds: float, lr: float, seed_offset: int = 0) -> str:

@@ -153,16 +153,14 @@ class ModelRuns:
     self.finished_runs.append(name)
     return dict(results, _name=name)
 
-  def _points(self, sweeps: dict) -> list:
-    return [runs.point_from_record(run_paths.run_dir(self.settings.workdir, r["_name"]),
-                                   r["_name"], r)
-            for results in sweeps.values() for r in results]
-
-  def _lr_at(self, sweeps: dict, budget: float, default: float) -> float:
-    """The model's optimal LR at ``budget`` from its sweeps so far (``grid.predicted_lr``:
-    the trend of Figure 3, its slope kept plausible), or ``default`` before any sweep."""
+  def _lr_at(self, done: list[dict], budget: float, default: float) -> float:
+    """The model's optimal LR at ``budget`` from the sweeps among its finished runs ``done``
+    (``grid.predicted_lr``: the trend of Figure 3, its slope kept plausible), or ``default``
+    before any sweep."""
+    points = [runs.point_from_record(run_paths.run_dir(self.settings.workdir, r["_name"]),
+                                     r["_name"], r) for r in done]
     try:
-      found = frontier.optimal_lr(self._points(sweeps))
+      found = frontier.optimal_lr(points)
     except runs.ScalingError:  # no sweep yet
       return float(default)
     _, plan = self._plan(budget, default)
@@ -229,34 +227,36 @@ class ModelRuns:
 
   # -- the whole job ---------------------------------------------------------------------
 
-  def _prior_sweeps(self) -> dict:
-    """{budget core-seconds: results} of the model's runs of earlier rounds
+  def _prior_results(self) -> list[dict]:
+    """The results (with ``_name``) of the model's finished runs of earlier rounds
     (``grid.ModelGrid.prior_runs``): they centre the sweeps like the model's own."""
-    prior = {}
+    prior = []
     for name in self.grid.prior_runs:
       done = rundir.RunDirectory(run_paths.run_dir(self.settings.workdir, name)).results()
       if done is not None:
-        budget = done["config"]["budget_core_hours"] * 3600.0
-        prior.setdefault(budget, []).append(dict(done, _name=name))
+        prior.append(dict(done, _name=name))
     return prior
 
   def run_all(self) -> None:
     """Sweeps from the smallest budget up, each centred where the last ones (and the prior
     rounds' runs) point; the largest budget at its predicted LR with every seed; then the
     fine-tunes of this job's budgets."""
-    prior = self._prior_sweeps()
-    sweeps, centre = dict(prior), self.grid.lr_centre
+    prior, sweeps, centre = self._prior_results(), {}, self.grid.lr_centre
+
+    def done():  # every finished run of the model: the prior rounds' and this job's
+      return prior + [r for results in sweeps.values() for r in results]
+
     for budget in self.grid.sweep_budgets:
-      centre = self._lr_at(sweeps, budget, centre)
+      centre = self._lr_at(done(), budget, centre)
       sweeps[budget] = self.sweep(budget, centre)
     if self.grid.top_budget is not None:
-      lr = self._lr_at(sweeps, self.grid.top_budget, centre)
+      lr = self._lr_at(done(), self.grid.top_budget, centre)
       seeds = [self.pretrain(self.grid.top_budget, lr, s) for s in range(self.grid.top_seeds)]
       sweeps[self.grid.top_budget] = [r for r in seeds if r is not None]
     if self.settings.finetune_steps > 0:
       source = self._transfer_source()
       for budget, results in sweeps.items():
-        if not results or budget in prior:
+        if not results:
           continue
         # The best LR of a sweep; at the largest budget every seed (one LR), so that its
         # averaged point has a fine-tuned top-1 like every other budget.

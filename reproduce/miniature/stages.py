@@ -160,8 +160,9 @@ def run_jobs(pool, grids, settings: model_runs.Settings, progress: Progress,
       manager.shutdown()
 
 
-def edge_round(spec: StudySpec, costs, round_number: int) -> list:
-  """The grids of the next edge round (``edges.edge_grids``) from the runs finished so far,
+def edge_round(spec: StudySpec, costs, tried, round_number: int) -> list:
+  """The grids of the next edge round (``edges.edge_grids``) from the runs finished so far
+  (``costs``: the jobs' returns), never a (model, budget) of the ``tried`` grids again;
   printed; [] when every optimum is interior or bounded by its ladder's end."""
   finished = {}
   for cost in costs:
@@ -170,12 +171,16 @@ def edge_round(spec: StudySpec, costs, round_number: int) -> list:
   points = runs.load_points([run_paths.run_dir(spec.workdir, n) for n in names],
                             compute="planned")
   ladders = dict(zip(grid_lib.FAMILIES, (spec.nfnets, spec.vits, spec.hybrids)))
-  more = edges.edge_grids(points, ladders, spec.budgets, finished, spec.lr_centres,
+  pairs = {(g.model, b) for g in tried for b in g.trained_budgets()}
+  more = edges.edge_grids(points, ladders, spec.budgets, finished, pairs, spec.lr_centres,
                           spec.lr_points, spec.top_seeds)
-  if more:
-    say(f"  edge round {round_number} of {spec.edge_rounds}: the next size where a budget's "
-        f"best size was the edge of its band")
-    describe_models(more)
+  if not more:
+    say(f"  edge round {round_number} of {spec.edge_rounds}: none to add (every budget's "
+        f"optimum is interior or at the end of its ladder)")
+    return more
+  say(f"  edge round {round_number} of {spec.edge_rounds}: the next size where a budget's "
+      f"best size was the edge of its band")
+  describe_models(more)
   return more
 
 
@@ -259,11 +264,13 @@ def run_study(spec: StudySpec, started: float | None = None) -> dict:
   with clock.phase("workers"):
     with worker_pool.make_pool(spec.workers) as pool:
       costs = run_jobs(pool, grids, settings, progress, inline=spec.workers == 0)
+      tried = list(grids)
       for round_number in range(1, spec.edge_rounds + 1):
-        more = edge_round(spec, costs, round_number)
+        more = edge_round(spec, costs, tried, round_number)
         if not more:
           break
         progress.add(more)
+        tried += more
         costs += run_jobs(pool, more, settings, progress, inline=spec.workers == 0)
   say("3/4 scaling fits, the prediction and the comparison with the paper's claims:")
   with clock.phase("fits and report"):
